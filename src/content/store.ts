@@ -1,0 +1,106 @@
+// The content store: one file per content id (BitTorrent info hash) under ROOT/content, with
+// temp files under ROOT/tmp on the same filesystem so that storing is a rename. No network, no Git.
+import { mkdir, rename, rm, stat, readdir, unlink, statfs } from 'node:fs/promises';
+import { open as openCb } from 'node:fs';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ContentId, isContentId } from './metainfo.js';
+import { KeyedLock } from '../util/keyed-lock.js';
+
+const openFd = promisify(openCb);
+
+export interface SpaceInfo { total: number; free: number; available: number }
+
+export class ContentStore {
+  private lock = new KeyedLock();
+
+  constructor(readonly dir: string, readonly tmpDir: string) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  path(id: ContentId): string {
+    return join(this.dir, id.slice(0, 2), id);
+  }
+
+  async has(id: ContentId): Promise<boolean> {
+    try {
+      return (await stat(this.path(id))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /** A fresh temp file name; the caller creates and owns it until put() or unlink. */
+  tempPath(tag = 'w'): string {
+    return join(this.tmpDir, `${tag}-${process.pid}-${randomBytes(8).toString('hex')}`);
+  }
+
+  /** Moves a finished, hashed temp file into the store. Identical content is kept once. */
+  put(tmpPath: string, id: ContentId): Promise<void> {
+    if (!isContentId(id)) throw new Error(`not a content id: ${id}`);
+    return this.lock.run(id, async () => {
+      const dest = this.path(id);
+      if (await this.has(id)) {
+        await unlink(tmpPath);
+        return;
+      }
+      await mkdir(join(this.dir, id.slice(0, 2)), { recursive: true });
+      await rename(tmpPath, dest);
+    });
+  }
+
+  /**
+   * Removes content if `unused()` still says so once this id's lock is held, so a concurrent
+   * put() of the same bytes is never undone. Open readers keep their fd (POSIX unlink).
+   */
+  remove(id: ContentId, unused: () => boolean = () => true): Promise<boolean> {
+    return this.lock.run(id, async () => {
+      if (!unused()) return false;
+      try {
+        await unlink(this.path(id));
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw e;
+      }
+    });
+  }
+
+  /** Opens content for positional reads; the raw fd stays valid even if the content is removed. */
+  async openRead(id: ContentId): Promise<number> {
+    // A raw fd, not a FileHandle: one closed by GC would pull an fd from under FUSE reads.
+    return openFd(this.path(id), 'r');
+  }
+
+  async *list(): AsyncGenerator<ContentId> {
+    let prefixes: string[];
+    try {
+      prefixes = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    for (const p of prefixes) {
+      if (!/^[0-9a-f]{2}$/.test(p)) continue;
+      for (const name of await readdir(join(this.dir, p))) if (isContentId(name) && name.startsWith(p)) yield name;
+    }
+  }
+
+  /** Removes temp files left by a crashed process; called before a node starts serving. */
+  async cleanTemp(): Promise<number> {
+    let n = 0;
+    for (const name of await readdir(this.tmpDir)) {
+      await rm(join(this.tmpDir, name), { force: true, recursive: true });
+      n++;
+    }
+    return n;
+  }
+
+  async space(): Promise<SpaceInfo> {
+    const s = await statfs(this.dir);
+    return { total: s.blocks * s.bsize, free: s.bfree * s.bsize, available: s.bavail * s.bsize };
+  }
+}
