@@ -1,0 +1,59 @@
+// One namespace entry as stored in Git. A regular file's blob is a standard bencoded BitTorrent
+// v1 metainfo whose info dictionary depends on the content only, plus a "delugefs" dictionary
+// with the POSIX attributes; symlinks and directories (the "%dir" blob in each tree) carry the
+// "delugefs" dictionary alone.
+import { BDict, decode, encode, getBytes, getDict, getInt, isDict } from '../util/bencode.js';
+import { ContentId, Info, infoDict, infoHash, parseInfo } from '../content/metainfo.js';
+
+export interface Attrs {
+  /** Permission bits only (mode & 0o7777); the type is `type`. */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Milliseconds since the epoch. */
+  mtime: number;
+  ctime: number;
+}
+
+export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId }
+export interface LinkEntry extends Attrs { type: 'symlink'; target: string }
+export interface DirEntry extends Attrs { type: 'dir' }
+export type Entry = FileEntry | LinkEntry | DirEntry;
+
+export function encodeEntry(e: Entry): Buffer {
+  const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
+  if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
+  const top: BDict = { delugefs: attrs };
+  if (e.type === 'file') top.info = infoDict(e.info);
+  return encode(top);
+}
+
+export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
+  const top = decode(buf);
+  if (!isDict(top)) throw new Error(`${ctx}: not a dictionary`);
+  const a = getDict(top, 'delugefs', ctx);
+  const type = getBytes(a, 'type', ctx).toString();
+  const attrs: Attrs = {
+    mode: getInt(a, 'mode', ctx) & 0o7777,
+    uid: getInt(a, 'uid', ctx),
+    gid: getInt(a, 'gid', ctx),
+    mtime: getInt(a, 'mtime', ctx),
+    ctime: getInt(a, 'ctime', ctx),
+  };
+  switch (type) {
+    case 'file': {
+      const info = parseInfo(getDict(top, 'info', ctx), ctx);
+      return { type, ...attrs, info, id: infoHash(info) };
+    }
+    case 'symlink':
+      return { type, ...attrs, target: getBytes(a, 'target', ctx).toString() };
+    case 'dir':
+      return { type, ...attrs };
+    default:
+      throw new Error(`${ctx}: unknown entry type ${JSON.stringify(type)}`);
+  }
+}
+
+export function entrySize(e: Entry): number {
+  return e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : 4096;
+}

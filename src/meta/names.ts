@@ -1,0 +1,41 @@
+// POSIX names <-> Git tree entry names. Git refuses or treats specially some names (".git",
+// ".gitmodules", "git~1", ".", ".."), and DelugeFS keeps its own marker entries in every tree,
+// so every user name is escaped: '%' -> %25, '~' and control bytes -> %XX, and a leading '.'
+// -> %2E. An escaped name never contains '%' followed by a non-hex letter, so markers such as
+// "%dir" can never collide with a user's file.
+
+export const DIR_MARKER = '%dir';
+
+const HEX = '0123456789ABCDEF';
+
+export function encodeName(name: string): string {
+  if (name === '' || name.includes('/') || name.includes('\0')) throw new Error(`invalid name ${JSON.stringify(name)}`);
+  let out = '';
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x25 || c === 0x7e || c < 0x20 || c === 0x7f || (i === 0 && c === 0x2e)) {
+      out += '%' + HEX[c >> 4] + HEX[c & 15];
+    } else {
+      out += name[i];
+    }
+  }
+  return out;
+}
+
+export function decodeName(enc: string): string {
+  if (!enc.includes('%')) return enc;
+  return enc.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
+
+/** True for tree entries DelugeFS writes for itself; these never show in the mount. */
+export function isMarker(enc: string): boolean {
+  return /%(?![0-9A-F]{2})/.test(enc);
+}
+
+/** Splits an absolute mount path into its components ("/" -> []). */
+export function splitPath(path: string): string[] {
+  if (path === '/' || path === '') return [];
+  const parts = path.split('/');
+  if (parts[0] === '') parts.shift();
+  return parts;
+}

@@ -1,0 +1,278 @@
+// The namespace of one node: the in-memory tree, its write-ahead journal and batched commits to
+// the Git repository. Changes apply synchronously to the tree (so reads see them at once), are
+// journaled before they are acknowledged, and reach Git in batches. No network here.
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { readFile, writeFile, rename } from 'node:fs/promises';
+import { GitRepo } from './repo.js';
+import { Journal, Op } from './journal.js';
+import { DirNode, LeafNode, Node, Tree, objectId } from './tree.js';
+import { DirEntry, Entry, decodeEntry } from './entry.js';
+import { DIR_MARKER, decodeName, isMarker } from './names.js';
+import type { PackObject } from './pack.js';
+import type { Logger } from '../util/log.js';
+
+export interface NamespaceOptions {
+  /** ROOT/meta: holds repo.git and journal/. */
+  dir: string;
+  nodeId: string;
+  log: Logger;
+  /** Commit this long after the last change (ms)... */
+  idleMs?: number;
+  /** ...but at most this long after the first uncommitted one. */
+  maxDelayMs?: number;
+}
+
+const TRAILER = 'DelugeFS-Journal';
+
+export class Namespace extends EventEmitter {
+  readonly repo: GitRepo;
+  readonly journal: Journal;
+  tree!: Tree;
+  head: string | null = null;
+  private pending: string[] = [];
+  private firstPendingAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+  private commits = 0;
+  private closed = false;
+
+  private constructor(private readonly opts: NamespaceOptions) {
+    super();
+    this.repo = new GitRepo(join(opts.dir, 'repo.git'));
+    this.journal = new Journal(join(opts.dir, 'journal'));
+  }
+
+  /** Creates the repository of a new cluster with an empty root directory. */
+  static async create(opts: NamespaceOptions, root: DirEntry, message: string): Promise<Namespace> {
+    const ns = new Namespace(opts);
+    await ns.repo.init();
+    ns.tree = new Tree(root);
+    ns.wireTree();
+    await ns.journal.start();
+    ns.pending.push(message);
+    await ns.commit();
+    return ns;
+  }
+
+  /** Opens an existing repository: loads HEAD into memory and replays the journal on top. */
+  static async open(opts: NamespaceOptions): Promise<Namespace> {
+    const ns = new Namespace(opts);
+    if (!(await ns.repo.exists())) throw new Error(`no metadata repository at ${ns.repo.dir}`);
+    ns.head = await ns.repo.head();
+    if (!ns.head) throw new Error(`metadata repository ${ns.repo.dir} has no commits`);
+    const commit = await ns.repo.readCommit(ns.head);
+    ns.tree = await loadTree(ns.repo, commit.tree);
+    ns.wireTree();
+    const committed = Math.max(await ns.readCommittedGen(), trailerGen(commit.message, opts.nodeId));
+    const { ops, torn } = await ns.journal.readAfter(committed);
+    if (torn) opts.log.warn('journal.torn', { lines: torn });
+    let replayed = 0;
+    for (const op of ops) {
+      try {
+        ns.applyToTree(op);
+        replayed++;
+      } catch (e) {
+        opts.log.warn('journal.replay.skip', { op: op.o, path: op.p, error: (e as Error).message });
+      }
+    }
+    await ns.journal.start();
+    if (replayed) {
+      opts.log.info('journal.replayed', { ops: replayed });
+      ns.pending.push(`Recover ${replayed} journaled changes`);
+      // The replayed changes are in no live journal segment: commit them before anything else.
+      await ns.commitReplay(committed);
+    }
+    await ns.journal.drop(ns.journal.generation - 1);
+    return ns;
+  }
+
+  private wireTree(): void {
+    this.tree.onUnreferenced = (id) => this.emit('unreferenced', id);
+  }
+
+  get(path: string): Node | undefined {
+    return this.tree.get(path);
+  }
+
+  /** Applies a change now and resolves once it is journaled. Throws FsError if it is invalid. */
+  apply(op: Op): Promise<void> {
+    if (this.closed) throw new Error('namespace is closed');
+    this.applyToTree(op);
+    this.note(describe(op));
+    return this.journal.append(op);
+  }
+
+  private applyToTree(op: Op): void {
+    if (op.o === 'put') this.tree.put(op.p, op.e);
+    else if (op.o === 'rm') this.tree.remove(op.p);
+    else this.tree.rename(op.p, op.to);
+  }
+
+  private note(line: string): void {
+    if (!this.pending.length) this.firstPendingAt = Date.now();
+    if (this.pending.length < 1000) this.pending.push(line);
+    else this.pending[999] = `... and more`;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    const idle = this.opts.idleMs ?? 200;
+    const max = this.opts.maxDelayMs ?? 1000;
+    const wait = Math.max(0, Math.min(idle, this.firstPendingAt + max - Date.now()));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.commit().catch((e) => this.opts.log.error('commit.failed', { error: (e as Error).message }));
+    }, wait);
+    this.timer.unref();
+  }
+
+  /** Commits everything applied so far; resolves with the new head (or the old one if nothing changed). */
+  commit(): Promise<string | null> {
+    const next = this.chain.then(() => this.commitNow());
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async commitNow(): Promise<string | null> {
+    if (!this.pending.length) return this.head;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const lines = this.pending;
+    this.pending = [];
+    // Snapshot and journal rotation happen in one synchronous step: the commit holds exactly
+    // the ops of the generations up to `gen`.
+    const snap = this.tree.snapshot();
+    const gen = await this.journal.rotate();
+    return this.writeCommit(snap, lines, gen);
+  }
+
+  private async commitReplay(committed: number): Promise<void> {
+    const snap = this.tree.snapshot();
+    const lines = this.pending;
+    this.pending = [];
+    // Everything read from the journal is in this commit; record the newest sealed generation.
+    await this.writeCommit(snap, lines, Math.max(committed, this.journal.generation - 1));
+  }
+
+  private async writeCommit(snap: { root: string; objects: PackObject[] }, lines: string[], gen: number): Promise<string> {
+    const time = Math.floor(Date.now() / 1000);
+    const who = `${this.opts.nodeId} <${this.opts.nodeId}@delugefs>`;
+    const subject = lines.length === 1 ? lines[0]! : `${lines.length} changes: ${lines.slice(0, 3).join(', ')}${lines.length > 3 ? ', ...' : ''}`;
+    const body = lines.length > 1 ? `\n\n${lines.slice(0, 200).join('\n')}${lines.length > 200 ? `\n... ${lines.length - 200} more` : ''}` : '';
+    const text =
+      `tree ${snap.root}\n` +
+      (this.head ? `parent ${this.head}\n` : '') +
+      `author ${who} ${time} +0000\ncommitter ${who} ${time} +0000\n\n` +
+      `${oneLine(subject)}${body}\n\n${TRAILER}: ${this.opts.nodeId} ${gen}\n`;
+    const data = Buffer.from(text);
+    const oid = objectId('commit', data);
+    await this.repo.writeObjects([...snap.objects, { type: 'commit', oid, data }]);
+    await this.repo.updateRef(oid, this.head, `commit: ${oneLine(subject)}`);
+    this.head = oid;
+    await this.writeCommittedGen(gen, oid);
+    await this.journal.drop(gen);
+    this.emit('commit', oid);
+    if (++this.commits % 20 === 0) await this.repo.maintain();
+    return oid;
+  }
+
+  private committedFile(): string {
+    return join(this.opts.dir, 'journal', 'committed');
+  }
+
+  private async readCommittedGen(): Promise<number> {
+    try {
+      return Number((await readFile(this.committedFile(), 'utf8')).split(' ')[0]) || 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  private async writeCommittedGen(gen: number, oid: string): Promise<void> {
+    const tmp = this.committedFile() + '.tmp';
+    await writeFile(tmp, `${gen} ${oid}\n`);
+    await rename(tmp, this.committedFile());
+  }
+
+  /** Durability for an application's fsync: the journal reaches the disk. */
+  sync(): Promise<void> {
+    return this.journal.sync();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.commit();
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.journal.close();
+  }
+}
+
+function oneLine(s: string): string {
+  return s.replace(/[\r\n\t]/g, ' ').slice(0, 200);
+}
+
+function describe(op: Op): string {
+  const q = (p: string) => JSON.stringify(p).slice(1, -1);
+  if (op.o === 'rm') return `delete ${q(op.p)}`;
+  if (op.o === 'mv') return `rename ${q(op.p)} -> ${q(op.to)}`;
+  return `${op.e.type === 'dir' ? 'dir' : op.e.type === 'symlink' ? 'link' : 'write'} ${q(op.p)}`;
+}
+
+function trailerGen(message: string, nodeId: string): number {
+  const m = new RegExp(`^${TRAILER}: (\\S+) (\\d+)$`, 'm').exec(message);
+  return m && m[1] === nodeId ? Number(m[2]) : 0;
+}
+
+/** Rebuilds the in-memory tree of a commit: one ls-tree and one cat-file --batch, no per-entry process. */
+export async function loadTree(repo: GitRepo, rootTree: string): Promise<Tree> {
+  const rows = await repo.lsTree(rootTree);
+  const blobOids = [...new Set(rows.filter((r) => r.type === 'blob').map((r) => r.oid))];
+  const blobs = await repo.readBlobs(blobOids);
+  const decoded = new Map<string, Entry>();
+  const entryOf = (oid: string, path: string): Entry => {
+    let e = decoded.get(oid);
+    if (!e) {
+      e = decodeEntry(blobs.get(oid)!, `entry ${path}`);
+      decoded.set(oid, e);
+    }
+    return e;
+  };
+  const rootRow = rows.find((r) => r.path === DIR_MARKER);
+  const rootEntry = rootRow ? entryOf(rootRow.oid, '/') : undefined;
+  if (rootEntry?.type !== 'dir') throw new Error(`tree ${rootTree} has no root directory entry`);
+  const tree = new Tree(rootEntry);
+  tree.root.oid = rootTree;
+  const dirs = new Map<string, DirNode>([['', tree.root]]);
+  for (const r of rows) {
+    const slash = r.path.lastIndexOf('/');
+    const parentPath = slash < 0 ? '' : r.path.slice(0, slash);
+    const enc = r.path.slice(slash + 1);
+    const parent = dirs.get(parentPath);
+    if (!parent) continue; // below a marker or a skipped entry
+    if (r.type === 'tree') {
+      if (isMarker(enc)) continue; // internal data (e.g. cluster records), never in the namespace
+      const d = new DirNode({ type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 0, ctime: 0 });
+      d.oid = r.oid;
+      dirs.set(r.path, d);
+      tree.attach(parent, decodeName(enc), d);
+    } else if (r.type === 'blob') {
+      if (enc === DIR_MARKER) {
+        const e = entryOf(r.oid, r.path);
+        if (e.type === 'dir') parent.entry = e;
+        continue;
+      }
+      if (isMarker(enc)) continue;
+      const e = entryOf(r.oid, r.path);
+      if (e.type === 'dir') continue;
+      const leaf = new LeafNode(e);
+      leaf.oid = r.oid;
+      tree.attach(parent, decodeName(enc), leaf);
+    }
+  }
+  return tree;
+}

@@ -1,0 +1,126 @@
+// The metadata repository: a bare Git repository under the node root. Objects are written as
+// packs by pack.ts; Git itself is used for what it does best (refs, reading, fsck, gc).
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { run } from '../util/exec.js';
+import { writePack, PackObject } from './pack.js';
+
+export const BRANCH = 'refs/heads/main';
+
+export interface CommitInfo { tree: string; parents: string[]; message: string }
+
+export class GitRepo {
+  constructor(readonly dir: string) {}
+
+  private git(args: string[], input?: Buffer | string, allowFail = false) {
+    return run('git', ['--git-dir', this.dir, ...args], { input, allowFail, env: gitEnv() });
+  }
+
+  async exists(): Promise<boolean> {
+    try {
+      return (await stat(join(this.dir, 'HEAD'))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  async init(): Promise<void> {
+    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', this.dir], { env: gitEnv() });
+    // Packs come in small and often; let git gc fold them together in the background.
+    await this.git(['config', 'gc.autoPackLimit', '20']);
+    await this.git(['config', 'gc.autoDetach', 'false']);
+    await this.git(['config', 'core.logAllRefUpdates', 'true']);
+    await this.git(['config', 'receive.denyNonFastForwards', 'true']);
+  }
+
+  async head(): Promise<string | null> {
+    const r = await this.git(['rev-parse', '--verify', '--quiet', `${BRANCH}^{commit}`], undefined, true);
+    return r.code === 0 ? r.stdout.toString().trim() : null;
+  }
+
+  /** Moves the branch from `old` (null: must not exist) to `next`, atomically. */
+  async updateRef(next: string, old: string | null, reason: string): Promise<void> {
+    await this.git(['update-ref', '-m', reason, BRANCH, next, old ?? '0'.repeat(40)]);
+  }
+
+  async writeObjects(objects: PackObject[]): Promise<void> {
+    await writePack(join(this.dir, 'objects'), objects);
+  }
+
+  async readCommit(oid: string): Promise<CommitInfo> {
+    const text = (await this.git(['cat-file', 'commit', oid])).stdout.toString();
+    const [head, ...rest] = text.split('\n\n');
+    const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
+    if (!tree) throw new Error(`commit ${oid} has no tree`);
+    const parents = [...(head ?? '').matchAll(/^parent ([0-9a-f]{40})$/gm)].map((m) => m[1]!);
+    return { tree, parents, message: rest.join('\n\n') };
+  }
+
+  /** Every entry below a tree: [mode, type, oid, path] with raw (encoded) paths. */
+  async lsTree(tree: string): Promise<{ mode: string; type: string; oid: string; path: string }[]> {
+    const out = (await this.git(['ls-tree', '-r', '-t', '-z', '--full-tree', tree])).stdout;
+    const rows = [];
+    let pos = 0;
+    while (pos < out.length) {
+      const end = out.indexOf(0, pos);
+      const line = out.toString('utf8', pos, end);
+      pos = end + 1;
+      const tab = line.indexOf('\t');
+      const [mode, type, oid] = line.slice(0, tab).split(' ');
+      rows.push({ mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) });
+    }
+    return rows;
+  }
+
+  /** Reads many objects through one `git cat-file --batch`. */
+  async readBlobs(oids: string[]): Promise<Map<string, Buffer>> {
+    const result = new Map<string, Buffer>();
+    if (!oids.length) return result;
+    const p = spawn('git', ['--git-dir', this.dir, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
+    let stderr = '';
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    p.stdin.on('error', () => {});
+    p.stdin.end(oids.join('\n') + '\n');
+    let buf: Buffer = Buffer.alloc(0);
+    let i = 0;
+    for await (const chunk of p.stdout as AsyncIterable<Buffer>) {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      let pos = 0;
+      for (;;) {
+        const nl = buf.indexOf(10, pos);
+        if (nl < 0) break;
+        const hdr = buf.toString('latin1', pos, nl).split(' ');
+        if (hdr[1] === 'missing') throw new Error(`object ${hdr[0]} is missing from ${this.dir}`);
+        const size = Number(hdr[2]);
+        if (buf.length < nl + 1 + size + 1) break;
+        result.set(oids[i++]!, Buffer.from(buf.subarray(nl + 1, nl + 1 + size)));
+        pos = nl + 1 + size + 1;
+      }
+      buf = buf.subarray(pos);
+    }
+    const code: number = await new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.on('close', (c) => r(c ?? -1))));
+    if (code !== 0 || i !== oids.length) throw new Error(`git cat-file --batch failed: ${stderr.trim()}`);
+    return result;
+  }
+
+  async fsck(): Promise<{ ok: boolean; output: string }> {
+    const r = await this.git(['fsck', '--strict', '--no-dangling'], undefined, true);
+    return { ok: r.code === 0, output: r.stdout.toString() + r.stderr };
+  }
+
+  async log(max = 20): Promise<string[]> {
+    const r = await this.git(['log', `-${max}`, '--format=%H %s', BRANCH], undefined, true);
+    return r.stdout.toString().split('\n').filter(Boolean);
+  }
+
+  /** Folds small packs together when there are many; runs git's own gc heuristics. */
+  async maintain(): Promise<void> {
+    await this.git(['gc', '--auto', '--quiet'], undefined, true);
+  }
+}
+
+/** Git must not read the user's config or templates: the repository is ours alone. */
+export function gitEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' };
+}

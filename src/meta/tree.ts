@@ -1,0 +1,211 @@
+// The in-memory index of the namespace: every directory, file and symlink of the current tree,
+// with the Git object id of each clean subtree cached so a commit only re-encodes what changed.
+// getattr/readdir/lookup are served from here; nothing on a read path spawns a process.
+import { createHash } from 'node:crypto';
+import { FsError } from '../util/errors.js';
+import { DirEntry, Entry, FileEntry, LinkEntry, encodeEntry } from './entry.js';
+import { DIR_MARKER, encodeName, splitPath } from './names.js';
+import type { ContentId } from '../content/metainfo.js';
+
+export class DirNode {
+  readonly kind = 'dir';
+  children = new Map<string, Node>();
+  /** Git tree id; null while this directory or anything below it has uncommitted changes. */
+  oid: string | null = null;
+  constructor(public entry: DirEntry) {}
+}
+
+export class LeafNode {
+  readonly kind = 'leaf';
+  oid: string | null = null;
+  constructor(public entry: FileEntry | LinkEntry) {}
+}
+
+export type Node = DirNode | LeafNode;
+
+export interface GitObject { type: 'blob' | 'tree'; oid: string; data: Buffer }
+
+export function objectId(type: string, data: Buffer): string {
+  return createHash('sha1').update(`${type} ${data.length}\0`).update(data).digest('hex');
+}
+
+export const MAX_NAME_BYTES = 255;
+
+export class Tree {
+  root: DirNode;
+  private refs = new Map<ContentId, number>();
+  /** Called when the last entry referencing a content id goes away. */
+  onUnreferenced: (id: ContentId) => void = () => {};
+
+  constructor(rootEntry: DirEntry) {
+    this.root = new DirNode(rootEntry);
+  }
+
+  get(path: string): Node | undefined {
+    let n: Node = this.root;
+    for (const part of splitPath(path)) {
+      if (n.kind !== 'dir') return undefined;
+      const c = n.children.get(part);
+      if (!c) return undefined;
+      n = c;
+    }
+    return n;
+  }
+
+  isReferenced(id: ContentId): boolean {
+    return (this.refs.get(id) ?? 0) > 0;
+  }
+
+  contentIds(): IterableIterator<ContentId> {
+    return this.refs.keys();
+  }
+
+  /** Walks to the parent directory of path, invalidating cached ids along the way. */
+  private parentFor(path: string, dirty: boolean): { dir: DirNode; name: string } {
+    const parts = splitPath(path);
+    const name = parts.pop();
+    if (name === undefined) throw new FsError('EBUSY', 'the root cannot be replaced');
+    if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new FsError('ENAMETOOLONG', name);
+    let dir = this.root;
+    const seen: DirNode[] = [dir];
+    for (const part of parts) {
+      const c = dir.children.get(part);
+      if (!c) throw new FsError('ENOENT', path);
+      if (c.kind !== 'dir') throw new FsError('ENOTDIR', path);
+      dir = c;
+      seen.push(dir);
+    }
+    if (dirty) for (const d of seen) d.oid = null;
+    return { dir, name };
+  }
+
+  /** Creates or replaces an entry. A directory entry on an existing directory updates its attributes. */
+  put(path: string, entry: Entry): void {
+    if (entry.type === 'dir' && splitPath(path).length === 0) {
+      this.root.entry = entry;
+      this.root.oid = null;
+      return;
+    }
+    const { dir, name } = this.parentFor(path, true);
+    const old = dir.children.get(name);
+    if (entry.type === 'dir') {
+      if (old?.kind === 'dir') {
+        old.entry = entry;
+        old.oid = null;
+        return;
+      }
+      if (old) this.unref(old);
+      dir.children.set(name, new DirNode(entry));
+      return;
+    }
+    if (old?.kind === 'dir') throw new FsError('EISDIR', path);
+    if (entry.type === 'file') this.ref(entry.id);
+    if (old) this.unref(old);
+    dir.children.set(name, new LeafNode(entry));
+  }
+
+  remove(path: string): Node {
+    const { dir, name } = this.parentFor(path, true);
+    const old = dir.children.get(name);
+    if (!old) throw new FsError('ENOENT', path);
+    dir.children.delete(name);
+    this.unref(old);
+    return old;
+  }
+
+  /** rename(2): replaces a file, or an empty directory with a directory. */
+  rename(from: string, to: string): void {
+    const src = this.parentFor(from, false);
+    const node = src.dir.children.get(src.name);
+    if (!node) throw new FsError('ENOENT', from);
+    if (from === to) return;
+    if (node.kind === 'dir' && (to + '/').startsWith(from + '/')) throw new FsError('EINVAL', `${to} is inside ${from}`);
+    const dst = this.parentFor(to, false);
+    const old = dst.dir.children.get(dst.name);
+    if (old) {
+      if (old.kind === 'dir' && node.kind !== 'dir') throw new FsError('EISDIR', to);
+      if (old.kind !== 'dir' && node.kind === 'dir') throw new FsError('ENOTDIR', to);
+      if (old.kind === 'dir' && old.children.size) throw new FsError('ENOTEMPTY', to);
+    }
+    this.parentFor(from, true);
+    this.parentFor(to, true);
+    src.dir.children.delete(src.name);
+    if (old) this.unref(old);
+    dst.dir.children.set(dst.name, node);
+  }
+
+  /** Adds a loaded subtree without touching cached ids (used while rebuilding from Git). */
+  attach(parent: DirNode, name: string, node: Node): void {
+    parent.children.set(name, node);
+    this.walkRefs(node, 1);
+  }
+
+  private ref(id: ContentId): void {
+    this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
+  }
+
+  private unref(node: Node): void {
+    this.walkRefs(node, -1);
+  }
+
+  private walkRefs(node: Node, delta: number): void {
+    if (node.kind === 'dir') {
+      for (const c of node.children.values()) this.walkRefs(c, delta);
+      return;
+    }
+    if (node.entry.type !== 'file') return;
+    const id = node.entry.id;
+    const n = (this.refs.get(id) ?? 0) + delta;
+    if (n > 0) this.refs.set(id, n);
+    else {
+      this.refs.delete(id);
+      if (delta < 0) this.onUnreferenced(id);
+    }
+  }
+
+  /**
+   * Encodes every changed directory and entry into Git objects, synchronously, so the result is
+   * a consistent snapshot even while new changes arrive. Returns the root tree id and the new objects.
+   */
+  snapshot(): { root: string; objects: GitObject[] } {
+    const objects: GitObject[] = [];
+    const root = this.encodeDir(this.root, objects);
+    return { root, objects };
+  }
+
+  private encodeDir(dir: DirNode, out: GitObject[]): string {
+    if (dir.oid) return dir.oid;
+    const rows: { key: Buffer; mode: string; oid: string }[] = [];
+    const marker = encodeEntry(dir.entry);
+    const markerOid = objectId('blob', marker);
+    out.push({ type: 'blob', oid: markerOid, data: marker });
+    rows.push({ key: Buffer.from(DIR_MARKER), mode: '100644', oid: markerOid });
+    for (const [name, child] of dir.children) {
+      const enc = Buffer.from(encodeName(name));
+      if (child.kind === 'dir') {
+        // Git orders a tree entry as if its name ended in '/'.
+        rows.push({ key: Buffer.concat([enc, SLASH]), mode: '40000', oid: this.encodeDir(child, out) });
+      } else {
+        if (!child.oid) {
+          const data = encodeEntry(child.entry);
+          child.oid = objectId('blob', data);
+          out.push({ type: 'blob', oid: child.oid, data });
+        }
+        rows.push({ key: enc, mode: '100644', oid: child.oid });
+      }
+    }
+    rows.sort((a, b) => Buffer.compare(a.key, b.key));
+    const parts: Buffer[] = [];
+    for (const r of rows) {
+      const name = r.mode === '40000' ? r.key.subarray(0, r.key.length - 1) : r.key;
+      parts.push(Buffer.from(`${r.mode} `), name, ZERO, Buffer.from(r.oid, 'hex'));
+    }
+    const data = Buffer.concat(parts);
+    dir.oid = objectId('tree', data);
+    out.push({ type: 'tree', oid: dir.oid, data });
+    return dir.oid;
+  }
+}
+
+const SLASH = Buffer.from('/');
+const ZERO = Buffer.from([0]);

@@ -1,0 +1,17 @@
+// Filesystem errors carry a POSIX code so every layer can fail precisely and FUSE can map it.
+export type Errno =
+  | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'EPERM' | 'EACCES'
+  | 'EBADF' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EXDEV' | 'EROFS' | 'EBUSY' | 'ENOSYS' | 'EMLINK';
+
+export class FsError extends Error {
+  constructor(readonly code: Errno, message?: string) {
+    super(message ? `${code}: ${message}` : code);
+    this.name = 'FsError';
+  }
+}
+
+export function errnoOf(e: unknown): string {
+  if (e instanceof FsError) return e.code;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : 'EIO';
+}
