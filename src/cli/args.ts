@@ -1,0 +1,95 @@
+// Command-line parsing for `delugefs`. Positional CLUSTER ROOT [MOUNTPOINT] and the flags
+// --cluster/--root/--mount are the same thing; errors name the problem and point to --help.
+
+export interface RunArgs {
+  command: 'run';
+  cluster: string;
+  root: string;
+  mount?: string;
+  create: boolean;
+  port: number;
+  allowOther: boolean;
+  json: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+export type Args = RunArgs | { command: 'help' } | { command: 'version' };
+
+export const USAGE = `Usage:
+  delugefs CLUSTER ROOT [MOUNTPOINT] [options]
+  delugefs --cluster CLUSTER --root ROOT [--mount MOUNTPOINT] [options]
+
+Runs one DelugeFS node: ROOT is the node's disk (its data lives there), MOUNTPOINT is where the
+whole cluster appears as one filesystem. Without a mount point the node stores data only.
+
+Options:
+  --create          start a new cluster in ROOT (an empty or missing directory)
+  --port N          BitTorrent port: the first free port from N upward (default 6881)
+  --allow-other     let other users use the mount (FUSE allow_other)
+  --json            print the ready line as JSON
+  --log-level L     debug, info, warn or error (default info); logs are JSON lines on stderr
+  -h, --help        show this help
+  -V, --version     show the version
+
+Examples:
+  delugefs bigstore /tank/delugefs /mnt/bigstore --create
+  delugefs --cluster bigstore --root /mnt/disk2/.bigstoredb`;
+
+export class UsageError extends Error {}
+
+const CLUSTER_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function parseArgs(argv: string[]): Args {
+  const pos: string[] = [];
+  const named: { cluster?: string; root?: string; mount?: string } = {};
+  let create = false, allowOther = false, json = false, port = 6881;
+  let logLevel: RunArgs['logLevel'] = 'info';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const value = (): string => {
+      if (eq > 0) return a.slice(eq + 1);
+      const v = argv[++i];
+      if (v === undefined || (v.startsWith('-') && v !== '-')) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '-h': case '--help': return { command: 'help' };
+      case '-V': case '--version': return { command: 'version' };
+      case '--create': create = true; break;
+      case '--allow-other': allowOther = true; break;
+      case '--json': json = true; break;
+      case '--cluster': named.cluster = value(); break;
+      case '--root': named.root = value(); break;
+      case '--mount': named.mount = value(); break;
+      case '--port': {
+        const v = value();
+        if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`--port must be a TCP port (1-65535), not "${v}"`);
+        port = +v;
+        break;
+      }
+      case '--log-level': {
+        const v = value();
+        if (!['debug', 'info', 'warn', 'error'].includes(v)) throw new UsageError(`--log-level must be debug, info, warn or error`);
+        logLevel = v as RunArgs['logLevel'];
+        break;
+      }
+      default:
+        if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
+        pos.push(a);
+    }
+  }
+  if (pos.length > 3) throw new UsageError(`too many arguments: ${pos.slice(3).join(' ')}`);
+  const merge = (key: 'cluster' | 'root' | 'mount', p: string | undefined): string | undefined => {
+    const n = named[key];
+    if (n !== undefined && p !== undefined && n !== p) throw new UsageError(`${key} given twice: "${p}" and --${key} "${n}"`);
+    return n ?? p;
+  };
+  const cluster = merge('cluster', pos[0]);
+  const root = merge('root', pos[1]);
+  const mount = merge('mount', pos[2]);
+  if (!cluster) throw new UsageError('missing CLUSTER (the cluster name)');
+  if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
+  if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel };
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// The `delugefs` command.
+import { readFileSync } from 'node:fs';
+import { parseArgs, UsageError, USAGE } from './args.js';
+import { runNode, CheckError } from './run.js';
+
+function version(): string {
+  // Read once at start, before any mount exists.
+  return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+}
+
+async function main(argv: string[]): Promise<void> {
+  let args;
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`delugefs: ${e.message}\nRun "delugefs --help" for usage.\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  if (args.command === 'help') return void process.stdout.write(USAGE + '\n');
+  if (args.command === 'version') return void process.stdout.write(`delugefs ${version()}\n`);
+  try {
+    await runNode(args);
+  } catch (e) {
+    process.stderr.write(`delugefs: ${(e as Error).message}\n`);
+    process.exit(e instanceof CheckError ? 1 : 3);
+  }
+}
+
+void main(process.argv.slice(2));

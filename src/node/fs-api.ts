@@ -1,0 +1,39 @@
+// The narrow interface between the FUSE adapter and a node (like Syncthing's fs.Filesystem):
+// paths are absolute mount paths, errors are FsError with a POSIX code, handles are numbers > 0.
+export interface Stat {
+  type: 'file' | 'dir' | 'symlink';
+  /** Permission bits only. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Milliseconds since the epoch. */
+  mtime: number;
+  ctime: number;
+}
+
+export interface Space { blockSize: number; blocks: number; free: number; available: number; files: number }
+
+export interface FileSystem {
+  stat(path: string): Stat;
+  list(path: string): string[];
+  open(path: string, flags: number): Promise<number>;
+  create(path: string, mode: number): Promise<number>;
+  read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  write(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  truncate(path: string, size: number): Promise<void>;
+  ftruncate(fh: number, size: number): Promise<void>;
+  flush(fh: number): Promise<void>;
+  fsync(fh: number): Promise<void>;
+  release(fh: number): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, mode: number): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  symlink(target: string, path: string): Promise<void>;
+  readlink(path: string): string;
+  chmod(path: string, mode: number): Promise<void>;
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  utimens(path: string, atime: number, mtime: number): Promise<void>;
+  statfs(): Promise<Space>;
+}

@@ -1,0 +1,393 @@
+// A node: one disk root holding a namespace (meta/) and a content store (content/). It
+// implements the FileSystem interface that fuse/ calls; the cluster, swarm and replication
+// attach to it later through the same object.
+import { EventEmitter } from 'node:events';
+import { constants as fsc } from 'node:fs';
+import { copyFile, unlink } from 'node:fs/promises';
+import { FsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { ContentStore } from '../content/store.js';
+import { hashFile } from '../content/hasher.js';
+import { ContentId, Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
+import { Namespace } from '../meta/namespace.js';
+import type { DirEntry, Entry, FileEntry } from '../meta/entry.js';
+import { FileSystem, Space, Stat } from './fs-api.js';
+import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate, fdWrite } from './open-file.js';
+import { NodeConfig, RootPaths } from './layout.js';
+
+/** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */
+const O_ACCMODE = 3;
+const EMPTY_INFO: Info = { length: 0, pieceLength: pieceLengthFor(0), pieces: Buffer.alloc(0) };
+const EMPTY_ID = infoHash(EMPTY_INFO);
+
+export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
+
+export class DelugeNode extends EventEmitter implements FileSystem {
+  readonly store: ContentStore;
+  ns!: Namespace;
+  private handles = new Map<number, OpenFile>();
+  private nextHandle = 1;
+  private dirtyHandles = 0;
+  /** Content ids being stored right now: never garbage-collected in between. */
+  private pins = new Map<ContentId, number>();
+  private gcQueue = new Set<ContentId>();
+  private readonly uid = process.getuid?.() ?? 0;
+  private readonly gid = process.getgid?.() ?? 0;
+
+  private constructor(readonly opts: NodeOptions) {
+    super();
+    this.store = new ContentStore(opts.paths.content, opts.paths.tmp);
+  }
+
+  static async start(opts: NodeOptions): Promise<DelugeNode> {
+    const node = new DelugeNode(opts);
+    const log = opts.log;
+    await node.store.init();
+    const leftovers = await node.store.cleanTemp();
+    if (leftovers) log.info('tmp.cleaned', { files: leftovers });
+    const nsOpts = { dir: opts.paths.meta, nodeId: opts.config.nodeId, log };
+    const t0 = Date.now();
+    node.ns = opts.create
+      ? await Namespace.create(nsOpts, node.dirEntry(0o755), `Create cluster ${opts.config.cluster}`)
+      : await Namespace.open(nsOpts);
+    log.info('namespace.loaded', { ms: Date.now() - t0, head: node.ns.head });
+    node.ns.on('unreferenced', (id: ContentId) => node.gcQueue.add(id));
+    node.ns.on('commit', () => void node.collectGarbage());
+    await node.sweepStore();
+    return node;
+  }
+
+  get nodeId(): string {
+    return this.opts.config.nodeId;
+  }
+
+  // ---- attributes and directories -------------------------------------------------------
+
+  stat(path: string): Stat {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    const e = n.entry;
+    const st: Stat = {
+      type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime,
+      size: e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : 4096,
+    };
+    if (this.dirtyHandles && e.type === 'file') {
+      // A file being written shows its current size and mtime, as on a local filesystem.
+      for (const h of this.handles.values()) {
+        if (h.dirty && h.path === path) {
+          st.size = h.size;
+          st.mtime = h.mtime;
+        }
+      }
+    }
+    return st;
+  }
+
+  list(path: string): string[] {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    if (n.kind !== 'dir') throw new FsError('ENOTDIR', path);
+    return [...n.children.keys()];
+  }
+
+  async mkdir(path: string, mode: number): Promise<void> {
+    if (this.ns.get(path)) throw new FsError('EEXIST', path);
+    await this.ns.apply({ o: 'put', p: path, e: this.dirEntry(mode) });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    if (n.kind !== 'dir') throw new FsError('ENOTDIR', path);
+    if (path === '/') throw new FsError('EBUSY', path);
+    if (n.children.size) throw new FsError('ENOTEMPTY', path);
+    await this.ns.apply({ o: 'rm', p: path });
+  }
+
+  async unlink(path: string): Promise<void> {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    if (n.kind === 'dir') throw new FsError('EISDIR', path);
+    this.detachHandles(path);
+    await this.ns.apply({ o: 'rm', p: path });
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    if (from === to) return;
+    const target = this.ns.get(to);
+    const journaled = this.ns.apply({ o: 'mv', p: from, to }); // throws before anything changes if invalid
+    if (target) this.detachHandles(to);
+    for (const h of this.handles.values()) {
+      if (h.path === from) h.path = to;
+      else if (h.path?.startsWith(from + '/')) h.path = to + h.path.slice(from.length);
+    }
+    await journaled;
+  }
+
+  async symlink(target: string, path: string): Promise<void> {
+    if (this.ns.get(path)) throw new FsError('EEXIST', path);
+    const now = Date.now();
+    await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: this.uid, gid: this.gid, mtime: now, ctime: now } });
+  }
+
+  readlink(path: string): string {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    if (n.entry.type !== 'symlink') throw new FsError('EINVAL', path);
+    return n.entry.target;
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.setAttrs(path, (e) => ({ ...e, mode: mode & 0o7777 }));
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    // -1 (as unsigned 32 bit from the kernel) leaves that id unchanged.
+    const keep = (v: number) => v === -1 || v === 0xffffffff;
+    await this.setAttrs(path, (e) => ({ ...e, uid: keep(uid) ? e.uid : uid, gid: keep(gid) ? e.gid : gid }));
+  }
+
+  async utimens(path: string, _atime: number, mtime: number): Promise<void> {
+    for (const h of this.handles.values()) if (h.dirty && h.path === path) h.mtime = mtime;
+    await this.setAttrs(path, (e) => ({ ...e, mtime }));
+  }
+
+  private async setAttrs(path: string, change: (e: Entry) => Entry): Promise<void> {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    await this.ns.apply({ o: 'put', p: path, e: { ...change(n.entry), ctime: Date.now() } as Entry });
+  }
+
+  async statfs(): Promise<Space> {
+    const s = await this.store.space();
+    const bs = 4096;
+    return { blockSize: bs, blocks: Math.floor(s.total / bs), free: Math.floor(s.free / bs), available: Math.floor(s.available / bs), files: 1 << 30 };
+  }
+
+  // ---- files ---------------------------------------------------------------------------
+
+  private fileAt(path: string): FileEntry {
+    const n = this.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    if (n.entry.type === 'dir') throw new FsError('EISDIR', path);
+    if (n.entry.type !== 'file') throw new FsError('EINVAL', path);
+    return n.entry;
+  }
+
+  private handle(fh: number): OpenFile {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF', String(fh));
+    return h;
+  }
+
+  private async newHandle(path: string, writable: boolean, base: FileEntry): Promise<OpenFile> {
+    const h = new OpenFile(this.nextHandle, path, writable, base);
+    this.nextHandle = this.nextHandle >= 0x7fffffff ? 1 : this.nextHandle + 1;
+    if (base.info.length > 0) {
+      try {
+        h.readFd = await this.store.openRead(base.id);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FsError('EIO', `content of ${path} is not on this node`);
+        throw e;
+      }
+    }
+    this.handles.set(h.id, h);
+    return h;
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    const writable = (flags & O_ACCMODE) !== fsc.O_RDONLY;
+    const h = await this.newHandle(path, writable, this.fileAt(path));
+    if (writable && flags & fsc.O_TRUNC) await h.serial(() => this.resize(h, 0));
+    return h.id;
+  }
+
+  async create(path: string, mode: number): Promise<number> {
+    const now = Date.now();
+    const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now };
+    if (this.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
+    await this.ns.apply({ o: 'put', p: path, e: entry });
+    return (await this.newHandle(path, true, entry)).id;
+  }
+
+  read(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(fh);
+    // Read-only handles never change their fds, so they need no ordering.
+    return h.writable ? h.serial(() => h.read(buf, len, pos)) : h.read(buf, len, pos);
+  }
+
+  write(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(fh);
+    if (!h.writable) throw new FsError('EBADF', 'not open for writing');
+    return h.serial(async () => {
+      const fd = await this.ensureTemp(h);
+      let done = 0;
+      while (done < len) done += (await fdWrite(fd, buf, done, len - done, pos + done)).bytesWritten;
+      this.markDirty(h);
+      h.size = Math.max(h.size, pos + len);
+      h.mtime = Date.now();
+      return len;
+    });
+  }
+
+  ftruncate(fh: number, size: number): Promise<void> {
+    const h = this.handle(fh);
+    if (!h.writable) throw new FsError('EBADF', 'not open for writing');
+    return h.serial(() => this.resize(h, size));
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const writers = [...this.handles.values()].filter((h) => h.writable && h.path === path);
+    if (writers.length) {
+      // Like a local inode: truncate(2) acts on what the open writers will store.
+      await Promise.all(writers.map((h) => h.serial(() => this.resize(h, size))));
+      return;
+    }
+    const h = await this.newHandle(path, true, this.fileAt(path));
+    try {
+      await h.serial(() => this.resize(h, size));
+    } finally {
+      await this.release(h.id);
+    }
+  }
+
+  private async resize(h: OpenFile, size: number): Promise<void> {
+    const fd = await this.ensureTemp(h, size);
+    await fdTruncate(fd, size);
+    h.size = size;
+    h.mtime = Date.now();
+    this.markDirty(h);
+  }
+
+  private markDirty(h: OpenFile): void {
+    if (!h.dirty) this.dirtyHandles++;
+    h.dirty = true;
+  }
+
+  /** Copy on write: the first change gives the handle a private temp copy of its version. */
+  private async ensureTemp(h: OpenFile, keep = Infinity): Promise<number> {
+    if (h.tmpFd !== null) return h.tmpFd;
+    const tmp = this.store.tempPath();
+    if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
+      // A reflink where the filesystem can, a plain copy elsewhere.
+      await copyFile(this.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
+    }
+    const fd = await fdOpen(tmp, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    h.tmpPath = tmp;
+    h.tmpFd = fd;
+    return fd;
+  }
+
+  flush(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    return h.serial(() => this.commitHandle(h));
+  }
+
+  fsync(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    return h.serial(async () => {
+      await this.commitHandle(h);
+      if (h.readFd !== null) await fdSync(h.readFd);
+      await this.ns.sync();
+    });
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    await h.serial(async () => {
+      try {
+        await this.commitHandle(h);
+      } finally {
+        this.handles.delete(fh);
+        if (h.dirty) this.dirtyHandles--;
+        await h.closeFds();
+        if (h.tmpPath) await unlink(h.tmpPath).catch(() => {});
+      }
+    });
+  }
+
+  /** Turns a handle's changes into stored content and a namespace entry (on close and fsync). */
+  private async commitHandle(h: OpenFile): Promise<void> {
+    if (!h.dirty || h.tmpFd === null || h.tmpPath === null) return;
+    if (h.path === null) return; // unlinked while open: nothing to keep
+    const info = await hashFile(h.tmpPath, h.size);
+    const id = infoHash(info);
+    this.pin(id);
+    try {
+      if (info.length > 0) await this.store.put(h.tmpPath, id);
+      else await unlink(h.tmpPath);
+      h.tmpPath = null;
+      const path = h.path;
+      if (path === null) return; // unlinked while hashing
+      const cur = this.ns.get(path)?.entry;
+      const attrs = cur && cur.type === 'file' ? cur : h.base!;
+      const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now() };
+      // The temp fd now reads the stored bytes; it becomes the handle's read fd.
+      if (h.readFd !== null) await fdClose(h.readFd).catch(() => {});
+      h.readFd = h.tmpFd;
+      h.tmpFd = null;
+      h.base = entry;
+      h.dirty = false;
+      this.dirtyHandles--;
+      try {
+        await this.ns.apply({ o: 'put', p: path, e: entry });
+      } catch (e) {
+        // The path vanished under the writer (its directory was removed): last writer loses.
+        this.opts.log.warn('write.dropped', { path, error: (e as Error).message });
+        this.gcQueue.add(id);
+      }
+    } finally {
+      this.unpin(id);
+    }
+  }
+
+  /** Open handles on a path that is being removed or replaced keep their bytes but store nothing. */
+  private detachHandles(path: string): void {
+    for (const h of this.handles.values()) if (h.path === path || h.path?.startsWith(path + '/')) h.path = null;
+  }
+
+  private dirEntry(mode: number): DirEntry {
+    const now = Date.now();
+    return { type: 'dir', mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now };
+  }
+
+  // ---- content garbage collection -----------------------------------------------------
+
+  private pin(id: ContentId): void {
+    this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
+  }
+
+  private unpin(id: ContentId): void {
+    const n = (this.pins.get(id) ?? 1) - 1;
+    if (n > 0) this.pins.set(id, n);
+    else this.pins.delete(id);
+  }
+
+  private unused(id: ContentId): boolean {
+    return !this.ns.tree.isReferenced(id) && !this.pins.has(id);
+  }
+
+  /** Runs after a commit, so the change that dropped the last reference is durable first. */
+  private async collectGarbage(): Promise<void> {
+    const ids = [...this.gcQueue];
+    this.gcQueue.clear();
+    for (const id of ids) {
+      if (id === EMPTY_ID) continue;
+      if (await this.store.remove(id, () => this.unused(id))) this.opts.log.debug('content.removed', { id });
+    }
+  }
+
+  /** At start: content no entry references (a crash between commit and removal) is removed. */
+  private async sweepStore(): Promise<void> {
+    let removed = 0;
+    for await (const id of this.store.list()) if (this.unused(id) && (await this.store.remove(id, () => this.unused(id)))) removed++;
+    if (removed) this.opts.log.info('content.swept', { removed });
+  }
+
+  async close(): Promise<void> {
+    for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => {});
+    await this.ns.close();
+    await this.collectGarbage();
+  }
+}
+

@@ -1,0 +1,59 @@
+// One open file handle. Reads come from the stored version the handle was opened on (a raw fd
+// on the store file, valid even after that version is replaced or deleted); the first change
+// copies it to a private temp file (copy on write), which becomes new content on flush.
+import { open as openCb, close as closeCb, read as readCb, write as writeCb, ftruncate as ftruncateCb, fsync as fsyncCb } from 'node:fs';
+import { promisify } from 'node:util';
+import type { FileEntry } from '../meta/entry.js';
+
+/** Raw fds, not FileHandles: a FileHandle closed by GC would pull an fd from under FUSE. */
+export const fdOpen = promisify(openCb);
+export const fdRead = promisify(readCb);
+export const fdWrite = promisify(writeCb);
+export const fdTruncate = promisify(ftruncateCb);
+export const fdClose = promisify(closeCb);
+export const fdSync = promisify(fsyncCb);
+
+export class OpenFile {
+  /** Current path; null once the file was unlinked while open (then its changes are dropped). */
+  path: string | null;
+  readFd: number | null = null;
+  tmpPath: string | null = null;
+  tmpFd: number | null = null;
+  dirty = false;
+  size: number;
+  mtime: number;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly id: number, path: string, readonly writable: boolean, public base: FileEntry | null) {
+    this.path = path;
+    this.size = base?.info.length ?? 0;
+    this.mtime = base?.mtime ?? Date.now();
+  }
+
+  /** Runs handle operations one at a time, so a flush never hashes a file that is being written. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Reads up to len bytes at pos, looping over short reads; 0 at end of file. */
+  async read(buf: Buffer, len: number, pos: number): Promise<number> {
+    const fd = this.tmpFd ?? this.readFd;
+    const end = Math.min(len, Math.max(0, this.size - pos));
+    if (fd === null || end <= 0) return 0;
+    let done = 0;
+    while (done < end) {
+      const { bytesRead } = await fdRead(fd, buf, done, end - done, pos + done);
+      if (!bytesRead) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+
+  async closeFds(): Promise<void> {
+    for (const fd of [this.readFd, this.tmpFd]) if (fd !== null) await fdClose(fd).catch(() => {});
+    this.readFd = null;
+    this.tmpFd = null;
+  }
+}
