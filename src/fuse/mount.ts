@@ -88,7 +88,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   class DelugeFuse extends Base {
     _fuseOptions(): string {
       const base: string = super._fuseOptions();
-      const extra = ['big_writes', 'max_write=131072', 'hard_remove', 'default_permissions', 'auto_cache', 'max_read=131072'];
+      const extra = ['big_writes', 'max_write=131072', 'default_permissions', 'auto_cache', 'max_read=131072'];
       return base ? `${base},${extra.join(',')}` : `-o${extra.join(',')}`;
     }
   }

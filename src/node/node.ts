@@ -17,6 +17,8 @@ import { NodeConfig, RootPaths } from './layout.js';
 
 /** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */
 const O_ACCMODE = 3;
+/** libfuse's name for an unlinked file that is still open (without the hard_remove option). */
+const HIDDEN_RE = /^\.fuse_hidden[0-9a-f]{16}$/;
 const EMPTY_INFO: Info = { length: 0, pieceLength: pieceLengthFor(0), pieces: Buffer.alloc(0) };
 const EMPTY_ID = infoHash(EMPTY_INFO);
 
@@ -31,6 +33,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   /** Content ids being stored right now: never garbage-collected in between. */
   private pins = new Map<ContentId, number>();
   private gcQueue = new Set<ContentId>();
+  /**
+   * Files libfuse renamed to ".fuse_hidden..." because they were unlinked while open. They left
+   * the namespace (and Git) at once; their open handles still stat and read them here.
+   */
+  private hidden = new Map<string, Entry>();
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
@@ -64,9 +71,8 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   // ---- attributes and directories -------------------------------------------------------
 
   stat(path: string): Stat {
-    const n = this.ns.get(path);
-    if (!n) throw new FsError('ENOENT', path);
-    const e = n.entry;
+    const e = this.ns.get(path)?.entry ?? this.hidden.get(path);
+    if (!e) throw new FsError('ENOENT', path);
     const st: Stat = {
       type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime,
       size: e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : 4096,
@@ -105,6 +111,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   }
 
   async unlink(path: string): Promise<void> {
+    if (this.hidden.delete(path)) return;
     const n = this.ns.get(path);
     if (!n) throw new FsError('ENOENT', path);
     if (n.kind === 'dir') throw new FsError('EISDIR', path);
@@ -114,6 +121,15 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   async rename(from: string, to: string): Promise<void> {
     if (from === to) return;
+    const hiding = HIDDEN_RE.test(to.slice(to.lastIndexOf('/') + 1)) && [...this.handles.values()].some((h) => h.path === from);
+    if (hiding) {
+      const e = this.ns.get(from)?.entry;
+      if (!e) throw new FsError('ENOENT', from);
+      this.detachHandles(from);
+      this.hidden.set(to, e);
+      await this.ns.apply({ o: 'rm', p: from });
+      return;
+    }
     const target = this.ns.get(to);
     const journaled = this.ns.apply({ o: 'mv', p: from, to }); // throws before anything changes if invalid
     if (target) this.detachHandles(to);

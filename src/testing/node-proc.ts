@@ -1,0 +1,113 @@
+// Test harness: runs `delugefs` as a child process on a temp root and mount point, waits for
+// its ready line, and always cleans up (SIGTERM, then SIGKILL by PID, then a forced unmount).
+import { spawn, ChildProcess } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { forceUnmount } from '../fuse/mount.js';
+
+export const CLI = new URL('../cli/main.js', import.meta.url).pathname;
+
+export interface NodeProc {
+  proc: ChildProcess;
+  ready: Record<string, unknown>;
+  stderr: () => string;
+  stop(): Promise<number | null>;
+  kill9(): Promise<void>;
+}
+
+export interface Sandbox {
+  dir: string;
+  root: string;
+  mnt: string;
+  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string }): Promise<NodeProc>;
+  cleanup(): Promise<void>;
+}
+
+export async function sandbox(name = 'dfs'): Promise<Sandbox> {
+  const dir = await mkdtemp(join(tmpdir(), `${name}-`));
+  const root = join(dir, 'root');
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  const procs = new Set<ChildProcess>();
+  const mounts = new Set<string>();
+  return {
+    dir, root, mnt,
+    async start(extra = [], o = {}) {
+      const r = o.root ?? root;
+      const m = o.mnt ?? mnt;
+      const args = [CLI, 'testc', r, ...(o.mount === false ? [] : [m]), '--json', '--port', '17000', ...(o.create ? ['--create'] : []), ...extra];
+      if (o.mount !== false) mounts.add(m);
+      const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      procs.add(p);
+      p.on('exit', () => procs.delete(p));
+      return waitReady(p);
+    },
+    async cleanup() {
+      for (const p of procs) {
+        p.kill('SIGTERM');
+        await exited(p, 5000);
+        if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+        await exited(p, 5000);
+      }
+      for (const m of mounts) await forceUnmount(m).catch(() => {});
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+    },
+  };
+}
+
+function exited(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => {
+    const t = setTimeout(res, ms);
+    p.once('exit', () => { clearTimeout(t); res(); });
+  });
+}
+
+export function waitReady(p: ChildProcess, ms = 60_000): Promise<NodeProc> {
+  let err = '';
+  let out = '';
+  p.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`node not ready after ${ms} ms: ${err}`)), ms);
+    p.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{"event":"ready"'));
+      if (!line) return;
+      clearTimeout(t);
+      resolve({
+        proc: p,
+        ready: JSON.parse(line),
+        stderr: () => err,
+        async stop() {
+          p.kill('SIGTERM');
+          await exited(p, 30_000);
+          return p.exitCode;
+        },
+        async kill9() {
+          p.kill('SIGKILL');
+          await exited(p, 10_000);
+        },
+      });
+    });
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`node exited with ${code} before ready: ${err}`));
+    });
+  });
+}
+
+/** Runs a shell command in a child process (the test never touches the mount from the node's process). */
+export function sh(cmd: string, opts: { allowFail?: boolean; input?: string } = {}): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('sh', ['-c', cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    p.on('close', (code) => {
+      if (code !== 0 && !opts.allowFail) reject(new Error(`"${cmd}" failed (${code}): ${err}`));
+      else resolve({ code: code ?? -1, out, err });
+    });
+    p.stdin.end(opts.input ?? '');
+  });
+}
