@@ -1,0 +1,129 @@
+// The command line: help, and every bad input refused with a clear message, a non-zero exit
+// code and nothing touched.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CLI, sandbox, Sandbox } from '../testing/node-proc.js';
+
+const boxes: Sandbox[] = [];
+after(async () => { for (const b of boxes) await b.cleanup(); });
+async function box() { const b = await sandbox('dfs-cli'); boxes.push(b); return b; }
+
+function cli(args: string[], wrap: string[] = []): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const cmd = wrap.length ? wrap[0]! : process.execPath;
+    const argv = wrap.length ? [...wrap.slice(1), process.execPath, CLI, ...args] : [CLI, ...args];
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    p.stdout.on('data', (b: Buffer) => (out += b));
+    p.stderr.on('data', (b: Buffer) => (err += b));
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+async function snapshot(dir: string): Promise<string> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const n of (await readdir(d)).sort()) {
+      const p = join(d, n);
+      const s = await stat(p);
+      out.push(`${p} ${s.size} ${s.mtimeMs}`);
+      if (s.isDirectory()) await walk(p);
+    }
+  };
+  await walk(dir);
+  return out.join('\n');
+}
+
+test('--help and --version', async () => {
+  const h = await cli(['--help']);
+  assert.equal(h.code, 0);
+  assert.match(h.out, /delugefs CLUSTER ROOT \[MOUNTPOINT\]/);
+  assert.match(h.out, /--create/);
+  const v = await cli(['--version']);
+  assert.equal(v.code, 0);
+  assert.match(v.out, /^delugefs \d+\.\d+\.\d+/);
+});
+
+test('wrong arguments are usage errors (exit 2)', async () => {
+  for (const [args, msg] of [
+    [[], /missing CLUSTER/], [['c'], /missing ROOT/], [['c', '/tmp/x', '--bogus'], /unknown option --bogus/],
+    [['c', '/tmp/x', '--port', 'abc'], /--port must be/], [['c', '/tmp/x', '--port'], /needs a value/],
+    [['bad/name', '/tmp/x'], /cluster name/], [['a', 'b', 'c', 'd'], /too many/],
+    [['c', '/tmp/x', '--cluster', 'd'], /given twice/],
+  ] as [string[], RegExp][]) {
+    const r = await cli(args);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.match(r.err, msg);
+  }
+});
+
+test('roots: not a DelugeFS root, another cluster, other files; nothing is touched', async () => {
+  const b = await box();
+  const missing = join(b.dir, 'missing');
+  let r = await cli(['c', missing]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /not a DelugeFS root.*--create/);
+  await assert.rejects(stat(missing));
+
+  const other = join(b.dir, 'other');
+  await mkdir(other);
+  await writeFile(join(other, 'precious.txt'), 'keep');
+  const before = await snapshot(other);
+  r = await cli(['c', other, '--create']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /holds other files \(precious.txt\)/);
+  r = await cli(['c', other]);
+  assert.equal(r.code, 1);
+  assert.equal(await snapshot(other), before);
+
+  const n = await b.start([], { create: true, mount: false });
+  await n.stop();
+  const rootBefore = await snapshot(b.root);
+  r = await cli(['testc', b.root, '--create']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /already holds a node of cluster "testc"/);
+  r = await cli(['othercluster', b.root]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /belongs to cluster "testc", not "othercluster"/);
+  assert.equal(await snapshot(b.root), rootBefore);
+});
+
+test('mount points: missing, not empty, in use; a second process on one root', async () => {
+  const b = await box();
+  const fresh = join(b.dir, 'fresh');
+  let r = await cli(['c', fresh, join(b.dir, 'nomnt'), '--create']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /mount point .*nomnt does not exist/);
+  await assert.rejects(stat(fresh), 'the root was created although the mount point was wrong');
+
+  const full = join(b.dir, 'full');
+  await mkdir(full);
+  await writeFile(join(full, 'x'), '');
+  r = await cli(['c', fresh, full, '--create']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /is not empty/);
+
+  const n = await b.start([], { create: true });
+  r = await cli(['c', fresh, b.mnt, '--create']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /already in use/);
+  r = await cli(['testc', b.root]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /in use by another delugefs process \(pid \d+\)/);
+  await n.stop();
+});
+
+test('FUSE missing: the error says which package to install', async () => {
+  const b = await box();
+  // A private mount namespace whose /dev has no fuse device, and one where libfuse is unreadable.
+  const lib = (await import('node:child_process')).execFileSync('sh', ['-c', 'ldconfig -p | grep -m1 "libfuse.so.2 " | sed "s/.*=> //"']).toString().trim();
+  for (const hide of ['mount -t tmpfs none /dev', `mount --bind /dev/null ${lib}`]) {
+    const r = await cli(['c', join(b.dir, 'r'), b.mnt, '--create'], ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `${hide} && exec "$@"`, 'sh']);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /apt-get install libfuse2 fuse3/);
+    await assert.rejects(stat(join(b.dir, 'r')));
+  }
+});
