@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { Entry, decodeEntry, encodeEntry } from './entry.js';
 
 export type Op =
-  | { o: 'put'; p: string; e: Entry }
+  /** `d`: the content itself, for small files, so close() costs one journal write. */
+  | { o: 'put'; p: string; e: Entry; d?: Buffer }
   | { o: 'rm'; p: string }
   | { o: 'mv'; p: string; to: string };
 
@@ -23,7 +24,10 @@ function fileName(gen: number): string {
 
 export function encodeOp(op: Op): Buffer {
   const j: Record<string, string> = { o: op.o, p: op.p };
-  if (op.o === 'put') j.e = encodeEntry(op.e).toString('base64');
+  if (op.o === 'put') {
+    j.e = encodeEntry(op.e).toString('base64');
+    if (op.d) j.d = op.d.toString('base64');
+  }
   if (op.o === 'mv') j.to = op.to;
   return Buffer.from(JSON.stringify(j) + '\n');
 }
@@ -31,7 +35,11 @@ export function encodeOp(op: Op): Buffer {
 export function decodeOp(line: string): Op {
   const j = JSON.parse(line) as Record<string, string>;
   if (typeof j.p !== 'string') throw new Error('journal line without a path');
-  if (j.o === 'put') return { o: 'put', p: j.p, e: decodeEntry(Buffer.from(j.e ?? '', 'base64'), `journal ${j.p}`) };
+  if (j.o === 'put') {
+    const op: Op = { o: 'put', p: j.p, e: decodeEntry(Buffer.from(j.e ?? '', 'base64'), `journal ${j.p}`) };
+    if (typeof j.d === 'string') op.d = Buffer.from(j.d, 'base64');
+    return op;
+  }
   if (j.o === 'rm') return { o: 'rm', p: j.p };
   if (j.o === 'mv' && typeof j.to === 'string') return { o: 'mv', p: j.p, to: j.to };
   throw new Error(`unknown journal op ${JSON.stringify(j.o)}`);

@@ -37,6 +37,7 @@ test('every POSIX name round-trips through Git and the repository stays fsck-cle
   await ns.apply({ o: 'put', p: '/link', e: { type: 'symlink', ...attrs, target: '../x\ny' } });
   await ns.close();
   const again = await Namespace.open(opts);
+  await again.finishRecovery();
   const names = [...(again.get('/') as any).children.keys()].sort();
   assert.deepEqual(names, [...NAMES.filter((n) => n !== '.'), 'empty', 'link'].sort());
   assert.equal((again.get('/.git') as any).entry.id, file('replaced').id);
@@ -57,6 +58,7 @@ test('journaled changes survive a crash before commit, and a burst is a handful 
   await ns.apply({ o: 'rm', p: '/a/f2' });
   // No close(): simulate a crash by abandoning the object with the journal holding the last ops.
   const again = await Namespace.open(opts);
+  await again.finishRecovery();
   assert.equal(again.get('/a/f1'), undefined);
   assert.ok(again.get('/a/g1'));
   assert.equal(again.get('/a/f2'), undefined);
@@ -66,6 +68,7 @@ test('journaled changes survive a crash before commit, and a burst is a handful 
   // Reopening again replays nothing twice (the rename would fail loudly if it did).
   await again.close();
   const third = await Namespace.open(opts);
+  await third.finishRecovery();
   assert.ok(third.get('/a/g1'));
   assert.equal((await third.repo.log(50)).length, log.length);
   const ls = await run('git', ['--git-dir', third.repo.dir, 'ls-tree', '--name-only', 'HEAD', 'a/']);

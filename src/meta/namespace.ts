@@ -35,6 +35,11 @@ export class Namespace extends EventEmitter {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private commits = 0;
+  /** Waited for before a commit drops journal generations (e.g. content the journal carries). */
+  private barriers: (() => Promise<unknown>)[] = [];
+  /** Content carried by replayed journal ops, for the node to store: id -> bytes. */
+  recovered = new Map<string, Buffer>();
+  private committedAtOpen = 0;
   private closed = false;
 
   private constructor(private readonly opts: NamespaceOptions) {
@@ -65,12 +70,14 @@ export class Namespace extends EventEmitter {
     ns.tree = await loadTree(ns.repo, commit.tree);
     ns.wireTree();
     const committed = Math.max(await ns.readCommittedGen(), trailerGen(commit.message, opts.nodeId));
+    ns.committedAtOpen = committed;
     const { ops, torn } = await ns.journal.readAfter(committed);
     if (torn) opts.log.warn('journal.torn', { lines: torn });
     let replayed = 0;
     for (const op of ops) {
       try {
         ns.applyToTree(op);
+        if (op.o === 'put' && op.d && op.e.type === 'file') ns.recovered.set(op.e.id, op.d);
         replayed++;
       } catch (e) {
         opts.log.warn('journal.replay.skip', { op: op.o, path: op.p, error: (e as Error).message });
@@ -80,11 +87,22 @@ export class Namespace extends EventEmitter {
     if (replayed) {
       opts.log.info('journal.replayed', { ops: replayed });
       ns.pending.push(`Recover ${replayed} journaled changes`);
-      // The replayed changes are in no live journal segment: commit them before anything else.
-      await ns.commitReplay(committed);
     }
-    await ns.journal.drop(ns.journal.generation - 1);
     return ns;
+  }
+
+  /**
+   * Commits what open() replayed, once the owner has made the recovered content durable
+   * (the journal that carries it is dropped by this commit).
+   */
+  async finishRecovery(): Promise<void> {
+    if (this.pending.length) await this.commitReplay(this.committedAtOpen);
+    this.recovered.clear();
+    await this.journal.drop(this.journal.generation - 1);
+  }
+
+  addBarrier(fn: () => Promise<unknown>): void {
+    this.barriers.push(fn);
   }
 
   private wireTree(): void {
@@ -147,6 +165,7 @@ export class Namespace extends EventEmitter {
     // the ops of the generations up to `gen`.
     const snap = this.tree.snapshot();
     const gen = await this.journal.rotate();
+    await Promise.all(this.barriers.map((b) => b()));
     return this.writeCommit(snap, lines, gen);
   }
 

@@ -3,11 +3,11 @@
 // attach to it later through the same object.
 import { EventEmitter } from 'node:events';
 import { constants as fsc } from 'node:fs';
-import { copyFile, unlink } from 'node:fs/promises';
+import { copyFile, unlink, writeFile } from 'node:fs/promises';
 import { FsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { ContentStore } from '../content/store.js';
-import { hashFile } from '../content/hasher.js';
+import { hashBuffer, hashFile, INLINE_MAX } from '../content/hasher.js';
 import { ContentId, Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry, FileEntry } from '../meta/entry.js';
@@ -38,6 +38,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
    * the namespace (and Git) at once; their open handles still stat and read them here.
    */
   private hidden = new Map<string, Entry>();
+  /** Small content whose bytes are in the journal and on their way into the store. */
+  private pendingSmall = new Map<ContentId, Buffer>();
+  private smallWrites = new Set<Promise<void>>();
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
@@ -57,6 +60,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     node.ns = opts.create
       ? await Namespace.create(nsOpts, node.dirEntry(0o755), `Create cluster ${opts.config.cluster}`)
       : await Namespace.open(nsOpts);
+    // Small files whose bytes only the journal held when the process died.
+    for (const [id, data] of node.ns.recovered) if (!(await node.store.has(id))) await node.storeSmall(id, data);
+    await node.ns.finishRecovery();
+    node.ns.addBarrier(() => Promise.all([...node.smallWrites]));
     log.info('namespace.loaded', { ms: Date.now() - t0, head: node.ns.head });
     node.ns.on('unreferenced', (id: ContentId) => node.gcQueue.add(id));
     node.ns.on('commit', () => void node.collectGarbage());
@@ -199,7 +206,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   private async newHandle(path: string, writable: boolean, base: FileEntry): Promise<OpenFile> {
     const h = new OpenFile(this.nextHandle, path, writable, base);
     this.nextHandle = this.nextHandle >= 0x7fffffff ? 1 : this.nextHandle + 1;
-    if (base.info.length > 0) {
+    const small = this.pendingSmall.get(base.id);
+    if (small) {
+      h.mem = Buffer.alloc(Math.max(4096, small.length));
+      small.copy(h.mem);
+    } else if (base.info.length > 0) {
       try {
         h.readFd = await this.store.openRead(base.id);
       } catch (e) {
@@ -222,7 +233,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     const now = Date.now();
     const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now };
     if (this.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
-    await this.ns.apply({ o: 'put', p: path, e: entry });
+    // Not awaited: only files whose close() returned must survive a crash, and close() waits
+    // for the journal, which keeps order.
+    void this.ns.apply({ o: 'put', p: path, e: entry }).catch((e) => this.opts.log.error('journal.failed', { error: (e as Error).message }));
     return (await this.newHandle(path, true, entry)).id;
   }
 
@@ -236,9 +249,14 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'not open for writing');
     return h.serial(async () => {
-      const fd = await this.ensureTemp(h);
-      let done = 0;
-      while (done < len) done += (await fdWrite(fd, buf, done, len - done, pos + done)).bytesWritten;
+      if (h.tmpFd === null && pos + len <= INLINE_MAX && (await this.ensureMem(h))) {
+        const mem = this.growMem(h, pos + len);
+        buf.copy(mem, pos, 0, len);
+      } else {
+        const fd = await this.ensureTemp(h);
+        let done = 0;
+        while (done < len) done += (await fdWrite(fd, buf, done, len - done, pos + done)).bytesWritten;
+      }
       this.markDirty(h);
       h.size = Math.max(h.size, pos + len);
       h.mtime = Date.now();
@@ -268,8 +286,12 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   }
 
   private async resize(h: OpenFile, size: number): Promise<void> {
-    const fd = await this.ensureTemp(h, size);
-    await fdTruncate(fd, size);
+    if (h.tmpFd === null && size <= INLINE_MAX && (await this.ensureMem(h))) {
+      const mem = this.growMem(h, size);
+      if (size < h.size) mem.fill(0, size, h.size); // keep the spare capacity zeroed
+    } else {
+      await fdTruncate(await this.ensureTemp(h, size), size);
+    }
     h.size = size;
     h.mtime = Date.now();
     this.markDirty(h);
@@ -280,10 +302,39 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     h.dirty = true;
   }
 
+  /** Small versions are copied into memory on the first change; false if this one is too big. */
+  private async ensureMem(h: OpenFile): Promise<boolean> {
+    if (h.mem) return true;
+    const base = h.base?.info.length ?? 0;
+    if (base > INLINE_MAX) return false;
+    const data = Buffer.alloc(Math.max(4096, h.size));
+    if (base > 0 && h.size > 0) await h.read(data, h.size, 0);
+    h.mem = data;
+    return true;
+  }
+
+  private growMem(h: OpenFile, size: number): Buffer {
+    let mem = h.mem!;
+    if (size > mem.length) {
+      const next = Buffer.alloc(Math.min(INLINE_MAX, Math.max(size, mem.length * 2)));
+      mem.copy(next, 0, 0, h.size);
+      h.mem = mem = next;
+    }
+    return mem;
+  }
+
   /** Copy on write: the first change gives the handle a private temp copy of its version. */
   private async ensureTemp(h: OpenFile, keep = Infinity): Promise<number> {
     if (h.tmpFd !== null) return h.tmpFd;
     const tmp = this.store.tempPath();
+    if (h.mem) {
+      // Grown past the in-memory limit: spill to a temp file and go on there.
+      await writeFile(tmp, h.mem.subarray(0, h.size));
+      h.mem = null;
+      h.tmpPath = tmp;
+      h.tmpFd = await fdOpen(tmp, fsc.O_RDWR, 0o600);
+      return h.tmpFd;
+    }
     if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
       // A reflink where the filesystem can, a plain copy elsewhere.
       await copyFile(this.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
@@ -324,21 +375,36 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   /** Turns a handle's changes into stored content and a namespace entry (on close and fsync). */
   private async commitHandle(h: OpenFile): Promise<void> {
-    if (!h.dirty || h.tmpFd === null || h.tmpPath === null) return;
-    if (h.path === null) return; // unlinked while open: nothing to keep
-    const info = await hashFile(h.tmpPath, h.size);
+    if (!h.dirty || h.path === null) return; // clean, or unlinked while open: nothing to keep
+    let info: Info;
+    let inline: Buffer | undefined;
+    if (h.mem) {
+      // Small: the bytes ride in the journal entry (one write before close returns) and reach
+      // the store in the background, before the commit that drops that journal.
+      inline = Buffer.from(h.mem.subarray(0, h.size));
+      info = hashBuffer(inline);
+    } else {
+      info = await hashFile(h.tmpPath!, h.size);
+    }
     const id = infoHash(info);
+    if (inline && inline.length > 0 && !this.pendingSmall.has(id)) {
+      this.pendingSmall.set(id, inline);
+      void this.storeSmall(id, inline);
+    }
     this.pin(id);
     try {
-      if (info.length > 0) await this.store.put(h.tmpPath, id);
-      else await unlink(h.tmpPath);
-      h.tmpPath = null;
+      if (h.tmpPath) {
+        if (info.length > 0) await this.store.put(h.tmpPath, id);
+        else await unlink(h.tmpPath);
+        h.tmpPath = null;
+      }
       const path = h.path;
       if (path === null) return; // unlinked while hashing
       const cur = this.ns.get(path)?.entry;
       const attrs = cur && cur.type === 'file' ? cur : h.base!;
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now() };
-      // The temp fd now reads the stored bytes; it becomes the handle's read fd.
+      // What the handle wrote is now the stored version; it reads from there (memory, or the
+      // temp fd, which now names the stored file).
       if (h.readFd !== null) await fdClose(h.readFd).catch(() => {});
       h.readFd = h.tmpFd;
       h.tmpFd = null;
@@ -346,7 +412,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       h.dirty = false;
       this.dirtyHandles--;
       try {
-        await this.ns.apply({ o: 'put', p: path, e: entry });
+        await this.ns.apply({ o: 'put', p: path, e: entry, d: inline?.length ? inline : undefined });
       } catch (e) {
         // The path vanished under the writer (its directory was removed): last writer loses.
         this.opts.log.warn('write.dropped', { path, error: (e as Error).message });
@@ -380,7 +446,25 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   }
 
   private unused(id: ContentId): boolean {
-    return !this.ns.tree.isReferenced(id) && !this.pins.has(id);
+    return !this.ns.tree.isReferenced(id) && !this.pins.has(id) && !this.pendingSmall.has(id);
+  }
+
+  /** Writes small content into the store (temp file + rename); tracked so commits can wait. */
+  private storeSmall(id: ContentId, data: Buffer): Promise<void> {
+    this.pin(id);
+    const p = (async () => {
+      const tmp = this.store.tempPath();
+      await writeFile(tmp, data);
+      await this.store.put(tmp, id);
+    })()
+      .catch((e) => this.opts.log.error('content.store.failed', { id, error: (e as Error).message }))
+      .finally(() => {
+        this.smallWrites.delete(p);
+        if (this.pendingSmall.get(id) === data) this.pendingSmall.delete(id);
+        this.unpin(id);
+      });
+    this.smallWrites.add(p);
+    return p;
   }
 
   /** Runs after a commit, so the change that dropped the last reference is durable first. */

@@ -19,6 +19,8 @@ export class OpenFile {
   readFd: number | null = null;
   tmpPath: string | null = null;
   tmpFd: number | null = null;
+  /** Small files are written in memory (capacity beyond `size` is kept zeroed), then stored at once. */
+  mem: Buffer | null = null;
   dirty = false;
   size: number;
   mtime: number;
@@ -39,8 +41,9 @@ export class OpenFile {
 
   /** Reads up to len bytes at pos, looping over short reads; 0 at end of file. */
   async read(buf: Buffer, len: number, pos: number): Promise<number> {
-    const fd = this.tmpFd ?? this.readFd;
     const end = Math.min(len, Math.max(0, this.size - pos));
+    if (this.mem) return end > 0 ? this.mem.copy(buf, 0, pos, pos + end) : 0;
+    const fd = this.tmpFd ?? this.readFd;
     if (fd === null || end <= 0) return 0;
     let done = 0;
     while (done < end) {

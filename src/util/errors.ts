@@ -5,7 +5,11 @@ export type Errno =
 
 export class FsError extends Error {
   constructor(readonly code: Errno, message?: string) {
+    // ENOENT on lookups is the hot path of every create: skip the stack trace, it says nothing.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ? `${code}: ${message}` : code);
+    Error.stackTraceLimit = limit;
     this.name = 'FsError';
   }
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// Single-node filesystem benchmark: each operation through a DelugeFS mount and directly on the
+// root's disk in the same run, printed as ratios. Not a test: timing never decides pass/fail.
+// Usage: node bench/fs.mjs [--size-mib 1024] [--files 2000] [--stats 20000] [--entries 100000] [--json]
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sandbox } from '../dist/testing/node-proc.js';
+import { Namespace } from '../dist/meta/namespace.js';
+import { infoHash, pieceLengthFor } from '../dist/content/metainfo.js';
+import { silentLogger } from '../dist/util/log.js';
+import { paths, createLayout } from '../dist/node/layout.js';
+
+const arg = (name, def) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const SIZE_MIB = arg('size-mib', 1024);
+const FILES = arg('files', 2000);
+const STATS = arg('stats', 20000);
+const ENTRIES = arg('entries', 100000);
+const JSON_OUT = process.argv.includes('--json');
+
+// Work runs in a separate process: this one never touches the mount synchronously.
+const WORKER = `
+const fs = require('fs'), path = require('path');
+const [op, dir, n] = [process.argv[1], process.argv[2], Number(process.argv[3])];
+const t0 = process.hrtime.bigint();
+const el = () => Number(process.hrtime.bigint() - t0) / 1e9;
+if (op === 'write') {
+  const buf = Buffer.alloc(1 << 20); for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const fd = fs.openSync(path.join(dir, 'big'), 'w');
+  for (let i = 0; i < n; i++) { buf.writeUInt32LE(i, 0); fs.writeSync(fd, buf); }
+  fs.closeSync(fd);
+} else if (op === 'read') {
+  const buf = Buffer.alloc(1 << 20); const fd = fs.openSync(path.join(dir, 'big'), 'r');
+  let pos = 0, r; while ((r = fs.readSync(fd, buf, 0, buf.length, pos)) > 0) pos += r;
+  fs.closeSync(fd);
+} else if (op === 'create') {
+  const buf = Buffer.alloc(4096, 7); fs.mkdirSync(path.join(dir, 'small'), { recursive: true });
+  for (let i = 0; i < n; i++) fs.writeFileSync(path.join(dir, 'small', 'f' + i), buf);
+} else if (op === 'stat') {
+  const names = fs.readdirSync(path.join(dir, 'small'));
+  const t1 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) fs.statSync(path.join(dir, 'small', names[i % names.length]));
+  console.log(JSON.stringify({ s: Number(process.hrtime.bigint() - t1) / 1e9 })); process.exit(0);
+}
+console.log(JSON.stringify({ s: el() }));
+`;
+
+function work(op, dir, n) {
+  const r = spawnSync(process.execPath, ['-e', WORKER, op, dir, String(n)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${op} in ${dir} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()).s;
+}
+const dropCaches = () => spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']);
+
+const results = [];
+function report(name, mount, direct, unit, target, higherIsBetter = true) {
+  const ratio = higherIsBetter ? mount / direct : direct / mount;
+  results.push({ name, mount, direct, unit, ratio, target });
+  if (!JSON_OUT) {
+    const f = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(2));
+    console.log(`${name.padEnd(34)} mount ${f(mount).padStart(8)} ${unit.padEnd(8)} direct ${f(direct).padStart(8)} ${unit.padEnd(8)} ratio ${ratio.toFixed(2)}x  (target ${target})`);
+  }
+}
+
+const sb = await sandbox('dfs-bench');
+try {
+  await sb.start([], { create: true });
+  const direct = join(sb.dir, 'direct');
+  await mkdir(direct);
+  const mib = SIZE_MIB;
+
+  const wm = work('write', sb.mnt, mib);
+  const wd = work('write', direct, mib);
+  report(`sequential write ${mib} MiB`, mib / wm, mib / wd, 'MiB/s', '>= 0.25x');
+
+  work('read', sb.mnt, 0); // warm the page cache
+  work('read', direct, 0);
+  const rm_ = Math.min(work('read', sb.mnt, 0), work('read', sb.mnt, 0));
+  const rd = Math.min(work('read', direct, 0), work('read', direct, 0));
+  report(`sequential read ${mib} MiB (warm)`, mib / rm_, mib / rd, 'MiB/s', '>= 0.5x');
+
+  dropCaches();
+  const cm = work('read', sb.mnt, 0);
+  dropCaches();
+  const cd = work('read', direct, 0);
+  report(`sequential read ${mib} MiB (cold)`, mib / cm, mib / cd, 'MiB/s', 'none');
+
+  const crm = work('create', sb.mnt, FILES);
+  const crd = work('create', direct, FILES);
+  report(`4 KiB file creates (${FILES})`, FILES / crm, FILES / crd, 'files/s', '>= 1000/s');
+
+  await new Promise((r) => setTimeout(r, 1500)); // let the kernel's attribute cache expire
+  const sm = work('stat', sb.mnt, STATS);
+  const sd = work('stat', direct, STATS);
+  report(`stat (${STATS} over ${FILES} files)`, STATS / sm, STATS / sd, 'stats/s', '>= 10000/s');
+} finally {
+  await sb.cleanup();
+}
+
+// Restart of a node whose namespace has ENTRIES entries, built through the namespace API.
+const dir = await mkdtemp(join(tmpdir(), 'dfs-bench-restart-'));
+try {
+  const root = join(dir, 'root');
+  const p = paths(root);
+  const config = await createLayout(p, 'testc');
+  const attrs = { mode: 0o644, uid: 0, gid: 0, mtime: Date.now(), ctime: Date.now() };
+  const ns = await Namespace.create({ dir: p.meta, nodeId: config.nodeId, log: silentLogger, idleMs: 1e9, maxDelayMs: 1e9 },
+    { type: 'dir', ...attrs, mode: 0o755 }, 'create');
+  const perDir = 1000;
+  for (let d = 0; d < ENTRIES / perDir; d++) {
+    ns.apply({ o: 'put', p: `/d${d}`, e: { type: 'dir', ...attrs, mode: 0o755 } });
+    for (let i = 0; i < perDir; i++) {
+      const pieces = Buffer.alloc(20, (d * perDir + i) % 251);
+      const info = { length: 1000 + i, pieceLength: pieceLengthFor(1000), pieces };
+      ns.apply({ o: 'put', p: `/d${d}/f${i}`, e: { type: 'file', ...attrs, info, id: infoHash(info) } });
+    }
+  }
+  await ns.close();
+  const sb2 = { root };
+  const t0 = Date.now();
+  const proc = spawn(process.execPath, [new URL('../dist/cli/main.js', import.meta.url).pathname, 'testc', sb2.root, '--json', '--port', '17100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise((resolve, reject) => {
+    proc.stdout.on('data', (b) => b.toString().includes('"ready"') && resolve());
+    proc.on('exit', (c) => reject(new Error(`node exited ${c}`)));
+  });
+  const restart = (Date.now() - t0) / 1000;
+  proc.kill('SIGTERM');
+  await new Promise((r) => proc.on('exit', r));
+  results.push({ name: `restart with ${ENTRIES} entries`, mount: restart, unit: 's', target: '<= 10 s' });
+  if (!JSON_OUT) console.log(`${`restart with ${ENTRIES} entries`.padEnd(34)} ${restart.toFixed(2)} s  (target <= 10 s)`);
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
+if (JSON_OUT) console.log(JSON.stringify(results));
