@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs DelugeFS for real on this machine: installs what it needs (Debian), builds, creates a
+# cluster on ROOT (default /var/lib/delugefs) and mounts it on MNT (default /mnt/delugefs).
+# Stop it with Ctrl-C (it unmounts cleanly). Run it again later to restart the same node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLUSTER=${CLUSTER:-delugefs}
+ROOT=${ROOT:-/var/lib/delugefs}
+MNT=${MNT:-/mnt/delugefs}
+if command -v apt-get >/dev/null && ! dpkg -s libfuse2 libfuse-dev fuse3 git >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfuse2 libfuse-dev fuse3 pkg-config git g++ make python3 >/dev/null
+fi
+[ -d node_modules ] || npm ci --no-audit --no-fund
+npm run build --silent
+mkdir -p "$MNT"
+create=()
+[ -f "$ROOT/config/node.json" ] || create=(--create)
+echo "DelugeFS: cluster $CLUSTER, root $ROOT, mounted on $MNT (Ctrl-C to stop)"
+exec node dist/cli/main.js "$CLUSTER" "$ROOT" "$MNT" "${create[@]}" "$@"
