@@ -84,6 +84,11 @@ export async function closeHashers(): Promise<void> {
   pool = null;
 }
 
+/** SHA-1 of pieces [first, first+count) of a file whose full length is `length`, in a worker. */
+export function hashPieces(path: string, pieceLength: number, first: number, count: number, length: number): Promise<Buffer> {
+  return getPool().run({ path, pieceLength, first, count, length });
+}
+
 /** Computes the info dictionary of a file (its piece hashes) without blocking the event loop. */
 export async function hashFile(path: string, knownLength?: number): Promise<Info> {
   const length = knownLength ?? (await stat(path)).size;

@@ -12,10 +12,12 @@ function infoOf(data: Buffer): Info {
 }
 
 test('piece length scales with size and stays a power of two in range', () => {
-  assert.equal(pieceLengthFor(0), 16384);
+  assert.equal(pieceLengthFor(0), 65536);
+  assert.equal(pieceLengthFor(64 << 20), 65536);
   assert.equal(pieceLengthFor(1 << 30), 1 << 20);
-  assert.equal(pieceLengthFor(5 * 2 ** 30), 8 << 20);
+  assert.equal(pieceLengthFor(5 * 2 ** 30), 4 << 20);
   assert.equal(pieceLengthFor(2 ** 50), 16 << 20);
+  for (const s of [0, 1, 2 ** 20, 2 ** 30, 2 ** 36, 2 ** 40]) assert.ok(pieceCount({ length: s, pieceLength: pieceLengthFor(s) }) <= 65536);
 });
 
 test('the info hash depends on content only, and a torrent round-trips without trackers', () => {
@@ -31,11 +33,11 @@ test('the info hash depends on content only, and a torrent round-trips without t
 });
 
 test('verifyPiece accepts the right bytes only', () => {
-  const data = Buffer.alloc(40_000, 1);
+  const data = Buffer.alloc(200_000, 1);
   const info = infoOf(data);
-  assert.ok(verifyPiece(info, 2, data.subarray(32768)));
-  assert.ok(!verifyPiece(info, 2, Buffer.alloc(40_000 - 32768, 2)));
-  assert.ok(!verifyPiece(info, 3, Buffer.alloc(1)));
+  assert.ok(verifyPiece(info, 3, data.subarray(3 * 65536)));
+  assert.ok(!verifyPiece(info, 3, Buffer.alloc(200_000 - 3 * 65536, 2)));
+  assert.ok(!verifyPiece(info, 4, Buffer.alloc(1)));
 });
 
 test('malformed metainfo is refused with the field named', () => {

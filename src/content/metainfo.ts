@@ -8,8 +8,16 @@ export const INFO_NAME = 'content';
 export const BLOCK = 16 * 1024;
 export const MIN_PIECE = 16 * 1024;
 export const MAX_PIECE = 16 * 1024 * 1024;
-/** Aim for about this many pieces: small piece lists in Git, large enough pieces for the wire. */
-const TARGET_PIECES = 1024;
+/**
+ * Piece length by size tier: at most ~4k pieces per file (small piece lists in Git), pieces
+ * large enough for the wire, and few distinct lengths, so a file written sequentially can be
+ * hashed while it is written and the guess rarely changes.
+ */
+const TIERS: [maxSize: number, piece: number][] = [
+  [64 * 2 ** 20, 64 * 1024],
+  [4 * 2 ** 30, 2 ** 20],
+  [64 * 2 ** 30, 4 * 2 ** 20],
+];
 
 export interface Info {
   length: number;
@@ -22,9 +30,8 @@ export interface Info {
 export type ContentId = string;
 
 export function pieceLengthFor(size: number): number {
-  let p = MIN_PIECE;
-  while (p < MAX_PIECE && p * TARGET_PIECES < size) p *= 2;
-  return p;
+  for (const [max, piece] of TIERS) if (size <= max) return piece;
+  return MAX_PIECE;
 }
 
 export function pieceCount(info: Pick<Info, 'length' | 'pieceLength'>): number {

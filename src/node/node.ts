@@ -12,7 +12,9 @@ import { ContentId, Info, infoHash, pieceLengthFor } from '../content/metainfo.j
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry, FileEntry } from '../meta/entry.js';
 import { FileSystem, Space, Stat } from './fs-api.js';
-import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate, fdWrite } from './open-file.js';
+import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
+import { WriteBehind } from './write-behind.js';
+import { SequentialHasher } from '../content/sequential-hasher.js';
 import { NodeConfig, RootPaths } from './layout.js';
 
 /** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */
@@ -242,20 +244,21 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh);
     // Read-only handles never change their fds, so they need no ordering.
-    return h.writable ? h.serial(() => h.read(buf, len, pos)) : h.read(buf, len, pos);
+    return h.writable ? h.serial(async () => { await h.wb?.drain(); return h.read(buf, len, pos); }) : h.read(buf, len, pos);
   }
 
   write(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'not open for writing');
     return h.serial(async () => {
+      if (h.seqEnd === pos) h.seqEnd += len;
+      else this.breakSequence(h);
       if (h.tmpFd === null && pos + len <= INLINE_MAX && (await this.ensureMem(h))) {
         const mem = this.growMem(h, pos + len);
         buf.copy(mem, pos, 0, len);
       } else {
-        const fd = await this.ensureTemp(h);
-        let done = 0;
-        while (done < len) done += (await fdWrite(fd, buf, done, len - done, pos + done)).bytesWritten;
+        await this.ensureTemp(h);
+        await h.wb!.write(buf, len, pos);
       }
       this.markDirty(h);
       h.size = Math.max(h.size, pos + len);
@@ -286,15 +289,29 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   }
 
   private async resize(h: OpenFile, size: number): Promise<void> {
-    if (h.tmpFd === null && size <= INLINE_MAX && (await this.ensureMem(h))) {
+    if (size === 0 && h.tmpFd === null) {
+      // O_TRUNC and friends: nothing of the old version is kept, so start small and in memory.
+      h.mem = Buffer.alloc(4096);
+    } else if (h.tmpFd === null && size <= INLINE_MAX && (await this.ensureMem(h))) {
       const mem = this.growMem(h, size);
       if (size < h.size) mem.fill(0, size, h.size); // keep the spare capacity zeroed
     } else {
-      await fdTruncate(await this.ensureTemp(h, size), size);
+      const fd = await this.ensureTemp(h, size);
+      await h.wb!.drain();
+      await fdTruncate(fd, size);
     }
+    if (size === 0) {
+      h.seqEnd = 0; // empty again: a front-to-back rewrite can be hashed as it goes
+      if (h.tmpPath) h.hasher = new SequentialHasher(h.tmpPath);
+    } else if (size !== h.seqEnd) this.breakSequence(h);
     h.size = size;
     h.mtime = Date.now();
     this.markDirty(h);
+  }
+
+  private breakSequence(h: OpenFile): void {
+    h.seqEnd = -1;
+    h.hasher?.invalidate();
   }
 
   private markDirty(h: OpenFile): void {
@@ -327,21 +344,24 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   private async ensureTemp(h: OpenFile, keep = Infinity): Promise<number> {
     if (h.tmpFd !== null) return h.tmpFd;
     const tmp = this.store.tempPath();
+    let have = 0;
     if (h.mem) {
       // Grown past the in-memory limit: spill to a temp file and go on there.
       await writeFile(tmp, h.mem.subarray(0, h.size));
+      have = h.size;
       h.mem = null;
-      h.tmpPath = tmp;
-      h.tmpFd = await fdOpen(tmp, fsc.O_RDWR, 0o600);
-      return h.tmpFd;
-    }
-    if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
+    } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
       // A reflink where the filesystem can, a plain copy elsewhere.
       await copyFile(this.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
     }
     const fd = await fdOpen(tmp, fsc.O_RDWR | fsc.O_CREAT, 0o600);
     h.tmpPath = tmp;
     h.tmpFd = fd;
+    if (h.seqEnd >= 0) {
+      h.hasher = new SequentialHasher(tmp);
+      h.hasher.advance(have);
+    }
+    h.wb = new WriteBehind(fd, (_pos, end) => { if (h.seqEnd >= 0) h.hasher?.advance(end); });
     return fd;
   }
 
@@ -384,7 +404,8 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       inline = Buffer.from(h.mem.subarray(0, h.size));
       info = hashBuffer(inline);
     } else {
-      info = await hashFile(h.tmpPath!, h.size);
+      await h.wb!.drain();
+      info = h.hasher ? await h.hasher.finish(h.size) : await hashFile(h.tmpPath!, h.size);
     }
     const id = infoHash(info);
     if (inline && inline.length > 0 && !this.pendingSmall.has(id)) {
@@ -408,6 +429,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       if (h.readFd !== null) await fdClose(h.readFd).catch(() => {});
       h.readFd = h.tmpFd;
       h.tmpFd = null;
+      h.wb = null;
+      h.hasher = null;
+      h.seqEnd = -1;
       h.base = entry;
       h.dirty = false;
       this.dirtyHandles--;

@@ -4,6 +4,8 @@
 import { open as openCb, close as closeCb, read as readCb, write as writeCb, ftruncate as ftruncateCb, fsync as fsyncCb } from 'node:fs';
 import { promisify } from 'node:util';
 import type { FileEntry } from '../meta/entry.js';
+import type { WriteBehind } from './write-behind.js';
+import type { SequentialHasher } from '../content/sequential-hasher.js';
 
 /** Raw fds, not FileHandles: a FileHandle closed by GC would pull an fd from under FUSE. */
 export const fdOpen = promisify(openCb);
@@ -21,6 +23,11 @@ export class OpenFile {
   tmpFd: number | null = null;
   /** Small files are written in memory (capacity beyond `size` is kept zeroed), then stored at once. */
   mem: Buffer | null = null;
+  /** With a temp file: background writes, and hashing while writing front to back. */
+  wb: WriteBehind | null = null;
+  hasher: SequentialHasher | null = null;
+  /** End of the front-to-back run written since the handle was empty; -1 once broken. */
+  seqEnd: number;
   dirty = false;
   size: number;
   mtime: number;
@@ -29,6 +36,7 @@ export class OpenFile {
   constructor(readonly id: number, path: string, readonly writable: boolean, public base: FileEntry | null) {
     this.path = path;
     this.size = base?.info.length ?? 0;
+    this.seqEnd = this.size === 0 ? 0 : -1;
     this.mtime = base?.mtime ?? Date.now();
   }
 
