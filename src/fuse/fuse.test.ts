@@ -229,3 +229,21 @@ test('a 5 GiB sparse file: size, tail bytes and restart', async () => {
   await check();
   await fs.rm(f);
 });
+
+test('every stored content file hashes to its id (what peers will verify)', async () => {
+  const { hashFile, closeHashers } = await import('../content/hasher.js');
+  const { infoHash } = await import('../content/metainfo.js');
+  // Large files written front to back were hashed while being written: check that path too.
+  const big = Buffer.alloc(9 << 20);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i * 2654435761 >>> 0, i);
+  await fs.writeFile(m('seq-big'), big);
+  await new Promise((r) => setTimeout(r, 1500)); // let earlier deletions be collected
+  const ids = await storeFiles();
+  assert.ok(ids.length > 3);
+  for (const id of ids) {
+    const info = await hashFile(join(sb.root, 'content', id.slice(0, 2), id));
+    assert.equal(infoHash(info), id);
+  }
+  assert.ok(ids.includes(infoHash(await hashFile(m('seq-big')))));
+  await closeHashers();
+});

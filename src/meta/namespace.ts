@@ -40,6 +40,7 @@ export class Namespace extends EventEmitter {
   /** Content carried by replayed journal ops, for the node to store: id -> bytes. */
   recovered = new Map<string, Buffer>();
   private committedAtOpen = 0;
+  private unwritten: PackObject[] = [];
   private closed = false;
 
   private constructor(private readonly opts: NamespaceOptions) {
@@ -163,10 +164,23 @@ export class Namespace extends EventEmitter {
     this.pending = [];
     // Snapshot and journal rotation happen in one synchronous step: the commit holds exactly
     // the ops of the generations up to `gen`.
-    const snap = this.tree.snapshot();
-    const gen = await this.journal.rotate();
-    await Promise.all(this.barriers.map((b) => b()));
-    return this.writeCommit(snap, lines, gen);
+    const snap: { root: string; objects: PackObject[] } = this.tree.snapshot();
+    // Objects of a commit that failed (e.g. disk full) are cached as written in the tree; they
+    // go out with the next one.
+    snap.objects.unshift(...this.unwritten);
+    try {
+      const gen = await this.journal.rotate();
+      await Promise.all(this.barriers.map((b) => b()));
+      const oid = await this.writeCommit(snap, lines, gen);
+      this.unwritten = [];
+      return oid;
+    } catch (e) {
+      this.unwritten = snap.objects;
+      this.pending.unshift(...lines);
+      if (!this.timer) this.timer = setTimeout(() => { this.timer = null; void this.commit().catch(() => {}); }, 5000);
+      this.timer.unref();
+      throw e;
+    }
   }
 
   private async commitReplay(committed: number): Promise<void> {
