@@ -247,3 +247,16 @@ test('every stored content file hashes to its id (what peers will verify)', asyn
   assert.ok(ids.includes(infoHash(await hashFile(m('seq-big')))));
   await closeHashers();
 });
+
+test('a burst of 2,000 creates is a handful of commits, each saying what changed', async () => {
+  const count = async () => Number((await sh(`git --git-dir ${sb.root}/meta/repo.git rev-list --count main`)).out.trim());
+  await new Promise((r) => setTimeout(r, 1500));
+  const before = await count();
+  await sh(`mkdir ${m('burst')} && cd ${m('burst')} && for i in $(seq 1 2000); do echo $i > f$i; done`);
+  await new Promise((r) => setTimeout(r, 1500));
+  const commits = (await count()) - before;
+  assert.ok(commits >= 1 && commits <= 15, `${commits} commits`);
+  const log = await sh(`git --git-dir ${sb.root}/meta/repo.git log -1 --format=%B main`);
+  assert.match(log.out, /write "?\/burst\/f\d+/);
+  assert.equal((await fs.readdir(m('burst'))).length, 2000);
+});
