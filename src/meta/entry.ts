@@ -13,6 +13,8 @@ export interface Attrs {
   /** Milliseconds since the epoch. */
   mtime: number;
   ctime: number;
+  /** The node that made this version (names conflict copies). */
+  node?: string;
 }
 
 export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId }
@@ -23,6 +25,7 @@ export type Entry = FileEntry | LinkEntry | DirEntry;
 export function encodeEntry(e: Entry): Buffer {
   const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
   if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
+  if (e.node) attrs.node = Buffer.from(e.node);
   const top: BDict = { delugefs: attrs };
   if (e.type === 'file') top.info = infoDict(e.info);
   return encode(top);
@@ -40,6 +43,7 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
     mtime: getInt(a, 'mtime', ctx),
     ctime: getInt(a, 'ctime', ctx),
   };
+  if (Buffer.isBuffer(a.node)) attrs.node = a.node.toString();
   switch (type) {
     case 'file': {
       const info = parseInfo(getDict(top, 'info', ctx), ctx);

@@ -8,7 +8,7 @@ import { writePack, PackObject } from './pack.js';
 
 export const BRANCH = 'refs/heads/main';
 
-export interface CommitInfo { tree: string; parents: string[]; message: string }
+export interface CommitInfo { tree: string; parents: string[]; message: string; /** committer time, seconds */ time: number }
 
 export class GitRepo {
   constructor(readonly dir: string) {}
@@ -54,7 +54,8 @@ export class GitRepo {
     const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
     if (!tree) throw new Error(`commit ${oid} has no tree`);
     const parents = [...(head ?? '').matchAll(/^parent ([0-9a-f]{40})$/gm)].map((m) => m[1]!);
-    return { tree, parents, message: rest.join('\n\n') };
+    const time = Number(/^committer .* (\d+) [+-]\d{4}$/m.exec(head ?? '')?.[1] ?? 0);
+    return { tree, parents, message: rest.join('\n\n'), time };
   }
 
   /** Every entry below a tree: [mode, type, oid, path] with raw (encoded) paths. */
@@ -102,6 +103,21 @@ export class GitRepo {
     const code: number = await new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.on('close', (c) => r(c ?? -1))));
     if (code !== 0 || i !== oids.length) throw new Error(`git cat-file --batch failed: ${stderr.trim()}`);
     return result;
+  }
+
+  /** The merge base of two commits, chosen deterministically when there are several; null if unrelated. */
+  async mergeBase(a: string, b: string): Promise<string | null> {
+    const r = await this.git(['merge-base', '--all', a, b], undefined, true);
+    const all = r.stdout.toString().split('\n').filter(Boolean).sort();
+    return all[0] ?? null;
+  }
+
+  async isAncestor(a: string, b: string): Promise<boolean> {
+    return (await this.git(['merge-base', '--is-ancestor', a, b], undefined, true)).code === 0;
+  }
+
+  async hasCommit(oid: string): Promise<boolean> {
+    return (await this.git(['cat-file', '-e', `${oid}^{commit}`], undefined, true)).code === 0;
   }
 
   async fsck(): Promise<{ ok: boolean; output: string }> {

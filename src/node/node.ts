@@ -152,7 +152,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   async symlink(target: string, path: string): Promise<void> {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
     const now = Date.now();
-    await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: this.uid, gid: this.gid, mtime: now, ctime: now } });
+    await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: this.uid, gid: this.gid, mtime: now, ctime: now, node: this.nodeId } });
   }
 
   readlink(path: string): string {
@@ -180,7 +180,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   private async setAttrs(path: string, change: (e: Entry) => Entry): Promise<void> {
     const n = this.ns.get(path);
     if (!n) throw new FsError('ENOENT', path);
-    await this.ns.apply({ o: 'put', p: path, e: { ...change(n.entry), ctime: Date.now() } as Entry });
+    await this.ns.apply({ o: 'put', p: path, e: { ...change(n.entry), ctime: Date.now(), node: this.nodeId } as Entry });
   }
 
   async statfs(): Promise<Space> {
@@ -233,7 +233,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   async create(path: string, mode: number): Promise<number> {
     const now = Date.now();
-    const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now };
+    const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now, node: this.nodeId };
     if (this.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
     // Not awaited: only files whose close() returned must survive a crash, and close() waits
     // for the journal, which keeps order.
@@ -423,7 +423,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       if (path === null) return; // unlinked while hashing
       const cur = this.ns.get(path)?.entry;
       const attrs = cur && cur.type === 'file' ? cur : h.base!;
-      const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now() };
+      const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), node: this.nodeId };
       // What the handle wrote is now the stored version; it reads from there (memory, or the
       // temp fd, which now names the stored file).
       if (h.readFd !== null) await fdClose(h.readFd).catch(() => {});
@@ -454,7 +454,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   private dirEntry(mode: number): DirEntry {
     const now = Date.now();
-    return { type: 'dir', mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now };
+    return { type: 'dir', mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now, node: this.opts.config.nodeId };
   }
 
   // ---- content garbage collection -----------------------------------------------------
