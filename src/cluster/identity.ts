@@ -147,3 +147,15 @@ function generate(): Promise<string> {
     utils.generateKeyPair('ed25519', { comment: 'delugefs' }, (err, kp) => (err ? reject(err) : resolve(kp.private))),
   );
 }
+
+/** A public key as the SSH layer saw it, with what callers usually want to match on. */
+export interface PeerKey {
+  blob: Buffer;
+  line: string;
+  nodeId: string;
+  fingerprint: string;
+}
+
+export function peerKeyOf(blob: Buffer): PeerKey {
+  return { blob, line: publicKeyLineOf(blob), nodeId: nodeIdOf(blob), fingerprint: fingerprintOf(blob) };
+}
