@@ -10,7 +10,7 @@ import { authorizedKeysLine, authorizedKeysText, runForcedCommand } from './forc
 import { RpcRegistry } from './rpc.js';
 import { memoryLog } from './log.js';
 import { shQuote } from './sh.js';
-import { git, runProc } from './test-helpers.js';
+import { git, runProc } from '../testing/proc.js';
 
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'forced-command.fixture.js');
 let dir: string;

@@ -9,7 +9,7 @@ import { RpcClient, RpcCallError } from './rpc-client.js';
 import { RpcError, RpcRegistry } from './rpc.js';
 import { gitSshCommand, gitSshEnv, metaRepoUrl, writeKnownHosts } from './git-ssh.js';
 import { memoryLog } from './log.js';
-import { git, runProc } from './test-helpers.js';
+import { git, runProc } from '../testing/proc.js';
 
 let dir: string;
 let server: SshServer;

@@ -1,4 +1,4 @@
-// Test helpers shared by the cluster tests (not used at run time).
+// Process helpers for tests (not used at run time).
 import { spawn } from 'node:child_process';
 
 export interface ProcResult { code: number | null; stdout: string; stderr: string }
