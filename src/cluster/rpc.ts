@@ -7,6 +7,10 @@ export interface PeerInfo {
   nodeId: string;
   fingerprint?: string;
   address?: string;
+  /** The client's public key line, when the transport knows it (the embedded server always does). */
+  publicKey?: string;
+  /** False for a non-member admitted only to the guest methods (joining with a token). */
+  member?: boolean;
 }
 
 export type RpcHandler = (params: unknown, peer: PeerInfo) => unknown | Promise<unknown>;

@@ -23,6 +23,8 @@ export interface CommandContext {
   /** The client's GIT_PROTOCOL (e.g. `version=2`), passed on to git when well-formed. */
   gitProtocol?: string;
   maxRpcInput?: number;
+  /** For guests (peer.member === false): the only RPC methods they may call; no git at all. */
+  guestMethods?: readonly string[];
   /** Aborted when the client goes away: the git child is killed. */
   signal?: AbortSignal;
 }
@@ -36,6 +38,11 @@ export async function serveCommand(command: string, io: CommandIO, ctx: CommandC
     if (!(err instanceof CommandRefused)) throw err;
     ctx.log('command_refused', { peer: ctx.peer.nodeId, address: ctx.peer.address, reason: err.reason, command: err.command });
     io.stderr.write(`delugefs: ${err.message}\n`);
+    return 1;
+  }
+  if (ctx.peer.member === false && !(cmd.kind === 'rpc' && (ctx.guestMethods ?? []).includes(cmd.method))) {
+    ctx.log('command_refused', { peer: ctx.peer.nodeId, address: ctx.peer.address, reason: 'not a member', command: command.slice(0, 200) });
+    io.stderr.write('delugefs: refused command: not a member of this cluster\n');
     return 1;
   }
   if (cmd.kind === 'rpc') return serveRpc(cmd.method, io, ctx);

@@ -25,6 +25,11 @@ export interface SshServerOptions {
   /** Defaults to a fresh registry, reachable as `server.rpc`. */
   rpc?: RpcDispatcher;
   onReceivePack?: (peer: PeerInfo) => void;
+  /**
+   * RPC methods open to keys that are not members (e.g. `join`, which checks an invite token).
+   * Empty (the default): non-members are refused at authentication.
+   */
+  guestMethods?: string[];
   host?: string;
   /** First port to try; the next ones are tried while in use. 0 = any free port. */
   port?: number;
@@ -39,8 +44,15 @@ export class SshServer {
     readonly port: number,
     readonly host: string,
     readonly rpc: RpcDispatcher,
-    private readonly connections: Set<Connection>,
+    private readonly connections: Map<Connection, string | undefined>,
   ) {}
+
+  /** Ends every open connection of a node (after its membership was revoked). */
+  dropPeer(nodeId: string): number {
+    let n = 0;
+    for (const [c, id] of this.connections) if (id === nodeId) { c.end(); n++; }
+    return n;
+  }
 
   /** The registry when the server made its own (the usual case). */
   get registry(): RpcRegistry {
@@ -52,7 +64,7 @@ export class SshServer {
     const log = opts.log ?? jsonLog('ssh');
     const rpc = opts.rpc ?? new RpcRegistry();
     const host = opts.host ?? '0.0.0.0';
-    const connections = new Set<Connection>();
+    const connections = new Map<Connection, string | undefined>();
     const server = new Server({ hostKeys: [opts.identity.privateKeyOpenSSH], ident: 'DelugeFS' }, (client, info) =>
       handleClient(client, info, opts, rpc, log, connections),
     );
@@ -67,7 +79,7 @@ export class SshServer {
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.server.close(() => resolve());
-      for (const c of this.connections) c.end();
+      for (const c of this.connections.keys()) c.end();
     });
   }
 }
@@ -101,13 +113,14 @@ function handleClient(
   opts: SshServerOptions,
   rpc: RpcDispatcher,
   log: Log,
-  connections: Set<Connection>,
+  connections: Map<Connection, string | undefined>,
 ): void {
   // Without this every exchange waits on Nagle + delayed ACK (~40 ms per round trip).
   (client as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
-  connections.add(client);
+  connections.set(client, undefined);
   const address = `${info.ip}:${info.port}`;
   let peer: PeerKey | undefined;
+  let member = false;
   const authTimer = setTimeout(() => {
     log('auth_timeout', { address });
     client.end();
@@ -123,13 +136,14 @@ function handleClient(
       if (ctx.method !== 'none') log('auth_refused', { address, user: ctx.username, method: ctx.method, reason: 'only publickey' });
       return ctx.reject(['publickey']);
     }
-    void checkKey(ctx, opts, address, log, (key) => { peer = key; });
+    void checkKey(ctx, opts, address, log, (key, isMember) => { peer = key; member = isMember; });
   });
   client.on('ready', () => {
     clearTimeout(authTimer);
     if (!peer) return client.end();
-    log('authenticated', { address, peer: peer.nodeId, fingerprint: peer.fingerprint });
-    const who: PeerInfo = { nodeId: peer.nodeId, fingerprint: peer.fingerprint, address };
+    log(member ? 'authenticated' : 'guest_authenticated', { address, peer: peer.nodeId, fingerprint: peer.fingerprint });
+    connections.set(client, peer.nodeId);
+    const who: PeerInfo = { nodeId: peer.nodeId, fingerprint: peer.fingerprint, address, publicKey: peer.line, member };
     client.on('session', (accept) => handleSession(accept(), who, opts, rpc, log));
   });
   // Forwarding of any kind: listening for them is what lets us log the refusal.
@@ -143,7 +157,7 @@ async function checkKey(
   opts: SshServerOptions,
   address: string,
   log: Log,
-  onVerified: (key: PeerKey) => void,
+  onVerified: (key: PeerKey, member: boolean) => void,
 ): Promise<void> {
   try {
     if (ctx.key.algo !== KEY_TYPE) {
@@ -152,7 +166,9 @@ async function checkKey(
       return;
     }
     const key = peerKeyOf(ctx.key.data);
-    if (!(await opts.isMember(key))) {
+    const member = await opts.isMember(key);
+    const guest = !member && (opts.guestMethods?.length ?? 0) > 0;
+    if (!member && !guest) {
       log('auth_refused', { address, user: ctx.username, fingerprint: key.fingerprint, nodeId: key.nodeId, reason: 'not a member' });
       ctx.reject(['publickey']);
       return;
@@ -166,7 +182,7 @@ async function checkKey(
       }
     }
     // Record the peer before accept(): ssh2 may emit 'ready' synchronously from it.
-    if (ctx.signature) onVerified(key);
+    if (ctx.signature) onVerified(key, member);
     ctx.accept();
   } catch (err) {
     log('auth_refused', { address, reason: `error: ${(err as Error).message}` });
@@ -211,6 +227,7 @@ function handleSession(session: Session, peer: PeerInfo, opts: SshServerOptions,
       onReceivePack: opts.onReceivePack,
       gitProtocol,
       maxRpcInput: opts.maxRpcInput,
+      guestMethods: opts.guestMethods,
       signal: abort.signal,
     })
       .catch((err) => {
