@@ -71,7 +71,7 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
       ctx.signal?.removeEventListener('abort', onAbort);
       io.stdin.unpipe(child.stdin);
       const status = code ?? 128;
-      ctx.log('git_served', { service, peer: ctx.peer.nodeId, address: ctx.peer.address, status, signal: sig ?? undefined, ms: Date.now() - started });
+      ctx.log('git_served', { service, peer: ctx.peer.nodeId, address: ctx.peer.address, protocol: env.GIT_PROTOCOL, status, signal: sig ?? undefined, ms: Date.now() - started });
       if (status === 0 && service === 'git-receive-pack' && ctx.onReceivePack) {
         try {
           ctx.onReceivePack(ctx.peer);

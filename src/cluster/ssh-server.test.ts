@@ -76,6 +76,7 @@ test('git push and fetch between two bare repositories through the server', asyn
   const n = 5;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) await git(['--git-dir', clone, 'fetch', '-q', url, 'refs/heads/main:refs/remotes/a/main'], { env });
+  assert.ok(log.events.some((e) => e.event === 'git_served' && e.protocol === 'version=2'), 'git speaks protocol v2 through the server');
   console.log(`# no-op git fetch over ssh: ${((performance.now() - t0) / n).toFixed(1)} ms (mean of ${n})`);
 });
 
@@ -200,4 +201,52 @@ test('shell, pty, forwarding and subsystems are refused', async () => {
   assert.notEqual(fwd.code, 0);
   const what = log.events.slice(before).filter((e) => e.event === 'refused').map((e) => String(e.what));
   for (const w of ['pty', 'shell', 'sftp', 'tcpip-forward']) assert.ok(what.includes(w), `${w} in ${what.join(',')}`);
+});
+
+test('git refuses a server whose host key is not in the strict known_hosts', async () => {
+  const other = join(dir, 'b', 'known_hosts_wrong');
+  await writeKnownHosts(other, [{ host: '127.0.0.1', port: server.port, publicKey: c.publicKeyLine }]);
+  const env = gitSshEnv({ identity: b, knownHostsPath: other });
+  const clone = join(dir, 'b', 'clone2.git');
+  await git(['init', '-q', '--bare', clone]);
+  const r = await runProc('git', ['--git-dir', clone, 'fetch', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...env } });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /host key|Host key verification failed/i);
+  // Unknown host (no line at all) is refused too, never added.
+  const empty = join(dir, 'b', 'known_hosts_empty');
+  await writeKnownHosts(empty, []);
+  const r2 = await runProc('git', ['--git-dir', clone, 'fetch', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...gitSshEnv({ identity: b, knownHostsPath: empty }) } });
+  assert.notEqual(r2.code, 0);
+  assert.match(r2.stderr, /Host key verification failed/);
+});
+
+test('parallel rpc calls share one connection; dropPeer ends it', async () => {
+  const client = new RpcClient({ identity: b, host: '127.0.0.1', port: server.port, hostFingerprint: a.fingerprint, log: memoryLog() });
+  try {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => client.call('echo', i)));
+    assert.deepEqual(results.map((r) => (r as { params: number }).params), Array.from({ length: 20 }, (_, i) => i));
+    assert.equal(server.dropPeer(b.nodeId), 1);
+    // The next call notices the dead connection and reconnects by itself.
+    assert.deepEqual(await client.call('echo', 'again'), { params: 'again', peer: b.nodeId });
+  } finally {
+    client.close();
+  }
+});
+
+test('garbage on the SSH port is logged and does not hurt the server', async () => {
+  const { connect } = await import('node:net');
+  for (const junk of ['GET / HTTP/1.0\r\n\r\n', 'SSH-2.0-x\r\n' + '\0'.repeat(5000), '']) {
+    await new Promise<void>((resolve) => {
+      const s = connect(server.port, '127.0.0.1', () => s.end(junk));
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.resume();
+    });
+  }
+  const client = new RpcClient({ identity: b, host: '127.0.0.1', port: server.port, hostFingerprint: a.fingerprint, log: memoryLog() });
+  try {
+    assert.deepEqual(await client.call('echo', 'still here'), { params: 'still here', peer: b.nodeId });
+  } finally {
+    client.close();
+  }
 });
