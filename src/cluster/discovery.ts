@@ -2,6 +2,8 @@
 // with SRV (ssh port, target `<nodeId>.local`), TXT (cluster, node, ssh, bt, fp) and A records.
 // Records carry short TTLs and are re-announced well within them, so a crashed node (which sends
 // no goodbye) expires within ttl seconds; a clean stop sends a goodbye (TTL 0) at once.
+// mDNS is unauthenticated: a record only says where a node id claims to be. The fingerprint in
+// TXT is advisory; connect with the fingerprint from the member records (RpcClient, known_hosts).
 import os from 'node:os';
 import makeMdns from 'multicast-dns';
 import type { RemoteInfo } from 'node:dgram';
@@ -93,6 +95,7 @@ export class MdnsDiscovery {
   /** Sends a goodbye (TTL 0) so peers drop us at once, then closes the socket. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.pending);
     for (const t of this.expiry.values()) clearTimeout(t);
     this.expiry.clear();
     const mdns = this.mdns;
@@ -123,8 +126,23 @@ export class MdnsDiscovery {
     return answers;
   }
 
+  private lastAnnounce = 0;
+  private pending?: NodeJS.Timeout;
+
   private announce(): void {
+    this.lastAnnounce = Date.now();
     this.mdns?.respond({ answers: this.records(this.ttl) });
+  }
+
+  /** Answers a query at most every 250 ms: a flood of queries must not become a flood of answers. */
+  private answerSoon(): void {
+    if (this.pending) return;
+    const wait = this.lastAnnounce + 250 - Date.now();
+    if (wait <= 0) return this.announce();
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      this.announce();
+    }, wait);
   }
 
   private onQuery(questions: Array<{ name: string; type: string }>, _rinfo: RemoteInfo): void {
@@ -132,7 +150,7 @@ export class MdnsDiscovery {
       (q.name === SERVICE && (q.type === 'PTR' || q.type === 'ANY')) ||
       (q.name === this.instance) ||
       (q.name === this.hostName && (q.type === 'A' || q.type === 'ANY')));
-    if (wanted) this.announce();
+    if (wanted) this.answerSoon();
   }
 
   private onResponse(answers: Answer[], rinfo: RemoteInfo): void {

@@ -54,3 +54,14 @@ test('two roots get different node ids', async () => {
     await rm(r2, { recursive: true, force: true });
   }
 });
+
+test('concurrent first starts on one root agree on one identity', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'dfs-id-'));
+  try {
+    const ids = await Promise.all([1, 2, 3, 4].map(() => Identity.loadOrCreate(root)));
+    assert.equal(new Set(ids.map((i) => i.nodeId)).size, 1);
+    assert.equal((await Identity.loadOrCreate(root)).nodeId, ids[0].nodeId);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});

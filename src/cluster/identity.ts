@@ -2,7 +2,7 @@
 // public key, so the id cannot be claimed without the key. The same key is the SSH host key, the
 // SSH client key (ssh2 and `ssh -i`) and the signing key for invites.
 import { createHash, createPrivateKey, createPublicKey, KeyObject, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile, chmod, stat } from 'node:fs/promises';
+import { mkdir, readFile, link, unlink, writeFile, chmod, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
@@ -120,13 +120,21 @@ export class Identity {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await mkdir(dir, { recursive: true, mode: 0o700 });
       text = await generate();
-      const pub = Identity.fromOpenSSH(text, privPath);
-      // Write both files via temp + rename so a crash never leaves a half-written key.
+      // Write a temp file, then link() it into place: a crash never leaves a half-written key,
+      // and if another process created the key meanwhile, link fails and we use theirs.
       const tmp = `${privPath}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
       await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
-      await rename(tmp, privPath);
-      await writeFile(join(dir, PUBLIC_FILE), pub.publicKeyLine + '\n', { mode: 0o644 });
-      return pub;
+      try {
+        await link(tmp, privPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        text = await readFile(privPath, 'utf8');
+      } finally {
+        await unlink(tmp);
+      }
+      const id = Identity.fromOpenSSH(text, privPath);
+      await writeFile(join(dir, PUBLIC_FILE), id.publicKeyLine + '\n', { mode: 0o644 });
+      return id;
     }
     // ssh refuses keys readable by others; repair the mode if someone copied the root carelessly.
     if (((await stat(privPath)).mode & 0o077) !== 0) await chmod(privPath, 0o600);

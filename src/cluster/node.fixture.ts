@@ -5,7 +5,7 @@ import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Identity, parsePublicKeyLine, nodeIdOf } from './identity.js';
+import { Identity, parsePublicKeyLine, nodeIdOf, peerKeyOf } from './identity.js';
 import { SshServer } from './ssh-server.js';
 import { RpcRegistry } from './rpc.js';
 import { RpcClient } from './rpc-client.js';
@@ -39,8 +39,14 @@ async function onPeer(p: PeerRecord) {
   if (!m.has(p.nodeId)) return log('not_member', { nodeId: p.nodeId });
   // known_hosts from member records (the key), addresses from discovery.
   await writeKnownHosts(knownHosts, [{ host: p.host, port: p.sshPort, publicKey: m.get(p.nodeId)! }]);
+  // The expected host key comes from the member record, never from the (unauthenticated) mDNS TXT.
+  const fingerprint = peerKeyOf(parsePublicKeyLine(m.get(p.nodeId)!).blob).fingerprint;
   let c = clients.get(p.nodeId);
-  if (!c) clients.set(p.nodeId, (c = new RpcClient({ identity, host: p.host, port: p.sshPort, hostFingerprint: p.fingerprint, log, timeoutMs: 3000 })));
+  if (c && (c.opts.host !== p.host || c.opts.port !== p.sshPort)) {
+    c.close();
+    c = undefined;
+  }
+  if (!c) clients.set(p.nodeId, (c = new RpcClient({ identity, host: p.host, port: p.sshPort, hostFingerprint: fingerprint, log, timeoutMs: 3000 })));
   try {
     const t = performance.now();
     const r = await c.call('whoami');

@@ -64,6 +64,7 @@ interface Entry {
   port: number;
   nodeId?: string;
   lastOk: number;
+  busy?: boolean;
 }
 
 export class StaticPeers {
@@ -103,6 +104,8 @@ export class StaticPeers {
   }
 
   private async probe(e: Entry): Promise<void> {
+    if (e.busy) return;
+    e.busy = true;
     try {
       const key = await probeHostKey(e.host, e.port);
       if (!this.running) return;
@@ -119,6 +122,8 @@ export class StaticPeers {
         this.o.peers.remove(e.nodeId, 'static');
         e.nodeId = undefined;
       }
+    } finally {
+      e.busy = false;
     }
   }
 }
