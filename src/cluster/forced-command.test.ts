@@ -67,6 +67,10 @@ test('rpc, wrong commands and interactive logins under a foreign sshd', async ()
   assert.equal(await runForcedCommand({ repoPath: repo, rpc, log, command: '', io: s.io }), 1);
   assert.match(s.err(), /interactive login refused/);
   assert.deepEqual(log.events.map((e) => e.event), ['rpc', 'command_refused', 'refused']);
+  // A missing repository is an error for the client, not a crash.
+  s = streams('');
+  assert.equal(await runForcedCommand({ repoPath: join(dir, 'gone.git'), rpc, log, command: `git-upload-pack '/meta.git'`, io: s.io }), 1);
+  assert.match(s.err(), /cannot run git-upload-pack/);
 });
 
 test('authorized_keys lines pin each key to delugefs shell with every restriction', async () => {

@@ -62,12 +62,15 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
   child.stdout.pipe(io.stdout, { end: false });
   child.stderr.pipe(io.stderr, { end: false });
   return new Promise((resolve) => {
+    let failed = false;
     child.on('error', (err) => {
+      failed = true;
       ctx.log('git_spawn_failed', { service, error: err.message });
       io.stderr.write(`delugefs: cannot run ${service}\n`);
       resolve(1);
     });
     child.on('close', (code, sig) => {
+      if (failed) return;
       ctx.signal?.removeEventListener('abort', onAbort);
       io.stdin.unpipe(child.stdin);
       const status = code ?? 128;

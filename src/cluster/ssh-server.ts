@@ -215,7 +215,9 @@ function handleSession(session: Session, peer: PeerInfo, opts: SshServerOptions,
     reject?.();
   });
   session.on('exec', (accept, _reject, info) => {
-    const channel: ServerChannel = accept();
+    const channel: ServerChannel | undefined = accept();
+    // ssh2 returns nothing for a second exec on one session (or one after close): ignore it.
+    if (!channel) return log('refused', { peer: peer.nodeId, address: peer.address, what: 'second exec on a session' });
     const abort = new AbortController();
     channel.on('close', () => abort.abort());
     channel.on('error', (err: Error) => log('channel_error', { peer: peer.nodeId, error: err.message }));
