@@ -13,7 +13,8 @@ export interface PeerInfo {
   member?: boolean;
 }
 
-export type RpcHandler = (params: unknown, peer: PeerInfo) => unknown | Promise<unknown>;
+/** `signal` aborts when the caller went away (channel closed): long handlers may stop early. */
+export type RpcHandler = (params: unknown, peer: PeerInfo, signal: AbortSignal) => unknown | Promise<unknown>;
 
 export type RpcReply = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
 
@@ -25,7 +26,7 @@ export class RpcError extends Error {
 
 /** Anything that can run a method: the local registry, or a forwarder to a running node. */
 export interface RpcDispatcher {
-  dispatch(method: string, params: unknown, peer: PeerInfo): Promise<RpcReply>;
+  dispatch(method: string, params: unknown, peer: PeerInfo, signal?: AbortSignal): Promise<RpcReply>;
 }
 
 export const DEFAULT_MAX_RPC_INPUT = 1 << 20;
@@ -47,11 +48,11 @@ export class RpcRegistry implements RpcDispatcher {
     return [...this.handlers.keys()].sort();
   }
 
-  async dispatch(method: string, params: unknown, peer: PeerInfo): Promise<RpcReply> {
+  async dispatch(method: string, params: unknown, peer: PeerInfo, signal: AbortSignal = new AbortController().signal): Promise<RpcReply> {
     const h = this.handlers.get(method);
     if (!h) return { ok: false, error: { code: 'unknown_method', message: `unknown method ${method}` } };
     try {
-      const result = await h(params, peer);
+      const result = await h(params, peer, signal);
       return { ok: true, result: result === undefined ? null : result };
     } catch (err) {
       const code = err instanceof RpcError ? err.code : 'handler_error';

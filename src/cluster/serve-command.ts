@@ -109,7 +109,7 @@ async function serveRpc(method: string, io: CommandIO, ctx: CommandContext): Pro
       ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: 'malformed JSON input' });
       reply = { ok: false, error: { code: 'bad_json', message: 'rpc input is not valid JSON' } };
     } else {
-      reply = await ctx.rpc.dispatch(method, params, ctx.peer);
+      reply = await ctx.rpc.dispatch(method, params, ctx.peer, ctx.signal);
       ctx.log('rpc', { method, peer: ctx.peer.nodeId, ok: reply.ok, code: reply.ok ? undefined : reply.error.code, ms: Date.now() - started });
     }
   }

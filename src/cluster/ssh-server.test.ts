@@ -20,6 +20,7 @@ let repoA: string;
 let knownHosts: string;
 const log = memoryLog();
 const received: string[] = [];
+const aborted: boolean[] = [];
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dfs-ssh-'));
@@ -29,7 +30,11 @@ before(async () => {
   await git(['init', '-q', '--bare', repoA]);
   const rpc = new RpcRegistry()
     .register('echo', (params, peer) => ({ params, peer: peer.nodeId }))
-    .register('fail', () => { throw new RpcError('nope', 'it failed on purpose'); });
+    .register('fail', () => { throw new RpcError('nope', 'it failed on purpose'); })
+    .register('slow', (_p, _peer, signal) => new Promise((resolve) => {
+      const t = setTimeout(() => resolve('late'), 5000);
+      signal.addEventListener('abort', () => { clearTimeout(t); aborted.push(true); resolve('aborted'); });
+    }));
   server = await SshServer.start({
     identity: a,
     repoPath: repoA,
@@ -88,6 +93,10 @@ test('rpc calls over a persistent connection', async () => {
     await assert.rejects(client.call('missing'), (e: RpcCallError) => e.code === 'unknown_method');
     await assert.rejects(client.call('echo', 'x'.repeat(100 * 1024)), (e: RpcCallError) => e.code === 'too_large');
     assert.ok(log.events.some((e) => e.event === 'rpc_refused' && /larger/.test(String(e.reason))));
+    // A caller that gives up aborts the handler on the server.
+    await assert.rejects(client.call('slow', null, { timeoutMs: 200 }), (e: RpcCallError) => e.code === 'timeout');
+    for (let i = 0; i < 50 && !aborted.length; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(aborted, [true]);
     // Still usable after errors.
     assert.deepEqual(await client.call('echo', 7), { params: 7, peer: b.nodeId });
 
