@@ -18,8 +18,8 @@ export interface CommandContext {
   rpc: RpcDispatcher;
   peer: PeerInfo;
   log: Log;
-  /** Called after a receive-pack exits 0, so the node can merge what was pushed. */
-  onReceivePack?: (peer: PeerInfo) => void;
+  /** Called (and awaited) after a receive-pack exits 0, so the node can merge what was pushed. */
+  onReceivePack?: (peer: PeerInfo) => void | Promise<void>;
   /** The client's GIT_PROTOCOL (e.g. `version=2`), passed on to git when well-formed. */
   gitProtocol?: string;
   maxRpcInput?: number;
@@ -76,11 +76,13 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
       const status = code ?? 128;
       ctx.log('git_served', { service, peer: ctx.peer.nodeId, address: ctx.peer.address, protocol: env.GIT_PROTOCOL, status, signal: sig ?? undefined, ms: Date.now() - started });
       if (status === 0 && service === 'git-receive-pack' && ctx.onReceivePack) {
-        try {
-          ctx.onReceivePack(ctx.peer);
-        } catch (err) {
-          ctx.log('receive_hook_failed', { error: (err as Error).message });
-        }
+        // Awaited, so a `delugefs shell` process has told the node before it exits; the
+        // embedded node's hook should only schedule its merge and return.
+        Promise.resolve()
+          .then(() => ctx.onReceivePack!(ctx.peer))
+          .catch((err) => ctx.log('receive_hook_failed', { error: (err as Error)?.message ?? String(err) }))
+          .then(() => resolve(status));
+        return;
       }
       resolve(status);
     });
