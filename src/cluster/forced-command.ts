@@ -19,7 +19,7 @@ export interface ForcedCommandOptions {
   gitProtocol?: string;
   /** Defaults to the remote address from process.env.SSH_CLIENT. */
   address?: string;
-  onReceivePack?: (peer: PeerInfo) => void | Promise<void>;
+  onReceivePack?: (peer: PeerInfo) => unknown;
   log?: Log;
   io?: CommandIO;
   maxRpcInput?: number;

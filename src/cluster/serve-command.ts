@@ -19,7 +19,7 @@ export interface CommandContext {
   peer: PeerInfo;
   log: Log;
   /** Called (and awaited) after a receive-pack exits 0, so the node can merge what was pushed. */
-  onReceivePack?: (peer: PeerInfo) => void | Promise<void>;
+  onReceivePack?: (peer: PeerInfo) => unknown;
   /** The client's GIT_PROTOCOL (e.g. `version=2`), passed on to git when well-formed. */
   gitProtocol?: string;
   maxRpcInput?: number;

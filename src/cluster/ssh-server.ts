@@ -24,7 +24,7 @@ export interface SshServerOptions {
   isMember: MemberCheck;
   /** Defaults to a fresh registry, reachable as `server.rpc`. */
   rpc?: RpcDispatcher;
-  onReceivePack?: (peer: PeerInfo) => void | Promise<void>;
+  onReceivePack?: (peer: PeerInfo) => unknown;
   /**
    * RPC methods open to keys that are not members (e.g. `join`, which checks an invite token).
    * Empty (the default): non-members are refused at authentication.
