@@ -13,6 +13,7 @@ const { Server, utils } = ssh2;
 export const DEFAULT_SSH_PORT = 7422;
 const PORT_TRIES = 100;
 const AUTH_TIMEOUT_MS = 20_000;
+const MAX_AUTH_ATTEMPTS = 12;
 
 export type MemberCheck = (key: PeerKey) => boolean | Promise<boolean>;
 
@@ -131,7 +132,15 @@ function handleClient(
     connections.delete(client);
   });
 
+  let attempts = 0;
   client.on('authentication', (ctx: AuthContext) => {
+    // Key probing (one connection trying key after key) is cut short.
+    if (++attempts > MAX_AUTH_ATTEMPTS) {
+      log('auth_refused', { address, reason: `more than ${MAX_AUTH_ATTEMPTS} attempts` });
+      ctx.reject();
+      client.end();
+      return;
+    }
     if (ctx.method !== 'publickey') {
       if (ctx.method !== 'none') log('auth_refused', { address, user: ctx.username, method: ctx.method, reason: 'only publickey' });
       return ctx.reject(['publickey']);
