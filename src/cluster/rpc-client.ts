@@ -86,7 +86,10 @@ export class RpcClient {
         const code = seenKey && seenKey !== hostFingerprint ? 'host_key_mismatch' : 'unreachable';
         reject(new RpcCallError(code, code === 'host_key_mismatch' ? `host key ${seenKey} of ${host}:${port} is not ${hostFingerprint}` : err.message));
       });
-      conn.on('close', () => this.drop(conn));
+      conn.on('close', () => {
+        this.drop(conn);
+        reject(new RpcCallError('unreachable', `connection to ${host}:${port} closed`)); // no-op once ready
+      });
       conn.connect({
         sock,
         username: 'delugefs',
