@@ -106,6 +106,15 @@ test('mDNS in namespaces: peers see each other, crashes and other clusters', { s
     assert.ok(!a.events.some(sawPeer(d.nodeId)));
     assert.ok(!d.events.some((e) => e.ev === 'peer'));
 
+    // Garbage and malformed adverts are logged and ignored; nobody crashes.
+    const mdnsPath = JSON.stringify(new URL('../../node_modules/multicast-dns/index.js', import.meta.url).pathname);
+    const junk = `const m=require(${mdnsPath})({bind:'0.0.0.0',interface:'${hd.ip}'});m.on('ready',()=>{
+      require('dgram').createSocket('udp4').send(Buffer.from('garbage'),5353,'224.0.0.251',()=>{
+      m.respond({answers:[{name:'zz._delugefs._tcp.local',type:'TXT',ttl:5,data:['cluster=blue','node=../../etc','ssh=99999']}]},()=>setTimeout(()=>process.exit(0),100))})})`;
+    assert.equal((await hd.run(process.execPath, ['-e', junk])).code, 0);
+    await a.waitFor((e) => e.ev === 'log' && e.event === 'mdns_malformed' && e.from === hd.ip, 5000);
+    assert.equal(a.child.exitCode, null);
+
     // A crash (SIGKILL: no goodbye) is noticed within 10 s.
     const tKill = performance.now();
     b.child.kill('SIGKILL');
@@ -148,6 +157,13 @@ test('static peers: host key learned by probe, lost when gone', { timeout: 30_00
     assert.equal(rec.nodeId, id.nodeId);
     assert.equal(rec.fingerprint, id.fingerprint);
     assert.equal(rec.source, 'static');
+    // remove() forgets at once; add() finds it again.
+    const gone = new Promise<PeerRecord>((r) => peers.once('lost', r));
+    sp.remove(`127.0.0.1:${server.port}`);
+    assert.equal((await gone).nodeId, id.nodeId);
+    const back = new Promise<PeerRecord>((r) => peers.once('peer', r));
+    sp.add(`127.0.0.1:${server.port}`);
+    assert.equal((await back).nodeId, id.nodeId);
     const lost = new Promise<PeerRecord>((r) => peers.once('lost', r));
     await server.close();
     server = undefined;

@@ -88,6 +88,15 @@ export class StaticPeers {
     if (this.running) void this.probe(e);
   }
 
+  /** Forgets HOST:PORT (e.g. a removed member's last address); its peer is lost if no other source sees it. */
+  remove(address: string): void {
+    const { host, port } = parseHostPort(address);
+    const e = this.entries.get(`${host}:${port}`);
+    if (!e) return;
+    this.entries.delete(`${host}:${port}`);
+    if (e.nodeId) this.o.peers.remove(e.nodeId, 'static');
+  }
+
   start(): void {
     this.running = true;
     this.round();
