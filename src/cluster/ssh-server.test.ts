@@ -30,6 +30,7 @@ before(async () => {
   await git(['init', '-q', '--bare', repoA]);
   const rpc = new RpcRegistry()
     .register('echo', (params, peer) => ({ params, peer: peer.nodeId }))
+    .register('big', () => 'x'.repeat(2 << 20))
     .register('fail', () => { throw new RpcError('nope', 'it failed on purpose'); })
     .register('slow', (_p, _peer, signal) => new Promise((resolve) => {
       const t = setTimeout(() => resolve('late'), 5000);
@@ -97,6 +98,11 @@ test('rpc calls over a persistent connection', async () => {
     await assert.rejects(client.call('slow', null, { timeoutMs: 200 }), (e: RpcCallError) => e.code === 'timeout');
     for (let i = 0; i < 50 && !aborted.length; i++) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(aborted, [true]);
+    // An oversize reply is cut off on the client side.
+    const small = new RpcClient({ identity: b, host: '127.0.0.1', port: server.port, hostFingerprint: a.fingerprint, maxReply: 1 << 20, log: memoryLog() });
+    await assert.rejects(small.call('big'), (e: RpcCallError) => e.code === 'too_large');
+    small.close();
+    assert.equal(((await client.call('big')) as string).length, 2 << 20);
     // Still usable after errors.
     assert.deepEqual(await client.call('echo', 7), { params: 7, peer: b.nodeId });
 
