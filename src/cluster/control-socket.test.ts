@@ -12,7 +12,7 @@ import { runForcedCommand } from './forced-command.js';
 import { memoryLog } from './log.js';
 
 test('control socket: calls, errors, bad input, forwarding for delugefs shell', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-ctl-'));
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-ctl-'));
   const path = join(dir, 'control.sock');
   const rpc = new RpcRegistry()
     .register('whoami', (_p, peer) => peer)

@@ -143,7 +143,7 @@ test('static peers: host key learned by probe, lost when gone', { timeout: 30_00
   assert.deepEqual(parseHostPort('[::1]:7422'), { host: '::1', port: 7422 });
   for (const bad of ['host', 'host:0', 'host:70000', ':22', 'a b:1']) assert.throws(() => parseHostPort(bad), bad);
 
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-static-'));
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-static-'));
   const peers = new PeerSet();
   const sp = new StaticPeers({ peers, intervalMs: 200, lostAfterMs: 600, log: memoryLog() });
   let server: SshServer | undefined;

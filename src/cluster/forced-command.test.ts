@@ -18,7 +18,7 @@ let repo: string;
 let peer: Identity;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'dfs-shell-'));
+  dir = await mkdtemp(join(tmpdir(), 'dfs-cl-shell-'));
   repo = join(dir, 'meta', 'repo.git');
   await mkdir(repo, { recursive: true });
   await git(['init', '-q', '--bare', repo]);

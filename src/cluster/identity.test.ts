@@ -10,7 +10,7 @@ import { Identity, isNodeId, parsePublicKeyLine, verifySignature, fingerprintOf 
 const run = promisify(execFile);
 
 test('identity is created once, persisted with mode 0600, and reloaded identically', async () => {
-  const root = await mkdtemp(join(tmpdir(), 'dfs-id-'));
+  const root = await mkdtemp(join(tmpdir(), 'dfs-cl-id-'));
   try {
     const a = await Identity.loadOrCreate(root);
     assert.ok(isNodeId(a.nodeId), a.nodeId);
@@ -43,8 +43,8 @@ test('identity is created once, persisted with mode 0600, and reloaded identical
 });
 
 test('two roots get different node ids', async () => {
-  const r1 = await mkdtemp(join(tmpdir(), 'dfs-id-'));
-  const r2 = await mkdtemp(join(tmpdir(), 'dfs-id-'));
+  const r1 = await mkdtemp(join(tmpdir(), 'dfs-cl-id-'));
+  const r2 = await mkdtemp(join(tmpdir(), 'dfs-cl-id-'));
   try {
     const [a, b] = await Promise.all([Identity.loadOrCreate(r1), Identity.loadOrCreate(r2)]);
     assert.notEqual(a.nodeId, b.nodeId);
@@ -56,7 +56,7 @@ test('two roots get different node ids', async () => {
 });
 
 test('concurrent first starts on one root agree on one identity', async () => {
-  const root = await mkdtemp(join(tmpdir(), 'dfs-id-'));
+  const root = await mkdtemp(join(tmpdir(), 'dfs-cl-id-'));
   try {
     const ids = await Promise.all([1, 2, 3, 4].map(() => Identity.loadOrCreate(root)));
     assert.equal(new Set(ids.map((i) => i.nodeId)).size, 1);

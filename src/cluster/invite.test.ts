@@ -18,7 +18,7 @@ let b: Identity;
 let c: Identity;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'dfs-invite-'));
+  dir = await mkdtemp(join(tmpdir(), 'dfs-cl-invite-'));
   [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => Identity.loadOrCreate(join(dir, n))));
 });
 after(() => rm(dir, { recursive: true, force: true }));

@@ -23,7 +23,7 @@ const received: string[] = [];
 const aborted: boolean[] = [];
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'dfs-ssh-'));
+  dir = await mkdtemp(join(tmpdir(), 'dfs-cl-ssh-'));
   [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => Identity.loadOrCreate(join(dir, n))));
   repoA = join(dir, 'a', 'meta', 'repo.git');
   await mkdir(repoA, { recursive: true });

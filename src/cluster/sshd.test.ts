@@ -40,7 +40,7 @@ function freePort(): Promise<number> {
 
 before(async () => {
   if (skip) return;
-  dir = await mkdtemp(join(tmpdir(), 'dfs-sshd-'));
+  dir = await mkdtemp(join(tmpdir(), 'dfs-cl-sshd-'));
   root = join(dir, 'node a');
   [a, b, c] = await Promise.all([root, join(dir, 'b'), join(dir, 'c')].map((r) => Identity.loadOrCreate(r)));
   await mkdir(join(root, 'meta'), { recursive: true });

@@ -40,7 +40,7 @@ function startNode(host: NetnsHost, root: string, members: string) {
 }
 
 test('two machines: discover, RPC and git fetch over SSH, partition and heal', { skip, timeout: 90_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-lan-'));
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-lan-'));
   const lan = await createLan();
   try {
     const [ha, hb, hc] = [await lan.addHost('a'), await lan.addHost('b'), await lan.addHost('c')];

@@ -20,7 +20,7 @@ const stats = (xs: number[]) => {
   return `p50 ${q(0.5)} ms, p90 ${q(0.9)} ms, min ${s[0].toFixed(2)} ms (n=${s.length})`;
 };
 
-const dir = await mkdtemp(join(tmpdir(), 'dfs-bench-'));
+const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-bench-'));
 let server: SshServer | undefined;
 try {
   const [a, b] = await Promise.all([Identity.loadOrCreate(join(dir, 'a')), Identity.loadOrCreate(join(dir, 'b'))]);

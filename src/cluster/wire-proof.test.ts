@@ -7,7 +7,7 @@ import { Identity } from './identity.js';
 import { makeWireProof, verifyWireProof, wireNonce } from './wire-proof.js';
 
 test('wire proofs: members pass; reflection, replay, strangers and other clusters fail', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-wire-'));
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-wire-'));
   try {
     const [a, b, x] = await Promise.all(['a', 'b', 'x'].map((n) => Identity.loadOrCreate(join(dir, n))));
     const members = new Map([[a.nodeId, a.publicKeyLine], [b.nodeId, b.publicKeyLine]]);
