@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { runProc, ProcResult } from './proc.js';
 
 const exec = promisify(execFile);
-const PREFIX = 'dfs-';
+// Only names with this prefix are ever swept: nobody else's namespaces look like ours.
+const PREFIX = 'dfsnet-';
 
 async function ip(...args: string[]): Promise<string> {
   try {
@@ -47,7 +48,7 @@ export async function sweepStaleNamespaces(): Promise<string[]> {
   const list = await ip('netns', 'list');
   for (const line of list.split('\n')) {
     const name = line.split(' ')[0];
-    const m = /^dfs-(\d+)-[0-9a-f]+-/.exec(name);
+    const m = /^dfsnet-(\d+)-[0-9a-f]{6}-/.exec(name);
     if (!m || alive(Number(m[1]))) continue;
     await killNamespacePids(name);
     await ip('netns', 'del', name).catch(() => {});
