@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { PassThrough } from 'node:stream';
+import { ControlServer, controlCall, controlDispatcher, registerForward, LOCAL_PEER } from './control-socket.js';
+import { RpcRegistry, RpcError } from './rpc.js';
+import { RpcCallError } from './rpc-client.js';
+import { runForcedCommand } from './forced-command.js';
+import { memoryLog } from './log.js';
+
+test('control socket: calls, errors, bad input, forwarding for delugefs shell', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-ctl-'));
+  const path = join(dir, 'control.sock');
+  const rpc = new RpcRegistry()
+    .register('whoami', (_p, peer) => peer)
+    .register('boom', () => { throw new RpcError('boom', 'exploded'); });
+  registerForward(rpc);
+  const log = memoryLog();
+  const server = await ControlServer.start(path, rpc, log);
+  try {
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    await assert.rejects(ControlServer.start(path, rpc, log), /in use/);
+    assert.deepEqual(await controlCall(path, 'whoami'), LOCAL_PEER);
+    await assert.rejects(controlCall(path, 'boom'), (e: RpcCallError) => e.code === 'boom');
+    await assert.rejects(controlCall(path, 'nope'), (e: RpcCallError) => e.code === 'unknown_method');
+    await assert.rejects(controlCall(join(dir, 'missing.sock'), 'whoami'), (e: RpcCallError) => e.code === 'not_running');
+
+    // Garbage lines get an error reply; the connection and server survive.
+    const replies = await new Promise<string[]>((resolve) => {
+      const s = net.connect(path, () => s.write('not json\n{"id":7,"method":"../x"}\n{"id":8,"method":"whoami"}\n'));
+      let buf = '';
+      s.setEncoding('utf8');
+      s.on('data', (c) => {
+        buf += c;
+        if (buf.split('\n').length > 3) { s.end(); resolve(buf.trim().split('\n')); }
+      });
+    });
+    const parsed = replies.map((l) => JSON.parse(l));
+    assert.deepEqual(parsed.map((r) => r.ok), [false, false, true]);
+    assert.deepEqual(parsed.map((r) => r.id).sort(), [7, 8, null].sort());
+
+    // delugefs shell under a foreign sshd forwards RPC to the running node with the member's id.
+    const stdout = new PassThrough();
+    let out = '';
+    stdout.on('data', (c) => (out += c));
+    const stdin = new PassThrough();
+    stdin.end('{}');
+    const status = await runForcedCommand({
+      repoPath: dir, rpc: controlDispatcher(path), peerNodeId: 'abcdefghijklmnop', command: 'delugefs-rpc whoami',
+      io: { stdin, stdout, stderr: new PassThrough() }, log: memoryLog(),
+    });
+    assert.equal(status, 0);
+    assert.deepEqual(JSON.parse(out).result, { nodeId: 'abcdefghijklmnop', address: 'sshd', member: true });
+    // forward is refused to anyone but the control socket (a member over SSH cannot impersonate).
+    const r = await rpc.dispatch('forward', { method: 'whoami', params: null, peer: 'abcdefghijklmnop' }, { nodeId: 'zzzzzzzzzzzzzzzz', member: true });
+    assert.equal(r.ok, false);
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,265 @@
+// LAN discovery over mDNS (`_delugefs._tcp`). Each node advertises `<nodeId>._delugefs._tcp.local`
+// with SRV (ssh port, target `<nodeId>.local`), TXT (cluster, node, ssh, bt, fp) and A records.
+// Records carry short TTLs and are re-announced well within them, so a crashed node (which sends
+// no goodbye) expires within ttl seconds; a clean stop sends a goodbye (TTL 0) at once.
+// mDNS is unauthenticated: a record only says where a node id claims to be. The fingerprint in
+// TXT is advisory; connect with the fingerprint from the member records (RpcClient, known_hosts).
+import os from 'node:os';
+import makeMdns from 'multicast-dns';
+import type { RemoteInfo } from 'node:dgram';
+import type { Answer, TxtAnswer, StringAnswer } from 'dns-packet';
+import { isNodeId } from './identity.js';
+import { PeerSet, PeerRecord } from './peer-set.js';
+import { StaticPeers } from './static-peers.js';
+import { Log, jsonLog } from './log.js';
+
+export const SERVICE = '_delugefs._tcp.local';
+const FP_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const CLUSTER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export interface MdnsOptions {
+  cluster: string;
+  nodeId: string;
+  sshPort: number;
+  btPort: number;
+  fingerprint: string;
+  /** Interface to announce on: a name (`eth0`) or one of its IPv4 addresses. Default: first non-internal IPv4 one. */
+  interface?: string;
+  /** Seconds a record stays valid; a silent peer is lost after this. Default 6. */
+  ttlSec?: number;
+  /** Re-announce period. Default ttl/3. */
+  announceMs?: number;
+  /** UDP port (5353; tests in one namespace may change it). */
+  port?: number;
+  peers?: PeerSet;
+  log?: Log;
+}
+
+/** Resolves an interface name or address to the IPv4 address to use. */
+export function resolveInterface(spec?: string): string | undefined {
+  const ifs = os.networkInterfaces();
+  if (spec && /^\d+\.\d+\.\d+\.\d+$/.test(spec)) return spec;
+  if (spec) {
+    const a = ifs[spec]?.find((x) => x.family === 'IPv4');
+    if (!a) throw new Error(`no IPv4 address on interface ${spec}`);
+    return a.address;
+  }
+  for (const list of Object.values(ifs)) {
+    const a = list?.find((x) => x.family === 'IPv4' && !x.internal);
+    if (a) return a.address;
+  }
+  return undefined;
+}
+
+export class MdnsDiscovery {
+  readonly peers: PeerSet;
+  private mdns?: ReturnType<typeof makeMdns>;
+  private timer?: NodeJS.Timeout;
+  private expiry = new Map<string, NodeJS.Timeout>();
+  private ignored = new Set<string>();
+  private readonly log: Log;
+  private readonly ttl: number;
+  private readonly address?: string;
+  private readonly instance: string;
+  private readonly hostName: string;
+
+  constructor(private readonly o: MdnsOptions) {
+    if (!CLUSTER_RE.test(o.cluster)) throw new Error(`bad cluster name: ${o.cluster}`);
+    this.peers = o.peers ?? new PeerSet();
+    this.log = o.log ?? jsonLog('discovery');
+    this.ttl = o.ttlSec ?? 6;
+    this.address = resolveInterface(o.interface);
+    this.instance = `${o.nodeId}.${SERVICE}`;
+    this.hostName = `${o.nodeId}.local`;
+  }
+
+  async start(): Promise<void> {
+    // Bind 0.0.0.0: a socket bound to the interface address receives no multicast on Linux.
+    const mdns = makeMdns({ bind: '0.0.0.0', interface: this.address, port: this.o.port, loopback: true, reuseAddr: true });
+    this.mdns = mdns;
+    mdns.on('warning', (err: Error) => this.warn(err.message));
+    mdns.on('error', (err: Error) => this.log('mdns_error', { error: err.message }));
+    mdns.on('query', (q, rinfo) => this.onQuery(q.questions ?? [], rinfo));
+    mdns.on('response', (r, rinfo) => this.onResponse([...(r.answers ?? []), ...(r.additionals ?? [])], rinfo));
+    await new Promise<void>((resolve, reject) => {
+      mdns.once('ready', resolve);
+      mdns.once('error', reject);
+    });
+    this.log('mdns_started', { interface: this.o.interface, address: this.address, cluster: this.o.cluster, nodeId: this.o.nodeId });
+    // Ask first so running peers answer at once, then announce ourselves.
+    mdns.query([{ name: SERVICE, type: 'PTR' }]);
+    this.announce();
+    this.timer = setInterval(() => this.announce(), this.o.announceMs ?? Math.floor((this.ttl * 1000) / 3));
+  }
+
+  /** Sends a goodbye (TTL 0) so peers drop us at once, then closes the socket. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    clearTimeout(this.pending);
+    for (const t of this.expiry.values()) clearTimeout(t);
+    this.expiry.clear();
+    const mdns = this.mdns;
+    if (!mdns) return;
+    this.mdns = undefined;
+    await new Promise<void>((resolve) => mdns.respond({ answers: this.records(0) }, () => resolve()));
+    await new Promise<void>((resolve) => mdns.destroy(() => resolve()));
+  }
+
+  // While a link is down every send fails; one line per distinct error a minute is enough.
+  private warned = new Map<string, number>();
+  private warn(message: string): void {
+    const now = Date.now();
+    if (now - (this.warned.get(message) ?? -Infinity) < 60_000) return;
+    this.warned.set(message, now);
+    this.log('mdns_warning', { error: message });
+  }
+
+  private records(ttl: number): Answer[] {
+    const o = this.o;
+    const txt = [`v=1`, `cluster=${o.cluster}`, `node=${o.nodeId}`, `ssh=${o.sshPort}`, `bt=${o.btPort}`, `fp=${o.fingerprint}`];
+    const answers: Answer[] = [
+      { name: SERVICE, type: 'PTR', ttl, data: this.instance },
+      { name: this.instance, type: 'SRV', ttl, flush: true, data: { port: o.sshPort, target: this.hostName, priority: 0, weight: 0 } },
+      { name: this.instance, type: 'TXT', ttl, flush: true, data: txt },
+    ];
+    if (this.address && this.address !== '0.0.0.0') answers.push({ name: this.hostName, type: 'A', ttl, flush: true, data: this.address });
+    return answers;
+  }
+
+  private lastAnnounce = 0;
+  private pending?: NodeJS.Timeout;
+
+  private announce(): void {
+    this.lastAnnounce = Date.now();
+    this.mdns?.respond({ answers: this.records(this.ttl) });
+  }
+
+  /** Answers a query at most every 250 ms: a flood of queries must not become a flood of answers. */
+  private answerSoon(): void {
+    if (this.pending) return;
+    const wait = this.lastAnnounce + 250 - Date.now();
+    if (wait <= 0) return this.announce();
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      this.announce();
+    }, wait);
+  }
+
+  private onQuery(questions: Array<{ name: string; type: string }>, _rinfo: RemoteInfo): void {
+    const wanted = questions.some((q) =>
+      (q.name === SERVICE && (q.type === 'PTR' || q.type === 'ANY')) ||
+      (q.name === this.instance) ||
+      (q.name === this.hostName && (q.type === 'A' || q.type === 'ANY')));
+    if (wanted) this.answerSoon();
+  }
+
+  private onResponse(answers: Answer[], rinfo: RemoteInfo): void {
+    const txt = answers.find((a): a is TxtAnswer => a.type === 'TXT' && a.name.endsWith(`.${SERVICE}`));
+    if (!txt) return;
+    const fields = parseTxt(txt.data);
+    const node = fields.get('node') ?? '';
+    if (node === this.o.nodeId) return; // our own advert, looped back
+    const sshPort = Number(fields.get('ssh'));
+    const btPort = Number(fields.get('bt'));
+    const fp = fields.get('fp') ?? '';
+    const cluster = fields.get('cluster') ?? '';
+    const key = `${rinfo.address}/${node}`;
+    if (!isNodeId(node) || !validPort(sshPort) || !validPort(btPort) || !FP_RE.test(fp) || !CLUSTER_RE.test(cluster) || txt.name !== `${node}.${SERVICE}`) {
+      if (!this.ignored.has(key)) {
+        this.ignored.add(key);
+        this.log('mdns_malformed', { from: rinfo.address, name: txt.name.slice(0, 100) });
+      }
+      return;
+    }
+    if (cluster !== this.o.cluster) {
+      if (!this.ignored.has(key)) {
+        this.ignored.add(key);
+        this.log('ignored_other_cluster', { from: rinfo.address, nodeId: node, cluster });
+      }
+      return;
+    }
+    if ((txt.ttl ?? 0) === 0) {
+      this.log('peer_goodbye', { nodeId: node, from: rinfo.address });
+      this.expire(node);
+      return;
+    }
+    const addresses = answers
+      .filter((a): a is StringAnswer => a.type === 'A' && a.name === `${node}.local`)
+      .map((a) => a.data)
+      .filter((d): d is string => typeof d === 'string');
+    const rec: PeerRecord = {
+      nodeId: node,
+      fingerprint: fp,
+      // The packet's source address is what routes back to the peer; its A records are extra.
+      host: rinfo.address,
+      sshPort,
+      btPort,
+      cluster,
+      addresses: [...new Set([rinfo.address, ...addresses])],
+      source: 'mdns',
+    };
+    const isNew = !this.expiry.has(node);
+    clearTimeout(this.expiry.get(node));
+    const ttlMs = Math.min(txt.ttl ?? this.ttl, 120) * 1000;
+    const t = setTimeout(() => {
+      this.log('peer_expired', { nodeId: node });
+      this.expire(node);
+    }, ttlMs);
+    t.unref();
+    this.expiry.set(node, t);
+    if (isNew) this.log('peer_seen', { nodeId: node, host: rec.host, sshPort, btPort });
+    this.peers.update(rec);
+  }
+
+  private expire(node: string): void {
+    clearTimeout(this.expiry.get(node));
+    this.expiry.delete(node);
+    this.peers.remove(node, 'mdns');
+  }
+}
+
+function validPort(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && n < 65536;
+}
+
+function parseTxt(data: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  const items = Array.isArray(data) ? data : [data];
+  for (const item of items) {
+    const s = Buffer.isBuffer(item) ? item.toString('utf8') : String(item);
+    const i = s.indexOf('=');
+    if (i > 0 && !out.has(s.slice(0, i))) out.set(s.slice(0, i), s.slice(i + 1));
+  }
+  return out;
+}
+
+export interface DiscoveryOptions extends Omit<MdnsOptions, 'peers'> {
+  /** HOST:PORT peers outside the LAN (`--peer`, last known member addresses). */
+  staticPeers?: string[];
+  /** False to skip mDNS (e.g. no multicast on this network). Default true. */
+  mdns?: boolean;
+}
+
+export interface Discovery {
+  /** 'peer' and 'lost' events, merged from mDNS and static peers. */
+  peers: PeerSet;
+  statics: StaticPeers;
+  stop(): Promise<void>;
+}
+
+/** mDNS plus static peers feeding one PeerSet: what a node starts. */
+export async function startDiscovery(o: DiscoveryOptions): Promise<Discovery> {
+  const peers = new PeerSet();
+  const statics = new StaticPeers({ peers, addresses: o.staticPeers, log: o.log });
+  const mdns = o.mdns === false ? undefined : new MdnsDiscovery({ ...o, peers });
+  await mdns?.start();
+  statics.start();
+  return {
+    peers,
+    statics,
+    async stop() {
+      statics.stop();
+      await mdns?.stop();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+// Peers given as HOST:PORT (`--peer`, last known addresses of members): outside the LAN, mDNS
+// cannot see them. A probe is a partial SSH handshake that learns the host key, from which the
+// node id and fingerprint follow; the peer is then in the same PeerSet as mDNS peers. The probe
+// proves nothing by itself: whoever connects later (RpcClient, ssh with known_hosts) checks the
+// host key strictly, and the node only trusts fingerprints found in its member records.
+import net from 'node:net';
+import ssh2 from 'ssh2';
+import { nodeIdOf, fingerprintOf } from './identity.js';
+import { PeerSet } from './peer-set.js';
+import { Log, jsonLog } from './log.js';
+
+const { Client } = ssh2;
+
+export function parseHostPort(s: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:\s]+):(\d+)$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port > 0 && port < 65536)) throw new Error(`not HOST:PORT: ${s}`);
+  return { host: m[1], port };
+}
+
+/** Connects far enough to see the SSH host key, then hangs up. */
+export function probeHostKey(host: string, port: number, timeoutMs = 3000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    const sock = net.connect({ host, port });
+    sock.setNoDelay(true);
+    let key: Buffer | undefined;
+    const done = (err?: Error) => {
+      clearTimeout(t);
+      c.end();
+      sock.destroy();
+      if (key) resolve(key);
+      else reject(err ?? new Error('no host key'));
+    };
+    const t = setTimeout(() => done(new Error(`probe of ${host}:${port} timed out`)), timeoutMs);
+    c.on('error', (err: Error) => done(err));
+    c.on('ready', () => done());
+    c.connect({
+      sock,
+      username: 'probe',
+      hostVerifier: (k: Buffer) => {
+        key = Buffer.from(k);
+        setImmediate(() => done());
+        return false;
+      },
+      algorithms: { serverHostKey: ['ssh-ed25519'] },
+      readyTimeout: timeoutMs,
+    });
+  });
+}
+
+export interface StaticPeersOptions {
+  peers: PeerSet;
+  addresses?: string[];
+  /** Period of liveness probes; default 3000 ms. */
+  intervalMs?: number;
+  /** A peer not answering for this long is lost; default 9000 ms (inside the 10 s promise). */
+  lostAfterMs?: number;
+  log?: Log;
+}
+
+interface Entry {
+  host: string;
+  port: number;
+  nodeId?: string;
+  lastOk: number;
+  busy?: boolean;
+}
+
+export class StaticPeers {
+  private entries = new Map<string, Entry>();
+  private timer?: NodeJS.Timeout;
+  private running = false;
+  private readonly log: Log;
+
+  constructor(private readonly o: StaticPeersOptions) {
+    this.log = o.log ?? jsonLog('static-peers');
+    for (const a of o.addresses ?? []) this.add(a);
+  }
+
+  /** Adds HOST:PORT (throws on malformed input); probed at once when running. */
+  add(address: string): void {
+    const { host, port } = parseHostPort(address);
+    const key = `${host}:${port}`;
+    if (this.entries.has(key)) return;
+    const e: Entry = { host, port, lastOk: 0 };
+    this.entries.set(key, e);
+    if (this.running) void this.probe(e);
+  }
+
+  /** Forgets HOST:PORT (e.g. a removed member's last address); its peer is lost if no other source sees it. */
+  remove(address: string): void {
+    const { host, port } = parseHostPort(address);
+    const e = this.entries.get(`${host}:${port}`);
+    if (!e) return;
+    this.entries.delete(`${host}:${port}`);
+    if (e.nodeId) this.o.peers.remove(e.nodeId, 'static');
+  }
+
+  start(): void {
+    this.running = true;
+    this.round();
+    this.timer = setInterval(() => this.round(), this.o.intervalMs ?? 3000);
+  }
+
+  stop(): void {
+    this.running = false;
+    clearInterval(this.timer);
+  }
+
+  private round(): void {
+    for (const e of this.entries.values()) void this.probe(e);
+  }
+
+  private async probe(e: Entry): Promise<void> {
+    if (e.busy) return;
+    e.busy = true;
+    try {
+      const key = await probeHostKey(e.host, e.port);
+      if (!this.running) return;
+      const nodeId = nodeIdOf(key);
+      if (e.nodeId && e.nodeId !== nodeId) this.o.peers.remove(e.nodeId, 'static');
+      if (e.nodeId !== nodeId) this.log('static_peer_seen', { host: e.host, port: e.port, nodeId });
+      e.nodeId = nodeId;
+      e.lastOk = Date.now();
+      this.o.peers.update({ nodeId, fingerprint: fingerprintOf(key), host: e.host, sshPort: e.port, addresses: [e.host], source: 'static' });
+    } catch (err) {
+      if (!this.running || !e.nodeId) return;
+      if (Date.now() - e.lastOk >= (this.o.lostAfterMs ?? 9000)) {
+        this.log('static_peer_lost', { host: e.host, port: e.port, nodeId: e.nodeId, error: (err as Error).message });
+        this.o.peers.remove(e.nodeId, 'static');
+        e.nodeId = undefined;
+      }
+    } finally {
+      e.busy = false;
+    }
+  }
+}
