@@ -2,7 +2,7 @@
 // touched. Everything a node needs to restart lives under its root.
 import { mkdir, readdir, readFile, writeFile, rename, stat, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { Identity } from '../cluster/identity.js';
 
 export const FORMAT = 1;
 
@@ -60,8 +60,10 @@ export async function inspectRoot(root: string): Promise<RootState> {
 }
 
 export async function createLayout(p: RootPaths, cluster: string): Promise<NodeConfig> {
-  for (const d of [p.root, join(p.root, 'config'), p.identity, p.meta, p.content, p.tmp]) await mkdir(d, { recursive: true });
-  const config: NodeConfig = { format: FORMAT, cluster, nodeId: randomBytes(6).toString('hex'), created: new Date().toISOString() };
+  for (const d of [p.root, join(p.root, 'config'), p.meta, p.content, p.tmp]) await mkdir(d, { recursive: true });
+  // The node id is derived from the node's key, so a record naming the id names the key too.
+  const identity = await Identity.loadOrCreate(p.root);
+  const config: NodeConfig = { format: FORMAT, cluster, nodeId: identity.nodeId, created: new Date().toISOString() };
   const tmp = p.config + '.tmp';
   await writeFile(tmp, JSON.stringify(config, null, 2) + '\n');
   await rename(tmp, p.config);
