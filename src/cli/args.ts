@@ -11,6 +11,14 @@ export interface RunArgs {
   allowOther: boolean;
   json: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Invite token to join an existing cluster with (new or empty ROOT). */
+  join?: string;
+  /** First SSH port to try (default 7422). */
+  sshPort?: number;
+  interface?: string;
+  /** HOST:PORT peers outside the LAN. */
+  peers: string[];
+  mdns: boolean;
 }
 export type Args = RunArgs | { command: 'help' } | { command: 'version' };
 
@@ -23,6 +31,12 @@ whole cluster appears as one filesystem. Without a mount point the node stores d
 
 Options:
   --create          start a new cluster in ROOT (an empty or missing directory)
+  --join TOKEN      join the cluster with an invite token (from "delugefs invite" on a member);
+                    a new ROOT with neither option joins through a member running on this machine
+  --ssh-port N      SSH port: the first free port from N upward (default 7422)
+  --interface IF    network interface (name or IPv4 address) to announce on over mDNS
+  --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
+  --no-mdns         no mDNS (only --peer and the members' last known addresses)
   --port N          BitTorrent port: the first free port from N upward (default 6881)
   --allow-other     let other users use the mount (FUSE allow_other)
   --json            print the ready line as JSON
@@ -30,9 +44,21 @@ Options:
   -h, --help        show this help
   -V, --version     show the version
 
+Cluster commands (ROOT is a node's root; the node's own commands use its control socket):
+  delugefs key ROOT                     print this node's public key line
+  delugefs authorize ROOT KEYLINE       admit a key to the cluster (on a member)
+  delugefs invite ROOT [--ttl 1d]       print a one-time join token (on a running member)
+  delugefs remove-node ROOT NODE        revoke a member (its key is refused once synced)
+  delugefs members ROOT                 list the members
+  delugefs authorized-keys ROOT [--bin PATH]  members' keys as authorized_keys lines (own sshd)
+  delugefs shell ROOT --peer NODE       forced command for an sshd authorized_keys line
+  Each takes --json and --help.
+
 Examples:
   delugefs bigstore /tank/delugefs /mnt/bigstore --create
-  delugefs --cluster bigstore --root /mnt/disk2/.bigstoredb`;
+  delugefs invite /tank/delugefs                         # on server1: prints TOKEN
+  delugefs bigstore /tank/delugefs /mnt/bigstore --join TOKEN   # on server2
+  delugefs --cluster bigstore --root /mnt/disk2/.bigstoredb      # second disk of server1`;
 
 export class UsageError extends Error {}
 
@@ -41,7 +67,13 @@ const CLUSTER_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function parseArgs(argv: string[]): Args {
   const pos: string[] = [];
   const named: { cluster?: string; root?: string; mount?: string } = {};
-  let create = false, allowOther = false, json = false, port = 6881;
+  let create = false, allowOther = false, json = false, port = 6881, mdns = true;
+  let join: string | undefined, sshPort: number | undefined, iface: string | undefined;
+  const peers: string[] = [];
+  const portOf = (flag: string, v: string): number => {
+    if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
+    return +v;
+  };
   let logLevel: RunArgs['logLevel'] = 'info';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -62,10 +94,17 @@ export function parseArgs(argv: string[]): Args {
       case '--cluster': named.cluster = value(); break;
       case '--root': named.root = value(); break;
       case '--mount': named.mount = value(); break;
-      case '--port': {
+      case '--port': port = portOf(flag, value()); break;
+      case '--ssh-port': sshPort = portOf(flag, value()); break;
+      case '--join': join = value(); break;
+      case '--interface': iface = value(); break;
+      case '--no-mdns': mdns = false; break;
+      case '--peer': {
         const v = value();
-        if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`--port must be a TCP port (1-65535), not "${v}"`);
-        port = +v;
+        const m = /^\[[^\]]+\]:(\d+)$/.exec(v) ?? /^[^:\s]+:(\d+)$/.exec(v);
+        if (!m) throw new UsageError(`--peer must be HOST:PORT, not "${v}"`);
+        portOf('--peer port', m[1]!);
+        peers.push(v);
         break;
       }
       case '--log-level': {
@@ -91,5 +130,6 @@ export function parseArgs(argv: string[]): Args {
   if (!cluster) throw new UsageError('missing CLUSTER (the cluster name)');
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel };
+  if (create && join !== undefined) throw new UsageError('--create and --join exclude each other');
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns };
 }

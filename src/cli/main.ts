@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, UsageError, USAGE } from './args.js';
 import { runNode, CheckError } from './run.js';
+import { runSubcommand, SUBCOMMANDS } from './commands.js';
 
 function version(): string {
   // Read once at start, before any mount exists.
@@ -12,6 +13,16 @@ function version(): string {
 async function main(argv: string[]): Promise<void> {
   let args;
   try {
+    // Subcommand names are reserved words: they cannot be cluster names.
+    if (argv[0] && SUBCOMMANDS.includes(argv[0])) {
+      try {
+        return await runSubcommand(argv[0], argv.slice(1));
+      } catch (e) {
+        if (e instanceof UsageError) throw e;
+        process.stderr.write(`delugefs: ${(e as Error).message}\n`);
+        process.exit(e instanceof CheckError ? 1 : 3);
+      }
+    }
     args = parseArgs(argv);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -17,3 +17,10 @@ export function memoryLog(): Log & { events: Array<LogFields & { event: string }
 }
 
 export const silentLog: Log = () => {};
+
+/** The node's Logger (util/log.ts) as a cluster Log: one log format per process, not two. */
+export function fromLogger(l: { info(event: string, fields?: LogFields): void; warn(event: string, fields?: LogFields): void }, component: string): Log {
+  // Refusals and failures are what an operator greps for; the rest is routine.
+  const WARN = /refused|failed|malformed|error|timeout|mismatch/;
+  return (event, fields = {}) => (WARN.test(event) ? l.warn : l.info)(event, { c: component, ...fields });
+}

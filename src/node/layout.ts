@@ -53,7 +53,8 @@ export async function inspectRoot(root: string): Promise<RootState> {
   } catch {
     const names = await readdir(root);
     // lost+found is what a freshly made filesystem holds; it is fine to use such a disk whole.
-    const others = names.filter((n) => n !== 'lost+found');
+    // identity/ alone is what `delugefs key` leaves on a root that is about to join.
+    const others = names.filter((n) => n !== 'lost+found' && n !== 'identity');
     if (!others.length) return { kind: 'empty' };
     return { kind: 'foreign', what: `it holds other files (${others.slice(0, 3).join(', ')}${others.length > 3 ? ', ...' : ''})` };
   }

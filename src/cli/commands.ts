@@ -1,0 +1,176 @@
+// The cluster subcommands: key, authorize, invite, remove-node, members, authorized-keys, shell.
+// Commands that change membership go through the running node's control socket when it runs
+// (the node serialises its own changes), and open the root directly when it does not.
+import { resolve, join } from 'node:path';
+import { UsageError } from './args.js';
+import { CheckError } from './run.js';
+import { acquireLock, inspectRoot, paths } from '../node/layout.js';
+import { DelugeNode } from '../node/node.js';
+import { CONTROL_SOCKET } from '../node/cluster-node.js';
+import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
+import { Membership, MemberRecord, RecordStore } from '../cluster/membership.js';
+import { controlCall, controlDispatcher } from '../cluster/control-socket.js';
+import { RpcCallError } from '../cluster/rpc-client.js';
+import { runForcedCommand, authorizedKeysText } from '../cluster/forced-command.js';
+import { closeHashers } from '../content/hasher.js';
+import { createLogger } from '../util/log.js';
+
+const HELP: Record<string, string> = {
+  key: `Usage: delugefs key ROOT [--json]
+Prints the node's public key line (creates the key in a new ROOT). Give it to a member's
+"delugefs authorize", then start this node with --peer MEMBER_HOST:SSH_PORT.`,
+  authorize: `Usage: delugefs authorize ROOT KEYLINE [--json]
+On a member: admits the key (an "ssh-ed25519 AAAA..." line from "delugefs key") to the cluster.`,
+  invite: `Usage: delugefs invite ROOT [--ttl DURATION] [--json]
+On a running member: prints a one-time join token, valid for DURATION (e.g. 30m, 12h, 7d;
+default 1d). The new node runs: delugefs CLUSTER NEWROOT [MOUNT] --join TOKEN`,
+  'remove-node': `Usage: delugefs remove-node ROOT NODE [--json]
+On a member: revokes node NODE (its 16-character id, see "delugefs members"). Its key is refused
+everywhere once the change has synced; a removed key cannot be admitted again.`,
+  members: `Usage: delugefs members ROOT [--json]
+Lists the cluster's members as this node knows them.`,
+  'authorized-keys': `Usage: delugefs authorized-keys ROOT [--bin PATH] [--json]
+Prints the other members' keys as authorized_keys lines restricted to "delugefs shell", for
+running behind your own sshd. --bin: how sshd starts delugefs (default: this program's path).`,
+  shell: `Usage: delugefs shell ROOT --peer NODE
+The forced command of an authorized_keys line (see authorized-keys): serves git fetch/push of the
+metadata repository and delugefs-rpc for member NODE, from SSH_ORIGINAL_COMMAND.`,
+};
+export const SUBCOMMANDS = Object.keys(HELP);
+
+interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string }
+
+function parse(cmd: string, argv: string[], nPos: number): Parsed | 'help' {
+  const out: Parsed = { pos: [], json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${a} needs a value`);
+      return v;
+    };
+    if (a === '-h' || a === '--help') return 'help';
+    else if (a === '--json') out.json = true;
+    else if (a === '--ttl' && cmd === 'invite') out.ttl = val();
+    else if (a === '--bin' && cmd === 'authorized-keys') out.bin = val();
+    else if (a === '--peer' && cmd === 'shell') out.peer = val();
+    else if (a.startsWith('-') && !a.startsWith('ssh-')) throw new UsageError(`${cmd}: unknown option ${a}`);
+    else out.pos.push(a);
+  }
+  if (out.pos.length < nPos) throw new UsageError(`${cmd}: missing ${['ROOT', cmd === 'authorize' ? 'KEYLINE' : 'NODE'][out.pos.length]}\n${HELP[cmd]}`);
+  if (out.pos.length > nPos) throw new UsageError(`${cmd}: too many arguments: ${out.pos.slice(nPos).join(' ')}`);
+  return out;
+}
+
+export function parseTtl(s: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(s);
+  if (!m || +m[1]! === 0) throw new UsageError(`--ttl must be a duration like 30m, 12h or 7d, not "${s}"`);
+  return +m[1]! * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2]!]! * 1000;
+}
+
+async function nodeRoot(root: string): Promise<string> {
+  const st = await inspectRoot(root);
+  if (st.kind !== 'node') throw new CheckError(`${root} is not a DelugeFS node root`);
+  return root;
+}
+
+/** Calls the running node; undefined when no node runs on ROOT. */
+async function viaControl<T>(root: string, method: string, params: unknown): Promise<T | undefined> {
+  try {
+    return await controlCall<T>(join(root, CONTROL_SOCKET), method, params, 30_000);
+  } catch (e) {
+    if (e instanceof RpcCallError && e.code === 'not_running') return undefined;
+    throw new CheckError(`${method}: ${(e as Error).message}`);
+  }
+}
+
+/** Opens a stopped node's root (locked) for a membership change or a read. */
+async function offline<T>(root: string, fn: (m: Membership, node: DelugeNode) => Promise<T> | T): Promise<T> {
+  const st = await inspectRoot(root);
+  if (st.kind !== 'node') throw new CheckError(`${root} is not a DelugeFS node root`);
+  const p = paths(root);
+  const release = await acquireLock(p).catch((e) => { throw new CheckError((e as Error).message); });
+  const log = createLogger({ node: st.config.nodeId }, 'warn');
+  let node: DelugeNode | undefined;
+  try {
+    node = await DelugeNode.start({ paths: p, config: st.config, log, create: false });
+    return await fn(new Membership(node.ns as unknown as RecordStore), node);
+  } finally {
+    await node?.close();
+    await closeHashers();
+    await release();
+  }
+}
+
+const print = (json: boolean, value: unknown, text: string): void => void process.stdout.write(json ? JSON.stringify(value) + '\n' : text + '\n');
+
+export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
+  const n = cmd === 'authorize' || cmd === 'remove-node' ? 2 : 1;
+  const a = parse(cmd, argv, n);
+  if (a === 'help') return void process.stdout.write(HELP[cmd] + '\n');
+  const root = resolve(a.pos[0]!);
+  switch (cmd) {
+    case 'key': {
+      const st = await inspectRoot(root);
+      if (st.kind === 'foreign') throw new CheckError(`${root} is not a DelugeFS root: ${st.what}`);
+      const id = await Identity.loadOrCreate(root);
+      return print(a.json, { nodeId: id.nodeId, publicKey: id.publicKeyLine, fingerprint: id.fingerprint }, id.publicKeyLine);
+    }
+    case 'authorize': {
+      const keyLine = a.pos[1]!;
+      try {
+        parsePublicKeyLine(keyLine);
+      } catch (e) {
+        throw new CheckError(`authorize: ${(e as Error).message} (expected the line "delugefs key" prints)`);
+      }
+      await nodeRoot(root);
+      const r = (await viaControl<MemberRecord>(root, 'authorize', { publicKey: keyLine, hostname: 'unknown' })) ??
+        (await offline(root, (m, node) => m.admit({ publicKey: keyLine, hostname: 'unknown', addedBy: node.nodeId })));
+      return print(a.json, r, `admitted node ${r.nodeId} (${r.fingerprint})`);
+    }
+    case 'invite': {
+      if (a.peer) throw new UsageError('invite: unknown option --peer');
+      const ttlMs = a.ttl ? parseTtl(a.ttl) : undefined;
+      await nodeRoot(root);
+      const r = await viaControl<{ token: string; expires: string }>(root, 'invite', { ttlMs });
+      if (!r) throw new CheckError(`invite: no node is running on ${root}; start it first (the token is redeemed at the running node)`);
+      return print(a.json, r, r.token);
+    }
+    case 'remove-node': {
+      const id = a.pos[1]!;
+      if (!isNodeId(id)) throw new CheckError(`remove-node: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
+      await nodeRoot(root);
+      const r = (await viaControl<{ nodeId: string; already: boolean }>(root, 'remove_node', { nodeId: id })) ??
+        (await offline(root, async (m, node) => {
+          if (id === node.nodeId) throw new CheckError('remove-node: a node cannot remove itself; run it on another member');
+          if (m.isRevoked(id)) return { nodeId: id, already: true };
+          if (!m.get(id)) throw new CheckError(`remove-node: node ${id} is not a member`);
+          await m.revoke(id, node.nodeId);
+          return { nodeId: id, already: false };
+        }));
+      return print(a.json, r, r.already ? `node ${id} was already removed` : `removed node ${id}; its key is refused on every member once synced`);
+    }
+    case 'members': {
+      await nodeRoot(root);
+      const list = (await viaControl<MemberRecord[]>(root, 'members', null)) ?? (await offline(root, (m) => m.list()));
+      return print(a.json, list, list.map((m) => `${m.nodeId}  ${m.hostname}  ${m.addresses.join(',') || '-'}  added ${m.addedAt} by ${m.addedBy}`).join('\n'));
+    }
+    case 'authorized-keys': {
+      await nodeRoot(root);
+      const me = (await Identity.loadOrCreate(root)).nodeId;
+      const list = (await viaControl<MemberRecord[]>(root, 'members', null)) ?? (await offline(root, (m) => m.list()));
+      const bin = a.bin ?? (process.argv[1]?.endsWith('/delugefs') ? process.argv[1] : `${process.argv[1] ?? 'delugefs'}`);
+      const text = authorizedKeysText(list.filter((m) => m.nodeId !== me).map((m) => m.publicKey), bin, root);
+      return print(a.json, text.split('\n').filter(Boolean), text.trimEnd());
+    }
+    case 'shell': {
+      if (!a.peer || !isNodeId(a.peer)) throw new UsageError('shell: needs --peer NODE (the member this key belongs to)');
+      const sock = join(root, CONTROL_SOCKET);
+      process.exitCode = await runForcedCommand({
+        repoPath: join(root, 'meta', 'repo.git'), peerNodeId: a.peer, rpc: controlDispatcher(sock),
+        onReceivePack: (peer) => controlCall(sock, 'push_received', { peer: peer.nodeId }).catch(() => {}),
+      });
+      return;
+    }
+  }
+}

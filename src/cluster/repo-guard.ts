@@ -1,0 +1,41 @@
+// What a member may push into our metadata repository: only its own ref refs/peers/<its id>,
+// fast-forward only, no deletions, well-formed objects, history related to ours. Git enforces
+// it (config + a pre-receive hook reading DELUGEFS_PEER, which serve-command sets), so a bad
+// push is refused before any ref moves and the repository stays as it was.
+import { chmod, mkdir, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../util/exec.js';
+
+const HOOK = `#!/bin/sh
+# DelugeFS: a peer may only fast-forward its own ref, refs/peers/<its node id>.
+z=0000000000000000000000000000000000000000
+while read old new ref; do
+  if [ -z "$DELUGEFS_PEER" ] || [ "$ref" != "refs/peers/$DELUGEFS_PEER" ]; then
+    echo "delugefs: refused push to $ref: a node may only push refs/peers/<its own id>" >&2; exit 1
+  fi
+  if [ "$new" = "$z" ]; then echo "delugefs: refused: deleting $ref" >&2; exit 1; fi
+  if [ "$(git cat-file -t "$new" 2>/dev/null)" != commit ]; then echo "delugefs: refused: $ref is not a commit" >&2; exit 1; fi
+  if [ "$old" != "$z" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+    echo "delugefs: refused: push to $ref rewrites history" >&2; exit 1
+  fi
+  if ! git merge-base refs/heads/main "$new" >/dev/null 2>&1; then
+    echo "delugefs: refused: $ref has no history in common with this cluster" >&2; exit 1
+  fi
+done
+exit 0
+`;
+
+/** Idempotent: run at every start (an older root may lack it). */
+export async function guardRepository(repoDir: string): Promise<void> {
+  const git = (...args: string[]) => run('git', ['--git-dir', repoDir, ...args]);
+  for (const [k, v] of [
+    ['receive.fsckObjects', 'true'], ['fetch.fsckObjects', 'true'], ['receive.denyDeletes', 'true'],
+    ['receive.denyNonFastForwards', 'true'], ['receive.advertisePushOptions', 'false'], ['core.hooksPath', 'hooks'],
+  ]) await git('config', k!, v!);
+  const dir = join(repoDir, 'hooks');
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, 'pre-receive.tmp');
+  await writeFile(tmp, HOOK);
+  await chmod(tmp, 0o755);
+  await rename(tmp, join(dir, 'pre-receive'));
+}

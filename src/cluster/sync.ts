@@ -1,0 +1,242 @@
+// Metadata sync between members, event-driven. A node pushes its head into refs/peers/<its id>
+// of every reachable member shortly after each commit (debounced); the receiver merges that ref
+// on receipt. When a peer is seen (start, reconnect, heal) the two fetch from and push to each
+// other, so a node that was offline catches up. Failed pushes retry with backoff; a slow audit
+// is the safety net. Merges are deterministic (meta/), so pushes of the same head end the echo.
+import { mkdir, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { EventEmitter } from 'node:events';
+import { run } from '../util/exec.js';
+import { gitEnv } from '../meta/repo.js';
+import type { Identity } from './identity.js';
+import type { Membership } from './membership.js';
+import type { PeerSet } from './peer-set.js';
+import { gitSshEnv, knownHostsText, metaRepoUrl } from './git-ssh.js';
+import type { Log } from './log.js';
+
+/** The part of meta/namespace.ts sync needs. */
+export interface SyncNamespace extends EventEmitter {
+  head: string | null;
+  repo: { dir: string };
+  mergeFrom(oid: string): Promise<{ head: string; changed: boolean }>;
+}
+
+export interface SyncOptions {
+  ns: SyncNamespace;
+  identity: Identity;
+  membership: Membership;
+  peers: PeerSet;
+  /** Directory for per-peer known_hosts files (built from member records). */
+  stateDir: string;
+  log: Log;
+  debounceMs?: number;
+  auditMs?: number;
+}
+
+interface PeerState {
+  pushing: boolean;
+  again: boolean;
+  /** Head we last pushed to it, and the newest head we know it has (its pushes, our fetches). */
+  lastSent?: string;
+  lastHave?: string;
+  failures: number;
+  retry?: NodeJS.Timeout;
+  knownHosts?: string;
+  /** Ref value whose merge failed: not retried until the peer sends something new. */
+  bad?: string;
+}
+
+const PEER_REF = (id: string) => `refs/peers/${id}`;
+
+export class MetaSync {
+  private state = new Map<string, PeerState>();
+  private toMerge = new Set<string>();
+  private merging?: Promise<void>;
+  private debounce?: NodeJS.Timeout;
+  private audit?: NodeJS.Timeout;
+  private closed = false;
+  private inflight = new Set<Promise<unknown>>();
+  private readonly repo: string;
+  private readonly me: string;
+
+  constructor(private readonly o: SyncOptions) {
+    this.repo = o.ns.repo.dir;
+    this.me = o.identity.nodeId;
+  }
+
+  start(): void {
+    this.o.ns.on('commit', this.onCommit);
+    this.o.peers.on('peer', this.onPeer);
+    this.audit = setInterval(() => this.syncAll('audit'), this.o.auditMs ?? 60_000);
+    this.audit.unref();
+    this.syncAll('start');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.o.ns.off('commit', this.onCommit);
+    this.o.peers.off('peer', this.onPeer);
+    clearTimeout(this.debounce);
+    clearInterval(this.audit);
+    for (const s of this.state.values()) clearTimeout(s.retry);
+    await Promise.allSettled([...this.inflight, this.merging]);
+  }
+
+  /** A member pushed to us (SSH receive-pack finished): merge its ref. */
+  received(nodeId: string): void {
+    this.scheduleMerge(nodeId);
+  }
+
+  /** Fetch from and push to every reachable member (start, audit, membership changed). */
+  syncAll(why: string): void {
+    for (const id of this.targets()) this.track(this.syncWith(id, why));
+  }
+
+  /** Heads as known per peer, for status output. */
+  peerHeads(): Record<string, { sent?: string; have?: string; failures: number }> {
+    const out: Record<string, { sent?: string; have?: string; failures: number }> = {};
+    for (const [id, s] of this.state) out[id] = { sent: s.lastSent, have: s.lastHave, failures: s.failures };
+    return out;
+  }
+
+  private onCommit = (): void => {
+    if (this.closed) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      for (const id of this.targets()) this.track(this.pushTo(id));
+    }, this.o.debounceMs ?? 50);
+  };
+
+  private onPeer = (p: { nodeId: string }): void => {
+    if (!this.closed && this.o.membership.get(p.nodeId) && p.nodeId !== this.me) this.track(this.syncWith(p.nodeId, 'peer seen'));
+  };
+
+  private track(p: Promise<unknown>): void {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  /** Members we can reach now (seen by discovery), except us. */
+  private targets(): string[] {
+    return this.o.peers.list().map((p) => p.nodeId).filter((id) => id !== this.me && this.o.membership.get(id));
+  }
+
+  private peerState(id: string): PeerState {
+    let s = this.state.get(id);
+    if (!s) this.state.set(id, (s = { pushing: false, again: false, failures: 0 }));
+    return s;
+  }
+
+  private async syncWith(id: string, why: string): Promise<void> {
+    await this.fetchFrom(id, why);
+    await this.pushTo(id);
+  }
+
+  /** Environment and URL for git to reach a member; null when it is not reachable or not a member. */
+  private async remote(id: string): Promise<{ url: string; env: NodeJS.ProcessEnv } | null> {
+    const member = this.o.membership.get(id);
+    const p = this.o.peers.get(id);
+    if (!member || !p) return null;
+    const s = this.peerState(id);
+    const path = join(this.o.stateDir, `known_hosts-${id}`);
+    // Host key from the member record, address from discovery: mDNS cannot vouch for a key.
+    const text = knownHostsText([{ host: p.host, port: p.sshPort, publicKey: member.publicKey }]);
+    if (s.knownHosts !== text) {
+      await mkdir(this.o.stateDir, { recursive: true });
+      await writeFile(path + '.tmp', text);
+      await rename(path + '.tmp', path);
+      s.knownHosts = text;
+    }
+    const env = { ...gitEnv(), ...gitSshEnv({ identity: this.o.identity, knownHostsPath: path, connectTimeoutSec: 5 }) };
+    return { url: metaRepoUrl(p.host, p.sshPort), env };
+  }
+
+  private async fetchFrom(id: string, why: string): Promise<void> {
+    if (this.closed) return;
+    const r = await this.remote(id);
+    if (!r) return;
+    const t0 = Date.now();
+    const res = await run('git', ['--git-dir', this.repo, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', r.url, `refs/heads/main:${PEER_REF(id)}`], { env: r.env, allowFail: true });
+    if (res.code !== 0) {
+      this.o.log('sync_fetch_failed', { peer: id, why, error: res.stderr.trim().slice(0, 500) });
+      return;
+    }
+    this.o.log('sync_fetched', { peer: id, why, ms: Date.now() - t0 });
+    this.scheduleMerge(id);
+  }
+
+  private async pushTo(id: string): Promise<void> {
+    const s = this.peerState(id);
+    if (s.pushing) {
+      s.again = true;
+      return;
+    }
+    s.pushing = true;
+    try {
+      do {
+        s.again = false;
+        const head = this.o.ns.head;
+        if (this.closed || !head || head === s.lastSent || head === s.lastHave) continue;
+        const r = await this.remote(id);
+        if (!r) break;
+        const t0 = Date.now();
+        const res = await run('git', ['--git-dir', this.repo, 'push', '--quiet', '--no-verify', r.url, `${head}:${PEER_REF(this.me)}`], { env: r.env, allowFail: true });
+        if (res.code !== 0) throw new Error(res.stderr.trim().slice(0, 500));
+        s.lastSent = head;
+        s.failures = 0;
+        this.o.log('sync_pushed', { peer: id, head, ms: Date.now() - t0 });
+      } while (s.again);
+    } catch (e) {
+      s.failures++;
+      // Event-driven retry: 1 s, 2 s, 4 s ... 30 s after a failure (peer busy, link down).
+      const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
+      this.o.log('sync_push_failed', { peer: id, error: (e as Error).message, retryMs: wait });
+      clearTimeout(s.retry);
+      s.retry = setTimeout(() => { if (!this.closed) this.track(this.syncWith(id, 'retry')); }, wait);
+      s.retry.unref();
+    } finally {
+      s.pushing = false;
+    }
+  }
+
+  private scheduleMerge(id: string): void {
+    if (this.closed) return;
+    this.toMerge.add(id);
+    if (!this.merging) this.merging = this.drain();
+  }
+
+  /** One merge at a time, in the order peers arrived. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      const id = this.toMerge.values().next().value as string | undefined;
+      if (id === undefined || this.closed) {
+        this.merging = undefined;
+        return;
+      }
+      this.toMerge.delete(id);
+      await this.mergePeer(id).catch((e) => this.o.log('sync_merge_error', { peer: id, error: (e as Error).message }));
+    }
+  }
+
+  private async mergePeer(id: string): Promise<void> {
+    const res = await run('git', ['--git-dir', this.repo, 'rev-parse', '--verify', '--quiet', `${PEER_REF(id)}^{commit}`], { env: gitEnv(), allowFail: true });
+    const oid = res.stdout.toString().trim();
+    if (res.code !== 0 || !oid) return;
+    const s = this.peerState(id);
+    s.lastHave = oid;
+    if (oid === this.o.ns.head || oid === s.bad) return;
+    if (!this.o.membership.get(id)) {
+      this.o.log('sync_merge_refused', { peer: id, oid, reason: 'not a member (removed?)' });
+      return;
+    }
+    const t0 = Date.now();
+    try {
+      const r = await this.o.ns.mergeFrom(oid);
+      this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });
+    } catch (e) {
+      // A malformed entry or commit from a peer: our head stays as it was; say so once.
+      s.bad = oid;
+      this.o.log('sync_merge_refused', { peer: id, oid, reason: (e as Error).message.slice(0, 500) });
+    }
+  }
+}

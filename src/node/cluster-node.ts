@@ -1,0 +1,243 @@
+// Wires one DelugeNode to the cluster: membership records in its namespace, the SSH server
+// (members' keys only), the local control socket, discovery, metadata sync and the RPC methods.
+// One object per running node; close() stops everything in reverse order.
+import os from 'node:os';
+import { join } from 'node:path';
+import type { DelugeNode } from './node.js';
+import type { RootPaths, NodeConfig } from './layout.js';
+import type { Logger } from '../util/log.js';
+import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
+import { Membership, RecordStore, MEMBERS, MemberRecord } from '../cluster/membership.js';
+import { MetaSync, SyncNamespace } from '../cluster/sync.js';
+import { guardRepository } from '../cluster/repo-guard.js';
+import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
+import { SshServer, DEFAULT_SSH_PORT } from '../cluster/ssh-server.js';
+import { ControlServer, LOCAL_PEER, registerForward } from '../cluster/control-socket.js';
+import { startDiscovery, resolveInterface, Discovery } from '../cluster/discovery.js';
+import { registerJoin, JOIN_METHOD, FileNonceStore, createInvite } from '../cluster/invite.js';
+import { registerLocal } from '../cluster/local-registry.js';
+import { fromLogger, Log } from '../cluster/log.js';
+
+export interface ClusterOptions {
+  sshPort?: number;
+  btPort: number;
+  /** Interface to announce on and whose address to record (default: every non-internal IPv4). */
+  interface?: string;
+  /** HOST:PORT peers outside the LAN (`--peer`). */
+  peers?: string[];
+  /** False: no mDNS at all (static peers and member addresses only). */
+  mdns?: boolean;
+  /** The first node of a new cluster writes its own member record. */
+  create?: boolean;
+}
+
+export const CONTROL_SOCKET = 'control.sock';
+
+/** The namespace as this module uses it (meta/namespace.ts). */
+type ClusterNamespace = RecordStore & SyncNamespace & { commit(): Promise<string | null> };
+
+export class ClusterNode {
+  private closers: (() => Promise<unknown>)[] = [];
+  private constructor(
+    readonly identity: Identity,
+    readonly membership: Membership,
+    readonly ssh: SshServer,
+    readonly discovery: Discovery,
+    readonly sync: MetaSync,
+    readonly addresses: string[],
+  ) {}
+
+  get sshPort(): number {
+    return this.ssh.port;
+  }
+
+  static async start(node: DelugeNode, p: RootPaths, config: NodeConfig, logger: Logger, o: ClusterOptions): Promise<ClusterNode> {
+    const log = fromLogger(logger, 'cluster');
+    const ns = node.ns as unknown as ClusterNamespace;
+    const identity = await Identity.loadOrCreate(p.root);
+    const membership = new Membership(ns, log);
+    await guardRepository(ns.repo.dir);
+    const me = identity.nodeId;
+    const closers: (() => Promise<unknown>)[] = [];
+    const rpc = new RpcRegistry();
+    let cn: ClusterNode | undefined;
+    try {
+      const ssh = await SshServer.start({
+        identity, repoPath: ns.repo.dir, port: o.sshPort ?? DEFAULT_SSH_PORT, rpc, log: fromLogger(logger, 'ssh'),
+        isMember: (k) => membership.hasKey(k.blob),
+        guestMethods: [JOIN_METHOD],
+        onReceivePack: (peer) => cn?.sync.received(peer.nodeId),
+      });
+      closers.push(() => ssh.close());
+      const addresses = ownAddresses(o.interface).map((a) => `${a}:${ssh.port}`);
+
+      // Our own record: written at creation; afterwards only the addresses and ports follow us.
+      const self = membership.get(me);
+      if (o.create && !self) {
+        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addedBy: me, addresses, sshPort: ssh.port, btPort: o.btPort });
+      } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
+        await membership.put({ ...self, addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
+      } else if (!self) {
+        log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : 'no member record for this node yet' });
+      }
+
+      const statics = [...(o.peers ?? []), ...memberAddresses(membership, me)];
+      const discovery = await startDiscovery({
+        cluster: config.cluster, nodeId: me, sshPort: ssh.port, btPort: o.btPort, fingerprint: identity.fingerprint,
+        interface: o.interface, staticPeers: [...new Set(statics)], mdns: o.mdns !== false, log: fromLogger(logger, 'discovery'),
+      });
+      closers.push(() => discovery.stop());
+      const sync = new MetaSync({ ns, identity, membership, peers: discovery.peers, stateDir: join(p.root, 'cluster'), log: fromLogger(logger, 'sync') });
+      cn = new ClusterNode(identity, membership, ssh, discovery, sync, addresses);
+      cn.closers = closers;
+      closers.push(() => sync.close());
+
+      registerMethods(rpc, cn, node, ns, config, log);
+      registerForward(rpc);
+      const ctl = await ControlServer.start(join(p.root, CONTROL_SOCKET), rpc, fromLogger(logger, 'control'));
+      closers.push(() => ctl.close());
+      closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }));
+
+      // Records changed by a merge: removed members lose their connections, new ones get synced.
+      let known = new Set(membership.list().map((m) => m.nodeId));
+      const onRecords = () => {
+        const now = membership.list();
+        for (const id of membership.revokedIds()) if (ssh.dropPeer(id)) log('member_dropped', { nodeId: id });
+        for (const m of now) {
+          if (known.has(m.nodeId) || m.nodeId === me) continue;
+          for (const a of m.addresses) try { discovery.statics.add(a); } catch { /* malformed address in a record */ }
+        }
+        known = new Set(now.map((m) => m.nodeId));
+        sync.syncAll('members changed');
+      };
+      ns.on('records', onRecords);
+      closers.push(async () => ns.off('records', onRecords));
+      sync.start();
+      return cn;
+    } catch (e) {
+      for (const c of closers.reverse()) await c().catch(() => {});
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.closers.reverse()) await c().catch(() => {});
+    this.closers = [];
+  }
+}
+
+/** The IPv4 addresses other machines can reach us on. */
+export function ownAddresses(iface?: string): string[] {
+  if (iface) {
+    const a = resolveInterface(iface);
+    return a ? [a] : [];
+  }
+  const out: string[] = [];
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) out.push(a.address);
+  return out.length ? out : ['127.0.0.1'];
+}
+
+function memberAddresses(m: Membership, me: string): string[] {
+  return m.list().filter((r) => r.nodeId !== me).flatMap((r) => r.addresses);
+}
+
+function localOnly(peer: PeerInfo, method: string): void {
+  if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);
+}
+
+function keyParam(params: unknown): string {
+  const k = (params as { publicKey?: unknown } | null)?.publicKey;
+  if (typeof k !== 'string') throw new RpcError('malformed', 'needs {"publicKey": "ssh-ed25519 AAAA..."}');
+  try {
+    parsePublicKeyLine(k);
+  } catch (e) {
+    throw new RpcError('malformed', (e as Error).message);
+  }
+  return k;
+}
+
+function hostnameParam(params: unknown): string {
+  const h = (params as { hostname?: unknown } | null)?.hostname;
+  return typeof h === 'string' && h.length <= 255 ? h : 'unknown';
+}
+
+function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns: ClusterNamespace, config: NodeConfig, log: Log): void {
+  const me = cn.identity.nodeId;
+  const admit = async (publicKey: string, hostname: string): Promise<MemberRecord> => {
+    let r: MemberRecord;
+    try {
+      r = await cn.membership.admit({ publicKey, hostname, addedBy: me });
+    } catch (e) {
+      throw new RpcError('refused', (e as Error).message);
+    }
+    // Committed before we answer, so the new member's first fetch already holds its record.
+    await ns.commit();
+    log('member_admitted', { nodeId: r.nodeId, hostname: r.hostname });
+    return r;
+  };
+
+  rpc.register('freespace', async () => {
+    const s = await node.statfs();
+    return { nodeId: me, total: s.blocks * s.blockSize, free: s.free * s.blockSize, available: s.available * s.blockSize };
+  });
+  rpc.register('active_torrents', () => []);
+  for (const m of ['please_mirror', 'please_stop_mirroring']) {
+    rpc.register(m, () => { throw new RpcError('not_implemented', `${m} is not implemented yet (replication is separate work)`); });
+  }
+  rpc.register('status', () => ({
+    cluster: config.cluster, nodeId: me, head: ns.head, sshPort: cn.sshPort, addresses: cn.addresses,
+    members: cn.membership.list().map((m) => m.nodeId), revoked: cn.membership.revokedIds(),
+    peers: cn.discovery.peers.list().map((p) => ({ nodeId: p.nodeId, host: p.host, sshPort: p.sshPort, source: p.source })),
+    sync: cn.sync.peerHeads(),
+  }));
+  rpc.register('members', () => cn.membership.list());
+
+  registerJoin(rpc, {
+    identity: cn.identity, cluster: config.cluster, log,
+    nonces: new FileNonceStore(join(node.opts.paths.identity, 'used-invites.json')),
+    admit: async ({ peer, params }) => {
+      const r = await admit(peer.publicKey, hostnameParam(params));
+      return { cluster: config.cluster, inviter: me, member: r, head: ns.head };
+    },
+  });
+
+  // Control socket only: whoever reaches it runs this machine's node.
+  rpc.register('invite', (params, peer) => {
+    localOnly(peer, 'invite');
+    const ttl = (params as { ttlMs?: unknown } | null)?.ttlMs;
+    const ttlMs = typeof ttl === 'number' && ttl > 0 ? ttl : 24 * 3600_000;
+    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, addresses: cn.addresses, ttlMs });
+    return { token, expires: new Date(payload.e).toISOString(), addresses: payload.a };
+  });
+  rpc.register('authorize', async (params, peer) => {
+    localOnly(peer, 'authorize');
+    return admit(keyParam(params), hostnameParam(params));
+  });
+  rpc.register('join_local', async (params, peer) => {
+    localOnly(peer, 'join_local');
+    const r = await admit(keyParam(params), hostnameParam(params));
+    return { cluster: config.cluster, inviter: me, member: r, repo: ns.repo.dir, head: ns.head };
+  });
+  rpc.register('remove_node', async (params, peer) => {
+    localOnly(peer, 'remove_node');
+    const id = (params as { nodeId?: unknown } | null)?.nodeId;
+    if (typeof id !== 'string' || !isNodeId(id)) throw new RpcError('malformed', 'needs {"nodeId": "<16 base32 chars>"}');
+    if (id === me) throw new RpcError('refused', 'a node cannot remove itself; run remove-node on another member');
+    if (cn.membership.isRevoked(id)) return { nodeId: id, already: true };
+    if (!ns.getRecord(MEMBERS + id)) throw new RpcError('not_found', `node ${id} is not a member of cluster ${config.cluster}`);
+    await cn.membership.revoke(id, me);
+    await ns.commit();
+    cn.ssh.dropPeer(id);
+    log('member_removed', { nodeId: id });
+    return { nodeId: id, already: false };
+  });
+  // `delugefs shell` (under a foreign sshd) tells us a member pushed.
+  rpc.register('push_received', (params, peer) => {
+    localOnly(peer, 'push_received');
+    const id = (params as { peer?: unknown } | null)?.peer;
+    if (typeof id !== 'string' || !isNodeId(id)) throw new RpcError('malformed', 'needs {"peer": "<node id>"}');
+    cn.sync.received(id);
+    return null;
+  });
+}
+

@@ -1,0 +1,103 @@
+// A new (empty) root becoming a member: with an invite token (redeemed at the inviter over SSH,
+// whose host key the token names), through a running member on this machine (its control
+// socket), or after a manual `delugefs authorize` (from a --peer, host key learned on first use
+// and then checked against the fetched member records). Each ends with the cluster's metadata
+// repository in ROOT/meta/repo.git, fetched from the member that admitted us.
+import os from 'node:os';
+import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { run } from '../util/exec.js';
+import { GitRepo, gitEnv } from '../meta/repo.js';
+import { Identity, nodeIdOf } from '../cluster/identity.js';
+import { redeemInvite, decodeInvite, InviteError } from '../cluster/invite.js';
+import { RpcCallError } from '../cluster/rpc-client.js';
+import { controlCall } from '../cluster/control-socket.js';
+import { gitSshEnv, knownHostsText, metaRepoUrl } from '../cluster/git-ssh.js';
+import { parseHostPort, probeHostKey } from '../cluster/static-peers.js';
+import type { LocalEntry } from '../cluster/local-registry.js';
+
+export class JoinError extends Error {}
+
+export interface Joined { via: string; inviter: string; head: string }
+
+async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const repo = new GitRepo(repoDir);
+  if (!(await repo.exists())) await repo.init();
+  const r = await run('git', ['--git-dir', repoDir, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', url, 'refs/heads/main:refs/heads/main'], { env, allowFail: true });
+  if (r.code !== 0) throw new JoinError(`could not fetch the cluster's metadata from ${url.replace(/^ssh:\/\/[^@]*@/, '')}: ${r.stderr.trim()}`);
+  const head = await repo.head();
+  if (!head) throw new JoinError('the fetched metadata repository has no main branch');
+  return head;
+}
+
+async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
+  const dir = join(root, 'cluster');
+  await mkdir(dir, { recursive: true });
+  const kh = join(dir, 'known_hosts-join');
+  await writeFile(kh, knownHostsText([{ host, port, publicKey: keyBlob }]));
+  return { ...gitEnv(), ...gitSshEnv({ identity, knownHostsPath: kh, connectTimeoutSec: 10 }) };
+}
+
+export async function joinWithToken(root: string, repoDir: string, cluster: string, token: string): Promise<Joined> {
+  let invite;
+  try {
+    invite = decodeInvite(token);
+  } catch (e) {
+    throw new JoinError(`--join: ${(e as Error).message}`);
+  }
+  if (invite.c !== cluster) throw new JoinError(`--join: the token is for cluster "${invite.c}", not "${cluster}"`);
+  const identity = await Identity.loadOrCreate(root);
+  let result: { inviter?: string } | undefined;
+  try {
+    const r = await redeemInvite(identity, token, { params: { hostname: os.hostname() }, log: () => {} });
+    result = r.result as { inviter?: string };
+  } catch (e) {
+    const code = e instanceof InviteError ? e.code : e instanceof RpcCallError ? e.code : '';
+    const hint = code === 'unreachable' || code === 'timeout' ? ` (tried ${invite.a.join(', ')}; is the inviting node running and reachable?)` : '';
+    throw new JoinError(`--join: ${(e as Error).message}${hint}`);
+  }
+  // The inviter admitted us: fetch over SSH, its host key pinned by the token.
+  const keyBlob = Buffer.from(invite.k, 'base64');
+  let last: Error = new JoinError('the token lists no address');
+  for (const a of invite.a) {
+    const { host, port } = parseHostPort(a);
+    try {
+      const head = await fetchMain(repoDir, metaRepoUrl(host, port), await sshEnv(root, identity, host, port, keyBlob));
+      return { via: `token from ${invite.n} at ${a}`, inviter: result?.inviter ?? invite.n, head };
+    } catch (e) {
+      last = e as Error;
+    }
+  }
+  throw last;
+}
+
+export async function joinLocal(root: string, repoDir: string, member: LocalEntry): Promise<Joined> {
+  const identity = await Identity.loadOrCreate(root);
+  let r: { inviter: string; repo: string };
+  try {
+    r = await controlCall(member.control, 'join_local', { publicKey: identity.publicKeyLine, hostname: os.hostname() }, 30_000);
+  } catch (e) {
+    throw new JoinError(`joining through the local member ${member.nodeId} (${member.root}) failed: ${(e as Error).message}`);
+  }
+  // Same machine: its repository is a local path, no SSH needed.
+  const head = await fetchMain(repoDir, r.repo, gitEnv());
+  return { via: `local member ${member.nodeId} (${member.root})`, inviter: r.inviter, head };
+}
+
+/** After `delugefs authorize` of our key on a member: fetch from one of the --peer addresses. */
+export async function joinFromPeer(root: string, repoDir: string, peers: string[]): Promise<Joined & { peerKey: Buffer }> {
+  const identity = await Identity.loadOrCreate(root);
+  let last: Error = new JoinError('no --peer given');
+  for (const a of peers) {
+    const { host, port } = parseHostPort(a);
+    try {
+      // First use: the key is checked against the fetched member records by the caller.
+      const key = await probeHostKey(host, port, 5000);
+      const head = await fetchMain(repoDir, metaRepoUrl(host, port), await sshEnv(root, identity, host, port, key));
+      return { via: `peer ${a}`, inviter: nodeIdOf(key), head, peerKey: key };
+    } catch (e) {
+      last = e as Error;
+    }
+  }
+  throw new JoinError(`could not join from ${peers.join(', ')}: ${last.message}. Has a member run "delugefs authorize ROOT '${identity.publicKeyLine}'"?`);
+}
