@@ -9,7 +9,9 @@ export type Op =
   /** `d`: the content itself, for small files, so close() costs one journal write. */
   | { o: 'put'; p: string; e: Entry; d?: Buffer }
   | { o: 'rm'; p: string }
-  | { o: 'mv'; p: string; to: string };
+  | { o: 'mv'; p: string; to: string }
+  /** A cluster record set (d) or removed (no d). */
+  | { o: 'rec'; p: string; d?: Buffer };
 
 interface Segment {
   gen: number;
@@ -29,6 +31,7 @@ export function encodeOp(op: Op): Buffer {
     if (op.d) j.d = op.d.toString('base64');
   }
   if (op.o === 'mv') j.to = op.to;
+  if (op.o === 'rec' && op.d) j.d = op.d.toString('base64');
   return Buffer.from(JSON.stringify(j) + '\n');
 }
 
@@ -42,6 +45,7 @@ export function decodeOp(line: string): Op {
   }
   if (j.o === 'rm') return { o: 'rm', p: j.p };
   if (j.o === 'mv' && typeof j.to === 'string') return { o: 'mv', p: j.p, to: j.to };
+  if (j.o === 'rec') return typeof j.d === 'string' ? { o: 'rec', p: j.p, d: Buffer.from(j.d, 'base64') } : { o: 'rec', p: j.p };
   throw new Error(`unknown journal op ${JSON.stringify(j.o)}`);
 }
 

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { GitRepo } from './repo.js';
 import { Journal, Op } from './journal.js';
-import { DirNode, LeafNode, Node, Tree, objectId } from './tree.js';
+import { DirNode, LeafNode, Node, RECORDS, Tree, objectId } from './tree.js';
 import { DirEntry, Entry, decodeEntry } from './entry.js';
-import { DIR_MARKER, decodeName, isMarker } from './names.js';
+import { DIR_MARKER, decodeName, encodeName, isMarker } from './names.js';
+import { computeMerge, MergeChange, MergeResult } from './merge.js';
 import type { PackObject } from './pack.js';
 import type { Logger } from '../util/log.js';
 
@@ -125,7 +126,24 @@ export class Namespace extends EventEmitter {
   private applyToTree(op: Op): void {
     if (op.o === 'put') this.tree.put(op.p, op.e);
     else if (op.o === 'rm') this.tree.remove(op.p);
-    else this.tree.rename(op.p, op.to);
+    else if (op.o === 'mv') this.tree.rename(op.p, op.to);
+    else this.tree.setRecord(op.p, op.d ?? null);
+  }
+
+  getRecord(path: string): Buffer | undefined {
+    return this.tree.records.get(path);
+  }
+
+  /** Records under a prefix ('members/'), keyed by the rest of their path. */
+  listRecords(prefix: string): Map<string, Buffer> {
+    const out = new Map<string, Buffer>();
+    for (const [p, d] of this.tree.records) if (p.startsWith(prefix)) out.set(p.slice(prefix.length), d);
+    return out;
+  }
+
+  /** Sets (or with null removes) a cluster record; journaled and committed like any change. */
+  setRecord(path: string, data: Buffer | null): Promise<void> {
+    return this.apply(data ? { o: 'rec', p: path, d: data } : { o: 'rec', p: path });
   }
 
   private note(line: string): void {
@@ -149,9 +167,84 @@ export class Namespace extends EventEmitter {
 
   /** Commits everything applied so far; resolves with the new head (or the old one if nothing changed). */
   commit(): Promise<string | null> {
-    const next = this.chain.then(() => this.commitNow());
+    return this.serial(() => this.commitNow());
+  }
+
+  /** Commits and merges run one at a time, in order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn);
     this.chain = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Brings another node's head (already in this repository's objects) into this namespace: a
+   * fast-forward, or a deterministic merge commit. The in-memory tree follows at once.
+   */
+  mergeFrom(remote: string): Promise<{ head: string; changed: boolean }> {
+    return this.serial(async () => {
+      for (;;) {
+        await this.commitNow();
+        const ours = this.head!;
+        if (ours === remote || (await this.repo.isAncestor(remote, ours))) return { head: ours, changed: false };
+        const result = await computeMerge(this.repo, ours, remote);
+        // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
+        if (this.pending.length) continue;
+        const recordsChanged = this.applyMerge(result);
+        this.head = result.commit;
+        await this.repo.updateRef(result.commit, ours, result.fastForward ? 'fast-forward' : 'merge');
+        this.opts.log.info('meta.merged', { from: remote, head: result.commit, ff: result.fastForward, changes: result.changes.length });
+        this.emit('commit', result.commit);
+        if (recordsChanged) this.emit('records');
+        return { head: result.commit, changed: true };
+      }
+    });
+  }
+
+  /** Applies a merge's blob-level changes to the in-memory tree (synchronously). */
+  private applyMerge(r: MergeResult): boolean {
+    const depth = (p: string) => p.split('/').length;
+    const recordsPrefix = RECORDS + '/';
+    let records = false;
+    const entryAt = (c: MergeChange): Entry => decodeEntry(r.blobs.get(c.row!.oid)!, `entry ${c.path}`);
+    // Removals deepest first, then additions shallowest first, so a path can turn from a file
+    // into a directory (or back) within one merge.
+    const removals = r.changes.filter((c) => !c.row).sort((a, b) => depth(b.path) - depth(a.path));
+    const additions = r.changes.filter((c) => c.row).sort((a, b) => depth(a.path) - depth(b.path));
+    for (const c of [...removals, ...additions]) {
+      if (c.path.startsWith(recordsPrefix)) {
+        const key = c.path.slice(recordsPrefix.length);
+        if (c.row) this.tree.records.set(key, r.blobs.get(c.row.oid)!);
+        else this.tree.records.delete(key);
+        records = true;
+        continue;
+      }
+      const parts = c.path.split('/');
+      const last = parts.pop()!;
+      const dirPath = '/' + parts.map(decodeName).join('/');
+      const path = last === DIR_MARKER ? dirPath : (dirPath === '/' ? '' : dirPath) + '/' + decodeName(last);
+      try {
+        if (!c.row) {
+          if (path !== '/' && this.tree.get(path)) this.tree.remove(path);
+        } else {
+          this.tree.put(path, entryAt(c), last === DIR_MARKER ? null : c.row.oid);
+        }
+      } catch (e) {
+        this.opts.log.warn('meta.merge.skip', { path, error: (e as Error).message });
+      }
+    }
+    // The in-memory tree now equals the merge result: adopt its tree ids.
+    this.adoptTreeIds(this.tree.root, '', r.trees);
+    this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
+    return records;
+  }
+
+  private adoptTreeIds(dir: DirNode, at: string, trees: Map<string, string>): void {
+    if (dir.oid) return;
+    for (const [name, child] of dir.children) {
+      if (child.kind === 'dir') this.adoptTreeIds(child, at ? `${at}/${encodeName(name)}` : encodeName(name), trees);
+    }
+    dir.oid = trees.get(at) ?? null;
   }
 
   private async commitNow(): Promise<string | null> {
@@ -253,6 +346,7 @@ function describe(op: Op): string {
   const q = (p: string) => JSON.stringify(p).slice(1, -1);
   if (op.o === 'rm') return `delete ${q(op.p)}`;
   if (op.o === 'mv') return `rename ${q(op.p)} -> ${q(op.to)}`;
+  if (op.o === 'rec') return `${op.d ? 'record' : 'drop record'} ${op.p}`;
   return `${op.e.type === 'dir' ? 'dir' : op.e.type === 'symlink' ? 'link' : 'write'} ${q(op.p)}`;
 }
 
@@ -281,7 +375,16 @@ export async function loadTree(repo: GitRepo, rootTree: string): Promise<Tree> {
   const tree = new Tree(rootEntry);
   tree.root.oid = rootTree;
   const dirs = new Map<string, DirNode>([['', tree.root]]);
+  const recordsPrefix = RECORDS + '/';
   for (const r of rows) {
+    if (r.path.startsWith(recordsPrefix)) {
+      if (r.type === 'blob') tree.records.set(r.path.slice(recordsPrefix.length), blobs.get(r.oid)!);
+      continue;
+    }
+    if (r.path === RECORDS && r.type === 'tree') {
+      tree.setRecordsOid(r.oid);
+      continue;
+    }
     const slash = r.path.lastIndexOf('/');
     const parentPath = slash < 0 ? '' : r.path.slice(0, slash);
     const enc = r.path.slice(slash + 1);

@@ -31,8 +31,19 @@ export function objectId(type: string, data: Buffer): string {
 
 export const MAX_NAME_BYTES = 255;
 
+/** Cluster records (membership and the like): small blobs under RECORDS in the root tree. */
+export const RECORDS = '%cluster';
+const RECORD_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+export function checkRecordPath(path: string): void {
+  if (!RECORD_PATH.test(path) || path.split('/').some((c) => c === '.' || c === '..')) throw new Error(`invalid record path ${JSON.stringify(path)}`);
+}
+
 export class Tree {
   root: DirNode;
+  /** Record path ('members/abc') -> bytes; never part of the mounted namespace. */
+  records = new Map<string, Buffer>();
+  private recordsOid: string | null = null;
   private refs = new Map<ContentId, number>();
   /** Called when the last entry referencing a content id goes away. */
   onUnreferenced: (id: ContentId) => void = () => {};
@@ -50,6 +61,19 @@ export class Tree {
       n = c;
     }
     return n;
+  }
+
+  setRecord(path: string, data: Buffer | null): void {
+    checkRecordPath(path);
+    if (data) this.records.set(path, data);
+    else this.records.delete(path);
+    this.recordsOid = null;
+    this.root.oid = null;
+  }
+
+  /** After loading from Git or a merge: the records subtree as it is stored. */
+  setRecordsOid(oid: string | null): void {
+    this.recordsOid = oid;
   }
 
   isReferenced(id: ContentId): boolean {
@@ -79,8 +103,12 @@ export class Tree {
     return { dir, name };
   }
 
-  /** Creates or replaces an entry. A directory entry on an existing directory updates its attributes. */
-  put(path: string, entry: Entry): void {
+  /**
+   * Creates or replaces an entry. A directory entry on an existing directory updates its
+   * attributes. `oid`: the entry's blob id when it comes from Git as is (a merge), so it is
+   * not re-encoded.
+   */
+  put(path: string, entry: Entry, oid: string | null = null): void {
     if (entry.type === 'dir' && splitPath(path).length === 0) {
       this.root.entry = entry;
       this.root.oid = null;
@@ -101,7 +129,9 @@ export class Tree {
     if (old?.kind === 'dir') throw new FsError('EISDIR', path);
     if (entry.type === 'file') this.ref(entry.id);
     if (old) this.unref(old);
-    dir.children.set(name, new LeafNode(entry));
+    const leaf = new LeafNode(entry);
+    leaf.oid = oid;
+    dir.children.set(name, leaf);
   }
 
   remove(path: string): Node {
@@ -180,6 +210,10 @@ export class Tree {
     const markerOid = objectId('blob', marker);
     out.push({ type: 'blob', oid: markerOid, data: marker });
     rows.push({ key: Buffer.from(DIR_MARKER), mode: '100644', oid: markerOid });
+    if (dir === this.root && this.records.size) {
+      this.recordsOid ??= encodeRecords(this.records, out);
+      rows.push({ key: Buffer.from(RECORDS + '/'), mode: '40000', oid: this.recordsOid });
+    }
     for (const [name, child] of dir.children) {
       const enc = Buffer.from(encodeName(name));
       if (child.kind === 'dir') {
@@ -194,18 +228,50 @@ export class Tree {
         rows.push({ key: enc, mode: '100644', oid: child.oid });
       }
     }
-    rows.sort((a, b) => Buffer.compare(a.key, b.key));
-    const parts: Buffer[] = [];
-    for (const r of rows) {
-      const name = r.mode === '40000' ? r.key.subarray(0, r.key.length - 1) : r.key;
-      parts.push(Buffer.from(`${r.mode} `), name, ZERO, Buffer.from(r.oid, 'hex'));
-    }
-    const data = Buffer.concat(parts);
-    dir.oid = objectId('tree', data);
-    out.push({ type: 'tree', oid: dir.oid, data });
+    dir.oid = writeTree(rows, out);
     return dir.oid;
   }
 }
 
 const SLASH = Buffer.from('/');
 const ZERO = Buffer.from([0]);
+
+/** Writes the records as nested trees of blobs; returns the top tree's id. */
+function encodeRecords(records: Map<string, Buffer>, out: GitObject[]): string {
+  type Dir = Map<string, Dir | string>;
+  const top: Dir = new Map();
+  for (const [path, data] of records) {
+    const parts = path.split('/');
+    const name = parts.pop()!;
+    let d = top;
+    for (const p of parts) {
+      let next = d.get(p);
+      if (typeof next !== 'object') d.set(p, (next = new Map()));
+      d = next;
+    }
+    const oid = objectId('blob', data);
+    out.push({ type: 'blob', oid, data });
+    d.set(name, oid);
+  }
+  const write = (d: Dir): string => {
+    const rows = [...d].map(([name, v]) => (typeof v === 'string'
+      ? { key: Buffer.from(name), mode: '100644', oid: v }
+      : { key: Buffer.from(name + '/'), mode: '40000', oid: write(v) }));
+    return writeTree(rows, out);
+  };
+  return write(top);
+}
+
+/** Encodes one tree object from rows whose keys sort as Git sorts (directories with a trailing '/'). */
+export function writeTree(rows: { key: Buffer; mode: string; oid: string }[], out: GitObject[]): string {
+  rows.sort((a, b) => Buffer.compare(a.key, b.key));
+  const parts: Buffer[] = [];
+  for (const r of rows) {
+    const name = r.mode === '40000' ? r.key.subarray(0, r.key.length - 1) : r.key;
+    parts.push(Buffer.from(`${r.mode} `), name, ZERO, Buffer.from(r.oid, 'hex'));
+  }
+  const data = Buffer.concat(parts);
+  const oid = objectId('tree', data);
+  out.push({ type: 'tree', oid, data });
+  return oid;
+}

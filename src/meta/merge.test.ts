@@ -1,0 +1,127 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { Namespace } from './namespace.js';
+import { DirEntry, FileEntry } from './entry.js';
+import { infoHash, pieceLengthFor } from '../content/metainfo.js';
+import { silentLogger } from '../util/log.js';
+import { run } from '../util/exec.js';
+import { conflictName } from './merge.js';
+
+const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
+const dir: DirEntry = { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T0, ctime: T0 };
+function file(text: string, mtime = T0, node = 'n'): FileEntry {
+  const data = Buffer.from(text);
+  const info = { length: data.length, pieceLength: pieceLengthFor(data.length), pieces: createHash('sha1').update(data).digest() };
+  return { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, ctime: mtime, info, id: infoHash(info), node };
+}
+
+/** Two nodes with a common history: B starts as a clone of A's repository. */
+async function pair(d: string) {
+  const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+  await a.apply({ o: 'put', p: '/shared', e: file('base') });
+  await a.apply({ o: 'put', p: '/docs', e: dir });
+  await a.apply({ o: 'put', p: '/docs/keep', e: file('keep') });
+  await a.setRecord('members/nodeA', Buffer.from('{"a":1}'));
+  await a.commit();
+  await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+  const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
+  await b.finishRecovery();
+  return { a, b };
+}
+
+async function exchange(from: Namespace, to: Namespace): Promise<string> {
+  await from.commit();
+  await run('git', ['--git-dir', to.repo.dir, 'fetch', '-q', from.repo.dir, `+refs/heads/main:refs/peers/x`]);
+  return (await to.mergeFrom(from.head!)).head;
+}
+
+function names(ns: Namespace, path: string): string[] {
+  return [...(ns.get(path) as any).children.keys()].sort();
+}
+
+test('conflict names follow the sync-conflict pattern', () => {
+  assert.equal(conflictName('report.txt', T0, 'nodeB'), 'report.sync-conflict-20260102-030405-nodeB.txt');
+  assert.equal(conflictName('Makefile', T0, 'x'), 'Makefile.sync-conflict-20260102-030405-x');
+  assert.equal(conflictName('.bashrc', T0, 'x'), '.bashrc.sync-conflict-20260102-030405-x');
+});
+
+test('concurrent changes merge to the same commit on both sides, losing nothing', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    // Both change /shared (B later: B keeps the name), A deletes /docs/keep while B modifies it,
+    // each adds a file, both add /new (A later), B adds a record, A makes a dir where B makes a file.
+    await a.apply({ o: 'put', p: '/shared', e: file('from A', T0 + 1000, 'nodeA') });
+    await b.apply({ o: 'put', p: '/shared', e: file('from B', T0 + 2000, 'nodeB') });
+    await a.apply({ o: 'rm', p: '/docs/keep' });
+    await b.apply({ o: 'put', p: '/docs/keep', e: file('edited', T0 + 500, 'nodeB') });
+    await a.apply({ o: 'put', p: '/onlyA', e: file('A') });
+    await b.apply({ o: 'put', p: '/onlyB', e: file('B') });
+    await a.apply({ o: 'put', p: '/new', e: file('new A', T0 + 9000, 'nodeA') });
+    await b.apply({ o: 'put', p: '/new', e: file('new B', T0 + 8000, 'nodeB') });
+    await b.setRecord('members/nodeB', Buffer.from('{"b":1}'));
+    await a.apply({ o: 'put', p: '/clash', e: dir });
+    await a.apply({ o: 'put', p: '/clash/inside', e: file('in') });
+    await b.apply({ o: 'put', p: '/clash', e: file('flat', T0 + 100, 'nodeB') });
+
+    const ha = await exchange(b, a); // A merges B's head
+    const hb = await exchange(a, b); // B merges A's head: must reach the same commit
+    assert.equal(ha, hb, 'both sides must end on the identical head');
+    const again = await exchange(b, a);
+    assert.equal(again, ha, 'no merge of merges');
+
+    for (const ns of [a, b]) {
+      assert.equal((ns.get('/shared') as any).entry.id, file('from B').id);
+      assert.ok(ns.get('/shared.sync-conflict-19700101-000000-nodeA') === undefined);
+      const root = names(ns, '/');
+      const stamp = (ms: number) => conflictName('x', ms, 'n').slice('x.sync-conflict-'.length, -2);
+      assert.ok(root.includes(`shared.sync-conflict-${stamp(T0 + 1000)}-nodeA`), root.join(','));
+      assert.ok(root.includes(`new.sync-conflict-${stamp(T0 + 8000)}-nodeB`), root.join(','));
+      assert.equal((ns.get('/new') as any).entry.id, file('new A').id);
+      assert.equal((ns.get('/docs/keep') as any).entry.id, file('edited').id, 'delete racing modify keeps the modify');
+      assert.ok(ns.get('/onlyA') && ns.get('/onlyB'));
+      assert.equal(ns.get('/clash')!.kind, 'dir');
+      assert.ok(ns.get('/clash/inside'));
+      assert.ok(root.some((n) => n.startsWith('clash.sync-conflict-')), root.join(','));
+      assert.deepEqual([...ns.listRecords('members/').keys()].sort(), ['nodeA', 'nodeB']);
+    }
+    // The in-memory tree agrees with Git: a commit with no changes keeps the head, and a fresh
+    // load of the head shows the same names.
+    await a.apply({ o: 'put', p: '/after', e: file('after') });
+    await a.commit();
+    const fsck = await a.repo.fsck();
+    assert.ok(fsck.ok, fsck.output);
+    const ls = await run('git', ['--git-dir', a.repo.dir, 'ls-tree', '--name-only', 'main']);
+    assert.deepEqual(ls.stdout.toString().trim().split('\n').filter((n) => !n.startsWith('%')).sort(),
+      [...names(a, '/')].map((n) => n).sort());
+    await a.close();
+    await b.close();
+    const reopened = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
+    await reopened.finishRecovery();
+    assert.deepEqual(names(reopened, '/'), names(b, '/'));
+    await reopened.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('a fast-forward needs no merge commit, and unrelated histories are refused', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    await a.apply({ o: 'put', p: '/ff', e: file('ff') });
+    const h = await exchange(a, b);
+    assert.equal(h, a.head);
+    assert.ok(b.get('/ff'));
+    const other = await Namespace.create({ dir: join(d, 'c'), nodeId: 'nodeC', log: silentLogger }, dir, 'create');
+    await run('git', ['--git-dir', b.repo.dir, 'fetch', '-q', other.repo.dir, '+refs/heads/main:refs/peers/c']);
+    await assert.rejects(b.mergeFrom(other.head!), /no common history/);
+    await Promise.all([a.close(), b.close(), other.close()]);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

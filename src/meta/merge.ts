@@ -1,0 +1,191 @@
+// Deterministic merges of two namespace heads. The result is a pure function of the two commits
+// (and so of their merge base): every node that merges the same pair writes the same tree and the
+// same commit id, so peers converge instead of merging each other's merges forever.
+//
+// Rules, per path (a file, symlink, directory marker or cluster record):
+// - changed on one side only: that side; changed identically: either.
+// - changed on both: the version with the later mtime keeps the name (ties: the larger blob id);
+//   the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS-NODE.ext`.
+// - deleted on one side, changed on the other: the change is kept.
+// - directory attributes on both sides: the later one, no copy. Records on both: the larger bytes.
+// - a file where the other side has a directory: the file moves to a conflict name.
+import type { GitRepo } from './repo.js';
+import type { PackObject } from './pack.js';
+import { decodeEntry, Entry } from './entry.js';
+import { DIR_MARKER, decodeName, encodeName } from './names.js';
+import { objectId, RECORDS, writeTree, GitObject } from './tree.js';
+
+interface Row { mode: string; oid: string }
+type Flat = Map<string, Row>; // encoded blob path -> row
+
+export interface MergeChange { path: string; row: Row | null }
+export interface MergeResult {
+  /** The new head: theirs (fast-forward) or a new merge commit. */
+  commit: string;
+  fastForward: boolean;
+  /** Blob-level changes from ours to the result, by encoded path. */
+  changes: MergeChange[];
+  /** Tree ids of the result by encoded directory path ('' = root), to keep the in-memory cache exact. */
+  trees: Map<string, string>;
+  /** Blob contents of every changed path (for applying the changes). */
+  blobs: Map<string, Buffer>;
+}
+
+const MERGER = 'delugefs <merge@delugefs>';
+
+async function flatten(repo: GitRepo, commit: string): Promise<{ blobs: Flat; trees: Map<string, string> }> {
+  const c = await repo.readCommit(commit);
+  const blobs: Flat = new Map();
+  const trees = new Map<string, string>([['', c.tree]]);
+  for (const r of await repo.lsTree(c.tree)) {
+    if (r.type === 'blob') blobs.set(r.path, { mode: r.mode, oid: r.oid });
+    else if (r.type === 'tree') trees.set(r.path, r.oid);
+  }
+  return { blobs, trees };
+}
+
+function diff(from: Flat, to: Flat): MergeChange[] {
+  const out: MergeChange[] = [];
+  for (const [p, r] of to) if (from.get(p)?.oid !== r.oid) out.push({ path: p, row: r });
+  for (const p of from.keys()) if (!to.has(p)) out.push({ path: p, row: null });
+  return out;
+}
+
+export function conflictName(name: string, mtime: number, node: string): string {
+  const d = new Date(mtime);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
+  const dot = name.lastIndexOf('.');
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+  const safeNode = node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown';
+  return `${stem}.sync-conflict-${stamp}-${safeNode}${ext}`;
+}
+
+export async function computeMerge(repo: GitRepo, ours: string, theirs: string): Promise<MergeResult> {
+  const base = await repo.mergeBase(ours, theirs);
+  if (!base) throw new Error(`cannot merge ${theirs.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
+  const o = await flatten(repo, ours);
+  if (base === ours) {
+    const t = await flatten(repo, theirs);
+    const changes = diff(o.blobs, t.blobs);
+    return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes) };
+  }
+  const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs)]);
+  const result: Flat = new Map();
+  const conflicts: { path: string; a: Row; b: Row }[] = [];
+  const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
+  for (const p of paths) {
+    const bo = b.blobs.get(p), oo = o.blobs.get(p), to = t.blobs.get(p);
+    if (oo?.oid === to?.oid) { if (oo) result.set(p, oo); continue; }
+    if (oo?.oid === bo?.oid) { if (to) result.set(p, to); continue; }
+    if (to?.oid === bo?.oid) { if (oo) result.set(p, oo); continue; }
+    if (!oo || !to) { result.set(p, (oo ?? to)!); continue; } // delete racing modify: keep the modify
+    conflicts.push({ path: p, a: oo, b: to });
+  }
+  // Resolve conflicts: contents are needed to order them.
+  const blobData = await repo.readBlobs([...new Set(conflicts.flatMap((c) => [c.a.oid, c.b.oid]))]);
+  for (const c of conflicts) {
+    const slash = c.path.lastIndexOf('/');
+    const name = c.path.slice(slash + 1);
+    if (c.path.startsWith(RECORDS + '/')) {
+      result.set(c.path, Buffer.compare(blobData.get(c.a.oid)!, blobData.get(c.b.oid)!) >= 0 ? c.a : c.b);
+      continue;
+    }
+    const ea = safeDecode(blobData.get(c.a.oid)!), eb = safeDecode(blobData.get(c.b.oid)!);
+    const aWins = ea.mtime !== eb.mtime ? ea.mtime > eb.mtime : c.a.oid > c.b.oid;
+    const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
+    result.set(c.path, win);
+    if (name === DIR_MARKER) continue;
+    result.set(freeName(result, c.path.slice(0, slash + 1), name, loser), lose);
+  }
+  await fixStructure(result, [o.blobs, t.blobs, b.blobs], repo);
+  const objects: GitObject[] = [];
+  const trees = new Map<string, string>();
+  const root = buildTrees(result, objects, trees);
+  const [first, second] = [ours, theirs].sort();
+  const time = Math.max((await repo.readCommit(ours)).time, (await repo.readCommit(theirs)).time);
+  const text = `tree ${root}\nparent ${first}\nparent ${second}\nauthor ${MERGER} ${time} +0000\ncommitter ${MERGER} ${time} +0000\n\nMerge ${first.slice(0, 12)} and ${second.slice(0, 12)}\n`;
+  const data = Buffer.from(text);
+  const commit = objectId('commit', data);
+  await repo.writeObjects([...(objects as PackObject[]), { type: 'commit', oid: commit, data }]);
+  const changes = diff(o.blobs, result);
+  return { commit, fastForward: false, changes, trees, blobs: await contents(repo, changes) };
+}
+
+function safeDecode(data: Buffer): Entry {
+  try {
+    return decodeEntry(data);
+  } catch {
+    return { type: 'dir', mode: 0, uid: 0, gid: 0, mtime: 0, ctime: 0 };
+  }
+}
+
+/** A conflict name not yet taken in dir (counting up if the same second already had a conflict). */
+function freeName(result: Flat, dir: string, encName: string, loser: Entry): string {
+  const base = conflictName(decodeName(encName), loser.mtime, loser.node ?? 'unknown');
+  let candidate = dir + encodeName(base);
+  for (let i = 2; result.has(candidate) || [...result.keys()].some((k) => k.startsWith(candidate + '/')); i++) {
+    candidate = dir + encodeName(`${base}.${i}`);
+  }
+  return candidate;
+}
+
+/**
+ * Repairs what path-wise merging can break: a directory whose marker was deleted on one side
+ * while the other added inside it gets its marker back, and a file standing where the other side
+ * made a directory moves to a conflict name.
+ */
+async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo): Promise<void> {
+  const dirs = new Set<string>();
+  for (const p of result.keys()) {
+    if (p.startsWith(RECORDS + '/')) continue;
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  const clashes = [...dirs].filter((d) => result.has(d));
+  const data = await repo.readBlobs([...new Set(clashes.map((d) => result.get(d)!.oid))]);
+  for (const d of [...dirs].sort()) {
+    const file = result.get(d);
+    if (file) {
+      result.delete(d);
+      const slash = d.lastIndexOf('/');
+      result.set(freeName(result, d.slice(0, slash + 1), d.slice(slash + 1), safeDecode(data.get(file.oid)!)), file);
+    }
+    const marker = `${d}/${DIR_MARKER}`;
+    if (!result.has(marker)) {
+      const row = sides.map((s) => s.get(marker)).find(Boolean);
+      if (row) result.set(marker, row);
+    }
+  }
+}
+
+function buildTrees(flat: Flat, out: GitObject[], trees: Map<string, string>): string {
+  type Dir = Map<string, Dir | Row>;
+  const top: Dir = new Map();
+  for (const [path, row] of flat) {
+    const parts = path.split('/');
+    const name = parts.pop()!;
+    let d = top;
+    for (const p of parts) {
+      let next = d.get(p);
+      if (!(next instanceof Map)) d.set(p, (next = new Map()));
+      d = next;
+    }
+    d.set(name, row);
+  }
+  const write = (d: Dir, at: string): string => {
+    const rows = [...d].map(([name, v]) => (v instanceof Map
+      ? { key: Buffer.from(name + '/'), mode: '40000', oid: write(v, at ? `${at}/${name}` : name) }
+      : { key: Buffer.from(name), mode: v.mode, oid: v.oid }));
+    const oid = writeTree(rows, out);
+    trees.set(at, oid);
+    return oid;
+  };
+  return write(top, '');
+}
+
+async function contents(repo: GitRepo, changes: MergeChange[]): Promise<Map<string, Buffer>> {
+  const oids = [...new Set(changes.filter((c) => c.row).map((c) => c.row!.oid))];
+  return repo.readBlobs(oids);
+}
+
