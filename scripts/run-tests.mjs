@@ -2,7 +2,8 @@
 // Runs every compiled test (dist/**/*.test.js) with node's test runner, one file at a time:
 // the tests mount FUSE filesystems and start peers, and the machine has two cores.
 // Usage: node scripts/run-tests.mjs [substring ...]   (only files whose path contains one)
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -21,5 +22,9 @@ if (!files.length) {
   console.error('no test files matched');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+// Running nodes register in a run directory (local joins of second disks): one of our own, so
+// tests never see (or join) a real node of this machine.
+const runDir = mkdtempSync(join(tmpdir(), 'dfs-sync-run-'));
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env: { ...process.env, DELUGEFS_RUN_DIR: runDir } });
+rmSync(runDir, { recursive: true, force: true });
 process.exit(r.status ?? 1);

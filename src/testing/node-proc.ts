@@ -20,7 +20,8 @@ export interface Sandbox {
   dir: string;
   root: string;
   mnt: string;
-  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string }): Promise<NodeProc>;
+  /** mdns: off unless asked for, so a test never multicasts on the machine's real network. */
+  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string; mdns?: boolean }): Promise<NodeProc>;
   cleanup(): Promise<void>;
 }
 
@@ -36,9 +37,11 @@ export async function sandbox(name = 'dfs'): Promise<Sandbox> {
     async start(extra = [], o = {}) {
       const r = o.root ?? root;
       const m = o.mnt ?? mnt;
-      const args = [CLI, 'testc', r, ...(o.mount === false ? [] : [m]), '--json', '--port', '17000', ...(o.create ? ['--create'] : []), ...extra];
+      const args = [CLI, 'testc', r, ...(o.mount === false ? [] : [m]), '--json', '--port', '17000', ...(o.create ? ['--create'] : []), ...(o.mdns ? [] : ['--no-mdns']), ...extra];
       if (o.mount !== false) mounts.add(m);
-      const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Each sandbox is its own "machine" for local joins (second disks).
+      const env = { ...process.env, DELUGEFS_RUN_DIR: process.env.DELUGEFS_RUN_DIR ?? join(dir, 'run') };
+      const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
       procs.add(p);
       p.on('exit', () => procs.delete(p));
       return waitReady(p);
