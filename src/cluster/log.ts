@@ -22,5 +22,10 @@ export const silentLog: Log = () => {};
 export function fromLogger(l: { info(event: string, fields?: LogFields): void; warn(event: string, fields?: LogFields): void }, component: string): Log {
   // Refusals and failures are what an operator greps for; the rest is routine.
   const WARN = /refused|failed|malformed|error|timeout|mismatch/;
-  return (event, fields = {}) => (WARN.test(event) ? l.warn : l.info)(event, { c: component, ...fields });
+  // A static-peer probe hangs up once it has seen our host key: routine, not a failure.
+  const PROBE = /KEY_EXCHANGE_FAILED|ECONNRESET/;
+  return (event, fields = {}) => {
+    if (event === 'connection_error' && PROBE.test(String(fields.error))) return;
+    (WARN.test(event) ? l.warn : l.info)(event, { c: component, ...fields });
+  };
 }

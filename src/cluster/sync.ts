@@ -44,6 +44,8 @@ interface PeerState {
   knownHosts?: string;
   /** Ref value whose merge failed: not retried until the peer sends something new. */
   bad?: string;
+  /** Last ref value merged fine: a refused one is rolled back to it, so it cannot block the peer's next push. */
+  good?: string;
 }
 
 const PEER_REF = (id: string) => `refs/peers/${id}`;
@@ -224,7 +226,11 @@ export class MetaSync {
     if (res.code !== 0 || !oid) return;
     const s = this.peerState(id);
     s.lastHave = oid;
-    if (oid === this.o.ns.head || oid === s.bad) return;
+    if (oid === s.bad) return;
+    if (oid === this.o.ns.head) {
+      s.good = oid;
+      return;
+    }
     if (!this.o.membership.get(id)) {
       this.o.log('sync_merge_refused', { peer: id, oid, reason: 'not a member (removed?)' });
       return;
@@ -232,11 +238,15 @@ export class MetaSync {
     const t0 = Date.now();
     try {
       const r = await this.o.ns.mergeFrom(oid);
+      s.good = oid;
       this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });
     } catch (e) {
       // A malformed entry or commit from a peer: our head stays as it was; say so once.
       s.bad = oid;
       this.o.log('sync_merge_refused', { peer: id, oid, reason: (e as Error).message.slice(0, 500) });
+      const args = s.good ? ['update-ref', PEER_REF(id), s.good, oid] : ['update-ref', '-d', PEER_REF(id), oid];
+      await run('git', ['--git-dir', this.repo, ...args], { env: gitEnv(), allowFail: true });
+      s.lastHave = s.good;
     }
   }
 }
