@@ -192,10 +192,12 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   const tree = (await sh(`${env} git --git-dir ${bRepo} write-tree`)).out.trim();
   const bad = (await sh(`git --git-dir ${bRepo} commit-tree ${tree} -p ${bHead} -m bad`)).out.trim();
   r = await push(`${bad}:refs/peers/${b.id}`);
-  if (r.code === 0) {
-    await eventually('merge refused on a', async () => /sync_merge_refused/.test(a.proc!.stderr()) || /meta\.merge\.skip/.test(a.proc!.stderr()));
-  }
+  assert.equal(r.code, 0, r.stderr);
+  await eventually('merge refused on a', async () => /"event":"sync_merge_refused".*garbage/.test(a.proc!.stderr()));
   assert.ok(!(await ls(a)).includes('garbage'));
+  // Not in a's branch either (it would spread to every member from there).
+  const inTree = await sh(`git --git-dir ${join(a.root, 'meta', 'repo.git')} ls-tree -r --name-only refs/heads/main`);
+  assert.ok(!inTree.out.split('\n').includes('garbage'));
   const fsck = await sh(`git --git-dir ${join(a.root, 'meta', 'repo.git')} fsck --no-dangling`, { allowFail: true });
   assert.equal(fsck.code, 0, fsck.err);
   // Sync from b still works afterwards.
