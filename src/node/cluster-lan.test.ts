@@ -91,6 +91,11 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
+  // For a failed run: DFS_LAN_LOGS=DIR keeps every node's log.
+  if (process.env.DFS_LAN_LOGS) {
+    await mkdir(process.env.DFS_LAN_LOGS, { recursive: true });
+    for (const n of Object.values(nodes)) await writeFile(join(process.env.DFS_LAN_LOGS, `${n.name}.log`), n.proc?.stderr() ?? '');
+  }
   for (const p of procs) p.kill('SIGTERM');
   await Promise.all([...procs].map((p) => new Promise<void>((r) => {
     const t = setTimeout(() => { p.kill('SIGKILL'); r(); }, 10_000);
@@ -277,5 +282,23 @@ test('remove-node: the key is refused everywhere once synced', { skip, timeout: 
   await listedEverywhere([b], 'after-remove.txt');
   assert.ok(!(await ls(b)).includes('from-removed.txt'));
   await converged([a, b, a2]);
+});
+
+test('the manual way: key, authorize, then start with --peer', { skip, timeout: 60_000 }, async () => {
+  const { a, b } = nodes as Record<string, N>;
+  const hd = await lan.addHost('d');
+  const rootD = join(dir, 'd');
+  const key = (await cli(['key', rootD])).out.trim();
+  // Not yet authorized: refused, and the root keeps only its key.
+  const early = await hd.run(process.execPath, [CLI, CL, rootD, '--peer', `${a.host.ip}:${a.sshPort}`, '--no-mdns'], { env: { ...process.env, DELUGEFS_RUN_DIR: runDirOf(hd) } });
+  assert.equal(early.code, 1);
+  assert.match(early.stderr, /delugefs authorize/);
+  const auth = await cli(['authorize', a.root, key, '--json']);
+  assert.equal(auth.code, 0, auth.err);
+  const d = await startNode('d', hd, ['--peer', `${a.host.ip}:${a.sshPort}`]);
+  assert.equal(d.id, JSON.parse(auth.out).nodeId);
+  await sh(`printf m > ${a.mnt}/for-d.txt`);
+  await listedEverywhere([d, b], 'for-d.txt');
+  await converged([a, b, d]);
   await writeFile(join(dir, 'done'), '');
 });
