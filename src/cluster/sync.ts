@@ -107,7 +107,7 @@ export class MetaSync {
     clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       for (const id of this.targets()) this.track(this.pushTo(id));
-    }, this.o.debounceMs ?? 50);
+    }, this.o.debounceMs ?? 20);
   };
 
   private onPeer = (p: { nodeId: string }): void => {
