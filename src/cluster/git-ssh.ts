@@ -38,6 +38,12 @@ export interface GitSshOptions {
   connectTimeoutSec?: number;
   /** Path of the ssh binary (default `ssh` on PATH). */
   ssh?: string;
+  /**
+   * Reuse one OpenSSH connection per peer (ControlMaster) kept for `persistSec`: a push then
+   * costs no handshake. The socket path must be short (sun_path is ~100 bytes).
+   */
+  controlPath?: string;
+  persistSec?: number;
 }
 
 export function gitSshCommand(o: GitSshOptions): string {
@@ -59,6 +65,7 @@ export function gitSshCommand(o: GitSshOptions): string {
     '-o', 'ServerAliveCountMax=3',
     '-o', 'LogLevel=ERROR',
   ];
+  if (o.controlPath) args.push('-o', 'ControlMaster=auto', '-o', `ControlPath=${o.controlPath}`, '-o', `ControlPersist=${o.persistSec ?? 30}`);
   if (o.port !== undefined) args.push('-p', String(o.port));
   return args.map(shQuote).join(' ');
 }

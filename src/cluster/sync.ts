@@ -3,7 +3,7 @@
 // on receipt. When a peer is seen (start, reconnect, heal) the two fetch from and push to each
 // other, so a node that was offline catches up. Failed pushes retry with backoff; a slow audit
 // is the safety net. Merges are deterministic (meta/), so pushes of the same head end the echo.
-import { mkdir, writeFile, rename } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { run } from '../util/exec.js';
@@ -12,7 +12,8 @@ import { gitEnv } from '../meta/repo.js';
 import type { Identity } from './identity.js';
 import type { Membership } from './membership.js';
 import type { PeerSet } from './peer-set.js';
-import { gitSshEnv, knownHostsText, metaRepoUrl } from './git-ssh.js';
+import { gitSshEnv, knownHostsText, metaRepoUrl, writeKnownHosts } from './git-ssh.js';
+import { parseHostPort } from './static-peers.js';
 import type { Log } from './log.js';
 
 /** The part of meta/namespace.ts sync needs. */
@@ -43,6 +44,7 @@ interface PeerState {
   failures: number;
   retry?: NodeJS.Timeout;
   knownHosts?: string;
+  controlPath?: string;
   /** Ref value whose merge failed: not retried until the peer sends something new. */
   bad?: string;
   /** Last ref value merged fine: a refused one is rolled back to it, so it cannot block the peer's next push. */
@@ -83,6 +85,9 @@ export class MetaSync {
     clearInterval(this.audit);
     for (const s of this.state.values()) clearTimeout(s.retry);
     await Promise.allSettled([...this.inflight, this.merging]);
+    // The multiplexing ssh masters are our children in all but name: end them with us.
+    await Promise.allSettled([...this.state.values()].filter((s) => s.controlPath).map((s) =>
+      run('ssh', ['-F', '/dev/null', '-o', `ControlPath=${s.controlPath}`, '-O', 'exit', 'peer'], { allowFail: true })));
   }
 
   /** A member pushed to us (SSH receive-pack finished): merge its ref. */
@@ -114,9 +119,11 @@ export class MetaSync {
     if (!this.closed && this.o.membership.get(p.nodeId) && p.nodeId !== this.me) this.track(this.syncWith(p.nodeId, 'peer seen'));
   };
 
+  /** Background work: never an unhandled rejection (a peer's bad day must not end this node). */
   private track(p: Promise<unknown>): void {
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+    const q = p.catch((e) => this.o.log('sync_error', { error: (e as Error)?.message ?? String(e) }));
+    this.inflight.add(q);
+    void q.finally(() => this.inflight.delete(q));
   }
 
   /** Members we can reach now (seen by discovery), except us. */
@@ -142,15 +149,28 @@ export class MetaSync {
     if (!member || !p) return null;
     const s = this.peerState(id);
     const path = join(this.o.stateDir, `known_hosts-${id}`);
-    // Host key from the member record, address from discovery: mDNS cannot vouch for a key.
-    const text = knownHostsText([{ host: p.host, port: p.sshPort, publicKey: member.publicKey }]);
+    // Host key from the member record, addresses from discovery and the record: mDNS cannot
+    // vouch for a key. Every address is listed, so a concurrent rewrite never strands a connect.
+    const hosts = new Set([`${p.host}:${p.sshPort}`, ...p.addresses.map((h) => `${h}:${p.sshPort}`), ...member.addresses]);
+    const entries = [...hosts].flatMap((hp) => {
+      try {
+        const { host, port } = parseHostPort(hp);
+        return [{ host, port, publicKey: member.publicKey }];
+      } catch {
+        return [];
+      }
+    });
+    const text = knownHostsText(entries);
     if (s.knownHosts !== text) {
-      await mkdir(this.o.stateDir, { recursive: true });
-      await writeFile(path + '.tmp', text);
-      await rename(path + '.tmp', path);
       s.knownHosts = text;
+      await mkdir(this.o.stateDir, { recursive: true });
+      await writeKnownHosts(path, entries);
     }
-    const env = { ...gitEnv(), ...gitSshEnv({ identity: this.o.identity, knownHostsPath: path, connectTimeoutSec: 5 }) };
+    // One multiplexed connection per peer (keyed by this path), when the path fits in a socket address.
+    const cm = join(this.o.stateDir, `cm-${id}`);
+    const controlPath = Buffer.byteLength(cm) < 100 ? cm : undefined;
+    if (controlPath) s.controlPath = controlPath;
+    const env = { ...gitEnv(), ...gitSshEnv({ identity: this.o.identity, knownHostsPath: path, connectTimeoutSec: 5, controlPath, persistSec: 30 }) };
     return { url: metaRepoUrl(p.host, p.sshPort), env };
   }
 
