@@ -51,10 +51,13 @@ interface PeerState {
   good?: string;
 }
 
+/** Where a peer pushes (guarded by the pre-receive hook), and where we fetch its head into: two refs, so a push and a fetch never race for one ref lock. */
 const PEER_REF = (id: string) => `refs/peers/${id}`;
+const FETCHED_REF = (id: string) => `refs/fetched/${id}`;
 
 export class MetaSync {
   private state = new Map<string, PeerState>();
+  /** Refs to merge, in arrival order: `${nodeId} ${ref}`. */
   private toMerge = new Set<string>();
   private merging?: Promise<void>;
   private debounce?: NodeJS.Timeout;
@@ -92,7 +95,7 @@ export class MetaSync {
 
   /** A member pushed to us (SSH receive-pack finished): merge its ref. */
   received(nodeId: string): void {
-    this.scheduleMerge(nodeId);
+    this.scheduleMerge(nodeId, PEER_REF(nodeId));
   }
 
   /** Fetch from and push to every reachable member (start, audit, membership changed). */
@@ -179,13 +182,13 @@ export class MetaSync {
     const r = await this.remote(id);
     if (!r) return;
     const t0 = Date.now();
-    const res = await run('git', ['--git-dir', this.repo, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', r.url, `refs/heads/main:${PEER_REF(id)}`], { env: r.env, allowFail: true });
+    const res = await run('git', ['--git-dir', this.repo, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', r.url, `+refs/heads/main:${FETCHED_REF(id)}`], { env: r.env, allowFail: true });
     if (res.code !== 0) {
       this.o.log('sync_fetch_failed', { peer: id, why, error: res.stderr.trim().slice(0, 500) });
       return;
     }
     this.o.log('sync_fetched', { peer: id, why, ms: Date.now() - t0 });
-    this.scheduleMerge(id);
+    this.scheduleMerge(id, FETCHED_REF(id));
   }
 
   private async pushTo(id: string): Promise<void> {
@@ -222,27 +225,28 @@ export class MetaSync {
     }
   }
 
-  private scheduleMerge(id: string): void {
+  private scheduleMerge(id: string, ref: string): void {
     if (this.closed) return;
-    this.toMerge.add(id);
+    this.toMerge.add(`${id} ${ref}`);
     if (!this.merging) this.merging = this.drain();
   }
 
   /** One merge at a time, in the order peers arrived. */
   private async drain(): Promise<void> {
     for (;;) {
-      const id = this.toMerge.values().next().value as string | undefined;
-      if (id === undefined || this.closed) {
+      const key = this.toMerge.values().next().value as string | undefined;
+      if (key === undefined || this.closed) {
         this.merging = undefined;
         return;
       }
-      this.toMerge.delete(id);
-      await this.mergePeer(id).catch((e) => this.o.log('sync_merge_error', { peer: id, error: (e as Error).message }));
+      this.toMerge.delete(key);
+      const [id, ref] = key.split(' ') as [string, string];
+      await this.mergeRef(id, ref).catch((e) => this.o.log('sync_merge_error', { peer: id, error: (e as Error).message }));
     }
   }
 
-  private async mergePeer(id: string): Promise<void> {
-    const res = await run('git', ['--git-dir', this.repo, 'rev-parse', '--verify', '--quiet', `${PEER_REF(id)}^{commit}`], { env: gitEnv(), allowFail: true });
+  private async mergeRef(id: string, ref: string): Promise<void> {
+    const res = await run('git', ['--git-dir', this.repo, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { env: gitEnv(), allowFail: true });
     const oid = res.stdout.toString().trim();
     if (res.code !== 0 || !oid) return;
     const s = this.peerState(id);
@@ -268,8 +272,10 @@ export class MetaSync {
       // A malformed entry or commit from a peer: our head stays as it was; say so once.
       s.bad = oid;
       this.o.log('sync_merge_refused', { peer: id, oid, reason: (e as Error).message.slice(0, 500) });
-      const args = s.good ? ['update-ref', PEER_REF(id), s.good, oid] : ['update-ref', '-d', PEER_REF(id), oid];
-      await run('git', ['--git-dir', this.repo, ...args], { env: gitEnv(), allowFail: true });
+      if (ref === PEER_REF(id)) {
+        const args = s.good ? ['update-ref', ref, s.good, oid] : ['update-ref', '-d', ref, oid];
+        await run('git', ['--git-dir', this.repo, ...args], { env: gitEnv(), allowFail: true });
+      }
       s.lastHave = s.good;
     }
   }
