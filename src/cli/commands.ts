@@ -94,7 +94,11 @@ async function offline<T>(root: string, fn: (m: Membership, node: DelugeNode) =>
   let node: DelugeNode | undefined;
   try {
     node = await DelugeNode.start({ paths: p, config: st.config, log, create: false });
-    return await fn(new Membership(node.ns as unknown as RecordStore), node);
+    const n = node;
+    // What fn refuses (a removed key, an unknown node) is the user's answer, not a crash.
+    return await Promise.resolve()
+      .then(() => fn(new Membership(n.ns as unknown as RecordStore), n))
+      .catch((e) => { throw e instanceof CheckError ? e : new CheckError((e as Error).message); });
   } finally {
     await node?.close();
     await closeHashers();

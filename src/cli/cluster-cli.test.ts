@@ -1,0 +1,128 @@
+// The cluster subcommands on one machine (no network: nodes run --no-mdns): help, bad input,
+// offline and online membership changes, invite, authorized-keys, and `delugefs shell`
+// forwarding RPC to the running node.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { mkdir, writeFile, stat } from 'node:fs/promises';
+import { CLI, sandbox, Sandbox } from '../testing/node-proc.js';
+import { Identity } from '../cluster/identity.js';
+
+const boxes: Sandbox[] = [];
+after(async () => { for (const b of boxes) await b.cleanup(); });
+async function box() { const b = await sandbox('dfs-sync-cli'); boxes.push(b); return b; }
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let out = '', err = '';
+    p.stdout.on('data', (b: Buffer) => (out += b));
+    p.stderr.on('data', (b: Buffer) => (err += b));
+    p.on('close', (code) => resolve({ code, out, err }));
+    p.stdin.on('error', () => {});
+    p.stdin.end(input);
+  });
+}
+
+test('subcommands: --help, usage errors (exit 2), clear refusals (exit 1)', async () => {
+  for (const c of ['key', 'authorize', 'invite', 'remove-node', 'members', 'authorized-keys', 'shell']) {
+    const r = await cli([c, '--help']);
+    assert.equal(r.code, 0, c);
+    assert.match(r.out, new RegExp(`^Usage: delugefs ${c}`), c);
+  }
+  assert.match((await cli(['--help'])).out, /delugefs invite ROOT/);
+  for (const [args, msg] of [
+    [['authorize'], /missing ROOT/], [['authorize', '/x'], /missing KEYLINE/], [['invite', '/x', '--bogus'], /unknown option/],
+    [['invite', '/x', '--ttl', '5y'], /--ttl must be/], [['remove-node', '/x', 'a', 'b'], /too many/],
+    [['c', '/x', '--create', '--join', 't'], /exclude each other/], [['c', '/x', '--peer', 'nohost'], /--peer must be HOST:PORT/],
+    [['c', '/x', '--ssh-port', '0'], /--ssh-port must be/], [['shell', '/x'], /needs --peer/],
+  ] as [string[], RegExp][]) {
+    const r = await cli(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, msg);
+  }
+  const b = await box();
+  const other = join(b.dir, 'other');
+  await mkdir(other);
+  await writeFile(join(other, 'precious'), 'x');
+  let r = await cli(['key', other]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /not a DelugeFS root/);
+  r = await cli(['invite', other]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /not a DelugeFS node root/);
+  r = await cli(['testc', join(b.dir, 'nojoin'), '--join', 'garbage', '--no-mdns']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /--join: not a DelugeFS invite token/);
+  await assert.rejects(stat(join(b.dir, 'nojoin')), 'a failed join leaves no root behind');
+});
+
+test('membership offline and online; invite; authorized-keys; shell forwards RPC', async () => {
+  const b = await box();
+  const n = await b.start(['--interface', 'lo'], { create: true, mount: false });
+  assert.ok(Number(n.ready.sshPort) > 0);
+  await n.stop();
+  const me = String(n.ready.node);
+  // Offline: the node is not running, the root is opened directly.
+  let r = await cli(['invite', b.root]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /no node is running.*start it first/);
+  const other = await Identity.loadOrCreate(join(b.dir, 'k1'));
+  r = await cli(['authorize', b.root, 'ssh-rsa AAAA nope']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /not an ssh-ed25519 public key line/);
+  r = await cli(['authorize', b.root, other.publicKeyLine, '--json']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(JSON.parse(r.out).nodeId, other.nodeId);
+  r = await cli(['members', b.root, '--json']);
+  assert.deepEqual(JSON.parse(r.out).map((m: { nodeId: string }) => m.nodeId).sort(), [me, other.nodeId].sort());
+  r = await cli(['authorized-keys', b.root, '--bin', '/usr/local/bin/delugefs']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, new RegExp(`^command="/usr/local/bin/delugefs shell ${b.root.replace(/[/.]/g, '\\$&')} --peer ${other.nodeId}",no-pty,.* delugefs:${other.nodeId}\\n$`));
+  r = await cli(['remove-node', b.root, me]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /cannot remove itself/);
+  r = await cli(['remove-node', b.root, 'aaaaaaaaaaaaaaaa']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /not a member/);
+  r = await cli(['remove-node', b.root, other.nodeId]);
+  assert.equal(r.code, 0, r.err);
+  r = await cli(['authorize', b.root, other.publicKeyLine]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /was removed/);
+
+  // Online: through the control socket.
+  const n2 = await b.start(['--interface', 'lo']);
+  const k2 = await Identity.loadOrCreate(join(b.dir, 'k2'));
+  r = await cli(['authorize', b.root, k2.publicKeyLine]);
+  assert.equal(r.code, 0, r.err);
+  r = await cli(['members', b.root]);
+  assert.match(r.out, new RegExp(k2.nodeId));
+  r = await cli(['invite', b.root, '--ttl', '30m', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const inv = JSON.parse(r.out) as { token: string; expires: string };
+  assert.match(inv.token, /^dfs1\./);
+  assert.ok(Math.abs(Date.parse(inv.expires) - Date.now() - 30 * 60_000) < 60_000);
+  // `delugefs shell` as an sshd forced command: RPC reaches the running node as member k2.
+  r = await cli(['shell', b.root, '--peer', k2.nodeId], { SSH_ORIGINAL_COMMAND: 'delugefs-rpc freespace' }, '{}');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(JSON.parse(r.out).result.available > 0);
+  r = await cli(['shell', b.root, '--peer', k2.nodeId], { SSH_ORIGINAL_COMMAND: 'delugefs-rpc invite' }, '{}');
+  assert.match(r.out, /forbidden/);
+  r = await cli(['shell', b.root, '--peer', k2.nodeId], { SSH_ORIGINAL_COMMAND: 'cat /etc/passwd' });
+  assert.notEqual(r.code, 0);
+  await n2.stop();
+});
+
+test('a second disk joins through the running member on this machine, with no token', async () => {
+  const b = await box();
+  const n = await b.start(['--interface', 'lo'], { create: true });
+  const disk2 = join(b.dir, 'disk2');
+  const n2 = await b.start(['--interface', 'lo'], { root: disk2, mount: false });
+  assert.notEqual(n2.ready.node, n.ready.node);
+  const r = await cli(['members', b.root, '--json']);
+  assert.equal(JSON.parse(r.out).length, 2);
+  await n2.stop();
+  await n.stop();
+});
