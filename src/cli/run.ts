@@ -7,7 +7,8 @@ import type { RunArgs } from './args.js';
 import { acquireLock, createLayout, inspectRoot, paths, NodeConfig } from '../node/layout.js';
 import { DelugeNode } from '../node/node.js';
 import { ClusterNode } from '../node/cluster-node.js';
-import { joinWithToken, joinLocal, joinFromPeer, JoinError, Joined } from '../node/join-root.js';
+import { joinWithToken, joinLocal, joinFromPeer, checkToken, JoinError, Joined } from '../node/join-root.js';
+import { resolveInterface } from '../cluster/discovery.js';
 import { findLocalMember, LocalEntry } from '../cluster/local-registry.js';
 import { Membership } from '../cluster/membership.js';
 import { listenFirstFree } from '../node/port.js';
@@ -32,7 +33,14 @@ export async function runNode(a: RunArgs): Promise<void> {
     mode = { kind: 'create' };
   } else if (state.kind === 'missing' || state.kind === 'empty') {
     const member = a.join === undefined ? await findLocalMember(a.cluster) : undefined;
-    if (a.join !== undefined) mode = { kind: 'join-token', token: a.join };
+    if (a.join !== undefined) {
+      try {
+        checkToken(a.join, a.cluster);
+      } catch (e) {
+        throw new CheckError((e as Error).message);
+      }
+      mode = { kind: 'join-token', token: a.join };
+    }
     else if (member) mode = { kind: 'join-local', member };
     else if (a.peers.length) mode = { kind: 'join-peer' };
     else {
@@ -47,6 +55,13 @@ export async function runNode(a: RunArgs): Promise<void> {
     }
     if (a.join !== undefined) throw new CheckError(`--join: ${root} is already node ${state.config.nodeId} of cluster "${a.cluster}"; start it without --join`);
     mode = { kind: 'open' };
+  }
+  if (a.interface !== undefined) {
+    try {
+      resolveInterface(a.interface);
+    } catch (e) {
+      throw new CheckError(`--interface: ${(e as Error).message}`);
+    }
   }
   if (mnt) {
     if (mnt === root || mnt.startsWith(root + '/') || root.startsWith(mnt + '/')) throw new CheckError(`the mount point and the root must not contain each other`);
@@ -76,8 +91,10 @@ export async function runNode(a: RunArgs): Promise<void> {
       } catch (e) {
         await release();
         btListener.close();
-        if (state.kind === 'missing') await rm(root, { recursive: true, force: true });
-        else for (const n of await readdir(root)) if (!before.has(n)) await rm(join(root, n), { recursive: true, force: true });
+        // The key stays when a member admitted it (or it was there before), so a retry is the same node.
+        const keep = (n: string) => before.has(n) || (n === 'identity' && (mode.kind === 'join-peer' || (e instanceof JoinError && e.keepKey)));
+        for (const n of await readdir(root)) if (!keep(n)) await rm(join(root, n), { recursive: true, force: true });
+        if (state.kind === 'missing' && !(await readdir(root)).length) await rm(root, { recursive: true, force: true });
         throw e instanceof JoinError ? new CheckError(e.message) : e;
       }
     }

@@ -100,8 +100,13 @@ export class ClusterNode {
 
       // Records changed by a merge: removed members lose their connections, new ones get synced.
       let known = new Set(membership.list().map((m) => m.nodeId));
+      let removed = false;
       const onRecords = () => {
         const now = membership.list();
+        if (!removed && membership.isRevoked(me)) {
+          removed = true;
+          logger.warn('node.removed', { hint: 'this node was removed from the cluster (delugefs remove-node); members refuse it from now on' });
+        }
         for (const id of membership.revokedIds()) if (ssh.dropPeer(id)) log('member_dropped', { nodeId: id });
         for (const m of now) {
           if (known.has(m.nodeId) || m.nodeId === me) continue;

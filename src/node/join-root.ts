@@ -16,7 +16,22 @@ import { gitSshEnv, knownHostsText, metaRepoUrl } from '../cluster/git-ssh.js';
 import { parseHostPort, probeHostKey } from '../cluster/static-peers.js';
 import type { LocalEntry } from '../cluster/local-registry.js';
 
-export class JoinError extends Error {}
+export class JoinError extends Error {
+  /** True once a member admitted this key: the key must survive the failure so a retry is the same node. */
+  keepKey = false;
+}
+
+/** Checks a token before anything is written: well formed, signed, this cluster, not expired. */
+export function checkToken(token: string, cluster: string): void {
+  let invite;
+  try {
+    invite = decodeInvite(token);
+  } catch (e) {
+    throw new JoinError(`--join: ${(e as Error).message}`);
+  }
+  if (invite.c !== cluster) throw new JoinError(`--join: the token is for cluster "${invite.c}", not "${cluster}"`);
+  if (Date.now() > invite.e) throw new JoinError(`--join: the token expired at ${new Date(invite.e).toISOString()}; ask for a new one (delugefs invite)`);
+}
 
 export interface Joined { via: string; inviter: string; head: string }
 
@@ -56,16 +71,19 @@ export async function joinWithToken(root: string, repoDir: string, cluster: stri
     const hint = code === 'unreachable' || code === 'timeout' ? ` (tried ${invite.a.join(', ')}; is the inviting node running and reachable?)` : '';
     throw new JoinError(`--join: ${(e as Error).message}${hint}`);
   }
-  // The inviter admitted us: fetch over SSH, its host key pinned by the token.
+  // The inviter admitted us (this key is a member now, so a failure below keeps the key for a
+  // retry): fetch over SSH, its host key pinned by the token.
   const keyBlob = Buffer.from(invite.k, 'base64');
-  let last: Error = new JoinError('the token lists no address');
+  let last = new JoinError('the token lists no address');
+  last.keepKey = true;
   for (const a of invite.a) {
     const { host, port } = parseHostPort(a);
     try {
       const head = await fetchMain(repoDir, metaRepoUrl(host, port), await sshEnv(root, identity, host, port, keyBlob));
       return { via: `token from ${invite.n} at ${a}`, inviter: result?.inviter ?? invite.n, head };
     } catch (e) {
-      last = e as Error;
+      last = e instanceof JoinError ? e : new JoinError((e as Error).message);
+      last.keepKey = true;
     }
   }
   throw last;
@@ -80,7 +98,7 @@ export async function joinLocal(root: string, repoDir: string, member: LocalEntr
     throw new JoinError(`joining through the local member ${member.nodeId} (${member.root}) failed: ${(e as Error).message}`);
   }
   // Same machine: its repository is a local path, no SSH needed.
-  const head = await fetchMain(repoDir, r.repo, gitEnv());
+  const head = await fetchMain(repoDir, r.repo, gitEnv()).catch((e: JoinError) => { e.keepKey = true; throw e; });
   return { via: `local member ${member.nodeId} (${member.root})`, inviter: r.inviter, head };
 }
 
