@@ -56,7 +56,8 @@ export function newMemberRecord(o: { publicKey: string; hostname: string; addedB
   const blob = parsePublicKeyLine(o.publicKey).blob;
   const nodeId = nodeIdOf(blob);
   return {
-    v: 1, nodeId, hostname: o.hostname.slice(0, 255), publicKey: publicKeyLineOf(blob), fingerprint: fingerprintOf(blob),
+    // The joiner names its machine: printable ASCII only, it ends up on operators' terminals.
+    v: 1, nodeId, hostname: o.hostname.replace(/[^\x20-\x7e]/g, '?').slice(0, 255), publicKey: publicKeyLineOf(blob), fingerprint: fingerprintOf(blob),
     addresses: o.addresses ?? [], sshPort: o.sshPort ?? 0, btPort: o.btPort ?? 0,
     addedAt: (o.now ?? new Date()).toISOString(), addedBy: o.addedBy === nodeId ? 'self' : o.addedBy,
   };

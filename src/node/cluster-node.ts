@@ -107,7 +107,11 @@ export class ClusterNode {
           removed = true;
           logger.warn('node.removed', { hint: 'this node was removed from the cluster (delugefs remove-node); members refuse it from now on' });
         }
-        for (const id of membership.revokedIds()) if (ssh.dropPeer(id)) log('member_dropped', { nodeId: id });
+        for (const id of membership.revokedIds()) {
+          if (ssh.dropPeer(id)) log('member_dropped', { nodeId: id });
+          // Its last known addresses are no longer worth probing.
+          if (known.has(id)) for (const a of recordAddresses(ns.getRecord(MEMBERS + id))) try { discovery.statics.remove(a); } catch { /* malformed */ }
+        }
         for (const m of now) {
           if (known.has(m.nodeId) || m.nodeId === me) continue;
           for (const a of m.addresses) try { discovery.statics.add(a); } catch { /* malformed address in a record */ }
@@ -140,6 +144,16 @@ export function ownAddresses(iface?: string): string[] {
   const out: string[] = [];
   for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) out.push(a.address);
   return out.length ? out : ['127.0.0.1'];
+}
+
+/** Addresses in a (possibly malformed) member record; [] when unreadable. */
+function recordAddresses(data: Buffer | undefined): string[] {
+  try {
+    const a = (JSON.parse(data?.toString() ?? '{}') as { addresses?: unknown }).addresses;
+    return Array.isArray(a) ? a.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 function memberAddresses(m: Membership, me: string): string[] {
