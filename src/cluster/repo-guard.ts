@@ -11,7 +11,7 @@ const HOOK = `#!/bin/sh
 z=0000000000000000000000000000000000000000
 while read old new ref; do
   if [ -z "$DELUGEFS_PEER" ] || [ "$ref" != "refs/peers/$DELUGEFS_PEER" ]; then
-    echo "delugefs: refused push to $ref: a node may only push refs/peers/<its own id>" >&2; exit 1
+    echo "delugefs: refused push to $ref: a node may only push refs/peers/<its own id> (refs/peers/$DELUGEFS_PEER)" >&2; exit 1
   fi
   if [ "$new" = "$z" ]; then echo "delugefs: refused: deleting $ref" >&2; exit 1; fi
   if [ "$(git cat-file -t "$new" 2>/dev/null)" != commit ]; then echo "delugefs: refused: $ref is not a commit" >&2; exit 1; fi

@@ -1,0 +1,88 @@
+// What a member may push (repo-guard: the pre-receive hook and receive config) and what a merge
+// may bring in (validate-incoming), on real repositories without a network: pushes are local,
+// with DELUGEFS_PEER set as serve-command sets it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { Namespace } from '../meta/namespace.js';
+import type { DirEntry, FileEntry } from '../meta/entry.js';
+import { infoHash, pieceLengthFor } from '../content/metainfo.js';
+import { silentLogger } from '../util/log.js';
+import { run } from '../util/exec.js';
+import { guardRepository } from './repo-guard.js';
+import { validateIncoming } from './validate-incoming.js';
+
+const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
+const dir: DirEntry = { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T0, ctime: T0 };
+function file(text: string): FileEntry {
+  const data = Buffer.from(text);
+  const info = { length: data.length, pieceLength: pieceLengthFor(data.length), pieces: createHash('sha1').update(data).digest() };
+  return { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: T0, ctime: T0, info, id: infoHash(info), node: 'n' };
+}
+const git = async (repo: string, args: string[], o: { env?: NodeJS.ProcessEnv; input?: string } = {}) =>
+  run('git', ['--git-dir', repo, ...args], { env: { ...process.env, ...o.env }, input: o.input, allowFail: true });
+const out = async (repo: string, args: string[], input?: string) => (await git(repo, args, { input })).stdout.toString().trim();
+
+test('pushes: own ref only, fast-forward only, no deletions, related history; malformed entries caught before merge', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-sync-guard-'));
+  try {
+    const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+    await a.apply({ o: 'put', p: '/f', e: file('one') });
+    await a.commit();
+    await guardRepository(a.repo.dir);
+    await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+    const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
+    await b.finishRecovery();
+    await b.apply({ o: 'put', p: '/g', e: file('two') });
+    await b.commit();
+    const push = (spec: string, peer = 'nodeb') => git(b.repo.dir, ['push', '--force', a.repo.dir, spec], { env: { DELUGEFS_PEER: peer } });
+    const first = a.head!;
+
+    assert.equal((await push(`${b.head}:refs/peers/nodeb`)).code, 0);
+    let r = await push(`${b.head}:refs/peers/other`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /may only push refs\/peers\/<its own id> \(refs\/peers\/nodeb\)/);
+    r = await push(`${b.head}:refs/heads/main`);
+    assert.notEqual(r.code, 0);
+    assert.equal(await a.repo.head(), first, 'main untouched');
+    r = await push(`:refs/peers/nodeb`);
+    assert.notEqual(r.code, 0);
+    r = await push(`${first}:refs/peers/nodeb`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /rewrites history/);
+    // Unrelated history: a root commit of its own.
+    const tree = await out(b.repo.dir, ['mktree'], '');
+    const orphan = await out(b.repo.dir, ['commit-tree', tree, '-m', 'orphan']);
+    r = await git(b.repo.dir, ['push', '--force', a.repo.dir, `${orphan}:refs/peers/nodec`], { env: { DELUGEFS_PEER: 'nodec' } });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no history in common/);
+
+    // What b legitimately changed passes; a garbage entry, a stray marker, a gitlink do not.
+    assert.equal(await validateIncoming(b.repo.dir, first, b.head!), null);
+    const idx = join(d, 'index');
+    const withEntry = async (mode: string, oid: string, path: string) => {
+      const env = { GIT_INDEX_FILE: idx };
+      await git(b.repo.dir, ['read-tree', b.head!], { env });
+      await git(b.repo.dir, ['update-index', '--add', '--cacheinfo', `${mode},${oid},${path}`], { env });
+      const t = (await git(b.repo.dir, ['write-tree'], { env })).stdout.toString().trim();
+      return out(b.repo.dir, ['commit-tree', t, '-p', b.head!, '-m', 'x']);
+    };
+    const garbage = await out(b.repo.dir, ['hash-object', '-w', '--stdin'], 'not bencode');
+    const good = (await git(b.repo.dir, ['rev-parse', `${b.head}:g`])).stdout.toString().trim();
+    assert.match(String(await validateIncoming(b.repo.dir, first, await withEntry('100644', garbage, 'junk'))), /"junk": bencode/);
+    assert.match(String(await validateIncoming(b.repo.dir, first, await withEntry('100644', good, '%weird'))), /unknown internal name/);
+    assert.match(String(await validateIncoming(b.repo.dir, first, await withEntry('100755', good, 'exec'))), /mode 100755/);
+    assert.match(String(await validateIncoming(b.repo.dir, first, await withEntry('100644', good, 'sub/%dir'))), /wrong place/);
+    assert.match(String(await validateIncoming(b.repo.dir, first, await withEntry('100644', good, '%cluster/bad path'))), /invalid record path/);
+    assert.equal(await validateIncoming(b.repo.dir, first, await withEntry('100644', garbage, '%cluster/members/x')), null, 'records are opaque');
+    const fsck = await git(a.repo.dir, ['fsck', '--no-dangling']);
+    assert.equal(fsck.code, 0, fsck.stderr);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
