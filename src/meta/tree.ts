@@ -238,28 +238,42 @@ const ZERO = Buffer.from([0]);
 
 /** Writes the records as nested trees of blobs; returns the top tree's id. */
 function encodeRecords(records: Map<string, Buffer>, out: GitObject[]): string {
-  type Dir = Map<string, Dir | string>;
-  const top: Dir = new Map();
+  const flat = new Map<string, { mode: string; oid: string }>();
   for (const [path, data] of records) {
+    const oid = objectId('blob', data);
+    out.push({ type: 'blob', oid, data });
+    flat.set(path, { mode: '100644', oid });
+  }
+  return buildTrees(flat, out);
+}
+
+/**
+ * Builds the tree objects for a flat map of '/'-separated paths to blob rows; returns the top
+ * tree's id and, through `trees`, the id of every directory by path ('' = top).
+ */
+export function buildTrees(flat: Map<string, { mode: string; oid: string }>, out: GitObject[], trees?: Map<string, string>): string {
+  type Dir = Map<string, Dir | { mode: string; oid: string }>;
+  const top: Dir = new Map();
+  for (const [path, row] of flat) {
     const parts = path.split('/');
     const name = parts.pop()!;
     let d = top;
     for (const p of parts) {
       let next = d.get(p);
-      if (typeof next !== 'object') d.set(p, (next = new Map()));
+      if (!(next instanceof Map)) d.set(p, (next = new Map()));
       d = next;
     }
-    const oid = objectId('blob', data);
-    out.push({ type: 'blob', oid, data });
-    d.set(name, oid);
+    d.set(name, row);
   }
-  const write = (d: Dir): string => {
-    const rows = [...d].map(([name, v]) => (typeof v === 'string'
-      ? { key: Buffer.from(name), mode: '100644', oid: v }
-      : { key: Buffer.from(name + '/'), mode: '40000', oid: write(v) }));
-    return writeTree(rows, out);
+  const write = (d: Dir, at: string): string => {
+    const rows = [...d].map(([name, v]) => (v instanceof Map
+      ? { key: Buffer.from(name + '/'), mode: '40000', oid: write(v, at ? `${at}/${name}` : name) }
+      : { key: Buffer.from(name), mode: v.mode, oid: v.oid }));
+    const oid = writeTree(rows, out);
+    trees?.set(at, oid);
+    return oid;
   };
-  return write(top);
+  return write(top, '');
 }
 
 /** Encodes one tree object from rows whose keys sort as Git sorts (directories with a trailing '/'). */
