@@ -286,7 +286,9 @@ export class OpenFiles {
 
   /** Turns a handle's changes into stored content and a namespace entry (on close and fsync). */
   private async commit(h: OpenFile): Promise<void> {
-    if (!h.dirty || h.path === null) return; // clean, or unlinked while open: nothing to keep
+    // Clean, or unlinked while open: nothing to store; but close() must not return before the
+    // handle's create() is journaled (create does not wait for it).
+    if (!h.dirty || h.path === null) return this.c.ns.journal.settled();
     const { ns, store, keeper } = this.c;
     let info: Info;
     let inline: Buffer | undefined;
