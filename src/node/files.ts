@@ -10,7 +10,7 @@ import { Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { SequentialHasher } from '../content/sequential-hasher.js';
 import type { Namespace } from '../meta/namespace.js';
 import type { FileEntry } from '../meta/entry.js';
-import type { Stat } from './fs-api.js';
+import type { RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
 import { WriteBehind } from './write-behind.js';
 import type { ContentKeeper } from './content-keeper.js';
@@ -28,6 +28,8 @@ export interface FilesContext {
   uid: number;
   gid: number;
   log: Logger;
+  /** Content from peers, once the node is in a cluster. */
+  remote: RemoteContent | null;
 }
 
 export class OpenFiles {
@@ -36,6 +38,10 @@ export class OpenFiles {
   private dirtyCount = 0;
 
   constructor(private readonly c: FilesContext) {}
+
+  setRemote(remote: RemoteContent | null): void {
+    this.c.remote = remote;
+  }
 
   // ---- what the rest of the node needs to know about open files ---------------------------
 
@@ -100,8 +106,10 @@ export class OpenFiles {
       try {
         h.readFd = await this.c.store.openRead(base.id);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FsError('EIO', `content of ${path} is not on this node`);
-        throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        const remote = this.c.remote;
+        if (!remote) throw new FsError('EIO', `content of ${path} is not on this node`);
+        h.remote = (start, end) => remote.read(base.id, base.info, start, end);
       }
     }
     this.handles.set(h.id, h);
@@ -270,6 +278,8 @@ export class OpenFiles {
       have = h.size;
       h.mem = null;
     } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
+      // Changing a version held elsewhere: fetch it whole first (copy on write needs all of it).
+      if (h.remote && !(await this.c.store.has(h.base.id))) await this.c.remote!.fetch(h.base.id, h.base.info);
       // A reflink where the filesystem can, a plain copy elsewhere.
       await copyFile(this.c.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
     }

@@ -8,7 +8,7 @@ import { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry } from '../meta/entry.js';
-import { FileSystem, Space, Stat } from './fs-api.js';
+import { FileSystem, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { EMPTY_ID, OpenFiles } from './files.js';
@@ -48,7 +48,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       ? await Namespace.create(nsOpts, node.dirEntry(0o755), `Create cluster ${opts.config.cluster}`)
       : await Namespace.open(nsOpts));
     const keeper = (node.keeper = new ContentKeeper(node.store, (id) => ns.tree.isReferenced(id), log, EMPTY_ID));
-    node.files = new OpenFiles({ ns, store: node.store, keeper, nodeId: node.nodeId, uid: node.uid, gid: node.gid, log });
+    node.files = new OpenFiles({ ns, store: node.store, keeper, nodeId: node.nodeId, uid: node.uid, gid: node.gid, log, remote: null });
     // Small files whose bytes only the journal held when the process died.
     for (const [id, data] of ns.recovered) if (!(await node.store.has(id))) await keeper.storeSmall(id, data);
     await ns.finishRecovery();
@@ -59,6 +59,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     const swept = await keeper.sweep();
     if (swept) log.info('content.swept', { removed: swept });
     return node;
+  }
+
+  /** Lets open() read content held by peers (the swarm) instead of failing with EIO. */
+  setRemote(remote: RemoteContent | null): void {
+    this.files.setRemote(remote);
   }
 
   get nodeId(): string {
