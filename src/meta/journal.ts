@@ -51,6 +51,8 @@ export function decodeOp(line: string): Op {
 
 export class Journal {
   private seg!: Segment;
+  /** The segment sealed last (its writes may still be in flight while it is sealed). */
+  private prev: Segment | null = null;
 
   constructor(readonly dir: string) {}
 
@@ -133,7 +135,7 @@ export class Journal {
    * every op appended to it is written and synced.
    */
   async rotate(): Promise<number> {
-    const old = this.seg;
+    const old = (this.prev = this.seg);
     this.seg = this.segment(old.gen + 1);
     await this.sealed(old);
     return old.gen;
@@ -144,6 +146,11 @@ export class Journal {
     const fh = await seg.fh;
     await fh.sync();
     await fh.close();
+  }
+
+  /** Resolves once every op appended so far is written (no fsync). */
+  async settled(): Promise<void> {
+    for (const seg of [this.prev, this.seg]) while (seg?.flushing) await seg.flushing;
   }
 
   /** fsync(2) of the current generation, for an application's fsync. */

@@ -125,3 +125,27 @@ test('a fast-forward needs no merge commit, and unrelated histories are refused'
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('a head carrying a malformed entry is refused and changes nothing', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    const git = (args: string[], input?: string) => run('git', ['--git-dir', b.repo.dir, ...args], { input });
+    const headTree = (await git(['rev-parse', 'main^{tree}'])).stdout.toString().trim();
+    const before = a.head;
+    for (const [name, blob] of [['bad', 'not bencode'], ['%2E%2E', 'x'], ['%weird', 'x']]) {
+      const bad = (await git(['hash-object', '-w', '--stdin'], blob)).stdout.toString().trim();
+      const listing = (await git(['ls-tree', headTree])).stdout.toString();
+      const tree = (await git(['mktree'], listing + `100644 blob ${bad}\t${name}\n`)).stdout.toString().trim();
+      const commit = (await git(['commit-tree', tree, '-p', 'main', '-m', 'evil'])).stdout.toString().trim();
+      await git(['update-ref', 'refs/evil', commit]);
+      await run('git', ['--git-dir', a.repo.dir, 'fetch', '-q', b.repo.dir, '+refs/evil:refs/peers/evil']);
+      await assert.rejects(a.mergeFrom(commit), /merge rejected/, name);
+      assert.equal(a.head, before);
+      assert.equal((await a.repo.head()), before);
+    }
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

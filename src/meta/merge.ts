@@ -13,7 +13,7 @@ import type { GitRepo } from './repo.js';
 import type { PackObject } from './pack.js';
 import { decodeEntry, Entry } from './entry.js';
 import { DIR_MARKER, decodeName, encodeName } from './names.js';
-import { objectId, RECORDS, writeTree, GitObject } from './tree.js';
+import { buildTrees, objectId, RECORDS, GitObject } from './tree.js';
 
 interface Row { mode: string; oid: string }
 type Flat = Map<string, Row>; // encoded blob path -> row
@@ -157,31 +157,6 @@ async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo): Promise
       if (row) result.set(marker, row);
     }
   }
-}
-
-function buildTrees(flat: Flat, out: GitObject[], trees: Map<string, string>): string {
-  type Dir = Map<string, Dir | Row>;
-  const top: Dir = new Map();
-  for (const [path, row] of flat) {
-    const parts = path.split('/');
-    const name = parts.pop()!;
-    let d = top;
-    for (const p of parts) {
-      let next = d.get(p);
-      if (!(next instanceof Map)) d.set(p, (next = new Map()));
-      d = next;
-    }
-    d.set(name, row);
-  }
-  const write = (d: Dir, at: string): string => {
-    const rows = [...d].map(([name, v]) => (v instanceof Map
-      ? { key: Buffer.from(name + '/'), mode: '40000', oid: write(v, at ? `${at}/${name}` : name) }
-      : { key: Buffer.from(name), mode: v.mode, oid: v.oid }));
-    const oid = writeTree(rows, out);
-    trees.set(at, oid);
-    return oid;
-  };
-  return write(top, '');
 }
 
 async function contents(repo: GitRepo, changes: MergeChange[]): Promise<Map<string, Buffer>> {

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { GitRepo } from './repo.js';
 import { Journal, Op } from './journal.js';
-import { DirNode, LeafNode, Node, RECORDS, Tree, objectId } from './tree.js';
+import { DirNode, LeafNode, Node, RECORDS, Tree, checkRecordPath, objectId } from './tree.js';
 import { DirEntry, Entry, decodeEntry } from './entry.js';
 import { DIR_MARKER, decodeName, encodeName, isMarker } from './names.js';
-import { computeMerge, MergeChange, MergeResult } from './merge.js';
+import { computeMerge, MergeResult } from './merge.js';
 import type { PackObject } from './pack.js';
 import type { Logger } from '../util/log.js';
 
@@ -190,7 +190,8 @@ export class Namespace extends EventEmitter {
         const result = await computeMerge(this.repo, ours, remote);
         // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
         if (this.pending.length) continue;
-        const recordsChanged = this.applyMerge(result);
+        const entries = validate(result); // throws on a malformed entry: nothing changes
+        const recordsChanged = this.applyMerge(result, entries);
         this.head = result.commit;
         await this.repo.updateRef(result.commit, ours, result.fastForward ? 'fast-forward' : 'merge');
         this.opts.log.info('meta.merged', { from: remote, head: result.commit, ff: result.fastForward, changes: result.changes.length });
@@ -202,20 +203,17 @@ export class Namespace extends EventEmitter {
   }
 
   /** Applies a merge's blob-level changes to the in-memory tree (synchronously). */
-  private applyMerge(r: MergeResult): boolean {
+  private applyMerge(r: MergeResult, entries: Map<string, Entry>): boolean {
     const depth = (p: string) => p.split('/').length;
     const recordsPrefix = RECORDS + '/';
     let records = false;
-    const entryAt = (c: MergeChange): Entry => decodeEntry(r.blobs.get(c.row!.oid)!, `entry ${c.path}`);
     // Removals deepest first, then additions shallowest first, so a path can turn from a file
     // into a directory (or back) within one merge.
     const removals = r.changes.filter((c) => !c.row).sort((a, b) => depth(b.path) - depth(a.path));
     const additions = r.changes.filter((c) => c.row).sort((a, b) => depth(a.path) - depth(b.path));
     for (const c of [...removals, ...additions]) {
       if (c.path.startsWith(recordsPrefix)) {
-        const key = c.path.slice(recordsPrefix.length);
-        if (c.row) this.tree.records.set(key, r.blobs.get(c.row.oid)!);
-        else this.tree.records.delete(key);
+        this.tree.setRecord(c.path.slice(recordsPrefix.length), c.row ? r.blobs.get(c.row.oid)! : null);
         records = true;
         continue;
       }
@@ -227,7 +225,7 @@ export class Namespace extends EventEmitter {
         if (!c.row) {
           if (path !== '/' && this.tree.get(path)) this.tree.remove(path);
         } else {
-          this.tree.put(path, entryAt(c), last === DIR_MARKER ? null : c.row.oid);
+          this.tree.put(path, entries.get(c.path)!, last === DIR_MARKER ? null : c.row.oid);
         }
       } catch (e) {
         this.opts.log.warn('meta.merge.skip', { path, error: (e as Error).message });
@@ -336,6 +334,37 @@ export class Namespace extends EventEmitter {
     if (this.timer) clearTimeout(this.timer);
     await this.journal.close();
   }
+}
+
+/** Decodes every entry a merge brings in; a malformed one (from a faulty or hostile peer) rejects the merge. */
+function validate(r: MergeResult): Map<string, Entry> {
+  const out = new Map<string, Entry>();
+  for (const c of r.changes) {
+    if (!c.row) continue;
+    if (c.path.startsWith(RECORDS + '/')) {
+      checkRecordPath(c.path.slice(RECORDS.length + 1));
+      continue;
+    }
+    const parts = c.path.split('/');
+    const last = parts[parts.length - 1]!;
+    for (const enc of last === DIR_MARKER ? parts.slice(0, -1) : parts) {
+      const name = decodeName(enc);
+      if (name === '.' || name === '..' || name.includes('\0') || Buffer.byteLength(name) > 255 || (isMarker(enc) && enc !== last)) {
+        throw new Error(`merge rejected: invalid name ${JSON.stringify(enc)} in ${JSON.stringify(c.path)}`);
+      }
+    }
+    if (isMarker(last) && last !== DIR_MARKER) throw new Error(`merge rejected: unknown internal entry ${JSON.stringify(c.path)}`);
+    if (c.row.mode !== '100644') throw new Error(`merge rejected: ${JSON.stringify(c.path)} has mode ${c.row.mode}`);
+    let e: Entry;
+    try {
+      e = decodeEntry(r.blobs.get(c.row.oid)!, `entry ${c.path}`);
+    } catch (err) {
+      throw new Error(`merge rejected: malformed entry ${JSON.stringify(c.path)}: ${(err as Error).message}`);
+    }
+    if ((last === DIR_MARKER) !== (e.type === 'dir')) throw new Error(`merge rejected: ${JSON.stringify(c.path)} has the wrong type ${e.type}`);
+    out.set(c.path, e);
+  }
+  return out;
 }
 
 function oneLine(s: string): string {

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { FsError } from '../util/errors.js';
 import { DirEntry, Entry, FileEntry, LinkEntry, encodeEntry } from './entry.js';
 import { DIR_MARKER, encodeName, splitPath } from './names.js';
-import type { ContentId } from '../content/metainfo.js';
+import type { ContentId, Info } from '../content/metainfo.js';
 
 export class DirNode {
   readonly kind = 'dir';
@@ -44,7 +44,8 @@ export class Tree {
   /** Record path ('members/abc') -> bytes; never part of the mounted namespace. */
   records = new Map<string, Buffer>();
   private recordsOid: string | null = null;
-  private refs = new Map<ContentId, number>();
+  /** Content id -> how many entries reference it, and its metainfo (to serve it to peers). */
+  private refs = new Map<ContentId, { n: number; info: Info }>();
   /** Called when the last entry referencing a content id goes away. */
   onUnreferenced: (id: ContentId) => void = () => {};
 
@@ -77,11 +78,16 @@ export class Tree {
   }
 
   isReferenced(id: ContentId): boolean {
-    return (this.refs.get(id) ?? 0) > 0;
+    return this.refs.has(id);
   }
 
   contentIds(): IterableIterator<ContentId> {
     return this.refs.keys();
+  }
+
+  /** The metainfo of content some entry references. */
+  info(id: ContentId): Info | undefined {
+    return this.refs.get(id)?.info;
   }
 
   /** Walks to the parent directory of path, invalidating cached ids along the way. */
@@ -127,7 +133,7 @@ export class Tree {
       return;
     }
     if (old?.kind === 'dir') throw new FsError('EISDIR', path);
-    if (entry.type === 'file') this.ref(entry.id);
+    if (entry.type === 'file') this.walkRefs(new LeafNode(entry), 1);
     if (old) this.unref(old);
     const leaf = new LeafNode(entry);
     leaf.oid = oid;
@@ -170,10 +176,6 @@ export class Tree {
     this.walkRefs(node, 1);
   }
 
-  private ref(id: ContentId): void {
-    this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
-  }
-
   private unref(node: Node): void {
     this.walkRefs(node, -1);
   }
@@ -184,12 +186,13 @@ export class Tree {
       return;
     }
     if (node.entry.type !== 'file') return;
-    const id = node.entry.id;
-    const n = (this.refs.get(id) ?? 0) + delta;
-    if (n > 0) this.refs.set(id, n);
-    else {
+    const { id, info } = node.entry;
+    const r = this.refs.get(id);
+    const n = (r?.n ?? 0) + delta;
+    if (n > 0) this.refs.set(id, { n, info: r?.info ?? info });
+    else if (r) {
       this.refs.delete(id);
-      if (delta < 0) this.onUnreferenced(id);
+      this.onUnreferenced(id);
     }
   }
 
@@ -238,28 +241,42 @@ const ZERO = Buffer.from([0]);
 
 /** Writes the records as nested trees of blobs; returns the top tree's id. */
 function encodeRecords(records: Map<string, Buffer>, out: GitObject[]): string {
-  type Dir = Map<string, Dir | string>;
-  const top: Dir = new Map();
+  const flat = new Map<string, { mode: string; oid: string }>();
   for (const [path, data] of records) {
+    const oid = objectId('blob', data);
+    out.push({ type: 'blob', oid, data });
+    flat.set(path, { mode: '100644', oid });
+  }
+  return buildTrees(flat, out);
+}
+
+/**
+ * Builds the tree objects for a flat map of '/'-separated paths to blob rows; returns the top
+ * tree's id and, through `trees`, the id of every directory by path ('' = top).
+ */
+export function buildTrees(flat: Map<string, { mode: string; oid: string }>, out: GitObject[], trees?: Map<string, string>): string {
+  type Dir = Map<string, Dir | { mode: string; oid: string }>;
+  const top: Dir = new Map();
+  for (const [path, row] of flat) {
     const parts = path.split('/');
     const name = parts.pop()!;
     let d = top;
     for (const p of parts) {
       let next = d.get(p);
-      if (typeof next !== 'object') d.set(p, (next = new Map()));
+      if (!(next instanceof Map)) d.set(p, (next = new Map()));
       d = next;
     }
-    const oid = objectId('blob', data);
-    out.push({ type: 'blob', oid, data });
-    d.set(name, oid);
+    d.set(name, row);
   }
-  const write = (d: Dir): string => {
-    const rows = [...d].map(([name, v]) => (typeof v === 'string'
-      ? { key: Buffer.from(name), mode: '100644', oid: v }
-      : { key: Buffer.from(name + '/'), mode: '40000', oid: write(v) }));
-    return writeTree(rows, out);
+  const write = (d: Dir, at: string): string => {
+    const rows = [...d].map(([name, v]) => (v instanceof Map
+      ? { key: Buffer.from(name + '/'), mode: '40000', oid: write(v, at ? `${at}/${name}` : name) }
+      : { key: Buffer.from(name), mode: v.mode, oid: v.oid }));
+    const oid = writeTree(rows, out);
+    trees?.set(at, oid);
+    return oid;
   };
-  return write(top);
+  return write(top, '');
 }
 
 /** Encodes one tree object from rows whose keys sort as Git sorts (directories with a trailing '/'). */

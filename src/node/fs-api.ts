@@ -37,3 +37,11 @@ export interface FileSystem {
   utimens(path: string, atime: number, mtime: number): Promise<void>;
   statfs(): Promise<Space>;
 }
+
+/** Where a node gets content it does not hold (the swarm); a lone node has none. */
+export interface RemoteContent {
+  /** Bytes [start, end) of content, verified. */
+  read(id: string, info: import('../content/metainfo.js').Info, start: number, end: number): Promise<Buffer>;
+  /** The whole content, verified, into the local store. */
+  fetch(id: string, info: import('../content/metainfo.js').Info): Promise<void>;
+}

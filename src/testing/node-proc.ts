@@ -111,7 +111,7 @@ export function sh(cmd: string, opts: { allowFail?: boolean; input?: string } = 
       if (code !== 0 && !opts.allowFail) reject(new Error(`"${cmd}" failed (${code}): ${err}`));
       else resolve({ code: code ?? -1, out, err });
     });
-    p.stdin.on('error', () => {}); // a command that exits before reading its input (EPIPE)
+    p.stdin.on('error', () => {}); // a command that exits without reading its stdin
     p.stdin.end(opts.input ?? '');
   });
 }

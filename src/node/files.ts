@@ -1,0 +1,353 @@
+// Open files of a node: handles, copy on write, small files in memory, write-behind to temp
+// files, and turning a handle's changes into stored content plus a namespace entry on close.
+import { constants as fsc } from 'node:fs';
+import { copyFile, unlink, writeFile } from 'node:fs/promises';
+import { FsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import type { ContentStore } from '../content/store.js';
+import { hashBuffer, hashFile, INLINE_MAX } from '../content/hasher.js';
+import { Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
+import { SequentialHasher } from '../content/sequential-hasher.js';
+import type { Namespace } from '../meta/namespace.js';
+import type { FileEntry } from '../meta/entry.js';
+import type { RemoteContent, Stat } from './fs-api.js';
+import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
+import { WriteBehind } from './write-behind.js';
+import type { ContentKeeper } from './content-keeper.js';
+
+/** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */
+const O_ACCMODE = 3;
+export const EMPTY_INFO: Info = { length: 0, pieceLength: pieceLengthFor(0), pieces: Buffer.alloc(0) };
+export const EMPTY_ID = infoHash(EMPTY_INFO);
+
+export interface FilesContext {
+  ns: Namespace;
+  store: ContentStore;
+  keeper: ContentKeeper;
+  nodeId: string;
+  uid: number;
+  gid: number;
+  log: Logger;
+  /** Content from peers, once the node is in a cluster. */
+  remote: RemoteContent | null;
+}
+
+export class OpenFiles {
+  private handles = new Map<number, OpenFile>();
+  private nextHandle = 1;
+  private dirtyCount = 0;
+
+  constructor(private readonly c: FilesContext) {}
+
+  setRemote(remote: RemoteContent | null): void {
+    this.c.remote = remote;
+  }
+
+  // ---- what the rest of the node needs to know about open files ---------------------------
+
+  /** A file being written shows its current size and mtime, as on a local filesystem. */
+  overlay(path: string, st: Stat): Stat {
+    if (!this.dirtyCount) return st;
+    for (const h of this.handles.values()) {
+      if (h.dirty && h.path === path) {
+        st.size = h.size;
+        st.mtime = h.mtime;
+      }
+    }
+    return st;
+  }
+
+  isOpen(path: string): boolean {
+    for (const h of this.handles.values()) if (h.path === path) return true;
+    return false;
+  }
+
+  /** Handles on a path that is removed or replaced keep their bytes but store nothing. */
+  detach(path: string): void {
+    for (const h of this.handles.values()) if (h.path === path || h.path?.startsWith(path + '/')) h.path = null;
+  }
+
+  moved(from: string, to: string): void {
+    for (const h of this.handles.values()) {
+      if (h.path === from) h.path = to;
+      else if (h.path?.startsWith(from + '/')) h.path = to + h.path.slice(from.length);
+    }
+  }
+
+  /** utimens on a file being written: its close stores that mtime. */
+  setMtime(path: string, mtime: number): void {
+    for (const h of this.handles.values()) if (h.dirty && h.path === path) h.mtime = mtime;
+  }
+
+  // ---- handle operations -----------------------------------------------------------------
+
+  private fileAt(path: string): FileEntry {
+    const n = this.c.ns.get(path);
+    if (!n) throw new FsError('ENOENT', path);
+    if (n.entry.type === 'dir') throw new FsError('EISDIR', path);
+    if (n.entry.type !== 'file') throw new FsError('EINVAL', path);
+    return n.entry;
+  }
+
+  private handle(fh: number): OpenFile {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF', String(fh));
+    return h;
+  }
+
+  private async newHandle(path: string, writable: boolean, base: FileEntry): Promise<OpenFile> {
+    const h = new OpenFile(this.nextHandle, path, writable, base);
+    this.nextHandle = this.nextHandle >= 0x7fffffff ? 1 : this.nextHandle + 1;
+    const small = this.c.keeper.small(base.id);
+    if (small) {
+      h.mem = Buffer.alloc(Math.max(4096, small.length));
+      small.copy(h.mem);
+    } else if (base.info.length > 0) {
+      try {
+        h.readFd = await this.c.store.openRead(base.id);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        const remote = this.c.remote;
+        if (!remote) throw new FsError('EIO', `content of ${path} is not on this node`);
+        h.remote = (start, end) => remote.read(base.id, base.info, start, end);
+      }
+    }
+    this.handles.set(h.id, h);
+    return h;
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    const writable = (flags & O_ACCMODE) !== fsc.O_RDONLY;
+    const h = await this.newHandle(path, writable, this.fileAt(path));
+    if (writable && flags & fsc.O_TRUNC) await h.serial(() => this.resize(h, 0));
+    return h.id;
+  }
+
+  async create(path: string, mode: number): Promise<number> {
+    const now = Date.now();
+    const { uid, gid, nodeId } = this.c;
+    const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid, gid, mtime: now, ctime: now, node: nodeId };
+    if (this.c.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
+    // Not awaited: only files whose close() returned must survive a crash, and close() waits
+    // for the journal, which keeps order.
+    void this.c.ns.apply({ o: 'put', p: path, e: entry }).catch((e) => this.c.log.error('journal.failed', { error: (e as Error).message }));
+    return (await this.newHandle(path, true, entry)).id;
+  }
+
+  read(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(fh);
+    // Read-only handles never change their fds, so they need no ordering.
+    return h.writable ? h.serial(async () => { await h.wb?.drain(); return h.read(buf, len, pos); }) : h.read(buf, len, pos);
+  }
+
+  write(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(fh);
+    if (!h.writable) throw new FsError('EBADF', 'not open for writing');
+    return h.serial(async () => {
+      if (h.seqEnd === pos) h.seqEnd += len;
+      else this.breakSequence(h);
+      if (h.tmpFd === null && pos + len <= INLINE_MAX && (await this.ensureMem(h))) {
+        const mem = this.growMem(h, pos + len);
+        buf.copy(mem, pos, 0, len);
+      } else {
+        await this.ensureTemp(h);
+        await h.wb!.write(buf, len, pos);
+      }
+      this.markDirty(h);
+      h.size = Math.max(h.size, pos + len);
+      h.mtime = Date.now();
+      return len;
+    });
+  }
+
+  ftruncate(fh: number, size: number): Promise<void> {
+    const h = this.handle(fh);
+    if (!h.writable) throw new FsError('EBADF', 'not open for writing');
+    return h.serial(() => this.resize(h, size));
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const writers = [...this.handles.values()].filter((h) => h.writable && h.path === path);
+    if (writers.length) {
+      // Like a local inode: truncate(2) acts on what the open writers will store.
+      await Promise.all(writers.map((h) => h.serial(() => this.resize(h, size))));
+      return;
+    }
+    const h = await this.newHandle(path, true, this.fileAt(path));
+    try {
+      await h.serial(() => this.resize(h, size));
+    } finally {
+      await this.release(h.id);
+    }
+  }
+
+  flush(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    return h.serial(() => this.commit(h));
+  }
+
+  fsync(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    return h.serial(async () => {
+      await this.commit(h);
+      if (h.readFd !== null) await fdSync(h.readFd);
+      await this.c.ns.sync();
+    });
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    await h.serial(async () => {
+      try {
+        await this.commit(h);
+      } finally {
+        this.handles.delete(fh);
+        if (h.dirty) this.dirtyCount--;
+        await h.closeFds();
+        if (h.tmpPath) await unlink(h.tmpPath).catch(() => {});
+      }
+    });
+  }
+
+  async closeAll(): Promise<void> {
+    for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => {});
+  }
+
+  // ---- the working copy -------------------------------------------------------------------
+
+  private async resize(h: OpenFile, size: number): Promise<void> {
+    if (size === 0 && h.tmpFd === null) {
+      // O_TRUNC and friends: nothing of the old version is kept, so start small and in memory.
+      h.mem = Buffer.alloc(4096);
+    } else if (h.tmpFd === null && size <= INLINE_MAX && (await this.ensureMem(h))) {
+      const mem = this.growMem(h, size);
+      if (size < h.size) mem.fill(0, size, h.size); // keep the spare capacity zeroed
+    } else {
+      const fd = await this.ensureTemp(h, size);
+      await h.wb!.drain();
+      await fdTruncate(fd, size);
+    }
+    if (size === 0) {
+      h.seqEnd = 0; // empty again: a front-to-back rewrite can be hashed as it goes
+      if (h.tmpPath) h.hasher = new SequentialHasher(h.tmpPath);
+    } else if (size !== h.seqEnd) this.breakSequence(h);
+    h.size = size;
+    h.mtime = Date.now();
+    this.markDirty(h);
+  }
+
+  private breakSequence(h: OpenFile): void {
+    h.seqEnd = -1;
+    h.hasher?.invalidate();
+  }
+
+  private markDirty(h: OpenFile): void {
+    if (!h.dirty) this.dirtyCount++;
+    h.dirty = true;
+  }
+
+  /** Small versions are copied into memory on the first change; false if this one is too big. */
+  private async ensureMem(h: OpenFile): Promise<boolean> {
+    if (h.mem) return true;
+    const base = h.base?.info.length ?? 0;
+    if (base > INLINE_MAX) return false;
+    const data = Buffer.alloc(Math.max(4096, h.size));
+    if (base > 0 && h.size > 0) await h.read(data, h.size, 0);
+    h.mem = data;
+    return true;
+  }
+
+  private growMem(h: OpenFile, size: number): Buffer {
+    let mem = h.mem!;
+    if (size > mem.length) {
+      const next = Buffer.alloc(Math.min(INLINE_MAX, Math.max(size, mem.length * 2)));
+      mem.copy(next, 0, 0, h.size);
+      h.mem = mem = next;
+    }
+    return mem;
+  }
+
+  /** Copy on write: the first change gives the handle a private temp copy of its version. */
+  private async ensureTemp(h: OpenFile, keep = Infinity): Promise<number> {
+    if (h.tmpFd !== null) return h.tmpFd;
+    const tmp = this.c.store.tempPath();
+    let have = 0;
+    if (h.mem) {
+      // Grown past the in-memory limit: spill to a temp file and go on there.
+      await writeFile(tmp, h.mem.subarray(0, h.size));
+      have = h.size;
+      h.mem = null;
+    } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
+      // Changing a version held elsewhere: fetch it whole first (copy on write needs all of it).
+      if (h.remote && !(await this.c.store.has(h.base.id))) await this.c.remote!.fetch(h.base.id, h.base.info);
+      // A reflink where the filesystem can, a plain copy elsewhere.
+      await copyFile(this.c.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
+    }
+    const fd = await fdOpen(tmp, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    h.tmpPath = tmp;
+    h.tmpFd = fd;
+    if (h.seqEnd >= 0) {
+      h.hasher = new SequentialHasher(tmp);
+      h.hasher.advance(have);
+    }
+    h.wb = new WriteBehind(fd, (_pos, end) => { if (h.seqEnd >= 0) h.hasher?.advance(end); });
+    return fd;
+  }
+
+  /** Turns a handle's changes into stored content and a namespace entry (on close and fsync). */
+  private async commit(h: OpenFile): Promise<void> {
+    // Clean, or unlinked while open: nothing to store; but close() must not return before the
+    // handle's create() is journaled (create does not wait for it).
+    if (!h.dirty || h.path === null) return this.c.ns.journal.settled();
+    const { ns, store, keeper } = this.c;
+    let info: Info;
+    let inline: Buffer | undefined;
+    if (h.mem) {
+      // Small: the bytes ride in the journal entry (one write before close returns) and reach
+      // the store in the background, before the commit that drops that journal.
+      inline = Buffer.from(h.mem.subarray(0, h.size));
+      info = hashBuffer(inline);
+    } else {
+      await h.wb!.drain();
+      info = h.hasher ? await h.hasher.finish(h.size) : await hashFile(h.tmpPath!, h.size);
+    }
+    const id = infoHash(info);
+    if (inline?.length) void keeper.storeSmall(id, inline);
+    keeper.pin(id);
+    try {
+      if (h.tmpPath) {
+        if (info.length > 0) await store.put(h.tmpPath, id);
+        else await unlink(h.tmpPath);
+        h.tmpPath = null;
+      }
+      const path = h.path;
+      if (path === null) {
+        keeper.maybeUnused(id); // unlinked while hashing
+        return;
+      }
+      const cur = ns.get(path)?.entry;
+      const attrs = cur && cur.type === 'file' ? cur : h.base!;
+      const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), node: this.c.nodeId };
+      // What the handle wrote is now the stored version; it reads from there (memory, or the
+      // temp fd, which now names the stored file).
+      if (h.readFd !== null) await fdClose(h.readFd).catch(() => {});
+      h.readFd = h.tmpFd;
+      h.tmpFd = null;
+      h.wb = null;
+      h.hasher = null;
+      h.seqEnd = -1;
+      h.base = entry;
+      h.dirty = false;
+      this.dirtyCount--;
+      try {
+        await ns.apply({ o: 'put', p: path, e: entry, d: inline?.length ? inline : undefined });
+      } catch (e) {
+        // The path vanished under the writer (its directory was removed): last writer loses.
+        this.c.log.warn('write.dropped', { path, error: (e as Error).message });
+        keeper.maybeUnused(id);
+      }
+    } finally {
+      keeper.unpin(id);
+    }
+  }
+}
