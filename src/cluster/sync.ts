@@ -7,7 +7,6 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { run } from '../util/exec.js';
-import { validateIncoming } from './validate-incoming.js';
 import { gitEnv } from '../meta/repo.js';
 import type { Identity } from './identity.js';
 import type { Membership } from './membership.js';
@@ -262,9 +261,7 @@ export class MetaSync {
     }
     const t0 = Date.now();
     try {
-      const ours = this.o.ns.head;
-      const problem = ours ? await validateIncoming(this.repo, ours, oid) : null;
-      if (problem) throw new Error(`malformed: ${problem}`);
+      // mergeFrom validates every incoming entry and name, and changes nothing when one is bad.
       const r = await this.o.ns.mergeFrom(oid);
       s.good = oid;
       this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });
