@@ -241,7 +241,9 @@ test('a partition with writes on both sides heals and converges', { skip, timeou
   await sh(`printf 2 > ${c.mnt}/during-c.txt`);
   await listedEverywhere([b], 'during-a.txt');
   assert.ok(!(await ls(c)).includes('during-a.txt'));
-  await new Promise((r) => setTimeout(r, 2000));
+  // Long enough for a to lose c (mDNS expiry): the heal is then a rediscovery, not a retry.
+  const mark = a.proc!.stderr().length;
+  await eventually('a loses c', async () => new RegExp(`"event":"peer_expired".*"nodeId":"${c.id}"`).test(a.proc!.stderr().slice(mark)), 20_000);
   await c.host.up();
   await listedEverywhere([a, b], 'during-c.txt');
   await listedEverywhere([c], 'during-a.txt');
