@@ -16,6 +16,7 @@ import { ControlServer, LOCAL_PEER, registerForward } from '../cluster/control-s
 import { startDiscovery, resolveInterface, Discovery } from '../cluster/discovery.js';
 import { registerJoin, JOIN_METHOD, FileNonceStore, createInvite } from '../cluster/invite.js';
 import { registerLocal } from '../cluster/local-registry.js';
+import { parseHostPort } from '../cluster/static-peers.js';
 import { fromLogger, Log } from '../cluster/log.js';
 
 export interface ClusterOptions {
@@ -98,25 +99,21 @@ export class ClusterNode {
       closers.push(() => ctl.close());
       closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }));
 
-      // Records changed by a merge: removed members lose their connections, new ones get synced.
-      let known = new Set(membership.list().map((m) => m.nodeId));
+      // Records changed by a merge: removed members lose their connections, the members' last
+      // known addresses are what static discovery probes, and everyone is synced.
+      const userPeers = new Set(o.peers ?? []);
+      let recordPeers = new Set(memberAddresses(membership, me));
       let removed = false;
       const onRecords = () => {
-        const now = membership.list();
         if (!removed && membership.isRevoked(me)) {
           removed = true;
           logger.warn('node.removed', { hint: 'this node was removed from the cluster (delugefs remove-node); members refuse it from now on' });
         }
-        for (const id of membership.revokedIds()) {
-          if (ssh.dropPeer(id)) log('member_dropped', { nodeId: id });
-          // Its last known addresses are no longer worth probing.
-          if (known.has(id)) for (const a of recordAddresses(ns.getRecord(MEMBERS + id))) try { discovery.statics.remove(a); } catch { /* malformed */ }
-        }
-        for (const m of now) {
-          if (known.has(m.nodeId) || m.nodeId === me) continue;
-          for (const a of m.addresses) try { discovery.statics.add(a); } catch { /* malformed address in a record */ }
-        }
-        known = new Set(now.map((m) => m.nodeId));
+        for (const id of membership.revokedIds()) if (ssh.dropPeer(id)) log('member_dropped', { nodeId: id });
+        const next = new Set(memberAddresses(membership, me));
+        for (const a of next) if (!recordPeers.has(a)) try { discovery.statics.add(a); } catch { /* malformed address in a record */ }
+        for (const a of recordPeers) if (!next.has(a) && !userPeers.has(a)) discovery.statics.remove(a);
+        recordPeers = next;
         sync.syncAll('members changed');
       };
       ns.on('records', onRecords);
@@ -146,18 +143,16 @@ export function ownAddresses(iface?: string): string[] {
   return out.length ? out : ['127.0.0.1'];
 }
 
-/** Addresses in a (possibly malformed) member record; [] when unreadable. */
-function recordAddresses(data: Buffer | undefined): string[] {
-  try {
-    const a = (JSON.parse(data?.toString() ?? '{}') as { addresses?: unknown }).addresses;
-    return Array.isArray(a) ? a.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
-}
-
+/** Last known addresses of the other members that parse as HOST:PORT. */
 function memberAddresses(m: Membership, me: string): string[] {
-  return m.list().filter((r) => r.nodeId !== me).flatMap((r) => r.addresses);
+  return m.list().filter((r) => r.nodeId !== me).flatMap((r) => r.addresses).filter((a) => {
+    try {
+      parseHostPort(a);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 function localOnly(peer: PeerInfo, method: string): void {
