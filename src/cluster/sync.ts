@@ -170,8 +170,8 @@ export class MetaSync {
     }
     // One multiplexed connection per peer (keyed by this path), when the path fits in a socket address.
     const cm = join(this.o.stateDir, `cm-${id}`);
-    // sun_path holds 108 bytes and ssh appends a 17-byte suffix while it sets the socket up.
-    const controlPath = Buffer.byteLength(cm) <= 90 ? cm : undefined;
+    // sun_path holds 104 bytes on FreeBSD (108 on Linux) and ssh appends a 17-byte suffix while it sets the socket up.
+    const controlPath = Buffer.byteLength(cm) <= 86 ? cm : undefined;
     if (controlPath) s.controlPath = controlPath;
     const env = { ...gitEnv(), ...gitSshEnv({ identity: this.o.identity, knownHostsPath: path, connectTimeoutSec: 5, controlPath, persistSec: 30 }) };
     return { url: metaRepoUrl(p.host, p.sshPort), env };
