@@ -31,6 +31,9 @@ export async function guardRepository(repoDir: string): Promise<void> {
   for (const [k, v] of [
     ['receive.fsckObjects', 'true'], ['fetch.fsckObjects', 'true'], ['receive.denyDeletes', 'true'],
     ['receive.denyNonFastForwards', 'true'], ['receive.advertisePushOptions', 'false'], ['core.hooksPath', 'hooks'],
+    // Housekeeping (gc, repack, pack-refs) is the namespace's own (meta/repo.ts maintain()):
+    // no second gc started by every push received or fetch made, racing the node's reads.
+    ['receive.autogc', 'false'], ['maintenance.auto', 'false'],
   ]) await git('config', k!, v!);
   const dir = join(repoDir, 'hooks');
   await mkdir(dir, { recursive: true });

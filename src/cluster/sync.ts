@@ -60,6 +60,9 @@ export class MetaSync {
   private toMerge = new Set<string>();
   private merging?: Promise<void>;
   private debounce?: NodeJS.Timeout;
+  private pushPending = false;
+  /** When this node last made a merge commit (not a fast-forward). */
+  private lastMergeAt = 0;
   private audit?: NodeJS.Timeout;
   private closed = false;
   private inflight = new Set<Promise<unknown>>();
@@ -111,11 +114,26 @@ export class MetaSync {
 
   private onCommit = (): void => {
     if (this.closed) return;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      for (const id of this.targets()) this.track(this.pushTo(id));
-    }, this.o.debounceMs ?? 20);
+    this.pushPending = true;
+    if (!this.merging) this.schedulePush();
   };
+
+  /**
+   * Pushes the head once no merge is queued (a node absorbs every head it was sent, then pushes
+   * once). After a real merge it waits a random 50-300 ms: nodes that merged the same heads in
+   * another order would otherwise keep trading fresh merge commits (a merge storm); the first
+   * push usually contains the others' heads, so they fast-forward to it instead of merging.
+   */
+  private schedulePush(): void {
+    clearTimeout(this.debounce);
+    const merged = Date.now() - this.lastMergeAt < 1000;
+    const wait = merged ? 50 + Math.random() * 250 : (this.o.debounceMs ?? 20);
+    this.debounce = setTimeout(() => {
+      if (this.merging || this.closed) return; // drain() reschedules when it is done
+      this.pushPending = false;
+      for (const id of this.targets()) this.track(this.pushTo(id));
+    }, wait);
+  }
 
   private onPeer = (p: { nodeId: string }): void => {
     if (!this.closed && this.o.membership.get(p.nodeId) && p.nodeId !== this.me) this.track(this.syncWith(p.nodeId, 'peer seen'));
@@ -237,6 +255,7 @@ export class MetaSync {
       const key = this.toMerge.values().next().value as string | undefined;
       if (key === undefined || this.closed) {
         this.merging = undefined;
+        if (this.pushPending && !this.closed) this.schedulePush();
         return;
       }
       this.toMerge.delete(key);
@@ -264,6 +283,7 @@ export class MetaSync {
     try {
       // mergeFrom validates every incoming entry and name, and changes nothing when one is bad.
       const r = await this.o.ns.mergeFrom(oid);
+      if (r.changed && r.head !== oid) this.lastMergeAt = Date.now();
       s.good = oid;
       this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });
     } catch (e) {

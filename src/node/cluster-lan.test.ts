@@ -91,10 +91,11 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  // For a failed run: DFS_LAN_LOGS=DIR keeps every node's log.
+  // For a failed run: DFS_LAN_LOGS=DIR keeps every node's log (and the roots, named in DIR/roots).
   if (process.env.DFS_LAN_LOGS) {
     await mkdir(process.env.DFS_LAN_LOGS, { recursive: true });
     for (const n of Object.values(nodes)) await writeFile(join(process.env.DFS_LAN_LOGS, `${n.name}.log`), n.proc?.stderr() ?? '');
+    await writeFile(join(process.env.DFS_LAN_LOGS, 'roots'), dir + '\n');
   }
   for (const p of procs) p.kill('SIGTERM');
   await Promise.all([...procs].map((p) => new Promise<void>((r) => {
@@ -103,7 +104,7 @@ after(async () => {
   })));
   for (const m of mounts) await forceUnmount(m).catch(() => {});
   await lan?.teardown();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  if (dir && !process.env.DFS_LAN_LOGS) await rm(dir, { recursive: true, force: true });
 });
 
 test('create, invite and join three machines and a second disk', { skip, timeout: 90_000 }, async () => {
@@ -232,6 +233,28 @@ test('concurrent writes of one path: conflict copy, identical heads', { skip, ti
   }
   const sets = await Promise.all([a, b, c].map(async (n) => (await ls(n)).sort().join('|')));
   assert.equal(new Set(sets).size, 1, 'every mount lists the same names');
+});
+
+test('three writers at once: no merge storm, everything everywhere, one head', { skip, timeout: 60_000 }, async () => {
+  const { a, b, c, a2 } = nodes as Record<string, N>;
+  await sh(`mkdir ${a.mnt}/many`);
+  await eventually('many/ everywhere', async () => (await Promise.all([b, c].map(ls))).every((l) => l.includes('many')));
+  await Promise.all([a, b, c].map((n) => sh(`for i in $(seq 1 30); do printf $i > ${n.mnt}/many/${n.name}-$i; printf ${n.name} > ${n.mnt}/many/shared-$((i % 5)); done`)));
+  await eventually('all files everywhere', async () => {
+    for (const n of [a, b, c]) {
+      const names = (await sh(`ls -A ${n.mnt}/many`)).out.split('\n').filter(Boolean);
+      if (names.filter((x) => /^[abc]-\d+$/.test(x)).length !== 90) return false;
+    }
+    return true;
+  }, 30_000);
+  await converged([a, b, c, a2]);
+  const sets = await Promise.all([a, b, c].map(async (n) => (await sh(`ls -A ${n.mnt}/many`)).out));
+  assert.equal(new Set(sets).size, 1, 'every mount lists the same names');
+  // Merges converge: after the writes stop, the number of commits stops growing.
+  const count = async () => Number((await sh(`git --git-dir ${join(a.root, 'meta', 'repo.git')} rev-list --count refs/heads/main`)).out);
+  const n1 = await count();
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await count(), n1, 'no merge storm');
 });
 
 test('a partition with writes on both sides heals and converges', { skip, timeout: 90_000 }, async () => {
