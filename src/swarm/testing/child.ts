@@ -1,0 +1,95 @@
+// One Swarm in its own process, driven over IPC by tests and the benchmark (child_process.fork).
+// Messages: {seq, cmd, args} -> {seq, ok, result | error}; unsolicited {event, ...} for progress.
+import { join } from 'node:path';
+import { copyFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { ContentStore } from '../../content/store.js';
+import { hashFile, closeHashers } from '../../content/hasher.js';
+import { decodeTorrent, encodeTorrent, infoHash } from '../../content/metainfo.js';
+import { Swarm, SwarmOptions } from '../engine.js';
+
+let swarm: Swarm | null = null;
+let store: ContentStore | null = null;
+
+function torrent(hex: string) {
+  return decodeTorrent(Buffer.from(hex, 'hex'));
+}
+
+type Handler = (a: any) => Promise<unknown>;
+const handlers: Record<string, Handler> = {
+  async start(a: { root: string; port?: number; peers?: string[]; admitAll?: boolean; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number; allow?: string[] }) {
+    store = new ContentStore(join(a.root, 'content'), join(a.root, 'tmp'));
+    await store.init();
+    const opts: SwarmOptions = {
+      store,
+      host: '127.0.0.1',
+      port: a.port ?? 0,
+      peers: a.peers ?? [],
+      log: process.env.SWARM_DEBUG ? (m) => console.error(`[${process.pid}] ${m}`) : undefined,
+      requestTimeout: a.requestTimeout,
+      pipeline: a.pipeline,
+      readAhead: a.readAhead,
+      handshakeTimeout: 5000,
+    };
+    if (a.admitAll) opts.admit = () => true;
+    swarm = new Swarm(opts);
+    for (const addr of a.allow ?? ['127.0.0.1']) swarm.allowAddress(addr);
+    if (a.progress) swarm.on('progress', (e) => process.send!({ event: 'progress', ...e }));
+    const port = await swarm.listen();
+    return { port, peerId: swarm.peerId };
+  },
+  /** Hashes a file, copies it into the store, seeds it. */
+  async add(a: { path: string }) {
+    const info = await hashFile(a.path);
+    const id = infoHash(info);
+    const tmp = store!.tempPath('add');
+    await copyFile(a.path, tmp);
+    await store!.put(tmp, id);
+    await swarm!.seed(id, info);
+    return { id, torrent: encodeTorrent(info).toString('hex') };
+  },
+  async seed(a: { torrent: string }) {
+    const { id, info } = torrent(a.torrent);
+    await swarm!.seed(id, info);
+    return { id };
+  },
+  async fetch(a: { torrent: string }) {
+    const { id, info } = torrent(a.torrent);
+    await swarm!.fetch(id, info);
+    return { path: store!.path(id) };
+  },
+  async read(a: { torrent: string; start: number; end: number }) {
+    const { id, info } = torrent(a.torrent);
+    const t0 = process.hrtime.bigint();
+    const buf = await swarm!.read(id, info, a.start, a.end);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    return { sha1: createHash('sha1').update(buf).digest('hex'), length: buf.length, ms };
+  },
+  async addPeer(a: { host: string; port: number }) {
+    swarm!.addPeer(a.host, a.port);
+    return {};
+  },
+  async stats(a: { id: string }) {
+    return swarm!.stats(a.id);
+  },
+  async usage() {
+    const u = process.cpuUsage();
+    return { cpu: (u.user + u.system) / 1e6 };
+  },
+  async close() {
+    await swarm?.close();
+    await closeHashers();
+    setImmediate(() => process.exit(0));
+    return {};
+  },
+};
+
+process.on('message', (m: { seq: number; cmd: string; args: unknown }) => {
+  const h = handlers[m.cmd];
+  if (!h) return process.send!({ seq: m.seq, ok: false, error: `unknown command ${m.cmd}` });
+  h(m.args).then(
+    (result) => process.send!({ seq: m.seq, ok: true, result }),
+    (e: Error) => process.send!({ seq: m.seq, ok: false, error: e.message }),
+  );
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,450 @@
+// One content id in the swarm: its pieces on disk (complete in the store, or partial), the
+// admitted connections that carry it, serving their requests, and fetching what readers and
+// replication want. Every received piece is verified before it is written, marked, or served.
+import { EventEmitter } from 'node:events';
+import { read as readCb, close as closeCb } from 'node:fs';
+import { promisify } from 'node:util';
+import { ContentId, Info, pieceCount, pieceSize, verifyPiece, BLOCK } from '../content/metainfo.js';
+import type { ContentStore } from '../content/store.js';
+import { Bitfield } from './bitfield.js';
+import { PartialFile } from './partial.js';
+import { Block, Picker, Progress } from './picker.js';
+import type { Conn, ServeRequest } from './peer.js';
+
+const readFd = promisify(readCb);
+const closeFd = promisify(closeCb);
+
+/** The largest block we serve (the standard block is 16 KiB; some clients ask for more). */
+export const MAX_REQUEST = 128 * 1024;
+/** A peer with more unanswered requests than this is flooding us. */
+const MAX_QUEUED_REQUESTS = 8192;
+/** Stop feeding a socket while this much is still queued on it. */
+const SOCKET_HIGH_WATER = 4 * 1024 * 1024;
+/** Bad pieces (as their only sender) before a peer is dropped and banned. */
+const MAX_STRIKES = 2;
+
+export interface TorrentContext {
+  store: ContentStore;
+  partialDir: string;
+  pipeline: number;
+  readAhead: number;
+  cacheBytes: number;
+  log: (msg: string) => void;
+  /** A peer sent bad data repeatedly: never talk to it about this content again. */
+  ban(t: Torrent, conn: Conn): void;
+  /** Peers may have become useful (new wants): connect to those not yet connected. */
+  wantPeers(t: Torrent): void;
+}
+
+interface Waiter { first: number; last: number; next: number; resolve: () => void; reject: (e: Error) => void }
+
+export interface TorrentStats {
+  id: ContentId;
+  length: number;
+  complete: boolean;
+  pieces: number;
+  piecesHave: number;
+  bytesLeft: number;
+  peers: number;
+  downloaded: number;
+  uploaded: number;
+  /** Bytes per second, smoothed over a few seconds. */
+  downloadRate: number;
+  uploadRate: number;
+  badPieces: number;
+}
+
+export class Torrent extends EventEmitter {
+  readonly n: number;
+  have: Bitfield;
+  readonly conns = new Set<Conn>();
+  readonly picker: Picker<Conn>;
+  private partial: PartialFile | null = null;
+  private fd: number | null = null;
+  private waiters: Waiter[] = [];
+  private cache = new Map<number, Buffer>();
+  private cacheSize = 0;
+  private reading = new Map<number, Promise<Buffer>>();
+  private fillQueued = false;
+  private finishing: Promise<void> | null = null;
+  closed = false;
+  downloaded = 0;
+  uploaded = 0;
+  badPieces = 0;
+  private rateSample = { t: Date.now(), down: 0, up: 0 };
+  downloadRate = 0;
+  uploadRate = 0;
+
+  private constructor(readonly id: ContentId, readonly info: Info, private readonly ctx: TorrentContext, have: Bitfield) {
+    super();
+    this.n = pieceCount(info);
+    this.have = have;
+    this.picker = new Picker<Conn>(info, have);
+  }
+
+  /** Opens content for serving and fetching: complete from the store, else partial (resumed). */
+  static async open(id: ContentId, info: Info, ctx: TorrentContext): Promise<Torrent> {
+    const n = pieceCount(info);
+    if (await ctx.store.has(id)) {
+      const have = new Bitfield(n);
+      for (let i = 0; i < n; i++) have.set(i);
+      const t = new Torrent(id, info, ctx, have);
+      t.fd = await ctx.store.openRead(id);
+      return t;
+    }
+    const partial = await PartialFile.open(ctx.partialDir, id, info);
+    const t = new Torrent(id, info, ctx, partial.have);
+    t.partial = partial;
+    t.fd = partial.rawFd;
+    if (n === 0 || partial.have.full()) await t.finish();
+    return t;
+  }
+
+  get complete(): boolean {
+    return this.have.full() && this.partial === null;
+  }
+
+  get wanting(): boolean {
+    return !this.have.full() && !this.closed;
+  }
+
+  // ---- what we want ------------------------------------------------------------------------
+
+  /** Resolves once all content is verified and in the store. */
+  fetchAll(): Promise<void> {
+    this.picker.wantAll();
+    const p = this.waitFor(0, this.n - 1).then(() => this.finishing ?? undefined);
+    this.ctx.wantPeers(this);
+    this.scheduleFill();
+    return p;
+  }
+
+  /** Resolves once bytes [start, end) are verified and readable; reads ahead after them. */
+  fetchRange(start: number, end: number): Promise<void> {
+    if (start < 0 || end > this.info.length || start > end) {
+      return Promise.reject(new RangeError(`range ${start}-${end} outside content of ${this.info.length} bytes`));
+    }
+    if (start === end) return Promise.resolve();
+    const first = Math.floor(start / this.info.pieceLength);
+    const last = Math.floor((end - 1) / this.info.pieceLength);
+    if (this.have.hasRange(first, last)) return Promise.resolve();
+    this.picker.addRange(first, last);
+    const ahead = Math.max(1, Math.ceil(this.ctx.readAhead / this.info.pieceLength));
+    this.picker.readAhead(last + 1, last + ahead);
+    const p = this.waitFor(first, last);
+    this.ctx.wantPeers(this);
+    this.scheduleFill();
+    return p;
+  }
+
+  private waitFor(first: number, last: number): Promise<void> {
+    if (this.n === 0 || this.have.hasRange(first, last)) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ first, last, next: first, resolve, reject }));
+  }
+
+  /** Reads bytes of content already verified (callers fetchRange first). */
+  async read(start: number, end: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(end - start);
+    let done = 0;
+    while (done < out.length) {
+      const { bytesRead } = await readFd(this.fd!, out, done, out.length - done, start + done);
+      if (bytesRead === 0) throw new Error(`${this.id}: short read at ${start + done}`);
+      done += bytesRead;
+    }
+    return out;
+  }
+
+  // ---- connections ---------------------------------------------------------------------------
+
+  /** An admitted connection joins: tell it what we have, let it ask, ask it. */
+  attach(conn: Conn): void {
+    if (this.closed) return conn.close('content closed');
+    this.conns.add(conn);
+    conn.admitted = true;
+    const w = conn.wire;
+    if (w.hasFast && this.have.full()) w.haveAll();
+    else if (w.hasFast && this.have.count() === 0) w.haveNone();
+    else w.bitfield(this.have.bytes);
+    w.unchoke();
+    if (this.wanting) w.interested();
+    w.on('request', (index: number, offset: number, length: number, respond: ServeRequest['respond']) =>
+      this.onRequest(conn, { index, offset, length, respond }));
+    for (const ev of ['unchoke', 'have', 'bitfield', 'have-all']) w.on(ev, () => this.fill(conn));
+    w.on('choke', () => {
+      // Without the fast extension a choke cancels everything we asked for.
+      if (!w.hasFast) this.releaseAll(conn);
+    });
+    conn.once('close', () => this.detach(conn));
+    this.fill(conn);
+  }
+
+  private detach(conn: Conn): void {
+    if (!this.conns.delete(conn)) return;
+    this.releaseAll(conn);
+    this.picker.dropPeer(conn);
+    this.scheduleFill();
+  }
+
+  private releaseAll(conn: Conn): void {
+    for (const b of conn.outstanding.values()) this.picker.release(conn, b);
+    conn.outstanding.clear();
+    this.scheduleFill();
+  }
+
+  // ---- serving -----------------------------------------------------------------------------
+
+  private onRequest(conn: Conn, r: ServeRequest): void {
+    const { index, offset, length } = r;
+    const valid = index >= 0 && index < this.n && offset >= 0 && length > 0 && length <= MAX_REQUEST &&
+      offset + length <= pieceSize(this.info, index);
+    if (!valid) return conn.close(`bad request ${index}:${offset}+${length}`);
+    if (conn.serveQueue.length >= MAX_QUEUED_REQUESTS) return conn.close('request flood');
+    if (!this.have.get(index)) {
+      // Honest peers only ask for what we announced; answer politely if the protocol allows.
+      if (conn.wire.hasFast) conn.wire.reject(index, offset, length);
+      return;
+    }
+    conn.serveQueue.push(r);
+    void this.serve(conn);
+  }
+
+  private async serve(conn: Conn): Promise<void> {
+    if (conn.serving) return;
+    conn.serving = true;
+    try {
+      while (conn.serveQueue.length && !conn.closed && !this.closed) {
+        if (conn.backlog > SOCKET_HIGH_WATER) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => { conn.socket.off('drain', done); conn.off('close', done); resolve(); };
+            conn.socket.on('drain', done);
+            conn.once('close', done);
+          });
+          continue;
+        }
+        const r = conn.serveQueue.shift()!;
+        const piece = await this.readPiece(r.index);
+        if (conn.closed) break;
+        r.respond(null, piece.subarray(r.offset, r.offset + r.length));
+        conn.uploaded += r.length;
+        this.uploaded += r.length;
+      }
+    } catch (e) {
+      this.ctx.log(`${this.id.slice(0, 8)}: serving failed: ${(e as Error).message}`);
+      conn.close('local read error');
+    } finally {
+      conn.serving = false;
+    }
+  }
+
+  /** A whole verified piece, from a small cache (peers ask block by block, in order). */
+  private readPiece(index: number): Promise<Buffer> {
+    const hit = this.cache.get(index);
+    if (hit) {
+      this.cache.delete(index);
+      this.cache.set(index, hit);
+      return Promise.resolve(hit);
+    }
+    let p = this.reading.get(index);
+    if (!p) {
+      p = (async () => {
+        const start = index * this.info.pieceLength;
+        const buf = await this.read(start, start + pieceSize(this.info, index));
+        this.remember(index, buf);
+        return buf;
+      })().finally(() => this.reading.delete(index));
+      this.reading.set(index, p);
+    }
+    return p;
+  }
+
+  private remember(index: number, buf: Buffer): void {
+    if (this.cache.has(index)) return;
+    this.cache.set(index, buf);
+    this.cacheSize += buf.length;
+    const budget = Math.max(this.ctx.cacheBytes, 2 * this.info.pieceLength);
+    for (const [k, v] of this.cache) {
+      if (this.cacheSize <= budget) break;
+      this.cache.delete(k);
+      this.cacheSize -= v.length;
+    }
+  }
+
+  // ---- fetching ----------------------------------------------------------------------------
+
+  /** Refill every connection's pipeline soon (after requests were freed). */
+  scheduleFill(): void {
+    if (this.fillQueued || this.closed) return;
+    this.fillQueued = true;
+    setImmediate(() => {
+      this.fillQueued = false;
+      for (const c of this.conns) this.fill(c);
+    });
+  }
+
+  fill(conn: Conn): void {
+    if (conn.closed || !conn.admitted || this.closed || this.have.full()) return;
+    const w = conn.wire;
+    if (w.peerChoking) {
+      if (!w.amInterested) w.interested();
+      return;
+    }
+    const room = this.ctx.pipeline - conn.outstanding.size;
+    if (room <= 0) return;
+    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room);
+    if (!blocks.length) return;
+    if (!w.amInterested) w.interested();
+    // The request timeout counts from now if the pipeline was empty.
+    if (conn.outstanding.size === 0) conn.lastRecv = Date.now();
+    for (const b of blocks) {
+      conn.outstanding.set(`${b.piece}:${b.offset}`, b);
+      w.request(b.piece, b.offset, b.length, (err, data) => this.onBlock(conn, b, err, data));
+    }
+  }
+
+  private onBlock(conn: Conn, b: Block, err: Error | null, data: Uint8Array | null): void {
+    const key = `${b.piece}:${b.offset}`;
+    if (conn.outstanding.get(key) !== b) return; // already released (choke, close)
+    conn.outstanding.delete(key);
+    if (err || !data) {
+      this.picker.release(conn, b);
+      this.scheduleFill();
+      return;
+    }
+    conn.lastRecv = Date.now();
+    conn.downloaded += data.length;
+    this.downloaded += data.length;
+    const { others, done } = this.picker.onBlock(conn, b, data);
+    for (const o of others) {
+      if (o.outstanding.delete(key)) {
+        this.picker.release(o, b);
+        o.wire.cancel(b.piece, b.offset, b.length);
+        this.fill(o);
+      }
+    }
+    if (done) void this.pieceComplete(done);
+    this.fill(conn);
+  }
+
+  private async pieceComplete(p: Progress<Conn>): Promise<void> {
+    if (!verifyPiece(this.info, p.index, p.buf)) {
+      this.badPieces++;
+      this.picker.pieceFailed(p);
+      this.ctx.log(`${this.id.slice(0, 8)}: piece ${p.index} failed verification (${p.contributors.size} sender(s))`);
+      if (p.contributors.size === 1) {
+        for (const c of p.contributors) {
+          if (++c.strikes >= MAX_STRIKES) this.ctx.ban(this, c);
+        }
+      }
+      this.scheduleFill();
+      return;
+    }
+    try {
+      if (!this.partial || this.closed) return;
+      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf);
+    } catch (e) {
+      this.picker.pieceLost(p.index);
+      this.ctx.log(`${this.id.slice(0, 8)}: writing piece ${p.index} failed: ${(e as Error).message}`);
+      this.failWaiters(e as Error);
+      return;
+    }
+    if (this.closed || !this.partial) return;
+    this.picker.pieceDone(p.index);
+    this.partial.markHave(p.index);
+    this.remember(p.index, p.buf);
+    for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
+    this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
+    if (this.have.full()) await this.finish().catch(() => {});
+    this.checkWaiters();
+  }
+
+  private checkWaiters(): void {
+    this.waiters = this.waiters.filter((w) => {
+      while (w.next <= w.last && this.have.get(w.next)) w.next++;
+      if (w.next <= w.last) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  private failWaiters(e: Error): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.reject(e);
+  }
+
+  /** All pieces verified: move the partial file into the store; keep serving from the same inode. */
+  private finish(): Promise<void> {
+    this.finishing ??= (async () => {
+      const partial = this.partial!;
+      try {
+        await partial.finish(this.ctx.store, this.id);
+      } catch (e) {
+        this.ctx.log(`${this.id.slice(0, 8)}: storing completed content failed: ${(e as Error).message}`);
+        this.failWaiters(e as Error);
+        throw e;
+      }
+      // The old fd still reads the same bytes; swap to the store's file for good measure.
+      const fd = await this.ctx.store.openRead(this.id);
+      const old = this.fd;
+      this.fd = fd;
+      this.partial = null;
+      if (old !== null && old !== fd) await partial.close();
+      for (const c of this.conns) {
+        for (const b of c.outstanding.values()) c.wire.cancel(b.piece, b.offset, b.length);
+        c.outstanding.clear();
+        c.wire.uninterested();
+      }
+      this.emit('complete', this.id);
+    })();
+    return this.finishing;
+  }
+
+  bytesLeft(): number {
+    let left = 0;
+    for (let i = 0; i < this.n; i++) if (!this.have.get(i)) left += pieceSize(this.info, i);
+    return left;
+  }
+
+  /** Called about once a second by the engine: rates. */
+  tick(now: number): void {
+    const dt = (now - this.rateSample.t) / 1000;
+    if (dt <= 0) return;
+    const a = Math.min(1, dt / 3);
+    this.downloadRate = (1 - a) * this.downloadRate + a * ((this.downloaded - this.rateSample.down) / dt);
+    this.uploadRate = (1 - a) * this.uploadRate + a * ((this.uploaded - this.rateSample.up) / dt);
+    this.rateSample = { t: now, down: this.downloaded, up: this.uploaded };
+  }
+
+  stats(): TorrentStats {
+    return {
+      id: this.id,
+      length: this.info.length,
+      complete: this.complete,
+      pieces: this.n,
+      piecesHave: this.have.count(),
+      bytesLeft: this.bytesLeft(),
+      peers: this.conns.size,
+      downloaded: this.downloaded,
+      uploaded: this.uploaded,
+      downloadRate: Math.round(this.downloadRate),
+      uploadRate: Math.round(this.uploadRate),
+      badPieces: this.badPieces,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of [...this.conns]) c.close('content closed');
+    this.failWaiters(new Error(`${this.id}: closed`));
+    try {
+      await this.finishing?.catch(() => {});
+    } finally {
+      if (this.partial) await this.partial.close();
+      else if (this.fd !== null) await closeFd(this.fd).catch(() => {});
+      this.fd = null;
+    }
+  }
+}
+
+export { BLOCK };
