@@ -56,8 +56,20 @@ export class Conn extends EventEmitter {
     wire.on('error', (e: Error) => this.close(`wire: ${e.message}`));
     wire.on('end', () => this.close('wire ended'));
     wire.on('finish', () => this.close('wire finished'));
+    // The wire emits every message header and block separately; corking until the end of the
+    // tick turns hundreds of small writes into one writev (a syscall per request otherwise).
+    let corked = false;
     wire.on('data', (chunk: Uint8Array) => {
-      if (!this.closed) socket.write(chunk);
+      if (this.closed) return;
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(() => {
+          corked = false;
+          socket.uncork();
+        });
+      }
+      socket.write(chunk);
     });
     socket.on('data', (chunk: Buffer) => {
       if (this.closed) return;

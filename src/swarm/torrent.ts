@@ -4,7 +4,8 @@
 import { EventEmitter } from 'node:events';
 import { read as readCb, close as closeCb } from 'node:fs';
 import { promisify } from 'node:util';
-import { ContentId, Info, pieceCount, pieceSize, verifyPiece, BLOCK } from '../content/metainfo.js';
+import { ContentId, Info, pieceCount, pieceSize, BLOCK } from '../content/metainfo.js';
+import { verifyAsync } from './verify.js';
 import type { ContentStore } from '../content/store.js';
 import { Bitfield } from './bitfield.js';
 import { PartialFile } from './partial.js';
@@ -20,6 +21,8 @@ export const MAX_REQUEST = 128 * 1024;
 const MAX_QUEUED_REQUESTS = 8192;
 /** Stop feeding a socket while this much is still queued on it. */
 const SOCKET_HIGH_WATER = 4 * 1024 * 1024;
+/** Refill a peer's pipeline once this many blocks are free in it. */
+const REFILL_BATCH = 16;
 /** Bad pieces (as their only sender) before a peer is dropped and banned. */
 const MAX_STRIKES = 2;
 
@@ -322,11 +325,14 @@ export class Torrent extends EventEmitter {
       }
     }
     if (done) void this.pieceComplete(done);
-    this.fill(conn);
+    // Refill in batches: one request per tick would mean one tiny socket write per block.
+    if (this.ctx.pipeline - conn.outstanding.size >= REFILL_BATCH || conn.outstanding.size < REFILL_BATCH) this.fill(conn);
   }
 
   private async pieceComplete(p: Progress<Conn>): Promise<void> {
-    if (!verifyPiece(this.info, p.index, p.buf)) {
+    const v = await verifyAsync(this.info, p.index, p.buf);
+    p.buf = v.data;
+    if (!v.ok) {
       this.badPieces++;
       this.picker.pieceFailed(p);
       this.ctx.log(`${this.id.slice(0, 8)}: piece ${p.index} failed verification (${p.contributors.size} sender(s))`);

@@ -7,6 +7,7 @@ import { ContentStore } from '../../content/store.js';
 import { hashFile, closeHashers } from '../../content/hasher.js';
 import { decodeTorrent, encodeTorrent, infoHash } from '../../content/metainfo.js';
 import { Swarm, SwarmOptions } from '../engine.js';
+import { closeVerifiers } from '../verify.js';
 
 let swarm: Swarm | null = null;
 let store: ContentStore | null = null;
@@ -79,6 +80,7 @@ const handlers: Record<string, Handler> = {
   async close() {
     await swarm?.close();
     await closeHashers();
+    await closeVerifiers();
     setImmediate(() => process.exit(0));
     return {};
   },

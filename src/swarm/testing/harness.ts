@@ -43,7 +43,8 @@ export class EngineProc extends EventEmitter {
 }
 
 export async function startEngine(args: Record<string, unknown>): Promise<EngineProc> {
-  const child = fork(new URL('./child.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const execArgv = process.env.SWARM_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SWARM_PROF}`] : [];
+  const child = fork(new URL('./child.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const e = new EngineProc(child);
   const r = await e.call<{ port: number }>('start', args);
   e.port = r.port;

@@ -1,0 +1,70 @@
+// Piece verification off the event loop: the thread that moves bytes on the wire should not
+// also spend ~1 s per GiB in SHA-1. Small pieces are hashed inline (a round trip costs more).
+import { Worker } from 'node:worker_threads';
+import { Info, pieceHash, verifyPiece } from '../content/metainfo.js';
+
+const INLINE_MAX = 128 * 1024;
+const WORKERS = 2;
+
+type Done = (r: { ok: boolean; data: Buffer }) => void;
+
+class VerifyPool {
+  private workers: Worker[] = [];
+  private load: number[] = [];
+  private pending = new Map<number, { done: Done; w: number }>();
+  private nextId = 1;
+
+  run(info: Info, index: number, data: Buffer): Promise<{ ok: boolean; data: Buffer }> {
+    // Only a buffer that owns its whole ArrayBuffer can be transferred.
+    if (data.length <= INLINE_MAX || data.byteOffset !== 0 || data.buffer.byteLength !== data.length) {
+      return Promise.resolve({ ok: verifyPiece(info, index, data), data });
+    }
+    if (this.workers.length < WORKERS) this.spawn();
+    let w = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.load[i]! < this.load[w]!) w = i;
+    const id = this.nextId++;
+    this.load[w]!++;
+    if (this.load[w] === 1) this.workers[w]!.ref();
+    return new Promise((resolve) => {
+      this.pending.set(id, { done: resolve, w });
+      this.workers[w]!.postMessage({ id, data, expected: Buffer.from(pieceHash(info, index)) }, [data.buffer as ArrayBuffer]);
+    });
+  }
+
+  private spawn(): void {
+    const idx = this.workers.length;
+    const w = new Worker(new URL('./verify-worker.js', import.meta.url));
+    w.unref();
+    w.on('message', (m: { id: number; ok: boolean; data: Uint8Array }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (--this.load[idx]! === 0) w.unref();
+      p?.done({ ok: m.ok, data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength) });
+    });
+    w.on('error', () => {
+      // Fail what it had (the pieces are fetched again) and replace it on demand.
+      for (const [id, p] of this.pending) if (p.w === idx) { this.pending.delete(id); p.done({ ok: false, data: Buffer.alloc(0) }); }
+    });
+    this.workers.push(w);
+    this.load.push(0);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers = [];
+    this.load = [];
+  }
+}
+
+let pool: VerifyPool | null = null;
+
+/** Verifies a received piece; the returned buffer replaces `data` (which may have been transferred). */
+export function verifyAsync(info: Info, index: number, data: Buffer): Promise<{ ok: boolean; data: Buffer }> {
+  pool ??= new VerifyPool();
+  return pool.run(info, index, data);
+}
+
+export async function closeVerifiers(): Promise<void> {
+  await pool?.close();
+  pool = null;
+}
