@@ -309,6 +309,7 @@ export class Swarm extends EventEmitter {
   }
 
   private ban(t: Torrent, conn: Conn): void {
+    if (conn.closed) return;
     let b = this.bans.get(t.id);
     if (!b) this.bans.set(t.id, (b = new Set()));
     if (conn.peerId) b.add(conn.peerId);

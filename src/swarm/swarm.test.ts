@@ -63,3 +63,86 @@ test('whole-file and range fetches between two engines', async () => {
   assert.equal(st.complete, true);
   await Promise.all([a.stop(), b.stop()]);
 });
+
+test('several sources, each with only part of the content (served from partial downloads)', async () => {
+  const dir = await tmp('multi');
+  const data = content(40 * 1024 * 1024 + 999, 2);
+  await writeFile(join(dir, 'f'), data);
+  const s = await engine({ root: join(dir, 's') });
+  const { id, torrent } = await s.call('add', { path: join(dir, 'f') });
+  const half = 20 * 1024 * 1024;
+  // a holds the first half, c the second (read-ahead kept to one piece), then the origin leaves.
+  const a = await engine({ root: join(dir, 'a'), peers: [`127.0.0.1:${s.port}`], readAhead: 1 });
+  const c = await engine({ root: join(dir, 'c'), peers: [`127.0.0.1:${s.port}`], readAhead: 1 });
+  await a.call('read', { torrent, start: 0, end: half - 1 });
+  await c.call('read', { torrent, start: half, end: data.length });
+  await s.stop();
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`, `127.0.0.1:${c.port}`] });
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  const [sa, sc] = [await a.call('stats', { id }), await c.call('stats', { id })];
+  assert.ok(sa.uploaded > 0 && sc.uploaded > 0, 'both partial holders served');
+  assert.equal(sa.complete, false);
+  await Promise.all([a.stop(), b.stop(), c.stop()]);
+});
+
+test('a partial download survives a restart and resumes; a crash loses nothing that was claimed', async () => {
+  const dir = await tmp('resume');
+  const data = content(32 * 1024 * 1024, 3);
+  await writeFile(join(dir, 'f'), data);
+  const s = await engine({ root: join(dir, 's') });
+  const { id, torrent } = await s.call('add', { path: join(dir, 'f') });
+  const peers = [`127.0.0.1:${s.port}`];
+  // Graceful: half fetched, engine closed, restarted on the same root, the rest fetched.
+  let b = await engine({ root: join(dir, 'b'), peers, readAhead: 1 });
+  await b.call('read', { torrent, start: 0, end: 16 * 1024 * 1024 });
+  await b.stop();
+  b = await engine({ root: join(dir, 'b'), peers });
+  const before = await b.call('read', { torrent, start: 0, end: 1000 }); // already there
+  assert.equal(before.sha1, sha1(data.subarray(0, 1000)));
+  assert.equal((await b.call('stats', { id })).downloaded, 0, 'nothing re-fetched for bytes already held');
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  const st = await b.call('stats', { id });
+  assert.ok(st.downloaded <= data.length - 15 * 1024 * 1024, `resumed, fetched ${st.downloaded} bytes`);
+  await b.stop();
+  // Crash: killed mid-way, restarted, and the content still comes out exact.
+  let k = await engine({ root: join(dir, 'k'), peers, readAhead: 1 });
+  await k.call('read', { torrent, start: 0, end: 20 * 1024 * 1024 });
+  await k.stop(true);
+  k = await engine({ root: join(dir, 'k'), peers });
+  const r = await k.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(r.path)), sha1(data));
+  await Promise.all([k.stop(), s.stop()]);
+});
+
+test('content over 4 GiB (sparse): ranges past 4 GiB, then all of it', async () => {
+  const dir = await tmp('big');
+  const length = 5 * 1024 * 1024 * 1024 + 4096;
+  // The content is all zeros, made as a sparse file straight in the seeder's store.
+  const { pieceLengthFor, pieceCount, infoHash, encodeTorrent } = await import('../content/metainfo.js');
+  const pieceLength = pieceLengthFor(length);
+  const n = pieceCount({ length, pieceLength });
+  const full = createHash('sha1').update(Buffer.alloc(pieceLength)).digest();
+  const last = createHash('sha1').update(Buffer.alloc(length - (n - 1) * pieceLength)).digest();
+  const info = { length, pieceLength, pieces: Buffer.concat([...Array.from({ length: n - 1 }, () => full), last]) };
+  const id = infoHash(info);
+  const torrent = encodeTorrent(info).toString('hex');
+  await mkdir(join(dir, 's', 'content', id.slice(0, 2)), { recursive: true });
+  const fh = await open(join(dir, 's', 'content', id.slice(0, 2), id), 'w');
+  await fh.truncate(length);
+  await fh.close();
+  const s = await engine({ root: join(dir, 's') });
+  await s.call('seed', { torrent });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${s.port}`], readAhead: 1 });
+  const zeros = (len: number): string => sha1(Buffer.alloc(len));
+  for (const [st, en] of [[4 * 2 ** 30 - 10, 4 * 2 ** 30 + 10], [length - 5000, length]]) {
+    const r = await b.call('read', { torrent, start: st, end: en });
+    assert.equal(r.sha1, zeros(en - st));
+  }
+  const { path } = await b.call('fetch', { torrent });
+  const stt = await stat(path);
+  assert.equal(stt.size, length);
+  assert.ok(stt.blocks * 512 < 64 * 1024 * 1024, `stays sparse: ${stt.blocks * 512} bytes allocated`);
+  await Promise.all([b.stop(), s.stop()]);
+});
