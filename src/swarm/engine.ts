@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
+import { decode, encode, getBytes, isDict } from '../util/bencode.js';
 import { Torrent, TorrentContext, TorrentStats } from './torrent.js';
 
 export interface PeerInfo {
@@ -20,6 +21,19 @@ export interface PeerInfo {
   id: ContentId;
   /** The peer's BEP 10 extension handshake ({} if it sent none). */
   handshake: Record<string, unknown>;
+  /** The cluster node id the peer proved (with `auth`), else null. */
+  node: string | null;
+}
+
+/**
+ * Membership proof inside the BEP 10 extension handshake: each side sends a fresh nonce in its
+ * extended handshake ("dfs_nonce"), then a "dfs_auth" extension message with its proof over
+ * (its nonce, the other's nonce). Matches the cluster's makeWireProof/verifyWireProof.
+ */
+export interface WireAuth {
+  prove(myNonce: Buffer, theirNonce: Buffer): { node: string; sig: Buffer } | Promise<{ node: string; sig: Buffer }>;
+  /** The member's node id if the proof is valid and from a member, else null. */
+  verify(proof: { node: string; sig: Buffer }, myNonce: Buffer, theirNonce: Buffer): string | null | Promise<string | null>;
 }
 
 export type AdmitFn = (peer: PeerInfo) => boolean | Promise<boolean>;
@@ -37,10 +51,13 @@ export interface SwarmOptions {
   peers?: Array<string | { host: string; port: number }>;
   log?: (msg: string) => void;
   /**
-   * Membership: decides whether a connection may exchange data. Default: only connections from
-   * addresses of known peers (given in `peers`, `addPeer` or `allowAddress`).
+   * Membership: decides whether a connection may exchange data. Default: with `auth`, peers that
+   * proved a member node id; without, only connections from addresses of known peers (given in
+   * `peers`, `addPeer` or `allowAddress`).
    */
   admit?: AdmitFn;
+  /** Node-key proof exchanged on every connection (see WireAuth). */
+  auth?: WireAuth;
   /** Info of complete content not yet opened, for a peer asking for it (else it is refused). */
   resolve?: (id: ContentId) => Info | undefined | Promise<Info | undefined>;
   /** Extra fields for our BEP 10 handshake (e.g. a node id and proof for `admit` on the other side). */
@@ -62,6 +79,9 @@ interface AddrState { next: number; failures: number; conn: Conn | null; connect
 interface Addr { host: string; port: number; per: Map<ContentId, AddrState> }
 
 const PEER_ID_PREFIX = '-DF0100-';
+const NONCE_KEY = 'dfs_nonce';
+const NONCE_BYTES = 16;
+const AUTH_EXT = 'dfs_auth';
 
 function normalizeAddress(a: string | undefined): string {
   if (!a) return '';
@@ -172,7 +192,22 @@ export class Swarm extends EventEmitter {
 
   private async admitPeer(p: PeerInfo): Promise<boolean> {
     if (this.opts.admit) return this.opts.admit(p);
+    if (this.opts.auth) return p.node !== null;
     return this.allowed.has(p.address);
+  }
+
+  /** Runs the nonce/proof exchange; resolves with the proven node id or null. */
+  private async prove(conn: Conn, handshake: Record<string, unknown>): Promise<string | null> {
+    const auth = this.opts.auth;
+    const theirs = handshake[NONCE_KEY];
+    if (!auth || !conn.nonce || !(theirs instanceof Uint8Array) || theirs.length !== NONCE_BYTES) return null;
+    if (!conn.wire.peerExtendedMapping[AUTH_EXT]) return null;
+    const theirNonce = Buffer.from(theirs);
+    const mine = await auth.prove(conn.nonce, theirNonce);
+    conn.wire.extended(AUTH_EXT, encode({ node: Buffer.from(mine.node), sig: mine.sig }));
+    const proof = await this.withTimeout(conn.peerProof, conn);
+    if (!proof) return null;
+    return auth.verify(proof, conn.nonce, theirNonce);
   }
 
   private isSelf(a: Addr): boolean {
@@ -221,7 +256,25 @@ export class Swarm extends EventEmitter {
   }
 
   private prepareWire(conn: Conn, address: string, id: ContentId): void {
+    if (this.opts.auth) {
+      conn.nonce = randomBytes(NONCE_BYTES);
+      conn.wire.extendedMapping[1] = AUTH_EXT;
+      conn.peerProof = new Promise((resolve) => {
+        conn.wire.on('extended', (name: string | number, buf: Uint8Array) => {
+          if (name !== AUTH_EXT) return;
+          try {
+            const d = decode(Buffer.from(buf));
+            if (!isDict(d)) return resolve(null);
+            resolve({ node: getBytes(d, 'node', 'auth').toString(), sig: Buffer.from(getBytes(d, 'sig', 'auth')) });
+          } catch {
+            resolve(null);
+          }
+        });
+        conn.once('close', () => resolve(null));
+      });
+    }
     conn.wire.extendedHandshake = {
+      ...(conn.nonce ? { [NONCE_KEY]: conn.nonce } : {}),
       v: 'DelugeFS 0.1',
       reqq: 8192,
       ...(this.port ? { p: this.port } : {}),
@@ -284,15 +337,18 @@ export class Swarm extends EventEmitter {
       peerId,
       id: t.id,
       handshake,
+      node: null,
     };
     let ok = false;
     try {
+      info.node = await this.prove(conn, handshake);
       ok = await this.admitPeer(info);
     } catch (e) {
-      this.log(`admit failed: ${(e as Error).message}`);
+      this.log(`admission of ${info.address}:${info.port} failed: ${(e as Error).message}`);
     }
     if (!ok) {
       this.log(`${t.id.slice(0, 8)}: ${info.address}:${info.port} not admitted`);
+      this.emit('refused', info);
       return conn.close('not admitted');
     }
     if (conn.closed || t.closed) return conn.close('closed');

@@ -44,6 +44,9 @@ export class Conn extends EventEmitter {
   strikes = 0;
   /** Resolves with the peer's BEP 10 handshake (or {} if it speaks no extensions). */
   readonly extHandshake: Promise<Record<string, unknown>>;
+  /** Our nonce for the membership proof, and the peer's proof once it arrives. */
+  nonce: Buffer | null = null;
+  peerProof: Promise<{ node: string; sig: Buffer } | null> = Promise.resolve(null);
   /** Address book key of an outgoing connection ("host:port"). */
   addrKey: string | null = null;
 

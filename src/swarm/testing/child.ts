@@ -2,7 +2,7 @@
 // Messages: {seq, cmd, args} -> {seq, ok, result | error}; unsolicited {event, ...} for progress.
 import { join } from 'node:path';
 import { copyFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, sign, verify } from 'node:crypto';
 import { ContentStore } from '../../content/store.js';
 import { hashFile, closeHashers } from '../../content/hasher.js';
 import { decodeTorrent, encodeTorrent, infoHash } from '../../content/metainfo.js';
@@ -18,7 +18,8 @@ function torrent(hex: string) {
 
 type Handler = (a: any) => Promise<unknown>;
 const handlers: Record<string, Handler> = {
-  async start(a: { root: string; port?: number; peers?: string[]; admitAll?: boolean; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number; allow?: string[] }) {
+  async start(a: { root: string; port?: number; peers?: string[]; admitAll?: boolean; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number; allow?: string[];
+    auth?: { node: string; key: string; members: Record<string, string> } }) {
     store = new ContentStore(join(a.root, 'content'), join(a.root, 'tmp'));
     await store.init();
     const opts: SwarmOptions = {
@@ -33,9 +34,20 @@ const handlers: Record<string, Handler> = {
       handshakeTimeout: 5000,
     };
     if (a.admitAll) opts.admit = () => true;
+    if (a.auth) {
+      // The cluster's scheme in miniature: ed25519 over (context, signer's nonce, verifier's nonce).
+      const { node, key, members } = a.auth;
+      const msg = (signer: Buffer, verifier: Buffer) => Buffer.concat([Buffer.from('test-wire\0'), signer, verifier]);
+      opts.auth = {
+        prove: (mine, theirs) => ({ node, sig: sign(null, msg(mine, theirs), key) }),
+        verify: (p, mine, theirs) => (members[p.node] && verify(null, msg(theirs, mine), members[p.node]!, p.sig) ? p.node : null),
+      };
+    }
     swarm = new Swarm(opts);
     for (const addr of a.allow ?? ['127.0.0.1']) swarm.allowAddress(addr);
     if (a.progress) swarm.on('progress', (e) => process.send!({ event: 'progress', ...e }));
+    swarm.on('refused', (p) => process.send!({ event: 'refused', ...p, handshake: undefined }));
+    swarm.on('peer', (p) => process.send!({ event: 'peer', ...p, handshake: undefined }));
     const port = await swarm.listen();
     return { port, peerId: swarm.peerId };
   },
