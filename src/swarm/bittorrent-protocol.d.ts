@@ -42,3 +42,20 @@ declare module 'bittorrent-protocol' {
     _onMessageLength(buffer: Uint8Array): void;
   }
 }
+
+declare module 'bittorrent-dht' {
+  import { EventEmitter } from 'node:events';
+  export default class DHT extends EventEmitter {
+    constructor(opts?: Record<string, unknown>);
+    nodeId: Buffer;
+    listening: boolean;
+    _rpc: { bootstrap: unknown[] };
+    listen(port: number, address: string, cb?: () => void): void;
+    address(): { address: string; port: number };
+    addNode(node: { host: string; port: number }): void;
+    announce(infoHash: string | Buffer, port: number, cb?: (err?: Error) => void): void;
+    lookup(infoHash: string | Buffer, cb?: (err?: Error, n?: number) => void): () => void;
+    toJSON(): { nodes: Array<{ host: string; port: number }> };
+    destroy(cb?: () => void): void;
+  }
+}

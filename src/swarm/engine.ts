@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
+import { SwarmDht, DhtOptions } from './dht.js';
 import { decode, encode, getBytes, isDict } from '../util/bencode.js';
 import { Torrent, TorrentContext, TorrentStats } from './torrent.js';
 
@@ -73,10 +74,15 @@ export interface SwarmOptions {
   /** Piece cache for serving, per content (bytes). */
   cacheBytes?: number;
   maxConnections?: number;
+  /** A private DHT (off unless given): bootstrapped only from `dht.nodes` / addDhtNode(). */
+  dht?: DhtOptions;
 }
 
 interface AddrState { next: number; failures: number; conn: Conn | null; connecting: boolean }
-interface Addr { host: string; port: number; per: Map<ContentId, AddrState> }
+/** A peer address; `ids` limits it to content it was found for in the DHT (null: all content). */
+interface Addr { host: string; port: number; per: Map<ContentId, AddrState>; ids: Set<ContentId> | null }
+
+const REANNOUNCE_MS = 10 * 60_000;
 
 const PEER_ID_PREFIX = '-DF0100-';
 const NONCE_KEY = 'dfs_nonce';
@@ -106,6 +112,9 @@ export class Swarm extends EventEmitter {
   private bans = new Map<ContentId, Set<string>>();
   private incoming = new Set<Conn>();
   private timer: NodeJS.Timeout | null = null;
+  dht: SwarmDht | null = null;
+  private lookups = new Map<ContentId, { next: number; wait: number }>();
+  private announced = new Map<ContentId, number>();
   private closed = false;
   private readonly ctx: TorrentContext;
   private readonly o: Required<Pick<SwarmOptions, 'pipeline' | 'requestTimeout' | 'handshakeTimeout' | 'maxConnections'>>;
@@ -161,6 +170,12 @@ export class Swarm extends EventEmitter {
       server.on('error', (e) => this.log(`listener: ${e.message}`));
       this.server = server;
       this.port = (server.address() as { port: number }).port;
+      if (this.opts.dht) {
+        const dht = new SwarmDht({ ...this.opts.dht, host: this.opts.dht.host ?? this.opts.host ?? '0.0.0.0', port: this.opts.dht.port ?? this.port }, (m) => this.log(m));
+        await dht.listen();
+        dht.on('peer', (host: string, port: number, id: ContentId) => this.addCandidate(host, port, id));
+        this.dht = dht;
+      }
       this.timer = setInterval(() => this.tick(), 1000);
       this.timer.unref();
       return this.port;
@@ -173,9 +188,29 @@ export class Swarm extends EventEmitter {
   addPeer(host: string, port: number): void {
     const key = `${host}:${port}`;
     this.allowed.add(normalizeAddress(host));
-    if (this.addrs.has(key)) return;
-    this.addrs.set(key, { host, port, per: new Map() });
+    const a = this.addrs.get(key);
+    if (a) {
+      a.ids = null;
+      return;
+    }
+    this.addrs.set(key, { host, port, per: new Map(), ids: null });
     for (const t of this.torrents.values()) if (t.wanting) this.connectPeers(t);
+  }
+
+  /** A cluster member's DHT node (the cluster layer calls this as members appear). */
+  addDhtNode(host: string, port: number): void {
+    this.dht?.addNode({ host, port });
+  }
+
+  /** A peer the DHT says holds `id`: tried for that content only, and admitted by the usual rule. */
+  private addCandidate(host: string, port: number, id: ContentId): void {
+    this.log(`dht: ${id.slice(0, 8)} at ${host}:${port}`);
+    const key = `${host}:${port}`;
+    let a = this.addrs.get(key);
+    if (!a) this.addrs.set(key, (a = { host, port, per: new Map(), ids: new Set() }));
+    if (a.ids) a.ids.add(id);
+    const t = this.torrents.get(id);
+    if (t?.wanting) this.connectPeers(t);
   }
 
   removePeer(host: string, port: number): void {
@@ -219,7 +254,7 @@ export class Swarm extends EventEmitter {
     if (this.closed || !t.wanting) return;
     const now = Date.now();
     for (const [key, a] of this.addrs) {
-      if (this.isSelf(a)) continue;
+      if (this.isSelf(a) || (a.ids && !a.ids.has(t.id))) continue;
       let s = a.per.get(t.id);
       if (!s) a.per.set(t.id, (s = { next: 0, failures: 0, conn: null, connecting: false }));
       if (s.conn || s.connecting || now < s.next) continue;
@@ -391,7 +426,31 @@ export class Swarm extends EventEmitter {
         }
       }
       if (t.wanting) this.connectPeers(t);
+      if (this.dht) this.dhtTick(t, now);
     }
+  }
+
+  /** Looks up wanted content nobody serves us yet (with backoff); re-announces held content. */
+  private dhtTick(t: Torrent, now: number): void {
+    if (t.wanting && t.conns.size === 0) {
+      const l = this.lookups.get(t.id) ?? { next: 0, wait: 1000 };
+      if (now >= l.next) {
+        l.next = now + l.wait;
+        l.wait = Math.min(60_000, l.wait * 2);
+        void this.dht!.lookup(t.id);
+      }
+      this.lookups.set(t.id, l);
+    } else this.lookups.delete(t.id);
+    if (t.complete && now - (this.announced.get(t.id) ?? 0) > REANNOUNCE_MS) this.announce(t.id);
+  }
+
+  private announce(id: ContentId): void {
+    if (!this.dht) return;
+    this.announced.set(id, Date.now());
+    void this.dht.announce(id, this.port).then((ok) => {
+      // Nobody took it (no member nodes yet): try again in a few seconds.
+      if (!ok && this.announced.has(id)) this.announced.set(id, Date.now() - REANNOUNCE_MS + 5000);
+    });
   }
 
   // ---- content -----------------------------------------------------------------------------
@@ -406,7 +465,15 @@ export class Swarm extends EventEmitter {
       p = Torrent.open(id, info, this.ctx).then((t) => {
         this.torrents.set(id, t);
         t.on('progress', (e) => this.emit('progress', e));
-        t.on('complete', (cid) => this.emit('complete', cid));
+        t.on('complete', (cid) => {
+          this.announce(cid);
+          this.emit('complete', cid);
+        });
+        if (t.complete) this.announce(id);
+        else if (this.dht) {
+          this.lookups.set(id, { next: Date.now() + 1000, wait: 2000 });
+          void this.dht.lookup(id);
+        }
         return t;
       }).finally(() => this.opening.delete(id));
       this.opening.set(id, p);
@@ -465,6 +532,7 @@ export class Swarm extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    await this.dht?.close();
     for (const c of this.incoming) c.close('shutting down');
     await Promise.allSettled([...this.opening.values()]);
     await Promise.all([...this.torrents.values()].map((t) => t.close()));

@@ -22,7 +22,7 @@ const MAX_QUEUED_REQUESTS = 8192;
 /** Stop feeding a socket while this much is still queued on it. */
 const SOCKET_HIGH_WATER = 4 * 1024 * 1024;
 /** Refill a peer's pipeline once this many blocks are free in it. */
-const REFILL_BATCH = 16;
+const REFILL_BATCH = 64;
 /** Bad pieces (as their only sender) before a peer is dropped and banned. */
 const MAX_STRIKES = 2;
 

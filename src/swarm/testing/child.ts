@@ -19,7 +19,7 @@ function torrent(hex: string) {
 type Handler = (a: any) => Promise<unknown>;
 const handlers: Record<string, Handler> = {
   async start(a: { root: string; port?: number; peers?: string[]; admitAll?: boolean; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number; allow?: string[];
-    auth?: { node: string; key: string; members: Record<string, string> } }) {
+    auth?: { node: string; key: string; members: Record<string, string> }; dht?: { nodes?: string[] } }) {
     store = new ContentStore(join(a.root, 'content'), join(a.root, 'tmp'));
     await store.init();
     const opts: SwarmOptions = {
@@ -34,6 +34,7 @@ const handlers: Record<string, Handler> = {
       handshakeTimeout: 5000,
     };
     if (a.admitAll) opts.admit = () => true;
+    if (a.dht) opts.dht = { ...a.dht, announceHost: '127.0.0.1' };
     if (a.auth) {
       // The cluster's scheme in miniature: ed25519 over (context, signer's nonce, verifier's nonce).
       const { node, key, members } = a.auth;
@@ -49,7 +50,7 @@ const handlers: Record<string, Handler> = {
     swarm.on('refused', (p) => process.send!({ event: 'refused', ...p, handshake: undefined }));
     swarm.on('peer', (p) => process.send!({ event: 'peer', ...p, handshake: undefined }));
     const port = await swarm.listen();
-    return { port, peerId: swarm.peerId };
+    return { port, peerId: swarm.peerId, dhtPort: swarm.dht?.port ?? 0 };
   },
   /** Hashes a file, copies it into the store, seeds it. */
   async add(a: { path: string }) {

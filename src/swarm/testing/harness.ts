@@ -6,6 +6,7 @@ export class EngineProc extends EventEmitter {
   private seq = 0;
   private calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   port = 0;
+  dhtPort = 0;
   exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
@@ -46,7 +47,8 @@ export async function startEngine(args: Record<string, unknown>): Promise<Engine
   const execArgv = process.env.SWARM_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SWARM_PROF}`] : [];
   const child = fork(new URL('./child.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const e = new EngineProc(child);
-  const r = await e.call<{ port: number }>('start', args);
+  const r = await e.call<{ port: number; dhtPort: number }>('start', args);
   e.port = r.port;
+  e.dhtPort = r.dhtPort;
   return e;
 }

@@ -40,6 +40,13 @@ export class LtPeer {
     }
   }
 
+  /** CPU seconds the peer has used so far. */
+  async cpu(): Promise<number> {
+    this.events = this.events.filter((e) => e.event !== 'cpu');
+    this.child.stdin!.write('cpu\n');
+    return (await this.next('cpu')).cpu as number;
+  }
+
   /** Ends it by closing its stdin (it exits at once), by its pid if it does not. */
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
