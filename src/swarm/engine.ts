@@ -9,6 +9,7 @@ import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
+import { warmVerifiers } from './verify.js';
 import { decode, encode, getBytes, isDict } from '../util/bencode.js';
 import { Torrent, TorrentContext, TorrentStats } from './torrent.js';
 
@@ -123,7 +124,7 @@ export class Swarm extends EventEmitter {
     super();
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX), randomBytes(12)]).toString('hex');
     this.o = {
-      pipeline: Math.max(128, opts.pipeline ?? 256),
+      pipeline: Math.max(128, opts.pipeline ?? 128),
       requestTimeout: opts.requestTimeout ?? 20_000,
       handshakeTimeout: opts.handshakeTimeout ?? 10_000,
       maxConnections: opts.maxConnections ?? 500,
@@ -178,6 +179,7 @@ export class Swarm extends EventEmitter {
       }
       this.timer = setInterval(() => this.tick(), 1000);
       this.timer.unref();
+      warmVerifiers();
       return this.port;
     }
     throw new Error('no free port');

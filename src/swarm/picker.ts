@@ -62,6 +62,11 @@ export class Picker<K> {
     this.cursor = first;
   }
 
+  /** True if a reader waits for this piece. */
+  isUrgent(piece: number): boolean {
+    return this.ranges.some((r) => piece >= r.next && piece <= r.last);
+  }
+
   /** Pieces to fetch after the ranges, in order. */
   readAhead(first: number, last: number): void {
     this.markWanted(first, Math.min(last, this.n - 1));

@@ -20,7 +20,7 @@ export const MAX_REQUEST = 128 * 1024;
 /** A peer with more unanswered requests than this is flooding us. */
 const MAX_QUEUED_REQUESTS = 8192;
 /** Stop feeding a socket while this much is still queued on it. */
-const SOCKET_HIGH_WATER = 4 * 1024 * 1024;
+const SOCKET_HIGH_WATER = 1024 * 1024;
 /** Refill a peer's pipeline once this many blocks are free in it. */
 const REFILL_BATCH = 64;
 /** Bad pieces (as their only sender) before a peer is dropped and banned. */
@@ -136,8 +136,21 @@ export class Torrent extends EventEmitter {
     this.picker.readAhead(last + 1, last + ahead);
     const p = this.waitFor(first, last);
     this.ctx.wantPeers(this);
+    this.yieldToReader();
     this.scheduleFill();
     return p;
+  }
+
+  /**
+   * A reader waits: take back requests for pieces nobody waits for (read-ahead, replication) so
+   * the reader's blocks are not queued behind megabytes of them at the sender.
+   */
+  private yieldToReader(): void {
+    for (const c of this.conns) {
+      for (const b of [...c.outstanding.values()]) {
+        if (!this.picker.isUrgent(b.piece)) c.wire.cancel(b.piece, b.offset, b.length);
+      }
+    }
   }
 
   private waitFor(first: number, last: number): Promise<void> {
@@ -173,6 +186,10 @@ export class Torrent extends EventEmitter {
     w.on('request', (index: number, offset: number, length: number, respond: ServeRequest['respond']) =>
       this.onRequest(conn, { index, offset, length, respond }));
     for (const ev of ['unchoke', 'have', 'bitfield', 'have-all']) w.on(ev, () => this.fill(conn));
+    w.on('cancel', (index: number, offset: number, length: number) => {
+      const i = conn.serveQueue.findIndex((r) => r.index === index && r.offset === offset && r.length === length);
+      if (i >= 0) conn.serveQueue.splice(i, 1);
+    });
     w.on('choke', () => {
       // Without the fast extension a choke cancels everything we asked for.
       if (!w.hasFast) this.releaseAll(conn);
