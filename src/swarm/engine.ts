@@ -11,7 +11,7 @@ import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
 import { warmVerifiers } from './verify.js';
 import { decode, encode, getBytes, isDict } from '../util/bencode.js';
-import { Torrent, TorrentContext, TorrentStats } from './torrent.js';
+import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
 
 export interface PeerInfo {
   /** Remote IP address (IPv4-mapped IPv6 addresses are given as plain IPv4). */
@@ -314,6 +314,7 @@ export class Swarm extends EventEmitter {
       ...(conn.nonce ? { [NONCE_KEY]: conn.nonce } : {}),
       v: 'DelugeFS 0.1',
       reqq: 8192,
+      dfs_req: MAX_REQUEST,
       ...(this.port ? { p: this.port } : {}),
       ...(this.opts.handshakeFields?.({ address: normalizeAddress(address), id }) ?? {}),
     };
@@ -364,6 +365,7 @@ export class Swarm extends EventEmitter {
   /** After both handshakes: membership, bans, duplicates; then the content takes the connection. */
   private async accept(conn: Conn, t: Torrent): Promise<void> {
     const handshake = await this.withTimeout(conn.extHandshake, conn);
+    conn.peerHandshake = handshake;
     const peerId = conn.peerId!;
     if (peerId === this.peerId) return conn.close('connected to self');
     if (this.bans.get(t.id)?.has(peerId)) return conn.close('banned');

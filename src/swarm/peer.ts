@@ -1,6 +1,8 @@
-// One TCP connection speaking the peer wire protocol (bittorrent-protocol's Wire), hardened:
-// message lengths are capped before any byte is buffered, the socket is paused while the wire
-// is behind, and every way the connection can end funnels into one close().
+// One TCP connection speaking the peer wire protocol (bittorrent-protocol's Wire), hardened and
+// fed whole messages: a framer cuts the TCP stream at message boundaries (checking each length
+// before buffering anything, so an oversized message ends the connection), which also spares the
+// wire re-concatenating its input buffer on every chunk. Every way a connection ends funnels
+// into one close().
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import Wire from 'bittorrent-protocol';
@@ -9,17 +11,77 @@ import type { Block } from './picker.js';
 /** Largest message accepted: a bitfield of ~2M pieces, an extension message, a 128 KiB block. */
 export const MAX_MESSAGE = 256 * 1024 + 64;
 
-/** Wire whose length prefix is checked first: a peer announcing a huge message is cut off. */
-class GuardedWire extends Wire {
-  override _onMessageLength(buffer: Uint8Array): void {
-    const length = ((buffer[0]! << 24) >>> 0) + (buffer[1]! << 16) + (buffer[2]! << 8) + buffer[3]!;
-    if (length > MAX_MESSAGE) {
-      this.emit('oversized', length);
-      return;
+/** Cuts a byte stream into whole frames: the 68-byte handshake, then length-prefixed messages. */
+class Framer {
+  private acc: Buffer[] = [];
+  private accLen = 0;
+  private size = 0; // of the frame being assembled, once its header is complete
+  private handshook = false;
+
+  constructor(private readonly onFrame: (f: Buffer) => void, private readonly onOversized: (n: number) => void) {}
+
+  /** Frame size from a header at buf[off..], or 0 if the header is incomplete; -1 = refused. */
+  private frameSize(buf: Buffer, off: number): number {
+    if (!this.handshook) return buf.length - off >= 1 ? 1 + buf[off]! + 48 : 0;
+    if (buf.length - off < 4) return 0;
+    const len = buf.readUInt32BE(off);
+    if (len > MAX_MESSAGE) {
+      this.onOversized(len);
+      return -1;
     }
-    super._onMessageLength(buffer);
+    return 4 + len;
+  }
+
+  private emit(f: Buffer): void {
+    this.handshook = true;
+    this.onFrame(f);
+  }
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.accLen === 0) {
+        const size = this.frameSize(chunk, off);
+        if (size < 0) return;
+        if (size > 0 && chunk.length - off >= size) {
+          this.emit(chunk.subarray(off, off + size)); // no copy: a view of the socket's chunk
+          off += size;
+          continue;
+        }
+        this.size = size;
+        this.acc.push(chunk.subarray(off));
+        this.accLen = chunk.length - off;
+        return;
+      }
+      if (this.size === 0) {
+        // The header itself was split: it is at most 4 bytes, so joining them is cheap.
+        const head = Buffer.concat([...this.acc, chunk.subarray(off, off + 4)]);
+        const size = this.frameSize(head, 0);
+        if (size < 0) return;
+        if (size === 0) {
+          this.acc.push(chunk.subarray(off));
+          this.accLen += chunk.length - off;
+          return;
+        }
+        this.size = size;
+      }
+      const take = Math.min(this.size - this.accLen, chunk.length - off);
+      this.acc.push(chunk.subarray(off, off + take));
+      this.accLen += take;
+      off += take;
+      if (this.accLen === this.size) {
+        const f = Buffer.concat(this.acc, this.accLen);
+        this.acc = [];
+        this.accLen = 0;
+        this.size = 0;
+        this.emit(f);
+      }
+    }
   }
 }
+
+/** One wire request: consecutive blocks of a piece asked for together (one block for most peers). */
+export interface Req { piece: number; offset: number; length: number; blocks: Block[] }
 
 export interface ServeRequest { index: number; offset: number; length: number; respond: (err: Error | null, buf?: Uint8Array) => void }
 
@@ -33,8 +95,12 @@ export class Conn extends EventEmitter {
   admitted = false;
   closed = false;
   closeReason = '';
-  /** Our requests to the peer, by "piece:offset". */
-  readonly outstanding = new Map<string, Block>();
+  /** Our requests to the peer, by "piece:offset" of each block they cover. */
+  readonly outstanding = new Map<string, Req>();
+  /** Largest request we send this peer (16 KiB unless it announced more in `dfs_req`). */
+  maxRequest = 16 * 1024;
+  /** The peer's BEP 10 handshake. */
+  peerHandshake: Record<string, unknown> = {};
   /** The peer's requests to us, served in order. */
   readonly serveQueue: ServeRequest[] = [];
   serving = false;
@@ -53,9 +119,8 @@ export class Conn extends EventEmitter {
   constructor(readonly socket: Socket, readonly direction: 'in' | 'out') {
     super();
     socket.setNoDelay(true);
-    this.wire = new GuardedWire(direction === 'in' ? 'tcpIncoming' : 'tcpOutgoing');
+    this.wire = new Wire(direction === 'in' ? 'tcpIncoming' : 'tcpOutgoing');
     const wire = this.wire;
-    wire.on('oversized', (n: number) => this.close(`oversized message (${n} bytes)`));
     wire.on('error', (e: Error) => this.close(`wire: ${e.message}`));
     wire.on('end', () => this.close('wire ended'));
     wire.on('finish', () => this.close('wire finished'));
@@ -74,12 +139,13 @@ export class Conn extends EventEmitter {
       }
       socket.write(chunk);
     });
+    // The wire parses what it is given on the next tick, so at most one socket chunk is ever
+    // queued in it: no need to pause the socket for it.
+    const framer = new Framer((f) => {
+      if (!this.closed) wire.write(f);
+    }, (n) => this.close(`oversized message (${n} bytes)`));
     socket.on('data', (chunk: Buffer) => {
-      if (this.closed) return;
-      if (!wire.write(chunk)) {
-        socket.pause();
-        wire.once('drain', () => socket.resume());
-      }
+      if (!this.closed) framer.push(chunk);
     });
     socket.on('error', (e) => this.close(`socket: ${e.message}`));
     socket.on('close', () => this.close('socket closed'));

@@ -5,6 +5,7 @@
 // (whoever asks first), so a failure with a single sender names the culprit.
 import { BLOCK, Info, pieceCount, pieceSize } from '../content/metainfo.js';
 import { Bitfield } from './bitfield.js';
+import { takeBuffer } from './buffers.js';
 
 export interface Block { piece: number; offset: number; length: number }
 
@@ -131,7 +132,7 @@ export class Picker<K> {
     if (!p) {
       p = {
         index: i,
-        buf: Buffer.allocUnsafe(pieceSize(this.info, i)),
+        buf: takeBuffer(pieceSize(this.info, i)),
         state: new Uint8Array(Math.ceil(pieceSize(this.info, i) / BLOCK)),
         free: Math.ceil(pieceSize(this.info, i) / BLOCK),
         received: 0,

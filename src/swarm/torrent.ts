@@ -6,17 +6,24 @@ import { read as readCb, close as closeCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { ContentId, Info, pieceCount, pieceSize, BLOCK } from '../content/metainfo.js';
 import { verifyAsync } from './verify.js';
+import { giveBuffer } from './buffers.js';
 import type { ContentStore } from '../content/store.js';
 import { Bitfield } from './bitfield.js';
 import { PartialFile } from './partial.js';
 import { Block, Picker, Progress } from './picker.js';
-import type { Conn, ServeRequest } from './peer.js';
+import type { Conn, Req, ServeRequest } from './peer.js';
 
 const readFd = promisify(readCb);
 const closeFd = promisify(closeCb);
 
 /** The largest block we serve (the standard block is 16 KiB; some clients ask for more). */
 export const MAX_REQUEST = 128 * 1024;
+/**
+ * Between DelugeFS engines (which announce `dfs_req`), runs of blocks are asked for in one
+ * request of up to this size: a quarter of the messages, callbacks and parsing per byte.
+ */
+const COALESCE = 64 * 1024;
+const key = (piece: number, offset: number): string => `${piece}:${offset}`;
 /** A peer with more unanswered requests than this is flooding us. */
 const MAX_QUEUED_REQUESTS = 8192;
 /** Stop feeding a socket while this much is still queued on it. */
@@ -147,10 +154,22 @@ export class Torrent extends EventEmitter {
    */
   private yieldToReader(): void {
     for (const c of this.conns) {
-      for (const b of [...c.outstanding.values()]) {
-        if (!this.picker.isUrgent(b.piece)) c.wire.cancel(b.piece, b.offset, b.length);
+      for (const r of new Set(c.outstanding.values())) {
+        if (!this.picker.isUrgent(r.piece)) this.dropReq(c, r, true);
       }
     }
+  }
+
+  /** Takes back a request: its blocks go back to the picker; optionally tells the peer. */
+  private dropReq(conn: Conn, r: Req, cancel: boolean): void {
+    for (const b of r.blocks) {
+      const k = key(b.piece, b.offset);
+      if (conn.outstanding.get(k) !== r) continue;
+      conn.outstanding.delete(k);
+      this.picker.release(conn, b);
+    }
+    // The wire calls our callback with an error; the request is no longer outstanding by then.
+    if (cancel) conn.wire.cancel(r.piece, r.offset, r.length);
   }
 
   private waitFor(first: number, last: number): Promise<void> {
@@ -177,6 +196,8 @@ export class Torrent extends EventEmitter {
     if (this.closed) return conn.close('content closed');
     this.conns.add(conn);
     conn.admitted = true;
+    const dr = conn.peerHandshake['dfs_req'];
+    if (typeof dr === 'number' && dr >= BLOCK) conn.maxRequest = Math.min(dr, COALESCE);
     const w = conn.wire;
     if (w.hasFast && this.have.full()) w.haveAll();
     else if (w.hasFast && this.have.count() === 0) w.haveNone();
@@ -206,7 +227,7 @@ export class Torrent extends EventEmitter {
   }
 
   private releaseAll(conn: Conn): void {
-    for (const b of conn.outstanding.values()) this.picker.release(conn, b);
+    for (const r of new Set(conn.outstanding.values())) this.dropReq(conn, r, false);
     conn.outstanding.clear();
     this.scheduleFill();
   }
@@ -315,41 +336,55 @@ export class Torrent extends EventEmitter {
     if (!w.amInterested) w.interested();
     // The request timeout counts from now if the pipeline was empty.
     if (conn.outstanding.size === 0) conn.lastRecv = Date.now();
+    let cur: Req | null = null;
+    const send = (r: Req): void => {
+      for (const b of r.blocks) conn.outstanding.set(key(b.piece, b.offset), r);
+      w.request(r.piece, r.offset, r.length, (err, data) => this.onReq(conn, r, err, data));
+    };
     for (const b of blocks) {
-      conn.outstanding.set(`${b.piece}:${b.offset}`, b);
-      w.request(b.piece, b.offset, b.length, (err, data) => this.onBlock(conn, b, err, data));
+      if (cur && b.piece === cur.piece && b.offset === cur.offset + cur.length && cur.length + b.length <= conn.maxRequest) {
+        cur.blocks.push(b);
+        cur.length += b.length;
+        continue;
+      }
+      if (cur) send(cur);
+      cur = { piece: b.piece, offset: b.offset, length: b.length, blocks: [b] };
     }
+    if (cur) send(cur);
   }
 
-  private onBlock(conn: Conn, b: Block, err: Error | null, data: Uint8Array | null): void {
-    const key = `${b.piece}:${b.offset}`;
-    if (conn.outstanding.get(key) !== b) return; // already released (choke, close)
-    conn.outstanding.delete(key);
-    if (err || !data) {
-      this.picker.release(conn, b);
+  private onReq(conn: Conn, r: Req, err: Error | null, data: Uint8Array | null): void {
+    // A request is outstanding as a whole or not at all (choke, close, cancel took it back).
+    if (conn.outstanding.get(key(r.piece, r.offset)) !== r) return;
+    for (const b of r.blocks) conn.outstanding.delete(key(b.piece, b.offset));
+    if (err || !data || data.length !== r.length) {
+      for (const b of r.blocks) this.picker.release(conn, b);
       this.scheduleFill();
       return;
     }
     conn.lastRecv = Date.now();
     conn.downloaded += data.length;
     this.downloaded += data.length;
-    const { others, done } = this.picker.onBlock(conn, b, data);
-    for (const o of others) {
-      if (o.outstanding.delete(key)) {
-        this.picker.release(o, b);
-        o.wire.cancel(b.piece, b.offset, b.length);
-        this.fill(o);
+    for (const b of r.blocks) {
+      const at = b.offset - r.offset;
+      const { others, done } = this.picker.onBlock(conn, b, data.subarray(at, at + b.length));
+      for (const o of others) {
+        const or = o.outstanding.get(key(b.piece, b.offset));
+        if (or) {
+          this.dropReq(o, or, true);
+          this.fill(o);
+        }
       }
+      if (done) void this.pieceComplete(done);
     }
-    if (done) void this.pieceComplete(done);
     // Refill in batches: one request per tick would mean one tiny socket write per block.
     if (this.ctx.pipeline - conn.outstanding.size >= REFILL_BATCH || conn.outstanding.size < REFILL_BATCH) this.fill(conn);
   }
 
   private async pieceComplete(p: Progress<Conn>): Promise<void> {
-    const v = await verifyAsync(this.info, p.index, p.buf);
-    p.buf = v.data;
-    if (!v.ok) {
+    const ok = await verifyAsync(this.info, p.index, p.buf);
+    if (!ok) {
+      giveBuffer(p.buf);
       this.badPieces++;
       this.picker.pieceFailed(p);
       this.ctx.log(`${this.id.slice(0, 8)}: piece ${p.index} failed verification (${p.contributors.size} sender(s))`);
@@ -365,6 +400,7 @@ export class Torrent extends EventEmitter {
       if (!this.partial || this.closed) return;
       await this.partial.writePiece(p.index * this.info.pieceLength, p.buf);
     } catch (e) {
+      giveBuffer(p.buf);
       this.picker.pieceLost(p.index);
       this.ctx.log(`${this.id.slice(0, 8)}: writing piece ${p.index} failed: ${(e as Error).message}`);
       this.failWaiters(e as Error);
@@ -373,7 +409,7 @@ export class Torrent extends EventEmitter {
     if (this.closed || !this.partial) return;
     this.picker.pieceDone(p.index);
     this.partial.markHave(p.index);
-    this.remember(p.index, p.buf);
+    giveBuffer(p.buf); // written: peers asking for it get it from the file (page cache)
     for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
     this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
     if (this.have.full()) await this.finish().catch(() => {});
@@ -413,8 +449,7 @@ export class Torrent extends EventEmitter {
       this.partial = null;
       if (old !== null && old !== fd) await partial.close();
       for (const c of this.conns) {
-        for (const b of c.outstanding.values()) c.wire.cancel(b.piece, b.offset, b.length);
-        c.outstanding.clear();
+        for (const r of new Set(c.outstanding.values())) this.dropReq(c, r, true);
         c.wire.uninterested();
       }
       this.emit('complete', this.id);

@@ -6,7 +6,7 @@ import { Info, pieceHash, verifyPiece } from '../content/metainfo.js';
 const INLINE_MAX = 128 * 1024;
 const WORKERS = 2;
 
-type Done = (r: { ok: boolean; data: Buffer }) => void;
+type Done = (ok: boolean) => void;
 
 class VerifyPool {
   private workers: Worker[] = [];
@@ -14,10 +14,10 @@ class VerifyPool {
   private pending = new Map<number, { done: Done; w: number }>();
   private nextId = 1;
 
-  run(info: Info, index: number, data: Buffer): Promise<{ ok: boolean; data: Buffer }> {
-    // Only a buffer that owns its whole ArrayBuffer can be transferred.
-    if (data.length <= INLINE_MAX || data.byteOffset !== 0 || data.buffer.byteLength !== data.length) {
-      return Promise.resolve({ ok: verifyPiece(info, index, data), data });
+  run(info: Info, index: number, data: Buffer): Promise<boolean> {
+    // Only shared memory reaches a worker without a copy.
+    if (data.length <= INLINE_MAX || !(data.buffer instanceof SharedArrayBuffer)) {
+      return Promise.resolve(verifyPiece(info, index, data));
     }
     if (this.workers.length < WORKERS) this.spawn();
     let w = 0;
@@ -27,7 +27,7 @@ class VerifyPool {
     if (this.load[w] === 1) this.workers[w]!.ref();
     return new Promise((resolve) => {
       this.pending.set(id, { done: resolve, w });
-      this.workers[w]!.postMessage({ id, data, expected: Buffer.from(pieceHash(info, index)) }, [data.buffer as ArrayBuffer]);
+      this.workers[w]!.postMessage({ id, data, expected: Buffer.from(pieceHash(info, index)) });
     });
   }
 
@@ -40,15 +40,15 @@ class VerifyPool {
     const idx = this.workers.length;
     const w = new Worker(new URL('./verify-worker.js', import.meta.url));
     w.unref();
-    w.on('message', (m: { id: number; ok: boolean; data: Uint8Array }) => {
+    w.on('message', (m: { id: number; ok: boolean }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (--this.load[idx]! === 0) w.unref();
-      p?.done({ ok: m.ok, data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength) });
+      p?.done(m.ok);
     });
     w.on('error', () => {
       // Fail what it had (the pieces are fetched again) and replace it on demand.
-      for (const [id, p] of this.pending) if (p.w === idx) { this.pending.delete(id); p.done({ ok: false, data: Buffer.alloc(0) }); }
+      for (const [id, p] of this.pending) if (p.w === idx) { this.pending.delete(id); p.done(false); }
     });
     this.workers.push(w);
     this.load.push(0);
@@ -63,8 +63,8 @@ class VerifyPool {
 
 let pool: VerifyPool | null = null;
 
-/** Verifies a received piece; the returned buffer replaces `data` (which may have been transferred). */
-export function verifyAsync(info: Info, index: number, data: Buffer): Promise<{ ok: boolean; data: Buffer }> {
+/** Verifies a received piece (in a worker if it is large and in shared memory). */
+export function verifyAsync(info: Info, index: number, data: Buffer): Promise<boolean> {
   pool ??= new VerifyPool();
   return pool.run(info, index, data);
 }
