@@ -20,9 +20,9 @@ const closeFd = promisify(closeCb);
 export const MAX_REQUEST = 128 * 1024;
 /**
  * Between DelugeFS engines (which announce `dfs_req`), runs of blocks are asked for in one
- * request of up to this size: a quarter of the messages, callbacks and parsing per byte.
+ * request of up to this size: an eighth of the messages, callbacks and parsing per byte.
  */
-const COALESCE = 64 * 1024;
+const COALESCE = 128 * 1024;
 const key = (piece: number, offset: number): string => `${piece}:${offset}`;
 /** A peer with more unanswered requests than this is flooding us. */
 const MAX_QUEUED_REQUESTS = 8192;
@@ -62,6 +62,8 @@ export interface TorrentStats {
   downloadRate: number;
   uploadRate: number;
   badPieces: number;
+  /** Blocks requested and not yet received, and pieces being verified/written. */
+  inFlight: number;
 }
 
 export class Torrent extends EventEmitter {
@@ -487,6 +489,7 @@ export class Torrent extends EventEmitter {
       downloadRate: Math.round(this.downloadRate),
       uploadRate: Math.round(this.uploadRate),
       badPieces: this.badPieces,
+      inFlight: [...this.conns].reduce((a, c) => a + c.outstanding.size, 0) + this.picker.busy.size,
     };
   }
 

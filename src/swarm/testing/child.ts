@@ -86,6 +86,14 @@ const handlers: Record<string, Handler> = {
   async stats(a: { id: string }) {
     return swarm!.stats(a.id);
   },
+  /** Waits until nothing is in flight for this content (benchmark: read-ahead settled). */
+  async idle(a: { id: string }) {
+    for (;;) {
+      const st = swarm!.stats(a.id);
+      if (!st || st.inFlight === 0) return {};
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  },
   async usage() {
     const u = process.cpuUsage();
     return { cpu: (u.user + u.system) / 1e6 };
