@@ -146,3 +146,22 @@ test('content over 4 GiB (sparse): ranges past 4 GiB, then all of it', async () 
   assert.ok(stt.blocks * 512 < 64 * 1024 * 1024, `stays sparse: ${stt.blocks * 512} bytes allocated`);
   await Promise.all([b.stop(), s.stop()]);
 });
+
+test('stored content not yet open is served on demand (resolve); empty content; bad ranges are refused', async () => {
+  const dir = await tmp('resolve');
+  const data = content(3 * 1024 * 1024 + 5, 4);
+  await writeFile(join(dir, 'f'), data);
+  await writeFile(join(dir, 'empty'), Buffer.alloc(0));
+  const a = await engine({ root: join(dir, 'a') });
+  const { id, torrent } = await a.call('store', { path: join(dir, 'f') });
+  assert.deepEqual(await a.call('active'), []);
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`] });
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  assert.deepEqual(await a.call('active'), [id]);
+  const e = await a.call('add', { path: join(dir, 'empty') });
+  const r = await b.call('fetch', { torrent: e.torrent });
+  assert.equal((await stat(r.path)).size, 0);
+  await assert.rejects(b.call('read', { torrent, start: 10, end: data.length + 1 }), /outside/);
+  await Promise.all([a.stop(), b.stop()]);
+});

@@ -11,6 +11,8 @@ import { closeVerifiers } from '../verify.js';
 
 let swarm: Swarm | null = null;
 let store: ContentStore | null = null;
+/** Info for content stored but not opened: handed to the engine through `resolve`. */
+const known = new Map<string, import('../../content/metainfo.js').Info>();
 
 function torrent(hex: string) {
   return decodeTorrent(Buffer.from(hex, 'hex'));
@@ -34,6 +36,7 @@ const handlers: Record<string, Handler> = {
       handshakeTimeout: 5000,
     };
     if (a.admitAll) opts.admit = () => true;
+    opts.resolve = (id) => known.get(id);
     if (a.dht) opts.dht = { ...a.dht, announceHost: '127.0.0.1' };
     if (a.auth) {
       // The cluster's scheme in miniature: ed25519 over (context, signer's nonce, verifier's nonce).
@@ -61,6 +64,19 @@ const handlers: Record<string, Handler> = {
     await store!.put(tmp, id);
     await swarm!.seed(id, info);
     return { id, torrent: encodeTorrent(info).toString('hex') };
+  },
+  /** Like add, but the engine is not told: a peer asking for it makes it open (resolve). */
+  async store(a: { path: string }) {
+    const info = await hashFile(a.path);
+    const id = infoHash(info);
+    const tmp = store!.tempPath('add');
+    await copyFile(a.path, tmp);
+    await store!.put(tmp, id);
+    known.set(id, info);
+    return { id, torrent: encodeTorrent(info).toString('hex') };
+  },
+  async active() {
+    return swarm!.active();
   },
   async seed(a: { torrent: string }) {
     const { id, info } = torrent(a.torrent);
