@@ -36,6 +36,11 @@ export class SwarmDht extends EventEmitter {
     dht.on('peer', (peer: { host: string; port: number }, infoHash: Buffer) => {
       this.emit('peer', peer.host, peer.port, infoHash.toString('hex'));
     });
+    dht.on('node', () => this.emit('node'));
+    // Another member announced to us: as good as a lookup result, and it comes without asking.
+    dht.on('announce', (peer: { host: string; port: number }, infoHash: Buffer) => {
+      this.emit('peer', peer.host, peer.port, infoHash.toString('hex'));
+    });
     dht.on('warning', (e: Error) => this.log(`dht: ${e.message}`));
     dht.on('error', (e: Error) => this.log(`dht error: ${e.message}`));
     return dht;

@@ -116,6 +116,7 @@ export class Swarm extends EventEmitter {
   dht: SwarmDht | null = null;
   private lookups = new Map<ContentId, { next: number; wait: number }>();
   private announced = new Map<ContentId, number>();
+  private unannounced = new Set<ContentId>();
   private closed = false;
   private readonly ctx: TorrentContext;
   private readonly o: Required<Pick<SwarmOptions, 'pipeline' | 'requestTimeout' | 'handshakeTimeout' | 'maxConnections'>>;
@@ -175,6 +176,7 @@ export class Swarm extends EventEmitter {
         const dht = new SwarmDht({ ...this.opts.dht, host: this.opts.dht.host ?? this.opts.host ?? '0.0.0.0', port: this.opts.dht.port ?? this.port }, (m) => this.log(m));
         await dht.listen();
         dht.on('peer', (host: string, port: number, id: ContentId) => this.addCandidate(host, port, id));
+        dht.on('node', () => this.onDhtNode());
         this.dht = dht;
       }
       this.timer = setInterval(() => this.tick(), 1000);
@@ -206,6 +208,7 @@ export class Swarm extends EventEmitter {
 
   /** A peer the DHT says holds `id`: tried for that content only, and admitted by the usual rule. */
   private addCandidate(host: string, port: number, id: ContentId): void {
+    if (!this.torrents.has(id)) return;
     this.log(`dht: ${id.slice(0, 8)} at ${host}:${port}`);
     const key = `${host}:${port}`;
     let a = this.addrs.get(key);
@@ -451,10 +454,25 @@ export class Swarm extends EventEmitter {
   private announce(id: ContentId): void {
     if (!this.dht) return;
     this.announced.set(id, Date.now());
+    this.unannounced.delete(id);
     void this.dht.announce(id, this.port).then((ok) => {
-      // Nobody took it (no member nodes yet): try again in a few seconds.
-      if (!ok && this.announced.has(id)) this.announced.set(id, Date.now() - REANNOUNCE_MS + 5000);
+      // Nobody took it (no member nodes yet): again as soon as a node appears, or in a while.
+      if (!ok && this.announced.has(id)) {
+        this.unannounced.add(id);
+        this.announced.set(id, Date.now() - REANNOUNCE_MS + 30_000);
+      }
     });
+  }
+
+  /** A DHT node appeared: announces that found nobody and lookups that found nothing go again. */
+  private onDhtNode(): void {
+    for (const id of [...this.unannounced]) this.announce(id);
+    for (const t of this.torrents.values()) {
+      if (t.wanting && t.conns.size === 0) {
+        this.lookups.set(t.id, { next: Date.now() + 1000, wait: 2000 });
+        void this.dht!.lookup(t.id);
+      }
+    }
   }
 
   // ---- content -----------------------------------------------------------------------------

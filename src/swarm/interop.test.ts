@@ -61,3 +61,25 @@ test('our engine downloads from libtorrent (whole and a range)', { skip }, async
   await e.stop();
   await lt.stop();
 });
+
+test('DHT interop: libtorrent finds our engine through our DHT node, and we find libtorrent through its', { skip }, async () => {
+  const { dir, data } = await setup('dht');
+  // Ours seeds and announces; libtorrent knows only our DHT node.
+  const e = await startEngine({ root: join(dir, 'e'), admitAll: true, dht: {} });
+  cleanup.push(() => e.stop(true));
+  const { torrent } = await e.call('add', { path: join(dir, 'f') });
+  await writeFile(join(dir, 't.torrent'), Buffer.from(torrent, 'hex'));
+  await mkdir(join(dir, 'lt'));
+  const lt = await startLt(join(dir, 't.torrent'), join(dir, 'lt'), [], false, [`127.0.0.1:${e.dhtPort}`]);
+  cleanup.push(() => lt.stop());
+  await lt.next('done');
+  assert.equal(sha1(await readFile(join(dir, 'lt', 'content'))), sha1(data));
+  await e.stop();
+  // libtorrent (now a seeder, DHT on its listen port) announces; a new engine knows only its DHT node.
+  const f = await startEngine({ root: join(dir, 'f2'), admitAll: true, dht: { nodes: [`127.0.0.1:${lt.port}`] } });
+  cleanup.push(() => f.stop(true));
+  const { path } = await f.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  await f.stop();
+  await lt.stop();
+});

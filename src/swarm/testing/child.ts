@@ -29,7 +29,7 @@ const handlers: Record<string, Handler> = {
       host: '127.0.0.1',
       port: a.port ?? 0,
       peers: a.peers ?? [],
-      log: process.env.SWARM_DEBUG ? (m) => console.error(`[${process.pid}] ${m}`) : undefined,
+      log: process.env.SWARM_DEBUG ? (m) => console.error(`[${process.pid} ${Date.now() % 100000}] ${m}`) : undefined,
       requestTimeout: a.requestTimeout,
       pipeline: a.pipeline,
       readAhead: a.readAhead,

@@ -57,8 +57,9 @@ export class LtPeer {
   }
 }
 
-export async function startLt(torrentPath: string, save: string, peers: string[] = [], fast = false): Promise<LtPeer> {
-  const args = [LT_SCRIPT, '--torrent', torrentPath, '--save', save, ...peers.flatMap((p) => ['--peer', p]), ...(fast ? ['--fast'] : [])];
+export async function startLt(torrentPath: string, save: string, peers: string[] = [], fast = false, dhtNodes: string[] = []): Promise<LtPeer> {
+  const args = [LT_SCRIPT, '--torrent', torrentPath, '--save', save, ...peers.flatMap((p) => ['--peer', p]), ...(fast ? ['--fast'] : []),
+    ...dhtNodes.flatMap((n) => ['--dht-node', n])];
   const child = spawn(PYTHON, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const p = new LtPeer(child);
   p.port = (await p.next('listening')).port;

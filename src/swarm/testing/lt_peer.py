@@ -14,6 +14,7 @@ ap.add_argument('--save', required=True)
 ap.add_argument('--port', type=int, default=0)
 ap.add_argument('--peer', action='append', default=[])
 ap.add_argument('--fast', action='store_true', help='high-performance seed settings')
+ap.add_argument('--dht-node', action='append', default=[], help='enable the DHT, bootstrapped only from these host:port')
 a = ap.parse_args()
 
 def say(**kw):
@@ -24,7 +25,11 @@ settings = lt.high_performance_seed() if a.fast else {}
 settings.update({
     'listen_interfaces': '127.0.0.1:%d' % a.port,
     'outgoing_interfaces': '127.0.0.1',
-    'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
+    # No public DHT routers, ever: the bootstrap list is emptied before the DHT may start.
+    'dht_bootstrap_nodes': '',
+    'enable_dht': bool(a.dht_node), 'enable_lsd': False,
+    # every test node is on 127.0.0.1: let several share the address in routing and searches
+    'dht_restrict_routing_ips': False, 'dht_restrict_search_ips': False, 'enable_upnp': False, 'enable_natpmp': False,
     'enable_incoming_utp': False, 'enable_outgoing_utp': False,
     'in_enc_policy': 2, 'out_enc_policy': 2,  # plaintext only: our engine speaks no MSE
     'allow_multiple_connections_per_ip': True,
@@ -47,10 +52,19 @@ def stdin_watch():
     os._exit(0)
 threading.Thread(target=stdin_watch, daemon=True).start()
 
+for n in a.dht_node:
+    host, pp = n.rsplit(':', 1)
+    ses.add_dht_node((host, int(pp)))
+
 start = time.time()
 connected = False
 done = False
+last_announce = 0
 while True:
+    if a.dht_node and time.time() - last_announce > 1.0:
+        # The default re-announce interval is 15 minutes: ask for a lookup and announce now.
+        last_announce = time.time()
+        h.force_dht_announce()
     s = h.status()
     if not connected and s.state not in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data):
         for p in a.peer:
@@ -60,5 +74,5 @@ while True:
         start = time.time()
     if not done and s.is_seeding and connected:
         done = True
-        say(event='done', seconds=time.time() - start, downloaded=s.total_payload_download, cpu=time.process_time())
+        say(event='done', seconds=time.time() - start, downloaded=s.total_payload_download, cpu=time.process_time(), dht_port=port)
     time.sleep(0.02)
