@@ -10,6 +10,7 @@ import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
 import { warmVerifiers } from './verify.js';
+import { PieceCache } from './cache.js';
 import { decode, encode, getBytes, isDict } from '../util/bencode.js';
 import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
 
@@ -72,7 +73,7 @@ export interface SwarmOptions {
   handshakeTimeout?: number;
   /** Bytes fetched in order after a range a reader asked for. */
   readAhead?: number;
-  /** Piece cache for serving, per content (bytes). */
+  /** Piece cache for serving, all content together (bytes). */
   cacheBytes?: number;
   maxConnections?: number;
   /** A private DHT (off unless given): bootstrapped only from `dht.nodes` / addDhtNode(). */
@@ -136,7 +137,7 @@ export class Swarm extends EventEmitter {
       partialDir: opts.partialDir ?? join(dirname(opts.store.dir), 'partial'),
       pipeline: this.o.pipeline,
       readAhead: opts.readAhead ?? 32 * 1024 * 1024,
-      cacheBytes: opts.cacheBytes ?? 32 * 1024 * 1024,
+      cache: new PieceCache(opts.cacheBytes ?? 64 * 1024 * 1024),
       log,
       ban: (t, conn) => this.ban(t, conn),
       wantPeers: (t) => this.connectPeers(t),
@@ -509,22 +510,25 @@ export class Swarm extends EventEmitter {
     await this.open(id, info);
   }
 
-  /** Fetches the whole content into the store (resuming a partial download); resolves when stored. */
-  async fetch(id: ContentId, info: Info): Promise<void> {
+  /**
+   * Fetches the whole content into the store (resuming a partial download); resolves when stored.
+   * Waits for peers as long as it takes; `signal` gives up waiting (the download stays open).
+   */
+  async fetch(id: ContentId, info: Info, signal?: AbortSignal): Promise<void> {
     const t = await this.open(id, info);
-    await t.fetchAll();
+    await t.fetchAll(signal);
   }
 
   /** Resolves once bytes [start, end) are verified and readable (see read()); fetches them first. */
-  async fetchRange(id: ContentId, info: Info, start: number, end: number): Promise<void> {
+  async fetchRange(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal): Promise<void> {
     const t = await this.open(id, info);
-    await t.fetchRange(start, end);
+    await t.fetchRange(start, end, signal);
   }
 
   /** Bytes [start, end) of the content, fetched first if needed. */
-  async read(id: ContentId, info: Info, start: number, end: number): Promise<Buffer> {
+  async read(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal): Promise<Buffer> {
     const t = await this.open(id, info);
-    await t.fetchRange(start, end);
+    await t.fetchRange(start, end, signal);
     return t.read(start, end);
   }
 

@@ -63,6 +63,12 @@ export class Picker<K> {
     this.cursor = first;
   }
 
+  /** A reader gave up waiting: its range loses its priority. */
+  removeRange(first: number, last: number): void {
+    const i = this.ranges.findIndex((r) => r.first === first && r.last === last);
+    if (i >= 0) this.ranges.splice(i, 1);
+  }
+
   /** True if a reader waits for this piece. */
   isUrgent(piece: number): boolean {
     return this.ranges.some((r) => piece >= r.next && piece <= r.last);

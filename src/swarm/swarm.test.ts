@@ -165,3 +165,17 @@ test('stored content not yet open is served on demand (resolve); empty content; 
   await assert.rejects(b.call('read', { torrent, start: 10, end: data.length + 1 }), /outside/);
   await Promise.all([a.stop(), b.stop()]);
 });
+
+test('a reader can give up waiting (no peer has the content yet); the engine carries on', async () => {
+  const dir = await tmp('abort');
+  const data = content(2 * 1024 * 1024, 5);
+  await writeFile(join(dir, 'f'), data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { torrent } = await a.call('add', { path: join(dir, 'f') });
+  const b = await engine({ root: join(dir, 'b') });
+  assert.deepEqual(await b.call('readAbort', { torrent, start: 0, end: 1000 }), { ended: 'given up' });
+  await b.call('addPeer', { host: '127.0.0.1', port: a.port });
+  const r = await b.call('read', { torrent, start: 0, end: 1000 });
+  assert.equal(r.sha1, sha1(data.subarray(0, 1000)));
+  await Promise.all([a.stop(), b.stop()]);
+});

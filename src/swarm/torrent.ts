@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { ContentId, Info, pieceCount, pieceSize, BLOCK } from '../content/metainfo.js';
 import { verifyAsync } from './verify.js';
 import { giveBuffer } from './buffers.js';
+import type { PieceCache } from './cache.js';
 import type { ContentStore } from '../content/store.js';
 import { Bitfield } from './bitfield.js';
 import { PartialFile } from './partial.js';
@@ -38,7 +39,7 @@ export interface TorrentContext {
   partialDir: string;
   pipeline: number;
   readAhead: number;
-  cacheBytes: number;
+  cache: PieceCache;
   log: (msg: string) => void;
   /** A peer sent bad data repeatedly: never talk to it about this content again. */
   ban(t: Torrent, conn: Conn): void;
@@ -74,8 +75,8 @@ export class Torrent extends EventEmitter {
   private partial: PartialFile | null = null;
   private fd: number | null = null;
   private waiters: Waiter[] = [];
-  private cache = new Map<number, Buffer>();
-  private cacheSize = 0;
+  /** Fds replaced while reads may still be using them (partial file after completion). */
+  private retiredFds: number[] = [];
   private reading = new Map<number, Promise<Buffer>>();
   private fillQueued = false;
   private finishing: Promise<void> | null = null;
@@ -123,16 +124,16 @@ export class Torrent extends EventEmitter {
   // ---- what we want ------------------------------------------------------------------------
 
   /** Resolves once all content is verified and in the store. */
-  fetchAll(): Promise<void> {
+  fetchAll(signal?: AbortSignal): Promise<void> {
     this.picker.wantAll();
-    const p = this.waitFor(0, this.n - 1).then(() => this.finishing ?? undefined);
+    const p = this.waitFor(0, this.n - 1, signal).then(() => this.finishing ?? undefined);
     this.ctx.wantPeers(this);
     this.scheduleFill();
     return p;
   }
 
   /** Resolves once bytes [start, end) are verified and readable; reads ahead after them. */
-  fetchRange(start: number, end: number): Promise<void> {
+  fetchRange(start: number, end: number, signal?: AbortSignal): Promise<void> {
     if (start < 0 || end > this.info.length || start > end) {
       return Promise.reject(new RangeError(`range ${start}-${end} outside content of ${this.info.length} bytes`));
     }
@@ -143,7 +144,7 @@ export class Torrent extends EventEmitter {
     this.picker.addRange(first, last);
     const ahead = Math.max(1, Math.ceil(this.ctx.readAhead / this.info.pieceLength));
     this.picker.readAhead(last + 1, last + ahead);
-    const p = this.waitFor(first, last);
+    const p = this.waitFor(first, last, signal, true);
     this.ctx.wantPeers(this);
     this.yieldToReader();
     this.scheduleFill();
@@ -174,9 +175,28 @@ export class Torrent extends EventEmitter {
     if (cancel) conn.wire.cancel(r.piece, r.offset, r.length);
   }
 
-  private waitFor(first: number, last: number): Promise<void> {
+  /**
+   * Resolves when pieces first..last are all verified and written. An abort rejects it and, for a
+   * reader's range, gives up the range's priority (fetching goes on as read-ahead or not at all).
+   */
+  private waitFor(first: number, last: number, signal?: AbortSignal, range = false): Promise<void> {
     if (this.n === 0 || this.have.hasRange(first, last)) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ first, last, next: first, resolve, reject }));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const w: Waiter = { first, last, next: first, resolve, reject };
+      if (signal) {
+        const onAbort = (): void => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          if (range) this.picker.removeRange(first, last);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const done = (): void => signal.removeEventListener('abort', onAbort);
+        w.resolve = () => { done(); resolve(); };
+        w.reject = (e) => { done(); reject(e); };
+      }
+      this.waiters.push(w);
+    });
   }
 
   /** Reads bytes of content already verified (callers fetchRange first). */
@@ -281,35 +301,19 @@ export class Torrent extends EventEmitter {
 
   /** A whole verified piece, from a small cache (peers ask block by block, in order). */
   private readPiece(index: number): Promise<Buffer> {
-    const hit = this.cache.get(index);
-    if (hit) {
-      this.cache.delete(index);
-      this.cache.set(index, hit);
-      return Promise.resolve(hit);
-    }
+    const hit = this.ctx.cache.get(this.id, index);
+    if (hit) return Promise.resolve(hit);
     let p = this.reading.get(index);
     if (!p) {
       p = (async () => {
         const start = index * this.info.pieceLength;
         const buf = await this.read(start, start + pieceSize(this.info, index));
-        this.remember(index, buf);
+        this.ctx.cache.put(this.id, index, buf);
         return buf;
       })().finally(() => this.reading.delete(index));
       this.reading.set(index, p);
     }
     return p;
-  }
-
-  private remember(index: number, buf: Buffer): void {
-    if (this.cache.has(index)) return;
-    this.cache.set(index, buf);
-    this.cacheSize += buf.length;
-    const budget = Math.max(this.ctx.cacheBytes, 2 * this.info.pieceLength);
-    for (const [k, v] of this.cache) {
-      if (this.cacheSize <= budget) break;
-      this.cache.delete(k);
-      this.cacheSize -= v.length;
-    }
   }
 
   // ---- fetching ----------------------------------------------------------------------------
@@ -444,12 +448,13 @@ export class Torrent extends EventEmitter {
         this.failWaiters(e as Error);
         throw e;
       }
-      // The old fd still reads the same bytes; swap to the store's file for good measure.
+      // The old fd still reads the same bytes; swap to the store's file for good measure, but
+      // keep the old one open until the content closes: a read may be using it right now, and a
+      // closed fd number can be reused by another file.
       const fd = await this.ctx.store.openRead(this.id);
-      const old = this.fd;
       this.fd = fd;
       this.partial = null;
-      if (old !== null && old !== fd) await partial.close();
+      this.retiredFds.push(partial.rawFd);
       for (const c of this.conns) {
         for (const r of new Set(c.outstanding.values())) this.dropReq(c, r, true);
         c.wire.uninterested();
@@ -503,6 +508,8 @@ export class Torrent extends EventEmitter {
     } finally {
       if (this.partial) await this.partial.close();
       else if (this.fd !== null) await closeFd(this.fd).catch(() => {});
+      for (const fd of this.retiredFds.splice(0)) await closeFd(fd).catch(() => {});
+      this.ctx.cache.drop(this.id);
       this.fd = null;
     }
   }

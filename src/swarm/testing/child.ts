@@ -95,6 +95,14 @@ const handlers: Record<string, Handler> = {
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     return { sha1: createHash('sha1').update(buf).digest('hex'), length: buf.length, ms };
   },
+  /** Starts a read and gives up on it at once: resolves with how the read ended. */
+  async readAbort(a: { torrent: string; start: number; end: number }) {
+    const { id, info } = torrent(a.torrent);
+    const ac = new AbortController();
+    const p = swarm!.read(id, info, a.start, a.end, ac.signal);
+    setImmediate(() => ac.abort(new Error('given up')));
+    return p.then(() => ({ ended: 'resolved' }), (e: Error) => ({ ended: e.message }));
+  },
   async addPeer(a: { host: string; port: number }) {
     swarm!.addPeer(a.host, a.port);
     return {};
