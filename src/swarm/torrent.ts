@@ -81,6 +81,8 @@ export class Torrent extends EventEmitter {
   private fillQueued = false;
   private finishing: Promise<void> | null = null;
   closed = false;
+  /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
+  private writeError: Error | null = null;
   downloaded = 0;
   uploaded = 0;
   badPieces = 0;
@@ -125,6 +127,7 @@ export class Torrent extends EventEmitter {
 
   /** Resolves once all content is verified and in the store. */
   fetchAll(signal?: AbortSignal): Promise<void> {
+    this.writeError = null;
     this.picker.wantAll();
     const p = this.waitFor(0, this.n - 1, signal).then(() => this.finishing ?? undefined);
     this.ctx.wantPeers(this);
@@ -138,6 +141,7 @@ export class Torrent extends EventEmitter {
       return Promise.reject(new RangeError(`range ${start}-${end} outside content of ${this.info.length} bytes`));
     }
     if (start === end) return Promise.resolve();
+    this.writeError = null;
     const first = Math.floor(start / this.info.pieceLength);
     const last = Math.floor((end - 1) / this.info.pieceLength);
     if (this.have.hasRange(first, last)) return Promise.resolve();
@@ -329,7 +333,7 @@ export class Torrent extends EventEmitter {
   }
 
   fill(conn: Conn): void {
-    if (conn.closed || !conn.admitted || this.closed || this.have.full()) return;
+    if (conn.closed || !conn.admitted || this.closed || this.writeError || this.have.full()) return;
     const w = conn.wire;
     if (w.peerChoking) {
       if (!w.amInterested) w.interested();
@@ -408,7 +412,8 @@ export class Torrent extends EventEmitter {
     } catch (e) {
       giveBuffer(p.buf);
       this.picker.pieceLost(p.index);
-      this.ctx.log(`${this.id.slice(0, 8)}: writing piece ${p.index} failed: ${(e as Error).message}`);
+      this.ctx.log(`${this.id.slice(0, 8)}: writing piece ${p.index} failed: ${(e as Error).message}; fetching stops`);
+      this.writeError = e as Error;
       this.failWaiters(e as Error);
       return;
     }
