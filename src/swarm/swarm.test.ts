@@ -179,3 +179,23 @@ test('a reader can give up waiting (no peer has the content yet); the engine car
   assert.equal(r.sha1, sha1(data.subarray(0, 1000)));
   await Promise.all([a.stop(), b.stop()]);
 });
+
+test('a seeder killed mid-transfer: the fetch finishes from the other one', async () => {
+  const dir = await tmp('kill');
+  const data = content(64 * 1024 * 1024, 6);
+  await writeFile(join(dir, 'f'), data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { torrent } = await a.call('add', { path: join(dir, 'f') });
+  const c = await engine({ root: join(dir, 'c') });
+  await c.call('add', { path: join(dir, 'f') });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`, `127.0.0.1:${c.port}`], progress: true });
+  let pieces = 0;
+  let killed: Promise<void> | null = null;
+  b.on('progress', () => {
+    if (++pieces === 8) killed = a.stop(true);
+  });
+  const { path } = await b.call('fetch', { torrent });
+  await killed;
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  await Promise.all([b.stop(), c.stop()]);
+});

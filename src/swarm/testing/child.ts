@@ -120,7 +120,7 @@ const handlers: Record<string, Handler> = {
   },
   async usage() {
     const u = process.cpuUsage();
-    return { cpu: (u.user + u.system) / 1e6 };
+    return { cpu: (u.user + u.system) / 1e6, user: u.user / 1e6, system: u.system / 1e6 };
   },
   async close() {
     await swarm?.close();
