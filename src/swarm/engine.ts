@@ -424,9 +424,6 @@ export class Swarm extends EventEmitter {
     const now = Date.now();
     for (const t of this.torrents.values()) {
       t.tick(now);
-      if (process.env.SWARM_DEBUG) {
-        for (const c of t.conns) this.log(`dbg ${t.id.slice(0, 6)} ${c.direction} out=${c.outstanding.size} q=${c.serveQueue.length} serving=${c.serving} backlog=${c.backlog} choked=${c.wire.peerChoking} amChoking=${c.wire.amChoking} wreq=${c.wire.requests.length} pend=${t.picker.pending.size} busy=${t.picker.busy.size}`);
-      }
       for (const c of t.conns) {
         if (c.outstanding.size && now - c.lastRecv > this.o.requestTimeout) {
           this.log(`${t.id.slice(0, 8)}: ${c.remoteAddress}:${c.remotePort} owes ${c.outstanding.size} blocks, silent; dropped`);
