@@ -116,3 +116,25 @@ test('a seeder refuses unknown content and bad requests, and keeps serving', asy
   assert.equal(r.sha1, sha1(data.subarray(1000, 2_000_000)));
   await b.stop();
 });
+
+test('a request cancelled and asked again at once is still answered', { timeout: 30_000 }, async () => {
+  // Regression: the wire matches answers by (index, offset, length); answering the cancelled
+  // one consumed the new one, which then never came.
+  const { connect } = await import('node:net');
+  const { reader } = await import('./testing/hostile.js');
+  const got = await new Promise<number>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port: seeder.port });
+    let pieces = 0;
+    s.on('error', () => {});
+    s.on('connect', () => s.write(Buffer.concat([handshake(id), message(2)])));
+    reader(s, () => {}, (mid, body) => {
+      if (mid === 1) s.write(Buffer.concat([message(6, 3, 0, 16384), message(8, 3, 0, 16384), message(6, 3, 0, 16384)]));
+      if (mid === 7 && body.readUInt32BE(0) === 3) {
+        pieces++;
+        s.destroy();
+        resolve(pieces);
+      }
+    });
+  });
+  assert.equal(got, 1);
+});

@@ -83,7 +83,14 @@ class Framer {
 /** One wire request: consecutive blocks of a piece asked for together (one block for most peers). */
 export interface Req { piece: number; offset: number; length: number; blocks: Block[] }
 
-export interface ServeRequest { index: number; offset: number; length: number; respond: (err: Error | null, buf?: Uint8Array) => void }
+export interface ServeRequest {
+  index: number;
+  offset: number;
+  length: number;
+  respond: (err: Error | null, buf?: Uint8Array) => void;
+  /** The peer cancelled it while it was being read: it must not be answered (see serve()). */
+  cancelled?: boolean;
+}
 
 let nextConnId = 1;
 
@@ -103,6 +110,8 @@ export class Conn extends EventEmitter {
   peerHandshake: Record<string, unknown> = {};
   /** The peer's requests to us, served in order. */
   readonly serveQueue: ServeRequest[] = [];
+  /** The request being read for the peer right now, out of the queue. */
+  serveCurrent: ServeRequest | null = null;
   serving = false;
   lastRecv = Date.now();
   downloaded = 0;

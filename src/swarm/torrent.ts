@@ -234,7 +234,13 @@ export class Torrent extends EventEmitter {
       this.onRequest(conn, { index, offset, length, respond }));
     for (const ev of ['unchoke', 'have', 'bitfield', 'have-all']) w.on(ev, () => this.fill(conn));
     w.on('cancel', (index: number, offset: number, length: number) => {
-      const i = conn.serveQueue.findIndex((r) => r.index === index && r.offset === offset && r.length === length);
+      const same = (r: ServeRequest): boolean => r.index === index && r.offset === offset && r.length === length;
+      const cur = conn.serveCurrent;
+      if (cur && !cur.cancelled && same(cur)) {
+        cur.cancelled = true;
+        return;
+      }
+      const i = conn.serveQueue.findIndex(same);
       if (i >= 0) conn.serveQueue.splice(i, 1);
     });
     w.on('choke', () => {
@@ -289,8 +295,14 @@ export class Torrent extends EventEmitter {
           continue;
         }
         const r = conn.serveQueue.shift()!;
+        conn.serveCurrent = r;
         const piece = await this.readPiece(r.index);
+        conn.serveCurrent = null;
         if (conn.closed) break;
+        // The wire matches answers to requests by (index, offset, length) only: answering a
+        // cancelled request would consume an identical one asked again since, which would then
+        // never be answered.
+        if (r.cancelled) continue;
         r.respond(null, piece.subarray(r.offset, r.offset + r.length));
         conn.uploaded += r.length;
         this.uploaded += r.length;
