@@ -5,7 +5,7 @@
 // (whoever asks first), so a failure with a single sender names the culprit.
 import { BLOCK, Info, pieceCount, pieceSize } from '../content/metainfo.js';
 import { Bitfield } from './bitfield.js';
-import { takeBuffer } from './buffers.js';
+import { copyInto, takeBuffer } from './buffers.js';
 
 export interface Block { piece: number; offset: number; length: number }
 
@@ -199,7 +199,7 @@ export class Picker<K> {
     const p = this.pending.get(blk.piece);
     const b = blk.offset / BLOCK;
     if (!p || p.state[b] === RECEIVED || data.length !== blk.length) return { others: [], done: null };
-    p.buf.set(data, blk.offset);
+    copyInto(p.buf, data, blk.offset);
     if (p.state[b] === FREE) p.free--;
     p.state[b] = RECEIVED;
     p.received++;
