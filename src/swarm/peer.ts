@@ -17,8 +17,32 @@ class Framer {
   private accLen = 0;
   private size = 0; // of the frame being assembled, once its header is complete
   private handshook = false;
+  /** Reusable buffers for piece messages split across reads (fresh 128 KiB buffers cost faults). */
+  private ring: Buffer[] = [];
+  private turn = 0;
 
-  constructor(private readonly onFrame: (f: Buffer) => void, private readonly onOversized: (n: number) => void) {}
+  constructor(
+    private readonly onFrame: (f: Buffer) => void,
+    private readonly onOversized: (n: number) => void,
+    /** True when the consumer is done with every frame given so far (a ring buffer may be reused). */
+    private readonly drained: () => boolean,
+  ) {}
+
+  /** Joins the parts of a frame: pieces into a ring buffer when safe, anything else freshly. */
+  private join(): Buffer {
+    const first = this.acc[0]!;
+    const id = first.length > 4 ? first[4] : Buffer.concat(this.acc, 5)[4];
+    if (!this.handshook || id !== 7 || !this.drained()) return Buffer.concat(this.acc, this.accLen);
+    this.turn ^= 1;
+    let r = this.ring[this.turn];
+    if (!r || r.length < this.accLen) r = this.ring[this.turn] = Buffer.allocUnsafeSlow(Math.max(this.accLen, 132 * 1024));
+    let o = 0;
+    for (const a of this.acc) {
+      r.set(a, o);
+      o += a.length;
+    }
+    return r.subarray(0, this.accLen);
+  }
 
   /** Frame size from a header at buf[off..], or 0 if the header is incomplete; -1 = refused. */
   private frameSize(buf: Buffer, off: number): number {
@@ -70,7 +94,7 @@ class Framer {
       this.accLen += take;
       off += take;
       if (this.accLen === this.size) {
-        const f = Buffer.concat(this.acc, this.accLen);
+        const f = this.join();
         this.acc = [];
         this.accLen = 0;
         this.size = 0;
@@ -150,9 +174,12 @@ export class Conn extends EventEmitter {
     });
     // The wire parses what it is given on the next tick, so at most one socket chunk is ever
     // queued in it: no need to pause the socket for it.
+    // A piece message is copied out by the time the wire has taken every queued write (it parses
+    // synchronously in _write and the request callback copies the block into the piece).
+    const drained = (): boolean => (wire as unknown as { _writableState?: { buffered?: number } })._writableState?.buffered === 0;
     const framer = new Framer((f) => {
       if (!this.closed) wire.write(f);
-    }, (n) => this.close(`oversized message (${n} bytes)`));
+    }, (n) => this.close(`oversized message (${n} bytes)`), drained);
     socket.on('data', (chunk: Buffer) => {
       if (!this.closed) framer.push(chunk);
     });
