@@ -532,4 +532,3 @@ export class Torrent extends EventEmitter {
   }
 }
 
-export { BLOCK };
