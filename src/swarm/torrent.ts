@@ -232,7 +232,11 @@ export class Torrent extends EventEmitter {
     if (this.wanting) w.interested();
     w.on('request', (index: number, offset: number, length: number, respond: ServeRequest['respond']) =>
       this.onRequest(conn, { index, offset, length, respond }));
-    for (const ev of ['unchoke', 'have', 'bitfield', 'have-all']) w.on(ev, () => this.fill(conn));
+    for (const ev of ['unchoke', 'have', 'bitfield', 'have-all']) {
+      w.on(ev, () => {
+        if (!this.dropIfBothComplete(conn)) this.fill(conn);
+      });
+    }
     w.on('cancel', (index: number, offset: number, length: number) => {
       const same = (r: ServeRequest): boolean => r.index === index && r.offset === offset && r.length === length;
       const cur = conn.serveCurrent;
@@ -249,6 +253,15 @@ export class Torrent extends EventEmitter {
     });
     conn.once('close', () => this.detach(conn));
     this.fill(conn);
+  }
+
+  /** Two complete holders have nothing to exchange: the connection only costs a socket. */
+  private dropIfBothComplete(conn: Conn): boolean {
+    if (!this.have.full() || conn.closed) return false;
+    const bits = conn.wire.peerPieces;
+    for (let i = 0; i < this.n; i++) if (!bits.get(i)) return false;
+    conn.close('both complete');
+    return true;
   }
 
   private detach(conn: Conn): void {
@@ -472,9 +485,10 @@ export class Torrent extends EventEmitter {
       this.fd = fd;
       this.partial = null;
       this.retiredFds.push(partial.rawFd);
-      for (const c of this.conns) {
+      for (const c of [...this.conns]) {
         for (const r of new Set(c.outstanding.values())) this.dropReq(c, r, true);
         c.wire.uninterested();
+        this.dropIfBothComplete(c);
       }
       this.emit('complete', this.id);
     })();
