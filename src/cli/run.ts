@@ -7,6 +7,7 @@ import type { RunArgs } from './args.js';
 import { acquireLock, createLayout, inspectRoot, paths, NodeConfig } from '../node/layout.js';
 import { DelugeNode } from '../node/node.js';
 import { ClusterNode } from '../node/cluster-node.js';
+import { SwarmLink } from '../node/swarm-link.js';
 import { joinWithToken, joinLocal, joinFromPeer, checkToken, JoinError, Joined } from '../node/join-root.js';
 import { resolveInterface } from '../cluster/discovery.js';
 import { findLocalMember, LocalEntry } from '../cluster/local-registry.js';
@@ -104,6 +105,7 @@ export async function runNode(a: RunArgs): Promise<void> {
 
   let node: DelugeNode | undefined;
   let cluster: ClusterNode | undefined;
+  let swarm: SwarmLink | undefined;
   let mounted: Mounted | undefined;
   let stopping: Promise<void> | null = null;
   const stop = (why: string) => {
@@ -114,6 +116,7 @@ export async function runNode(a: RunArgs): Promise<void> {
       } catch (e) {
         log.error('fuse.unmount.failed', { error: (e as Error).message });
       }
+      await swarm?.close();
       await cluster?.close();
       await node?.close();
       btListener.close();
@@ -148,14 +151,17 @@ export async function runNode(a: RunArgs): Promise<void> {
     cluster = await ClusterNode.start(node, p, config, log, {
       sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create',
     });
+    // The swarm takes over the BitTorrent port reserved during the checks.
+    await new Promise((r) => btListener.close(r));
+    swarm = await SwarmLink.start(node, cluster, { root, clusterName: a.cluster, port, log });
     if (mnt) mounted = await mount(node, mnt, { cluster: a.cluster, allowOther: a.allowOther }, log);
   } catch (e) {
     await stop('start failed').catch(() => {});
     throw e;
   }
-  const ready = { cluster: a.cluster, node: config.nodeId, root, mount: mnt ?? null, port, sshPort: cluster.sshPort };
+  const ready = { cluster: a.cluster, node: config.nodeId, root, mount: mnt ?? null, port: swarm.port, sshPort: cluster.sshPort };
   log.info('node.ready', ready);
   process.stdout.write(a.json ? JSON.stringify({ event: 'ready', ...ready }) + '\n'
-    : `delugefs: node ${config.nodeId} of cluster ${a.cluster} ready: root ${root}, ${mnt ? `mounted on ${mnt}` : 'storage only'}, BitTorrent port ${port}, SSH port ${cluster.sshPort}\n`);
+    : `delugefs: node ${config.nodeId} of cluster ${a.cluster} ready: root ${root}, ${mnt ? `mounted on ${mnt}` : 'storage only'}, BitTorrent port ${swarm.port}, SSH port ${cluster.sshPort}\n`);
 }
 

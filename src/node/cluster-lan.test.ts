@@ -168,6 +168,24 @@ test('a file written on one mount is listed on the others', { skip, timeout: 60_
   await listedEverywhere([a, b], 'from-c.txt');
 });
 
+test('content written on one mount is read on the others, over BitTorrent from the writer', { skip, timeout: 90_000 }, async () => {
+  const { a, b, c } = nodes as Record<string, N>;
+  await sh(`head -c 3000001 /dev/urandom > ${a.mnt}/content.bin && printf small > ${a.mnt}/small.txt`);
+  const want = (await sh(`sha256sum < ${a.mnt}/content.bin`)).out.split(' ')[0];
+  await listedEverywhere([b, c], 'content.bin');
+  for (const n of [b, c]) {
+    assert.equal((await sh(`cat ${n.mnt}/from-a.txt`)).out, 'hello');
+    assert.equal((await sh(`cat ${n.mnt}/small.txt`)).out, 'small');
+    assert.equal((await sh(`sha256sum < ${n.mnt}/content.bin`)).out.split(' ')[0], want, `content on ${n.name}`);
+  }
+  // Changing content held elsewhere copies it whole first; the new version reaches the writer's peers.
+  await sh(`printf TAIL >> ${b.mnt}/content.bin`);
+  const next = (await sh(`sha256sum < ${b.mnt}/content.bin`)).out.split(' ')[0];
+  assert.notEqual(next, want);
+  await eventually('new version on a', async () => (await sh(`stat -c %s ${a.mnt}/content.bin`)).out.trim() === '3000005');
+  assert.equal((await sh(`sha256sum < ${a.mnt}/content.bin`)).out.split(' ')[0], next);
+});
+
 test('bad pushes are refused and the repository is unharmed', { skip, timeout: 60_000 }, async () => {
   const { a, b } = nodes as Record<string, N>;
   await converged([a, b]);

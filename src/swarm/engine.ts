@@ -1,0 +1,565 @@
+// The swarm engine: one TCP listener, an address book of cluster peers, and the open content
+// (Torrent) by id. Connections are admitted per content after the BitTorrent handshake and the
+// BEP 10 extension handshake, by the `admit` hook (membership is the cluster's business).
+import { EventEmitter } from 'node:events';
+import { createServer, connect, Server, Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
+import type { ContentStore } from '../content/store.js';
+import { Conn } from './peer.js';
+import { SwarmDht, DhtOptions } from './dht.js';
+import { warmVerifiers } from './verify.js';
+import { PieceCache } from './cache.js';
+import { decode, encode, getBytes, isDict } from '../util/bencode.js';
+import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
+
+export interface PeerInfo {
+  /** Remote IP address (IPv4-mapped IPv6 addresses are given as plain IPv4). */
+  address: string;
+  port: number;
+  direction: 'in' | 'out';
+  /** Remote BitTorrent peer id, hex. */
+  peerId: string;
+  id: ContentId;
+  /** The peer's BEP 10 extension handshake ({} if it sent none). */
+  handshake: Record<string, unknown>;
+  /** The cluster node id the peer proved (with `auth`), else null. */
+  node: string | null;
+}
+
+/**
+ * Membership proof inside the BEP 10 extension handshake: each side sends a fresh nonce in its
+ * extended handshake ("dfs_nonce"), then a "dfs_auth" extension message with its proof over
+ * (its nonce, the other's nonce). Matches the cluster's makeWireProof/verifyWireProof.
+ */
+export interface WireAuth {
+  prove(myNonce: Buffer, theirNonce: Buffer): { node: string; sig: Buffer } | Promise<{ node: string; sig: Buffer }>;
+  /** The member's node id if the proof is valid and from a member, else null. */
+  verify(proof: { node: string; sig: Buffer }, myNonce: Buffer, theirNonce: Buffer): string | null | Promise<string | null>;
+}
+
+export type AdmitFn = (peer: PeerInfo) => boolean | Promise<boolean>;
+
+export interface SwarmOptions {
+  store: ContentStore;
+  /** Partial downloads; default: `partial` beside the store's folder (same filesystem). */
+  partialDir?: string;
+  /** First port to try; the next ones up to `portTries` are tried if taken. 0 = any. */
+  port?: number;
+  portTries?: number;
+  /** Address to listen on (default 0.0.0.0). */
+  host?: string;
+  /** Peers to fetch from: "host:port" or {host, port}. */
+  peers?: Array<string | { host: string; port: number }>;
+  log?: (msg: string) => void;
+  /**
+   * Membership: decides whether a connection may exchange data. Default: with `auth`, peers that
+   * proved a member node id; without, only connections from addresses of known peers (given in
+   * `peers`, `addPeer` or `allowAddress`).
+   */
+  admit?: AdmitFn;
+  /** Node-key proof exchanged on every connection (see WireAuth). */
+  auth?: WireAuth;
+  /** Info of complete content not yet opened, for a peer asking for it (else it is refused). */
+  resolve?: (id: ContentId) => Info | undefined | Promise<Info | undefined>;
+  /** Extra fields for our BEP 10 handshake (e.g. a node id and proof for `admit` on the other side). */
+  handshakeFields?: (peer: { address: string; id: ContentId }) => Record<string, unknown>;
+  /** Blocks of 16 KiB in flight per peer (>= 128). */
+  pipeline?: number;
+  /** A peer owing blocks that sends nothing for this long is dropped (ms). */
+  requestTimeout?: number;
+  /** Time allowed for handshakes (ms). */
+  handshakeTimeout?: number;
+  /** Bytes fetched in order after a range a reader asked for. */
+  readAhead?: number;
+  /** Piece cache for serving, all content together (bytes). */
+  cacheBytes?: number;
+  maxConnections?: number;
+  /** A private DHT (off unless given): bootstrapped only from `dht.nodes` / addDhtNode(). */
+  dht?: DhtOptions;
+}
+
+interface AddrState { next: number; failures: number; conn: Conn | null; connecting: boolean }
+/** A peer address; `ids` limits it to content it was found for in the DHT (null: all content). */
+interface Addr { host: string; port: number; per: Map<ContentId, AddrState>; ids: Set<ContentId> | null }
+
+const REANNOUNCE_MS = 10 * 60_000;
+
+const PEER_ID_PREFIX = '-DF0100-';
+const NONCE_KEY = 'dfs_nonce';
+const NONCE_BYTES = 16;
+const AUTH_EXT = 'dfs_auth';
+
+function normalizeAddress(a: string | undefined): string {
+  if (!a) return '';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+function parsePeer(p: string | { host: string; port: number }): { host: string; port: number } {
+  if (typeof p !== 'string') return p;
+  const m = /^\[?(.+?)\]?:(\d+)$/.exec(p);
+  if (!m) throw new Error(`peer "${p}" is not host:port`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+export class Swarm extends EventEmitter {
+  readonly peerId: string;
+  port = 0;
+  private server: Server | null = null;
+  private torrents = new Map<ContentId, Torrent>();
+  private opening = new Map<ContentId, Promise<Torrent>>();
+  private addrs = new Map<string, Addr>();
+  private allowed = new Set<string>();
+  private bans = new Map<ContentId, Set<string>>();
+  private incoming = new Set<Conn>();
+  private timer: NodeJS.Timeout | null = null;
+  dht: SwarmDht | null = null;
+  private lookups = new Map<ContentId, { next: number; wait: number }>();
+  private announced = new Map<ContentId, number>();
+  private unannounced = new Set<ContentId>();
+  private closed = false;
+  private readonly ctx: TorrentContext;
+  private readonly o: Required<Pick<SwarmOptions, 'pipeline' | 'requestTimeout' | 'handshakeTimeout' | 'maxConnections'>>;
+
+  constructor(readonly opts: SwarmOptions) {
+    super();
+    this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX), randomBytes(12)]).toString('hex');
+    this.o = {
+      pipeline: Math.max(128, opts.pipeline ?? 128),
+      requestTimeout: opts.requestTimeout ?? 20_000,
+      handshakeTimeout: opts.handshakeTimeout ?? 10_000,
+      maxConnections: opts.maxConnections ?? 500,
+    };
+    const log = opts.log ?? (() => {});
+    this.ctx = {
+      store: opts.store,
+      partialDir: opts.partialDir ?? join(dirname(opts.store.dir), 'partial'),
+      pipeline: this.o.pipeline,
+      readAhead: opts.readAhead ?? 32 * 1024 * 1024,
+      cache: new PieceCache(opts.cacheBytes ?? 64 * 1024 * 1024),
+      log,
+      ban: (t, conn) => this.ban(t, conn),
+      wantPeers: (t) => this.connectPeers(t),
+    };
+    for (const p of opts.peers ?? []) {
+      const { host, port } = parsePeer(p);
+      this.addPeer(host, port);
+    }
+  }
+
+  private log(msg: string): void {
+    this.ctx.log(msg);
+  }
+
+  /** Starts listening on the first free port from `port` upward; resolves with the port. */
+  async listen(): Promise<number> {
+    const first = this.opts.port ?? 6881;
+    const tries = first === 0 ? 1 : (this.opts.portTries ?? 100);
+    for (let i = 0; i < tries; i++) {
+      const server = createServer({ noDelay: true }, (s) => this.onIncoming(s));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(first === 0 ? 0 : first + i, this.opts.host ?? '0.0.0.0', () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && i + 1 < tries) continue;
+        throw e;
+      }
+      server.on('error', (e) => this.log(`listener: ${e.message}`));
+      this.server = server;
+      this.port = (server.address() as { port: number }).port;
+      if (this.opts.dht) {
+        const dht = new SwarmDht({ ...this.opts.dht, host: this.opts.dht.host ?? this.opts.host ?? '0.0.0.0', port: this.opts.dht.port ?? this.port }, (m) => this.log(m));
+        await dht.listen();
+        dht.on('peer', (host: string, port: number, id: ContentId) => this.addCandidate(host, port, id));
+        dht.on('node', () => this.onDhtNode());
+        this.dht = dht;
+      }
+      this.timer = setInterval(() => this.tick(), 1000);
+      this.timer.unref();
+      warmVerifiers();
+      return this.port;
+    }
+    throw new Error('no free port');
+  }
+
+  // ---- peers -------------------------------------------------------------------------------
+
+  addPeer(host: string, port: number): void {
+    const key = `${host}:${port}`;
+    this.allowed.add(normalizeAddress(host));
+    const a = this.addrs.get(key);
+    if (a) {
+      a.ids = null;
+      return;
+    }
+    this.addrs.set(key, { host, port, per: new Map(), ids: null });
+    for (const t of this.torrents.values()) if (t.wanting) this.connectPeers(t);
+  }
+
+  /** A cluster member's DHT node (the cluster layer calls this as members appear). */
+  addDhtNode(host: string, port: number): void {
+    this.dht?.addNode({ host, port });
+  }
+
+  /** A peer the DHT says holds `id`: tried for that content only, and admitted by the usual rule. */
+  private addCandidate(host: string, port: number, id: ContentId): void {
+    if (!this.torrents.has(id)) return;
+    this.log(`dht: ${id.slice(0, 8)} at ${host}:${port}`);
+    const key = `${host}:${port}`;
+    let a = this.addrs.get(key);
+    if (!a) this.addrs.set(key, (a = { host, port, per: new Map(), ids: new Set() }));
+    if (a.ids) a.ids.add(id);
+    const t = this.torrents.get(id);
+    if (t?.wanting) this.connectPeers(t);
+  }
+
+  removePeer(host: string, port: number): void {
+    const a = this.addrs.get(`${host}:${port}`);
+    if (!a) return;
+    this.addrs.delete(`${host}:${port}`);
+    for (const s of a.per.values()) s.conn?.close('peer removed');
+  }
+
+  /** Lets connections from this address in under the default admission rule. */
+  allowAddress(address: string): void {
+    this.allowed.add(normalizeAddress(address));
+  }
+
+  private async admitPeer(p: PeerInfo): Promise<boolean> {
+    if (this.opts.admit) return this.opts.admit(p);
+    if (this.opts.auth) return p.node !== null;
+    return this.allowed.has(p.address);
+  }
+
+  /** Runs the nonce/proof exchange; resolves with the proven node id or null. */
+  private async prove(conn: Conn, handshake: Record<string, unknown>): Promise<string | null> {
+    const auth = this.opts.auth;
+    const theirs = handshake[NONCE_KEY];
+    if (!auth || !conn.nonce || !(theirs instanceof Uint8Array) || theirs.length !== NONCE_BYTES) return null;
+    if (!conn.wire.peerExtendedMapping[AUTH_EXT]) return null;
+    const theirNonce = Buffer.from(theirs);
+    const mine = await auth.prove(conn.nonce, theirNonce);
+    conn.wire.extended(AUTH_EXT, encode({ node: Buffer.from(mine.node), sig: mine.sig }));
+    const proof = await this.withTimeout(conn.peerProof, conn);
+    if (!proof) return null;
+    return auth.verify(proof, conn.nonce, theirNonce);
+  }
+
+  private isSelf(a: Addr): boolean {
+    return a.port === this.port && ['127.0.0.1', 'localhost', '::1', this.opts.host].includes(a.host);
+  }
+
+  /** Connects to every known peer not yet connected for this content (with backoff). */
+  private connectPeers(t: Torrent): void {
+    if (this.closed || !t.wanting) return;
+    const now = Date.now();
+    for (const [key, a] of this.addrs) {
+      if (this.isSelf(a) || (a.ids && !a.ids.has(t.id))) continue;
+      let s = a.per.get(t.id);
+      if (!s) a.per.set(t.id, (s = { next: 0, failures: 0, conn: null, connecting: false }));
+      if (s.conn || s.connecting || now < s.next) continue;
+      s.connecting = true;
+      void this.connectOut(t, key, a, s);
+    }
+  }
+
+  private async connectOut(t: Torrent, key: string, a: Addr, s: AddrState): Promise<void> {
+    let conn: Conn | null = null;
+    try {
+      const socket = connect({ host: a.host, port: a.port });
+      conn = new Conn(socket, 'out');
+      conn.addrKey = key;
+      s.conn = conn;
+      const c = conn;
+      c.once('close', (why: string) => {
+        if (s.conn === c) s.conn = null;
+        s.failures = c.downloaded > 0 ? 0 : s.failures + 1;
+        s.next = Math.max(s.next, Date.now() + Math.min(30_000, 250 * 2 ** Math.min(s.failures, 7)));
+        this.log(`${t.id.slice(0, 8)}: ${key} closed: ${why}`);
+        t.scheduleFill();
+      });
+      this.prepareWire(c, a.host, t.id);
+      c.wire.handshake(t.id, this.peerId, { fast: true });
+      const ih = await this.withTimeout(new Promise<string>((resolve) => c.wire.once('handshake', resolve)), c);
+      if (ih !== t.id) return c.close(`handshake for other content ${ih}`);
+      await this.accept(c, t);
+    } catch (e) {
+      conn?.close((e as Error).message);
+    } finally {
+      s.connecting = false;
+    }
+  }
+
+  private prepareWire(conn: Conn, address: string, id: ContentId): void {
+    if (this.opts.auth) {
+      conn.nonce = randomBytes(NONCE_BYTES);
+      conn.wire.extendedMapping[1] = AUTH_EXT;
+      conn.peerProof = new Promise((resolve) => {
+        conn.wire.on('extended', (name: string | number, buf: Uint8Array) => {
+          if (name !== AUTH_EXT) return;
+          try {
+            const d = decode(Buffer.from(buf));
+            if (!isDict(d)) return resolve(null);
+            resolve({ node: getBytes(d, 'node', 'auth').toString(), sig: Buffer.from(getBytes(d, 'sig', 'auth')) });
+          } catch {
+            resolve(null);
+          }
+        });
+        conn.once('close', () => resolve(null));
+      });
+    }
+    conn.wire.extendedHandshake = {
+      ...(conn.nonce ? { [NONCE_KEY]: conn.nonce } : {}),
+      v: 'DelugeFS 0.1',
+      reqq: 8192,
+      dfs_req: MAX_REQUEST,
+      ...(this.port ? { p: this.port } : {}),
+      ...(this.opts.handshakeFields?.({ address: normalizeAddress(address), id }) ?? {}),
+    };
+  }
+
+  private withTimeout<T>(p: Promise<T>, conn: Conn): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('handshake timeout')), this.o.handshakeTimeout);
+      const onClose = (): void => { clearTimeout(timer); reject(new Error(conn.closeReason || 'closed')); };
+      conn.once('close', onClose);
+      p.then((v) => { clearTimeout(timer); conn.off('close', onClose); resolve(v); },
+        (e) => { clearTimeout(timer); conn.off('close', onClose); reject(e); });
+    });
+  }
+
+  private onIncoming(socket: Socket): void {
+    if (this.closed || this.incoming.size >= this.o.maxConnections) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Conn(socket, 'in');
+    this.incoming.add(conn);
+    conn.once('close', () => this.incoming.delete(conn));
+    void (async () => {
+      try {
+        const ih = await this.withTimeout(new Promise<string>((resolve) => conn.wire.once('handshake', resolve)), conn);
+        const t = isContentId(ih) ? await this.lookup(ih) : null;
+        if (!t) return conn.close(`unknown content ${ih}`);
+        this.prepareWire(conn, conn.remoteAddress, t.id);
+        conn.wire.handshake(t.id, this.peerId, { fast: true });
+        await this.accept(conn, t);
+      } catch (e) {
+        conn.close((e as Error).message);
+      }
+    })();
+  }
+
+  /** Content a peer asks for: open already, or complete in the store and known to `resolve`. */
+  private async lookup(id: ContentId): Promise<Torrent | null> {
+    const t = this.torrents.get(id) ?? (await this.opening.get(id));
+    if (t) return t;
+    if (!this.opts.resolve || !(await this.opts.store.has(id))) return null;
+    const info = await this.opts.resolve(id);
+    if (!info || infoHash(info) !== id) return null;
+    return this.open(id, info);
+  }
+
+  /** After both handshakes: membership, bans, duplicates; then the content takes the connection. */
+  private async accept(conn: Conn, t: Torrent): Promise<void> {
+    const handshake = await this.withTimeout(conn.extHandshake, conn);
+    conn.peerHandshake = handshake;
+    const peerId = conn.peerId!;
+    if (peerId === this.peerId) return conn.close('connected to self');
+    if (this.bans.get(t.id)?.has(peerId)) return conn.close('banned');
+    const info: PeerInfo = {
+      address: normalizeAddress(conn.remoteAddress),
+      port: conn.remotePort,
+      direction: conn.direction,
+      peerId,
+      id: t.id,
+      handshake,
+      node: null,
+    };
+    let ok = false;
+    try {
+      info.node = await this.prove(conn, handshake);
+      ok = await this.admitPeer(info);
+    } catch (e) {
+      this.log(`admission of ${info.address}:${info.port} failed: ${(e as Error).message}`);
+    }
+    if (!ok) {
+      this.log(`${t.id.slice(0, 8)}: ${info.address}:${info.port} not admitted`);
+      this.emit('refused', info);
+      return conn.close('not admitted');
+    }
+    if (conn.closed || t.closed) return conn.close('closed');
+    // Two nodes fetching from each other may connect both ways: both keep the connection
+    // opened by the smaller peer id, so exactly one survives.
+    for (const other of t.conns) {
+      if (other.peerId !== peerId) continue;
+      const initiator = (c: Conn): string => (c.direction === 'out' ? this.peerId : peerId);
+      if (initiator(conn) < initiator(other)) other.close('duplicate');
+      else return conn.close('duplicate');
+    }
+    this.emit('peer', info);
+    t.attach(conn);
+  }
+
+  private ban(t: Torrent, conn: Conn): void {
+    if (conn.closed) return;
+    let b = this.bans.get(t.id);
+    if (!b) this.bans.set(t.id, (b = new Set()));
+    if (conn.peerId) b.add(conn.peerId);
+    if (conn.addrKey) {
+      const s = this.addrs.get(conn.addrKey)?.per.get(t.id);
+      if (s) s.next = Infinity;
+    }
+    this.log(`${t.id.slice(0, 8)}: banned ${conn.remoteAddress}:${conn.remotePort} for bad data`);
+    conn.close('banned: bad data');
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const t of this.torrents.values()) {
+      t.tick(now);
+      for (const c of t.conns) {
+        if (c.outstanding.size && now - c.lastRecv > this.o.requestTimeout) {
+          this.log(`${t.id.slice(0, 8)}: ${c.remoteAddress}:${c.remotePort} owes ${c.outstanding.size} blocks, silent; dropped`);
+          c.close('request timeout');
+        }
+      }
+      if (t.wanting) this.connectPeers(t);
+      if (this.dht) this.dhtTick(t, now);
+    }
+  }
+
+  /** Looks up wanted content nobody serves us yet (with backoff); re-announces held content. */
+  private dhtTick(t: Torrent, now: number): void {
+    if (t.wanting && t.conns.size === 0) {
+      const l = this.lookups.get(t.id) ?? { next: 0, wait: 1000 };
+      if (now >= l.next) {
+        l.next = now + l.wait;
+        l.wait = Math.min(60_000, l.wait * 2);
+        void this.dht!.lookup(t.id);
+      }
+      this.lookups.set(t.id, l);
+    } else this.lookups.delete(t.id);
+    if (t.complete && now - (this.announced.get(t.id) ?? 0) > REANNOUNCE_MS) this.announce(t.id);
+  }
+
+  private announce(id: ContentId): void {
+    if (!this.dht) return;
+    this.announced.set(id, Date.now());
+    this.unannounced.delete(id);
+    void this.dht.announce(id, this.port).then((ok) => {
+      // Nobody took it (no member nodes yet): again as soon as a node appears, or in a while.
+      if (!ok && this.announced.has(id)) {
+        this.unannounced.add(id);
+        this.announced.set(id, Date.now() - REANNOUNCE_MS + 30_000);
+      }
+    });
+  }
+
+  /** A DHT node appeared: announces that found nobody and lookups that found nothing go again. */
+  private onDhtNode(): void {
+    for (const id of [...this.unannounced]) this.announce(id);
+    for (const t of this.torrents.values()) {
+      if (t.wanting && t.conns.size === 0) {
+        this.lookups.set(t.id, { next: Date.now() + 1000, wait: 2000 });
+        void this.dht!.lookup(t.id);
+      }
+    }
+  }
+
+  // ---- content -----------------------------------------------------------------------------
+
+  private open(id: ContentId, info: Info): Promise<Torrent> {
+    if (this.closed) return Promise.reject(new Error('swarm closed'));
+    const have = this.torrents.get(id);
+    if (have) return Promise.resolve(have);
+    let p = this.opening.get(id);
+    if (!p) {
+      if (infoHash(info) !== id) return Promise.reject(new Error(`info does not match content id ${id}`));
+      p = Torrent.open(id, info, this.ctx).then((t) => {
+        this.torrents.set(id, t);
+        t.on('progress', (e) => this.emit('progress', e));
+        t.on('complete', (cid) => {
+          this.announce(cid);
+          this.emit('complete', cid);
+        });
+        if (t.complete) this.announce(id);
+        else if (this.dht) {
+          this.lookups.set(id, { next: Date.now() + 1000, wait: 2000 });
+          void this.dht.lookup(id);
+        }
+        return t;
+      }).finally(() => this.opening.delete(id));
+      this.opening.set(id, p);
+    }
+    return p;
+  }
+
+  /** Serves complete content from the store. */
+  async seed(id: ContentId, info: Info): Promise<void> {
+    if (!(await this.opts.store.has(id))) throw new Error(`${id}: not in the store`);
+    await this.open(id, info);
+  }
+
+  /**
+   * Fetches the whole content into the store (resuming a partial download); resolves when stored.
+   * Waits for peers as long as it takes; `signal` gives up waiting (the download stays open).
+   */
+  async fetch(id: ContentId, info: Info, signal?: AbortSignal): Promise<void> {
+    const t = await this.open(id, info);
+    await t.fetchAll(signal);
+  }
+
+  /** Resolves once bytes [start, end) are verified and readable (see read()); fetches them first. */
+  async fetchRange(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal): Promise<void> {
+    const t = await this.open(id, info);
+    await t.fetchRange(start, end, signal);
+  }
+
+  /** Bytes [start, end) of the content, fetched first if needed. */
+  async read(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal): Promise<Buffer> {
+    const t = await this.open(id, info);
+    await t.fetchRange(start, end, signal);
+    return t.read(start, end);
+  }
+
+  /** True when the content is complete in the store. */
+  have(id: ContentId): Promise<boolean> {
+    return this.opts.store.has(id);
+  }
+
+  stats(id: ContentId): TorrentStats | null {
+    return this.torrents.get(id)?.stats() ?? null;
+  }
+
+  /** Content open in the swarm (serving or fetching). */
+  active(): ContentId[] {
+    return [...this.torrents.keys()];
+  }
+
+  /** Stops serving and fetching this content (a partial download stays on disk for later). */
+  async drop(id: ContentId): Promise<void> {
+    const t = this.torrents.get(id) ?? (await this.opening.get(id)?.catch(() => undefined));
+    if (!t) return;
+    this.torrents.delete(id);
+    await t.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.dht?.close();
+    for (const c of this.incoming) c.close('shutting down');
+    await Promise.allSettled([...this.opening.values()]);
+    await Promise.all([...this.torrents.values()].map((t) => t.close()));
+    this.torrents.clear();
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+}

@@ -1,0 +1,131 @@
+// Partial content on disk: ROOT/partial/<id> holds the bytes at their final offsets (a sparse
+// file, so holes cost nothing) and ROOT/partial/<id>.bits the bitfield of verified pieces.
+// The bitfield on disk only ever claims pieces whose bytes were flushed before it was written,
+// so a crash loses at most the last few pieces, never trusts bytes that did not reach the disk.
+import { open as openCb, read as readCb, write as writeCb, close as closeCb, fdatasync as fdatasyncCb, ftruncate as ftruncateCb, fstat as fstatCb } from 'node:fs';
+import { mkdir, readFile, writeFile, rename, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { Bitfield } from './bitfield.js';
+import { ContentId, Info, pieceCount } from '../content/metainfo.js';
+import type { ContentStore } from '../content/store.js';
+
+const open = promisify(openCb);
+const read = promisify(readCb);
+const write = promisify(writeCb);
+const close = promisify(closeCb);
+const fdatasync = promisify(fdatasyncCb);
+const ftruncate = promisify(ftruncateCb);
+const fstat = promisify(fstatCb);
+
+/** Writes go to disk in chunks of at most this size (keeps the libuv pool free for others). */
+export const WRITE_CHUNK = 1024 * 1024;
+const ZERO = Buffer.alloc(WRITE_CHUNK);
+/** Persist the bitfield after this many new pieces (and on flush/close). */
+const PERSIST_EVERY = 32;
+
+export class PartialFile {
+  private unsaved = 0;
+  private saving: Promise<void> | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly bitsPath: string,
+    private fd: number,
+    readonly have: Bitfield,
+  ) {}
+
+  static async open(dir: string, id: ContentId, info: Info): Promise<PartialFile> {
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, id);
+    const bitsPath = `${path}.bits`;
+    const n = pieceCount(info);
+    let have = new Bitfield(n);
+    let fd: number;
+    try {
+      fd = await open(path, 'r+');
+      try {
+        const bits = await readFile(bitsPath);
+        if (bits.length === Math.ceil(n / 8)) have = new Bitfield(n, bits);
+      } catch {
+        // No bitfield: keep the bytes (they can only be verified bytes) but trust no piece.
+      }
+    } catch {
+      fd = await open(path, 'w+');
+    }
+    if ((await fstat(fd)).size !== info.length) await ftruncate(fd, info.length);
+    return new PartialFile(path, bitsPath, fd, have);
+  }
+
+  /**
+   * Writes a verified piece at its offset. All-zero chunks are skipped: the region is either a
+   * hole (reads as zeros) or holds these same verified bytes from before a crash, so sparse
+   * content stays sparse.
+   */
+  async writePiece(position: number, data: Buffer): Promise<void> {
+    for (let off = 0; off < data.length; off += WRITE_CHUNK) {
+      const chunk = data.subarray(off, Math.min(data.length, off + WRITE_CHUNK));
+      if (chunk.equals(ZERO.subarray(0, chunk.length))) continue;
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await write(this.fd, chunk, done, chunk.length - done, position + off + done);
+        done += bytesWritten;
+      }
+    }
+  }
+
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await read(this.fd, buf, offset + done, length - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+
+  /** Records a written, verified piece; the bitfield file follows in batches. */
+  markHave(index: number): void {
+    this.have.set(index);
+    if (++this.unsaved >= PERSIST_EVERY) void this.flush().catch(() => {});
+  }
+
+  /** Flushes the bytes, then saves the bitfield as it was before the flush began. */
+  flush(): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.closed) return;
+      this.unsaved = 0;
+      const snapshot = Buffer.from(this.have.bytes);
+      await fdatasync(this.fd);
+      const tmp = `${this.bitsPath}.tmp`;
+      await writeFile(tmp, snapshot);
+      await rename(tmp, this.bitsPath);
+    };
+    const next = (this.saving ?? Promise.resolve()).then(run, run);
+    this.saving = next.finally(() => { if (this.saving === next) this.saving = null; });
+    return next;
+  }
+
+  /** Complete: flush, move the bytes into the store under their id, drop the bitfield. */
+  async finish(store: ContentStore, id: ContentId): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    await store.put(this.path, id);
+    await unlink(this.bitsPath).catch(() => {});
+  }
+
+  /** The fd stays usable after finish() (the inode moved, it did not go away). */
+  get rawFd(): number {
+    return this.fd;
+  }
+
+  async close(): Promise<void> {
+    if (this.fd < 0) return;
+    if (!this.closed) await this.flush().catch(() => {});
+    this.closed = true;
+    const fd = this.fd;
+    this.fd = -1;
+    await close(fd);
+  }
+}

@@ -1,0 +1,201 @@
+// Engines in separate processes over loopback: whole and range fetches, several sources,
+// restart-resume, large sparse content. Pass/fail never depends on timing.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, open, mkdir, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { startEngine, EngineProc } from './testing/harness.js';
+import { decodeTorrent } from '../content/metainfo.js';
+
+const dirs: string[] = [];
+const procs: EngineProc[] = [];
+after(async () => {
+  await Promise.all(procs.map((p) => p.stop(true)));
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function tmp(tag: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), `dfs-swarm-${tag}-`));
+  dirs.push(d);
+  return d;
+}
+
+async function engine(args: Record<string, unknown>): Promise<EngineProc> {
+  const e = await startEngine(args);
+  procs.push(e);
+  return e;
+}
+
+const sha1 = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
+
+/** Deterministic pseudo-random content (fast to make, differs per seed). */
+function content(size: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i + 4 <= size; i += 4) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    b.writeUInt32LE(x, i);
+  }
+  for (let i = size - (size % 4); i < size; i++) b[i] = i & 0xff;
+  return b;
+}
+
+test('whole-file and range fetches between two engines', async () => {
+  const dir = await tmp('two');
+  const data = content(48 * 1024 * 1024 + 12345, 1);
+  const file = join(dir, 'f');
+  await writeFile(file, data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { id, torrent } = await a.call('add', { path: file });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`] });
+  // A range in the middle first, then one crossing a piece boundary, then all of it.
+  const { pieceLength } = decodeTorrent(Buffer.from(torrent, 'hex')).info;
+  for (const [s, e] of [[20_000_000, 21_000_000], [pieceLength - 100, pieceLength + 100], [data.length - 7, data.length]] as const) {
+    const r = await b.call('read', { torrent, start: s, end: e });
+    assert.equal(r.sha1, sha1(data.subarray(s, e)), `range ${s}-${e}`);
+  }
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  const st = await b.call('stats', { id });
+  assert.equal(st.bytesLeft, 0);
+  assert.equal(st.complete, true);
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+test('several sources, each with only part of the content (served from partial downloads)', async () => {
+  const dir = await tmp('multi');
+  const data = content(40 * 1024 * 1024 + 999, 2);
+  await writeFile(join(dir, 'f'), data);
+  const s = await engine({ root: join(dir, 's') });
+  const { id, torrent } = await s.call('add', { path: join(dir, 'f') });
+  const half = 20 * 1024 * 1024;
+  // a holds the first half, c the second (read-ahead kept to one piece), then the origin leaves.
+  const a = await engine({ root: join(dir, 'a'), peers: [`127.0.0.1:${s.port}`], readAhead: 1 });
+  const c = await engine({ root: join(dir, 'c'), peers: [`127.0.0.1:${s.port}`], readAhead: 1 });
+  await a.call('read', { torrent, start: 0, end: half - 1 });
+  await c.call('read', { torrent, start: half, end: data.length });
+  await s.stop();
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`, `127.0.0.1:${c.port}`] });
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  const [sa, sc] = [await a.call('stats', { id }), await c.call('stats', { id })];
+  assert.ok(sa.uploaded > 0 && sc.uploaded > 0, 'both partial holders served');
+  assert.equal(sa.complete, false);
+  await Promise.all([a.stop(), b.stop(), c.stop()]);
+});
+
+test('a partial download survives a restart and resumes; a crash loses nothing that was claimed', async () => {
+  const dir = await tmp('resume');
+  const data = content(32 * 1024 * 1024, 3);
+  await writeFile(join(dir, 'f'), data);
+  const s = await engine({ root: join(dir, 's') });
+  const { id, torrent } = await s.call('add', { path: join(dir, 'f') });
+  const peers = [`127.0.0.1:${s.port}`];
+  // Graceful: half fetched, engine closed, restarted on the same root, the rest fetched.
+  let b = await engine({ root: join(dir, 'b'), peers, readAhead: 1 });
+  await b.call('read', { torrent, start: 0, end: 16 * 1024 * 1024 });
+  await b.stop();
+  b = await engine({ root: join(dir, 'b'), peers });
+  const before = await b.call('read', { torrent, start: 0, end: 1000 }); // already there
+  assert.equal(before.sha1, sha1(data.subarray(0, 1000)));
+  assert.equal((await b.call('stats', { id })).downloaded, 0, 'nothing re-fetched for bytes already held');
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  const st = await b.call('stats', { id });
+  assert.ok(st.downloaded <= data.length - 15 * 1024 * 1024, `resumed, fetched ${st.downloaded} bytes`);
+  await b.stop();
+  // Crash: killed mid-way, restarted, and the content still comes out exact.
+  let k = await engine({ root: join(dir, 'k'), peers, readAhead: 1 });
+  await k.call('read', { torrent, start: 0, end: 20 * 1024 * 1024 });
+  await k.stop(true);
+  k = await engine({ root: join(dir, 'k'), peers });
+  const r = await k.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(r.path)), sha1(data));
+  await Promise.all([k.stop(), s.stop()]);
+});
+
+test('content over 4 GiB (sparse): ranges past 4 GiB, then all of it', async () => {
+  const dir = await tmp('big');
+  const length = 5 * 1024 * 1024 * 1024 + 4096;
+  // The content is all zeros, made as a sparse file straight in the seeder's store.
+  const { pieceLengthFor, pieceCount, infoHash, encodeTorrent } = await import('../content/metainfo.js');
+  const pieceLength = pieceLengthFor(length);
+  const n = pieceCount({ length, pieceLength });
+  const full = createHash('sha1').update(Buffer.alloc(pieceLength)).digest();
+  const last = createHash('sha1').update(Buffer.alloc(length - (n - 1) * pieceLength)).digest();
+  const info = { length, pieceLength, pieces: Buffer.concat([...Array.from({ length: n - 1 }, () => full), last]) };
+  const id = infoHash(info);
+  const torrent = encodeTorrent(info).toString('hex');
+  await mkdir(join(dir, 's', 'content', id.slice(0, 2)), { recursive: true });
+  const fh = await open(join(dir, 's', 'content', id.slice(0, 2), id), 'w');
+  await fh.truncate(length);
+  await fh.close();
+  const s = await engine({ root: join(dir, 's') });
+  await s.call('seed', { torrent });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${s.port}`], readAhead: 1 });
+  const zeros = (len: number): string => sha1(Buffer.alloc(len));
+  for (const [st, en] of [[4 * 2 ** 30 - 10, 4 * 2 ** 30 + 10], [length - 5000, length]]) {
+    const r = await b.call('read', { torrent, start: st, end: en });
+    assert.equal(r.sha1, zeros(en - st));
+  }
+  const { path } = await b.call('fetch', { torrent });
+  const stt = await stat(path);
+  assert.equal(stt.size, length);
+  assert.ok(stt.blocks * 512 < 64 * 1024 * 1024, `stays sparse: ${stt.blocks * 512} bytes allocated`);
+  await Promise.all([b.stop(), s.stop()]);
+});
+
+test('stored content not yet open is served on demand (resolve); empty content; bad ranges are refused', async () => {
+  const dir = await tmp('resolve');
+  const data = content(3 * 1024 * 1024 + 5, 4);
+  await writeFile(join(dir, 'f'), data);
+  await writeFile(join(dir, 'empty'), Buffer.alloc(0));
+  const a = await engine({ root: join(dir, 'a') });
+  const { id, torrent } = await a.call('store', { path: join(dir, 'f') });
+  assert.deepEqual(await a.call('active'), []);
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`] });
+  const { path } = await b.call('fetch', { torrent });
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  assert.deepEqual(await a.call('active'), [id]);
+  const e = await a.call('add', { path: join(dir, 'empty') });
+  const r = await b.call('fetch', { torrent: e.torrent });
+  assert.equal((await stat(r.path)).size, 0);
+  await assert.rejects(b.call('read', { torrent, start: 10, end: data.length + 1 }), /outside/);
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+test('a reader can give up waiting (no peer has the content yet); the engine carries on', async () => {
+  const dir = await tmp('abort');
+  const data = content(2 * 1024 * 1024, 5);
+  await writeFile(join(dir, 'f'), data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { torrent } = await a.call('add', { path: join(dir, 'f') });
+  const b = await engine({ root: join(dir, 'b') });
+  assert.deepEqual(await b.call('readAbort', { torrent, start: 0, end: 1000 }), { ended: 'given up' });
+  await b.call('addPeer', { host: '127.0.0.1', port: a.port });
+  const r = await b.call('read', { torrent, start: 0, end: 1000 });
+  assert.equal(r.sha1, sha1(data.subarray(0, 1000)));
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+test('a seeder killed mid-transfer: the fetch finishes from the other one', async () => {
+  const dir = await tmp('kill');
+  const data = content(64 * 1024 * 1024, 6);
+  await writeFile(join(dir, 'f'), data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { torrent } = await a.call('add', { path: join(dir, 'f') });
+  const c = await engine({ root: join(dir, 'c') });
+  await c.call('add', { path: join(dir, 'f') });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`, `127.0.0.1:${c.port}`], progress: true });
+  let pieces = 0;
+  let killed: Promise<void> | null = null;
+  b.on('progress', () => {
+    if (++pieces === 8) killed = a.stop(true);
+  });
+  const { path } = await b.call('fetch', { torrent });
+  await killed;
+  assert.equal(sha1(await readFile(path)), sha1(data));
+  await Promise.all([b.stop(), c.stop()]);
+});

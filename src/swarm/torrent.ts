@@ -1,0 +1,548 @@
+// One content id in the swarm: its pieces on disk (complete in the store, or partial), the
+// admitted connections that carry it, serving their requests, and fetching what readers and
+// replication want. Every received piece is verified before it is written, marked, or served.
+import { EventEmitter } from 'node:events';
+import { read as readCb, close as closeCb } from 'node:fs';
+import { promisify } from 'node:util';
+import { ContentId, Info, pieceCount, pieceSize, BLOCK } from '../content/metainfo.js';
+import { verifyAsync } from './verify.js';
+import { giveBuffer } from './buffers.js';
+import type { PieceCache } from './cache.js';
+import type { ContentStore } from '../content/store.js';
+import { Bitfield } from './bitfield.js';
+import { PartialFile } from './partial.js';
+import { Block, Picker, Progress } from './picker.js';
+import type { Conn, Req, ServeRequest } from './peer.js';
+
+const readFd = promisify(readCb);
+const closeFd = promisify(closeCb);
+
+/** The largest block we serve (the standard block is 16 KiB; some clients ask for more). */
+export const MAX_REQUEST = 128 * 1024;
+/**
+ * Between DelugeFS engines (which announce `dfs_req`), runs of blocks are asked for in one
+ * request of up to this size: an eighth of the messages, callbacks and parsing per byte.
+ */
+const COALESCE = 128 * 1024;
+const key = (piece: number, offset: number): string => `${piece}:${offset}`;
+/** A peer with more unanswered requests than this is flooding us. */
+const MAX_QUEUED_REQUESTS = 8192;
+/** Stop feeding a socket while this much is still queued on it. */
+const SOCKET_HIGH_WATER = 1024 * 1024;
+/** Refill a peer's pipeline once this many blocks are free in it. */
+const REFILL_BATCH = 64;
+/** Bad pieces (as their only sender) before a peer is dropped and banned. */
+const MAX_STRIKES = 2;
+
+export interface TorrentContext {
+  store: ContentStore;
+  partialDir: string;
+  pipeline: number;
+  readAhead: number;
+  cache: PieceCache;
+  log: (msg: string) => void;
+  /** A peer sent bad data repeatedly: never talk to it about this content again. */
+  ban(t: Torrent, conn: Conn): void;
+  /** Peers may have become useful (new wants): connect to those not yet connected. */
+  wantPeers(t: Torrent): void;
+}
+
+interface Waiter { first: number; last: number; next: number; resolve: () => void; reject: (e: Error) => void }
+
+export interface TorrentStats {
+  id: ContentId;
+  length: number;
+  complete: boolean;
+  pieces: number;
+  piecesHave: number;
+  bytesLeft: number;
+  peers: number;
+  downloaded: number;
+  uploaded: number;
+  /** Bytes per second, smoothed over a few seconds. */
+  downloadRate: number;
+  uploadRate: number;
+  badPieces: number;
+  /** Blocks requested and not yet received, and pieces being verified/written. */
+  inFlight: number;
+}
+
+export class Torrent extends EventEmitter {
+  readonly n: number;
+  have: Bitfield;
+  readonly conns = new Set<Conn>();
+  readonly picker: Picker<Conn>;
+  private partial: PartialFile | null = null;
+  private fd: number | null = null;
+  private waiters: Waiter[] = [];
+  /** Fds replaced while reads may still be using them (partial file after completion). */
+  private retiredFds: number[] = [];
+  private reading = new Map<number, Promise<Buffer>>();
+  private fillQueued = false;
+  private finishing: Promise<void> | null = null;
+  closed = false;
+  /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
+  private writeError: Error | null = null;
+  downloaded = 0;
+  uploaded = 0;
+  badPieces = 0;
+  private rateSample = { t: Date.now(), down: 0, up: 0 };
+  downloadRate = 0;
+  uploadRate = 0;
+
+  private constructor(readonly id: ContentId, readonly info: Info, private readonly ctx: TorrentContext, have: Bitfield) {
+    super();
+    this.n = pieceCount(info);
+    this.have = have;
+    this.picker = new Picker<Conn>(info, have);
+  }
+
+  /** Opens content for serving and fetching: complete from the store, else partial (resumed). */
+  static async open(id: ContentId, info: Info, ctx: TorrentContext): Promise<Torrent> {
+    const n = pieceCount(info);
+    if (await ctx.store.has(id)) {
+      const have = new Bitfield(n);
+      for (let i = 0; i < n; i++) have.set(i);
+      const t = new Torrent(id, info, ctx, have);
+      t.fd = await ctx.store.openRead(id);
+      return t;
+    }
+    const partial = await PartialFile.open(ctx.partialDir, id, info);
+    const t = new Torrent(id, info, ctx, partial.have);
+    t.partial = partial;
+    t.fd = partial.rawFd;
+    if (n === 0 || partial.have.full()) await t.finish();
+    return t;
+  }
+
+  get complete(): boolean {
+    return this.have.full() && this.partial === null;
+  }
+
+  get wanting(): boolean {
+    return !this.have.full() && !this.closed;
+  }
+
+  // ---- what we want ------------------------------------------------------------------------
+
+  /** Resolves once all content is verified and in the store. */
+  fetchAll(signal?: AbortSignal): Promise<void> {
+    this.writeError = null;
+    this.picker.wantAll();
+    const p = this.waitFor(0, this.n - 1, signal).then(() => this.finishing ?? undefined);
+    this.ctx.wantPeers(this);
+    this.scheduleFill();
+    return p;
+  }
+
+  /** Resolves once bytes [start, end) are verified and readable; reads ahead after them. */
+  fetchRange(start: number, end: number, signal?: AbortSignal): Promise<void> {
+    if (start < 0 || end > this.info.length || start > end) {
+      return Promise.reject(new RangeError(`range ${start}-${end} outside content of ${this.info.length} bytes`));
+    }
+    if (start === end) return Promise.resolve();
+    this.writeError = null;
+    const first = Math.floor(start / this.info.pieceLength);
+    const last = Math.floor((end - 1) / this.info.pieceLength);
+    if (this.have.hasRange(first, last)) return Promise.resolve();
+    this.picker.addRange(first, last);
+    const ahead = Math.max(1, Math.ceil(this.ctx.readAhead / this.info.pieceLength));
+    this.picker.readAhead(last + 1, last + ahead);
+    const p = this.waitFor(first, last, signal, true);
+    this.ctx.wantPeers(this);
+    this.yieldToReader();
+    this.scheduleFill();
+    return p;
+  }
+
+  /**
+   * A reader waits: take back requests for pieces nobody waits for (read-ahead, replication) so
+   * the reader's blocks are not queued behind megabytes of them at the sender.
+   */
+  private yieldToReader(): void {
+    for (const c of this.conns) {
+      for (const r of new Set(c.outstanding.values())) {
+        if (!this.picker.isUrgent(r.piece)) this.dropReq(c, r, true);
+      }
+    }
+  }
+
+  /** Takes back a request: its blocks go back to the picker; optionally tells the peer. */
+  private dropReq(conn: Conn, r: Req, cancel: boolean): void {
+    for (const b of r.blocks) {
+      const k = key(b.piece, b.offset);
+      if (conn.outstanding.get(k) !== r) continue;
+      conn.outstanding.delete(k);
+      this.picker.release(conn, b);
+    }
+    // The wire calls our callback with an error; the request is no longer outstanding by then.
+    if (cancel) conn.wire.cancel(r.piece, r.offset, r.length);
+  }
+
+  /**
+   * Resolves when pieces first..last are all verified and written. An abort rejects it and, for a
+   * reader's range, gives up the range's priority (fetching goes on as read-ahead or not at all).
+   */
+  private waitFor(first: number, last: number, signal?: AbortSignal, range = false): Promise<void> {
+    if (this.n === 0 || this.have.hasRange(first, last)) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const w: Waiter = { first, last, next: first, resolve, reject };
+      if (signal) {
+        const onAbort = (): void => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          if (range) this.picker.removeRange(first, last);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const done = (): void => signal.removeEventListener('abort', onAbort);
+        w.resolve = () => { done(); resolve(); };
+        w.reject = (e) => { done(); reject(e); };
+      }
+      this.waiters.push(w);
+    });
+  }
+
+  /** Reads bytes of content already verified (callers fetchRange first). */
+  async read(start: number, end: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(end - start);
+    let done = 0;
+    while (done < out.length) {
+      const { bytesRead } = await readFd(this.fd!, out, done, out.length - done, start + done);
+      if (bytesRead === 0) throw new Error(`${this.id}: short read at ${start + done}`);
+      done += bytesRead;
+    }
+    return out;
+  }
+
+  // ---- connections ---------------------------------------------------------------------------
+
+  /** An admitted connection joins: tell it what we have, let it ask, ask it. */
+  attach(conn: Conn): void {
+    if (this.closed) return conn.close('content closed');
+    this.conns.add(conn);
+    conn.admitted = true;
+    const dr = conn.peerHandshake['dfs_req'];
+    if (typeof dr === 'number' && dr >= BLOCK) conn.maxRequest = Math.min(dr, COALESCE);
+    const w = conn.wire;
+    if (w.hasFast && this.have.full()) w.haveAll();
+    else if (w.hasFast && this.have.count() === 0) w.haveNone();
+    else w.bitfield(this.have.bytes);
+    w.unchoke();
+    if (this.wanting) w.interested();
+    w.on('request', (index: number, offset: number, length: number, respond: ServeRequest['respond']) =>
+      this.onRequest(conn, { index, offset, length, respond }));
+    for (const ev of ['unchoke', 'have', 'bitfield', 'have-all']) {
+      w.on(ev, () => {
+        if (!this.dropIfBothComplete(conn)) this.fill(conn);
+      });
+    }
+    w.on('cancel', (index: number, offset: number, length: number) => {
+      const same = (r: ServeRequest): boolean => r.index === index && r.offset === offset && r.length === length;
+      const cur = conn.serveCurrent;
+      if (cur && !cur.cancelled && same(cur)) {
+        cur.cancelled = true;
+        return;
+      }
+      const i = conn.serveQueue.findIndex(same);
+      if (i >= 0) conn.serveQueue.splice(i, 1);
+    });
+    w.on('choke', () => {
+      // Without the fast extension a choke cancels everything we asked for.
+      if (!w.hasFast) this.releaseAll(conn);
+    });
+    conn.once('close', () => this.detach(conn));
+    this.fill(conn);
+  }
+
+  /** Two complete holders have nothing to exchange: the connection only costs a socket. */
+  private dropIfBothComplete(conn: Conn): boolean {
+    if (!this.have.full() || conn.closed) return false;
+    const bits = conn.wire.peerPieces;
+    for (let i = 0; i < this.n; i++) if (!bits.get(i)) return false;
+    conn.close('both complete');
+    return true;
+  }
+
+  private detach(conn: Conn): void {
+    if (!this.conns.delete(conn)) return;
+    this.releaseAll(conn);
+    this.picker.dropPeer(conn);
+    this.scheduleFill();
+  }
+
+  private releaseAll(conn: Conn): void {
+    for (const r of new Set(conn.outstanding.values())) this.dropReq(conn, r, false);
+    conn.outstanding.clear();
+    this.scheduleFill();
+  }
+
+  // ---- serving -----------------------------------------------------------------------------
+
+  private onRequest(conn: Conn, r: ServeRequest): void {
+    const { index, offset, length } = r;
+    const valid = index >= 0 && index < this.n && offset >= 0 && length > 0 && length <= MAX_REQUEST &&
+      offset + length <= pieceSize(this.info, index);
+    if (!valid) return conn.close(`bad request ${index}:${offset}+${length}`);
+    if (conn.serveQueue.length >= MAX_QUEUED_REQUESTS) return conn.close('request flood');
+    if (!this.have.get(index)) {
+      // Honest peers only ask for what we announced; answer politely if the protocol allows.
+      if (conn.wire.hasFast) conn.wire.reject(index, offset, length);
+      return;
+    }
+    conn.serveQueue.push(r);
+    void this.serve(conn);
+  }
+
+  private async serve(conn: Conn): Promise<void> {
+    if (conn.serving) return;
+    conn.serving = true;
+    try {
+      while (conn.serveQueue.length && !conn.closed && !this.closed) {
+        if (conn.backlog > SOCKET_HIGH_WATER) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => { conn.socket.off('drain', done); conn.off('close', done); resolve(); };
+            conn.socket.on('drain', done);
+            conn.once('close', done);
+          });
+          continue;
+        }
+        const r = conn.serveQueue.shift()!;
+        conn.serveCurrent = r;
+        const piece = await this.readPiece(r.index);
+        conn.serveCurrent = null;
+        if (conn.closed) break;
+        // The wire matches answers to requests by (index, offset, length) only: answering a
+        // cancelled request would consume an identical one asked again since, which would then
+        // never be answered.
+        if (r.cancelled) continue;
+        r.respond(null, piece.subarray(r.offset, r.offset + r.length));
+        conn.uploaded += r.length;
+        this.uploaded += r.length;
+      }
+    } catch (e) {
+      this.ctx.log(`${this.id.slice(0, 8)}: serving failed: ${(e as Error).message}`);
+      conn.close('local read error');
+    } finally {
+      conn.serving = false;
+    }
+  }
+
+  /** A whole verified piece, from a small cache (peers ask block by block, in order). */
+  private readPiece(index: number): Promise<Buffer> {
+    const hit = this.ctx.cache.get(this.id, index);
+    if (hit) return Promise.resolve(hit);
+    let p = this.reading.get(index);
+    if (!p) {
+      p = (async () => {
+        const start = index * this.info.pieceLength;
+        const buf = await this.read(start, start + pieceSize(this.info, index));
+        this.ctx.cache.put(this.id, index, buf);
+        return buf;
+      })().finally(() => this.reading.delete(index));
+      this.reading.set(index, p);
+    }
+    return p;
+  }
+
+  // ---- fetching ----------------------------------------------------------------------------
+
+  /** Refill every connection's pipeline soon (after requests were freed). */
+  scheduleFill(): void {
+    if (this.fillQueued || this.closed) return;
+    this.fillQueued = true;
+    setImmediate(() => {
+      this.fillQueued = false;
+      for (const c of this.conns) this.fill(c);
+    });
+  }
+
+  fill(conn: Conn): void {
+    if (conn.closed || !conn.admitted || this.closed || this.writeError || this.have.full()) return;
+    const w = conn.wire;
+    if (w.peerChoking) {
+      if (!w.amInterested) w.interested();
+      return;
+    }
+    const room = this.ctx.pipeline - conn.outstanding.size;
+    if (room <= 0) return;
+    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room);
+    if (!blocks.length) return;
+    if (!w.amInterested) w.interested();
+    // The request timeout counts from now if the pipeline was empty.
+    if (conn.outstanding.size === 0) conn.lastRecv = Date.now();
+    let cur: Req | null = null;
+    const send = (r: Req): void => {
+      for (const b of r.blocks) conn.outstanding.set(key(b.piece, b.offset), r);
+      w.request(r.piece, r.offset, r.length, (err, data) => this.onReq(conn, r, err, data));
+    };
+    for (const b of blocks) {
+      if (cur && b.piece === cur.piece && b.offset === cur.offset + cur.length && cur.length + b.length <= conn.maxRequest) {
+        cur.blocks.push(b);
+        cur.length += b.length;
+        continue;
+      }
+      if (cur) send(cur);
+      cur = { piece: b.piece, offset: b.offset, length: b.length, blocks: [b] };
+    }
+    if (cur) send(cur);
+  }
+
+  private onReq(conn: Conn, r: Req, err: Error | null, data: Uint8Array | null): void {
+    // A request is outstanding as a whole or not at all (choke, close, cancel took it back).
+    if (conn.outstanding.get(key(r.piece, r.offset)) !== r) return;
+    for (const b of r.blocks) conn.outstanding.delete(key(b.piece, b.offset));
+    if (err || !data || data.length !== r.length) {
+      for (const b of r.blocks) this.picker.release(conn, b);
+      this.scheduleFill();
+      return;
+    }
+    conn.lastRecv = Date.now();
+    conn.downloaded += data.length;
+    this.downloaded += data.length;
+    for (const b of r.blocks) {
+      const at = b.offset - r.offset;
+      const { others, done } = this.picker.onBlock(conn, b, data.subarray(at, at + b.length));
+      for (const o of others) {
+        const or = o.outstanding.get(key(b.piece, b.offset));
+        if (or) {
+          this.dropReq(o, or, true);
+          this.fill(o);
+        }
+      }
+      if (done) void this.pieceComplete(done);
+    }
+    // Refill in batches: one request per tick would mean one tiny socket write per block.
+    if (this.ctx.pipeline - conn.outstanding.size >= REFILL_BATCH || conn.outstanding.size < REFILL_BATCH) this.fill(conn);
+  }
+
+  private async pieceComplete(p: Progress<Conn>): Promise<void> {
+    const ok = await verifyAsync(this.info, p.index, p.buf);
+    if (!ok) {
+      giveBuffer(p.buf);
+      this.badPieces++;
+      this.picker.pieceFailed(p);
+      this.ctx.log(`${this.id.slice(0, 8)}: piece ${p.index} failed verification (${p.contributors.size} sender(s))`);
+      if (p.contributors.size === 1) {
+        for (const c of p.contributors) {
+          if (++c.strikes >= MAX_STRIKES) this.ctx.ban(this, c);
+        }
+      }
+      this.scheduleFill();
+      return;
+    }
+    try {
+      if (!this.partial || this.closed) return;
+      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf);
+    } catch (e) {
+      giveBuffer(p.buf);
+      this.picker.pieceLost(p.index);
+      this.ctx.log(`${this.id.slice(0, 8)}: writing piece ${p.index} failed: ${(e as Error).message}; fetching stops`);
+      this.writeError = e as Error;
+      this.failWaiters(e as Error);
+      return;
+    }
+    if (this.closed || !this.partial) return;
+    this.picker.pieceDone(p.index);
+    this.partial.markHave(p.index);
+    giveBuffer(p.buf); // written: peers asking for it get it from the file (page cache)
+    for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
+    this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
+    if (this.have.full()) await this.finish().catch(() => {});
+    this.checkWaiters();
+  }
+
+  private checkWaiters(): void {
+    this.waiters = this.waiters.filter((w) => {
+      while (w.next <= w.last && this.have.get(w.next)) w.next++;
+      if (w.next <= w.last) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  private failWaiters(e: Error): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.reject(e);
+  }
+
+  /** All pieces verified: move the partial file into the store; keep serving from the same inode. */
+  private finish(): Promise<void> {
+    this.finishing ??= (async () => {
+      const partial = this.partial!;
+      try {
+        await partial.finish(this.ctx.store, this.id);
+      } catch (e) {
+        this.ctx.log(`${this.id.slice(0, 8)}: storing completed content failed: ${(e as Error).message}`);
+        this.failWaiters(e as Error);
+        throw e;
+      }
+      // The old fd still reads the same bytes; swap to the store's file for good measure, but
+      // keep the old one open until the content closes: a read may be using it right now, and a
+      // closed fd number can be reused by another file.
+      const fd = await this.ctx.store.openRead(this.id);
+      this.fd = fd;
+      this.partial = null;
+      this.retiredFds.push(partial.rawFd);
+      for (const c of [...this.conns]) {
+        for (const r of new Set(c.outstanding.values())) this.dropReq(c, r, true);
+        c.wire.uninterested();
+        this.dropIfBothComplete(c);
+      }
+      this.emit('complete', this.id);
+    })();
+    return this.finishing;
+  }
+
+  bytesLeft(): number {
+    let left = 0;
+    for (let i = 0; i < this.n; i++) if (!this.have.get(i)) left += pieceSize(this.info, i);
+    return left;
+  }
+
+  /** Called about once a second by the engine: rates. */
+  tick(now: number): void {
+    const dt = (now - this.rateSample.t) / 1000;
+    if (dt <= 0) return;
+    const a = Math.min(1, dt / 3);
+    this.downloadRate = (1 - a) * this.downloadRate + a * ((this.downloaded - this.rateSample.down) / dt);
+    this.uploadRate = (1 - a) * this.uploadRate + a * ((this.uploaded - this.rateSample.up) / dt);
+    this.rateSample = { t: now, down: this.downloaded, up: this.uploaded };
+  }
+
+  stats(): TorrentStats {
+    return {
+      id: this.id,
+      length: this.info.length,
+      complete: this.complete,
+      pieces: this.n,
+      piecesHave: this.have.count(),
+      bytesLeft: this.bytesLeft(),
+      peers: this.conns.size,
+      downloaded: this.downloaded,
+      uploaded: this.uploaded,
+      downloadRate: Math.round(this.downloadRate),
+      uploadRate: Math.round(this.uploadRate),
+      badPieces: this.badPieces,
+      inFlight: [...this.conns].reduce((a, c) => a + c.outstanding.size, 0) + this.picker.busy.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of [...this.conns]) c.close('content closed');
+    this.failWaiters(new Error(`${this.id}: closed`));
+    try {
+      await this.finishing?.catch(() => {});
+    } finally {
+      if (this.partial) await this.partial.close();
+      else if (this.fd !== null) await closeFd(this.fd).catch(() => {});
+      for (const fd of this.retiredFds.splice(0)) await closeFd(fd).catch(() => {});
+      this.ctx.cache.drop(this.id);
+      this.fd = null;
+    }
+  }
+}
+
