@@ -199,3 +199,23 @@ test('a seeder killed mid-transfer: the fetch finishes from the other one', asyn
   assert.equal(sha1(await readFile(path)), sha1(data));
   await Promise.all([b.stop(), c.stop()]);
 });
+
+test("a reader's range is fetched from every peer that has it", async () => {
+  const dir = await tmp('share');
+  const data = content(16 * 1024 * 1024, 7);
+  await writeFile(join(dir, 'f'), data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { id, torrent } = await a.call('add', { path: join(dir, 'f') });
+  const c = await engine({ root: join(dir, 'c') });
+  await c.call('add', { path: join(dir, 'f') });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`, `127.0.0.1:${c.port}`], readAhead: 1 });
+  await b.call('read', { torrent, start: 0, end: 10 });
+  while ((await b.call('stats', { id })).peers < 2) await new Promise((r) => setTimeout(r, 20));
+  const [ua, uc] = [(await a.call('stats', { id })).uploaded, (await c.call('stats', { id })).uploaded];
+  const start = 8 * 1024 * 1024 + 4321;
+  const r = await b.call('read', { torrent, start, end: start + 1024 * 1024 });
+  assert.equal(r.sha1, sha1(data.subarray(start, start + 1024 * 1024)));
+  const [ua2, uc2] = [(await a.call('stats', { id })).uploaded, (await c.call('stats', { id })).uploaded];
+  assert.ok(ua2 > ua && uc2 > uc, `both served the range: ${ua2 - ua} and ${uc2 - uc} bytes`);
+  await Promise.all([a.stop(), b.stop(), c.stop()]);
+});

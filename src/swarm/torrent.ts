@@ -366,7 +366,7 @@ export class Torrent extends EventEmitter {
     }
     const room = this.ctx.pipeline - conn.outstanding.size;
     if (room <= 0) return;
-    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room);
+    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, this.conns.size);
     if (!blocks.length) return;
     if (!w.amInterested) w.interested();
     // The request timeout counts from now if the pipeline was empty.
