@@ -76,6 +76,8 @@ export interface SwarmOptions {
   /** Piece cache for serving, all content together (bytes). */
   cacheBytes?: number;
   maxConnections?: number;
+  /** Complete content not read for this long closes its file until the next read (ms). */
+  idleFdMs?: number;
   /** A private DHT (off unless given): bootstrapped only from `dht.nodes` / addDhtNode(). */
   dht?: DhtOptions;
 }
@@ -85,6 +87,8 @@ interface AddrState { next: number; failures: number; conn: Conn | null; connect
 interface Addr { host: string; port: number; per: Map<ContentId, AddrState>; ids: Set<ContentId> | null }
 
 const REANNOUNCE_MS = 10 * 60_000;
+/** Complete content not read for this long closes its fd until the next read. */
+const IDLE_FD_MS = 60_000;
 
 const PEER_ID_PREFIX = '-DF0100-';
 const NONCE_KEY = 'dfs_nonce';
@@ -424,6 +428,7 @@ export class Swarm extends EventEmitter {
     const now = Date.now();
     for (const t of this.torrents.values()) {
       t.tick(now);
+      void t.releaseIdleFd(now, this.opts.idleFdMs ?? IDLE_FD_MS);
       for (const c of t.conns) {
         if (c.outstanding.size && now - c.lastRecv > this.o.requestTimeout) {
           this.log(`${t.id.slice(0, 8)}: ${c.remoteAddress}:${c.remotePort} owes ${c.outstanding.size} blocks, silent; dropped`);
