@@ -395,7 +395,9 @@ export class Torrent extends EventEmitter {
     }
     const room = this.ctx.pipeline - conn.outstanding.size;
     if (room <= 0) return;
-    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, this.conns.size);
+    let sources = 0;
+    for (const c of this.conns) if (!c.wire.peerChoking) sources++;
+    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, sources);
     if (!blocks.length) return;
     if (!w.amInterested) w.interested();
     // The request timeout counts from now if the pipeline was empty.
