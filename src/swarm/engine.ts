@@ -553,6 +553,13 @@ export class Swarm extends EventEmitter {
     const t = this.torrents.get(id) ?? (await this.opening.get(id)?.catch(() => undefined));
     if (!t) return;
     this.torrents.delete(id);
+    this.lookups.delete(id);
+    this.announced.delete(id);
+    this.unannounced.delete(id);
+    for (const [key, a] of this.addrs) {
+      a.per.delete(id);
+      if (a.ids?.delete(id) && a.ids.size === 0) this.addrs.delete(key);
+    }
     await t.close();
   }
 
