@@ -543,6 +543,21 @@ export class Swarm extends EventEmitter {
     return this.torrents.get(id)?.stats() ?? null;
   }
 
+  /** Engine-wide numbers for status pages and metrics. */
+  summary(): { port: number; dhtPort: number; peerId: string; active: number; fetching: number; connections: number; downloadRate: number; uploadRate: number; downloaded: number; uploaded: number } {
+    let connections = 0, fetching = 0, downloadRate = 0, uploadRate = 0, downloaded = 0, uploaded = 0;
+    for (const t of this.torrents.values()) {
+      const st = t.stats();
+      connections += st.peers;
+      if (!st.complete) fetching++;
+      downloadRate += st.downloadRate;
+      uploadRate += st.uploadRate;
+      downloaded += st.downloaded;
+      uploaded += st.uploaded;
+    }
+    return { port: this.port, dhtPort: this.dht?.port ?? 0, peerId: this.peerId, active: this.torrents.size, fetching, connections, downloadRate, uploadRate, downloaded, uploaded };
+  }
+
   /** Content open in the swarm (serving or fetching). */
   active(): ContentId[] {
     return [...this.torrents.keys()];

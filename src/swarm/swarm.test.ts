@@ -61,6 +61,10 @@ test('whole-file and range fetches between two engines', async () => {
   const st = await b.call('stats', { id });
   assert.equal(st.bytesLeft, 0);
   assert.equal(st.complete, true);
+  const sum = await b.call('summary');
+  assert.equal(sum.active, 1);
+  assert.equal(sum.fetching, 0);
+  assert.ok(sum.downloaded >= data.length);
   await Promise.all([a.stop(), b.stop()]);
 });
 

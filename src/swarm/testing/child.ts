@@ -116,6 +116,9 @@ const handlers: Record<string, Handler> = {
   async stats(a: { id: string }) {
     return swarm!.stats(a.id);
   },
+  async summary() {
+    return swarm!.summary();
+  },
   /** Waits until nothing is in flight for this content (benchmark: read-ahead settled). */
   async idle(a: { id: string }) {
     for (;;) {
