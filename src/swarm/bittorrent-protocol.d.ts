@@ -39,7 +39,6 @@ declare module 'bittorrent-protocol' {
     write(chunk: Uint8Array): boolean;
     destroy(): void;
     end(): void;
-    _onMessageLength(buffer: Uint8Array): void;
   }
 }
 
