@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect, Server, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
@@ -556,6 +557,16 @@ export class Swarm extends EventEmitter {
       uploaded += st.uploaded;
     }
     return { port: this.port, dhtPort: this.dht?.port ?? 0, peerId: this.peerId, active: this.torrents.size, fetching, connections, downloadRate, uploadRate, downloaded, uploaded };
+  }
+
+  /** Partial downloads left on disk (e.g. by a previous run): fetch() them again to resume. */
+  async partials(): Promise<ContentId[]> {
+    try {
+      const names = await readdir(this.ctx.partialDir);
+      return names.filter((n) => n.endsWith('.bits') && isContentId(n.slice(0, -5))).map((n) => n.slice(0, -5));
+    } catch {
+      return [];
+    }
   }
 
   /** Content open in the swarm (serving or fetching). */

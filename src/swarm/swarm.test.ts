@@ -102,6 +102,7 @@ test('a partial download survives a restart and resumes; a crash loses nothing t
   await b.call('read', { torrent, start: 0, end: 16 * 1024 * 1024 });
   await b.stop();
   b = await engine({ root: join(dir, 'b'), peers });
+  assert.deepEqual(await b.call('partials'), [id]);
   const before = await b.call('read', { torrent, start: 0, end: 1000 }); // already there
   assert.equal(before.sha1, sha1(data.subarray(0, 1000)));
   assert.equal((await b.call('stats', { id })).downloaded, 0, 'nothing re-fetched for bytes already held');

@@ -116,6 +116,9 @@ const handlers: Record<string, Handler> = {
   async stats(a: { id: string }) {
     return swarm!.stats(a.id);
   },
+  async partials() {
+    return swarm!.partials();
+  },
   async summary() {
     return swarm!.summary();
   },
