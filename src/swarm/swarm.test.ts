@@ -177,11 +177,18 @@ test('a reader can give up waiting (no peer has the content yet); the engine car
   await writeFile(join(dir, 'f'), data);
   const a = await engine({ root: join(dir, 'a') });
   const { torrent } = await a.call('add', { path: join(dir, 'f') });
-  const b = await engine({ root: join(dir, 'b') });
+  const b = await engine({ root: join(dir, 'b'), readAhead: 1 });
   assert.deepEqual(await b.call('readAbort', { torrent, start: 0, end: 1000 }), { ended: 'given up' });
   await b.call('addPeer', { host: '127.0.0.1', port: a.port });
   const r = await b.call('read', { torrent, start: 0, end: 1000 });
   assert.equal(r.sha1, sha1(data.subarray(0, 1000)));
+  // Dropped content stops, its partial download stays for later.
+  const id = decodeTorrent(Buffer.from(torrent, 'hex')).id;
+  await b.call('drop', { id });
+  assert.deepEqual(await b.call('active'), []);
+  assert.deepEqual(await b.call('partials'), [id]);
+  const again = await b.call('read', { torrent, start: 1000, end: 2000 });
+  assert.equal(again.sha1, sha1(data.subarray(1000, 2000)));
   await Promise.all([a.stop(), b.stop()]);
 });
 

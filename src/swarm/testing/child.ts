@@ -116,6 +116,10 @@ const handlers: Record<string, Handler> = {
   async stats(a: { id: string }) {
     return swarm!.stats(a.id);
   },
+  async drop(a: { id: string }) {
+    await swarm!.drop(a.id);
+    return {};
+  },
   async partials() {
     return swarm!.partials();
   },
