@@ -20,7 +20,7 @@ declare module 'bittorrent-protocol' {
     peerExtendedMapping: Record<string, number>;
     extendedMapping: Record<number, string>;
     peerExtensions: { dht?: boolean; fast?: boolean; extended?: boolean };
-    requests: Array<{ piece: number; offset: number; length: number }>;
+    requests: Array<{ piece: number; offset: number; length: number; callback: RequestCb }>;
     destroyed: boolean;
     handshake(infoHash: string | Uint8Array, peerId: string | Uint8Array, extensions?: { dht?: boolean; fast?: boolean }): void;
     choke(): void;
@@ -39,7 +39,6 @@ declare module 'bittorrent-protocol' {
     write(chunk: Uint8Array): boolean;
     destroy(): void;
     end(): void;
-    _onMessageLength(buffer: Uint8Array): void;
   }
 }
 

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect, Server, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
@@ -76,6 +77,8 @@ export interface SwarmOptions {
   /** Piece cache for serving, all content together (bytes). */
   cacheBytes?: number;
   maxConnections?: number;
+  /** Complete content not read for this long closes its file until the next read (ms). */
+  idleFdMs?: number;
   /** A private DHT (off unless given): bootstrapped only from `dht.nodes` / addDhtNode(). */
   dht?: DhtOptions;
 }
@@ -85,6 +88,8 @@ interface AddrState { next: number; failures: number; conn: Conn | null; connect
 interface Addr { host: string; port: number; per: Map<ContentId, AddrState>; ids: Set<ContentId> | null }
 
 const REANNOUNCE_MS = 10 * 60_000;
+/** Complete content not read for this long closes its fd until the next read. */
+const IDLE_FD_MS = 60_000;
 
 const PEER_ID_PREFIX = '-DF0100-';
 const NONCE_KEY = 'dfs_nonce';
@@ -424,6 +429,7 @@ export class Swarm extends EventEmitter {
     const now = Date.now();
     for (const t of this.torrents.values()) {
       t.tick(now);
+      void t.releaseIdleFd(now, this.opts.idleFdMs ?? IDLE_FD_MS);
       for (const c of t.conns) {
         if (c.outstanding.size && now - c.lastRecv > this.o.requestTimeout) {
           this.log(`${t.id.slice(0, 8)}: ${c.remoteAddress}:${c.remotePort} owes ${c.outstanding.size} blocks, silent; dropped`);
@@ -538,6 +544,31 @@ export class Swarm extends EventEmitter {
     return this.torrents.get(id)?.stats() ?? null;
   }
 
+  /** Engine-wide numbers for status pages and metrics. */
+  summary(): { port: number; dhtPort: number; peerId: string; active: number; fetching: number; connections: number; downloadRate: number; uploadRate: number; downloaded: number; uploaded: number } {
+    let connections = 0, fetching = 0, downloadRate = 0, uploadRate = 0, downloaded = 0, uploaded = 0;
+    for (const t of this.torrents.values()) {
+      const st = t.stats();
+      connections += st.peers;
+      if (!st.complete) fetching++;
+      downloadRate += st.downloadRate;
+      uploadRate += st.uploadRate;
+      downloaded += st.downloaded;
+      uploaded += st.uploaded;
+    }
+    return { port: this.port, dhtPort: this.dht?.port ?? 0, peerId: this.peerId, active: this.torrents.size, fetching, connections, downloadRate, uploadRate, downloaded, uploaded };
+  }
+
+  /** Partial downloads left on disk (e.g. by a previous run): fetch() them again to resume. */
+  async partials(): Promise<ContentId[]> {
+    try {
+      const names = await readdir(this.ctx.partialDir);
+      return names.filter((n) => n.endsWith('.bits') && isContentId(n.slice(0, -5))).map((n) => n.slice(0, -5));
+    } catch {
+      return [];
+    }
+  }
+
   /** Content open in the swarm (serving or fetching). */
   active(): ContentId[] {
     return [...this.torrents.keys()];
@@ -548,6 +579,13 @@ export class Swarm extends EventEmitter {
     const t = this.torrents.get(id) ?? (await this.opening.get(id)?.catch(() => undefined));
     if (!t) return;
     this.torrents.delete(id);
+    this.lookups.delete(id);
+    this.announced.delete(id);
+    this.unannounced.delete(id);
+    for (const [key, a] of this.addrs) {
+      a.per.delete(id);
+      if (a.ids?.delete(id) && a.ids.size === 0) this.addrs.delete(key);
+    }
     await t.close();
   }
 

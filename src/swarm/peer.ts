@@ -22,7 +22,7 @@ class Framer {
   private turn = 0;
 
   constructor(
-    private readonly onFrame: (f: Buffer) => void,
+    private readonly onFrame: (f: Buffer, handshook: boolean) => void,
     private readonly onOversized: (n: number) => void,
     /** True when the consumer is done with every frame given so far (a ring buffer may be reused). */
     private readonly drained: () => boolean,
@@ -57,8 +57,9 @@ class Framer {
   }
 
   private emit(f: Buffer): void {
+    const after = this.handshook;
     this.handshook = true;
-    this.onFrame(f);
+    this.onFrame(f, after);
   }
 
   push(chunk: Buffer): void {
@@ -177,8 +178,12 @@ export class Conn extends EventEmitter {
     // A piece message is copied out by the time the wire has taken every queued write (it parses
     // synchronously in _write and the request callback copies the block into the piece).
     const drained = (): boolean => (wire as unknown as { _writableState?: { buffered?: number } })._writableState?.buffered === 0;
-    const framer = new Framer((f) => {
-      if (!this.closed) wire.write(f);
+    const framer = new Framer((f, handshook) => {
+      if (this.closed) return;
+      // Blocks we asked for go straight to their request (the answer is copied into its piece
+      // before this returns); everything else, and anything unexpected, goes through the wire.
+      if (handshook && f.length > 13 && f[4] === 7 && this.takePiece(f)) return;
+      wire.write(f);
     }, (n) => this.close(`oversized message (${n} bytes)`), drained);
     socket.on('data', (chunk: Buffer) => {
       if (!this.closed) framer.push(chunk);
@@ -199,6 +204,23 @@ export class Conn extends EventEmitter {
       });
       this.once('close', () => resolve({}));
     });
+  }
+
+  /** Answers one of our outstanding requests with a piece message; false if none matches. */
+  private takePiece(f: Buffer): boolean {
+    const index = f.readUInt32BE(5);
+    const offset = f.readUInt32BE(9);
+    const length = f.length - 13;
+    const reqs = this.wire.requests;
+    for (let i = 0; i < reqs.length; i++) {
+      const r = reqs[i]!;
+      if (r.piece === index && r.offset === offset && r.length === length) {
+        reqs.splice(i, 1);
+        r.callback(null, f.subarray(13));
+        return true;
+      }
+    }
+    return false;
   }
 
   get remoteAddress(): string {

@@ -63,6 +63,21 @@ export class Picker<K> {
     this.cursor = first;
   }
 
+  /** Blocks of the readers' ranges not yet asked for. */
+  private urgentFree(): number {
+    let free = 0;
+    const seen = new Set<number>();
+    for (const r of this.ranges) {
+      for (let i = r.next; i <= r.last; i++) {
+        if (seen.has(i) || this.have.get(i) || this.busy.has(i)) continue;
+        seen.add(i);
+        const p = this.pending.get(i);
+        free += p ? p.free : Math.ceil(pieceSize(this.info, i) / BLOCK);
+      }
+    }
+    return free;
+  }
+
   /** A reader gave up waiting: its range loses its priority. */
   removeRange(first: number, last: number): void {
     const i = this.ranges.findIndex((r) => r.first === first && r.last === last);
@@ -88,8 +103,12 @@ export class Picker<K> {
     return !this.have.get(i) && !this.busy.has(i) && (this.want === null || this.want.get(i));
   }
 
-  /** Up to max blocks for `peer`, which has the pieces for which `has` is true. */
-  pick(peer: K, has: (i: number) => boolean, max: number): Block[] {
+  /**
+   * Up to max blocks for `peer`, which has the pieces for which `has` is true. With `peers`
+   * connections, a peer takes only its share of what readers wait for, so a reader's range comes
+   * from all of them at once (endgame evens out the rest).
+   */
+  pick(peer: K, has: (i: number) => boolean, max: number, peers = 1): Block[] {
     const out: Block[] = [];
     if (max <= 0) return out;
     // 1. What readers wait for.
@@ -97,14 +116,22 @@ export class Picker<K> {
       while (r.next <= r.last && (this.have.get(r.next))) r.next++;
       return r.next <= r.last;
     });
+    let urgentMax = max;
+    let reserved = false;
+    if (peers > 1 && this.ranges.length) {
+      const free = this.urgentFree();
+      urgentMax = Math.min(max, Math.ceil(free / peers));
+      reserved = urgentMax < free;
+    }
     for (const r of this.ranges) {
-      for (let i = r.next; i <= r.last && out.length < max; i++) this.take(i, peer, has, out, max);
+      for (let i = r.next; i <= r.last && out.length < urgentMax; i++) this.take(i, peer, has, out, urgentMax);
       if (out.length >= max) return out;
     }
+    const skip = (i: number): boolean => reserved && this.isUrgent(i);
     // 2. Pieces already open.
     for (const p of this.pending.values()) {
       if (out.length >= max) return out;
-      if (p.free && has(p.index)) this.takeFrom(p, peer, out, max);
+      if (p.free && has(p.index) && !skip(p.index)) this.takeFrom(p, peer, out, max);
     }
     if (out.length >= max) return out;
     // 3. New pieces from the cursor on, wrapping around.
@@ -114,7 +141,7 @@ export class Picker<K> {
         const i = (this.cursor + k) % this.n;
         if (!this.wanted(i) || this.pending.has(i)) continue;
         anyLeft = true;
-        if (has(i)) this.take(i, peer, has, out, max);
+        if (has(i) && !skip(i)) this.take(i, peer, has, out, max);
       }
       if (!anyLeft) this.noNew = true;
     }

@@ -81,6 +81,9 @@ export class Torrent extends EventEmitter {
   private fillQueued = false;
   private finishing: Promise<void> | null = null;
   closed = false;
+  private reads = 0;
+  private lastRead = Date.now();
+  private reopening: Promise<number> | null = null;
   /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
   private writeError: Error | null = null;
   downloaded = 0;
@@ -206,13 +209,39 @@ export class Torrent extends EventEmitter {
   /** Reads bytes of content already verified (callers fetchRange first). */
   async read(start: number, end: number): Promise<Buffer> {
     const out = Buffer.allocUnsafe(end - start);
-    let done = 0;
-    while (done < out.length) {
-      const { bytesRead } = await readFd(this.fd!, out, done, out.length - done, start + done);
-      if (bytesRead === 0) throw new Error(`${this.id}: short read at ${start + done}`);
-      done += bytesRead;
+    this.reads++;
+    try {
+      // Complete content idle for a while has its fd closed (see releaseIdleFd): reopen it.
+      if (this.fd === null && this.complete && !this.closed) {
+        this.reopening ??= this.ctx.store.openRead(this.id).finally(() => { this.reopening = null; });
+        const fd = await this.reopening;
+        if (this.fd === null && !this.closed) this.fd = fd;
+        else if (fd !== this.fd) await closeFd(fd).catch(() => {});
+      }
+      if (this.fd === null) throw new Error(`${this.id}: closed`);
+      let done = 0;
+      while (done < out.length) {
+        const { bytesRead } = await readFd(this.fd, out, done, out.length - done, start + done);
+        if (bytesRead === 0) throw new Error(`${this.id}: short read at ${start + done}`);
+        done += bytesRead;
+      }
+      return out;
+    } finally {
+      this.reads--;
+      this.lastRead = Date.now();
     }
-    return out;
+  }
+
+  /**
+   * Complete content nobody has read for `idleMs` gives its fd back (a node may serve far more
+   * content than it may keep files open); the next read reopens it.
+   */
+  async releaseIdleFd(now: number, idleMs: number): Promise<void> {
+    if (!this.complete || this.fd === null || this.reads > 0 || this.reopening || now - this.lastRead < idleMs) return;
+    if (this.retiredFds.length) return; // completed this session: keep it simple, keep it open
+    const fd = this.fd;
+    this.fd = null;
+    await closeFd(fd).catch(() => {});
   }
 
   // ---- connections ---------------------------------------------------------------------------
@@ -366,7 +395,9 @@ export class Torrent extends EventEmitter {
     }
     const room = this.ctx.pipeline - conn.outstanding.size;
     if (room <= 0) return;
-    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room);
+    let sources = 0;
+    for (const c of this.conns) if (!c.wire.peerChoking) sources++;
+    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, sources);
     if (!blocks.length) return;
     if (!w.amInterested) w.interested();
     // The request timeout counts from now if the pipeline was empty.

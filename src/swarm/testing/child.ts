@@ -21,7 +21,7 @@ function torrent(hex: string) {
 type Handler = (a: any) => Promise<unknown>;
 const handlers: Record<string, Handler> = {
   async start(a: { root: string; port?: number; peers?: string[]; admitAll?: boolean; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number; allow?: string[];
-    auth?: { node: string; key: string; members: Record<string, string> }; dht?: { nodes?: string[] } }) {
+    auth?: { node: string; key: string; members: Record<string, string> }; dht?: { nodes?: string[] }; idleFdMs?: number }) {
     store = new ContentStore(join(a.root, 'content'), join(a.root, 'tmp'));
     await store.init();
     const opts: SwarmOptions = {
@@ -34,6 +34,7 @@ const handlers: Record<string, Handler> = {
       pipeline: a.pipeline,
       readAhead: a.readAhead,
       handshakeTimeout: 5000,
+      idleFdMs: a.idleFdMs,
     };
     if (a.admitAll) opts.admit = () => true;
     opts.resolve = (id) => known.get(id);
@@ -75,6 +76,11 @@ const handlers: Record<string, Handler> = {
     known.set(id, info);
     return { id, torrent: encodeTorrent(info).toString('hex') };
   },
+  /** Open fds of this process (Linux), to see idle content give its file back. */
+  async fds() {
+    const { readdir } = await import('node:fs/promises');
+    return (await readdir('/proc/self/fd')).length;
+  },
   async active() {
     return swarm!.active();
   },
@@ -109,6 +115,16 @@ const handlers: Record<string, Handler> = {
   },
   async stats(a: { id: string }) {
     return swarm!.stats(a.id);
+  },
+  async drop(a: { id: string }) {
+    await swarm!.drop(a.id);
+    return {};
+  },
+  async partials() {
+    return swarm!.partials();
+  },
+  async summary() {
+    return swarm!.summary();
   },
   /** Waits until nothing is in flight for this content (benchmark: read-ahead settled). */
   async idle(a: { id: string }) {
