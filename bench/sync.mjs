@@ -78,7 +78,7 @@ try {
   if (JSON_OUT) console.log(JSON.stringify(r));
   else {
     console.log(`close() on A -> listed on B, ${FILES} files: p50 ${r.latency_ms.p50} ms, p90 ${r.latency_ms.p90} ms, max ${r.latency_ms.max} ms`);
-    console.log(`parts: git push p50 ${r.parts_ms.push_p50} ms (${pushes.length} pushes), merge on B p50 ${r.parts_ms.merge_p50} ms (${merges.length} merges); the rest is A's commit batching (200 ms idle) and the 20 ms push debounce`);
+    console.log(`parts: git push p50 ${r.parts_ms.push_p50} ms (${pushes.length} pushes), merge on B p50 ${r.parts_ms.merge_p50} ms (${merges.length} merges); the rest is A's commit batching (50 ms idle) and the 20 ms push debounce`);
     console.log(`burst of ${BURST} files: written on A in ${r.burst.written_ms} ms, all listed on B after ${r.burst.all_listed_on_b_ms} ms (${r.burst.after_last_close_ms} ms after the last close)`);
   }
   await b.stop();

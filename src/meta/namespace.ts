@@ -18,9 +18,9 @@ export interface NamespaceOptions {
   dir: string;
   nodeId: string;
   log: Logger;
-  /** Commit this long after the last change (ms)... */
+  /** Commit this long after the last change (ms, default 50)... */
   idleMs?: number;
-  /** ...but at most this long after the first uncommitted one. */
+  /** ...but at most this long after the first uncommitted one (default 1000). */
   maxDelayMs?: number;
 }
 
@@ -155,7 +155,8 @@ export class Namespace extends EventEmitter {
 
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
-    const idle = this.opts.idleMs ?? 200;
+    // Short enough that peers see a change quickly; a steady stream still commits once per maxDelay.
+    const idle = this.opts.idleMs ?? 50;
     const max = this.opts.maxDelayMs ?? 1000;
     const wait = Math.max(0, Math.min(idle, this.firstPendingAt + max - Date.now()));
     this.timer = setTimeout(() => {
