@@ -173,6 +173,7 @@ test('content written on one mount is read on the others, over BitTorrent from t
   await sh(`head -c 3000001 /dev/urandom > ${a.mnt}/content.bin && printf small > ${a.mnt}/small.txt`);
   const want = (await sh(`sha256sum < ${a.mnt}/content.bin`)).out.split(' ')[0];
   await listedEverywhere([b, c], 'content.bin');
+  await listedEverywhere([b, c], 'small.txt');
   for (const n of [b, c]) {
     assert.equal((await sh(`cat ${n.mnt}/from-a.txt`)).out, 'hello');
     assert.equal((await sh(`cat ${n.mnt}/small.txt`)).out, 'small');
