@@ -22,7 +22,7 @@ export class JoinError extends Error {
 }
 
 /** Checks a token before anything is written: well formed, signed, this cluster, not expired. */
-export function checkToken(token: string, cluster: string): void {
+export function checkToken(token: string, cluster: string): ReturnType<typeof decodeInvite> {
   let invite;
   try {
     invite = decodeInvite(token);
@@ -31,6 +31,7 @@ export function checkToken(token: string, cluster: string): void {
   }
   if (invite.c !== cluster) throw new JoinError(`--join: the token is for cluster "${invite.c}", not "${cluster}"`);
   if (Date.now() > invite.e) throw new JoinError(`--join: the token expired at ${new Date(invite.e).toISOString()}; ask for a new one (delugefs invite)`);
+  return invite;
 }
 
 export interface Joined { via: string; inviter: string; head: string }
@@ -54,13 +55,7 @@ async function sshEnv(root: string, identity: Identity, host: string, port: numb
 }
 
 export async function joinWithToken(root: string, repoDir: string, cluster: string, token: string): Promise<Joined> {
-  let invite;
-  try {
-    invite = decodeInvite(token);
-  } catch (e) {
-    throw new JoinError(`--join: ${(e as Error).message}`);
-  }
-  if (invite.c !== cluster) throw new JoinError(`--join: the token is for cluster "${invite.c}", not "${cluster}"`);
+  const invite = checkToken(token, cluster);
   const identity = await Identity.loadOrCreate(root);
   let result: { inviter?: string } | undefined;
   try {
