@@ -2,6 +2,7 @@
 // crash of the process) before the FUSE call that made it returns; commits to Git are batched
 // and name the last journal generation they contain, so a restart replays exactly what is missing.
 import { open, readdir, readFile, unlink, mkdir, FileHandle } from 'node:fs/promises';
+import { writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Entry, decodeEntry, encodeEntry } from './entry.js';
 
@@ -16,6 +17,8 @@ export type Op =
 interface Segment {
   gen: number;
   fh: Promise<FileHandle>;
+  /** The raw fd once open, for direct appends. */
+  fd: number | null;
   queue: { line: Buffer; done: (e?: Error) => void }[];
   flushing: Promise<void> | null;
 }
@@ -101,15 +104,30 @@ export class Journal {
 
   private segment(gen: number): Segment {
     const fh = open(join(this.dir, fileName(gen)), 'a');
-    fh.catch(() => {}); // surfaced to whoever appends or seals; never an unhandled rejection
-    return { gen, fh, queue: [], flushing: null };
+    const seg: Segment = { gen, fh, fd: null, queue: [], flushing: null };
+    fh.then((h) => { seg.fd = h.fd; }, () => {}); // errors surface to whoever appends or seals
+    return seg;
   }
 
-  /** Resolves once the op is in the kernel (crash-safe for the process, not yet for power loss). */
+  /**
+   * Resolves once the op is in the kernel (crash-safe for the process, not yet for power loss).
+   * When nothing is queued the line is written at once with write(2): the journal is on the
+   * node's own disk, never on the mount, and a trip through the I/O thread pool costs ~50 µs
+   * here against ~4 µs for the write itself, which is most of a small file's close().
+   */
   append(op: Op): Promise<void> {
     const seg = this.seg;
+    const line = encodeOp(op);
+    if (seg.fd !== null && !seg.flushing && !seg.queue.length) {
+      try {
+        for (let done = 0; done < line.length; ) done += writeSync(seg.fd, line, done);
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return new Promise((resolve, reject) => {
-      seg.queue.push({ line: encodeOp(op), done: (e) => (e ? reject(e) : resolve()) });
+      seg.queue.push({ line, done: (e) => (e ? reject(e) : resolve()) });
       if (!seg.flushing) seg.flushing = this.flush(seg);
     });
   }

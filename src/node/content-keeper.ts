@@ -11,7 +11,7 @@ export class ContentKeeper {
   private queue = new Set<ContentId>();
   /** Small content whose bytes are in the journal and on their way into the store. */
   private pendingSmall = new Map<ContentId, Buffer>();
-  private smallWrites = new Set<Promise<void>>();
+  private smallTail: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: ContentStore,
@@ -36,29 +36,33 @@ export class ContentKeeper {
     return this.pendingSmall.get(id);
   }
 
-  /** Writes small content into the store in the background (temp file + rename). */
+  /**
+   * Writes small content into the store in the background (temp file + rename), one at a time:
+   * the I/O threads stay free for the journal writes that close() waits on.
+   */
   storeSmall(id: ContentId, data: Buffer): Promise<void> {
-    if (this.pendingSmall.has(id)) return Promise.resolve();
+    if (this.pendingSmall.has(id)) return this.smallTail;
     this.pendingSmall.set(id, data);
     this.pin(id);
-    const p = (async () => {
-      const tmp = this.store.tempPath();
-      await writeFile(tmp, data);
-      await this.store.put(tmp, id);
-    })()
-      .catch((e) => this.log.error('content.store.failed', { id, error: (e as Error).message }))
-      .finally(() => {
-        this.smallWrites.delete(p);
+    const p = this.smallTail.then(async () => {
+      try {
+        const tmp = this.store.tempPath();
+        await writeFile(tmp, data);
+        await this.store.put(tmp, id);
+      } catch (e) {
+        this.log.error('content.store.failed', { id, error: (e as Error).message });
+      } finally {
         this.pendingSmall.delete(id);
         this.unpin(id);
-      });
-    this.smallWrites.add(p);
+      }
+    });
+    this.smallTail = p;
     return p;
   }
 
   /** Resolves when every small write started so far is in the store. */
-  async drain(): Promise<void> {
-    await Promise.all([...this.smallWrites]);
+  drain(): Promise<void> {
+    return this.smallTail;
   }
 
   private unused(id: ContentId): boolean {
