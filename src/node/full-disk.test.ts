@@ -9,8 +9,9 @@ import { sandbox, sh, Sandbox } from '../testing/node-proc.js';
 let sb: Sandbox;
 let disk = '';
 after(async () => {
-  await sb?.cleanup();
+  await sb?.cleanup(); // stops the node; its root is on the tmpfs, so the folder outlives this
   if (disk) await sh(`umount -l ${disk}`, { allowFail: true });
+  if (sb) await fs.rm(sb.dir, { recursive: true, force: true });
 });
 
 test('ENOSPC loses nothing', async () => {
