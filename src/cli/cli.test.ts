@@ -2,26 +2,15 @@
 // code and nothing touched.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, writeFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLI, sandbox, Sandbox } from '../testing/node-proc.js';
+import { runCli, sandbox, Sandbox } from '../testing/node-proc.js';
 
 const boxes: Sandbox[] = [];
 after(async () => { for (const b of boxes) await b.cleanup(); });
 async function box() { const b = await sandbox('dfs-cli'); boxes.push(b); return b; }
 
-function cli(args: string[], wrap: string[] = []): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const cmd = wrap.length ? wrap[0]! : process.execPath;
-    const argv = wrap.length ? [...wrap.slice(1), process.execPath, CLI, ...args] : [CLI, ...args];
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stdout.on('data', (b: Buffer) => (out += b));
-    p.stderr.on('data', (b: Buffer) => (err += b));
-    p.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+const cli = (args: string[], wrap: string[] = []) => runCli(args, { wrap });
 
 async function snapshot(dir: string): Promise<string> {
   const out: string[] = [];

@@ -3,27 +3,16 @@
 // forwarding RPC to the running node.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { mkdir, writeFile, stat } from 'node:fs/promises';
-import { CLI, sandbox, Sandbox } from '../testing/node-proc.js';
+import { runCli, sandbox, Sandbox } from '../testing/node-proc.js';
 import { Identity } from '../cluster/identity.js';
 
 const boxes: Sandbox[] = [];
 after(async () => { for (const b of boxes) await b.cleanup(); });
 async function box() { const b = await sandbox('dfs-sync-cli'); boxes.push(b); return b; }
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let out = '', err = '';
-    p.stdout.on('data', (b: Buffer) => (out += b));
-    p.stderr.on('data', (b: Buffer) => (err += b));
-    p.on('close', (code) => resolve({ code, out, err }));
-    p.stdin.on('error', () => {});
-    p.stdin.end(input);
-  });
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}, input = '') => runCli(args, { env, input });
 
 test('subcommands: --help, usage errors (exit 2), clear refusals (exit 1)', async () => {
   for (const c of ['key', 'authorize', 'invite', 'remove-node', 'members', 'authorized-keys', 'shell']) {

@@ -11,7 +11,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLan, netnsAvailable, NetnsLan, NetnsHost } from '../testing/netns.js';
-import { CLI, waitReady, NodeProc, sh } from '../testing/node-proc.js';
+import { CLI, runCli, waitReady, NodeProc, sh } from '../testing/node-proc.js';
 import { forceUnmount } from '../fuse/mount.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
@@ -41,15 +41,7 @@ async function startNode(name: string, host: NetnsHost, extra: string[], o: { mo
   return n;
 }
 
-async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
-  return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let out = '', err = '';
-    p.stdout.on('data', (b) => (out += b));
-    p.stderr.on('data', (b) => (err += b));
-    p.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { env });
 
 async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;

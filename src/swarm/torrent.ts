@@ -11,7 +11,7 @@ import type { PieceCache } from './cache.js';
 import type { ContentStore } from '../content/store.js';
 import { Bitfield } from './bitfield.js';
 import { PartialFile } from './partial.js';
-import { Block, Picker, Progress } from './picker.js';
+import { Picker, Progress } from './picker.js';
 import type { Conn, Req, ServeRequest } from './peer.js';
 
 const readFd = promisify(readCb);

@@ -5,6 +5,7 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forceUnmount } from '../fuse/mount.js';
+import { runProc } from './proc.js';
 
 export const CLI = new URL('../cli/main.js', import.meta.url).pathname;
 
@@ -101,17 +102,16 @@ export function waitReady(p: ChildProcess, ms = 60_000): Promise<NodeProc> {
 }
 
 /** Runs a shell command in a child process (the test never touches the mount from the node's process). */
-export function sh(cmd: string, opts: { allowFail?: boolean; input?: string } = {}): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('sh', ['-c', cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    p.on('close', (code) => {
-      if (code !== 0 && !opts.allowFail) reject(new Error(`"${cmd}" failed (${code}): ${err}`));
-      else resolve({ code: code ?? -1, out, err });
-    });
-    p.stdin.on('error', () => {}); // a command that exits without reading its stdin
-    p.stdin.end(opts.input ?? '');
-  });
+export async function sh(cmd: string, opts: { allowFail?: boolean; input?: string } = {}): Promise<{ code: number; out: string; err: string }> {
+  const r = await runProc('sh', ['-c', cmd], { input: opts.input, timeoutMs: 600_000 });
+  if (r.code !== 0 && !opts.allowFail) throw new Error(`"${cmd}" failed (${r.code}): ${r.stderr}`);
+  return { code: r.code ?? -1, out: r.stdout, err: r.stderr };
+}
+
+/** Runs the `delugefs` command to its end (behind `wrap`, e.g. unshare, if given); never rejects on its exit code. */
+export async function runCli(args: string[], o: { env?: NodeJS.ProcessEnv; input?: string; wrap?: string[] } = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const [cmd, ...pre] = o.wrap?.length ? o.wrap : [process.execPath];
+  const argv = o.wrap?.length ? [...pre, process.execPath, CLI, ...args] : [CLI, ...args];
+  const r = await runProc(cmd!, argv, { env: { ...process.env, ...o.env }, input: o.input, timeoutMs: 120_000 });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
