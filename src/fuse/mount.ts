@@ -1,34 +1,52 @@
-// Mounting and unmounting through libfuse2 (@cocalc/fuse-native), with the options DelugeFS
-// needs and clear errors when FUSE is missing on this OS.
-import { createRequire } from 'node:module';
+// Mounting: the kernel's FUSE device is opened and mounted (mount(2) as root, fusermount3
+// otherwise, mount_fusefs on FreeBSD) and served by a Session with FuseOps. No libfuse.
+import { spawn } from 'node:child_process';
 import { access, readdir, stat, readFile } from 'node:fs/promises';
-import { constants as fsc } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { platform } from 'node:os';
+import { closeSync, constants as fsc } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { constants as osc, platform } from 'node:os';
 import type { FileSystem } from '../node/fs-api.js';
 import type { Logger } from '../util/log.js';
 import { run } from '../util/exec.js';
-import { makeOps } from './ops.js';
-
-const require = createRequire(import.meta.url);
+import { Dev, loadDev } from './dev.js';
+import { FuseOps, MAX_WRITE } from './ops.js';
+import { IN_HEADER, OUT_HEADER } from './proto.js';
+import { Session } from './session.js';
 
 export function fuseInstallHint(): string {
   return platform() === 'freebsd'
-    ? 'install FUSE with: pkg install fusefs-libs && kldload fusefs'
-    : 'install FUSE with: apt-get install libfuse2 fuse3 (Debian/Ubuntu)';
+    ? 'load FUSE with: kldload fusefs (and fusefs_load="YES" in /boot/loader.conf)'
+    : 'install FUSE with: apt-get install fuse3 (Debian/Ubuntu), then modprobe fuse';
 }
 
-/** Loads the binding; a missing libfuse or device becomes an error that says what to install. */
-export async function loadFuse(): Promise<any> {
+/** Linux: mount(2) needs root, setuid fusermount3 works for everyone; DELUGEFS_MOUNT_VIA overrides. */
+function viaFusermount3(opts: { via?: 'syscall' | 'fusermount' }): boolean {
+  if (platform() !== 'linux') return false;
+  return (opts.via ?? process.env.DELUGEFS_MOUNT_VIA ?? (process.getuid?.() === 0 ? 'syscall' : 'fusermount')) === 'fusermount';
+}
+
+async function onPath(cmd: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    if (await access(join(dir, cmd), fsc.X_OK).then(() => true, () => false)) return true;
+  }
+  return false;
+}
+
+/**
+ * The FUSE device, our native part and the mount helper this user needs; a missing one
+ * becomes an error that says what to do. Called before anything is touched.
+ */
+export async function loadFuse(opts: { via?: 'syscall' | 'fusermount' } = {}): Promise<Dev> {
   try {
     await access('/dev/fuse', fsc.R_OK | fsc.W_OK);
   } catch {
-    throw new Error(`/dev/fuse is not available: ${fuseInstallHint()}${platform() === 'linux' ? ' (and modprobe fuse)' : ''}`);
+    throw new Error(`/dev/fuse is not available: ${fuseInstallHint()}`);
   }
+  if (viaFusermount3(opts) && !(await onPath('fusermount3'))) throw new Error(`fusermount3 is not installed: ${fuseInstallHint()}`);
   try {
-    return require('@cocalc/fuse-native');
+    return loadDev();
   } catch (e) {
-    throw new Error(`cannot load the FUSE library (${(e as Error).message.split('\n')[0]}): ${fuseInstallHint()}`);
+    throw new Error(`cannot load DelugeFS's FUSE module (${(e as Error).message.split('\n')[0]}): run npm ci (it needs g++ and make)`);
   }
 }
 
@@ -60,10 +78,10 @@ async function isMounted(mnt: string): Promise<boolean> {
   }
 }
 
-/** Lazy unmount with whatever the OS has: fusermount (libfuse2), fusermount3, or umount. */
+/** Lazy unmount with whatever the OS has: fusermount3, fusermount, or umount. */
 export async function forceUnmount(mnt: string): Promise<void> {
   const tries: [string, string[]][] = platform() === 'linux'
-    ? [['fusermount', ['-uz', mnt]], ['fusermount3', ['-uz', mnt]], ['umount', ['-l', mnt]]]
+    ? [['fusermount3', ['-uz', mnt]], ['fusermount', ['-uz', mnt]], ['umount', ['-l', mnt]]]
     : [['umount', ['-f', mnt]]];
   let last = '';
   for (const [cmd, args] of tries) {
@@ -77,38 +95,113 @@ export async function forceUnmount(mnt: string): Promise<void> {
   if (await isMounted(mnt).catch(() => false)) throw new Error(`cannot unmount ${mnt}: ${last}`);
 }
 
-export interface MountOptions { allowOther?: boolean; cluster: string }
+export interface MountOptions {
+  allowOther?: boolean;
+  cluster: string;
+  /** How to mount on Linux; see viaFusermount3. */
+  via?: 'syscall' | 'fusermount';
+}
 
 export interface Mounted { unmount(): Promise<void> }
 
-export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log: Logger): Promise<Mounted> {
-  const Fuse = await loadFuse();
-  // fuse-native has no switch for these; add them to the option string it builds.
-  const Base = Fuse as new (...args: any[]) => any;
-  class DelugeFuse extends Base {
-    _fuseOptions(): string {
-      const base: string = super._fuseOptions();
-      const extra = ['big_writes', 'max_write=131072', 'default_permissions', 'auto_cache', 'max_read=131072'];
-      return base ? `${base},${extra.join(',')}` : `-o${extra.join(',')}`;
-    }
-  }
-  // Its own unmount shells out to fusermount (libfuse2), which Debian's fuse3 does not ship.
-  Fuse.unmount = (m: string, cb: (e: Error | null) => void) => void forceUnmount(m).then(() => cb(null), cb);
-  const fuse = new DelugeFuse(mnt, makeOps(fs, log), {
-    timeout: false, // ops that wait on the network must not be failed after 15 s
-    allowOther: !!opts.allowOther,
-    fsname: `delugefs:${opts.cluster}`,
-    subtype: 'delugefs',
+const errText = (n: number) => Object.entries(osc.errno).find(([, v]) => v === n)?.[0] ?? `errno ${n}`;
+
+function exitOf(child: ReturnType<typeof spawn>): Promise<{ code: number | null; err: string }> {
+  let err = '';
+  child.stderr?.on('data', (d) => (err += d));
+  return new Promise((res, rej) => {
+    child.on('error', rej);
+    child.on('close', (code) => res({ code, err: err.trim() }));
   });
-  await new Promise<void>((res, rej) => fuse.mount((e: Error | null) => (e ? rej(new Error(`mount ${mnt} failed: ${e.message}`)) : res())));
-  log.info('fuse.mounted', { mountpoint: mnt });
-  let done = false;
+}
+
+/** Asks setuid fusermount3 to mount; it sends the opened device back over a socket. */
+async function viaFusermount(dev: Dev, mnt: string, options: string): Promise<number> {
+  const pair = dev.socketpair();
+  if (typeof pair === 'number') throw new Error(`socketpair failed: ${errText(-pair)}`);
+  const [ours, theirs] = pair;
+  try {
+    const child = spawn('fusermount3', ['-o', options, '--', mnt], { stdio: ['ignore', 'ignore', 'pipe', theirs], env: { ...process.env, _FUSE_COMMFD: '3' } });
+    closeSync(theirs);
+    const { code, err } = await exitOf(child).catch((e) => {
+      throw new Error(`cannot run fusermount3 (${(e as Error).message}): ${fuseInstallHint()}`);
+    });
+    if (code !== 0) throw new Error(`fusermount3 failed: ${err || `exit ${code}`}`);
+    const fd = dev.recvFd(ours);
+    if (fd < 0) throw new Error(`fusermount3 sent no FUSE device (${errText(-fd)})`);
+    return fd;
+  } finally {
+    closeSync(ours);
+  }
+}
+
+async function openAndMount(dev: Dev, mnt: string, opts: MountOptions): Promise<number> {
+  const options = ['default_permissions', ...(opts.allowOther ? ['allow_other'] : [])];
+  const fsname = `delugefs:${opts.cluster}`;
+  const os = platform();
+  if (viaFusermount3(opts)) {
+    return viaFusermount(dev, mnt, [...options, `fsname=${fsname}`, 'subtype=delugefs'].join(','));
+  }
+  const fd = dev.open('/dev/fuse');
+  if (fd < 0) throw new Error(`cannot open /dev/fuse (${errText(-fd)}): ${fuseInstallHint()}`);
+  try {
+    if (os === 'linux') {
+      const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${process.getuid!()}`, `group_id=${process.getgid!()}`, ...options].join(',');
+      const r = dev.mount(fsname, resolve(mnt), 'fuse.delugefs', data);
+      if (r < 0) throw new Error(`mount ${mnt} failed: ${errText(-r)}`);
+    } else {
+      // FreeBSD: mount_fusefs takes the open device as an inherited fd number.
+      const child = spawn('mount_fusefs', ['-o', options.join(','), '3', resolve(mnt)], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+      const { code, err } = await exitOf(child);
+      if (code !== 0) throw new Error(`mount_fusefs failed: ${err || `exit ${code}`}: ${fuseInstallHint()}`);
+    }
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+async function unmountPath(dev: Dev, mnt: string): Promise<void> {
+  if (process.getuid?.() === 0) {
+    const r = dev.unmount(resolve(mnt), false);
+    if (r === 0 || r === -osc.errno.EINVAL) return; // EINVAL: not mounted any more
+    if (r === -osc.errno.EBUSY && dev.unmount(resolve(mnt), true) === 0) return; // busy: detach, the kernel finishes when idle
+  }
+  await forceUnmount(mnt);
+}
+
+export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log: Logger): Promise<Mounted> {
+  const dev = await loadFuse(opts);
+  let initDone!: () => void;
+  const inited = new Promise<void>((res) => (initDone = res));
+  const ops = new FuseOps(fs, { log, onInit: () => initDone() });
+  const fd = await openAndMount(dev, mnt, opts);
+  const session = new Session(dev, fd, ops.handler, {
+    bufferSize: IN_HEADER + 40 + MAX_WRITE + OUT_HEADER,
+    concurrency: 64,
+    onError: ops.onError,
+  });
+  const ended = new Promise<void>((res) => session.once('end', (err: Error | null) => {
+    if (err) log.error('fuse.session_failed', { error: err.message });
+    res();
+  }));
+  session.on('reply-error', (errno: number) => log.warn('fuse.reply_failed', { errno }));
+  session.start();
+  const timer = setTimeout(() => initDone(), 10_000); // no INIT: the first access will tell
+  await inited;
+  clearTimeout(timer);
+  log.info('fuse.mounted', { mountpoint: mnt, maxWrite: ops.maxWrite });
+  let done: Promise<void> | null = null;
   return {
-    unmount: async () => {
-      if (done) return;
-      done = true;
-      await new Promise<void>((res, rej) => fuse.unmount((e: Error | null) => (e ? rej(e) : res())));
-      log.info('fuse.unmounted', { mountpoint: mnt });
-    },
+    unmount: () =>
+      (done ??= (async () => {
+        await unmountPath(dev, mnt);
+        // The kernel ends the connection once the mount is gone; then the device reads ENODEV.
+        await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
+        session.end(null);
+        closeSync(fd);
+        log.info('fuse.unmounted', { mountpoint: mnt });
+      })()),
   };
 }

@@ -1,83 +1,365 @@
-// Translates FUSE calls into FileSystem calls: errno mapping, stat layout, nothing else.
-// No Git, no sockets, no sync I/O (this process serves the mount).
+// Translates FUSE requests (node ids, packed structs) into FileSystem calls (paths, numbers)
+// and back. No Git, no sockets, no sync I/O on the mount (this process serves it).
 import { constants } from 'node:os';
 import type { FileSystem, Stat } from '../node/fs-api.js';
-import { errnoOf } from '../util/errors.js';
+import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { Inodes, Inode } from './inodes.js';
+import {
+  Attr, DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, ENTRY_OUT_SIZE, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
+  MAJOR, MINOR, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut, openOut,
+  putDirent, putU64, u64,
+} from './proto.js';
+import type { Handler, Request } from './session.js';
 
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
+const E = constants.errno;
+/** Seconds the kernel may cache names and attributes (libfuse's default); peers' changes show after that. */
+const TTL = 1;
+/** Largest write and read: 256 pages, when the kernel allows more than its default 32. */
+export const MAX_WRITE = 1 << 20;
+const O_EXCL = 0o200;
+/** readdir offsets of libfuse for inodes it does not know. */
+const UNKNOWN_INO = 0xffffffff;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function toErrno(e: unknown): number {
-  const code = errnoOf(e);
-  const n = (constants.errno as Record<string, number>)[code];
-  return n ? -n : -constants.errno.EIO;
+export function toErrno(e: unknown): number {
+  const n = (E as Record<string, number>)[errnoOf(e)];
+  return n || E.EIO;
 }
 
-export function fuseStat(st: Stat) {
-  const type = st.type === 'dir' ? S_IFDIR : st.type === 'symlink' ? S_IFLNK : S_IFREG;
-  const mtime = new Date(st.mtime);
-  return {
-    mode: type | st.mode, uid: st.uid, gid: st.gid, size: st.size,
-    nlink: 1, // "unknown" for directories, so tools never skip subdirectories by link count
-    blksize: 4096, blocks: Math.ceil(st.size / 512),
-    atime: mtime, mtime, ctime: new Date(st.ctime), dev: 0, ino: 0, rdev: 0,
-  };
+function kindBits(st: Stat): number {
+  return st.type === 'dir' ? S_IFDIR : st.type === 'symlink' ? S_IFLNK : S_IFREG;
 }
 
-type Cb = (err: number, ...rest: any[]) => void;
+interface DirHandle { names: Buffer[]; types: number[] }
 
-export function makeOps(fs: FileSystem, log: Logger): Record<string, (...args: any[]) => void> {
-  // Each op is sync or async on the node; either way errors become negative errnos.
-  const wrap = (name: string, fn: (...args: any[]) => unknown, ok: (cb: Cb, v: any) => void = (cb) => cb(0)) =>
-    (...args: any[]) => {
-      const cb = args.pop() as Cb;
-      let res: unknown;
-      try {
-        res = fn(...args);
-      } catch (e) {
-        return fail(name, args, cb, e);
-      }
-      if (res instanceof Promise) res.then((v) => ok(cb, v), (e) => fail(name, args, cb, e));
-      else ok(cb, res);
-    };
-  const fail = (name: string, args: unknown[], cb: Cb, e: unknown) => {
+export interface OpsOptions { log: Logger; onInit?: () => void }
+
+export class FuseOps {
+  readonly inodes = new Inodes();
+  private dirs = new Map<number, DirHandle>();
+  private nextDir = 1;
+  maxWrite = 128 * 1024;
+
+  constructor(private readonly fs: FileSystem, private readonly opts: OpsOptions) {}
+
+  /** The session's error mapping: a negative errno, EIO logged. */
+  onError = (op: Op, e: unknown): number => {
     const errno = toErrno(e);
-    if (errno === -constants.errno.EIO) log.error('fuse.error', { op: name, path: args[0], error: (e as Error)?.message });
-    // read and write report their result in the first argument
-    cb(errno);
+    if (errno === E.EIO) this.opts.log.error('fuse.error', { op, error: (e as Error)?.message });
+    return errno;
   };
 
-  return {
-    init: (cb: Cb) => cb(0),
-    getattr: wrap('getattr', (p: string) => fuseStat(fs.stat(p)), (cb, st) => cb(0, st)),
-    fgetattr: wrap('fgetattr', (p: string) => fuseStat(fs.stat(p)), (cb, st) => cb(0, st)),
-    readdir: wrap('readdir', (p: string) => fs.list(p), (cb, names) => cb(0, names)),
-    access: wrap('access', (p: string) => void fs.stat(p)),
-    open: wrap('open', (p: string, flags: number) => fs.open(p, flags), (cb, fh) => cb(0, fh)),
-    create: wrap('create', (p: string, mode: number) => fs.create(p, mode), (cb, fh) => cb(0, fh)),
-    read: wrap('read', (_p: string, fh: number, buf: Buffer, len: number, pos: number) => fs.read(fh, buf, len, pos), (cb, n) => cb(n)),
-    write: wrap('write', (_p: string, fh: number, buf: Buffer, len: number, pos: number) => fs.write(fh, buf, len, pos), (cb, n) => cb(n)),
-    truncate: wrap('truncate', (p: string, size: number) => fs.truncate(p, size)),
-    ftruncate: wrap('ftruncate', (_p: string, fh: number, size: number) => fs.ftruncate(fh, size)),
-    flush: wrap('flush', (_p: string, fh: number) => fs.flush(fh)),
-    fsync: wrap('fsync', (_p: string, _datasync: boolean, fh: number) => fs.fsync(fh)),
-    release: wrap('release', (_p: string, fh: number) => fs.release(fh)),
-    unlink: wrap('unlink', (p: string) => fs.unlink(p)),
-    mkdir: wrap('mkdir', (p: string, mode: number) => fs.mkdir(p, mode)),
-    rmdir: wrap('rmdir', (p: string) => fs.rmdir(p)),
-    rename: wrap('rename', (from: string, to: string) => fs.rename(from, to)),
-    symlink: wrap('symlink', (target: string, p: string) => fs.symlink(target, p)),
-    readlink: wrap('readlink', (p: string) => fs.readlink(p), (cb, t) => cb(0, t)),
-    chmod: wrap('chmod', (p: string, mode: number) => fs.chmod(p, mode)),
-    chown: wrap('chown', (p: string, uid: number, gid: number) => fs.chown(p, uid, gid)),
-    utimens: wrap('utimens', (p: string, atime: Date | number, mtime: Date | number) => fs.utimens(p, +atime, +mtime)),
-    link: (_a: string, _b: string, cb: Cb) => cb(-constants.errno.EPERM), // content is shared by id, not by inode
-    mknod: (_p: string, _m: number, _d: number, cb: Cb) => cb(-constants.errno.EPERM),
-    statfs: wrap('statfs', () => fs.statfs(), (cb, s) => cb(0, {
-      bsize: s.blockSize, frsize: s.blockSize, blocks: s.blocks, bfree: s.free, bavail: s.available,
-      files: s.files, ffree: s.files, favail: s.files, fsid: 0, flag: 0, namemax: 255,
-    })),
+  handler: Handler = (req) => {
+    switch (req.op) {
+      case Op.INIT: return this.init(req);
+      case Op.DESTROY: return [];
+      case Op.LOOKUP: return this.lookup(req);
+      case Op.FORGET: this.inodes.forget(req.nodeid, u64(req.buf, IN_HEADER)); return;
+      case Op.BATCH_FORGET: return this.batchForget(req);
+      case Op.GETATTR: return this.getattr(req);
+      case Op.SETATTR: return this.setattr(req);
+      case Op.READLINK: return [Buffer.from(this.fs.readlink(this.path(req)))];
+      case Op.SYMLINK: return this.symlink(req);
+      case Op.MKDIR: return this.mkdir(req);
+      case Op.UNLINK: return this.remove(req, false);
+      case Op.RMDIR: return this.remove(req, true);
+      case Op.RENAME: return this.rename(req, IN_HEADER + 8, 0);
+      case Op.RENAME2: return this.rename(req, IN_HEADER + 16, req.buf.readUInt32LE(IN_HEADER + 8));
+      case Op.LINK: case Op.MKNOD: throw new FsError('EPERM'); // content is shared by id, not by inode
+      case Op.OPEN: return this.open(req);
+      case Op.CREATE: return this.create(req);
+      case Op.READ: return this.read(req);
+      case Op.WRITE: return this.write(req);
+      case Op.FLUSH: return this.fs.flush(u64(req.buf, IN_HEADER)).then(() => []);
+      case Op.RELEASE: return this.fs.release(u64(req.buf, IN_HEADER)).then(() => []);
+      case Op.FSYNC: return this.fs.fsync(u64(req.buf, IN_HEADER)).then(() => []);
+      case Op.OPENDIR: return this.opendir(req);
+      case Op.READDIR: return this.readdir(req);
+      case Op.RELEASEDIR: this.dirs.delete(u64(req.buf, IN_HEADER)); return [];
+      case Op.FSYNCDIR: return [];
+      case Op.ACCESS: this.fs.stat(this.path(req)); return []; // default_permissions: the kernel checks modes
+      case Op.STATFS: return this.statfs();
+      case Op.INTERRUPT: return; // handlers are not cancelled; the answer comes when it comes
+      default: throw new FsError('ENOSYS'); // xattrs, locks, fallocate, ioctl...: the kernel falls back or says so
+    }
   };
+
+  // ---- helpers --------------------------------------------------------------------------
+
+  private path(req: Request): string {
+    return this.inodes.path(req.nodeid);
+  }
+
+  /** A NUL-terminated name in the request at `at`; non-UTF-8 names cannot be stored in Git paths here. */
+  private name(req: Request, at: number): { name: string; end: number } {
+    const nul = req.buf.indexOf(0, at);
+    const end = nul < 0 || nul > req.len ? req.len : nul;
+    let name: string;
+    try {
+      name = utf8.decode(req.buf.subarray(at, end));
+    } catch {
+      throw new FsError('EINVAL', 'name is not valid UTF-8');
+    }
+    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG');
+    return { name, end: end + 1 };
+  }
+
+  private child(req: Request, at: number): { path: string; end: number } {
+    const parent = this.path(req);
+    const { name, end } = this.name(req, at);
+    return { path: parent === '/' ? `/${name}` : `${parent}/${name}`, end };
+  }
+
+  private attr(ino: number, st: Stat): Attr {
+    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime };
+  }
+
+  /** A counted lookup of an existing path: the kernel now holds its id. */
+  private entry(path: string, st = this.fs.stat(path)): { node: Inode; out: Buffer } {
+    const node = this.inodes.lookup(path, st.type);
+    return { node, out: entryOut(node.id, this.attr(node.id, st), TTL, TTL) };
+  }
+
+  // ---- requests -------------------------------------------------------------------------
+
+  private init(req: Request): Buffer[] {
+    const b = req.buf;
+    const major = b.readUInt32LE(IN_HEADER);
+    const kminor = b.readUInt32LE(IN_HEADER + 4);
+    const readahead = b.readUInt32LE(IN_HEADER + 8);
+    const kflags = b.readUInt32LE(IN_HEADER + 12);
+    const out = Buffer.alloc(64);
+    out.writeUInt32LE(MAJOR, 0);
+    out.writeUInt32LE(Math.min(MINOR, kminor), 4);
+    if (major !== MAJOR || kminor < 12) throw new Error(`kernel FUSE ${major}.${kminor} is not supported (7.12 or later needed)`);
+    const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.ASYNC_DIO | Init.PARALLEL_DIROPS | Init.MAX_PAGES;
+    const flags = kflags & want;
+    this.maxWrite = flags & Init.MAX_PAGES ? MAX_WRITE : 128 * 1024;
+    out.writeUInt32LE(readahead, 8);
+    out.writeUInt32LE(flags, 12);
+    out.writeUInt16LE(64, 16); // max_background
+    out.writeUInt16LE(48, 18); // congestion_threshold
+    out.writeUInt32LE(this.maxWrite, 20);
+    out.writeUInt32LE(1_000_000, 24); // time_gran: times are kept in milliseconds
+    out.writeUInt16LE(this.maxWrite / 4096, 28); // max_pages
+    this.opts.log.debug('fuse.init', { kernel: `${major}.${kminor}`, flags: flags.toString(16), maxWrite: this.maxWrite });
+    queueMicrotask(() => this.opts.onInit?.());
+    return [kminor < 23 ? out.subarray(0, 24) : out];
+  }
+
+  private lookup(req: Request): Buffer[] {
+    const { path } = this.child(req, IN_HEADER);
+    return [this.entry(path).out];
+  }
+
+  private batchForget(req: Request): void {
+    const count = req.buf.readUInt32LE(IN_HEADER);
+    for (let i = 0, at = IN_HEADER + 8; i < count && at + 16 <= req.len; i++, at += 16) {
+      this.inodes.forget(u64(req.buf, at), u64(req.buf, at + 8));
+    }
+  }
+
+  private statOf(req: Request, fh: number | null): Stat {
+    const node = this.inodes.get(req.nodeid);
+    if (node.path !== null) {
+      try {
+        return this.fs.stat(node.path);
+      } catch (e) {
+        if (fh === null) throw e;
+      }
+    }
+    if (fh === null) throw new FsError('ENOENT');
+    return this.fs.fstat(fh);
+  }
+
+  private getattr(req: Request): Buffer[] {
+    const flags = req.buf.readUInt32LE(IN_HEADER);
+    const fh = flags & GETATTR_FH ? u64(req.buf, IN_HEADER + 8) : null;
+    return [attrOut(this.attr(req.nodeid, this.statOf(req, fh)), TTL)];
+  }
+
+  private async setattr(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    const at = IN_HEADER;
+    const valid = b.readUInt32LE(at);
+    const fh = valid & Fattr.FH ? u64(b, at + 8) : null;
+    const node = this.inodes.get(req.nodeid);
+    const path = node.path;
+    if (valid & Fattr.SIZE) {
+      const size = u64(b, at + 16);
+      if (fh !== null) await this.fs.ftruncate(fh, size);
+      else await this.fs.truncate(this.inodes.path(req.nodeid), size);
+    }
+    if (path !== null) {
+      if (valid & Fattr.MODE) await this.fs.chmod(path, b.readUInt32LE(at + 68) & 0o7777);
+      if (valid & (Fattr.UID | Fattr.GID)) {
+        await this.fs.chown(path, valid & Fattr.UID ? b.readUInt32LE(at + 76) : -1, valid & Fattr.GID ? b.readUInt32LE(at + 80) : -1);
+      }
+      if (valid & (Fattr.MTIME | Fattr.MTIME_NOW | Fattr.ATIME | Fattr.ATIME_NOW)) {
+        const time = (set: number, now: number, secAt: number, nsecAt: number) =>
+          valid & now ? Date.now() : valid & set ? u64(b, secAt) * 1000 + Math.floor(b.readUInt32LE(nsecAt) / 1e6) : null;
+        const atime = time(Fattr.ATIME, Fattr.ATIME_NOW, at + 32, at + 56);
+        // Only atime given: it is not stored, so mtime stays what it was.
+        const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, at + 40, at + 60) ?? this.fs.stat(path).mtime;
+        await this.fs.utimens(path, atime ?? mtime, mtime);
+      }
+    } else if (valid & ~(Fattr.SIZE | Fattr.FH)) {
+      throw new FsError('ENOENT');
+    }
+    return [attrOut(this.attr(req.nodeid, this.statOf(req, fh)), TTL)];
+  }
+
+  private async symlink(req: Request): Promise<Buffer[]> {
+    const { path, end } = this.child(req, IN_HEADER);
+    const nul = req.buf.indexOf(0, end);
+    const target = req.buf.toString('utf8', end, nul < 0 || nul > req.len ? req.len : nul);
+    await this.fs.symlink(target, path);
+    return [this.entry(path).out];
+  }
+
+  private async mkdir(req: Request): Promise<Buffer[]> {
+    const mode = req.buf.readUInt32LE(IN_HEADER);
+    const { path } = this.child(req, IN_HEADER + 8);
+    await this.fs.mkdir(path, mode & 0o7777);
+    return [this.entry(path).out];
+  }
+
+  private async remove(req: Request, dir: boolean): Promise<Buffer[]> {
+    const { path } = this.child(req, IN_HEADER);
+    await (dir ? this.fs.rmdir(path) : this.fs.unlink(path));
+    this.inodes.removed(path);
+    return [];
+  }
+
+  private async rename(req: Request, at: number, flags: number): Promise<Buffer[]> {
+    if (flags & ~RENAME_NOREPLACE) throw new FsError('EINVAL', 'rename flags other than RENAME_NOREPLACE');
+    const newdir = this.inodes.path(u64(req.buf, IN_HEADER));
+    const { path: from, end } = this.child(req, at);
+    const { name } = this.name(req, end);
+    const to = newdir === '/' ? `/${name}` : `${newdir}/${name}`;
+    if (flags & RENAME_NOREPLACE && this.exists(to)) throw new FsError('EEXIST', to);
+    await this.fs.rename(from, to);
+    if (from !== to) this.inodes.moved(from, to);
+    return [];
+  }
+
+  private exists(path: string): boolean {
+    try {
+      this.fs.stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** auto_cache: keep the kernel's pages of a file only while its size and mtime are unchanged. */
+  private openFlags(node: Inode, st: Stat): number {
+    const seen = `${st.size}:${st.mtime}`;
+    const keep = node.seen === seen;
+    node.seen = seen;
+    return keep ? FOPEN_KEEP_CACHE : 0;
+  }
+
+  private async open(req: Request): Promise<Buffer[]> {
+    const flags = req.buf.readUInt32LE(IN_HEADER);
+    const node = this.inodes.get(req.nodeid);
+    const path = this.inodes.path(req.nodeid);
+    const fh = await this.fs.open(path, flags);
+    return [openOut(fh, this.openFlags(node, this.fs.fstat(fh)))];
+  }
+
+  private async create(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    const flags = b.readUInt32LE(IN_HEADER);
+    const mode = b.readUInt32LE(IN_HEADER + 4);
+    const { path } = this.child(req, IN_HEADER + 16);
+    let fh: number;
+    if (this.exists(path)) {
+      // Created meanwhile (by a peer, or a race the kernel did not see): open(2) semantics.
+      if (flags & O_EXCL) throw new FsError('EEXIST', path);
+      fh = await this.fs.open(path, flags);
+    } else {
+      fh = await this.fs.create(path, mode & 0o7777);
+    }
+    const st = this.fs.fstat(fh);
+    const node = this.inodes.lookup(path, 'file');
+    const out = Buffer.allocUnsafe(ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
+    entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, 0);
+    openOut(fh, this.openFlags(node, st), out, ENTRY_OUT_SIZE);
+    return [out];
+  }
+
+  private async read(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    const fh = u64(b, IN_HEADER);
+    const offset = u64(b, IN_HEADER + 8);
+    const size = Math.min(b.readUInt32LE(IN_HEADER + 16), this.maxWrite);
+    const out = Buffer.allocUnsafe(size);
+    const n = await this.fs.read(fh, out, size, offset);
+    return [out.subarray(0, n)];
+  }
+
+  private async write(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    const fh = u64(b, IN_HEADER);
+    const offset = u64(b, IN_HEADER + 8);
+    const size = b.readUInt32LE(IN_HEADER + 16);
+    const data = b.subarray(IN_HEADER + 40, IN_HEADER + 40 + size);
+    if (data.length !== size) throw new FsError('EINVAL', 'short write request');
+    const n = await this.fs.write(fh, data, size, offset, (until) => (req.held = until));
+    const out = Buffer.alloc(8);
+    out.writeUInt32LE(n, 0);
+    return [out];
+  }
+
+  private opendir(req: Request): Buffer[] {
+    const path = this.path(req);
+    const names = this.fs.list(path);
+    const dir: DirHandle = { names: [Buffer.from('.'), Buffer.from('..')], types: [DT_DIR, DT_DIR] };
+    for (const name of names) {
+      dir.names.push(Buffer.from(name));
+      let type = DT_UNKNOWN;
+      try {
+        const t = this.fs.stat(path === '/' ? `/${name}` : `${path}/${name}`).type;
+        type = t === 'dir' ? DT_DIR : t === 'symlink' ? DT_LNK : DT_REG;
+      } catch { /* gone meanwhile: the kernel looks it up and learns */ }
+      dir.types.push(type);
+    }
+    const fh = this.nextDir++;
+    this.dirs.set(fh, dir);
+    return [openOut(fh, 0)];
+  }
+
+  private readdir(req: Request): Buffer[] {
+    const b = req.buf;
+    const dir = this.dirs.get(u64(b, IN_HEADER));
+    if (!dir) throw new FsError('EBADF');
+    let i = u64(b, IN_HEADER + 8);
+    const out = Buffer.allocUnsafe(b.readUInt32LE(IN_HEADER + 16));
+    let used = 0;
+    const parent = this.path(req);
+    for (; i < dir.names.length; i++) {
+      const name = dir.names[i];
+      const ino = i === 0 ? req.nodeid : i === 1 ? UNKNOWN_INO : (this.inodes.idOf(parent === '/' ? `/${name}` : `${parent}/${name}`) ?? UNKNOWN_INO);
+      const n = putDirent(out, used, ino, i + 1, dir.types[i], name);
+      if (!n) break;
+      used += n;
+    }
+    return [out.subarray(0, used)];
+  }
+
+  private async statfs(): Promise<Buffer[]> {
+    const s = await this.fs.statfs();
+    const out = Buffer.alloc(80);
+    putU64(out, 0, s.blocks);
+    putU64(out, 8, s.free);
+    putU64(out, 16, s.available);
+    putU64(out, 24, s.files);
+    putU64(out, 32, s.files);
+    out.writeUInt32LE(s.blockSize, 40);
+    out.writeUInt32LE(255, 44); // namelen
+    out.writeUInt32LE(s.blockSize, 48); // frsize
+    return [out];
+  }
 }

@@ -12,7 +12,7 @@ import type { Namespace } from '../meta/namespace.js';
 import type { FileEntry } from '../meta/entry.js';
 import type { RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
-import { WriteBehind } from './write-behind.js';
+import { Keep, WriteBehind } from './write-behind.js';
 import type { ContentKeeper } from './content-keeper.js';
 
 /** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */
@@ -57,9 +57,12 @@ export class OpenFiles {
     return st;
   }
 
-  isOpen(path: string): boolean {
-    for (const h of this.handles.values()) if (h.path === path) return true;
-    return false;
+  /** Attributes through a handle, for a file whose path is gone (unlinked while open). */
+  fstat(fh: number): Stat {
+    const h = this.handle(fh);
+    const b = h.base;
+    if (!b) throw new FsError('EBADF', String(fh));
+    return { type: 'file', mode: b.mode, uid: b.uid, gid: b.gid, size: h.size, mtime: h.mtime, ctime: b.ctime };
   }
 
   /** Handles on a path that is removed or replaced keep their bytes but store nothing. */
@@ -140,7 +143,7 @@ export class OpenFiles {
     return h.writable ? h.serial(async () => { await h.wb?.drain(); return h.read(buf, len, pos); }) : h.read(buf, len, pos);
   }
 
-  write(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep): Promise<number> {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'not open for writing');
     return h.serial(async () => {
@@ -151,7 +154,7 @@ export class OpenFiles {
         buf.copy(mem, pos, 0, len);
       } else {
         await this.ensureTemp(h);
-        await h.wb!.write(buf, len, pos);
+        await h.wb!.write(buf, len, pos, keep);
       }
       this.markDirty(h);
       h.size = Math.max(h.size, pos + len);

@@ -16,11 +16,17 @@ export interface Space { blockSize: number; blocks: number; free: number; availa
 
 export interface FileSystem {
   stat(path: string): Stat;
+  /** Attributes through an open handle (the path may be gone). */
+  fstat(fh: number): Stat;
   list(path: string): string[];
   open(path: string, flags: number): Promise<number>;
   create(path: string, mode: number): Promise<number>;
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
-  write(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  /**
+   * With `keep`, the node may hold on to `buf` after the promise resolves (no copy): it calls
+   * keep(until), and the caller reuses buf only once `until` settles.
+   */
+  write(fh: number, buf: Buffer, len: number, pos: number, keep?: (until: Promise<unknown>) => void): Promise<number>;
   truncate(path: string, size: number): Promise<void>;
   ftruncate(fh: number, size: number): Promise<void>;
   flush(fh: number): Promise<void>;

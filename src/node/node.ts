@@ -12,9 +12,7 @@ import { FileSystem, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { EMPTY_ID, OpenFiles } from './files.js';
-
-/** libfuse's name for an unlinked file that is still open (without the hard_remove option). */
-const HIDDEN_RE = /^\.fuse_hidden[0-9a-f]{16}$/;
+import type { Keep } from './write-behind.js';
 
 export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
 
@@ -23,11 +21,6 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   ns!: Namespace;
   keeper!: ContentKeeper;
   private files!: OpenFiles;
-  /**
-   * Files libfuse renamed to ".fuse_hidden..." because they were unlinked while open. They left
-   * the namespace (and Git) at once; their open handles still stat and read them here.
-   */
-  private hidden = new Map<string, Entry>();
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
@@ -73,13 +66,17 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   // ---- attributes and directories -------------------------------------------------------
 
   stat(path: string): Stat {
-    const e = this.ns.get(path)?.entry ?? this.hidden.get(path);
+    const e = this.ns.get(path)?.entry;
     if (!e) throw new FsError('ENOENT', path);
     const st: Stat = {
       type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime,
       size: e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : 4096,
     };
     return e.type === 'file' ? this.files.overlay(path, st) : st;
+  }
+
+  fstat(fh: number): Stat {
+    return this.files.fstat(fh);
   }
 
   list(path: string): string[] {
@@ -104,7 +101,6 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   }
 
   async unlink(path: string): Promise<void> {
-    if (this.hidden.delete(path)) return;
     const n = this.ns.get(path);
     if (!n) throw new FsError('ENOENT', path);
     if (n.kind === 'dir') throw new FsError('EISDIR', path);
@@ -114,14 +110,6 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   async rename(from: string, to: string): Promise<void> {
     if (from === to) return;
-    if (HIDDEN_RE.test(to.slice(to.lastIndexOf('/') + 1)) && this.files.isOpen(from)) {
-      const e = this.ns.get(from)?.entry;
-      if (!e) throw new FsError('ENOENT', from);
-      this.files.detach(from);
-      this.hidden.set(to, e);
-      await this.ns.apply({ o: 'rm', p: from });
-      return;
-    }
     const target = this.ns.get(to);
     const journaled = this.ns.apply({ o: 'mv', p: from, to }); // throws before anything changes if invalid
     if (target) this.files.detach(to);
@@ -179,7 +167,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   open(path: string, flags: number) { return this.files.open(path, flags); }
   create(path: string, mode: number) { return this.files.create(path, mode); }
   read(fh: number, buf: Buffer, len: number, pos: number) { return this.files.read(fh, buf, len, pos); }
-  write(fh: number, buf: Buffer, len: number, pos: number) { return this.files.write(fh, buf, len, pos); }
+  write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep) { return this.files.write(fh, buf, len, pos, keep); }
   truncate(path: string, size: number) { return this.files.truncate(path, size); }
   ftruncate(fh: number, size: number) { return this.files.ftruncate(fh, size); }
   flush(fh: number) { return this.files.flush(fh); }

@@ -1,7 +1,7 @@
 // One open file handle. Reads come from the stored version the handle was opened on (a raw fd
 // on the store file, valid even after that version is replaced or deleted); the first change
 // copies it to a private temp file (copy on write), which becomes new content on flush.
-import { open as openCb, close as closeCb, read as readCb, write as writeCb, ftruncate as ftruncateCb, fsync as fsyncCb } from 'node:fs';
+import { open as openCb, close as closeCb, read as readCb, write as writeCb, writev as writevCb, ftruncate as ftruncateCb, fsync as fsyncCb } from 'node:fs';
 import { promisify } from 'node:util';
 import type { FileEntry } from '../meta/entry.js';
 import type { WriteBehind } from './write-behind.js';
@@ -11,6 +11,7 @@ import type { SequentialHasher } from '../content/sequential-hasher.js';
 export const fdOpen = promisify(openCb);
 export const fdRead = promisify(readCb);
 export const fdWrite = promisify(writeCb);
+export const fdWritev = promisify(writevCb);
 export const fdTruncate = promisify(ftruncateCb);
 export const fdClose = promisify(closeCb);
 export const fdSync = promisify(fsyncCb);

@@ -1,62 +1,112 @@
-// Write-behind for one handle's temp file: FUSE writes (128 KiB each) are copied into large
-// contiguous chunks and written in the background, so a write returns after a memcpy. Anything
-// that needs the file on disk (read, truncate, hash, close) drains first; a failed write (e.g.
-// ENOSPC) is reported by the next write or the drain, i.e. at close at the latest.
-import { fdWrite } from './open-file.js';
+// Write-behind for one handle's temp file, so a FUSE write returns before the disk write.
+// Small writes are copied into large contiguous chunks; large ones (a FUSE layer that lends its
+// buffer through `keep`) are queued as they are, no copy, and the buffer is handed back once
+// written. Contiguous chunks go out in one writev. Anything that needs the file on disk (read,
+// truncate, hash, close) drains first; a failed write (e.g. ENOSPC) is reported by the next
+// write or the drain, i.e. at close at the latest.
+import { fdWrite, fdWritev } from './open-file.js';
 
 const CHUNK = 4 * 1024 * 1024;
 const MAX_PENDING = 32 * 1024 * 1024;
+/** Writes at least this large are queued without a copy when the caller lends the buffer. */
+const LEND_MIN = 64 * 1024;
+/** At most this many chunks per writev (IOV_MAX is far larger; this bounds one syscall). */
+const BATCH = 16;
 
-interface Chunk { pos: number; buf: Buffer; used: number }
+interface Chunk { pos: number; buf: Buffer; used: number; lent?: () => void }
+
+/** Lets the caller lend `data` past the returned promise: it may reuse it once `until` settles. */
+export type Keep = (until: Promise<unknown>) => void;
 
 export class WriteBehind {
   private staging: Chunk | null = null;
+  /** A written staging buffer, reused: fresh pages cost a fault each. */
+  private spare: Buffer | null = null;
   private queue: Chunk[] = [];
   private pending = 0;
   private running: Promise<void> | null = null;
   private error: Error | null = null;
   private waiters: (() => void)[] = [];
 
-  /** Called with the end of each chunk written, in order (for hashing while writing). */
+  /** Called with the end of each run written, in order (for hashing while writing). */
   constructor(private readonly fd: number, private readonly onWritten: (pos: number, end: number) => void = () => {}) {}
 
-  async write(data: Buffer, len: number, pos: number): Promise<void> {
+  async write(data: Buffer, len: number, pos: number, keep?: Keep): Promise<void> {
     if (this.error) throw this.error;
-    let s = this.staging;
-    if (!s || s.pos + s.used !== pos || s.used + len > s.buf.length) {
-      if (s) this.seal();
-      s = this.staging = { pos, buf: Buffer.allocUnsafe(Math.max(CHUNK, len)), used: 0 };
+    if (keep && len >= LEND_MIN) {
+      this.seal();
+      const c: Chunk = { pos, buf: data, used: len };
+      keep(new Promise<void>((r) => (c.lent = r)));
+      this.enqueue(c);
+    } else {
+      let s = this.staging;
+      if (!s || s.pos + s.used !== pos || s.used + len > s.buf.length) {
+        if (s) this.seal();
+        const spare = this.spare && this.spare.length >= len ? this.spare : null;
+        this.spare = null;
+        s = this.staging = { pos, buf: spare ?? Buffer.allocUnsafe(Math.max(CHUNK, len)), used: 0 };
+      }
+      data.copy(s.buf, s.used, 0, len);
+      s.used += len;
+      this.pending += len;
+      if (s.used === s.buf.length) this.seal();
     }
-    data.copy(s.buf, s.used, 0, len);
-    s.used += len;
-    this.pending += len;
-    if (s.used === s.buf.length) this.seal();
     while (this.pending > MAX_PENDING && !this.error) await new Promise<void>((r) => this.waiters.push(r));
   }
 
-  private seal(): void {
-    if (!this.staging) return;
-    this.queue.push(this.staging);
-    this.staging = null;
+  private enqueue(c: Chunk): void {
+    this.pending += c.used;
+    this.queue.push(c);
     this.running ??= this.pump();
+  }
+
+  private seal(): void {
+    const s = this.staging;
+    if (!s) return;
+    this.staging = null;
+    this.pending -= s.used; // enqueue counts it again
+    this.enqueue(s);
   }
 
   private async pump(): Promise<void> {
     while (this.queue.length) {
-      const c = this.queue.shift()!;
+      // A run of contiguous chunks, written with one call.
+      const run = [this.queue.shift()!];
+      while (run.length < BATCH && this.queue.length && this.queue[0].pos === run[run.length - 1].pos + run[run.length - 1].used) run.push(this.queue.shift()!);
+      const pos = run[0].pos;
+      const total = run.reduce((n, c) => n + c.used, 0);
       try {
-        let done = 0;
-        while (done < c.used) done += (await fdWrite(this.fd, c.buf, done, c.used - done, c.pos + done)).bytesWritten;
-        this.onWritten(c.pos, c.pos + c.used);
+        if (!this.error) {
+          await this.writeRun(run, pos, total);
+          this.onWritten(pos, pos + total);
+        }
       } catch (e) {
         this.error ??= e as Error;
-        for (const q of this.queue) this.pending -= q.used;
-        this.queue = [];
+        for (const q of this.queue.splice(0)) {
+          this.pending -= q.used;
+          q.lent?.();
+        }
       }
-      this.pending -= c.used;
+      for (const c of run) {
+        this.pending -= c.used;
+        if (c.lent) c.lent();
+        else this.spare = c.buf;
+      }
       for (const w of this.waiters.splice(0)) w();
     }
     this.running = null;
+  }
+
+  private async writeRun(run: Chunk[], pos: number, total: number): Promise<void> {
+    const bufs = run.map((c) => (c.used === c.buf.length ? c.buf : c.buf.subarray(0, c.used)));
+    let done = bufs.length === 1
+      ? (await fdWrite(this.fd, bufs[0], 0, total, pos)).bytesWritten
+      : (await fdWritev(this.fd, bufs, pos)).bytesWritten;
+    // Short write (rare): the rest piece by piece.
+    if (done < total) {
+      const all = Buffer.concat(bufs);
+      while (done < total) done += (await fdWrite(this.fd, all, done, total - done, pos + done)).bytesWritten;
+    }
   }
 
   /** Everything written so far is in the file; throws the first write error, if any. */

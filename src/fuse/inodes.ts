@@ -1,0 +1,101 @@
+// The kernel names files by node id; the node by path. This table maps one to the other and
+// keeps each id as long as the kernel holds a lookup on it (FORGET drops them). Ids are never
+// reused, so a stale id can only miss, never hit another file.
+import { FsError } from '../util/errors.js';
+
+export type Kind = 'file' | 'dir' | 'symlink';
+
+export interface Inode {
+  readonly id: number;
+  /** null once the path was removed or replaced while the kernel still holds the id. */
+  path: string | null;
+  kind: Kind;
+  lookups: number;
+  /** size:mtime seen at the last open, to keep the kernel's page cache when unchanged. */
+  seen: string | null;
+}
+
+export const ROOT_ID = 1;
+
+export class Inodes {
+  private byId = new Map<number, Inode>();
+  private byPath = new Map<string, Inode>();
+  private next = ROOT_ID + 1;
+
+  constructor() {
+    const root: Inode = { id: ROOT_ID, path: '/', kind: 'dir', lookups: 1, seen: null };
+    this.byId.set(ROOT_ID, root);
+    this.byPath.set('/', root);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: number): Inode {
+    const n = this.byId.get(id);
+    if (!n) throw new FsError('ENOENT', `node ${id}`);
+    return n;
+  }
+
+  /** The current path of a node id; ENOENT if the kernel's id outlived its file. */
+  path(id: number): string {
+    const p = this.byId.get(id)?.path;
+    if (p == null) throw new FsError('ENOENT', `node ${id}`);
+    return p;
+  }
+
+  /** Known id of a path, if the kernel holds one. */
+  idOf(path: string): number | undefined {
+    return this.byPath.get(path)?.id;
+  }
+
+  /** A lookup the kernel will count: the path's id (a new one if the path changed kind). */
+  lookup(path: string, kind: Kind): Inode {
+    let n = this.byPath.get(path);
+    if (n && n.kind !== kind) {
+      // Same name, other kind of file (replaced by a peer): the kernel must see a new inode.
+      n.path = null;
+      n = undefined;
+    }
+    if (!n) {
+      n = { id: this.next++, path, kind, lookups: 0, seen: null };
+      this.byId.set(n.id, n);
+      this.byPath.set(path, n);
+    }
+    n.lookups++;
+    return n;
+  }
+
+  forget(id: number, count: number): void {
+    const n = this.byId.get(id);
+    if (!n || id === ROOT_ID) return;
+    n.lookups -= count;
+    if (n.lookups > 0) return;
+    this.byId.delete(id);
+    if (n.path !== null && this.byPath.get(n.path) === n) this.byPath.delete(n.path);
+  }
+
+  /** The path is gone (unlink, rmdir, replaced by a rename); its id lives on until forgotten. */
+  removed(path: string): void {
+    const n = this.byPath.get(path);
+    if (!n) return;
+    this.byPath.delete(path);
+    n.path = null;
+  }
+
+  /** A rename: the node and, for a directory, everything below it take the new path. */
+  moved(from: string, to: string): void {
+    this.removed(to);
+    const moves: [string, Inode][] = [];
+    const prefix = from + '/';
+    for (const [p, n] of this.byPath) if (p === from || p.startsWith(prefix)) moves.push([p, n]);
+    for (const [p] of moves) this.byPath.delete(p);
+    for (const [p, n] of moves) {
+      const np = to + p.slice(from.length);
+      this.removed(np); // a stale child id under the replaced target
+      n.path = np;
+      this.byPath.set(np, n);
+    }
+  }
+}

@@ -1,0 +1,140 @@
+// One FUSE connection: reads requests from the kernel's device when the event loop says it is
+// readable, hands each to a handler, and writes the reply in one call. Requests run
+// concurrently; each holds its buffer until answered, so a write's data is never copied.
+import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
+import type { Dev } from './dev.js';
+import { IN_HEADER, OUT_HEADER, Op, u64 } from './proto.js';
+
+const E = constants.errno;
+
+/** One request; `body` starts after the header. */
+export interface Request {
+  readonly op: Op;
+  readonly nodeid: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+  /** The whole request as read; valid until the reply is sent. */
+  readonly buf: Buffer;
+  readonly len: number;
+  /** Set by a handler that keeps `buf` past its reply (a lent write buffer): reused once it settles. */
+  held?: Promise<unknown>;
+}
+
+/** Returns reply payload buffers, or nothing for ops the kernel expects no answer to. */
+export type Handler = (req: Request) => Buffer[] | void | Promise<Buffer[] | void>;
+
+export interface SessionOptions {
+  /** Largest request: max_write plus headers. */
+  bufferSize: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  onError: (op: Op, e: unknown) => number;
+}
+
+export class Session extends EventEmitter {
+  private free: Buffer[] = [];
+  private allocated = 0;
+  private watcher: object | null = null;
+  private watching = false;
+  private closed = false;
+  inFlight = 0;
+
+  constructor(private readonly dev: Dev, readonly fd: number, private readonly handle: Handler, private readonly opts: SessionOptions) {
+    super();
+  }
+
+  start(): void {
+    const r = this.dev.nonblock(this.fd);
+    if (r < 0) throw new Error(`FUSE device: cannot set non-blocking (errno ${-r})`);
+    this.watcher = this.dev.watch(this.fd, () => this.drain());
+    this.watch(true);
+  }
+
+  private watch(on: boolean): void {
+    if (this.closed || !this.watcher || this.watching === on) return;
+    this.watching = on;
+    this.dev.resume(this.watcher, on);
+  }
+
+  private takeBuffer(): Buffer | null {
+    const b = this.free.pop();
+    if (b) return b;
+    if (this.allocated >= this.opts.concurrency) return null;
+    this.allocated++;
+    // Large buffers come from mmap: pages the kernel never writes cost no memory.
+    return Buffer.allocUnsafeSlow(this.opts.bufferSize);
+  }
+
+  /** Reads every request the kernel has queued, as far as buffers allow. */
+  private drain(): void {
+    while (!this.closed) {
+      const buf = this.takeBuffer();
+      if (!buf) {
+        this.watch(false); // resumed when a request finishes
+        return;
+      }
+      const n = this.dev.read(this.fd, buf);
+      if (n < 0) {
+        this.free.push(buf);
+        if (n === -E.EAGAIN) return;
+        if (n === -E.EINTR || n === -E.ENOENT) continue; // interrupted before we read it
+        this.end(n === -E.ENODEV ? null : new Error(`FUSE device read failed (errno ${-n})`));
+        return;
+      }
+      this.dispatch(buf, n);
+    }
+  }
+
+  private dispatch(buf: Buffer, len: number): void {
+    const req: Request = {
+      op: buf.readUInt32LE(4), nodeid: u64(buf, 16), uid: buf.readUInt32LE(24), gid: buf.readUInt32LE(28),
+      pid: buf.readUInt32LE(32), buf, len,
+    };
+    this.inFlight++;
+    let res: ReturnType<Handler>;
+    try {
+      res = this.handle(req);
+    } catch (e) {
+      return this.finish(req, this.opts.onError(req.op, e));
+    }
+    if (res instanceof Promise) res.then((out) => this.finish(req, 0, out), (e) => this.finish(req, this.opts.onError(req.op, e)));
+    else this.finish(req, 0, res);
+  }
+
+  private finish(req: Request, errno: number, out?: Buffer[] | void): void {
+    if (out !== undefined || errno) this.reply(req.buf, errno, out || []);
+    if (req.held) req.held.then(() => this.recycle(req.buf), () => this.recycle(req.buf));
+    else this.recycle(req.buf);
+  }
+
+  private recycle(buf: Buffer): void {
+    this.inFlight--;
+    this.free.push(buf);
+    this.watch(true);
+  }
+
+  private reply(reqBuf: Buffer, errno: number, payload: Buffer[]): void {
+    if (this.closed) return;
+    const hdr = Buffer.allocUnsafe(OUT_HEADER);
+    let len = OUT_HEADER;
+    if (!errno) for (const p of payload) len += p.length;
+    hdr.writeUInt32LE(len, 0);
+    hdr.writeInt32LE(errno ? -errno : 0, 4);
+    reqBuf.copy(hdr, 8, 8, 16); // unique
+    const r = this.dev.writev(this.fd, errno ? [hdr] : [hdr, ...payload]);
+    // ENOENT: the request was interrupted and is gone; nothing waits for this answer.
+    if (r < 0 && r !== -E.ENOENT) this.emit('reply-error', -r);
+  }
+
+  /** Stops reading; the kernel connection ends when the mount goes away. */
+  end(err: Error | null): void {
+    if (this.closed) return;
+    this.watch(false);
+    this.closed = true;
+    this.emit('end', err);
+  }
+}
+
+export { IN_HEADER };
