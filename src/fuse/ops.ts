@@ -6,7 +6,7 @@ import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { Inodes, Inode } from './inodes.js';
 import {
-  Attr, DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, ENTRY_OUT_SIZE, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
+  Attr, DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
   MAJOR, MINOR, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut, openOut,
   putDirent, putU64, u64,
 } from './proto.js';
@@ -18,6 +18,8 @@ const TTL = 1;
 /** Largest write and read: 256 pages, when the kernel allows more than its default 32. */
 export const MAX_WRITE = 1 << 20;
 const O_EXCL = 0o200;
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
 /** readdir offsets of libfuse for inodes it does not know. */
 const UNKNOWN_INO = 0xffffffff;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -253,8 +255,13 @@ export class FuseOps {
     }
   }
 
-  /** auto_cache: keep the kernel's pages of a file only while its size and mtime are unchanged. */
-  private openFlags(node: Inode, st: Stat): number {
+  /**
+   * Write-only handles bypass the page cache: their data is copied once (not into the cache
+   * and out again) and never read back there. Other handles keep the kernel's pages of a file
+   * only while its size and mtime are unchanged (libfuse's auto_cache).
+   */
+  private openFlags(node: Inode, st: Stat, flags: number): number {
+    if ((flags & O_ACCMODE) === O_WRONLY) return FOPEN_DIRECT_IO;
     const seen = `${st.size}:${st.mtime}`;
     const keep = node.seen === seen;
     node.seen = seen;
@@ -266,7 +273,7 @@ export class FuseOps {
     const node = this.inodes.get(req.nodeid);
     const path = this.inodes.path(req.nodeid);
     const fh = await this.fs.open(path, flags);
-    return [openOut(fh, this.openFlags(node, this.fs.fstat(fh)))];
+    return [openOut(fh, this.openFlags(node, this.fs.fstat(fh), flags))];
   }
 
   private async create(req: Request): Promise<Buffer[]> {
@@ -286,7 +293,7 @@ export class FuseOps {
     const node = this.inodes.lookup(path, 'file');
     const out = Buffer.allocUnsafe(ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
     entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, 0);
-    openOut(fh, this.openFlags(node, st), out, ENTRY_OUT_SIZE);
+    openOut(fh, this.openFlags(node, st, flags), out, ENTRY_OUT_SIZE);
     return [out];
   }
 

@@ -27,6 +27,7 @@ export const Fattr = {
   FH: 1 << 6, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
 } as const;
 
+export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
 export const GETATTR_FH = 1 << 0;
 export const RENAME_NOREPLACE = 1 << 0;
