@@ -13,6 +13,8 @@ export interface Inode {
   lookups: number;
   /** size:mtime seen at the last open, to keep the kernel's page cache when unchanged. */
   seen: string | null;
+  /** Open file handles: they still stat a file whose path is gone (fstat after unlink). */
+  handles?: Set<number>;
 }
 
 export const ROOT_ID = 1;
@@ -36,6 +38,10 @@ export class Inodes {
     const n = this.byId.get(id);
     if (!n) throw new FsError('ENOENT', `node ${id}`);
     return n;
+  }
+
+  find(id: number): Inode | undefined {
+    return this.byId.get(id);
   }
 
   /** The current path of a node id; ENOENT if the kernel's id outlived its file. */

@@ -176,6 +176,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   let initDone!: () => void;
   const inited = new Promise<void>((res) => (initDone = res));
   const ops = new FuseOps(fs, { log, onInit: () => initDone() });
+  const via = viaFusermount3(opts) ? 'fusermount3' : platform() === 'linux' ? 'mount(2)' : 'mount_fusefs';
   const fd = await openAndMount(dev, mnt, opts);
   const session = new Session(dev, fd, ops.handler, {
     bufferSize: IN_HEADER + 40 + MAX_WRITE + OUT_HEADER,
@@ -191,7 +192,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   const timer = setTimeout(() => initDone(), 10_000); // no INIT: the first access will tell
   await inited;
   clearTimeout(timer);
-  log.info('fuse.mounted', { mountpoint: mnt, maxWrite: ops.maxWrite });
+  log.info('fuse.mounted', { mountpoint: mnt, via, maxWrite: ops.maxWrite });
   let done: Promise<void> | null = null;
   return {
     unmount: () =>

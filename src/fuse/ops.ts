@@ -74,7 +74,7 @@ export class FuseOps {
       case Op.READ: return this.read(req);
       case Op.WRITE: return this.write(req);
       case Op.FLUSH: return this.fs.flush(u64(req.buf, IN_HEADER)).then(() => []);
-      case Op.RELEASE: return this.fs.release(u64(req.buf, IN_HEADER)).then(() => []);
+      case Op.RELEASE: return this.release(req);
       case Op.FSYNC: return this.fs.fsync(u64(req.buf, IN_HEADER)).then(() => []);
       case Op.OPENDIR: return this.opendir(req);
       case Op.READDIR: return this.readdir(req);
@@ -162,17 +162,33 @@ export class FuseOps {
     }
   }
 
+  /** By path; for a file whose path is gone, through the request's or any open handle. */
   private statOf(req: Request, fh: number | null): Stat {
     const node = this.inodes.get(req.nodeid);
     if (node.path !== null) {
       try {
         return this.fs.stat(node.path);
       } catch (e) {
-        if (fh === null) throw e;
+        if (fh === null && !node.handles?.size) throw e;
       }
     }
-    if (fh === null) throw new FsError('ENOENT');
-    return this.fs.fstat(fh);
+    const via = fh ?? node.handles?.values().next().value;
+    if (via === undefined) throw new FsError('ENOENT');
+    return this.fs.fstat(via);
+  }
+
+  private opened(node: Inode, fh: number): void {
+    (node.handles ??= new Set()).add(fh);
+  }
+
+  private async release(req: Request): Promise<Buffer[]> {
+    const fh = u64(req.buf, IN_HEADER);
+    try {
+      await this.fs.release(fh);
+    } finally {
+      this.inodes.find(req.nodeid)?.handles?.delete(fh);
+    }
+    return [];
   }
 
   private getattr(req: Request): Buffer[] {
@@ -273,6 +289,7 @@ export class FuseOps {
     const node = this.inodes.get(req.nodeid);
     const path = this.inodes.path(req.nodeid);
     const fh = await this.fs.open(path, flags);
+    this.opened(node, fh);
     return [openOut(fh, this.openFlags(node, this.fs.fstat(fh), flags))];
   }
 
@@ -291,6 +308,7 @@ export class FuseOps {
     }
     const st = this.fs.fstat(fh);
     const node = this.inodes.lookup(path, 'file');
+    this.opened(node, fh);
     const out = Buffer.allocUnsafe(ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
     entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, 0);
     openOut(fh, this.openFlags(node, st, flags), out, ENTRY_OUT_SIZE);
