@@ -29,6 +29,9 @@ export function toErrno(e: unknown): number {
   return n || E.EIO;
 }
 
+/** New files belong to the process that made them, as on any local filesystem. */
+const owner = (req: Request) => ({ uid: req.uid, gid: req.gid });
+
 function kindBits(st: Stat): number {
   return st.type === 'dir' ? S_IFDIR : st.type === 'symlink' ? S_IFLNK : S_IFREG;
 }
@@ -232,14 +235,14 @@ export class FuseOps {
     const { path, end } = this.child(req, IN_HEADER);
     const nul = req.buf.indexOf(0, end);
     const target = req.buf.toString('utf8', end, nul < 0 || nul > req.len ? req.len : nul);
-    await this.fs.symlink(target, path);
+    await this.fs.symlink(target, path, owner(req));
     return [this.entry(path).out];
   }
 
   private async mkdir(req: Request): Promise<Buffer[]> {
     const mode = req.buf.readUInt32LE(IN_HEADER);
     const { path } = this.child(req, IN_HEADER + 8);
-    await this.fs.mkdir(path, mode & 0o7777);
+    await this.fs.mkdir(path, mode & 0o7777, owner(req));
     return [this.entry(path).out];
   }
 
@@ -304,7 +307,7 @@ export class FuseOps {
       if (flags & O_EXCL) throw new FsError('EEXIST', path);
       fh = await this.fs.open(path, flags);
     } else {
-      fh = await this.fs.create(path, mode & 0o7777);
+      fh = await this.fs.create(path, mode & 0o7777, owner(req));
     }
     const st = this.fs.fstat(fh);
     const node = this.inodes.lookup(path, 'file');

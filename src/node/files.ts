@@ -10,7 +10,7 @@ import { Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { SequentialHasher } from '../content/sequential-hasher.js';
 import type { Namespace } from '../meta/namespace.js';
 import type { FileEntry } from '../meta/entry.js';
-import type { RemoteContent, Stat } from './fs-api.js';
+import type { Owner, RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
 import { Keep, WriteBehind } from './write-behind.js';
 import type { ContentKeeper } from './content-keeper.js';
@@ -126,9 +126,10 @@ export class OpenFiles {
     return h.id;
   }
 
-  async create(path: string, mode: number): Promise<number> {
+  async create(path: string, mode: number, owner?: Owner): Promise<number> {
     const now = Date.now();
-    const { uid, gid, nodeId } = this.c;
+    const { nodeId } = this.c;
+    const { uid, gid } = owner ?? this.c;
     const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid, gid, mtime: now, ctime: now, node: nodeId };
     if (this.c.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
     // Not awaited: only files whose close() returned must survive a crash, and close() waits

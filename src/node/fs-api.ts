@@ -12,6 +12,9 @@ export interface Stat {
   ctime: number;
 }
 
+/** Who creates a file: the caller's ids as the kernel reports them. */
+export interface Owner { uid: number; gid: number }
+
 export interface Space { blockSize: number; blocks: number; free: number; available: number; files: number }
 
 export interface FileSystem {
@@ -20,7 +23,7 @@ export interface FileSystem {
   fstat(fh: number): Stat;
   list(path: string): string[];
   open(path: string, flags: number): Promise<number>;
-  create(path: string, mode: number): Promise<number>;
+  create(path: string, mode: number, owner?: Owner): Promise<number>;
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   /**
    * With `keep`, the node may hold on to `buf` after the promise resolves (no copy): it calls
@@ -33,10 +36,10 @@ export interface FileSystem {
   fsync(fh: number): Promise<void>;
   release(fh: number): Promise<void>;
   unlink(path: string): Promise<void>;
-  mkdir(path: string, mode: number): Promise<void>;
+  mkdir(path: string, mode: number, owner?: Owner): Promise<void>;
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
-  symlink(target: string, path: string): Promise<void>;
+  symlink(target: string, path: string, owner?: Owner): Promise<void>;
   readlink(path: string): string;
   chmod(path: string, mode: number): Promise<void>;
   chown(path: string, uid: number, gid: number): Promise<void>;

@@ -8,7 +8,7 @@ import { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry } from '../meta/entry.js';
-import { FileSystem, RemoteContent, Space, Stat } from './fs-api.js';
+import { FileSystem, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { EMPTY_ID, OpenFiles } from './files.js';
@@ -23,6 +23,8 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   private files!: OpenFiles;
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
+  /** Without a caller (the root directory at --create): the user running the node. */
+  private readonly owner: Owner = { uid: this.uid, gid: this.gid };
 
   private constructor(readonly opts: NodeOptions) {
     super();
@@ -86,9 +88,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     return [...n.children.keys()];
   }
 
-  async mkdir(path: string, mode: number): Promise<void> {
+  async mkdir(path: string, mode: number, owner?: Owner): Promise<void> {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
-    await this.ns.apply({ o: 'put', p: path, e: this.dirEntry(mode) });
+    await this.ns.apply({ o: 'put', p: path, e: this.dirEntry(mode, owner) });
   }
 
   async rmdir(path: string): Promise<void> {
@@ -117,10 +119,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     await journaled;
   }
 
-  async symlink(target: string, path: string): Promise<void> {
+  async symlink(target: string, path: string, owner: Owner = this.owner): Promise<void> {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
     const now = Date.now();
-    await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: this.uid, gid: this.gid, mtime: now, ctime: now, node: this.nodeId } });
+    await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
   }
 
   readlink(path: string): string {
@@ -157,15 +159,15 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     return { blockSize: bs, blocks: Math.floor(s.total / bs), free: Math.floor(s.free / bs), available: Math.floor(s.available / bs), files: 1 << 30 };
   }
 
-  private dirEntry(mode: number): DirEntry {
+  private dirEntry(mode: number, owner: Owner = this.owner): DirEntry {
     const now = Date.now();
-    return { type: 'dir', mode: mode & 0o7777, uid: this.uid, gid: this.gid, mtime: now, ctime: now, node: this.nodeId };
+    return { type: 'dir', mode: mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId };
   }
 
   // ---- files ---------------------------------------------------------------------------
 
   open(path: string, flags: number) { return this.files.open(path, flags); }
-  create(path: string, mode: number) { return this.files.create(path, mode); }
+  create(path: string, mode: number, owner?: Owner) { return this.files.create(path, mode, owner); }
   read(fh: number, buf: Buffer, len: number, pos: number) { return this.files.read(fh, buf, len, pos); }
   write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep) { return this.files.write(fh, buf, len, pos, keep); }
   truncate(path: string, size: number) { return this.files.truncate(path, size); }
