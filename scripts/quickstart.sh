@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 CLUSTER=${CLUSTER:-delugefs}
 ROOT=${ROOT:-/var/lib/delugefs}
 MNT=${MNT:-/mnt/delugefs}
-if command -v apt-get >/dev/null && ! dpkg -s libfuse2 libfuse-dev fuse3 git openssh-client >/dev/null 2>&1; then
+if command -v apt-get >/dev/null && ! dpkg -s fuse3 git openssh-client g++ make python3 >/dev/null 2>&1; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfuse2 libfuse-dev fuse3 pkg-config git openssh-client g++ make python3 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 git openssh-client g++ make python3 >/dev/null
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent
