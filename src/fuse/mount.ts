@@ -189,6 +189,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   }));
   session.on('reply-error', (errno: number) => log.warn('fuse.reply_failed', { errno }));
   session.start();
+  fs.onExternalChange?.((paths) => ops.invalidate(paths, (code, payload) => session.notify(code, payload)));
   const timer = setTimeout(() => initDone(), 10_000); // no INIT: the first access will tell
   await inited;
   clearTimeout(timer);

@@ -7,7 +7,7 @@ import type { Logger } from '../util/log.js';
 import { Inodes, Inode } from './inodes.js';
 import {
   Attr, DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
-  MAJOR, MINOR, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut, openOut,
+  MAJOR, MINOR, NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut, openOut,
   putDirent, putU64, u64,
 } from './proto.js';
 import type { Handler, Request } from './session.js';
@@ -89,6 +89,30 @@ export class FuseOps {
       default: throw new FsError('ENOSYS'); // xattrs, locks, fallocate, ioctl...: the kernel falls back or says so
     }
   };
+
+  /**
+   * Paths a peer changed: the kernel drops their cached attributes, pages and names now instead
+   * of trusting them until the TTL runs out.
+   */
+  invalidate(paths: string[], notify: (code: number, payload: Buffer) => void): void {
+    for (const path of paths) {
+      const id = this.inodes.idOf(path);
+      if (id !== undefined) {
+        const b = Buffer.alloc(24); // ino, offset 0, length 0: attributes and every page
+        putU64(b, 0, id);
+        notify(NOTIFY_INVAL_INODE, b);
+      }
+      const slash = path.lastIndexOf('/');
+      const parent = this.inodes.idOf(slash === 0 ? '/' : path.slice(0, slash));
+      if (parent === undefined || path === '/') continue;
+      const name = Buffer.from(path.slice(slash + 1));
+      const b = Buffer.alloc(16 + name.length + 1);
+      putU64(b, 0, parent);
+      b.writeUInt32LE(name.length, 8);
+      name.copy(b, 16);
+      notify(NOTIFY_INVAL_ENTRY, b);
+    }
+  }
 
   // ---- helpers --------------------------------------------------------------------------
 

@@ -27,6 +27,10 @@ export const Fattr = {
   FH: 1 << 6, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
 } as const;
 
+/** Notifications: the error field of an unsolicited message (unique 0). */
+export const NOTIFY_INVAL_INODE = 2;
+export const NOTIFY_INVAL_ENTRY = 3;
+
 export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
 export const GETATTR_FH = 1 << 0;

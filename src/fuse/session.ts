@@ -2,6 +2,7 @@
 // readable, hands each to a handler, and writes the reply in one call. Requests run
 // concurrently; each holds its buffer until answered, so a write's data is never copied.
 import { EventEmitter } from 'node:events';
+import { write } from 'node:fs';
 import { constants } from 'node:os';
 import type { Dev } from './dev.js';
 import { IN_HEADER, OUT_HEADER, Op, u64 } from './proto.js';
@@ -126,6 +127,23 @@ export class Session extends EventEmitter {
     const r = this.dev.writev(this.fd, errno ? [hdr] : [hdr, ...payload]);
     // ENOENT: the request was interrupted and is gone; nothing waits for this answer.
     if (r < 0 && r !== -E.ENOENT) this.emit('reply-error', -r);
+  }
+
+  /**
+   * An unsolicited message to the kernel (cache invalidation). Written from the thread pool: the
+   * kernel may wait for a lock held by a request this thread is about to answer.
+   */
+  notify(code: number, payload: Buffer): void {
+    if (this.closed) return;
+    const msg = Buffer.allocUnsafe(OUT_HEADER + payload.length);
+    msg.writeUInt32LE(msg.length, 0);
+    msg.writeInt32LE(code, 4);
+    msg.fill(0, 8, 16);
+    payload.copy(msg, OUT_HEADER);
+    write(this.fd, msg, (err) => {
+      // ENOENT: the kernel does not hold that inode or name; nothing to drop.
+      if (err && err.code !== 'ENOENT' && !this.closed) this.emit('reply-error', (err as NodeJS.ErrnoException).errno ?? 0);
+    });
   }
 
   /** Stops reading; the kernel connection ends when the mount goes away. */

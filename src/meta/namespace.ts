@@ -192,22 +192,27 @@ export class Namespace extends EventEmitter {
         // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
         if (this.pending.length) continue;
         const entries = validate(result); // throws on a malformed entry: nothing changes
-        const recordsChanged = this.applyMerge(result, entries);
+        const { records: recordsChanged, paths } = this.applyMerge(result, entries);
         this.head = result.commit;
         await this.repo.updateRef(result.commit, ours, result.fastForward ? 'fast-forward' : 'merge');
         this.opts.log.info('meta.merged', { from: remote, head: result.commit, ff: result.fastForward, changes: result.changes.length });
         this.emit('commit', result.commit);
         if (recordsChanged) this.emit('records');
+        if (paths.length) this.emit('changed', paths);
         return { head: result.commit, changed: true };
       }
     });
   }
 
-  /** Applies a merge's blob-level changes to the in-memory tree (synchronously). */
-  private applyMerge(r: MergeResult, entries: Map<string, Entry>): boolean {
+  /**
+   * Applies a merge's blob-level changes to the in-memory tree (synchronously); says whether
+   * records changed and which paths of the filesystem did.
+   */
+  private applyMerge(r: MergeResult, entries: Map<string, Entry>): { records: boolean; paths: string[] } {
     const depth = (p: string) => p.split('/').length;
     const recordsPrefix = RECORDS + '/';
     let records = false;
+    const paths: string[] = [];
     // Removals deepest first, then additions shallowest first, so a path can turn from a file
     // into a directory (or back) within one merge.
     const removals = r.changes.filter((c) => !c.row).sort((a, b) => depth(b.path) - depth(a.path));
@@ -222,6 +227,7 @@ export class Namespace extends EventEmitter {
       const last = parts.pop()!;
       const dirPath = '/' + parts.map(decodeName).join('/');
       const path = last === DIR_MARKER ? dirPath : (dirPath === '/' ? '' : dirPath) + '/' + decodeName(last);
+      paths.push(path);
       try {
         if (!c.row) {
           if (path !== '/' && this.tree.get(path)) this.tree.remove(path);
@@ -235,7 +241,7 @@ export class Namespace extends EventEmitter {
     // The in-memory tree now equals the merge result: adopt its tree ids.
     this.adoptTreeIds(this.tree.root, '', r.trees);
     this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
-    return records;
+    return { records, paths };
   }
 
   private adoptTreeIds(dir: DirNode, at: string, trees: Map<string, string>): void {

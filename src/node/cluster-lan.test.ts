@@ -179,6 +179,22 @@ test('content written on one mount is read on the others, over BitTorrent from t
   assert.equal((await sh(`sha256sum < ${a.mnt}/content.bin`)).out.split(' ')[0], next);
 });
 
+test("a peer's change reaches the kernel's caches on the other mounts at once", { skip, timeout: 60_000 }, async () => {
+  const { a, b } = nodes as Record<string, N>;
+  await sh(`printf 1 > ${a.mnt}/cached.txt`);
+  await listedEverywhere([b], 'cached.txt');
+  // b's kernel now holds the name and attributes for 1 s; the change from a must not wait for that.
+  assert.equal((await sh(`stat -c %s ${b.mnt}/cached.txt`)).out.trim(), '1');
+  const before = await head(b);
+  await sh(`printf 12345 > ${a.mnt}/cached.txt && printf x > ${a.mnt}/cached-new.txt && rm ${a.mnt}/from-c.txt`);
+  await eventually('the change merged on b', async () => (await head(b)) !== before);
+  const t = Date.now();
+  assert.equal((await sh(`stat -c %s ${b.mnt}/cached.txt`)).out.trim(), '5', 'b showed cached attributes of a changed file');
+  assert.equal((await sh(`cat ${b.mnt}/cached.txt`)).out, '12345');
+  assert.equal((await sh(`test -e ${b.mnt}/from-c.txt`, { allowFail: true })).code, 1, 'b still showed a removed file');
+  assert.ok(Date.now() - t < 1000);
+});
+
 test('bad pushes are refused and the repository is unharmed', { skip, timeout: 60_000 }, async () => {
   const { a, b } = nodes as Record<string, N>;
   await converged([a, b]);

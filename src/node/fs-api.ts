@@ -45,6 +45,8 @@ export interface FileSystem {
   chown(path: string, uid: number, gid: number): Promise<void>;
   utimens(path: string, atime: number, mtime: number): Promise<void>;
   statfs(): Promise<Space>;
+  /** Paths changed by something other than this interface's callers (merges from peers). */
+  onExternalChange?(listener: (paths: string[]) => void): void;
 }
 
 /** Where a node gets content it does not hold (the swarm); a lone node has none. */

@@ -56,6 +56,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     return node;
   }
 
+  onExternalChange(listener: (paths: string[]) => void): void {
+    this.ns.on('changed', listener);
+  }
+
   /** Lets open() read content held by peers (the swarm) instead of failing with EIO. */
   setRemote(remote: RemoteContent | null): void {
     this.files.setRemote(remote);
