@@ -7,6 +7,8 @@
 import { fdWrite, fdWritev } from './open-file.js';
 
 const CHUNK = 4 * 1024 * 1024;
+/** A staging buffer starts this small and doubles up to CHUNK while small writes keep coming. */
+const FIRST_STAGING = 64 * 1024;
 const MAX_PENDING = 32 * 1024 * 1024;
 /** Writes at least this large are queued without a copy when the caller lends the buffer. */
 const LEND_MIN = 64 * 1024;
@@ -20,6 +22,9 @@ export type Keep = (until: Promise<unknown>) => void;
 
 export class WriteBehind {
   private staging: Chunk | null = null;
+  /** End of the last lent chunk: a small write right after it (the kernel's tail of an unaligned
+   * large write) is lent as well rather than given a staging buffer of its own. */
+  private lentEnd = -1;
   /** A written staging buffer, reused: fresh pages cost a fault each. */
   private spare: Buffer | null = null;
   private queue: Chunk[] = [];
@@ -33,8 +38,9 @@ export class WriteBehind {
 
   async write(data: Buffer, len: number, pos: number, keep?: Keep): Promise<void> {
     if (this.error) throw this.error;
-    if (keep && len >= LEND_MIN) {
+    if (keep && (len >= LEND_MIN || pos === this.lentEnd)) {
       this.seal();
+      this.lentEnd = pos + len;
       const c: Chunk = { pos, buf: data, used: len };
       keep(new Promise<void>((r) => (c.lent = r)));
       this.enqueue(c);
@@ -42,10 +48,13 @@ export class WriteBehind {
       let s = this.staging;
       if (!s || s.pos + s.used !== pos || s.used + len > s.buf.length) {
         if (s) this.seal();
-        const spare = this.spare && this.spare.length >= len ? this.spare : null;
+        // Contiguous small writes: each buffer twice the last, up to CHUNK.
+        const size = Math.max(len, s && s.pos + s.used === pos ? Math.min(CHUNK, s.buf.length * 2) : FIRST_STAGING);
+        const spare = this.spare && this.spare.length >= size ? this.spare : null;
         this.spare = null;
-        s = this.staging = { pos, buf: spare ?? Buffer.allocUnsafe(Math.max(CHUNK, len)), used: 0 };
+        s = this.staging = { pos, buf: spare ?? Buffer.allocUnsafe(size), used: 0 };
       }
+      this.lentEnd = -1;
       data.copy(s.buf, s.used, 0, len);
       s.used += len;
       this.pending += len;
