@@ -80,7 +80,8 @@ export class FuseOps {
       case Op.RELEASE: return this.release(req);
       case Op.FSYNC: return this.fs.fsync(u64(req.buf, IN_HEADER)).then(() => []);
       case Op.OPENDIR: return this.opendir(req);
-      case Op.READDIR: return this.readdir(req);
+      case Op.READDIR: return this.readdir(req, false);
+      case Op.READDIRPLUS: return this.readdir(req, true);
       case Op.RELEASEDIR: this.dirs.delete(u64(req.buf, IN_HEADER)); return [];
       case Op.FSYNCDIR: return [];
       case Op.ACCESS: this.fs.stat(this.path(req)); return []; // default_permissions: the kernel checks modes
@@ -162,7 +163,11 @@ export class FuseOps {
     out.writeUInt32LE(MAJOR, 0);
     out.writeUInt32LE(Math.min(MINOR, kminor), 4);
     if (major !== MAJOR || kminor < 12) throw new Error(`kernel FUSE ${major}.${kminor} is not supported (7.12 or later needed)`);
-    const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.ASYNC_DIO | Init.PARALLEL_DIROPS | Init.MAX_PAGES;
+    // Every listing carries attributes (READDIRPLUS, not the kernel's "auto" guess, which only
+    // does so for the first batch): they cost the node a map lookup each, and save `ls -l`,
+    // find or du one lookup round trip per name.
+    const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.ASYNC_DIO | Init.PARALLEL_DIROPS | Init.MAX_PAGES
+      | Init.DO_READDIRPLUS;
     const flags = kflags & want;
     this.maxWrite = flags & Init.MAX_PAGES ? MAX_WRITE : 128 * 1024;
     out.writeUInt32LE(readahead, 8);
@@ -383,20 +388,42 @@ export class FuseOps {
     return [openOut(fh, 0)];
   }
 
-  private readdir(req: Request): Buffer[] {
+  /**
+   * READDIR, or READDIRPLUS when `plus`: each entry then also carries its attributes and counts
+   * as a lookup (except . and .., which carry none), so `ls -l` needs no lookup per name.
+   */
+  private readdir(req: Request, plus: boolean): Buffer[] {
     const b = req.buf;
     const dir = this.dirs.get(u64(b, IN_HEADER));
     if (!dir) throw new FsError('EBADF');
     let i = u64(b, IN_HEADER + 8);
-    const out = Buffer.allocUnsafe(b.readUInt32LE(IN_HEADER + 16));
+    const out = Buffer.alloc(b.readUInt32LE(IN_HEADER + 16));
     let used = 0;
     const parent = this.path(req);
     for (; i < dir.names.length; i++) {
       const name = dir.names[i];
-      const ino = i === 0 ? req.nodeid : i === 1 ? UNKNOWN_INO : (this.inodes.idOf(parent === '/' ? `/${name}` : `${parent}/${name}`) ?? UNKNOWN_INO);
-      const n = putDirent(out, used, ino, i + 1, dir.types[i], name);
-      if (!n) break;
-      used += n;
+      const path = parent === '/' ? `/${name}` : `${parent}/${name}`;
+      if (!plus) {
+        const ino = i === 0 ? req.nodeid : i === 1 ? UNKNOWN_INO : (this.inodes.idOf(path) ?? UNKNOWN_INO);
+        const n = putDirent(out, used, ino, i + 1, dir.types[i], name);
+        if (!n) break;
+        used += n;
+        continue;
+      }
+      if (used + ENTRY_OUT_SIZE + ((24 + name.length + 7) & ~7) > out.length) break;
+      let st: Stat | null = null;
+      if (i > 1) {
+        try {
+          st = this.fs.stat(path);
+        } catch {
+          continue; // gone since opendir
+        }
+      }
+      // Counted only once it is certain to be in the reply.
+      const node = st ? this.inodes.lookup(path, st.type) : null;
+      if (node && st) entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, used);
+      const type = st ? (st.type === 'dir' ? DT_DIR : st.type === 'symlink' ? DT_LNK : DT_REG) : DT_DIR;
+      used += ENTRY_OUT_SIZE + putDirent(out, used + ENTRY_OUT_SIZE, node?.id ?? (i === 0 ? req.nodeid : UNKNOWN_INO), i + 1, type, name);
     }
     return [out.subarray(0, used)];
   }

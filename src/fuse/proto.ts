@@ -17,6 +17,7 @@ export const Init = {
   ATOMIC_O_TRUNC: 1 << 3,
   BIG_WRITES: 1 << 5,
   AUTO_INVAL_DATA: 1 << 12,
+  DO_READDIRPLUS: 1 << 13,
   ASYNC_DIO: 1 << 15,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
