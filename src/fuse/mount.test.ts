@@ -38,3 +38,19 @@ test('mounted through fusermount3 with --allow-other: new files belong to their 
   await node.stop();
   assert.notEqual((await sh(`mountpoint -q ${sb.mnt}`, { allowFail: true })).code, 0, 'still mounted after stop');
 });
+
+test('unmounted from outside: the node logs it, keeps running and still stops cleanly', async () => {
+  delete process.env.DELUGEFS_MOUNT_VIA;
+  const box = await sandbox('dfs-outside');
+  try {
+    const node = await box.start([], { create: true });
+    await fs.writeFile(join(box.mnt, 'f'), 'x');
+    await sh(`umount ${box.mnt}`);
+    for (let i = 0; i < 50 && !node.stderr().includes('fuse.unmounted_outside'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(node.stderr(), /"fuse\.unmounted_outside"/);
+    assert.equal(node.proc.exitCode, null, 'the node exited');
+    assert.equal(await node.stop(), 0);
+  } finally {
+    await box.cleanup();
+  }
+});

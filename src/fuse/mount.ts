@@ -183,8 +183,12 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     concurrency: 64,
     onError: ops.onError,
   });
+  let stopping = false;
   const ended = new Promise<void>((res) => session.once('end', (err: Error | null) => {
     if (err) log.error('fuse.session_failed', { error: err.message });
+    // Unmounted from outside (umount, fusermount3 -u, an aborted connection): the node goes on
+    // serving its peers without a mount.
+    else if (!stopping) log.warn('fuse.unmounted_outside', { mountpoint: mnt });
     res();
   }));
   session.on('reply-error', (errno: number) => log.warn('fuse.reply_failed', { errno }));
@@ -198,6 +202,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   return {
     unmount: () =>
       (done ??= (async () => {
+        stopping = true;
         await unmountPath(dev, mnt);
         // The kernel ends the connection once the mount is gone; then the device reads ENODEV.
         await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
