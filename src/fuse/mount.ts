@@ -182,6 +182,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     bufferSize: IN_HEADER + 40 + MAX_WRITE + OUT_HEADER,
     concurrency: 64,
     onError: ops.onError,
+    spinMicros: Number(process.env.DELUGEFS_FUSE_SPIN_US ?? 150),
   });
   let stopping = false;
   const ended = new Promise<void>((res) => session.once('end', (err: Error | null) => {
