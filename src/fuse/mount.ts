@@ -135,31 +135,36 @@ async function viaFusermount(dev: Dev, mnt: string, options: string): Promise<nu
   }
 }
 
-async function openAndMount(dev: Dev, mnt: string, opts: MountOptions): Promise<number> {
+/**
+ * The FUSE device and a way to mount it. Served before `attach` runs: FreeBSD's mount_fusefs can
+ * wait for the INIT answer, which only a running session gives.
+ */
+async function openDevice(dev: Dev, mnt: string, opts: MountOptions): Promise<{ fd: number; attach: () => Promise<void> }> {
   const options = ['default_permissions', ...(opts.allowOther ? ['allow_other'] : [])];
   const fsname = `delugefs:${opts.cluster}`;
-  const os = platform();
   if (viaFusermount3(opts)) {
-    return viaFusermount(dev, mnt, [...options, `fsname=${fsname}`, 'subtype=delugefs'].join(','));
+    // fusermount3 opens the device itself and mounts before handing it over.
+    const fd = await viaFusermount(dev, mnt, [...options, `fsname=${fsname}`, 'subtype=delugefs'].join(','));
+    return { fd, attach: async () => {} };
   }
   const fd = dev.open('/dev/fuse');
   if (fd < 0) throw new Error(`cannot open /dev/fuse (${errText(-fd)}): ${fuseInstallHint()}`);
-  try {
-    if (os === 'linux') {
+  const attach = async () => {
+    if (platform() === 'linux') {
       const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${process.getuid!()}`, `group_id=${process.getgid!()}`, ...options].join(',');
       const r = dev.mount(fsname, resolve(mnt), 'fuse.delugefs', data);
       if (r < 0) throw new Error(`mount ${mnt} failed: ${errText(-r)}`);
     } else {
-      // FreeBSD: mount_fusefs takes the open device as an inherited fd number.
-      const child = spawn('mount_fusefs', ['-o', options.join(','), '3', resolve(mnt)], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+      // FreeBSD: mount_fusefs takes the open device as an inherited fd number (as libfuse does).
+      const child = spawn('mount_fusefs', ['-o', options.join(','), '3', resolve(mnt)], {
+        stdio: ['ignore', 'ignore', 'pipe', fd],
+        env: { ...process.env, MOUNT_FUSEFS_SAFE: '1', MOUNT_FUSEFS_CALL_BY_LIB: '1' },
+      });
       const { code, err } = await exitOf(child);
       if (code !== 0) throw new Error(`mount_fusefs failed: ${err || `exit ${code}`}: ${fuseInstallHint()}`);
     }
-    return fd;
-  } catch (e) {
-    closeSync(fd);
-    throw e;
-  }
+  };
+  return { fd, attach };
 }
 
 async function unmountPath(dev: Dev, mnt: string): Promise<void> {
@@ -177,7 +182,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   const inited = new Promise<void>((res) => (initDone = res));
   const ops = new FuseOps(fs, { log, onInit: () => initDone() });
   const via = viaFusermount3(opts) ? 'fusermount3' : platform() === 'linux' ? 'mount(2)' : 'mount_fusefs';
-  const fd = await openAndMount(dev, mnt, opts);
+  const { fd, attach } = await openDevice(dev, mnt, opts);
   const session = new Session(dev, fd, ops.handler, {
     bufferSize: IN_HEADER + 40 + MAX_WRITE + OUT_HEADER,
     concurrency: 64,
@@ -194,6 +199,14 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   }));
   session.on('reply-error', (errno: number) => log.warn('fuse.reply_failed', { errno }));
   session.start();
+  try {
+    await attach();
+  } catch (e) {
+    stopping = true;
+    session.end(null);
+    closeSync(fd);
+    throw e;
+  }
   fs.onExternalChange?.((paths) => ops.invalidate(paths, (code, payload) => session.notify(code, payload)));
   const timer = setTimeout(() => initDone(), 10_000); // no INIT: the first access will tell
   await inited;
