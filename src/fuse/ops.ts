@@ -6,7 +6,7 @@ import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { Inodes, Inode } from './inodes.js';
 import {
-  Attr, DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
+  Attr, DT_DIR, DT_LNK, DT_REG, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
   MAJOR, MINOR, NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut, openOut,
   putDirent, putU64, u64,
 } from './proto.js';
@@ -36,7 +36,8 @@ function kindBits(st: Stat): number {
   return st.type === 'dir' ? S_IFDIR : st.type === 'symlink' ? S_IFLNK : S_IFREG;
 }
 
-interface DirHandle { names: Buffer[]; types: number[] }
+/** A listing as of opendir (offsets stay stable while the directory changes); `.` and `..` first. */
+interface DirHandle { names: string[] }
 
 export interface OpsOptions { log: Logger; onInit?: () => void }
 
@@ -371,18 +372,7 @@ export class FuseOps {
   }
 
   private opendir(req: Request): Buffer[] {
-    const path = this.path(req);
-    const names = this.fs.list(path);
-    const dir: DirHandle = { names: [Buffer.from('.'), Buffer.from('..')], types: [DT_DIR, DT_DIR] };
-    for (const name of names) {
-      dir.names.push(Buffer.from(name));
-      let type = DT_UNKNOWN;
-      try {
-        const t = this.fs.stat(path === '/' ? `/${name}` : `${path}/${name}`).type;
-        type = t === 'dir' ? DT_DIR : t === 'symlink' ? DT_LNK : DT_REG;
-      } catch { /* gone meanwhile: the kernel looks it up and learns */ }
-      dir.types.push(type);
-    }
+    const dir: DirHandle = { names: ['.', '..', ...this.fs.list(this.path(req))] };
     const fh = this.nextDir++;
     this.dirs.set(fh, dir);
     return [openOut(fh, 0)];
@@ -391,6 +381,7 @@ export class FuseOps {
   /**
    * READDIR, or READDIRPLUS when `plus`: each entry then also carries its attributes and counts
    * as a lookup (except . and .., which carry none), so `ls -l` needs no lookup per name.
+   * Attributes are taken now, for this batch only: a large directory costs nothing at opendir.
    */
   private readdir(req: Request, plus: boolean): Buffer[] {
     const b = req.buf;
@@ -401,16 +392,10 @@ export class FuseOps {
     let used = 0;
     const parent = this.path(req);
     for (; i < dir.names.length; i++) {
-      const name = dir.names[i];
-      const path = parent === '/' ? `/${name}` : `${parent}/${name}`;
-      if (!plus) {
-        const ino = i === 0 ? req.nodeid : i === 1 ? UNKNOWN_INO : (this.inodes.idOf(path) ?? UNKNOWN_INO);
-        const n = putDirent(out, used, ino, i + 1, dir.types[i], name);
-        if (!n) break;
-        used += n;
-        continue;
-      }
-      if (used + ENTRY_OUT_SIZE + ((24 + name.length + 7) & ~7) > out.length) break;
+      const name = Buffer.from(dir.names[i]);
+      const path = parent === '/' ? `/${dir.names[i]}` : `${parent}/${dir.names[i]}`;
+      const size = (plus ? ENTRY_OUT_SIZE : 0) + ((24 + name.length + 7) & ~7);
+      if (used + size > out.length) break;
       let st: Stat | null = null;
       if (i > 1) {
         try {
@@ -419,11 +404,16 @@ export class FuseOps {
           continue; // gone since opendir
         }
       }
-      // Counted only once it is certain to be in the reply.
-      const node = st ? this.inodes.lookup(path, st.type) : null;
-      if (node && st) entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, used);
       const type = st ? (st.type === 'dir' ? DT_DIR : st.type === 'symlink' ? DT_LNK : DT_REG) : DT_DIR;
-      used += ENTRY_OUT_SIZE + putDirent(out, used + ENTRY_OUT_SIZE, node?.id ?? (i === 0 ? req.nodeid : UNKNOWN_INO), i + 1, type, name);
+      let ino = i === 0 ? req.nodeid : (st && this.inodes.idOf(path)) || UNKNOWN_INO;
+      if (plus && st) {
+        // Counted only once it is certain to be in the reply.
+        const node = this.inodes.lookup(path, st.type);
+        ino = node.id;
+        entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, used);
+      }
+      // . and .. in a plus listing carry a zeroed entry: no attributes, no lookup.
+      used += (plus ? ENTRY_OUT_SIZE : 0) + putDirent(out, used + (plus ? ENTRY_OUT_SIZE : 0), ino, i + 1, type, name);
     }
     return [out.subarray(0, used)];
   }

@@ -145,4 +145,3 @@ export function putDirent(b: Buffer, off: number, ino: number, next: number, typ
 export const DT_DIR = 4;
 export const DT_REG = 8;
 export const DT_LNK = 10;
-export const DT_UNKNOWN = 0;
