@@ -1,7 +1,7 @@
 // Mounting: the kernel's FUSE device is opened and mounted (mount(2) as root, fusermount3
 // otherwise, mount_fusefs on FreeBSD) and served by a Session with FuseOps. No libfuse.
 import { spawn } from 'node:child_process';
-import { access, readdir, stat, readFile } from 'node:fs/promises';
+import { access, readdir, stat, readFile, writeFile } from 'node:fs/promises';
 import { closeSync, constants as fsc } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { constants as osc, platform } from 'node:os';
@@ -167,6 +167,27 @@ async function openDevice(dev: Dev, mnt: string, opts: MountOptions): Promise<{ 
   return { fd, attach };
 }
 
+/** Readahead for the mount: the kernel's 128 KiB default cuts cold sequential reads to ~0.3 GB/s. */
+const READAHEAD_KB = 8192;
+
+/**
+ * Linux, root: raise the mount's readahead (its backing device's read_ahead_kb, named by the
+ * mount's device number in /proc/self/mountinfo; no request to our own mount). Measured on a
+ * cold 1 GiB file: 128 KiB 0.33 GB/s, 1 MiB 0.8-1.2 GB/s, 8 MiB 1.3-1.4 GB/s.
+ */
+async function raiseReadahead(mnt: string, log: Logger): Promise<void> {
+  if (platform() !== 'linux' || process.getuid?.() !== 0) return;
+  try {
+    const abs = resolve(mnt);
+    const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4]?.replace(/\\040/g, ' ') === abs);
+    const dev = line?.split(' ')[2];
+    if (!dev) return;
+    await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(READAHEAD_KB));
+  } catch (e) {
+    log.debug('fuse.readahead_unchanged', { error: (e as Error).message });
+  }
+}
+
 async function unmountPath(dev: Dev, mnt: string): Promise<void> {
   if (process.getuid?.() === 0) {
     const r = dev.unmount(resolve(mnt), false);
@@ -207,6 +228,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     closeSync(fd);
     throw e;
   }
+  void raiseReadahead(mnt, log);
   fs.onExternalChange?.((paths) => ops.invalidate(paths, (code, payload) => session.notify(code, payload)));
   const timer = setTimeout(() => initDone(), 10_000); // no INIT: the first access will tell
   await inited;
