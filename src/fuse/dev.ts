@@ -18,6 +18,8 @@ export interface Dev {
   recvFd(sock: number): number;
   watch(fd: number, onReadable: (status: number) => void): object;
   resume(watcher: object, on: boolean): number;
+  /** Stops watching for good; must come before the fd is closed. */
+  unwatch(watcher: object): number;
 }
 
 let dev: Dev | null = null;

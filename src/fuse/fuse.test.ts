@@ -127,7 +127,7 @@ test('a reader of the old version keeps reading it while the file is replaced (a
   assert.ok((await fs.readFile(m('ver'))).equals(Buffer.alloc(4 << 20, 2)));
 });
 
-test('kernel protocol details: fstat after unlink, . and .., RENAME_NOREPLACE, non-UTF-8 names, O_EXCL', async () => {
+test('kernel protocol details: fstat/ftruncate after unlink, . and .., RENAME_NOREPLACE, non-UTF-8 names, O_EXCL, O_APPEND, old times', async () => {
   await fs.mkdir(m('proto'));
   await fs.writeFile(m('proto/keep'), 'kept bytes');
   await fs.writeFile(m('proto/b'), 'b');
@@ -166,6 +166,30 @@ try:
     out.append(('excl', 'opened'))
 except OSError as e:
     out.append(('excl', errno.errorcode[e.errno]))
+# ftruncate, fchmod and fstat's link count on a file unlinked while open (temp-file pattern).
+fd = os.open(d + '/tmpfile', os.O_RDWR | os.O_CREAT, 0o644)
+os.unlink(d + '/tmpfile')
+os.write(fd, b'y' * 100)
+os.ftruncate(fd, 10)
+os.fchmod(fd, 0o600)
+st = os.fstat(fd)
+out.append(('unlinked', st.st_size, st.st_nlink))
+os.close(fd)
+# Two handles appending to one file: each appends to its own version, no hole of zeros.
+a = os.open(d + '/log', os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+os.write(a, b'aaa')
+b = os.open(d + '/log', os.O_WRONLY | os.O_APPEND)
+os.write(b, b'bbbbbb')
+os.close(b)
+os.write(a, b'c')
+os.close(a)
+out.append(('append', open(d + '/log', 'rb').read().decode()))
+os.unlink(d + '/log')
+# Times before 1970.
+open(d + '/old', 'w').close()
+os.utime(d + '/old', (-315619200, -315619200))
+out.append(('old', os.stat(d + '/old').st_mtime))
+os.unlink(d + '/old')
 import json
 print(json.dumps(out))
 `;
@@ -173,7 +197,7 @@ print(json.dumps(out))
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [
     ['fstat', 10, 'kept bytes'], ['fstat-w', 5000], ['noreplace-exists', 'EEXIST'], ['noreplace-free', 0, ['b', 'c']],
-    ['bad-name', 'EINVAL'], ['excl', 'EEXIST'],
+    ['bad-name', 'EINVAL'], ['excl', 'EEXIST'], ['unlinked', 10, 0], ['append', 'aaac'], ['old', -315619200],
   ]);
   assert.equal(await fs.readFile(m('proto/b'), 'utf8'), 'b');
   // readdir has . and .. like any POSIX filesystem (readdir() in node hides them).

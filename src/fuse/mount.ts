@@ -197,6 +197,16 @@ async function unmountPath(dev: Dev, mnt: string): Promise<void> {
   await forceUnmount(mnt);
 }
 
+/** DELUGEFS_FUSE_SPIN_US: microseconds to poll after answering (default 150, 0 = never). */
+function spinMicros(log: Logger): number {
+  const raw = process.env.DELUGEFS_FUSE_SPIN_US;
+  if (raw === undefined || raw === '') return 150;
+  const v = Number(raw);
+  if (Number.isFinite(v) && v >= 0 && v <= 100_000) return v;
+  log.warn('fuse.bad_spin', { value: raw, using: 150 });
+  return 150;
+}
+
 export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log: Logger): Promise<Mounted> {
   const dev = await loadFuse(opts);
   let initDone!: () => void;
@@ -208,7 +218,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     bufferSize: IN_HEADER + 40 + MAX_WRITE + OUT_HEADER,
     concurrency: 64,
     onError: ops.onError,
-    spinMicros: Number(process.env.DELUGEFS_FUSE_SPIN_US ?? 150),
+    spinMicros: spinMicros(log),
   });
   let stopping = false;
   const ended = new Promise<void>((res) => session.once('end', (err: Error | null) => {
@@ -219,12 +229,14 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     res();
   }));
   session.on('reply-error', (errno: number) => log.warn('fuse.reply_failed', { errno }));
+  session.on('notify-error', (error: string) => log.warn('fuse.notify_failed', { error }));
   session.start();
   try {
     await attach();
   } catch (e) {
     stopping = true;
     session.end(null);
+    await session.release();
     closeSync(fd);
     throw e;
   }
@@ -243,6 +255,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
         // The kernel ends the connection once the mount is gone; then the device reads ENODEV.
         await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
         session.end(null);
+        await session.release();
         closeSync(fd);
         log.info('fuse.unmounted', { mountpoint: mnt });
       })()),

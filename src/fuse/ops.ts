@@ -1,6 +1,7 @@
 // Translates FUSE requests (node ids, packed structs) into FileSystem calls (paths, numbers)
 // and back. No Git, no sockets, no sync I/O on the mount (this process serves it).
 import { constants } from 'node:os';
+import { constants as fsConstants } from 'node:fs';
 import type { FileSystem, Stat } from '../node/fs-api.js';
 import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -17,9 +18,8 @@ const E = constants.errno;
 const TTL = 1;
 /** Largest write and read: 256 pages, when the kernel allows more than its default 32. */
 export const MAX_WRITE = 1 << 20;
-const O_EXCL = 0o200;
+const { O_EXCL, O_APPEND, O_WRONLY } = fsConstants;
 const O_ACCMODE = 3;
-const O_WRONLY = 1;
 /** readdir offsets of libfuse for inodes it does not know. */
 const UNKNOWN_INO = 0xffffffff;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -142,8 +142,10 @@ export class FuseOps {
     return { path: parent === '/' ? `/${name}` : `${parent}/${name}`, end };
   }
 
+  /** A node whose path is gone (unlinked while open) has no links, as on a local filesystem. */
   private attr(ino: number, st: Stat): Attr {
-    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime };
+    const nlink = this.inodes.find(ino)?.path === null ? 0 : 1;
+    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink };
   }
 
   /** A counted lookup of an existing path: the kernel now holds its id. */
@@ -218,6 +220,10 @@ export class FuseOps {
     const fh = u64(req.buf, IN_HEADER);
     try {
       await this.fs.release(fh);
+    } catch (e) {
+      // The kernel does not wait for this answer: a failed store at the last close is only seen here.
+      this.opts.log.error('fuse.release_failed', { fh, error: (e as Error).message });
+      throw e;
     } finally {
       this.inodes.find(req.nodeid)?.handles?.delete(fh);
     }
@@ -236,27 +242,26 @@ export class FuseOps {
     const valid = b.readUInt32LE(at);
     const fh = valid & Fattr.FH ? u64(b, at + 8) : null;
     const node = this.inodes.get(req.nodeid);
-    const path = node.path;
     if (valid & Fattr.SIZE) {
       const size = u64(b, at + 16);
       if (fh !== null) await this.fs.ftruncate(fh, size);
       else await this.fs.truncate(this.inodes.path(req.nodeid), size);
     }
-    if (path !== null) {
-      if (valid & Fattr.MODE) await this.fs.chmod(path, b.readUInt32LE(at + 68) & 0o7777);
-      if (valid & (Fattr.UID | Fattr.GID)) {
-        await this.fs.chown(path, valid & Fattr.UID ? b.readUInt32LE(at + 76) : -1, valid & Fattr.GID ? b.readUInt32LE(at + 80) : -1);
-      }
-      if (valid & (Fattr.MTIME | Fattr.MTIME_NOW | Fattr.ATIME | Fattr.ATIME_NOW)) {
-        const time = (set: number, now: number, secAt: number, nsecAt: number) =>
-          valid & now ? Date.now() : valid & set ? u64(b, secAt) * 1000 + Math.floor(b.readUInt32LE(nsecAt) / 1e6) : null;
-        const atime = time(Fattr.ATIME, Fattr.ATIME_NOW, at + 32, at + 56);
-        // Only atime given: it is not stored, so mtime stays what it was.
-        const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, at + 40, at + 60) ?? this.fs.stat(path).mtime;
-        await this.fs.utimens(path, atime ?? mtime, mtime);
-      }
-    } else if (valid & ~(Fattr.SIZE | Fattr.FH)) {
-      throw new FsError('ENOENT');
+    // The path is read again after each wait: a rename may have moved it meanwhile. A file
+    // unlinked while open has none: mode, owner and times of a file that is gone are not kept
+    // anywhere, and succeed as on a local filesystem (ftruncate above went to its handle).
+    if (valid & Fattr.MODE && node.path !== null) await this.fs.chmod(node.path, b.readUInt32LE(at + 68) & 0o7777);
+    if (valid & (Fattr.UID | Fattr.GID) && node.path !== null) {
+      await this.fs.chown(node.path, valid & Fattr.UID ? b.readUInt32LE(at + 76) : -1, valid & Fattr.GID ? b.readUInt32LE(at + 80) : -1);
+    }
+    if (valid & (Fattr.MTIME | Fattr.MTIME_NOW | Fattr.ATIME | Fattr.ATIME_NOW) && node.path !== null) {
+      // Seconds are signed: times before 1970 exist.
+      const time = (set: number, now: number, secAt: number, nsecAt: number) =>
+        valid & now ? Date.now() : valid & set ? Number(b.readBigInt64LE(secAt)) * 1000 + Math.floor(b.readUInt32LE(nsecAt) / 1e6) : null;
+      const atime = time(Fattr.ATIME, Fattr.ATIME_NOW, at + 32, at + 56);
+      // Only atime given: it is not stored, so mtime stays what it was.
+      const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, at + 40, at + 60) ?? this.fs.stat(node.path).mtime;
+      await this.fs.utimens(node.path, atime ?? mtime, mtime);
     }
     return [attrOut(this.attr(req.nodeid, this.statOf(req, fh)), TTL)];
   }
@@ -278,8 +283,11 @@ export class FuseOps {
 
   private async remove(req: Request, dir: boolean): Promise<Buffer[]> {
     const { path } = this.child(req, IN_HEADER);
-    await (dir ? this.fs.rmdir(path) : this.fs.unlink(path));
-    this.inodes.removed(path);
+    const done = dir ? this.fs.rmdir(path) : this.fs.unlink(path);
+    // The node changes its tree before its first wait: follow it now, so requests read in the
+    // same burst (a create of the same name) do not meet the old id.
+    if (!this.exists(path)) this.inodes.removed(path);
+    await done;
     return [];
   }
 
@@ -290,8 +298,10 @@ export class FuseOps {
     const { name } = this.name(req, end);
     const to = newdir === '/' ? `/${name}` : `${newdir}/${name}`;
     if (flags & RENAME_NOREPLACE && this.exists(to)) throw new FsError('EEXIST', to);
-    await this.fs.rename(from, to);
-    if (from !== to) this.inodes.moved(from, to);
+    const done = this.fs.rename(from, to);
+    // As for remove: the tree moved already (or nothing did, when `from` is still there).
+    if (from !== to && !this.exists(from)) this.inodes.moved(from, to);
+    await done;
     return [];
   }
 
@@ -310,7 +320,7 @@ export class FuseOps {
    * only while its size and mtime are unchanged (libfuse's auto_cache).
    */
   private openFlags(node: Inode, st: Stat, flags: number): number {
-    if ((flags & O_ACCMODE) === O_WRONLY) return FOPEN_DIRECT_IO;
+    if ((flags & O_ACCMODE) === O_WRONLY || flags & O_APPEND) return FOPEN_DIRECT_IO;
     const seen = `${st.size}:${st.mtime}`;
     const keep = node.seen === seen;
     node.seen = seen;
@@ -352,7 +362,9 @@ export class FuseOps {
     const b = req.buf;
     const fh = u64(b, IN_HEADER);
     const offset = u64(b, IN_HEADER + 8);
-    const size = Math.min(b.readUInt32LE(IN_HEADER + 16), this.maxWrite);
+    // The kernel bounds a read by max_pages of its page size (more than max_write where pages
+    // are 16 or 64 KiB); a shorter answer would read as end of file.
+    const size = b.readUInt32LE(IN_HEADER + 16);
     const out = Buffer.allocUnsafe(size);
     const n = await this.fs.read(fh, out, size, offset);
     return [out.subarray(0, n)];
@@ -361,9 +373,13 @@ export class FuseOps {
   private async write(req: Request): Promise<Buffer[]> {
     const b = req.buf;
     const fh = u64(b, IN_HEADER);
-    const offset = u64(b, IN_HEADER + 8);
+    const offsetIn = u64(b, IN_HEADER + 8);
     const size = b.readUInt32LE(IN_HEADER + 16);
+    const flags = b.readUInt32LE(IN_HEADER + 32);
     const data = b.subarray(IN_HEADER + 40, IN_HEADER + 40 + size);
+    // O_APPEND appends to this handle's own version (handles are copies; the kernel's offset
+    // comes from the file's shared size and would leave a hole when another handle grew it).
+    const offset = flags & O_APPEND ? this.fs.fstat(fh).size : offsetIn;
     if (data.length !== size) throw new FsError('EINVAL', 'short write request');
     const n = await this.fs.write(fh, data, size, offset, (until) => (req.held = until));
     const out = Buffer.alloc(8);

@@ -67,6 +67,8 @@ export interface Attr {
   gid: number;
   mtime: number;
   ctime: number;
+  /** 1, or 0 for a file unlinked while open. */
+  nlink: number;
 }
 
 export const ATTR_SIZE = 88;
@@ -76,7 +78,7 @@ export const OPEN_OUT_SIZE = 16;
 
 function putTime(b: Buffer, secOff: number, nsecOff: number, ms: number): void {
   const s = Math.floor(ms / 1000);
-  putU64(b, secOff, Math.max(0, s));
+  b.writeBigInt64LE(BigInt(s), secOff); // signed: before 1970 is negative
   b.writeUInt32LE(Math.round((ms - s * 1000) * 1e6), nsecOff);
 }
 
@@ -88,8 +90,8 @@ export function putAttr(b: Buffer, off: number, a: Attr): void {
   putTime(b, off + 32, off + 52, a.mtime);
   putTime(b, off + 40, off + 56, a.ctime);
   b.writeUInt32LE(a.mode >>> 0, off + 60);
-  // nlink 1 even for directories: "unknown", so tools never skip subdirectories by link count.
-  b.writeUInt32LE(1, off + 64);
+  // 1 even for directories: "unknown", so tools never skip subdirectories by link count.
+  b.writeUInt32LE(a.nlink, off + 64);
   b.writeUInt32LE(a.uid >>> 0, off + 68);
   b.writeUInt32LE(a.gid >>> 0, off + 72);
   b.writeUInt32LE(0, off + 76); // rdev

@@ -2,12 +2,14 @@
 // readable, hands each to a handler, and writes the reply in one call. Requests run
 // concurrently; each holds its buffer until answered, so a write's data is never copied.
 import { EventEmitter } from 'node:events';
-import { write } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { constants } from 'node:os';
 import type { Dev } from './dev.js';
 import { IN_HEADER, OUT_HEADER, Op, u64 } from './proto.js';
 
 const E = constants.errno;
+/** Longest run of request handling before the event loop gets a turn (ns). */
+const DRAIN_BUDGET = 2_000_000n;
 
 /** One request; `body` starts after the header. */
 export interface Request {
@@ -47,6 +49,7 @@ export class Session extends EventEmitter {
   private watching = false;
   private closed = false;
   private draining = false;
+  private notifier: Worker | null = null;
   inFlight = 0;
 
   constructor(private readonly dev: Dev, readonly fd: number, private readonly handle: Handler, private readonly opts: SessionOptions) {
@@ -75,11 +78,16 @@ export class Session extends EventEmitter {
     return Buffer.allocUnsafeSlow(this.opts.bufferSize);
   }
 
-  /** Reads every request the kernel has queued, as far as buffers allow; then spins briefly. */
+  /**
+   * Reads every request the kernel has queued, as far as buffers allow; then spins briefly. At
+   * most DRAIN_BUDGET at a time: a tree walk (find, ls -lR) keeps requests coming and must not
+   * hold off timers and sockets; the device is still readable, so the loop comes back here.
+   */
   private drain(): void {
     if (this.draining) return;
     this.draining = true;
     const spin = BigInt(Math.round((this.opts.spinMicros ?? 0) * 1000));
+    const stop = process.hrtime.bigint() + DRAIN_BUDGET;
     let until = 0n;
     try {
       while (!this.closed) {
@@ -105,8 +113,10 @@ export class Session extends EventEmitter {
           this.end(n === -E.ENODEV ? null : new Error(`FUSE device read failed (errno ${-n})`));
           return;
         }
-        until = 0n;
         this.dispatch(buf, n);
+        const now = process.hrtime.bigint();
+        if (now >= stop) return;
+        until = 0n;
       }
     } finally {
       this.draining = false;
@@ -156,10 +166,7 @@ export class Session extends EventEmitter {
     if (r < 0 && r !== -E.ENOENT) this.emit('reply-error', -r);
   }
 
-  /**
-   * An unsolicited message to the kernel (cache invalidation). Written from the thread pool: the
-   * kernel may wait for a lock held by a request this thread is about to answer.
-   */
+  /** An unsolicited message to the kernel (cache invalidation), written by notify-worker.ts. */
   notify(code: number, payload: Buffer): void {
     if (this.closed) return;
     const msg = Buffer.allocUnsafe(OUT_HEADER + payload.length);
@@ -167,10 +174,20 @@ export class Session extends EventEmitter {
     msg.writeInt32LE(code, 4);
     msg.fill(0, 8, 16);
     payload.copy(msg, OUT_HEADER);
-    write(this.fd, msg, (err) => {
-      // ENOENT: the kernel does not hold that inode or name; nothing to drop.
-      if (err && err.code !== 'ENOENT' && !this.closed) this.emit('reply-error', (err as NodeJS.ErrnoException).errno ?? 0);
-    });
+    if (!this.notifier) {
+      this.notifier = new Worker(new URL('./notify-worker.js', import.meta.url), { workerData: { fd: this.fd } });
+      this.notifier.on('message', (code: string) => this.emit('notify-error', code));
+      this.notifier.on('error', (e) => this.emit('notify-error', e.message));
+      this.notifier.unref();
+    }
+    this.notifier.postMessage(msg);
+  }
+
+  /** After end(): resolves once nothing can touch the fd any more, so it may be closed. */
+  async release(): Promise<void> {
+    const w = this.notifier;
+    this.notifier = null;
+    if (w) await w.terminate();
   }
 
   /** Stops reading; the kernel connection ends when the mount goes away. */
@@ -178,6 +195,10 @@ export class Session extends EventEmitter {
     if (this.closed) return;
     this.watch(false);
     this.closed = true;
+    // Lets go of the poll handle and, through it, of this session and its buffers.
+    if (this.watcher) this.dev.unwatch(this.watcher);
+    this.watcher = null;
+    this.free = [];
     this.emit('end', err);
   }
 }

@@ -32,6 +32,7 @@ static char *arg_str(napi_env env, napi_value v) {
   size_t len = 0;
   if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
   char *s = malloc(len + 1);
+  if (!s) return NULL;
   napi_get_value_string_utf8(env, v, s, len + 1, &len);
   return s;
 }
@@ -91,8 +92,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
 #ifdef __linux__
   char *src = arg_str(env, argv[0]), *dst = arg_str(env, argv[1]), *type = arg_str(env, argv[2]), *data = arg_str(env, argv[3]);
-  int r = mount(src, dst, type, MS_NOSUID | MS_NODEV, data);
-  int e = errno;
+  int r = -1, e = EINVAL;
+  if (src && dst && type && data) {
+    r = mount(src, dst, type, MS_NOSUID | MS_NODEV, data);
+    e = errno;
+  }
   free(src); free(dst); free(type); free(data);
   return num(env, r < 0 ? -e : 0);
 #else
@@ -105,6 +109,7 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   size_t argc = 2; napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char *dst = arg_str(env, argv[0]);
+  if (!dst) return num(env, -EINVAL);
   bool lazy = false;
   napi_get_value_bool(env, argv[1], &lazy);
 #ifdef __linux__
@@ -145,7 +150,7 @@ static napi_value js_recvfd(napi_env env, napi_callback_info info) {
   if (n < 0) return num(env, -errno);
   if (n == 0) return num(env, -ECONNRESET);
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(sizeof(int))) return num(env, -EPROTO);
+  if ((msg.msg_flags & MSG_CTRUNC) || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(sizeof(int))) return num(env, -EPROTO);
   int fd;
   memcpy(&fd, CMSG_DATA(c), sizeof fd);
   fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -160,10 +165,14 @@ typedef struct {
   napi_ref cb;
   napi_async_context ctx;
   int active;
+  int closing;    // uv_close called (by unwatch or the finalizer)
+  int closed;     // uv_close done
+  int finalized;  // the JS handle was collected
 } watcher_t;
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   watcher_t *w = (watcher_t *)h->data;
+  if (w->closing) return;
   napi_env env = w->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -180,15 +189,30 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-static void on_closed(uv_handle_t *h) { free(h->data); }
+// The watcher's memory goes once both the libuv handle is closed and the JS handle collected.
+static void on_closed(uv_handle_t *h) {
+  watcher_t *w = (watcher_t *)h->data;
+  w->closed = 1;
+  if (w->finalized) free(w);
+}
 
-static void finalize_watcher(napi_env env, void *data, void *hint) {
-  watcher_t *w = (watcher_t *)data;
+// Releases the callback (and what it holds: the session and its buffers) and closes the poll
+// handle; must run before the fd is closed, or epoll could drop a reused fd number.
+static void close_watcher(napi_env env, watcher_t *w) {
+  if (w->closing) return;
+  w->closing = 1;
   if (w->cb) napi_delete_reference(env, w->cb);
   w->cb = NULL;
   if (w->ctx) napi_async_destroy(env, w->ctx);
   w->ctx = NULL;
   uv_close((uv_handle_t *)&w->poll, on_closed);
+}
+
+static void finalize_watcher(napi_env env, void *data, void *hint) {
+  watcher_t *w = (watcher_t *)data;
+  w->finalized = 1;
+  if (!w->closing) close_watcher(env, w);
+  else if (w->closed) free(w);
 }
 
 // watch(fd, cb) -> handle; cb(status) runs on the event loop each time fd is readable.
@@ -198,15 +222,19 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   watcher_t *w = calloc(1, sizeof *w);
+  if (!w) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
   w->env = env;
   if (uv_poll_init(loop, &w->poll, arg_int(env, argv[0])) != 0) { free(w); napi_throw_error(env, NULL, "uv_poll_init failed"); return NULL; }
   w->poll.data = w;
-  CHECK(napi_create_reference(env, argv[1], 1, &w->cb));
-  napi_value name;
+  napi_value name, ext;
   napi_create_string_utf8(env, "delugefs:fuse", NAPI_AUTO_LENGTH, &name);
-  CHECK(napi_async_init(env, NULL, name, &w->ctx));
-  napi_value ext;
-  CHECK(napi_create_external(env, w, finalize_watcher, NULL, &ext));
+  if (napi_create_reference(env, argv[1], 1, &w->cb) != napi_ok || napi_async_init(env, NULL, name, &w->ctx) != napi_ok ||
+      napi_create_external(env, w, finalize_watcher, NULL, &ext) != napi_ok) {
+    w->finalized = 1; // nothing in JS refers to it: freed once closed
+    close_watcher(env, w);
+    napi_throw_error(env, NULL, "watch failed");
+    return NULL;
+  }
   return ext;
 }
 
@@ -223,12 +251,19 @@ static watcher_t *get_watcher(napi_env env, napi_callback_info info, bool *flag)
 static napi_value js_resume(napi_env env, napi_callback_info info) {
   bool on = false;
   watcher_t *w = get_watcher(env, info, &on);
-  if (!w || !w->cb) return num(env, -EBADF);
+  if (!w || w->closing) return num(env, -EBADF);
   int r = 0;
   if (on && !w->active) r = uv_poll_start(&w->poll, UV_READABLE, on_poll);
   if (!on && w->active) r = uv_poll_stop(&w->poll);
   if (r == 0) w->active = on;
   return num(env, r);
+}
+
+// unwatch(handle): stops for good and lets go of the callback.
+static napi_value js_unwatch(napi_env env, napi_callback_info info) {
+  watcher_t *w = get_watcher(env, info, NULL);
+  if (w) close_watcher(env, w);
+  return num(env, 0);
 }
 
 #define EXPORT(name, fn) do { napi_value f; napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f); napi_set_named_property(env, exports, name, f); } while (0)
@@ -244,6 +279,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("recvFd", js_recvfd);
   EXPORT("watch", js_watch);
   EXPORT("resume", js_resume);
+  EXPORT("unwatch", js_unwatch);
   return exports;
 }
 
