@@ -204,6 +204,34 @@ print(json.dumps(out))
   assert.deepEqual((await sh(`ls -a ${m('proto')}`)).out.split('\n').filter(Boolean), ['.', '..', 'b', 'c']);
 });
 
+test('shared writable mmap: the bytes are stored, with and without msync', async () => {
+  await fs.writeFile(m('mapped'), Buffer.alloc(10_000, 0x30));
+  const py = `
+import mmap, os, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_RDWR)
+mm = mmap.mmap(fd, 10000)
+mm[100:105] = b'HELLO'
+mm.flush(); mm.close(); os.close(fd)
+fd = os.open(p, os.O_RDWR)
+mm = mmap.mmap(fd, 10000)
+mm[200:205] = b'WORLD'
+mm.close(); os.close(fd)
+# What the node stores, not the kernel's page cache: O_DIRECT reads go to DelugeFS.
+fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 16384)
+n = os.preadv(fd, [buf], 0)
+sys.stdout.write(buf[:n].decode())
+`;
+  const r = await runProc('python3', ['-c', py, m('mapped')], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const want = Buffer.alloc(10_000, 0x30);
+  want.write('HELLO', 100);
+  want.write('WORLD', 200);
+  assert.equal(r.stdout, want.toString(), 'stored bytes');
+  assert.ok((await fs.readFile(m('mapped'))).equals(want));
+});
+
 test('copy on write: an in-place rewrite does not reach a reader that bypasses the page cache', async () => {
   // The kernel page cache is shared per path; O_DIRECT shows what DelugeFS serves each handle.
   await fs.writeFile(m('inplace'), Buffer.alloc(4 << 20, 1));
