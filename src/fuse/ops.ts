@@ -51,6 +51,7 @@ export class FuseOps {
 
   /** The session's error mapping: a negative errno, EIO logged. */
   onError = (op: Op, e: unknown): number => {
+    if ((e as Error)?.name === 'AbortError') return E.EINTR; // an interrupted read, answered already
     const errno = toErrno(e);
     if (errno === E.EIO) this.opts.log.error('fuse.error', { op, error: (e as Error)?.message });
     return errno;
@@ -87,7 +88,6 @@ export class FuseOps {
       case Op.FSYNCDIR: return [];
       case Op.ACCESS: this.fs.stat(this.path(req)); return []; // default_permissions: the kernel checks modes
       case Op.STATFS: return this.statfs();
-      case Op.INTERRUPT: return; // handlers are not cancelled; the answer comes when it comes
       default: throw new FsError('ENOSYS'); // xattrs, locks, fallocate, ioctl...: the kernel falls back or says so
     }
   };
@@ -169,7 +169,9 @@ export class FuseOps {
     // Every listing carries attributes (READDIRPLUS, not the kernel's "auto" guess, which only
     // does so for the first batch): they cost the node a map lookup each, and save `ls -l`,
     // find or du one lookup round trip per name.
-    const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.ASYNC_DIO | Init.PARALLEL_DIROPS | Init.MAX_PAGES
+    // No ASYNC_DIO: with it the kernel waits for an O_DIRECT read uninterruptibly and never sends
+    // INTERRUPT, so a reader waiting for an absent peer could not even be killed.
+    const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.PARALLEL_DIROPS | Init.MAX_PAGES
       | Init.DO_READDIRPLUS;
     const flags = kflags & want;
     this.maxWrite = flags & Init.MAX_PAGES ? MAX_WRITE : 128 * 1024;
@@ -366,7 +368,7 @@ export class FuseOps {
     // are 16 or 64 KiB); a shorter answer would read as end of file.
     const size = b.readUInt32LE(IN_HEADER + 16);
     const out = Buffer.allocUnsafe(size);
-    const n = await this.fs.read(fh, out, size, offset);
+    const n = await this.fs.read(fh, out, size, offset, req.signal);
     return [out.subarray(0, n)];
   }
 

@@ -18,7 +18,6 @@ export const Init = {
   BIG_WRITES: 1 << 5,
   AUTO_INVAL_DATA: 1 << 12,
   DO_READDIRPLUS: 1 << 13,
-  ASYNC_DIO: 1 << 15,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
 } as const;

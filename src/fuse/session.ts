@@ -23,6 +23,10 @@ export interface Request {
   readonly len: number;
   /** Set by a handler that keeps `buf` past its reply (a lent write buffer): reused once it settles. */
   held?: Promise<unknown>;
+  /** READ only: aborted when the caller is interrupted (a signal); the answer is then EINTR. */
+  signal?: AbortSignal;
+  /** An answer went out already (EINTR after an interrupt): the handler's result is dropped. */
+  answered?: boolean;
 }
 
 /** Returns reply payload buffers, or nothing for ops the kernel expects no answer to. */
@@ -49,6 +53,8 @@ export class Session extends EventEmitter {
   private watching = false;
   private closed = false;
   private draining = false;
+  /** Reads in progress by request id, so an INTERRUPT can end them. */
+  private interruptible = new Map<number, { req: Request; abort: AbortController }>();
   private notifier: Worker | null = null;
   inFlight = 0;
 
@@ -129,6 +135,15 @@ export class Session extends EventEmitter {
       pid: buf.readUInt32LE(32), buf, len,
     };
     this.inFlight++;
+    if (req.op === Op.INTERRUPT) return this.interrupt(req);
+    let abort: AbortController | undefined;
+    if (req.op === Op.READ) {
+      // A read can wait for peers for as long as they are away; a signal must end that wait
+      // (once the kernel handed the request over, even SIGKILL waits for the answer).
+      abort = new AbortController();
+      req.signal = abort.signal;
+      this.interruptible.set(u64(buf, 8), { req, abort });
+    }
     let res: ReturnType<Handler>;
     try {
       res = this.handle(req);
@@ -139,8 +154,20 @@ export class Session extends EventEmitter {
     else this.finish(req, 0, res);
   }
 
+  /** INTERRUPT names a request by id: a read still waiting is answered EINTR now. */
+  private interrupt(req: Request): void {
+    const target = this.interruptible.get(u64(req.buf, IN_HEADER));
+    if (target && !target.req.answered) {
+      target.req.answered = true;
+      this.reply(target.req.buf, E.EINTR, []);
+      target.abort.abort();
+    }
+    this.finish(req, 0); // no answer to the INTERRUPT itself
+  }
+
   private finish(req: Request, errno: number, out?: Buffer[] | void): void {
-    if (out !== undefined || errno) this.reply(req.buf, errno, out || []);
+    if (req.signal) this.interruptible.delete(u64(req.buf, 8));
+    if ((out !== undefined || errno) && !req.answered) this.reply(req.buf, errno, out || []);
     if (req.held) req.held.then(() => this.recycle(req.buf), () => this.recycle(req.buf));
     else this.recycle(req.buf);
   }

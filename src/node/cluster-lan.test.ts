@@ -354,3 +354,18 @@ test('the manual way: key, authorize, then start with --peer', { skip, timeout: 
   await converged([a, b, d]);
   await writeFile(join(dir, 'done'), '');
 });
+
+test('a read waiting for content whose only holder went away ends when the reader is signalled', { skip, timeout: 60_000 }, async () => {
+  const { b, d } = nodes as Record<string, N>;
+  await sh(`head -c 2000000 /dev/urandom > ${d.mnt}/only-on-d.bin`);
+  await eventually('the file with its size on b', async () => (await sh(`stat -c %s ${b.mnt}/only-on-d.bin`, { allowFail: true })).out.trim() === '2000000');
+  assert.equal(await d.proc!.stop(), 0);
+  mounts.delete(d.mnt!);
+  // b waits for a peer holding the content. Once the kernel handed b a synchronous read (O_DIRECT
+  // here; readahead's are asynchronous and the reader can die meanwhile), not even SIGKILL frees
+  // the reader until b answers: the kernel's INTERRUPT must end the wait (EINTR).
+  const t = Date.now();
+  const r = await sh(`timeout -s INT 2 dd if=${b.mnt}/only-on-d.bin of=/dev/null bs=128k iflag=direct`, { allowFail: true });
+  assert.equal(r.code, 124, `dd ended with ${r.code}: ${r.err}`);
+  assert.ok(Date.now() - t < 10_000, `the reader took ${Date.now() - t} ms to go`);
+});

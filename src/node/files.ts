@@ -112,7 +112,7 @@ export class OpenFiles {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         const remote = this.c.remote;
         if (!remote) throw new FsError('EIO', `content of ${path} is not on this node`);
-        h.remote = (start, end) => remote.read(base.id, base.info, start, end);
+        h.remote = (start, end, signal) => remote.read(base.id, base.info, start, end, signal);
       }
     }
     this.handles.set(h.id, h);
@@ -138,10 +138,10 @@ export class OpenFiles {
     return (await this.newHandle(path, true, entry)).id;
   }
 
-  read(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal): Promise<number> {
     const h = this.handle(fh);
     // Read-only handles never change their fds, so they need no ordering.
-    return h.writable ? h.serial(async () => { await h.wb?.drain(); return h.read(buf, len, pos); }) : h.read(buf, len, pos);
+    return h.writable ? h.serial(async () => { await h.wb?.drain(); return h.read(buf, len, pos, signal); }) : h.read(buf, len, pos, signal);
   }
 
   write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep): Promise<number> {

@@ -24,7 +24,8 @@ export interface FileSystem {
   list(path: string): string[];
   open(path: string, flags: number): Promise<number>;
   create(path: string, mode: number, owner?: Owner): Promise<number>;
-  read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  /** `signal`: the caller gave up (a FUSE interrupt); a read waiting for peers stops waiting. */
+  read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal): Promise<number>;
   /**
    * With `keep`, the node may hold on to `buf` after the promise resolves (no copy): it calls
    * keep(until), and the caller reuses buf only once `until` settles.
@@ -52,7 +53,7 @@ export interface FileSystem {
 /** Where a node gets content it does not hold (the swarm); a lone node has none. */
 export interface RemoteContent {
   /** Bytes [start, end) of content, verified. */
-  read(id: string, info: import('../content/metainfo.js').Info, start: number, end: number): Promise<Buffer>;
+  read(id: string, info: import('../content/metainfo.js').Info, start: number, end: number, signal?: AbortSignal): Promise<Buffer>;
   /** The whole content, verified, into the local store. */
   fetch(id: string, info: import('../content/metainfo.js').Info): Promise<void>;
 }

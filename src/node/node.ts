@@ -172,7 +172,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   open(path: string, flags: number) { return this.files.open(path, flags); }
   create(path: string, mode: number, owner?: Owner) { return this.files.create(path, mode, owner); }
-  read(fh: number, buf: Buffer, len: number, pos: number) { return this.files.read(fh, buf, len, pos); }
+  read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal) { return this.files.read(fh, buf, len, pos, signal); }
   write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep) { return this.files.write(fh, buf, len, pos, keep); }
   truncate(path: string, size: number) { return this.files.truncate(path, size); }
   ftruncate(fh: number, size: number) { return this.files.ftruncate(fh, size); }

@@ -34,7 +34,7 @@ export class OpenFile {
   mtime: number;
   private chain: Promise<unknown> = Promise.resolve();
   /** For a version this node does not hold: reads it from peers. */
-  remote: ((start: number, end: number) => Promise<Buffer>) | null = null;
+  remote: ((start: number, end: number, signal?: AbortSignal) => Promise<Buffer>) | null = null;
 
   constructor(readonly id: number, path: string, readonly writable: boolean, public base: FileEntry | null) {
     this.path = path;
@@ -51,10 +51,10 @@ export class OpenFile {
   }
 
   /** Reads up to len bytes at pos, looping over short reads; 0 at end of file. */
-  async read(buf: Buffer, len: number, pos: number): Promise<number> {
+  async read(buf: Buffer, len: number, pos: number, signal?: AbortSignal): Promise<number> {
     const end = Math.min(len, Math.max(0, this.size - pos));
     if (this.mem) return end > 0 ? this.mem.copy(buf, 0, pos, pos + end) : 0;
-    if (this.remote && this.tmpFd === null && end > 0) return (await this.remote(pos, pos + end)).copy(buf, 0);
+    if (this.remote && this.tmpFd === null && end > 0) return (await this.remote(pos, pos + end, signal)).copy(buf, 0);
     const fd = this.tmpFd ?? this.readFd;
     if (fd === null || end <= 0) return 0;
     let done = 0;

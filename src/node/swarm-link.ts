@@ -48,7 +48,7 @@ export class SwarmLink {
     fromRecords();
     node.ns.on('commit', fromRecords); // every new head: a local admit or a merge that brought records
     cluster.discovery.peers.on('peer', (p) => { if (p.nodeId !== me && p.btPort) swarm.addPeer(p.host, p.btPort); });
-    node.setRemote({ read: (id, info, s, e) => swarm.read(id, info, s, e), fetch: (id, info) => swarm.fetch(id, info) });
+    node.setRemote({ read: (id, info, s, e, signal) => swarm.read(id, info, s, e, signal), fetch: (id, info) => swarm.fetch(id, info) });
     log.info('swarm.listening', { port });
     return link;
   }
