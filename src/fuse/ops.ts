@@ -6,10 +6,11 @@ import type { FileSystem, Stat } from '../node/fs-api.js';
 import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { Inodes, Inode } from './inodes.js';
+import { Listings } from './listing.js';
 import {
-  Attr, DT_DIR, DT_LNK, DT_REG, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init,
-  MAJOR, MINOR, NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut, openOut,
-  putDirent, putU64, u64,
+  Attr, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init, MAJOR, MINOR,
+  NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut,
+  invalEntryOut, invalInodeOut, openOut, putU64, u64,
 } from './proto.js';
 import type { Handler, Request } from './session.js';
 
@@ -20,8 +21,6 @@ const TTL = 1;
 export const MAX_WRITE = 1 << 20;
 const { O_EXCL, O_APPEND, O_WRONLY } = fsConstants;
 const O_ACCMODE = 3;
-/** readdir offsets of libfuse for inodes it does not know. */
-const UNKNOWN_INO = 0xffffffff;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function toErrno(e: unknown): number {
@@ -37,17 +36,17 @@ function kindBits(st: Stat): number {
 }
 
 /** A listing as of opendir (offsets stay stable while the directory changes); `.` and `..` first. */
-interface DirHandle { names: string[] }
 
 export interface OpsOptions { log: Logger; onInit?: () => void }
 
 export class FuseOps {
   readonly inodes = new Inodes();
-  private dirs = new Map<number, DirHandle>();
-  private nextDir = 1;
+  private readonly listings: Listings;
   maxWrite = 128 * 1024;
 
-  constructor(private readonly fs: FileSystem, private readonly opts: OpsOptions) {}
+  constructor(private readonly fs: FileSystem, private readonly opts: OpsOptions) {
+    this.listings = new Listings(fs, this.inodes, (ino, st) => this.attr(ino, st), TTL);
+  }
 
   /** The session's error mapping: a negative errno, EIO logged. */
   onError = (op: Op, e: unknown): number => {
@@ -81,10 +80,9 @@ export class FuseOps {
       case Op.FLUSH: return this.fs.flush(u64(req.buf, IN_HEADER)).then(() => []);
       case Op.RELEASE: return this.release(req);
       case Op.FSYNC: return this.fs.fsync(u64(req.buf, IN_HEADER)).then(() => []);
-      case Op.OPENDIR: return this.opendir(req);
-      case Op.READDIR: return this.readdir(req, false);
-      case Op.READDIRPLUS: return this.readdir(req, true);
-      case Op.RELEASEDIR: this.dirs.delete(u64(req.buf, IN_HEADER)); return [];
+      case Op.OPENDIR: return [openOut(this.listings.open(this.path(req)), 0)];
+      case Op.READDIR: case Op.READDIRPLUS: return [this.readdir(req)];
+      case Op.RELEASEDIR: this.listings.release(u64(req.buf, IN_HEADER)); return [];
       case Op.FSYNCDIR: return [];
       case Op.ACCESS: this.fs.stat(this.path(req)); return []; // default_permissions: the kernel checks modes
       case Op.STATFS: return this.statfs();
@@ -99,21 +97,17 @@ export class FuseOps {
   invalidate(paths: string[], notify: (code: number, payload: Buffer) => void): void {
     for (const path of paths) {
       const id = this.inodes.idOf(path);
-      if (id !== undefined) {
-        const b = Buffer.alloc(24); // ino, offset 0, length 0: attributes and every page
-        putU64(b, 0, id);
-        notify(NOTIFY_INVAL_INODE, b);
-      }
+      if (id !== undefined) notify(NOTIFY_INVAL_INODE, invalInodeOut(id));
       const slash = path.lastIndexOf('/');
       const parent = this.inodes.idOf(slash === 0 ? '/' : path.slice(0, slash));
-      if (parent === undefined || path === '/') continue;
-      const name = Buffer.from(path.slice(slash + 1));
-      const b = Buffer.alloc(16 + name.length + 1);
-      putU64(b, 0, parent);
-      b.writeUInt32LE(name.length, 8);
-      name.copy(b, 16);
-      notify(NOTIFY_INVAL_ENTRY, b);
+      if (parent !== undefined && path !== '/') notify(NOTIFY_INVAL_ENTRY, invalEntryOut(parent, path.slice(slash + 1)));
     }
+  }
+
+  /** READDIR or READDIRPLUS: the next batch of an open listing. */
+  private readdir(req: Request): Buffer {
+    const b = req.buf;
+    return this.listings.read(u64(b, IN_HEADER), req.nodeid, this.path(req), u64(b, IN_HEADER + 8), b.readUInt32LE(IN_HEADER + 16), req.op === Op.READDIRPLUS);
   }
 
   // ---- helpers --------------------------------------------------------------------------
@@ -387,53 +381,6 @@ export class FuseOps {
     const out = Buffer.alloc(8);
     out.writeUInt32LE(n, 0);
     return [out];
-  }
-
-  private opendir(req: Request): Buffer[] {
-    const dir: DirHandle = { names: ['.', '..', ...this.fs.list(this.path(req))] };
-    const fh = this.nextDir++;
-    this.dirs.set(fh, dir);
-    return [openOut(fh, 0)];
-  }
-
-  /**
-   * READDIR, or READDIRPLUS when `plus`: each entry then also carries its attributes and counts
-   * as a lookup (except . and .., which carry none), so `ls -l` needs no lookup per name.
-   * Attributes are taken now, for this batch only: a large directory costs nothing at opendir.
-   */
-  private readdir(req: Request, plus: boolean): Buffer[] {
-    const b = req.buf;
-    const dir = this.dirs.get(u64(b, IN_HEADER));
-    if (!dir) throw new FsError('EBADF');
-    let i = u64(b, IN_HEADER + 8);
-    const out = Buffer.alloc(b.readUInt32LE(IN_HEADER + 16));
-    let used = 0;
-    const parent = this.path(req);
-    for (; i < dir.names.length; i++) {
-      const name = Buffer.from(dir.names[i]);
-      const path = parent === '/' ? `/${dir.names[i]}` : `${parent}/${dir.names[i]}`;
-      const size = (plus ? ENTRY_OUT_SIZE : 0) + ((24 + name.length + 7) & ~7);
-      if (used + size > out.length) break;
-      let st: Stat | null = null;
-      if (i > 1) {
-        try {
-          st = this.fs.stat(path);
-        } catch {
-          continue; // gone since opendir
-        }
-      }
-      const type = st ? (st.type === 'dir' ? DT_DIR : st.type === 'symlink' ? DT_LNK : DT_REG) : DT_DIR;
-      let ino = i === 0 ? req.nodeid : (st && this.inodes.idOf(path)) || UNKNOWN_INO;
-      if (plus && st) {
-        // Counted only once it is certain to be in the reply.
-        const node = this.inodes.lookup(path, st.type);
-        ino = node.id;
-        entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, used);
-      }
-      // . and .. in a plus listing carry a zeroed entry: no attributes, no lookup.
-      used += (plus ? ENTRY_OUT_SIZE : 0) + putDirent(out, used + (plus ? ENTRY_OUT_SIZE : 0), ino, i + 1, type, name);
-    }
-    return [out.subarray(0, used)];
   }
 
   private async statfs(): Promise<Buffer[]> {

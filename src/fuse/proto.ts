@@ -146,3 +146,20 @@ export function putDirent(b: Buffer, off: number, ino: number, next: number, typ
 export const DT_DIR = 4;
 export const DT_REG = 8;
 export const DT_LNK = 10;
+
+/** fuse_notify_inval_inode_out: offset 0, length 0 drop the attributes and every cached page. */
+export function invalInodeOut(ino: number): Buffer {
+  const b = Buffer.alloc(24);
+  putU64(b, 0, ino);
+  return b;
+}
+
+/** fuse_notify_inval_entry_out and the NUL-terminated name. */
+export function invalEntryOut(parent: number, name: string): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.alloc(16 + n.length + 1);
+  putU64(b, 0, parent);
+  b.writeUInt32LE(n.length, 8);
+  n.copy(b, 16);
+  return b;
+}
