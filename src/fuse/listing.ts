@@ -3,6 +3,7 @@
 // batch, so opening a huge directory costs one copy of its names.
 import type { FileSystem, Stat } from '../node/fs-api.js';
 import { FsError } from '../util/errors.js';
+import { joinPath } from '../meta/names.js';
 import type { Inodes } from './inodes.js';
 import { Attr, DT_DIR, DT_LNK, DT_REG, ENTRY_OUT_SIZE, entryOut, putDirent } from './proto.js';
 
@@ -42,7 +43,7 @@ export class Listings {
     let used = 0;
     for (let i = offset; i < names.length; i++) {
       const name = Buffer.from(names[i]);
-      const path = dir === '/' ? `/${names[i]}` : `${dir}/${names[i]}`;
+      const path = joinPath(dir, names[i]);
       const head = plus ? ENTRY_OUT_SIZE : 0;
       if (used + head + ((24 + name.length + 7) & ~7) > out.length) break;
       let st: Stat | null = null;

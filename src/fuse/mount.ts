@@ -10,7 +10,7 @@ import type { Logger } from '../util/log.js';
 import { run } from '../util/exec.js';
 import { Dev, loadDev } from './dev.js';
 import { FuseOps, MAX_WRITE } from './ops.js';
-import { IN_HEADER, OUT_HEADER } from './proto.js';
+import { IN_HEADER, WRITE_IN_SIZE } from './proto.js';
 import { Session } from './session.js';
 
 export function fuseInstallHint(): string {
@@ -66,11 +66,16 @@ export async function checkMountpoint(mnt: string): Promise<void> {
   if ((await readdir(mnt)).length) throw new Error(`mount point ${mnt} is not empty`);
 }
 
+/** The device number ("major:minor") of the mount at absolute path `abs`, or null; throws without /proc. */
+async function mountedDevice(abs: string): Promise<string | null> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').find((l) => l.split(' ')[4]?.replace(/\\040/g, ' ') === abs)?.split(' ')[2] ?? null;
+}
+
 async function isMounted(mnt: string): Promise<boolean> {
   const abs = resolve(mnt);
   try {
-    const mounts = await readFile('/proc/self/mounts', 'utf8');
-    return mounts.split('\n').some((l) => l.split(' ')[1]?.replace(/\\040/g, ' ') === abs);
+    return (await mountedDevice(abs)) !== null;
   } catch {
     // No /proc (FreeBSD): a mount point sits on another device than its parent.
     const [a, b] = await Promise.all([stat(abs), stat(dirname(abs))]);
@@ -178,9 +183,7 @@ const READAHEAD_KB = 8192;
 async function raiseReadahead(mnt: string, log: Logger): Promise<void> {
   if (platform() !== 'linux' || process.getuid?.() !== 0) return;
   try {
-    const abs = resolve(mnt);
-    const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4]?.replace(/\\040/g, ' ') === abs);
-    const dev = line?.split(' ')[2];
+    const dev = await mountedDevice(resolve(mnt));
     if (!dev) return;
     await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(READAHEAD_KB));
   } catch (e) {
@@ -215,7 +218,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   const via = viaFusermount3(opts) ? 'fusermount3' : platform() === 'linux' ? 'mount(2)' : 'mount_fusefs';
   const { fd, attach } = await openDevice(dev, mnt, opts);
   const session = new Session(dev, fd, ops.handler, {
-    bufferSize: IN_HEADER + 40 + MAX_WRITE + OUT_HEADER,
+    bufferSize: IN_HEADER + WRITE_IN_SIZE + MAX_WRITE,
     concurrency: 64,
     onError: ops.onError,
     spinMicros: spinMicros(log),

@@ -10,12 +10,13 @@ import { Listings } from './listing.js';
 import {
   Attr, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init, MAJOR, MINOR,
   NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut,
-  invalEntryOut, invalInodeOut, openOut, putU64, u64,
+  WRITE_IN_SIZE, invalEntryOut, invalInodeOut, openOut, putU64, u64,
 } from './proto.js';
+import { joinPath } from '../meta/names.js';
 import type { Handler, Request } from './session.js';
 
 const E = constants.errno;
-/** Seconds the kernel may cache names and attributes (libfuse's default); peers' changes show after that. */
+/** Seconds the kernel may cache names and attributes (libfuse's default); peers' changes are invalidated at once. */
 const TTL = 1;
 /** Largest write and read: 256 pages, when the kernel allows more than its default 32. */
 export const MAX_WRITE = 1 << 20;
@@ -34,8 +35,6 @@ const owner = (req: Request) => ({ uid: req.uid, gid: req.gid });
 function kindBits(st: Stat): number {
   return st.type === 'dir' ? S_IFDIR : st.type === 'symlink' ? S_IFLNK : S_IFREG;
 }
-
-/** A listing as of opendir (offsets stay stable while the directory changes); `.` and `..` first. */
 
 export interface OpsOptions { log: Logger; onInit?: () => void }
 
@@ -131,9 +130,8 @@ export class FuseOps {
   }
 
   private child(req: Request, at: number): { path: string; end: number } {
-    const parent = this.path(req);
     const { name, end } = this.name(req, at);
-    return { path: parent === '/' ? `/${name}` : `${parent}/${name}`, end };
+    return { path: joinPath(this.path(req), name), end };
   }
 
   /** A node whose path is gone (unlinked while open) has no links, as on a local filesystem. */
@@ -292,7 +290,7 @@ export class FuseOps {
     const newdir = this.inodes.path(u64(req.buf, IN_HEADER));
     const { path: from, end } = this.child(req, at);
     const { name } = this.name(req, end);
-    const to = newdir === '/' ? `/${name}` : `${newdir}/${name}`;
+    const to = joinPath(newdir, name);
     if (flags & RENAME_NOREPLACE && this.exists(to)) throw new FsError('EEXIST', to);
     const done = this.fs.rename(from, to);
     // As for remove: the tree moved already (or nothing did, when `from` is still there).
@@ -372,7 +370,7 @@ export class FuseOps {
     const offsetIn = u64(b, IN_HEADER + 8);
     const size = b.readUInt32LE(IN_HEADER + 16);
     const flags = b.readUInt32LE(IN_HEADER + 32);
-    const data = b.subarray(IN_HEADER + 40, IN_HEADER + 40 + size);
+    const data = b.subarray(IN_HEADER + WRITE_IN_SIZE, IN_HEADER + WRITE_IN_SIZE + size);
     // O_APPEND appends to this handle's own version (handles are copies; the kernel's offset
     // comes from the file's shared size and would leave a hole when another handle grew it).
     const offset = flags & O_APPEND ? this.fs.fstat(fh).size : offsetIn;

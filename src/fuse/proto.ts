@@ -37,6 +37,8 @@ export const GETATTR_FH = 1 << 0;
 export const RENAME_NOREPLACE = 1 << 0;
 
 export const IN_HEADER = 40;
+/** fuse_write_in, between the header and a write's data. */
+export const WRITE_IN_SIZE = 40;
 export const OUT_HEADER = 16;
 /** The protocol version we speak: 7.31 has everything used here (max_pages is 7.28). */
 export const MAJOR = 7;

@@ -136,11 +136,10 @@ export class Session extends EventEmitter {
     };
     this.inFlight++;
     if (req.op === Op.INTERRUPT) return this.interrupt(req);
-    let abort: AbortController | undefined;
     if (req.op === Op.READ) {
       // A read can wait for peers for as long as they are away; a signal must end that wait
       // (once the kernel handed the request over, even SIGKILL waits for the answer).
-      abort = new AbortController();
+      const abort = new AbortController();
       req.signal = abort.signal;
       this.interruptible.set(u64(buf, 8), { req, abort });
     }
@@ -230,4 +229,3 @@ export class Session extends EventEmitter {
   }
 }
 
-export { IN_HEADER };

@@ -32,6 +32,11 @@ export function isMarker(enc: string): boolean {
   return /%(?![0-9A-F]{2})/.test(enc);
 }
 
+/** The path of `name` inside directory `dir` (an absolute mount path). */
+export function joinPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
 /** Splits an absolute mount path into its components ("/" -> []). */
 export function splitPath(path: string): string[] {
   if (path === '/' || path === '') return [];

@@ -10,9 +10,9 @@ import { Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { SequentialHasher } from '../content/sequential-hasher.js';
 import type { Namespace } from '../meta/namespace.js';
 import type { FileEntry } from '../meta/entry.js';
-import type { Owner, RemoteContent, Stat } from './fs-api.js';
+import type { Keep, Owner, RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
-import { Keep, WriteBehind } from './write-behind.js';
+import { WriteBehind } from './write-behind.js';
 import type { ContentKeeper } from './content-keeper.js';
 
 /** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */

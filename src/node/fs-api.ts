@@ -12,6 +12,9 @@ export interface Stat {
   ctime: number;
 }
 
+/** Lets a write's caller lend its buffer past the write: it reuses it once `until` settles. */
+export type Keep = (until: Promise<unknown>) => void;
+
 /** Who creates a file: the caller's ids as the kernel reports them. */
 export interface Owner { uid: number; gid: number }
 
@@ -30,7 +33,7 @@ export interface FileSystem {
    * With `keep`, the node may hold on to `buf` after the promise resolves (no copy): it calls
    * keep(until), and the caller reuses buf only once `until` settles.
    */
-  write(fh: number, buf: Buffer, len: number, pos: number, keep?: (until: Promise<unknown>) => void): Promise<number>;
+  write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep): Promise<number>;
   truncate(path: string, size: number): Promise<void>;
   ftruncate(fh: number, size: number): Promise<void>;
   flush(fh: number): Promise<void>;

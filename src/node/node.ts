@@ -8,11 +8,10 @@ import { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry } from '../meta/entry.js';
-import { FileSystem, Owner, RemoteContent, Space, Stat } from './fs-api.js';
+import { FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { EMPTY_ID, OpenFiles } from './files.js';
-import type { Keep } from './write-behind.js';
 
 export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
 

@@ -4,6 +4,7 @@
 // written. Contiguous chunks go out in one writev. Anything that needs the file on disk (read,
 // truncate, hash, close) drains first; a failed write (e.g. ENOSPC) is reported by the next
 // write or the drain, i.e. at close at the latest.
+import type { Keep } from './fs-api.js';
 import { fdWrite, fdWritev } from './open-file.js';
 
 const CHUNK = 4 * 1024 * 1024;
@@ -17,8 +18,6 @@ const BATCH = 16;
 
 interface Chunk { pos: number; buf: Buffer; used: number; lent?: () => void }
 
-/** Lets the caller lend `data` past the returned promise: it may reuse it once `until` settles. */
-export type Keep = (until: Promise<unknown>) => void;
 
 export class WriteBehind {
   private staging: Chunk | null = null;
