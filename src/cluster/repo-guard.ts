@@ -36,9 +36,9 @@ export async function guardRepository(repoDir: string): Promise<void> {
     ['receive.autogc', 'false'], ['maintenance.auto', 'false'],
   ]) await git('config', k!, v!);
   const dir = join(repoDir, 'hooks');
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, 'pre-receive.tmp');
-  await writeFile(tmp, HOOK);
-  await chmod(tmp, 0o755);
+  await writeFile(tmp, HOOK, { mode: 0o700 });
+  await chmod(tmp, 0o700);
   await rename(tmp, join(dir, 'pre-receive'));
 }

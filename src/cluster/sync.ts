@@ -183,7 +183,7 @@ export class MetaSync {
     const text = knownHostsText(entries);
     if (s.knownHosts !== text) {
       s.knownHosts = text;
-      await mkdir(this.o.stateDir, { recursive: true });
+      await mkdir(this.o.stateDir, { recursive: true, mode: 0o700 });
       await writeKnownHosts(path, entries);
     }
     // One multiplexed connection per peer (keyed by this path), when the path fits in a socket address.

@@ -325,7 +325,7 @@ export class Namespace extends EventEmitter {
 
   private async writeCommittedGen(gen: number, oid: string): Promise<void> {
     const tmp = this.committedFile() + '.tmp';
-    await writeFile(tmp, `${gen} ${oid}\n`);
+    await writeFile(tmp, `${gen} ${oid}\n`, { mode: 0o600 });
     await rename(tmp, this.committedFile());
   }
 

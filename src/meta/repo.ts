@@ -7,6 +7,8 @@ import { run } from '../util/exec.js';
 import { writePack, PackObject } from './pack.js';
 
 export const BRANCH = 'refs/heads/main';
+/** core.sharedRepository: files 0600, directories 0700, readable by the node's user only. */
+export const PRIVATE_GIT_MODE = '0600';
 
 export interface CommitInfo { tree: string; parents: string[]; message: string; /** committer time, seconds */ time: number }
 
@@ -26,7 +28,9 @@ export class GitRepo {
   }
 
   async init(): Promise<void> {
-    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', this.dir], { env: gitEnv() });
+    // --shared=0600: git makes every file it writes 0600 (dirs 0700) whatever the umask of the
+    // process that runs it (node/private-root.ts sets it on older repositories).
+    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', `--shared=${PRIVATE_GIT_MODE}`, this.dir], { env: gitEnv() });
     // Packs come in small and often; let git gc fold them together in the background.
     await this.git(['config', 'gc.autoPackLimit', '20']);
     await this.git(['config', 'gc.autoDetach', 'false']);

@@ -48,9 +48,9 @@ async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv): 
 
 async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
   const dir = join(root, 'cluster');
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const kh = join(dir, 'known_hosts-join');
-  await writeFile(kh, knownHostsText([{ host, port, publicKey: keyBlob }]));
+  await writeFile(kh, knownHostsText([{ host, port, publicKey: keyBlob }]), { mode: 0o600 });
   return { ...gitEnv(), ...gitSshEnv({ identity, knownHostsPath: kh, connectTimeoutSec: 10 }) };
 }
 
