@@ -21,6 +21,7 @@ export const PRIVATE_DIR = 0o700;
 export const PRIVATE_FILE = 0o600;
 /** Depth (below ROOT) checked at every start. */
 const SHALLOW = 2;
+const PARALLEL = 8;
 
 export interface RepairReport {
   /** Entries looked at. */
@@ -64,19 +65,25 @@ export async function makeRootPrivate(root: string, log: Logger): Promise<Repair
     } catch {
       return;
     }
-    for (const name of names) {
-      const path = join(dir, name);
-      const st = await lstat(path).catch(() => null);
-      if (!st || st.isSymbolicLink()) continue;
-      await fix(path, st);
-      if (st.isDirectory() && depth < max) await walk(path, depth + 1, max);
-    }
+    // A few stats in flight at once: a repair of 100k files is mostly waiting for the pool.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < names.length) {
+        const path = join(dir, names[next++]!);
+        const st = await lstat(path).catch(() => null);
+        if (!st || st.isSymbolicLink()) continue;
+        await fix(path, st);
+        if (st.isDirectory() && depth < max) await walk(path, depth + 1, max);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, names.length) }, worker));
   };
   const st = await lstat(root);
   await fix(root, st);
   await walk(root, 1, SHALLOW);
   if (r.repaired || r.failed) {
     r.deep = true;
+    r.checked = 1; // the deep walk looks at everything below ROOT again
     await walk(root, 1, Infinity);
   }
   await gitPrivate(join(root, 'meta', 'repo.git'), log);
