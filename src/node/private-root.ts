@@ -57,7 +57,9 @@ export async function makeRootPrivate(root: string, log: Logger): Promise<Repair
       r.failed++;
     }
   };
-  // lstat and no descent through symlinks: chmod would follow one out of the root.
+  // lstat and no descent through symlinks: chmod would follow one out of the root. A folder is
+  // made private before its entries are looked at, so nobody else can swap one for a symlink
+  // between our lstat and chmod.
   const walk = async (dir: string, depth: number, max: number): Promise<void> => {
     let names: string[];
     try {
