@@ -12,9 +12,14 @@ const { O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC } = fsc;
 const O_ACCMODE = 3;
 const MAY_READ = 4;
 const MAY_WRITE = 2;
+const CAP_DAC_OVERRIDE = 1n << 1n;
+const CAP_DAC_READ_SEARCH = 1n << 2n;
 
 /** Who asks, as the FUSE request header says (ids in the mount's user namespace). */
 export interface Caller { uid: number; gid: number; pid: number }
+
+/** What the request header does not carry: supplementary groups and effective capabilities. */
+interface Creds { groups: number[]; caps: bigint | null }
 
 /** Resolves when `caller` may open `st` with `flags`; EACCES otherwise. */
 export async function checkOpen(st: Stat, caller: Caller, flags: number, path: string): Promise<void> {
@@ -23,27 +28,32 @@ export async function checkOpen(st: Stat, caller: Caller, flags: number, path: s
   if (acc === O_RDONLY || acc === O_RDWR) want |= MAY_READ;
   // O_TRUNC needs write permission even on a read-only open (the kernel's build_open_flags).
   if (acc === O_WRONLY || acc === O_RDWR || flags & O_TRUNC) want |= MAY_WRITE;
-  // Root reads and writes anything (CAP_DAC_OVERRIDE); execute is no part of an open.
-  if (caller.uid === 0) return;
+  const creds = await credsOf(caller.pid);
   // One class decides, as in the kernel: the owner's bits for the owner even when others get more.
   const bits = caller.uid === st.uid ? (st.mode >> 6) & 7
-    : caller.gid === st.gid || (await supplementaryGroups(caller.pid)).includes(st.gid) ? (st.mode >> 3) & 7
+    : caller.gid === st.gid || creds.groups.includes(st.gid) ? (st.mode >> 3) & 7
     : st.mode & 7;
-  if ((bits & want) !== want) throw new FsError('EACCES', path);
+  if ((bits & want) === want) return;
+  // Then the capabilities (root's by default): DAC_OVERRIDE reads and writes any file,
+  // DAC_READ_SEARCH reads it. Without /proc to tell, uid 0 is taken to have them.
+  const caps = creds.caps ?? (caller.uid === 0 ? CAP_DAC_OVERRIDE : 0n);
+  if (caps & CAP_DAC_OVERRIDE || (!(want & MAY_WRITE) && caps & CAP_DAC_READ_SEARCH)) return;
+  throw new FsError('EACCES', path);
 }
 
 /**
- * The caller's supplementary groups (the kernel's in_group_p also counts them), from
- * /proc/PID/status on Linux; where there is no procfs (FreeBSD without it mounted) only the
- * request's gid counts, which can refuse but never grant more than the kernel would.
+ * From /proc/PID/status on Linux (PID is the calling thread, which cannot go away while its
+ * request waits for us). Where there is no procfs (FreeBSD without it mounted, a caller outside
+ * our pid namespace: pid 0) only the request's ids count.
  */
-async function supplementaryGroups(pid: number): Promise<number[]> {
-  if (!pid) return [];
+async function credsOf(pid: number): Promise<Creds> {
+  if (!pid) return { groups: [], caps: null };
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const line = /^Groups:\s*(.*)$/m.exec(status)?.[1] ?? '';
-    return line.split(/\s+/).filter(Boolean).map(Number);
+    const groups = (/^Groups:\s*(.*)$/m.exec(status)?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
+    const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    return { groups, caps: cap ? BigInt(`0x${cap}`) : null };
   } catch {
-    return [];
+    return { groups: [], caps: null };
   }
 }

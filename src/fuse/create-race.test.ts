@@ -55,9 +55,18 @@ test('CREATE of a name a peer created meanwhile: checked as an open (EACCES), O_
   const node = await DelugeNode.start({ paths: p, config: await createLayout(p, 'c'), log: silentLogger, create: true });
   const ops = new FuseOps(node, { log: silentLogger });
   // A process in supplementary group 4242 only (its primary gid is 0): the kernel counts those.
+  // Callers the request header alone cannot describe: one in supplementary group 4242 only, a
+  // uid 0 without capabilities, a plain user with CAP_DAC_OVERRIDE (the kernel decides by caps).
   const member = spawn('setpriv', ['--reuid', '1000', '--regid', '1000', '--groups', '4242', 'sleep', '60'], { stdio: 'ignore' });
+  const powerless = spawn('setpriv', ['--bounding-set', '-all', 'sleep', '60'], { stdio: 'ignore' });
+  const capable = spawn('setpriv', ['--reuid', '1000', '--regid', '1000', '--clear-groups', '--inh-caps', '+dac_override', '--ambient-caps', '+dac_override', 'sleep', '60'], { stdio: 'ignore' });
+  const status = (pid?: number) => readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   try {
-    for (let i = 0; i < 200 && !/^Groups:\s*4242\s*$/m.test(await readFile(`/proc/${member.pid}/status`, 'utf8').catch(() => '')); i++) await new Promise((r) => setTimeout(r, 10));
+    // Until setpriv has exec'd, the children still have this process's credentials.
+    for (const [c, re] of [[member, /^Groups:\s*4242\s*$/m], [powerless, /^CapEff:\s*0+$/m], [capable, /^CapEff:\s*0+2$/m]] as const) {
+      for (let i = 0; i < 300 && !re.test(await status(c.pid)); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.match(await status(c.pid), re);
+    }
     const alice = { uid: 1000, gid: 1000 };
     const put = async (name: string, mode: number, uid: number, gid: number) => {
       const fh = await node.create(`/${name}`, mode, { uid, gid });
@@ -81,6 +90,8 @@ test('CREATE of a name a peer created meanwhile: checked as an open (EACCES), O_
     assert.equal(await race('f', 0o600, { uid: 4242, gid: 1 }, O_RDWR), 0, 'the owner');
     assert.equal(await race('g', 0o066, { uid: 4242, gid: 4242 }, O_RDONLY), E.EACCES, 'the owner class decides for the owner');
     assert.equal(await race('h', 0o600, { uid: 0, gid: 0 }, O_RDWR | O_TRUNC), 0, 'root');
+    assert.equal(await race('h2', 0o600, { uid: 0, gid: 0, pid: powerless.pid }, O_RDONLY), E.EACCES, 'uid 0 without capabilities');
+    assert.equal(await race('h3', 0o600, { uid: 1000, gid: 1000, pid: capable.pid }, O_RDWR), 0, 'CAP_DAC_OVERRIDE');
     assert.equal(await race('i', 0o640, { uid: 1000, gid: 4242 }, O_RDONLY), 0, 'the file\'s group');
     assert.equal(await race('j', 0o640, { uid: 1000, gid: 4242 }, O_WRONLY), E.EACCES);
     assert.equal(await race('k', 0o640, { uid: 1000, gid: 1000, pid: member.pid }, O_RDONLY), 0, 'a supplementary group');
@@ -88,7 +99,7 @@ test('CREATE of a name a peer created meanwhile: checked as an open (EACCES), O_
     // A 0600 file that was refused is untouched (no truncation, no handle).
     assert.equal(node.stat('/a').size, 6);
   } finally {
-    member.kill('SIGKILL');
+    for (const c of [member, powerless, capable]) c.kill('SIGKILL');
     await node.close();
   }
 });
