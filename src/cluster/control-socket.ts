@@ -1,4 +1,4 @@
-// A node's local control socket (ROOT/control.sock, mode 0600, created so): the same RPC methods as over SSH,
+// A node's local control socket (ROOT/control.sock, mode 0600): the same RPC methods as over SSH,
 // for processes on this machine. Reaching it is the proof of being local and privileged, which is
 // what lets `delugefs shell` (under a foreign sshd) forward RPC to the running node, and a second
 // disk on the same machine join without a token. Newline-delimited JSON, one request per line:
