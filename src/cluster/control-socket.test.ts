@@ -50,7 +50,7 @@ test('control socket: calls, errors, bad input, forwarding for delugefs shell', 
     const stdin = new PassThrough();
     stdin.end('{}');
     const status = await runForcedCommand({
-      repoPath: dir, rpc: controlDispatcher(path), peerNodeId: 'abcdefghijklmnop', command: 'delugefs-rpc whoami',
+      repoPath: dir, rpc: controlDispatcher(path), peerNodeId: 'abcdefghijklmnop', refusal: async () => undefined, command: 'delugefs-rpc whoami',
       io: { stdin, stdout, stderr: new PassThrough() }, log: memoryLog(),
     });
     assert.equal(status, 0);

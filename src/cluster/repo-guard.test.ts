@@ -22,7 +22,7 @@ function file(text: string): FileEntry {
   return { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: T0, ctime: T0, info, id: infoHash(info), node: 'n' };
 }
 const git = async (repo: string, args: string[], o: { env?: NodeJS.ProcessEnv; input?: string } = {}) =>
-  run('git', ['--git-dir', repo, ...args], { env: { ...process.env, ...o.env }, input: o.input, allowFail: true });
+  run('git', [`--git-dir=${repo}`, ...args], { env: { ...process.env, ...o.env }, input: o.input, allowFail: true });
 const out = async (repo: string, args: string[], input?: string) => (await git(repo, args, { input })).stdout.toString().trim();
 
 test('pushes: own ref only, fast-forward only, no deletions, related history; a malformed entry is refused at merge', async () => {
@@ -32,12 +32,12 @@ test('pushes: own ref only, fast-forward only, no deletions, related history; a 
     await a.apply({ o: 'put', p: '/f', e: file('one') });
     await a.commit();
     await guardRepository(a.repo.dir);
-    await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+    await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'b', 'repo.git')]);
     const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
     await b.finishRecovery();
     await b.apply({ o: 'put', p: '/g', e: file('two') });
     await b.commit();
-    const push = (spec: string, peer = 'nodeb') => git(b.repo.dir, ['push', '--force', a.repo.dir, spec], { env: { DELUGEFS_PEER: peer } });
+    const push = (spec: string, peer = 'nodeb') => git(b.repo.dir, ['push', '--force', '--', a.repo.dir, spec], { env: { DELUGEFS_PEER: peer } });
     const first = a.head!;
 
     assert.equal((await push(`${b.head}:refs/peers/nodeb`)).code, 0);
@@ -55,7 +55,7 @@ test('pushes: own ref only, fast-forward only, no deletions, related history; a 
     // Unrelated history: a root commit of its own.
     const tree = await out(b.repo.dir, ['mktree'], '');
     const orphan = await out(b.repo.dir, ['commit-tree', tree, '-m', 'orphan']);
-    r = await git(b.repo.dir, ['push', '--force', a.repo.dir, `${orphan}:refs/peers/nodec`], { env: { DELUGEFS_PEER: 'nodec' } });
+    r = await git(b.repo.dir, ['push', '--force', '--', a.repo.dir, `${orphan}:refs/peers/nodec`], { env: { DELUGEFS_PEER: 'nodec' } });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /no history in common/);
 

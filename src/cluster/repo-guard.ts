@@ -27,7 +27,7 @@ exit 0
 
 /** Idempotent: run at every start (an older root may lack it). */
 export async function guardRepository(repoDir: string): Promise<void> {
-  const git = (...args: string[]) => run('git', ['--git-dir', repoDir, ...args]);
+  const git = (...args: string[]) => run('git', [`--git-dir=${repoDir}`, ...args]);
   for (const [k, v] of [
     ['receive.fsckObjects', 'true'], ['fetch.fsckObjects', 'true'], ['receive.denyDeletes', 'true'],
     ['receive.denyNonFastForwards', 'true'], ['receive.advertisePushOptions', 'false'], ['core.hooksPath', 'hooks'],

@@ -54,7 +54,7 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', DELUGEFS_PEER: ctx.peer.nodeId };
   if (ctx.gitProtocol && /^version=[0-2](:version=[0-2])*$/.test(ctx.gitProtocol)) env.GIT_PROTOCOL = ctx.gitProtocol;
   // `git upload-pack DIR` rather than `git-upload-pack`: the dashed binaries are not on PATH everywhere (FreeBSD).
-  const child = spawn('git', [service.slice(4), ctx.repoPath], { cwd: ctx.repoPath, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('git', [service.slice(4), '--', ctx.repoPath], { cwd: ctx.repoPath, env, stdio: ['pipe', 'pipe', 'pipe'] });
   const onAbort = () => child.kill('SIGTERM');
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   io.stdin.pipe(child.stdin);

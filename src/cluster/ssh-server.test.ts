@@ -27,7 +27,7 @@ before(async () => {
   [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => Identity.loadOrCreate(join(dir, n))));
   repoA = join(dir, 'a', 'meta', 'repo.git');
   await mkdir(repoA, { recursive: true });
-  await git(['init', '-q', '--bare', repoA]);
+  await git(['init', '-q', '--bare', '--', repoA]);
   const rpc = new RpcRegistry()
     .register('echo', (params, peer) => ({ params, peer: peer.nodeId }))
     .register('big', () => 'x'.repeat(2 << 20))
@@ -66,22 +66,22 @@ test('git push and fetch between two bare repositories through the server', asyn
   const env = gitSshEnv({ identity: b, knownHostsPath: knownHosts });
   const url = metaRepoUrl('127.0.0.1', server.port);
   const work = join(dir, 'b', 'work');
-  await git(['init', '-q', '-b', 'main', work]);
+  await git(['init', '-q', '-b', 'main', '--', work]);
   await git(['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', 'one']);
   const head = await git(['-C', work, 'rev-parse', 'HEAD']);
-  await git(['-C', work, 'push', '-q', url, 'main:refs/heads/main'], { env });
-  assert.equal(await git(['--git-dir', repoA, 'rev-parse', 'refs/heads/main']), head);
+  await git(['-C', work, 'push', '-q', '--', url, 'main:refs/heads/main'], { env });
+  assert.equal(await git([`--git-dir=${repoA}`, 'rev-parse', 'refs/heads/main']), head);
   assert.deepEqual(received, [b.nodeId]);
 
   const clone = join(dir, 'b', 'clone.git');
-  await git(['init', '-q', '--bare', clone]);
-  await git(['--git-dir', clone, 'fetch', '-q', url, 'refs/heads/main:refs/remotes/a/main'], { env });
-  assert.equal(await git(['--git-dir', clone, 'rev-parse', 'refs/remotes/a/main']), head);
+  await git(['init', '-q', '--bare', '--', clone]);
+  await git([`--git-dir=${clone}`, 'fetch', '-q', '--', url, 'refs/heads/main:refs/remotes/a/main'], { env });
+  assert.equal(await git([`--git-dir=${clone}`, 'rev-parse', 'refs/remotes/a/main']), head);
 
   // Measured, not asserted: a no-op fetch (new ssh process, handshake, ref advertisement).
   const n = 5;
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) await git(['--git-dir', clone, 'fetch', '-q', url, 'refs/heads/main:refs/remotes/a/main'], { env });
+  for (let i = 0; i < n; i++) await git([`--git-dir=${clone}`, 'fetch', '-q', '--', url, 'refs/heads/main:refs/remotes/a/main'], { env });
   assert.ok(log.events.some((e) => e.event === 'git_served' && e.protocol === 'version=2'), 'git speaks protocol v2 through the server');
   console.log(`# no-op git fetch over ssh: ${((performance.now() - t0) / n).toFixed(1)} ms (mean of ${n})`);
 });
@@ -223,14 +223,14 @@ test('git refuses a server whose host key is not in the strict known_hosts', asy
   await writeKnownHosts(other, [{ host: '127.0.0.1', port: server.port, publicKey: c.publicKeyLine }]);
   const env = gitSshEnv({ identity: b, knownHostsPath: other });
   const clone = join(dir, 'b', 'clone2.git');
-  await git(['init', '-q', '--bare', clone]);
-  const r = await runProc('git', ['--git-dir', clone, 'fetch', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...env } });
+  await git(['init', '-q', '--bare', '--', clone]);
+  const r = await runProc('git', [`--git-dir=${clone}`, 'fetch', '--', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...env } });
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /host key|Host key verification failed/i);
   // Unknown host (no line at all) is refused too, never added.
   const empty = join(dir, 'b', 'known_hosts_empty');
   await writeKnownHosts(empty, []);
-  const r2 = await runProc('git', ['--git-dir', clone, 'fetch', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...gitSshEnv({ identity: b, knownHostsPath: empty }) } });
+  const r2 = await runProc('git', [`--git-dir=${clone}`, 'fetch', '--', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...gitSshEnv({ identity: b, knownHostsPath: empty }) } });
   assert.notEqual(r2.code, 0);
   assert.match(r2.stderr, /Host key verification failed/);
 });

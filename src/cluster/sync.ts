@@ -200,7 +200,7 @@ export class MetaSync {
     const r = await this.remote(id);
     if (!r) return;
     const t0 = Date.now();
-    const res = await run('git', ['--git-dir', this.repo, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', r.url, `+refs/heads/main:${FETCHED_REF(id)}`], { env: r.env, allowFail: true });
+    const res = await run('git', [`--git-dir=${this.repo}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', r.url, `+refs/heads/main:${FETCHED_REF(id)}`], { env: r.env, allowFail: true });
     if (res.code !== 0) {
       this.o.log('sync_fetch_failed', { peer: id, why, error: res.stderr.trim().slice(0, 500) });
       return;
@@ -224,7 +224,7 @@ export class MetaSync {
         const r = await this.remote(id);
         if (!r) break;
         const t0 = Date.now();
-        const res = await run('git', ['--git-dir', this.repo, 'push', '--quiet', '--no-verify', r.url, `${head}:${PEER_REF(this.me)}`], { env: r.env, allowFail: true });
+        const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--quiet', '--no-verify', '--', r.url, `${head}:${PEER_REF(this.me)}`], { env: r.env, allowFail: true });
         if (res.code !== 0) throw new Error(res.stderr.trim().slice(0, 500));
         s.lastSent = head;
         s.failures = 0;
@@ -265,7 +265,7 @@ export class MetaSync {
   }
 
   private async mergeRef(id: string, ref: string): Promise<void> {
-    const res = await run('git', ['--git-dir', this.repo, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { env: gitEnv(), allowFail: true });
+    const res = await run('git', [`--git-dir=${this.repo}`, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { env: gitEnv(), allowFail: true });
     const oid = res.stdout.toString().trim();
     if (res.code !== 0 || !oid) return;
     const s = this.peerState(id);
@@ -292,7 +292,7 @@ export class MetaSync {
       this.o.log('sync_merge_refused', { peer: id, oid, reason: (e as Error).message.slice(0, 500) });
       if (ref === PEER_REF(id)) {
         const args = s.good ? ['update-ref', ref, s.good, oid] : ['update-ref', '-d', ref, oid];
-        await run('git', ['--git-dir', this.repo, ...args], { env: gitEnv(), allowFail: true });
+        await run('git', [`--git-dir=${this.repo}`, ...args], { env: gitEnv(), allowFail: true });
       }
       s.lastHave = s.good;
     }

@@ -27,7 +27,7 @@ async function pair(d: string) {
   await a.apply({ o: 'put', p: '/docs/keep', e: file('keep') });
   await a.setRecord('members/nodeA', Buffer.from('{"a":1}'));
   await a.commit();
-  await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+  await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'b', 'repo.git')]);
   const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
   await b.finishRecovery();
   return { a, b };
@@ -35,7 +35,7 @@ async function pair(d: string) {
 
 async function exchange(from: Namespace, to: Namespace): Promise<string> {
   await from.commit();
-  await run('git', ['--git-dir', to.repo.dir, 'fetch', '-q', from.repo.dir, `+refs/heads/main:refs/peers/x`]);
+  await run('git', [`--git-dir=${to.repo.dir}`, 'fetch', '-q', '--', from.repo.dir, `+refs/heads/main:refs/peers/x`]);
   return (await to.mergeFrom(from.head!)).head;
 }
 
@@ -95,7 +95,7 @@ test('concurrent changes merge to the same commit on both sides, losing nothing'
     await a.commit();
     const fsck = await a.repo.fsck();
     assert.ok(fsck.ok, fsck.output);
-    const ls = await run('git', ['--git-dir', a.repo.dir, 'ls-tree', '--name-only', 'main']);
+    const ls = await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '--name-only', 'main']);
     assert.deepEqual(ls.stdout.toString().trim().split('\n').filter((n) => !n.startsWith('%')).sort(),
       [...names(a, '/')].map((n) => n).sort());
     await a.close();
@@ -118,7 +118,7 @@ test('a fast-forward needs no merge commit, and unrelated histories are refused'
     assert.equal(h, a.head);
     assert.ok(b.get('/ff'));
     const other = await Namespace.create({ dir: join(d, 'c'), nodeId: 'nodeC', log: silentLogger }, dir, 'create');
-    await run('git', ['--git-dir', b.repo.dir, 'fetch', '-q', other.repo.dir, '+refs/heads/main:refs/peers/c']);
+    await run('git', [`--git-dir=${b.repo.dir}`, 'fetch', '-q', '--', other.repo.dir, '+refs/heads/main:refs/peers/c']);
     await assert.rejects(b.mergeFrom(other.head!), /no common history/);
     await Promise.all([a.close(), b.close(), other.close()]);
   } finally {
@@ -130,7 +130,7 @@ test('a head carrying a malformed entry is refused and changes nothing', async (
   const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
   try {
     const { a, b } = await pair(d);
-    const git = (args: string[], input?: string) => run('git', ['--git-dir', b.repo.dir, ...args], { input });
+    const git = (args: string[], input?: string) => run('git', [`--git-dir=${b.repo.dir}`, ...args], { input });
     const headTree = (await git(['rev-parse', 'main^{tree}'])).stdout.toString().trim();
     const before = a.head;
     for (const [name, blob] of [['bad', 'not bencode'], ['%2E%2E', 'x'], ['%weird', 'x']]) {
@@ -139,7 +139,7 @@ test('a head carrying a malformed entry is refused and changes nothing', async (
       const tree = (await git(['mktree'], listing + `100644 blob ${bad}\t${name}\n`)).stdout.toString().trim();
       const commit = (await git(['commit-tree', tree, '-p', 'main', '-m', 'evil'])).stdout.toString().trim();
       await git(['update-ref', 'refs/evil', commit]);
-      await run('git', ['--git-dir', a.repo.dir, 'fetch', '-q', b.repo.dir, '+refs/evil:refs/peers/evil']);
+      await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/evil:refs/peers/evil']);
       await assert.rejects(a.mergeFrom(commit), /merge rejected/, name);
       assert.equal(a.head, before);
       assert.equal((await a.repo.head()), before);

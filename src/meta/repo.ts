@@ -16,7 +16,7 @@ export class GitRepo {
   constructor(readonly dir: string) {}
 
   private git(args: string[], input?: Buffer | string, allowFail = false) {
-    return run('git', ['--git-dir', this.dir, ...args], { input, allowFail, env: gitEnv() });
+    return run('git', [`--git-dir=${this.dir}`, ...args], { input, allowFail, env: gitEnv() });
   }
 
   async exists(): Promise<boolean> {
@@ -30,7 +30,7 @@ export class GitRepo {
   async init(): Promise<void> {
     // --shared=0600: git makes every file it writes 0600 (dirs 0700) whatever the umask of the
     // process that runs it (node/private-root.ts sets it on older repositories).
-    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', `--shared=${PRIVATE_GIT_MODE}`, this.dir], { env: gitEnv() });
+    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', `--shared=${PRIVATE_GIT_MODE}`, '--', this.dir], { env: gitEnv() });
     // Packs come in small and often; let git gc fold them together in the background.
     await this.git(['config', 'gc.autoPackLimit', '20']);
     await this.git(['config', 'gc.autoDetach', 'false']);
@@ -82,7 +82,7 @@ export class GitRepo {
   async readBlobs(oids: string[]): Promise<Map<string, Buffer>> {
     const result = new Map<string, Buffer>();
     if (!oids.length) return result;
-    const p = spawn('git', ['--git-dir', this.dir, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
+    const p = spawn('git', [`--git-dir=${this.dir}`, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
     let stderr = '';
     p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     p.stdin.on('error', () => {});

@@ -202,7 +202,7 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   const bRepo = join(b.root, 'meta', 'repo.git');
   const ssh = `ssh -F /dev/null -i ${join(b.root, 'identity', 'id_ed25519')} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
   const url = `ssh://delugefs@${a.host.ip}:${a.sshPort}/meta.git`;
-  const push = (spec: string) => b.host.run('git', ['--git-dir', bRepo, 'push', '--force', url, spec], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 15_000 });
+  const push = (spec: string) => b.host.run('git', [`--git-dir=${bRepo}`, 'push', '--force', '--', url, spec], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 15_000 });
   const first = (await sh(`git --git-dir ${bRepo} rev-list --max-parents=0 refs/heads/main`)).out.trim();
   // Someone else's ref, and the branch itself (wound back).
   let r = await push(`${headA}:refs/peers/${a.id}`);

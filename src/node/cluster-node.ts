@@ -97,7 +97,7 @@ export class ClusterNode {
       registerForward(rpc);
       const ctl = await ControlServer.start(join(p.root, CONTROL_SOCKET), rpc, fromLogger(logger, 'control'));
       closers.push(() => ctl.close());
-      closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }));
+      closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }, fromLogger(logger, 'registry')));
 
       // Records changed by a merge: removed members lose their connections, the members' last
       // known addresses are what static discovery probes, and everyone is synced.
