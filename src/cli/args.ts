@@ -63,7 +63,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
 Examples:
   delugefs bigstore /tank/delugefs /mnt/bigstore --create
   delugefs invite /tank/delugefs                         # on server1: prints TOKEN
-  delugefs bigstore /tank/delugefs /mnt/bigstore --join TOKEN   # on server2
+  delugefs bigstore /tank/delugefs /mnt/bigstore --join-file token   # on server2
   delugefs --cluster bigstore --root /mnt/disk2/.bigstoredb      # second disk of server1`;
 
 export class UsageError extends Error {}
