@@ -103,10 +103,15 @@ export async function registerLocal(e: LocalEntry, log: Log = () => {}): Promise
   }
   const f = fileOf(dir, e);
   const tmp = `${f}.${process.pid}.tmp`;
-  await unlink(tmp).catch(() => {});
-  // 'wx': O_CREAT|O_EXCL, which never follows a symlink.
-  await writeFile(tmp, JSON.stringify(e) + '\n', { mode: 0o600, flag: 'wx' });
-  await rename(tmp, f);
+  try {
+    await unlink(tmp).catch(() => {});
+    // 'wx': O_CREAT|O_EXCL, which never follows a symlink.
+    await writeFile(tmp, JSON.stringify(e) + '\n', { mode: 0o600, flag: 'wx' });
+    await rename(tmp, f);
+  } catch (err) {
+    log('registry_failed', { file: f, error: (err as Error).message });
+    return async () => {};
+  }
   return async () => { await unlink(f).catch(() => {}); };
 }
 
@@ -202,8 +207,9 @@ export async function findLocalMember(cluster: string): Promise<LocalLookup> {
       if (st?.cluster !== cluster || st?.nodeId !== e.nodeId) throw new RegistryError(`its control socket answers as node ${String(st?.nodeId)} of cluster ${String(st?.cluster)}`);
       return { member: { ...e, control }, problems };
     } catch (err) {
-      if (!(err instanceof RegistryError)) throw err;
-      problems.push(`ignored the registry entry ${path}: ${err.message}`);
+      // Whatever cannot be checked (EACCES on a directory on the way, ...) is not used either.
+      const why = err instanceof RegistryError ? err.message : `it could not be checked: ${(err as Error).message}`;
+      problems.push(`ignored the registry entry ${path}: ${why}`);
     }
   }
   return { problems };
