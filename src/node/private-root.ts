@@ -103,6 +103,6 @@ async function gitPrivate(repo: string, log: Logger): Promise<void> {
   const config = await readFile(join(repo, 'config'), 'utf8').catch(() => null);
   if (config === null || /^\s*sharedrepository\s*=\s*0?600\s*$/im.test(config)) return;
   // Best effort: a full disk must not stop the node from starting (the modes are fixed anyway).
-  const res = await run('git', ['--git-dir', repo, 'config', 'core.sharedRepository', PRIVATE_GIT_MODE], { env: gitEnv(), allowFail: true });
+  const res = await run('git', [`--git-dir=${repo}`, 'config', 'core.sharedRepository', PRIVATE_GIT_MODE], { env: gitEnv(), allowFail: true });
   if (res.code !== 0) log.warn('root.git.private.failed', { repo, error: res.stderr.trim() });
 }
