@@ -99,7 +99,7 @@ async function offline<T>(root: string, fn: (m: Membership, node: DelugeNode) =>
     const n = node;
     // What fn refuses (a removed key, an unknown node) is the user's answer, not a crash.
     return await Promise.resolve()
-      .then(() => fn(new Membership(n.ns as unknown as RecordStore), n))
+      .then(async () => fn(new Membership(n.ns as unknown as RecordStore, () => {}, await Identity.loadOrCreate(root)), n))
       .catch((e) => { throw e instanceof CheckError ? e : new CheckError((e as Error).message); });
   } finally {
     await node?.close();
@@ -131,7 +131,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       }
       await nodeRoot(root);
       const r = (await viaControl<MemberRecord>(root, 'authorize', { publicKey: keyLine, hostname: 'unknown' })) ??
-        (await offline(root, (m, node) => m.admit({ publicKey: keyLine, hostname: 'unknown', addedBy: node.nodeId })));
+        (await offline(root, (m) => m.admit({ publicKey: keyLine, hostname: 'unknown' })));
       return print(a.json, r, `admitted node ${r.nodeId} (${r.fingerprint})`);
     }
     case 'invite': {
@@ -151,7 +151,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
           if (id === node.nodeId) throw new CheckError('remove-node: a node cannot remove itself; run it on another member');
           if (m.isRevoked(id)) return { nodeId: id, already: true };
           if (!m.get(id)) throw new CheckError(`remove-node: node ${id} is not a member`);
-          await m.revoke(id, node.nodeId);
+          await m.revoke(id);
           return { nodeId: id, already: false };
         }));
       return print(a.json, r, r.already ? `node ${id} was already removed` : `removed node ${id}; its key is refused on every member once synced`);

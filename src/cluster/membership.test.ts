@@ -13,9 +13,9 @@ test('members: admit, key check, revoke by tombstone, malformed records ignored'
     const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => Identity.loadOrCreate(join(dir, n))));
     const store = new MapRecordStore();
     const log = memoryLog();
-    const m = new Membership(store, log);
-    await m.admit({ publicKey: a.publicKeyLine, hostname: 'h1', addedBy: a.nodeId, addresses: ['10.0.0.1:7422'], sshPort: 7422 });
-    await m.admit({ publicKey: b.publicKeyLine, hostname: 'h2', addedBy: a.nodeId });
+    const m = new Membership(store, log, a);
+    await m.admit({ publicKey: a.publicKeyLine, hostname: 'h1', addresses: ['10.0.0.1:7422'], sshPort: 7422 });
+    await m.admit({ publicKey: b.publicKeyLine, hostname: 'h2' });
     assert.equal(m.get(a.nodeId)?.addedBy, 'self');
     assert.equal(m.get(b.nodeId)?.addedBy, a.nodeId);
     assert.ok(m.hasKey(a.publicKeyBlob) && m.hasKey(b.publicKeyBlob) && !m.hasKey(c.publicKeyBlob));
@@ -23,9 +23,9 @@ test('members: admit, key check, revoke by tombstone, malformed records ignored'
     // Records are canonical: same content, same bytes.
     assert.deepEqual(store.getRecord(MEMBERS + a.nodeId), encodeRecord(JSON.parse(store.getRecord(MEMBERS + a.nodeId)!.toString())));
 
-    await m.revoke(b.nodeId, a.nodeId);
+    await m.revoke(b.nodeId);
     assert.ok(!m.hasKey(b.publicKeyBlob) && m.isRevoked(b.nodeId));
-    await assert.rejects(m.admit({ publicKey: b.publicKeyLine, hostname: 'h2', addedBy: a.nodeId }), /was removed/);
+    await assert.rejects(m.admit({ publicKey: b.publicKeyLine, hostname: 'h2' }), /was removed/);
 
     // A record naming c under b's... no: a record whose key does not match its id is ignored.
     const forged = JSON.parse(store.getRecord(MEMBERS + a.nodeId)!.toString());

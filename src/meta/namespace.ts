@@ -43,6 +43,11 @@ export class Namespace extends EventEmitter {
   private committedAtOpen = 0;
   private unwritten: PackObject[] = [];
   private closed = false;
+  /**
+   * Set by the cluster: given the records before and after a merge (paths below RECORDS), says
+   * why the merge must be refused (membership nobody may sign), or null.
+   */
+  recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null;
 
   private constructor(private readonly opts: NamespaceOptions) {
     super();
@@ -192,6 +197,7 @@ export class Namespace extends EventEmitter {
         // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
         if (this.pending.length) continue;
         const entries = validate(result); // throws on a malformed entry: nothing changes
+        this.guardRecords(result);
         const { records: recordsChanged, paths } = this.applyMerge(result, entries);
         this.head = result.commit;
         await this.repo.updateRef(result.commit, ours, result.fastForward ? 'fast-forward' : 'merge');
@@ -202,6 +208,20 @@ export class Namespace extends EventEmitter {
         return { head: result.commit, changed: true };
       }
     });
+  }
+
+  /** Throws (nothing changed yet) when the cluster's guard refuses what a merge does to the records. */
+  private guardRecords(r: MergeResult): void {
+    const prefix = RECORDS + '/';
+    const changes = r.changes.filter((c) => c.path.startsWith(prefix));
+    if (!this.recordGuard || !changes.length) return;
+    const after = new Map(this.tree.records);
+    for (const c of changes) {
+      if (c.row) after.set(c.path.slice(prefix.length), r.blobs.get(c.row.oid)!);
+      else after.delete(c.path.slice(prefix.length));
+    }
+    const why = this.recordGuard(this.tree.records, after);
+    if (why) throw new Error(`merge rejected: ${why}`);
   }
 
   /**

@@ -7,7 +7,7 @@ import type { DelugeNode } from './node.js';
 import type { RootPaths, NodeConfig } from './layout.js';
 import type { Logger } from '../util/log.js';
 import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
-import { Membership, RecordStore, MEMBERS, MemberRecord } from '../cluster/membership.js';
+import { Membership, RecordStore, MEMBERS, MemberRecord, checkRecordChange } from '../cluster/membership.js';
 import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
@@ -35,7 +35,7 @@ export interface ClusterOptions {
 export const CONTROL_SOCKET = 'control.sock';
 
 /** The namespace as this module uses it (meta/namespace.ts). */
-type ClusterNamespace = RecordStore & SyncNamespace & { commit(): Promise<string | null> };
+type ClusterNamespace = RecordStore & SyncNamespace & { commit(): Promise<string | null>; recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null };
 
 export class ClusterNode {
   private closers: (() => Promise<unknown>)[] = [];
@@ -56,7 +56,9 @@ export class ClusterNode {
     const log = fromLogger(logger, 'cluster');
     const ns = node.ns as unknown as ClusterNamespace;
     const identity = await Identity.loadOrCreate(p.root);
-    const membership = new Membership(ns, log);
+    const membership = new Membership(ns, log, identity);
+    // A merge that would change membership the way no member could sign it is refused whole.
+    ns.recordGuard = checkRecordChange;
     await guardRepository(ns.repo.dir);
     const me = identity.nodeId;
     const closers: (() => Promise<unknown>)[] = [];
@@ -75,9 +77,9 @@ export class ClusterNode {
       // Our own record: written at creation; afterwards only the addresses and ports follow us.
       const self = membership.get(me);
       if (o.create && !self) {
-        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addedBy: me, addresses, sshPort: ssh.port, btPort: o.btPort });
+        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addresses, sshPort: ssh.port, btPort: o.btPort });
       } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
-        await membership.put({ ...self, addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
+        await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
       } else if (!self) {
         log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : 'no member record for this node yet' });
       }
@@ -180,7 +182,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   const admit = async (publicKey: string, hostname: string): Promise<MemberRecord> => {
     let r: MemberRecord;
     try {
-      r = await cn.membership.admit({ publicKey, hostname, addedBy: me });
+      r = await cn.membership.admit({ publicKey, hostname });
     } catch (e) {
       throw new RpcError('refused', (e as Error).message);
     }
@@ -239,7 +241,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     if (id === me) throw new RpcError('refused', 'a node cannot remove itself; run remove-node on another member');
     if (cn.membership.isRevoked(id)) return { nodeId: id, already: true };
     if (!ns.getRecord(MEMBERS + id)) throw new RpcError('not_found', `node ${id} is not a member of cluster ${config.cluster}`);
-    await cn.membership.revoke(id, me);
+    await cn.membership.revoke(id);
     await ns.commit();
     cn.ssh.dropPeer(id);
     log('member_removed', { nodeId: id });
