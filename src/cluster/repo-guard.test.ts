@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, FileEntry } from '../meta/entry.js';
 import { infoHash, pieceLengthFor } from '../content/metainfo.js';
@@ -73,6 +73,59 @@ test('pushes: own ref only, fast-forward only, no deletions, related history; a 
     assert.equal(a.head, before);
     const fsck = await git(a.repo.dir, ['fsck', '--no-dangling']);
     assert.equal(fsck.code, 0, fsck.stderr);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('pushes: a pack over receive.maxInputSize and a blob over the entry limit are refused; so is a merge that would read one', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-sync-guard-size-'));
+  try {
+    const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+    await a.commit();
+    await guardRepository(a.repo.dir, { maxPack: 2 ** 20 });
+    await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+    const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
+    await b.finishRecovery();
+    const push = (spec: string) => git(b.repo.dir, ['push', a.repo.dir, spec], { env: { DELUGEFS_PEER: 'nodeb' } });
+    /** A commit on b's head adding one blob as an entry named `name`. */
+    const withBlob = async (name: string, data: Buffer) => {
+      const env = { GIT_INDEX_FILE: join(d, `index-${name}`) };
+      const blob = (await git(b.repo.dir, ['hash-object', '-w', '--stdin'], { input: data as unknown as string })).stdout.toString().trim();
+      await git(b.repo.dir, ['read-tree', b.head!], { env });
+      await git(b.repo.dir, ['update-index', '--add', '--cacheinfo', `100644,${blob},${name}`], { env });
+      const t = (await git(b.repo.dir, ['write-tree'], { env })).stdout.toString().trim();
+      return { blob, commit: await out(b.repo.dir, ['commit-tree', t, '-p', b.head!, '-m', name]) };
+    };
+    const objects = async () => (await git(a.repo.dir, ['count-objects', '-v'])).stdout.toString();
+    const before = await objects();
+
+    // 2 MiB that do not compress: a pack over the 1 MiB set here.
+    const noise = await withBlob('noise', randomBytes(2 * 2 ** 20));
+    let r = await push(`${noise.commit}:refs/peers/nodeb`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /pack exceeds maximum allowed size/);
+    // 17 MiB of zeros: a tiny pack, but a blob over the 16 MiB an entry may have.
+    await guardRepository(a.repo.dir);
+    const zeros = await withBlob('zeros', Buffer.alloc(17 * 2 ** 20));
+    r = await push(`${zeros.commit}:refs/peers/nodeb`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`refused: refs/peers/nodeb carries blob ${zeros.blob} \\(17825792 bytes\\)`));
+    assert.equal((await git(a.repo.dir, ['rev-parse', '--verify', '--quiet', 'refs/peers/nodeb'])).code, 1, 'no ref made');
+    assert.notEqual((await git(a.repo.dir, ['cat-file', '-e', zeros.blob])).code, 0, 'the blob stayed in quarantine');
+    assert.equal(await objects(), before, 'repository unchanged');
+    // A legal push still goes through.
+    const small = await withBlob('small', Buffer.from('x'));
+    assert.equal((await push(`${small.commit}:refs/peers/nodeb`)).code, 0);
+
+    // Fetched rather than pushed (no hook on that path): the merge refuses it before reading the blob.
+    await git(a.repo.dir, ['fetch', '-q', b.repo.dir, `${zeros.commit}:refs/fetched/nodeb`]);
+    const head = a.head;
+    await assert.rejects(a.mergeFrom(zeros.commit), /more than the 16777216 bytes/);
+    assert.equal(a.head, head);
+    assert.equal(await a.repo.head(), head);
     await a.close();
     await b.close();
   } finally {

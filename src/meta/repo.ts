@@ -5,6 +5,14 @@ import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { run } from '../util/exec.js';
 import { writePack, PackObject } from './pack.js';
+import { BatchParser, MissingObjectError } from './cat-file.js';
+
+/**
+ * Largest blob a namespace entry or record may be: a file's metainfo holds 20 bytes per piece,
+ * so 16 MiB is ~13 TiB of content at 16 MiB pieces (1 TiB needs 1.3 MB). Pushes carrying a
+ * bigger blob are refused (cluster/repo-guard.ts), and so are merges that would read one.
+ */
+export const MAX_ENTRY_BLOB = 16 * 2 ** 20;
 
 export const BRANCH = 'refs/heads/main';
 /** core.sharedRepository: files 0600, directories 0700, readable by the node's user only. */
@@ -78,8 +86,11 @@ export class GitRepo {
     return rows;
   }
 
-  /** Reads many objects through one `git cat-file --batch`. */
-  async readBlobs(oids: string[]): Promise<Map<string, Buffer>> {
+  /**
+   * Reads many objects through one `git cat-file --batch`, in linear time. An object over
+   * `maxSize` (default MAX_ENTRY_BLOB) fails the read from its header, before it is held.
+   */
+  async readBlobs(oids: string[], maxSize = MAX_ENTRY_BLOB): Promise<Map<string, Buffer>> {
     const result = new Map<string, Buffer>();
     if (!oids.length) return result;
     const p = spawn('git', [`--git-dir=${this.dir}`, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
@@ -87,22 +98,14 @@ export class GitRepo {
     p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     p.stdin.on('error', () => {});
     p.stdin.end(oids.join('\n') + '\n');
-    let buf: Buffer = Buffer.alloc(0);
     let i = 0;
-    for await (const chunk of p.stdout as AsyncIterable<Buffer>) {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      let pos = 0;
-      for (;;) {
-        const nl = buf.indexOf(10, pos);
-        if (nl < 0) break;
-        const hdr = buf.toString('latin1', pos, nl).split(' ');
-        if (hdr[1] === 'missing') throw new Error(`object ${hdr[0]} is missing from ${this.dir}`);
-        const size = Number(hdr[2]);
-        if (buf.length < nl + 1 + size + 1) break;
-        result.set(oids[i++]!, Buffer.from(buf.subarray(nl + 1, nl + 1 + size)));
-        pos = nl + 1 + size + 1;
-      }
-      buf = buf.subarray(pos);
+    const parser = new BatchParser((o) => result.set(oids[i++]!, o.data), maxSize);
+    try {
+      for await (const chunk of p.stdout as AsyncIterable<Buffer>) parser.push(chunk);
+      parser.end();
+    } catch (e) {
+      p.kill();
+      throw e instanceof MissingObjectError ? new Error(`${e.message} from ${this.dir}`) : e;
     }
     const code: number = await new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.on('close', (c) => r(c ?? -1))));
     if (code !== 0 || i !== oids.length) throw new Error(`git cat-file --batch failed: ${stderr.trim()}`);
