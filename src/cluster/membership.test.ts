@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Identity } from './identity.js';
-import { Membership, MapRecordStore, encodeRecord, MEMBERS } from './membership.js';
+import { Membership, MapRecordStore, encodeRecord, MEMBERS, REVOKED, checkRecordChange, evaluate, newMemberRecord, newTombstone, signMember } from './membership.js';
 import { memoryLog } from './log.js';
 
 test('members: admit, key check, revoke by tombstone, malformed records ignored', async () => {
@@ -35,6 +35,41 @@ test('members: admit, key check, revoke by tombstone, malformed records ignored'
     assert.ok(!m.hasKey(c.publicKeyBlob));
     assert.deepEqual(m.list().map((r) => r.nodeId), [a.nodeId]);
     assert.ok(log.events.some((e) => e.event === 'member_record_malformed'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('record changes: concurrent admin work converges, rewrites of others do not', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-sync-mem-'));
+  try {
+    const [a, b, c, x] = await Promise.all(['a', 'b', 'c', 'x'].map((n) => Identity.loadOrCreate(join(dir, n))));
+    const store = new MapRecordStore();
+    const mA = new Membership(store, () => {}, a);
+    await mA.admit({ publicKey: a.publicKeyLine, hostname: 'ha' });
+    await mA.admit({ publicKey: b.publicKeyLine, hostname: 'hb' });
+    await mA.admit({ publicKey: c.publicKeyLine, hostname: 'hc' });
+    const base = new Map(store.map);
+    const with_ = (changes: Record<string, Buffer>) => new Map([...base, ...Object.entries(changes)]);
+    // x admitted at a and at b at the same moment: whichever first version is larger replaces the other, never the reverse.
+    const [ra, rb] = [newMemberRecord(a, { publicKey: x.publicKeyLine, hostname: 'hx' }), newMemberRecord(b, { publicKey: x.publicKeyLine, hostname: 'hx' })].map(encodeRecord);
+    const [small, large] = Buffer.compare(ra!, rb!) < 0 ? [ra!, rb!] : [rb!, ra!];
+    const p = MEMBERS + x.nodeId;
+    assert.equal(checkRecordChange(with_({ [p]: small }), with_({ [p]: large })), null);
+    assert.match(String(checkRecordChange(with_({ [p]: large }), with_({ [p]: small }))), /changes the admission/);
+    // Once x updated its record, its admission is fixed.
+    const updated = encodeRecord(signMember(x, { ...JSON.parse(small.toString()), addresses: ['10.0.0.9:7422'] }));
+    assert.equal(checkRecordChange(with_({ [p]: small }), with_({ [p]: updated })), null);
+    assert.match(String(checkRecordChange(with_({ [p]: updated }), with_({ [p]: large }))), /changes the admission/);
+    // Two members removing c at once: either valid tombstone may replace the other.
+    const t1 = encodeRecord(newTombstone(a, c.nodeId)), t2 = encodeRecord(newTombstone(b, c.nodeId));
+    assert.equal(checkRecordChange(with_({ [REVOKED + c.nodeId]: t1 }), with_({ [REVOKED + c.nodeId]: t2 })), null);
+    // c's own later update of its (revoked) record merges too (it counts for nothing).
+    const cUpd = encodeRecord(signMember(c, { ...JSON.parse(base.get(MEMBERS + c.nodeId)!.toString()), addresses: ['10.0.0.3:1'] }));
+    assert.equal(checkRecordChange(with_({ [REVOKED + c.nodeId]: t1 }), with_({ [REVOKED + c.nodeId]: t1, [MEMBERS + c.nodeId]: cUpd })), null);
+    // Removing a member does not remove those it admitted; revoking the founder leaves the cluster standing.
+    const view = evaluate(new Map([[b.nodeId, base.get(MEMBERS + b.nodeId)!], [a.nodeId, base.get(MEMBERS + a.nodeId)!]]), new Map([[a.nodeId, encodeRecord(newTombstone(b, a.nodeId))]]));
+    assert.ok(view.admitted.has(b.nodeId) && view.revoked.has(a.nodeId));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

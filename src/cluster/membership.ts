@@ -17,8 +17,8 @@
 //   again, whatever record it has.
 // Unsigned records (clusters made before signing) count for nothing and are named in the log.
 // What a merge may change is checkRecordChange(): records are never removed, tombstones never
-// replaced by anything but another valid tombstone, admissions are write-once, and a record
-// changes only with its member's signature.
+// replaced by anything but another valid tombstone, admissions are write-once (but for two
+// concurrent admissions of one new key), and a record changes only with its member's signature.
 import { nodeIdOf, parsePublicKeyLine, fingerprintOf, isNodeId, publicKeyLineOf, verifySignature } from './identity.js';
 import type { Identity } from './identity.js';
 import type { Log } from './log.js';
@@ -223,7 +223,13 @@ export function checkRecordChange(before: Map<string, Buffer>, after: Map<string
         if (now.revoked.has(id)) return `it admits ${id} again, a removed node (a removed key never comes back)`;
         continue;
       }
-      if (prev.admission !== r.admission || prev.addedBy !== r.addedBy || prev.addedAt !== r.addedAt) return `it changes the admission of ${id} (admissions are write-once)`;
+      if (prev.admission !== r.admission || prev.addedBy !== r.addedBy || prev.addedAt !== r.addedAt) {
+        // One new key admitted at two members at once: the merge keeps the larger record (merge.ts);
+        // that choice is accepted while neither version was updated by the member itself.
+        const concurrent = prev.signedBy !== id && r.signedBy !== id && Buffer.compare(data, old!) > 0 && !now.revoked.has(id);
+        if (!concurrent) return `it changes the admission of ${id} (admissions are write-once)`;
+        continue;
+      }
       if (r.signedBy !== id) return `it changes the record of ${id} without ${id}'s signature`;
     }
   }
