@@ -92,7 +92,7 @@ export function decodeMember(id: string, data: Buffer): MemberRecord {
   if (r.fingerprint !== fingerprintOf(key.blob)) throw new Error('fingerprint does not match the key');
   if (!Array.isArray(r.addresses) || !r.addresses.every((a) => typeof a === 'string')) throw new Error('bad addresses');
   if (!str(r.hostname) || !str(r.addedBy) || !str(r.addedAt) || !port(r.sshPort) || !port(r.btPort)) throw new Error('bad fields');
-  if (!str(r.admission) || !str(r.signedBy) || !str(r.sig)) throw new Error('unsigned (made before records were signed; recreate the cluster or re-admit the node)');
+  if (!str(r.admission) || !str(r.signedBy) || !str(r.sig)) throw new Error('unsigned (written before records were signed; such a cluster must be created again with --create)');
   if (r.addedBy !== 'self' && !isNodeId(r.addedBy)) throw new Error('bad addedBy');
   return r;
 }

@@ -81,7 +81,8 @@ export class ClusterNode {
       } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
         await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
       } else if (!self) {
-        log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : 'no member record for this node yet' });
+        const invalid = membership.view().invalid.get(MEMBERS + me);
+        log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : invalid ? `this node's member record does not count: ${invalid}` : 'no member record for this node yet' });
       }
 
       const statics = [...(o.peers ?? []), ...memberAddresses(membership, me)];
