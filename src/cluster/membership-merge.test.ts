@@ -1,7 +1,7 @@
 // Hostile membership changes pushed by a member, on real repositories and the real sync merge
 // path (MetaSync.received: merge refs/peers/<id>, roll a refused ref back): a head that deletes a
 // tombstone, adds a member with a forged admitter or a bad signature, changes another member's
-// record, re-admits a removed key or names a second founder is refused whole; main and the
+// record or puts back an older version of it, re-admits a removed key or names a second founder is refused whole; main and the
 // membership stay as they were, and the member's next good push merges.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,6 +38,10 @@ test('membership a member did not sign is refused at merge; good pushes still me
     await mA.admit({ publicKey: ib.publicKeyLine, hostname: 'hb' });
     await mA.admit({ publicKey: ic.publicKeyLine, hostname: 'hc' });
     await mA.revoke(ic.nodeId);
+    await a.commit();
+    // a moves: its first record stays in history, validly signed.
+    const aFirst = a.getRecord(MEMBERS + ia.nodeId)!;
+    await mA.updateSelf({ addresses: ['10.0.0.1:7423'] });
     await a.commit();
     await guardRepository(a.repo.dir);
     await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
@@ -105,6 +109,8 @@ test('membership a member did not sign is refused at merge; good pushes still me
     await expectRefused('other member changed', { [MEMBERS + ia.nodeId]: encodeRecord(signMember(ib, { ...aRec, addresses: ['6.6.6.6:7422'] })) }, /neither the member nor its admitter/);
     // (c') ... or claiming a's signature.
     await expectRefused('other member changed, signature claimed', { [MEMBERS + ia.nodeId]: encodeRecord({ ...signMember(ib, { ...aRec, addresses: ['6.6.6.6:7422'] }), signedBy: ia.nodeId }) }, /record signature does not verify/);
+    // (c'') ... or put back a's older version (signed by a, but rolled back).
+    await expectRefused('older version replayed', { [MEMBERS + ia.nodeId]: aFirst }, /older version of the record/);
     // (d) c, removed, re-admitted by b with a fresh (validly signed) admission.
     await expectRefused('revoked key re-admitted', { [MEMBERS + ic.nodeId]: encodeRecord(newMemberRecord(ib, { publicKey: ic.publicKeyLine, hostname: 'hc2' })) }, /changes the admission/);
     // (e) a second founder: e admits itself.

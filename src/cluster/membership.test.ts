@@ -58,14 +58,23 @@ test('record changes: concurrent admin work converges, rewrites of others do not
     assert.equal(checkRecordChange(with_({ [p]: small }), with_({ [p]: large })), null);
     assert.match(String(checkRecordChange(with_({ [p]: large }), with_({ [p]: small }))), /changes the admission/);
     // Once x updated its record, its admission is fixed.
-    const updated = encodeRecord(signMember(x, { ...JSON.parse(small.toString()), addresses: ['10.0.0.9:7422'] }));
+    const later = new Date(Date.now() + 1000).toISOString();
+    const updated = encodeRecord(signMember(x, { ...JSON.parse(small.toString()), addresses: ['10.0.0.9:7422'], _updatedAt: later }));
     assert.equal(checkRecordChange(with_({ [p]: small }), with_({ [p]: updated })), null);
     assert.match(String(checkRecordChange(with_({ [p]: updated }), with_({ [p]: large }))), /changes the admission/);
+    // Its own older version does not come back, even signed; one from a clock that stepped back does.
+    assert.match(String(checkRecordChange(with_({ [p]: updated }), with_({ [p]: encodeRecord(signMember(x, { ...JSON.parse(small.toString()), addresses: ['10.0.0.8:1'] })) }))), /older version/);
+    const sX = new MapRecordStore();
+    for (const [k, v] of with_({ [p]: updated })) await sX.setRecord(k, v);
+    const mX = new Membership(sX, () => {}, x);
+    const stepped = await mX.updateSelf({ addresses: ['10.0.0.7:1'] });
+    assert.equal(stepped._updatedAt, new Date(Date.parse(later) + 1).toISOString());
+    assert.equal(checkRecordChange(with_({ [p]: updated }), with_({ [p]: encodeRecord(stepped) })), null);
     // Two members removing c at once: either valid tombstone may replace the other.
     const t1 = encodeRecord(newTombstone(a, c.nodeId)), t2 = encodeRecord(newTombstone(b, c.nodeId));
     assert.equal(checkRecordChange(with_({ [REVOKED + c.nodeId]: t1 }), with_({ [REVOKED + c.nodeId]: t2 })), null);
     // c's own later update of its (revoked) record merges too (it counts for nothing).
-    const cUpd = encodeRecord(signMember(c, { ...JSON.parse(base.get(MEMBERS + c.nodeId)!.toString()), addresses: ['10.0.0.3:1'] }));
+    const cUpd = encodeRecord(signMember(c, { ...JSON.parse(base.get(MEMBERS + c.nodeId)!.toString()), addresses: ['10.0.0.3:1'], _updatedAt: later }));
     assert.equal(checkRecordChange(with_({ [REVOKED + c.nodeId]: t1 }), with_({ [REVOKED + c.nodeId]: t1, [MEMBERS + c.nodeId]: cUpd })), null);
     // Removing a member does not remove those it admitted; revoking the founder leaves the cluster standing.
     const view = evaluate(new Map([[b.nodeId, base.get(MEMBERS + b.nodeId)!], [a.nodeId, base.get(MEMBERS + a.nodeId)!]]), new Map([[a.nodeId, encodeRecord(newTombstone(b, a.nodeId))]]));

@@ -18,7 +18,8 @@
 // Unsigned records (clusters made before signing) count for nothing and are named in the log.
 // What a merge may change is checkRecordChange(): records are never removed, tombstones never
 // replaced by anything but another valid tombstone, admissions are write-once (but for two
-// concurrent admissions of one new key), and a record changes only with its member's signature.
+// concurrent admissions of one new key), and a record changes only with its member's signature,
+// to a newer version.
 import { nodeIdOf, parsePublicKeyLine, fingerprintOf, isNodeId, publicKeyLineOf, verifySignature } from './identity.js';
 import type { Identity } from './identity.js';
 import type { Log } from './log.js';
@@ -31,6 +32,11 @@ export interface RecordStore {
 }
 
 export interface MemberRecord {
+  /**
+   * When this version was made (ISO, never earlier than the version before). The key sorts first,
+   * so of two versions the larger bytes (what merge.ts keeps on a conflict) is the newer one.
+   */
+  _updatedAt: string;
   v: 1;
   nodeId: string;
   /** Machine name, for people: several disks of one machine share it. */
@@ -92,7 +98,7 @@ export function decodeMember(id: string, data: Buffer): MemberRecord {
   if (r.fingerprint !== fingerprintOf(key.blob)) throw new Error('fingerprint does not match the key');
   if (!Array.isArray(r.addresses) || !r.addresses.every((a) => typeof a === 'string')) throw new Error('bad addresses');
   if (!str(r.hostname) || !str(r.addedBy) || !str(r.addedAt) || !port(r.sshPort) || !port(r.btPort)) throw new Error('bad fields');
-  if (!str(r.admission) || !str(r.signedBy) || !str(r.sig)) throw new Error('unsigned (written before records were signed; such a cluster must be created again with --create)');
+  if (!str(r.admission) || !str(r.signedBy) || !str(r.sig) || !str(r._updatedAt)) throw new Error('unsigned (written before records were signed; such a cluster must be created again with --create)');
   if (r.addedBy !== 'self' && !isNodeId(r.addedBy)) throw new Error('bad addedBy');
   return r;
 }
@@ -108,11 +114,13 @@ export function decodeTombstone(id: string, data: Buffer): Tombstone {
 export function newMemberRecord(by: Identity, o: { publicKey: string; hostname: string; addresses?: string[]; sshPort?: number; btPort?: number; now?: Date }): MemberRecord {
   const blob = parsePublicKeyLine(o.publicKey).blob;
   const nodeId = nodeIdOf(blob);
+  const addedAt = (o.now ?? new Date()).toISOString();
   const base = {
+    _updatedAt: addedAt,
     // The joiner names its machine: printable ASCII only, it ends up on operators' terminals.
     v: 1 as const, nodeId, hostname: o.hostname.replace(/[^\x20-\x7e]/g, '?').slice(0, 255), publicKey: publicKeyLineOf(blob), fingerprint: fingerprintOf(blob),
     addresses: o.addresses ?? [], sshPort: o.sshPort ?? 0, btPort: o.btPort ?? 0,
-    addedAt: (o.now ?? new Date()).toISOString(), addedBy: by.nodeId === nodeId ? 'self' : by.nodeId,
+    addedAt, addedBy: by.nodeId === nodeId ? 'self' : by.nodeId,
   };
   return signMember(by, { ...base, admission: by.sign(admissionMessage(base)).toString('base64'), signedBy: by.nodeId, sig: '' });
 }
@@ -231,6 +239,7 @@ export function checkRecordChange(before: Map<string, Buffer>, after: Map<string
         continue;
       }
       if (r.signedBy !== id) return `it changes the record of ${id} without ${id}'s signature`;
+      if (Buffer.compare(data, old!) <= 0) return `it puts back an older version of the record of ${id}`;
     }
   }
   if (was.founder && now.founder !== was.founder) return `it changes the cluster's founder (${was.founder})`;
@@ -299,7 +308,10 @@ export class Membership {
     const me = this.signer();
     const cur = this.get(me.nodeId);
     if (!cur) throw new Error(`node ${me.nodeId} is not a member; only a member's own record can be updated`);
-    const r = signMember(me, { ...cur, ...o });
+    // Later than the version it replaces even if the clock stepped back: older versions are refused.
+    const now = new Date().toISOString();
+    const at = now > cur._updatedAt ? now : new Date(Date.parse(cur._updatedAt) + 1).toISOString();
+    const r = signMember(me, { ...cur, ...o, _updatedAt: at });
     await this.store.setRecord(MEMBERS + r.nodeId, encodeRecord(r));
     return r;
   }
