@@ -116,6 +116,11 @@ test('membership a member did not sign is refused at merge; good pushes still me
     // (e) a second founder: e admits itself.
     await expectRefused('second founder', { [MEMBERS + ie.nodeId]: encodeRecord(newMemberRecord(ie, { publicKey: ie.publicKeyLine, hostname: 'he' })) }, /founder/);
 
+    // (f) b's own record, signed by b, but with more addresses than discovery will probe.
+    const bRec = recordOf(ib.nodeId);
+    const many = Array.from({ length: 65 }, (_, i) => `10.1.0.${i}:7422`);
+    await expectRefused('too many addresses', { [MEMBERS + ib.nodeId]: encodeRecord(signMember(ib, { ...bRec, addresses: many, _updatedAt: new Date(Date.now() + 1000).toISOString() })) }, /bad addresses/);
+
     // A good push afterwards: b updates its own record and admits d, both signed by b.
     const mB = new Membership(b, () => {}, ib);
     await mB.updateSelf({ addresses: ['10.0.0.2:7422'], sshPort: 7422 });
