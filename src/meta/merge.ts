@@ -35,7 +35,7 @@ export interface MergeResult {
   trees: Map<string, string>;
   /** Blob contents of every changed path (for applying the changes). */
   blobs: Map<string, Buffer>;
-  /** Encoded directory paths of the result that ours does not have (to validate their names). */
+  /** Encoded directory paths their side added since the base (to validate their names). */
   addedDirs: string[];
   /** Versions the merge could not place under any valid name: kept only in their side's history. */
   leftOut: { path: string; oid: string; reason: string }[];
@@ -58,10 +58,17 @@ async function flatten(repo: GitRepo, commit: string): Promise<Flattened> {
   return { blobs, trees, badUtf8 };
 }
 
-/** Refuses a head that brings in a path that is not UTF-8 (one its base did not have already). */
-function checkUtf8(theirs: Flattened, base: Flattened | undefined, oid: string): void {
+/**
+ * Refuses a head that brings in (since the base) a path that is not UTF-8, or a file and a
+ * directory of one name: both would collapse two entries into one. Names are checked by the
+ * caller (namespace.ts validate) on the changes and `addedDirs`.
+ */
+function checkTheirs(theirs: Flattened, base: Flattened, oid: string): void {
   for (const row of theirs.badUtf8) {
-    if (!base?.badUtf8.has(row)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a name that is not UTF-8 (${JSON.stringify(row.split(' ')[0])})`);
+    if (!base.badUtf8.has(row)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a name that is not UTF-8 (${JSON.stringify(row.split(' ')[0])})`);
+  }
+  for (const d of addedDirs(base.trees, theirs.trees)) {
+    if (theirs.blobs.has(d)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a file and a directory named ${JSON.stringify(d)}`);
   }
 }
 
@@ -110,12 +117,12 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
   const o = await flatten(repo, ours);
   if (base === ours) {
     const t = await flatten(repo, theirs);
-    checkUtf8(t, o, theirs);
+    checkTheirs(t, o, theirs);
     const changes = diff(o.blobs, t.blobs);
     return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
   const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs)]);
-  checkUtf8(t, b, theirs);
+  checkTheirs(t, b, theirs);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
@@ -157,11 +164,12 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
   const commit = objectId('commit', data);
   await repo.writeObjects([...(objects as PackObject[]), { type: 'commit', oid: commit, data }]);
   const changes = diff(o.blobs, result);
-  return { commit, fastForward: false, changes, trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, trees), leftOut };
+  return { commit, fastForward: false, changes, trees, blobs: await contents(repo, changes), addedDirs: addedDirs(b.trees, t.trees), leftOut };
 }
 
-function addedDirs(ours: Map<string, string>, result: Map<string, string>): string[] {
-  return [...result.keys()].filter((p) => p !== '' && !ours.has(p));
+/** Directories their side made since the base (an empty one holds no blob to check the name of). */
+function addedDirs(base: Map<string, string>, theirs: Map<string, string>): string[] {
+  return [...theirs.keys()].filter((p) => p !== '' && !base.has(p));
 }
 
 function safeDecode(data: Buffer): Entry {

@@ -373,8 +373,6 @@ function validate(r: MergeResult): Map<string, Entry> {
       const why = storedNameProblem(enc);
       if (why) throw badName(enc, c.path, why);
     }
-    // One name, two entries: a file and a directory of that name in one directory.
-    if (last !== DIR_MARKER && r.trees.has(c.path)) throw badName(last, c.path, 'a file and a directory of that name');
     if (c.row.mode !== '100644') throw new Error(`merge rejected: ${JSON.stringify(c.path)} has mode ${c.row.mode}`);
     let e: Entry;
     try {
