@@ -70,8 +70,14 @@ export class Namespace extends EventEmitter {
     if (!ns.head) throw new Error(`metadata repository ${ns.repo.dir} has no commits`);
     const commit = await ns.repo.readCommit(ns.head);
     // An entry no node should have written (a bad name, a malformed blob) is left out of the
-    // mount, not allowed to fail the load (and every listing of its directory with it).
-    ns.tree = await loadTree(ns.repo, commit.tree, (path, reason) => opts.log.warn('meta.load.skip', { path, reason }));
+    // mount, not allowed to fail the load (and every listing of its directory with it); the
+    // next commit leaves it out of the head too (it stays in history), so peers accept the head.
+    let skipped = 0;
+    ns.tree = await loadTree(ns.repo, commit.tree, (path, reason) => {
+      skipped++;
+      opts.log.warn('meta.load.skip', { path, reason });
+    });
+    if (skipped) ns.pending.push(`Leave out ${skipped} stored entries that cannot be served`);
     ns.wireTree();
     const committed = Math.max(await ns.readCommittedGen(), trailerGen(commit.message, opts.nodeId));
     ns.committedAtOpen = committed;
@@ -407,7 +413,7 @@ function trailerGen(message: string, nodeId: string): number {
  * Rebuilds the in-memory tree of a commit: one ls-tree and one cat-file --batch, no per-entry
  * process. An entry that cannot be served (a name that is not canonical or not UTF-8, a second
  * entry of one name, a malformed blob) is skipped with everything below it and reported through
- * onSkip; it stays in Git, and cached tree ids keep it there until its directory changes.
+ * onSkip; the directories above it lose their cached ids, so the next commit leaves it out.
  */
 export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: string, reason: string) => void = () => {}): Promise<Tree> {
   const rows = await repo.lsTree(rootTree);
@@ -444,11 +450,19 @@ export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: s
     const parent = dirs.get(parentPath);
     if (!parent) continue; // below a marker or a skipped entry
     if (r.type !== 'tree' && r.type !== 'blob') continue;
+    const skip = (path: string, reason: string) => {
+      for (let at = parentPath; ; at = at.slice(0, Math.max(0, at.lastIndexOf('/')))) {
+        const d = dirs.get(at);
+        if (d) d.oid = null;
+        if (at === '') break;
+      }
+      onSkip(path, reason);
+    };
     const entry = (): Entry | undefined => {
       try {
         return entryOf(r.oid, r.path);
       } catch (e) {
-        onSkip(r.path, (e as Error).message);
+        skip(r.path, (e as Error).message);
         return undefined;
       }
     };
@@ -461,7 +475,7 @@ export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: s
     const why = r.badUtf8 ? 'name is not UTF-8' : storedNameProblem(enc);
     const name = decodeName(enc);
     if (why || parent.children.has(name)) {
-      onSkip(r.path, why ?? 'a second entry of this name');
+      skip(r.path, why ?? 'a second entry of this name');
       continue;
     }
     if (r.type === 'tree') {
