@@ -41,6 +41,8 @@ export class Namespace extends EventEmitter {
   /** Content carried by replayed journal ops, for the node to store: id -> bytes. */
   recovered = new Map<string, Buffer>();
   private committedAtOpen = 0;
+  /** Entries loadTree left out (bad names, malformed blobs): the first commit leaves them out of the head too. */
+  private skippedAtOpen = 0;
   private unwritten: PackObject[] = [];
   private closed = false;
 
@@ -72,12 +74,10 @@ export class Namespace extends EventEmitter {
     // An entry no node should have written (a bad name, a malformed blob) is left out of the
     // mount, not allowed to fail the load (and every listing of its directory with it); the
     // next commit leaves it out of the head too (it stays in history), so peers accept the head.
-    let skipped = 0;
     ns.tree = await loadTree(ns.repo, commit.tree, (path, reason) => {
-      skipped++;
+      ns.skippedAtOpen++;
       opts.log.warn('meta.load.skip', { path, reason });
     });
-    if (skipped) ns.pending.push(`Leave out ${skipped} stored entries that cannot be served`);
     ns.wireTree();
     const committed = Math.max(await ns.readCommittedGen(), trailerGen(commit.message, opts.nodeId));
     ns.committedAtOpen = committed;
@@ -109,6 +109,11 @@ export class Namespace extends EventEmitter {
     if (this.pending.length) await this.commitReplay(this.committedAtOpen);
     this.recovered.clear();
     await this.journal.drop(this.journal.generation - 1);
+    if (this.skippedAtOpen) {
+      this.pending.push(`Leave out ${this.skippedAtOpen} stored entries that cannot be served`);
+      // Only for peers' sake, not durability: a failure (a full disk) must not stop the start; commits retry.
+      await this.commit().catch((e) => this.opts.log.warn('meta.load.skip_commit_failed', { error: (e as Error).message }));
+    }
   }
 
   addBarrier(fn: () => Promise<unknown>): void {
