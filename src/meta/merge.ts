@@ -85,7 +85,8 @@ function diff(from: Flat, to: Flat): MergeChange[] {
  * extension is kept when it fits beside at least one character of stem.
  */
 export function conflictName(name: string, mtime: number, node: string, n = 1): string {
-  const d = new Date(Number.isFinite(mtime) ? mtime : 0);
+  const t = new Date(mtime);
+  const d = Number.isNaN(t.getTime()) ? new Date(0) : t; // a peer's mtime past year 275760 has no date
   const pad = (v: number) => String(v).padStart(2, '0');
   const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
   const safeNode = node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown';
