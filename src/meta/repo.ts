@@ -1,6 +1,7 @@
 // The metadata repository: a bare Git repository under the node root. Objects are written as
 // packs by pack.ts; Git itself is used for what it does best (refs, reading, fsck, gc).
 import { spawn } from 'node:child_process';
+import { isUtf8 } from 'node:buffer';
 import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { run } from '../util/exec.js';
@@ -71,17 +72,20 @@ export class GitRepo {
   }
 
   /** Every entry below a tree: [mode, type, oid, path] with raw (encoded) paths. */
-  async lsTree(tree: string): Promise<{ mode: string; type: string; oid: string; path: string }[]> {
+  /** `badUtf8`: the path's bytes are not UTF-8, so `path` (decoded lossily) may equal another row's. */
+  async lsTree(tree: string): Promise<{ mode: string; type: string; oid: string; path: string; badUtf8?: true }[]> {
     const out = (await this.git(['ls-tree', '-r', '-t', '-z', '--full-tree', tree])).stdout;
     const rows = [];
     let pos = 0;
     while (pos < out.length) {
       const end = out.indexOf(0, pos);
       const line = out.toString('utf8', pos, end);
-      pos = end + 1;
       const tab = line.indexOf('\t');
       const [mode, type, oid] = line.slice(0, tab).split(' ');
-      rows.push({ mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) });
+      const row: { mode: string; type: string; oid: string; path: string; badUtf8?: true } = { mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) };
+      if (line.includes('\uFFFD') && !isUtf8(out.subarray(pos, end))) row.badUtf8 = true;
+      rows.push(row);
+      pos = end + 1;
     }
     return rows;
   }
