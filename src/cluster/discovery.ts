@@ -19,6 +19,7 @@ import { Log, jsonLog } from './log.js';
 export const SERVICE = '_delugefs._tcp.local';
 const FP_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const CLUSTER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const MAX_CHECKS = 8;
 
 export interface MdnsOptions {
   cluster: string;
@@ -230,6 +231,8 @@ export class MdnsDiscovery {
     const address = `${rec.host}:${rec.sshPort}`;
     const key = `${rec.nodeId} ${address}`;
     if (this.checking.has(key) || (this.refusedUntil.get(key) ?? 0) > Date.now()) return;
+    // Anyone can announce: a burst of made-up node ids must not become a burst of connections.
+    if (this.checking.size >= MAX_CHECKS) return;
     this.checking.add(key);
     const expected = this.o.hostKeyFor?.(rec.nodeId);
     const accept = (k: Buffer) => (expected ? k.equals(expected) : nodeIdOf(k) === rec.nodeId);
