@@ -58,14 +58,17 @@ test('a flood of strangers neither exhausts the node nor locks a member out', { 
   const rpc = new RpcClient({ identity: member, host: '127.0.0.1', port, hostFingerprint, log: memoryLog(), timeoutMs: 30_000, connectTimeoutMs: 20_000 });
 
   let round = 0;
+  let last: string | undefined;
   const sync = async () => {
     round++;
     await git(['--git-dir', mine, 'fetch', '-q', url, '+refs/heads/main:refs/remotes/a/main'], { env });
     const head = await git(['--git-dir', mine, 'rev-parse', 'refs/remotes/a/main']);
     const tree = await git(['--git-dir', mine, 'rev-parse', `${head}^{tree}`]);
-    const c = await git(['--git-dir', mine, '-c', 'user.name=m', '-c', 'user.email=m@m', 'commit-tree', tree, '-p', head, '-m', `member round ${round}`]);
-    // Our own ref on the node, fast-forwarded each round (what sync pushes).
+    // Our own ref on the node, fast-forwarded each round (what sync pushes): on top of what we
+    // pushed last, whether or not the node has merged it yet.
+    const c = await git(['--git-dir', mine, '-c', 'user.name=m', '-c', 'user.email=m@m', 'commit-tree', tree, '-p', last ?? head, '-m', `member round ${round}`]);
     await git(['--git-dir', mine, 'push', '-q', url, `${c}:refs/peers/${member.nodeId}`], { env });
+    last = c;
     const st = await rpc.call<{ nodeId: string }>('status');
     assert.equal(st.nodeId, String(n.ready.node));
   };
@@ -81,8 +84,8 @@ test('a flood of strangers neither exhausts the node nor locks a member out', { 
     const sampler = setInterval(() => void rss(pid).then((v) => { peak = Math.max(peak, v); }, () => {}), 100);
     try {
       // Let the flood build up (every pool full, guest channels sending), then sync through it.
-      for (let i = 0; i < 60 && !(stats.connects > 500 && stats.bytesSent > 0); i++) await new Promise((res) => setTimeout(res, 250));
-      assert.ok(stats.connects > 500, `flood running: ${JSON.stringify(stats)}`);
+      for (let i = 0; i < 60 && !(stats.connects > 300 && stats.bytesSent > 0); i++) await new Promise((res) => setTimeout(res, 250));
+      assert.ok(stats.connects > 300, `flood running: ${JSON.stringify(stats)}`);
       for (let i = 0; i < 3; i++) await sync();
       // Outlast the guest timeout once, so guests come back and the pools churn.
       await new Promise((res) => setTimeout(res, 11_000));
