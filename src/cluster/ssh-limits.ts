@@ -54,11 +54,15 @@ export interface Slot {
   nodeId?: string;
   socket: Socket;
   since: number;
+  /** When it last sent us something: eviction takes the longest silent (a handshaking member is never that). */
+  active: number;
   channels: number;
   /** Aborted when the connection is dropped: kills git children, aborts RPC handlers. */
   abort: AbortController;
   timer?: NodeJS.Timeout;
   dropped: boolean;
+  /** Stops watching its activity (it left the pre-auth pool). */
+  untrack?: () => void;
 }
 
 /** Bytes in flight against a cap (RPC input buffered until EOF). */
@@ -123,9 +127,9 @@ export class Admission {
       return null;
     }
     if (this.count.preauth >= l.maxPreauth) {
-      // Full: the busiest other address gives up its oldest connection (random early drop would
-      // do too); an address is never evicted in favour of itself.
-      const victim = this.oldestOfBusiest();
+      // Full: the connection silent for longest goes (slowloris sockets, stalled handshakes; a
+      // member's handshake sends every round trip); an address is never evicted in favour of itself.
+      const victim = this.evictable();
       if (!victim || victim.ip === ip) {
         this.refuse(socket, { reason: 'preauth_total', address, limit: l.maxPreauth });
         return null;
@@ -133,7 +137,7 @@ export class Admission {
       this.refused('limit_refused', { reason: 'preauth_evicted', address: victim.address, for: address, limit: l.maxPreauth });
       this.destroy(victim);
     }
-    const slot: Slot = { ip, address, kind: 'preauth', socket, since: Date.now(), channels: 0, abort: new AbortController(), dropped: false };
+    const slot: Slot = { ip, address, kind: 'preauth', socket, since: Date.now(), active: Date.now(), channels: 0, abort: new AbortController(), dropped: false };
     setMaxListeners(l.memberChannels + 16, slot.abort.signal); // one listener per open channel
     this.slots.set(address, slot);
     this.add('preauth', slot, 1);
@@ -143,6 +147,9 @@ export class Admission {
     }, l.preauthTimeoutMs);
     slot.timer.unref();
     socket.once('close', () => this.release(slot));
+    const onData = () => { slot.active = Date.now(); };
+    socket.on('data', onData);
+    slot.untrack = () => socket.off('data', onData);
     return slot;
   }
 
@@ -172,6 +179,7 @@ export class Admission {
       return reason;
     }
     this.add('preauth', slot, -1);
+    slot.untrack?.();
     slot.kind = kind;
     slot.nodeId = nodeId;
     this.add(kind, slot, 1);
@@ -241,13 +249,10 @@ export class Admission {
     else m.delete(k);
   }
 
-  private oldestOfBusiest(): Slot | undefined {
-    let top: string | undefined;
-    let most = 0;
-    for (const [ip, n] of this.perIp.preauth) if (n > most) [top, most] = [ip, n];
-    let oldest: Slot | undefined;
-    for (const s of this.slots.values()) if (s.kind === 'preauth' && s.ip === top && (!oldest || s.since < oldest.since)) oldest = s;
-    return oldest;
+  private evictable(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const x of this.slots.values()) if (x.kind === 'preauth' && (!best || x.active < best.active)) best = x;
+    return best;
   }
 
   private refuse(socket: Socket, fields: LogFields): void {
