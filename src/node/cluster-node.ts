@@ -89,6 +89,8 @@ export class ClusterNode {
       const discovery = await startDiscovery({
         cluster: config.cluster, nodeId: me, sshPort: ssh.port, btPort: o.btPort, fingerprint: identity.fingerprint,
         interface: o.interface, staticPeers: [...new Set(statics)], mdns: o.mdns !== false, log: fromLogger(logger, 'discovery'),
+        // An mDNS address is used only once it proved the key of the member record.
+        hostKeyFor: (id) => { const m = membership.get(id); return m ? parsePublicKeyLine(m.publicKey).blob : undefined; },
       });
       closers.push(() => discovery.stop());
       const sync = new MetaSync({ ns, identity, membership, peers: discovery.peers, stateDir: join(p.root, 'cluster'), log: fromLogger(logger, 'sync') });
