@@ -34,7 +34,8 @@ test('membership a member did not sign is refused at merge; good pushes still me
     const a = await Namespace.create({ dir: join(d, 'a'), nodeId: ia.nodeId, log: silentLogger }, root, 'create');
     a.recordGuard = checkRecordChange;
     const mA = new Membership(a, () => {}, ia);
-    await mA.admit({ publicKey: ia.publicKeyLine, hostname: 'ha', addresses: ['10.0.0.1:7422'], sshPort: 7422 });
+    await mA.admit({ publicKey: ia.publicKeyLine, hostname: 'ha', addresses: ['10.0.0.1:7422'], sshPort: 7422, cluster: 'test' });
+    const C = mA.cluster()!;
     await mA.admit({ publicKey: ib.publicKeyLine, hostname: 'hb' });
     await mA.admit({ publicKey: ic.publicKeyLine, hostname: 'hc' });
     await mA.revoke(ic.nodeId);
@@ -97,7 +98,7 @@ test('membership a member did not sign is refused at merge; good pushes still me
     // (a') ... or replaces it with one nobody signed.
     await expectRefused('tombstone replaced', { [REVOKED + ic.nodeId]: encodeRecord({ v: 1, nodeId: ic.nodeId, revokedAt: 'x', revokedBy: ib.nodeId, sig: 'AAAA' }) }, /tombstone .* is not valid/);
     // (b) a member record claiming a admitted d, signed by b's key.
-    const forged = newMemberRecord(ib, { publicKey: id.publicKeyLine, hostname: 'hd' });
+    const forged = newMemberRecord(ib, C, { publicKey: id.publicKeyLine, hostname: 'hd' });
     await expectRefused('forged addedBy', { [MEMBERS + id.nodeId]: encodeRecord({ ...forged, addedBy: ia.nodeId }) }, /admission signature does not verify/);
     // (b') an unsigned record, as before records were signed.
     const { admission: _x, sig: _y, signedBy: _z, ...unsigned } = forged;
@@ -106,20 +107,20 @@ test('membership a member did not sign is refused at merge; good pushes still me
     await expectRefused('bad record signature', { [MEMBERS + id.nodeId]: encodeRecord({ ...forged, addresses: ['6.6.6.6:22'] }) }, /record signature does not verify/);
     // (c) b rewrites a's addresses, signed with its own key...
     const aRec = recordOf(ia.nodeId);
-    await expectRefused('other member changed', { [MEMBERS + ia.nodeId]: encodeRecord(signMember(ib, { ...aRec, addresses: ['6.6.6.6:7422'] })) }, /neither the member nor its admitter/);
+    await expectRefused('other member changed', { [MEMBERS + ia.nodeId]: encodeRecord(signMember(ib, C, { ...aRec, addresses: ['6.6.6.6:7422'] })) }, /neither the member nor its admitter/);
     // (c') ... or claiming a's signature.
-    await expectRefused('other member changed, signature claimed', { [MEMBERS + ia.nodeId]: encodeRecord({ ...signMember(ib, { ...aRec, addresses: ['6.6.6.6:7422'] }), signedBy: ia.nodeId }) }, /record signature does not verify/);
+    await expectRefused('other member changed, signature claimed', { [MEMBERS + ia.nodeId]: encodeRecord({ ...signMember(ib, C, { ...aRec, addresses: ['6.6.6.6:7422'] }), signedBy: ia.nodeId }) }, /record signature does not verify/);
     // (c'') ... or put back a's older version (signed by a, but rolled back).
     await expectRefused('older version replayed', { [MEMBERS + ia.nodeId]: aFirst }, /older version of the record/);
     // (d) c, removed, re-admitted by b with a fresh (validly signed) admission.
-    await expectRefused('revoked key re-admitted', { [MEMBERS + ic.nodeId]: encodeRecord(newMemberRecord(ib, { publicKey: ic.publicKeyLine, hostname: 'hc2' })) }, /changes the admission/);
+    await expectRefused('revoked key re-admitted', { [MEMBERS + ic.nodeId]: encodeRecord(newMemberRecord(ib, C, { publicKey: ic.publicKeyLine, hostname: 'hc2' })) }, /changes the admission/);
     // (e) a second founder: e admits itself.
-    await expectRefused('second founder', { [MEMBERS + ie.nodeId]: encodeRecord(newMemberRecord(ie, { publicKey: ie.publicKeyLine, hostname: 'he' })) }, /founder/);
+    await expectRefused('second founder', { [MEMBERS + ie.nodeId]: encodeRecord(newMemberRecord(ie, C, { publicKey: ie.publicKeyLine, hostname: 'he' })) }, /founder/);
 
     // (f) b's own record, signed by b, but with more addresses than discovery will probe.
     const bRec = recordOf(ib.nodeId);
     const many = Array.from({ length: 65 }, (_, i) => `10.1.0.${i}:7422`);
-    await expectRefused('too many addresses', { [MEMBERS + ib.nodeId]: encodeRecord(signMember(ib, { ...bRec, addresses: many, _updatedAt: new Date(Date.now() + 1000).toISOString() })) }, /bad addresses/);
+    await expectRefused('too many addresses', { [MEMBERS + ib.nodeId]: encodeRecord(signMember(ib, C, { ...bRec, addresses: many, _updatedAt: new Date(Date.now() + 1000).toISOString() })) }, /bad addresses/);
 
     // A good push afterwards: b updates its own record and admits d, both signed by b.
     const mB = new Membership(b, () => {}, ib);

@@ -8,7 +8,9 @@
 //   time), and `sig` over the whole record by `signedBy`: the admitter for the first version,
 //   the member itself for its updates (addresses, ports, hostname);
 // - the founder (the node made with --create) admits itself (`addedBy: 'self'`); there is exactly
-//   one self-admitted record, else none counts;
+//   one self-admitted record, else none counts. Its record names the cluster and a random cluster
+//   id made at creation, and every signature (admissions, records, tombstones) covers both: a key
+//   that is a member of two clusters signs nothing that counts in the other;
 // - a record is admitted when its signatures verify and its admitter is admitted, down to the
 //   founder. Revoking a member does not undo the admissions it signed (those stay members; remove
 //   them too if its key was stolen): validity is a pure function of the records, the same on
@@ -16,11 +18,13 @@
 // - a tombstone counts when signed by an admitted node; a member with a tombstone never counts
 //   again, whatever record it has.
 // Unsigned records (clusters made before signing) count for nothing and are named in the log.
-// What a merge may change is checkRecordChange(): records are never removed, tombstones never
-// replaced by anything but another valid tombstone, admissions are write-once (but for two
-// concurrent admissions of one new key), and a record changes only with its member's signature,
-// to a newer version.
-import { createHash } from 'node:crypto';
+// What a merge may change is checkRecordChange(): it refuses only what no honest member writes
+// (records removed, tombstones replaced by invalid ones, bad or foreign signatures, an admission
+// the member had already signed over rewritten, a version rolled back). Whatever honest members
+// can write at the same time merges: the merge keeps the larger record bytes, and `_rank`, which
+// sorts first, makes that the member's own newest version, else the earliest admission. A
+// record for a removed node is kept like any other and counts for nothing.
+import { createHash, randomBytes } from 'node:crypto';
 import { nodeIdOf, parsePublicKeyLine, fingerprintOf, isNodeId, publicKeyLineOf, verifySignature } from './identity.js';
 import type { Identity } from './identity.js';
 import type { Log } from './log.js';
@@ -34,9 +38,13 @@ export interface RecordStore {
 
 export interface MemberRecord {
   /**
-   * When this version was made (ISO, never earlier than the version before). The key sorts first,
-   * so of two versions the larger bytes (what merge.ts keeps on a conflict) is the newer one.
+   * What the merge compares (the key sorts first; merge.ts keeps the larger record bytes):
+   * `m<_updatedAt>` for a version the member signed, `a<16 digits, larger for an earlier addedAt>`
+   * for a first version signed by its admitter. So the member's own newest version wins, and of
+   * concurrent admissions the earliest; a fresh admission never replaces an older one.
    */
+  _rank: string;
+  /** When this version was made (ISO, later than the version before; a first version: addedAt). */
   _updatedAt: string;
   v: 1;
   nodeId: string;
@@ -58,7 +66,13 @@ export interface MemberRecord {
   signedBy: string;
   /** Signature (base64) of `signedBy` over recordMessage() of everything else. */
   sig: string;
+  /** The founder's record only: the cluster's name and its random id (32 hex), fixed at creation. */
+  cluster?: string;
+  clusterId?: string;
 }
+
+/** What every signature is bound to: the cluster's name and the random id its founder made. */
+export interface ClusterRef { name: string; id: string }
 
 export interface Tombstone { v: 1; nodeId: string; revokedAt: string; revokedBy: string; sig: string }
 
@@ -73,15 +87,31 @@ export function encodeRecord(o: object): Buffer {
   return Buffer.from(JSON.stringify(sorted) + '\n');
 }
 
-/** What an admitter signs: the member's id and key, who admits it and when. */
-export function admissionMessage(r: Pick<MemberRecord, 'nodeId' | 'publicKey' | 'addedBy' | 'addedAt'>): Buffer {
-  return Buffer.from(`delugefs-admission-v1\n${r.nodeId}\n${parsePublicKeyLine(r.publicKey).blob.toString('base64')}\n${r.addedBy}\n${r.addedAt}`);
+/** One line naming the cluster (JSON: a name holding a newline cannot pass for another name and id). */
+const clusterLine = (c: ClusterRef) => JSON.stringify([c.name, c.id]);
+
+/** What an admitter signs: the cluster, the member's id and key, who admits it and when. */
+export function admissionMessage(c: ClusterRef, r: Pick<MemberRecord, 'nodeId' | 'publicKey' | 'addedBy' | 'addedAt'>): Buffer {
+  return Buffer.from(`delugefs-admission-v2\n${clusterLine(c)}\n${r.nodeId}\n${parsePublicKeyLine(r.publicKey).blob.toString('base64')}\n${r.addedBy}\n${r.addedAt}`);
 }
 
-/** What a record's `sig` covers: its path (a tombstone's signature is no member record's) and its other fields. */
-export function recordMessage(path: string, r: object): Buffer {
+/** What a record's `sig` covers: the cluster, its path (a tombstone's signature is no member record's) and its other fields. */
+export function recordMessage(c: ClusterRef, path: string, r: object): Buffer {
   const { sig: _omit, ...rest } = r as { sig?: unknown };
-  return Buffer.concat([Buffer.from(`delugefs-record-v1\n${path}\n`), encodeRecord(rest)]);
+  return Buffer.concat([Buffer.from(`delugefs-record-v2\n${clusterLine(c)}\n${path}\n`), encodeRecord(rest)]);
+}
+
+/** The cluster a founder's record names (undefined for any other record). */
+export function clusterOf(r: Pick<MemberRecord, 'cluster' | 'clusterId'>): ClusterRef | undefined {
+  return r.cluster !== undefined && r.clusterId !== undefined ? { name: r.cluster, id: r.clusterId } : undefined;
+}
+
+/** Latest representable time (ms): `a` ranks count down from it, so an earlier admission ranks higher. */
+const MAX_TIME = 8_640_000_000_000_000;
+
+/** The `_rank` a version must carry (see MemberRecord._rank). */
+export function rankOf(r: Pick<MemberRecord, 'nodeId' | 'signedBy' | 'addedAt' | '_updatedAt'>): string {
+  return r.signedBy === r.nodeId ? `m${r._updatedAt}` : `a${String(MAX_TIME - Date.parse(r.addedAt)).padStart(16, '0')}`;
 }
 
 /** The node whose key signed the admission. */
@@ -90,6 +120,8 @@ export function admitterOf(r: Pick<MemberRecord, 'nodeId' | 'addedBy'>): string 
 }
 
 const str = (v: unknown) => typeof v === 'string';
+/** Exactly what toISOString() writes for years 0-9999: such strings sort as their times do. */
+const iso = (v: unknown) => typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(v) && new Date(v).toISOString() === v;
 const port = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 65536;
 
 /** Parses and checks a member record's form (not its signatures); throws with the reason when it is not one. */
@@ -101,9 +133,14 @@ export function decodeMember(id: string, data: Buffer): MemberRecord {
   if (r.fingerprint !== fingerprintOf(key.blob)) throw new Error('fingerprint does not match the key');
   // Bounded: every address becomes a static peer that discovery probes.
   if (!Array.isArray(r.addresses) || r.addresses.length > 64 || !r.addresses.every((a) => typeof a === 'string' && a.length <= 300)) throw new Error('bad addresses');
-  if (!str(r.hostname) || r.hostname.length > 255 || !str(r.addedBy) || !str(r.addedAt) || !port(r.sshPort) || !port(r.btPort)) throw new Error('bad fields');
-  if (!str(r.admission) || !str(r.signedBy) || !str(r.sig) || !str(r._updatedAt)) throw new Error('unsigned (written before records were signed; such a cluster must be created again with --create)');
+  if (!str(r.hostname) || r.hostname.length > 255 || !str(r.addedBy) || !port(r.sshPort) || !port(r.btPort)) throw new Error('bad fields');
+  if (!str(r.admission) || !str(r.signedBy) || !str(r.sig) || !str(r._rank)) throw new Error('unsigned or signed before records were bound to their cluster (such a cluster must be created again with --create)');
+  if (!iso(r.addedAt) || !iso(r._updatedAt)) throw new Error('bad addedAt or _updatedAt (ISO times as toISOString() writes them)');
   if (r.addedBy !== 'self' && !isNodeId(r.addedBy)) throw new Error('bad addedBy');
+  // Only the founder names the cluster, once: nobody else's record can claim another one.
+  if (r.addedBy === 'self' ? !(str(r.cluster) && r.cluster!.length <= 255 && /^[0-9a-f]{32}$/.test(String(r.clusterId))) : r.cluster !== undefined || r.clusterId !== undefined) {
+    throw new Error(r.addedBy === 'self' ? 'the founder record names no cluster (cluster, clusterId)' : 'only the founder record names the cluster');
+  }
   return r;
 }
 
@@ -114,31 +151,38 @@ export function decodeTombstone(id: string, data: Buffer): Tombstone {
   return t;
 }
 
-/** A first version, admitted and signed by `by` (the founder: its own key). */
-export function newMemberRecord(by: Identity, o: { publicKey: string; hostname: string; addresses?: string[]; sshPort?: number; btPort?: number; now?: Date }): MemberRecord {
+/** A new cluster's name and random id, for its founder's record. */
+export function newCluster(name: string): ClusterRef {
+  return { name, id: randomBytes(16).toString('hex') };
+}
+
+/** A first version of `cluster`, admitted and signed by `by` (the founder: its own key, and its record names the cluster). */
+export function newMemberRecord(by: Identity, cluster: ClusterRef, o: { publicKey: string; hostname: string; addresses?: string[]; sshPort?: number; btPort?: number; now?: Date }): MemberRecord {
   const blob = parsePublicKeyLine(o.publicKey).blob;
   const nodeId = nodeIdOf(blob);
   const addedAt = (o.now ?? new Date()).toISOString();
   const base = {
-    _updatedAt: addedAt,
+    _rank: '', _updatedAt: addedAt,
     // The joiner names its machine: printable ASCII only, it ends up on operators' terminals.
     v: 1 as const, nodeId, hostname: o.hostname.replace(/[^\x20-\x7e]/g, '?').slice(0, 255), publicKey: publicKeyLineOf(blob), fingerprint: fingerprintOf(blob),
     addresses: o.addresses ?? [], sshPort: o.sshPort ?? 0, btPort: o.btPort ?? 0,
     addedAt, addedBy: by.nodeId === nodeId ? 'self' : by.nodeId,
+    ...(by.nodeId === nodeId ? { cluster: cluster.name, clusterId: cluster.id } : {}),
   };
-  return signMember(by, { ...base, admission: by.sign(admissionMessage(base)).toString('base64'), signedBy: by.nodeId, sig: '' });
+  return signMember(by, cluster, { ...base, admission: by.sign(admissionMessage(cluster, base)).toString('base64'), signedBy: by.nodeId, sig: '' });
 }
 
-/** Signs a version of a member record as `by` (its admitter for the first version, the member itself after). */
-export function signMember(by: Identity, r: MemberRecord): MemberRecord {
+/** Signs a version of a member record of `cluster` as `by` (its admitter for the first version, the member itself after). */
+export function signMember(by: Identity, cluster: ClusterRef, r: MemberRecord): MemberRecord {
   const out = { ...r, signedBy: by.nodeId, sig: '' };
-  out.sig = by.sign(recordMessage(MEMBERS + r.nodeId, out)).toString('base64');
+  out._rank = rankOf(out);
+  out.sig = by.sign(recordMessage(cluster, MEMBERS + r.nodeId, out)).toString('base64');
   return out;
 }
 
-export function newTombstone(by: Identity, nodeId: string, now = new Date()): Tombstone {
+export function newTombstone(by: Identity, cluster: ClusterRef, nodeId: string, now = new Date()): Tombstone {
   const t: Tombstone = { v: 1, nodeId, revokedAt: now.toISOString(), revokedBy: by.nodeId, sig: '' };
-  t.sig = by.sign(recordMessage(REVOKED + nodeId, t)).toString('base64');
+  t.sig = by.sign(recordMessage(cluster, REVOKED + nodeId, t)).toString('base64');
   return t;
 }
 
@@ -147,6 +191,8 @@ export interface MembershipView {
   /** Records whose form and both signatures are right (admitted or not). */
   signed: Map<string, MemberRecord>;
   founder?: string;
+  /** The cluster the founder's record names: what every signature must be for. */
+  cluster?: ClusterRef;
   /** Admitted down to the founder (revoked or not). */
   admitted: Set<string>;
   /** Named by a valid tombstone. */
@@ -180,19 +226,40 @@ export function evaluate(members: Map<string, Buffer>, tombstones: Map<string, B
   // A node's key is fixed by its id (the id is a hash of the key), so any well-formed record of it gives the key.
   const keyOf = (id: string) => formed.get(id)?.publicKey;
   const signed = new Map<string, MemberRecord>();
-  for (const [id, r] of formed) {
+  /** Why r's signatures do not verify as records of cluster c, or null when they do. */
+  const unverified = (id: string, r: MemberRecord, c: ClusterRef): string | null => {
     const admitter = admitterOf(r);
     const aKey = keyOf(admitter);
     const sKey = r.signedBy === id || r.signedBy === admitter ? keyOf(r.signedBy) : undefined;
-    if (!aKey) invalid.set(MEMBERS + id, `admitted by ${admitter.slice(0, 16)}, which has no record`);
-    else if (!sigOk(aKey, admissionMessage(r), r.admission)) invalid.set(MEMBERS + id, `admission signature does not verify with the key of ${admitter}`);
-    else if (!sKey) invalid.set(MEMBERS + id, `signed by ${String(r.signedBy).slice(0, 16)}, neither the member nor its admitter`);
-    else if (!sigOk(sKey, recordMessage(MEMBERS + id, r), r.sig)) invalid.set(MEMBERS + id, `record signature does not verify with the key of ${r.signedBy}`);
-    else signed.set(id, r);
+    if (!aKey) return `admitted by ${admitter.slice(0, 16)}, which has no record`;
+    if (!sigOk(aKey, admissionMessage(c, r), r.admission)) return `admission signature does not verify with the key of ${admitter} for this cluster (forged, or signed for another cluster)`;
+    if (!sKey) return `signed by ${String(r.signedBy).slice(0, 16)}, neither the member nor its admitter`;
+    if (r.signedBy !== id && r._updatedAt !== r.addedAt) return 'signed by its admitter, which signs only the first version (_updatedAt = addedAt)';
+    if (!sigOk(sKey, recordMessage(c, MEMBERS + id, r), r.sig)) return `record signature does not verify with the key of ${r.signedBy} for this cluster (forged, or signed for another cluster)`;
+    // What the merge orders versions by must be what the record says, or a signer could make any version win.
+    if (r._rank !== rankOf(r)) return `_rank is not ${rankOf(r)}`;
+    return null;
+  };
+  // The founder's record names the cluster (and is signed for it); every other signature must be for that cluster.
+  const selfAdmitted: string[] = [];
+  for (const [id, r] of formed) {
+    if (r.addedBy !== 'self') continue;
+    const why = unverified(id, r, clusterOf(r)!);
+    if (why) invalid.set(MEMBERS + id, why);
+    else {
+      signed.set(id, r);
+      selfAdmitted.push(id);
+    }
   }
-  const selfAdmitted = [...signed.values()].filter((r) => r.addedBy === 'self').map((r) => r.nodeId);
   const founder = selfAdmitted.length === 1 ? selfAdmitted[0] : undefined;
   if (selfAdmitted.length > 1) for (const id of selfAdmitted) invalid.set(MEMBERS + id, `${selfAdmitted.length} records admit themselves; a cluster has one founder`);
+  const cluster = founder ? clusterOf(signed.get(founder)!) : undefined;
+  for (const [id, r] of formed) {
+    if (r.addedBy === 'self') continue;
+    const why = cluster ? unverified(id, r, cluster) : 'no founder record, so no cluster its signatures could be for';
+    if (why) invalid.set(MEMBERS + id, why);
+    else signed.set(id, r);
+  }
   const admitted = new Set<string>();
   const chainOk = (id: string, seen: Set<string>): boolean => {
     if (admitted.has(id)) return true;
@@ -209,19 +276,26 @@ export function evaluate(members: Map<string, Buffer>, tombstones: Map<string, B
     try {
       const t = decodeTombstone(id, data);
       if (!admitted.has(t.revokedBy)) throw new Error(`revoked by ${t.revokedBy}, which is not an admitted member`);
-      if (!sigOk(keyOf(t.revokedBy)!, recordMessage(REVOKED + id, t), t.sig)) throw new Error(`signature does not verify with the key of ${t.revokedBy}`);
+      if (!sigOk(keyOf(t.revokedBy)!, recordMessage(cluster!, REVOKED + id, t), t.sig)) throw new Error(`signature does not verify with the key of ${t.revokedBy} for this cluster (forged, or signed for another cluster)`);
       revoked.set(id, t);
     } catch (e) {
       invalid.set(REVOKED + id, (e as Error).message);
     }
   }
-  return { signed, founder, admitted, revoked, invalid };
+  return { signed, founder, cluster, admitted, revoked, invalid };
 }
 
 /**
  * What a merge may do to the records (before: ours, after: the merge result; paths below the
- * records root, 'members/<id>'). Returns why the change is refused, or null. Only what no
- * legitimate change, even a concurrent one, makes is refused, so refusals never wedge sync.
+ * records root, 'members/<id>'). Returns why the change is refused, or null. Only what no honest
+ * member writes is refused, so whatever honest members do at the same time merges (a refusal
+ * of such a head would stand between the two nodes for good). Honest histories only ever grow
+ * a record's bytes (a new version ranks higher; the merge keeps the larger), which is why:
+ * - a record for a removed node merges (admitted at one member while removed at another): it
+ *   counts for nothing, whatever it says;
+ * - of two admissions of one key the larger (the earlier, or the one the member signed over)
+ *   may replace the other, and the member's later updates go on top of either; but an admission
+ *   the member has signed over is fixed, and no version replaces a larger one.
  */
 export function checkRecordChange(before: Map<string, Buffer>, after: Map<string, Buffer>): string | null {
   const split = (m: Map<string, Buffer>, prefix: string) => new Map([...m].filter(([p]) => p.startsWith(prefix)).map(([p, d]) => [p.slice(prefix.length), d]));
@@ -242,22 +316,17 @@ export function checkRecordChange(before: Map<string, Buffer>, after: Map<string
       const r = now.signed.get(id);
       if (!r || !now.admitted.has(id)) return `member record ${p} is not valid: ${now.invalid.get(p) ?? 'unknown'}`;
       const prev = was.signed.get(id);
-      if (!prev) {
-        if (now.revoked.has(id)) return `it admits ${id} again, a removed node (a removed key never comes back)`;
-        continue;
+      if (!prev) continue;
+      const admission = prev.admission !== r.admission || prev.addedBy !== r.addedBy || prev.addedAt !== r.addedAt;
+      if (admission && prev.signedBy === id) return `it changes the admission of ${id}, which ${id} has signed over (admissions are write-once)`;
+      if (Buffer.compare(data, old!) <= 0) {
+        return admission ? `it changes the admission of ${id} to a later one (admissions are write-once; of concurrent ones the earliest counts)` : `it puts back an older version of the record of ${id}`;
       }
-      if (prev.admission !== r.admission || prev.addedBy !== r.addedBy || prev.addedAt !== r.addedAt) {
-        // One new key admitted at two members at once: the merge keeps the larger record (merge.ts);
-        // that choice is accepted while neither version was updated by the member itself.
-        const concurrent = prev.signedBy !== id && r.signedBy !== id && Buffer.compare(data, old!) > 0 && !now.revoked.has(id);
-        if (!concurrent) return `it changes the admission of ${id} (admissions are write-once)`;
-        continue;
-      }
-      if (r.signedBy !== id) return `it changes the record of ${id} without ${id}'s signature`;
-      if (Buffer.compare(data, old!) <= 0) return `it puts back an older version of the record of ${id}`;
+      if (!admission && r.signedBy !== id) return `it changes the record of ${id} without ${id}'s signature`;
     }
   }
   if (was.founder && now.founder !== was.founder) return `it changes the cluster's founder (${was.founder})`;
+  if (was.cluster && (now.cluster?.name !== was.cluster.name || now.cluster.id !== was.cluster.id)) return `it changes the cluster's name or id (${JSON.stringify(was.cluster)})`;
   return null;
 }
 
@@ -313,9 +382,20 @@ export class Membership {
     return !!r && parsePublicKeyLine(r.publicKey).blob.equals(blob);
   }
 
+  /** The cluster the records are of (named by the founder's record), or undefined before there is one. */
+  cluster(): ClusterRef | undefined {
+    return this.view().cluster;
+  }
+
   private signer(): Identity {
     if (!this.identity) throw new Error('membership opened without the node key: cannot sign records');
     return this.identity;
+  }
+
+  private boundTo(): ClusterRef {
+    const c = this.cluster();
+    if (!c) throw new Error('the records hold no founder record, so no cluster to sign for');
+    return c;
   }
 
   /** Updates this node's own record (addresses, ports, hostname), signed with its key. */
@@ -326,13 +406,16 @@ export class Membership {
     // Later than the version it replaces even if the clock stepped back: older versions are refused.
     const now = new Date().toISOString();
     const at = now > cur._updatedAt ? now : new Date(Date.parse(cur._updatedAt) + 1).toISOString();
-    const r = signMember(me, { ...cur, ...o, _updatedAt: at });
+    const r = signMember(me, this.boundTo(), { ...cur, ...o, _updatedAt: at });
     await this.store.setRecord(MEMBERS + r.nodeId, encodeRecord(r));
     return r;
   }
 
-  /** Admits a key, signed by this node (the founder admits itself); an existing record is kept (its history stays). */
-  async admit(o: { publicKey: string; hostname: string; addresses?: string[]; sshPort?: number; btPort?: number }): Promise<MemberRecord> {
+  /**
+   * Admits a key, signed by this node; an existing record is kept (its history stays). The
+   * founder admits itself and names the cluster (`cluster`); its record gets a new random id.
+   */
+  async admit(o: { publicKey: string; hostname: string; addresses?: string[]; sshPort?: number; btPort?: number; cluster?: string }): Promise<MemberRecord> {
     const me = this.signer();
     const id = nodeIdOf(parsePublicKeyLine(o.publicKey).blob);
     if (this.isRevoked(id)) throw new Error(`node ${id} was removed from the cluster; a removed node cannot come back with the same key`);
@@ -341,7 +424,12 @@ export class Membership {
     if (id !== me.nodeId && !this.get(me.nodeId)) throw new Error(`this node (${me.nodeId}) is not a member, so it cannot admit others`);
     if (id === me.nodeId && this.view().founder) throw new Error(`cluster already has a founder (${this.view().founder}); a node admits only others`);
     if (this.view().signed.has(id)) throw new Error(`node ${id} has a record that is no longer admitted (its admitter lost its record?)`);
-    const r = newMemberRecord(me, o);
+    let cluster = this.cluster();
+    if (id === me.nodeId) {
+      if (!o.cluster) throw new Error('founding a cluster needs its name');
+      cluster = newCluster(o.cluster);
+    }
+    const r = newMemberRecord(me, cluster ?? this.boundTo(), o);
     await this.store.setRecord(MEMBERS + r.nodeId, encodeRecord(r));
     return r;
   }
@@ -351,7 +439,7 @@ export class Membership {
     if (this.isRevoked(nodeId)) return;
     const me = this.signer();
     if (!this.get(me.nodeId)) throw new Error(`this node (${me.nodeId}) is not a member, so it cannot remove others`);
-    await this.store.setRecord(REVOKED + nodeId, encodeRecord(newTombstone(me, nodeId)));
+    await this.store.setRecord(REVOKED + nodeId, encodeRecord(newTombstone(me, this.boundTo(), nodeId)));
   }
 }
 

@@ -19,7 +19,8 @@ import type { Log } from './log.js';
 export interface SyncNamespace extends EventEmitter {
   head: string | null;
   repo: { dir: string };
-  mergeFrom(oid: string): Promise<{ head: string; changed: boolean }>;
+  /** `refusal` is asked when the merge's turn comes (after earlier changes are committed); a reason refuses it. */
+  mergeFrom(oid: string, refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
 }
 
 export interface SyncOptions {
@@ -275,14 +276,16 @@ export class MetaSync {
       s.good = oid;
       return;
     }
-    if (!this.o.membership.get(id)) {
-      this.o.log('sync_merge_refused', { peer: id, oid, reason: 'not a member (removed?)' });
+    const notMember = () => (this.o.membership.get(id) ? null : `${id} is not a member (removed?)`);
+    if (notMember()) {
+      this.o.log('sync_merge_refused', { peer: id, oid, reason: notMember() });
       return;
     }
     const t0 = Date.now();
     try {
       // mergeFrom validates every incoming entry and name, and changes nothing when one is bad.
-      const r = await this.o.ns.mergeFrom(oid);
+      // Membership is asked again when the merge's turn comes: a removal made while it waited counts.
+      const r = await this.o.ns.mergeFrom(oid, notMember);
       if (r.changed && r.head !== oid) this.lastMergeAt = Date.now();
       s.good = oid;
       this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });

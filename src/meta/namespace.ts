@@ -199,11 +199,14 @@ export class Namespace extends EventEmitter {
   /**
    * Brings another node's head (already in this repository's objects) into this namespace: a
    * fast-forward, or a deterministic merge commit. The in-memory tree follows at once.
+   * `refusal` is asked in turn, once what was applied before is committed: a reason refuses the merge.
    */
-  mergeFrom(remote: string): Promise<{ head: string; changed: boolean }> {
+  mergeFrom(remote: string, refusal?: () => string | null): Promise<{ head: string; changed: boolean }> {
     return this.serial(async () => {
       for (;;) {
         await this.commitNow();
+        const why = refusal?.();
+        if (why) throw new Error(why);
         const ours = this.head!;
         if (ours === remote || (await this.repo.isAncestor(remote, ours))) return { head: ours, changed: false };
         const result = await computeMerge(this.repo, ours, remote);

@@ -77,13 +77,17 @@ export class ClusterNode {
       // Our own record: written at creation; afterwards only the addresses and ports follow us.
       const self = membership.get(me);
       if (o.create && !self) {
-        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addresses, sshPort: ssh.port, btPort: o.btPort });
+        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addresses, sshPort: ssh.port, btPort: o.btPort, cluster: config.cluster });
       } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
         await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
       } else if (!self) {
         const invalid = membership.view().invalid.get(MEMBERS + me);
         log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : invalid ? `this node's member record does not count: ${invalid}` : 'no member record for this node yet' });
       }
+
+      // The records' founder names the cluster they were signed for; another name here is a root mixed up with another cluster's.
+      const named = membership.cluster()?.name;
+      if (named !== undefined && named !== config.cluster) log('cluster_name_mismatch', { config: config.cluster, records: named, hint: `this root's member records are of cluster "${named}"` });
 
       const statics = [...(o.peers ?? []), ...memberAddresses(membership, me)];
       const discovery = await startDiscovery({
