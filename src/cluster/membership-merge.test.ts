@@ -1,8 +1,9 @@
 // Hostile membership changes pushed by a member, on real repositories and the real sync merge
 // path (MetaSync.received: merge refs/peers/<id>, roll a refused ref back): a head that deletes a
 // tombstone, adds a member with a forged admitter or a bad signature, changes another member's
-// record or puts back an older version of it, re-admits a removed key or names a second founder is refused whole; main and the
-// membership stay as they were, and the member's next good push merges.
+// record or puts back an older version of it, re-admits a removed key (also with a forged rank),
+// names a second founder or replays what a member signed in another cluster is refused whole;
+// main and the membership stay as they were, and the member's next good push merges.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import type { DirEntry } from '../meta/entry.js';
 import { silentLogger } from '../util/log.js';
 import { run } from '../util/exec.js';
 import { Identity } from './identity.js';
-import { Membership, checkRecordChange, encodeRecord, newMemberRecord, signMember, MEMBERS, REVOKED, MemberRecord } from './membership.js';
+import { Membership, MapRecordStore, checkRecordChange, encodeRecord, newMemberRecord, recordMessage, signMember, MEMBERS, REVOKED, MemberRecord } from './membership.js';
 import { guardRepository } from './repo-guard.js';
 import { MetaSync } from './sync.js';
 import { PeerSet } from './peer-set.js';
@@ -114,6 +115,20 @@ test('membership a member did not sign is refused at merge; good pushes still me
     await expectRefused('older version replayed', { [MEMBERS + ia.nodeId]: aFirst }, /older version of the record/);
     // (d) c, removed, re-admitted by b with a fresh (validly signed) admission.
     await expectRefused('revoked key re-admitted', { [MEMBERS + ic.nodeId]: encodeRecord(newMemberRecord(ib, C, { publicKey: ic.publicKeyLine, hostname: 'hc2' })) }, /changes the admission/);
+    // (d') ... with a _rank that claims the earliest admission (it is signed, but not what the record says).
+    const late = newMemberRecord(ib, C, { publicKey: ic.publicKeyLine, hostname: 'hc3' });
+    const ranked = { ...late, _rank: `a${'9'.repeat(16)}` };
+    await expectRefused('forged rank', { [MEMBERS + ic.nodeId]: encodeRecord({ ...ranked, sig: ib.sign(recordMessage(C, MEMBERS + ic.nodeId, ranked)).toString('base64') }) }, /_rank is not/);
+    // (g) what a signed in another cluster of the same name, where it is a member too: its admission of d, its removal of b.
+    const ix = await Identity.loadOrCreate(join(d, 'keys', 'x'));
+    const other = new MapRecordStore();
+    await new Membership(other, () => {}, ix).admit({ publicKey: ix.publicKeyLine, hostname: 'hx', cluster: 'test' });
+    await new Membership(other, () => {}, ix).admit({ publicKey: ia.publicKeyLine, hostname: 'ha' });
+    const aInX = new Membership(other, () => {}, ia);
+    await aInX.admit({ publicKey: id.publicKeyLine, hostname: 'hd' });
+    await aInX.revoke(ib.nodeId);
+    await expectRefused('admission from another cluster', { [MEMBERS + id.nodeId]: other.map.get(MEMBERS + id.nodeId)! }, /another cluster/);
+    await expectRefused('tombstone from another cluster', { [REVOKED + ib.nodeId]: other.map.get(REVOKED + ib.nodeId)! }, /another cluster/);
     // (e) a second founder: e admits itself.
     await expectRefused('second founder', { [MEMBERS + ie.nodeId]: encodeRecord(newMemberRecord(ie, C, { publicKey: ie.publicKeyLine, hostname: 'he' })) }, /founder/);
 

@@ -216,7 +216,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   rpc.register('members', () => cn.membership.list());
 
   registerJoin(rpc, {
-    identity: cn.identity, cluster: config.cluster, log,
+    identity: cn.identity, cluster: config.cluster, clusterId: () => cn.membership.cluster()?.id, log,
     nonces: new FileNonceStore(join(node.opts.paths.identity, 'used-invites.json')),
     admit: async ({ peer, params }) => {
       const r = await admit(peer.publicKey, hostnameParam(params));
@@ -229,7 +229,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     localOnly(peer, 'invite');
     const ttl = (params as { ttlMs?: unknown } | null)?.ttlMs;
     const ttlMs = typeof ttl === 'number' && ttl > 0 ? ttl : 24 * 3600_000;
-    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, addresses: cn.addresses, ttlMs });
+    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, clusterId: cn.membership.cluster()?.id, addresses: cn.addresses, ttlMs });
     return { token, expires: new Date(payload.e).toISOString(), addresses: payload.a };
   });
   rpc.register('authorize', async (params, peer) => {
