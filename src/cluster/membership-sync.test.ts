@@ -198,3 +198,52 @@ test("a removed member's pushes that arrived before its removal was merged are n
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('random concurrent admin work on three members never makes one refuse another, and converges', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-sync-memrace-'));
+  try {
+    const nodes = await cluster(d, ['a', 'b', 'c']);
+    const pool = await Promise.all(['p0', 'p1', 'p2', 'p3', 'p4'].map((n) => Identity.loadOrCreate(join(d, 'keys', n))));
+    // Deterministic (mulberry32): a failure can be replayed; MEMBERSHIP_SEED=N tries other runs.
+    let seed = Number(process.env.MEMBERSHIP_SEED ?? 0x5eed);
+    const rnd = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+    };
+    const done: string[] = [];
+    for (let step = 0; step < 40; step++) {
+      const n = nodes[rnd(3)]!;
+      const k = rnd(pool.length);
+      const key = pool[k]!;
+      const op = rnd(4);
+      try {
+        // A pool key lives on one node's copy (its own namespace, in effect): it signs its updates there only.
+        if (op === 0 || op === 1) await n.m.admit({ publicKey: key.publicKeyLine, hostname: `h${k}` });
+        else if (op === 2) await n.m.revoke(key.nodeId);
+        else await new Membership(nodes[k % 3]!.ns, () => {}, key).updateSelf({ addresses: [`10.0.1.${step}:7422`] });
+        done.push(`${step}:${['admit', 'admit', 'revoke', 'update'][op]} p${k} at ${op === 3 ? nodes[k % 3]!.name : n.name}`);
+      } catch { /* not possible in this node's view (already removed, not a member yet): an honest node would not do it either */ }
+      await tick();
+      if (rnd(3) === 0) {
+        const [from, to] = [nodes[rnd(3)]!, nodes[rnd(3)]!];
+        if (from !== to) assert.equal(await push(from, to), null, done.join(', '));
+      }
+    }
+    const heads = async () => {
+      for (const n of nodes) await n.ns.commit();
+      return new Set(nodes.map((n) => n.ns.head)).size;
+    };
+    for (let round = 0; round < 4 && (await heads()) > 1; round++) {
+      for (const from of nodes) for (const to of nodes) if (from !== to) assert.equal(await push(from, to), null, done.join(', '));
+    }
+    assert.equal(new Set(nodes.map((n) => n.ns.head)).size, 1, 'one head everywhere');
+    assert.equal(new Set(nodes.map(state)).size, 1, `the same membership everywhere after ${done.join(', ')}`);
+    for (const n of nodes) assert.ok(!n.log.events.some((e) => e.event === 'sync_merge_refused'), n.name);
+    for (const n of nodes) await n.sync.close();
+    for (const n of nodes) await n.ns.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
