@@ -1,10 +1,17 @@
 // Write-ahead journal of namespace changes. A change is appended (write(2), so it survives a
 // crash of the process) before the FUSE call that made it returns; commits to Git are batched
 // and name the last journal generation they contain, so a restart replays exactly what is missing.
-import { open, readdir, readFile, unlink, mkdir, FileHandle } from 'node:fs/promises';
-import { writeSync } from 'node:fs';
+// Every append is one synchronous write(2) on the node's own disk (never the mount), so its
+// outcome is known before the change is applied: a failed append (ENOSPC, EIO) is cut off
+// again (the file is truncated to its last whole line) and reported to the caller, and nothing
+// of it remains for a later append to run into.
+import { readdir, readFile, unlink, mkdir } from 'node:fs/promises';
+import { closeSync, constants as fsc, fsync as fsyncCb, ftruncateSync, fstatSync, openSync, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Entry, decodeEntry, encodeEntry } from './entry.js';
+
+const fdSync = promisify(fsyncCb);
 
 export type Op =
   /** `d`: the content itself, for small files, so close() costs one journal write. */
@@ -16,11 +23,10 @@ export type Op =
 
 interface Segment {
   gen: number;
-  fh: Promise<FileHandle>;
-  /** The raw fd once open, for direct appends. */
+  /** null while the file could not be opened (a full disk at start): the next append tries again. */
   fd: number | null;
-  queue: { line: Buffer; done: (e?: Error) => void }[];
-  flushing: Promise<void> | null;
+  /** Bytes of whole lines in the file: where a failed append is cut back to. */
+  size: number;
 }
 
 function fileName(gen: number): string {
@@ -52,10 +58,29 @@ export function decodeOp(line: string): Op {
   throw new Error(`unknown journal op ${JSON.stringify(j.o)}`);
 }
 
+/** Opening this in a JSON line can only be the start of an op: quotes inside strings are escaped. */
+const OP_START = '{"o":"';
+
+/**
+ * Decodes one journal line. A line that does not parse may be a torn append with a whole one
+ * glued behind it (journals written before appends were cut back on failure): the glued one is kept.
+ */
+function decodeLine(line: string): { op: Op | null; torn: boolean } {
+  try {
+    return { op: decodeOp(line), torn: false };
+  } catch {
+    const at = line.lastIndexOf(OP_START);
+    if (at > 0) {
+      try {
+        return { op: decodeOp(line.slice(at)), torn: true };
+      } catch { /* torn throughout */ }
+    }
+    return { op: null, torn: true };
+  }
+}
+
 export class Journal {
   private seg!: Segment;
-  /** The segment sealed last (its writes may still be in flight while it is sealed). */
-  private prev: Segment | null = null;
 
   constructor(readonly dir: string) {}
 
@@ -79,22 +104,23 @@ export class Journal {
       const last = lines.pop();
       if (last) torn++;
       for (const l of lines) {
-        try {
-          ops.push(decodeOp(l));
-        } catch {
-          torn++;
-        }
+        const r = decodeLine(l);
+        if (r.torn) torn++;
+        if (r.op) ops.push(r.op);
       }
     }
     return { ops, torn };
   }
 
-  /** Starts appending to a generation after every one on disk. */
-  async start(): Promise<number> {
+  /**
+   * Starts appending to a generation after every one on disk and after `committed` (the newest
+   * a commit names, whose file may be gone). Needs no free space: when even the empty file
+   * cannot be made (a full disk), the first append tries again and fails itself.
+   */
+  async start(committed = 0): Promise<number> {
     const gens = await this.generations();
-    const gen = (gens.at(-1) ?? 0) + 1;
+    const gen = Math.max(gens.at(-1) ?? 0, committed) + 1;
     this.seg = this.segment(gen);
-    await this.seg.fh;
     return gen;
   }
 
@@ -103,79 +129,94 @@ export class Journal {
   }
 
   private segment(gen: number): Segment {
-    const fh = open(join(this.dir, fileName(gen)), 'a', 0o600); // it holds small files' bytes
-    const seg: Segment = { gen, fh, fd: null, queue: [], flushing: null };
-    fh.then((h) => { seg.fd = h.fd; }, () => {}); // errors surface to whoever appends or seals
+    const seg: Segment = { gen, fd: null, size: 0 };
+    try {
+      this.openSegment(seg);
+    } catch { /* reported by the first append */ }
     return seg;
   }
 
+  private openSegment(seg: Segment): number {
+    if (seg.fd === null) {
+      // O_APPEND: after a cut-back the next line goes to the new end, not to a stale offset.
+      const fd = openSync(join(this.dir, fileName(seg.gen)), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o600);
+      seg.size = fstatSync(fd).size;
+      seg.fd = fd;
+    }
+    return seg.fd;
+  }
+
   /**
-   * Resolves once the op is in the kernel (crash-safe for the process, not yet for power loss).
-   * When nothing is queued the line is written at once with write(2): the journal is on the
-   * node's own disk, never on the mount, and a trip through the I/O thread pool costs ~50 µs
-   * here against ~4 µs for the write itself, which is most of a small file's close().
+   * Writes the op with write(2); returns once it is in the kernel (crash-safe for the process,
+   * not yet for power loss). Throws the system's error (ENOSPC, EIO) when it cannot be written,
+   * with the journal as it was before. Synchronous on purpose: the journal is on the node's own
+   * disk, never on the mount, and a trip through the I/O thread pool costs ~50 µs here against
+   * ~4 µs for the write itself, which is most of a small file's close().
    */
-  append(op: Op): Promise<void> {
+  append(op: Op): void {
     const seg = this.seg;
     const line = encodeOp(op);
-    if (seg.fd !== null && !seg.flushing && !seg.queue.length) {
-      try {
-        for (let done = 0; done < line.length; ) done += writeSync(seg.fd, line, done);
-        return Promise.resolve();
-      } catch (e) {
-        return Promise.reject(e);
-      }
+    const fd = this.openSegment(seg);
+    try {
+      for (let done = 0; done < line.length; ) done += writeSync(fd, line, done);
+    } catch (e) {
+      this.cutBack(seg);
+      throw e;
     }
-    return new Promise((resolve, reject) => {
-      seg.queue.push({ line, done: (e) => (e ? reject(e) : resolve()) });
-      if (!seg.flushing) seg.flushing = this.flush(seg);
-    });
-  }
-
-  private async flush(seg: Segment): Promise<void> {
-    // Everything queued while a write was in flight goes out in the next single write.
-    while (seg.queue.length) {
-      const batch = seg.queue;
-      seg.queue = [];
-      try {
-        const fh = await seg.fh;
-        await fh.write(Buffer.concat(batch.map((b) => b.line)));
-        for (const b of batch) b.done();
-      } catch (e) {
-        for (const b of batch) b.done(e as Error);
-      }
-    }
-    seg.flushing = null;
+    seg.size += line.length;
   }
 
   /**
-   * Seals the current generation (new appends go to the next one) and returns its number once
-   * every op appended to it is written and synced.
+   * Takes back the op appended last (it turned out invalid), so a replay never meets it.
+   * Only right after append(), before anything else was appended.
+   */
+  retract(op: Op): void {
+    const seg = this.seg;
+    seg.size -= encodeOp(op).length;
+    this.cutBack(seg);
+  }
+
+  /** Truncates a segment to its whole lines; if even that fails, it is sealed as it is (replay drops a torn last line). */
+  private cutBack(seg: Segment): void {
+    try {
+      ftruncateSync(seg.fd!, seg.size);
+    } catch {
+      try { closeSync(seg.fd!); } catch { /* gone already */ }
+      this.seg = this.segment(seg.gen + 1);
+    }
+  }
+
+  /**
+   * Seals the current generation (new appends go to the next one) and returns the newest
+   * generation the caller's snapshot holds, once every op of it is synced. The switch happens
+   * synchronously, at the call. An empty segment is not sealed: the snapshot holds what came before it.
    */
   async rotate(): Promise<number> {
-    const old = (this.prev = this.seg);
+    const old = this.seg;
+    if (old.size === 0) return old.gen - 1;
     this.seg = this.segment(old.gen + 1);
-    await this.sealed(old);
+    await this.seal(old);
     return old.gen;
   }
 
-  private async sealed(seg: Segment): Promise<void> {
-    while (seg.flushing) await seg.flushing;
-    const fh = await seg.fh;
-    await fh.sync();
-    await fh.close();
+  private async seal(seg: Segment): Promise<void> {
+    if (seg.fd === null) return;
+    const fd = seg.fd;
+    seg.fd = null;
+    try {
+      await fdSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
-  /** Resolves once every op appended so far is written (no fsync). */
-  async settled(): Promise<void> {
-    for (const seg of [this.prev, this.seg]) while (seg?.flushing) await seg.flushing;
-  }
+  /** Every op appended so far is written (appends are synchronous); kept for callers that wait on it. */
+  async settled(): Promise<void> {}
 
   /** fsync(2) of the current generation, for an application's fsync. */
   async sync(): Promise<void> {
-    const seg = this.seg;
-    while (seg.flushing) await seg.flushing;
-    await (await seg.fh).sync();
+    const fd = this.seg.fd;
+    if (fd !== null && this.seg.size > 0) await fdSync(fd);
   }
 
   /** Deletes generations that a durable commit already contains. */
@@ -186,6 +227,6 @@ export class Journal {
   }
 
   async close(): Promise<void> {
-    await this.sealed(this.seg);
+    await this.seal(this.seg);
   }
 }

@@ -40,7 +40,6 @@ export class Namespace extends EventEmitter {
   private barriers: (() => Promise<unknown>)[] = [];
   /** Content carried by replayed journal ops, for the node to store: id -> bytes. */
   recovered = new Map<string, Buffer>();
-  private committedAtOpen = 0;
   /** Entries loadTree left out (bad names, malformed blobs): the first commit leaves them out of the head too. */
   private skippedAtOpen = 0;
   private unwritten: PackObject[] = [];
@@ -85,7 +84,6 @@ export class Namespace extends EventEmitter {
     });
     ns.wireTree();
     const committed = Math.max(await ns.readCommittedGen(), trailerGen(commit.message, opts.nodeId));
-    ns.committedAtOpen = committed;
     const { ops, torn } = await ns.journal.readAfter(committed);
     if (torn) opts.log.warn('journal.torn', { lines: torn });
     let replayed = 0;
@@ -98,7 +96,7 @@ export class Namespace extends EventEmitter {
         opts.log.warn('journal.replay.skip', { op: op.o, path: op.p, error: (e as Error).message });
       }
     }
-    await ns.journal.start();
+    await ns.journal.start(committed);
     if (replayed) {
       opts.log.info('journal.replayed', { ops: replayed });
       ns.pending.push(`Recover ${replayed} journaled changes`);
@@ -107,19 +105,26 @@ export class Namespace extends EventEmitter {
   }
 
   /**
-   * Commits what open() replayed, once the owner has made the recovered content durable
-   * (the journal that carries it is dropped by this commit).
+   * Commits what open() replayed, through the barriers (content the journal carries must be in
+   * the store before the commit drops that journal). When that cannot be done now (a full disk)
+   * the journal is kept and the commit is retried later, like any failed commit: a start never
+   * needs free space.
    */
   async finishRecovery(): Promise<void> {
-    if (this.pending.length) await this.commitReplay(this.committedAtOpen);
     this.recovered.clear();
-    await this.journal.drop(this.journal.generation - 1);
-    if (this.skippedAtOpen) {
-      this.pending.push(`Leave out ${this.skippedAtOpen} stored entries that cannot be served`);
-      // Only for peers' sake, not durability: a failure (a full disk) must not stop the start; commits retry.
-      await this.commit().catch((e) => this.opts.log.warn('meta.load.skip_commit_failed', { error: (e as Error).message }));
+    // Entries loadTree left out: this commit leaves them out of the head too, for peers' sake.
+    if (this.skippedAtOpen) this.pending.push(`Leave out ${this.skippedAtOpen} stored entries that cannot be served`);
+    if (this.pending.length) {
+      try {
+        await this.commit();
+      } catch (e) {
+        this.opts.log.warn('journal.kept', { error: (e as Error).message, why: 'the replayed changes stay in the journal and are committed once that works' });
+        return;
+      }
     }
+    await this.journal.drop(this.journal.generation - 1);
   }
+
 
   addBarrier(fn: () => Promise<unknown>): void {
     this.barriers.push(fn);
@@ -133,12 +138,22 @@ export class Namespace extends EventEmitter {
     return this.tree.get(path);
   }
 
-  /** Applies a change now and resolves once it is journaled. Throws FsError if it is invalid. */
+  /**
+   * Journals a change and applies it to the tree, synchronously. Throws FsError if it is
+   * invalid, and the system's error (ENOSPC, EIO) if it could not be journaled; either way
+   * nothing changed, so what the tree shows is always in the journal or in Git.
+   */
   apply(op: Op): Promise<void> {
     if (this.closed) throw new Error('namespace is closed');
-    this.applyToTree(op);
+    this.journal.append(op);
+    try {
+      this.applyToTree(op);
+    } catch (e) {
+      this.journal.retract(op);
+      throw e;
+    }
     this.note(describe(op));
-    return this.journal.append(op);
+    return Promise.resolve();
   }
 
   private applyToTree(op: Op): void {
@@ -320,14 +335,6 @@ export class Namespace extends EventEmitter {
     }
   }
 
-  private async commitReplay(committed: number): Promise<void> {
-    const snap = this.tree.snapshot();
-    const lines = this.pending;
-    this.pending = [];
-    // Everything read from the journal is in this commit; record the newest sealed generation.
-    await this.writeCommit(snap, lines, Math.max(committed, this.journal.generation - 1));
-  }
-
   private async writeCommit(snap: { root: string; objects: PackObject[] }, lines: string[], gen: number): Promise<string> {
     const time = Math.floor(Date.now() / 1000);
     const who = `${this.opts.nodeId} <${this.opts.nodeId}@delugefs>`;
@@ -346,7 +353,8 @@ export class Namespace extends EventEmitter {
     await this.writeCommittedGen(gen, oid);
     await this.journal.drop(gen);
     this.emit('commit', oid);
-    if (++this.commits % 20 === 0) await this.repo.maintain();
+    // Housekeeping only: the commit is in already, so a failure (a full disk) must not undo it.
+    if (++this.commits % 20 === 0) await this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message }));
     return oid;
   }
 
@@ -375,7 +383,12 @@ export class Namespace extends EventEmitter {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.commit();
+    try {
+      await this.commit();
+    } catch (e) {
+      // Nothing is lost: the journal holds every change and the next start commits it.
+      this.opts.log.warn('commit.deferred', { error: (e as Error).message });
+    }
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.journal.close();

@@ -1,6 +1,9 @@
 // Which content a node keeps: pins for content being stored, small content on its way from the
 // journal into the store, and garbage collection of content no entry references any more.
-import { writeFile } from 'node:fs/promises';
+// Small content that cannot be stored (a full disk) stays in memory, served from there, and
+// holds back every commit (the journal that carries its bytes must not be dropped) until a
+// later attempt stores it.
+import { unlink, writeFile } from 'node:fs/promises';
 import type { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import type { Logger } from '../util/log.js';
@@ -11,6 +14,8 @@ export class ContentKeeper {
   private queue = new Set<ContentId>();
   /** Small content whose bytes are in the journal and on their way into the store. */
   private pendingSmall = new Map<ContentId, Buffer>();
+  /** Those of them whose last attempt failed, with its error; retried by drain(). */
+  private failedSmall = new Map<ContentId, Error>();
   private smallTail: Promise<void> = Promise.resolve();
 
   constructor(
@@ -38,31 +43,52 @@ export class ContentKeeper {
 
   /**
    * Writes small content into the store in the background (temp file + rename), one at a time:
-   * the I/O threads stay free for the journal writes that close() waits on.
+   * the I/O threads stay free for the journal writes that close() waits on. Never rejects: a
+   * failure keeps the bytes pending (and reported by drain()).
    */
   storeSmall(id: ContentId, data: Buffer): Promise<void> {
     if (this.pendingSmall.has(id)) return this.smallTail;
     this.pendingSmall.set(id, data);
     this.pin(id);
+    return this.attempt(id, data);
+  }
+
+  private attempt(id: ContentId, data: Buffer): Promise<void> {
     const p = this.smallTail.then(async () => {
+      if (!this.pendingSmall.has(id)) return; // stored by an earlier attempt
+      const tmp = this.store.tempPath();
       try {
-        const tmp = this.store.tempPath();
         await writeFile(tmp, data, { mode: 0o600 });
         await this.store.put(tmp, id);
       } catch (e) {
-        this.log.error('content.store.failed', { id, error: (e as Error).message });
-      } finally {
-        this.pendingSmall.delete(id);
-        this.unpin(id);
+        await unlink(tmp).catch(() => {});
+        if (!this.failedSmall.has(id)) this.log.warn('content.store.failed', { id, error: (e as Error).message, why: 'kept in memory and in the journal; stored once there is room' });
+        this.failedSmall.set(id, e as Error);
+        return;
       }
+      this.failedSmall.delete(id);
+      if (this.pendingSmall.delete(id)) this.unpin(id);
     });
     this.smallTail = p;
     return p;
   }
 
-  /** Resolves when every small write started so far is in the store. */
-  drain(): Promise<void> {
-    return this.smallTail;
+  /**
+   * Resolves when every small write started so far is in the store; those that failed are
+   * tried again first, and if any still fails this rejects with its error (a commit must then
+   * keep the journal that holds the bytes).
+   */
+  async drain(): Promise<void> {
+    for (const id of [...this.failedSmall.keys()]) void this.attempt(id, this.pendingSmall.get(id)!);
+    await this.smallTail;
+    const failed = [...this.failedSmall.values()];
+    if (failed.length) throw Object.assign(new Error(`${failed.length} small files are not in the store yet: ${failed[0]!.message}`), { code: (failed[0] as NodeJS.ErrnoException).code });
+  }
+
+  /** Content that never became part of the namespace (a close that failed): removed now, if no one else uses it. */
+  async discard(id: ContentId): Promise<void> {
+    if (id === this.ignore) return;
+    await this.store.remove(id, () => this.unused(id)).catch((e) => this.log.warn('content.remove.failed', { id, error: (e as Error).message }));
   }
 
   private unused(id: ContentId): boolean {

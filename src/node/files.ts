@@ -1,5 +1,10 @@
 // Open files of a node: handles, copy on write, small files in memory, write-behind to temp
 // files, and turning a handle's changes into stored content plus a namespace entry on close.
+// A close (flush) or fsync returns only once everything needed to keep the file worked: the
+// temp file's writes, hashing, storing, the journal append. When one fails (a full disk), the
+// caller gets the system's errno (ENOSPC, else EIO), nothing of the handle's changes is
+// published (the version before them stays; for a new file, the empty file its create made),
+// and the handle keeps reporting it at every later write, flush and fsync.
 import { constants as fsc } from 'node:fs';
 import { copyFile, unlink, writeFile } from 'node:fs/promises';
 import { FsError } from '../util/errors.js';
@@ -14,6 +19,17 @@ import type { Keep, Owner, RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
 import { WriteBehind } from './write-behind.js';
 import type { ContentKeeper } from './content-keeper.js';
+
+/** Errors that name why a change could not be kept; anything else is reported as EIO. */
+const KEEP_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG']);
+
+/** The error a writer sees when its changes could not be kept: the system's errno, or EIO. */
+function keepError(e: unknown, path: string | null): Error {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const errno = code && KEEP_ERRNOS.has(code) ? code : 'EIO';
+  const why = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'the disk of this node is full; free space and write again' : (e as Error)?.message;
+  return Object.assign(new Error(`${errno}: ${path ?? 'file'} not stored: ${why}`), { code: errno });
+}
 
 /** O_ACCMODE: 3 on Linux and FreeBSD; node's fs.constants does not export it. */
 const O_ACCMODE = 3;
@@ -132,22 +148,27 @@ export class OpenFiles {
     const { uid, gid } = owner ?? this.c;
     const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid, gid, mtime: now, ctime: now, node: nodeId };
     if (this.c.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
-    // Not awaited: only files whose close() returned must survive a crash, and close() waits
-    // for the journal, which keeps order.
-    void this.c.ns.apply({ o: 'put', p: path, e: entry }).catch((e) => this.c.log.error('journal.failed', { error: (e as Error).message }));
+    // Journaled at once (one write(2)): a disk too full for it fails the create, not a later close.
+    await this.c.ns.apply({ o: 'put', p: path, e: entry });
     return (await this.newHandle(path, true, entry)).id;
   }
 
   read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal): Promise<number> {
     const h = this.handle(fh);
     // Read-only handles never change their fds, so they need no ordering.
-    return h.writable ? h.serial(async () => { await h.wb?.drain(); return h.read(buf, len, pos, signal); }) : h.read(buf, len, pos, signal);
+    if (!h.writable) return h.read(buf, len, pos, signal);
+    return h.serial(async () => {
+      if (!h.failed) await this.guard(h, () => h.wb?.drain());
+      if (h.failed) throw Object.assign(new Error(`EIO: the changes made through this handle were lost: ${h.failed.message}`), { code: 'EIO' });
+      return h.read(buf, len, pos, signal);
+    });
   }
 
   write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep): Promise<number> {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'not open for writing');
     return h.serial(async () => {
+      if (h.failed) throw h.failed;
       if (h.seqEnd === pos) h.seqEnd += len;
       else this.breakSequence(h);
       if (h.tmpFd === null && pos + len <= INLINE_MAX && (await this.ensureMem(h))) {
@@ -155,7 +176,9 @@ export class OpenFiles {
         buf.copy(mem, pos, 0, len);
       } else {
         await this.ensureTemp(h);
-        await h.wb!.write(buf, len, pos, keep);
+        // A background write that failed comes out here (or at the next flush): like the
+        // kernel's errseq, the writer is told at its next call.
+        await this.guard(h, () => h.wb!.write(buf, len, pos, keep));
       }
       this.markDirty(h);
       h.size = Math.max(h.size, pos + len);
@@ -168,6 +191,40 @@ export class OpenFiles {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'not open for writing');
     return h.serial(() => this.resize(h, size));
+  }
+
+  /** Runs a step on the handle's temp file; a write-behind failure there means written bytes are gone. */
+  private async guard<T>(h: OpenFile, fn: () => Promise<T> | T | undefined): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (h.wb?.failed) throw await this.lose(h, e);
+      throw e;
+    }
+  }
+
+  /**
+   * A handle whose changes cannot be kept: they are dropped (the temp file's space goes back
+   * to the disk at once), the version before them stays, and the error sticks to the handle.
+   */
+  private async lose(h: OpenFile, e: unknown): Promise<Error> {
+    if (h.failed) return h.failed;
+    h.failed = keepError(e, h.path);
+    this.c.log.warn('write.failed', { path: h.path, error: (e as Error)?.message });
+    if (h.dirty) {
+      h.dirty = false;
+      this.dirtyCount--;
+    }
+    const wb = h.wb;
+    h.wb = null;
+    h.hasher = null;
+    h.mem = null;
+    await wb?.drain().catch(() => {});
+    if (h.tmpFd !== null) await fdClose(h.tmpFd).catch(() => {});
+    h.tmpFd = null;
+    if (h.tmpPath) await unlink(h.tmpPath).catch(() => {});
+    h.tmpPath = null;
+    return h.failed;
   }
 
   async truncate(path: string, size: number): Promise<void> {
@@ -193,9 +250,15 @@ export class OpenFiles {
   fsync(fh: number): Promise<void> {
     const h = this.handle(fh);
     return h.serial(async () => {
-      await this.commit(h);
-      if (h.readFd !== null) await fdSync(h.readFd);
-      await this.c.ns.sync();
+      await this.commit(h, true);
+      // The entry is published by now; a failure here is reported (EIO) and the entry stays
+      // (it is in the journal, so it survives a crash of the process, if not a power loss).
+      try {
+        if (h.readFd !== null) await fdSync(h.readFd);
+        await this.c.ns.sync();
+      } catch (e) {
+        throw keepError(e, h.path);
+      }
     });
   }
 
@@ -203,7 +266,8 @@ export class OpenFiles {
     const h = this.handle(fh);
     await h.serial(async () => {
       try {
-        await this.commit(h);
+        // A failure was reported at a write, flush or fsync already; nothing is left to store.
+        if (!h.failed) await this.commit(h);
       } finally {
         this.handles.delete(fh);
         if (h.dirty) this.dirtyCount--;
@@ -220,6 +284,7 @@ export class OpenFiles {
   // ---- the working copy -------------------------------------------------------------------
 
   private async resize(h: OpenFile, size: number): Promise<void> {
+    if (h.failed) throw h.failed;
     if (size === 0 && h.tmpFd === null) {
       // O_TRUNC and friends: nothing of the old version is kept, so start small and in memory.
       h.mem = Buffer.alloc(4096);
@@ -228,7 +293,7 @@ export class OpenFiles {
       if (size < h.size) mem.fill(0, size, h.size); // keep the spare capacity zeroed
     } else {
       const fd = await this.ensureTemp(h, size);
-      await h.wb!.drain();
+      await this.guard(h, () => h.wb!.drain());
       await fdTruncate(fd, size);
     }
     if (size === 0) {
@@ -276,18 +341,25 @@ export class OpenFiles {
     if (h.tmpFd !== null) return h.tmpFd;
     const tmp = this.c.store.tempPath();
     let have = 0;
-    if (h.mem) {
-      // Grown past the in-memory limit: spill to a temp file and go on there.
-      await writeFile(tmp, h.mem.subarray(0, h.size), { mode: 0o600 });
-      have = h.size;
-      h.mem = null;
-    } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
-      // Changing a version held elsewhere: fetch it whole first (copy on write needs all of it).
-      if (h.remote && !(await this.c.store.has(h.base.id))) await this.c.remote!.fetch(h.base.id, h.base.info);
-      // A reflink where the filesystem can, a plain copy elsewhere.
-      await copyFile(this.c.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
+    let fd: number;
+    try {
+      if (h.mem) {
+        // Grown past the in-memory limit: spill to a temp file and go on there.
+        await writeFile(tmp, h.mem.subarray(0, h.size), { mode: 0o600 });
+        have = h.size;
+      } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
+        // Changing a version held elsewhere: fetch it whole first (copy on write needs all of it).
+        if (h.remote && !(await this.c.store.has(h.base.id))) await this.c.remote!.fetch(h.base.id, h.base.info);
+        // A reflink where the filesystem can, a plain copy elsewhere.
+        await copyFile(this.c.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
+      }
+      fd = await fdOpen(tmp, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    } catch (e) {
+      // Nothing of the handle is lost (its bytes are where they were): this write fails, a later one may work.
+      await unlink(tmp).catch(() => {});
+      throw e;
     }
-    const fd = await fdOpen(tmp, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    h.mem = null;
     h.tmpPath = tmp;
     h.tmpFd = fd;
     if (h.seqEnd >= 0) {
@@ -298,11 +370,22 @@ export class OpenFiles {
     return fd;
   }
 
-  /** Turns a handle's changes into stored content and a namespace entry (on close and fsync). */
-  private async commit(h: OpenFile): Promise<void> {
-    // Clean, or unlinked while open: nothing to store; but close() must not return before the
-    // handle's create() is journaled (create does not wait for it).
-    if (!h.dirty || h.path === null) return this.c.ns.journal.settled();
+  /**
+   * Turns a handle's changes into stored content and a namespace entry (on close and fsync);
+   * when that fails the changes are lost to the handle (see lose()) and the caller is told.
+   */
+  private async commit(h: OpenFile, sync = false): Promise<void> {
+    if (h.failed) throw h.failed;
+    // Clean, or unlinked while open: nothing to store (a create() was journaled when it ran).
+    if (!h.dirty || h.path === null) return;
+    try {
+      await this.keep(h, sync);
+    } catch (e) {
+      throw await this.lose(h, e);
+    }
+  }
+
+  private async keep(h: OpenFile, sync: boolean): Promise<void> {
     const { ns, store, keeper } = this.c;
     let info: Info;
     let inline: Buffer | undefined;
@@ -316,25 +399,38 @@ export class OpenFiles {
       info = h.hasher ? await h.hasher.finish(h.size) : await hashFile(h.tmpPath!, h.size);
     }
     const id = infoHash(info);
-    if (inline?.length) void keeper.storeSmall(id, inline);
     keeper.pin(id);
+    let stored = false;
+    let published = false;
     try {
       if (h.tmpPath) {
-        if (info.length > 0) await store.put(h.tmpPath, id);
-        else await unlink(h.tmpPath);
+        if (info.length > 0) {
+          // fsync(2): the content is on the disk before the entry that names it is journaled.
+          if (sync) await fdSync(h.tmpFd!);
+          await store.put(h.tmpPath, id);
+          stored = true;
+        } else await unlink(h.tmpPath);
         h.tmpPath = null;
       }
       const path = h.path;
-      if (path === null) {
-        keeper.maybeUnused(id); // unlinked while hashing
-        return;
-      }
-      const cur = ns.get(path)?.entry;
+      const cur = path === null ? undefined : ns.get(path)?.entry;
       const attrs = cur && cur.type === 'file' ? cur : h.base!;
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), node: this.c.nodeId };
+      if (path !== null) {
+        try {
+          // Journal and tree in one step: throws ENOSPC/EIO with nothing published.
+          await ns.apply({ o: 'put', p: path, e: entry, d: inline?.length ? inline : undefined });
+          published = true;
+        } catch (e) {
+          if (!(e instanceof FsError)) throw e;
+          // The path vanished under the writer (its directory was removed): last writer loses.
+          this.c.log.warn('write.dropped', { path, error: e.message });
+        }
+      }
+      if (published && inline?.length) void keeper.storeSmall(id, inline);
       // What the handle wrote is now the stored version; it reads from there (memory, or the
       // temp fd, which now names the stored file).
-      if (h.readFd !== null) await fdClose(h.readFd).catch(() => {});
+      const oldFd = h.readFd;
       h.readFd = h.tmpFd;
       h.tmpFd = null;
       h.wb = null;
@@ -343,15 +439,12 @@ export class OpenFiles {
       h.base = entry;
       h.dirty = false;
       this.dirtyCount--;
-      try {
-        await ns.apply({ o: 'put', p: path, e: entry, d: inline?.length ? inline : undefined });
-      } catch (e) {
-        // The path vanished under the writer (its directory was removed): last writer loses.
-        this.c.log.warn('write.dropped', { path, error: (e as Error).message });
-        keeper.maybeUnused(id);
-      }
+      if (oldFd !== null) await fdClose(oldFd).catch(() => {});
     } finally {
       keeper.unpin(id);
+      // Stored for an entry that never came to be: its space goes back now (no commit needed,
+      // no entry ever named it), unless other entries hold the same bytes.
+      if (stored && !published) await keeper.discard(id);
     }
   }
 }

@@ -45,10 +45,12 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       : await Namespace.open(nsOpts));
     const keeper = (node.keeper = new ContentKeeper(node.store, (id) => ns.tree.isReferenced(id), log, EMPTY_ID));
     node.files = new OpenFiles({ ns, store: node.store, keeper, nodeId: node.nodeId, uid: node.uid, gid: node.gid, log, remote: null });
-    // Small files whose bytes only the journal held when the process died.
-    for (const [id, data] of ns.recovered) if (!(await node.store.has(id))) await keeper.storeSmall(id, data);
-    await ns.finishRecovery();
     ns.addBarrier(() => keeper.drain());
+    // Small files whose bytes only the journal held when the process died. On a full disk they
+    // stay in memory (reads are served from there) and in the journal, and go into the store
+    // once there is room: a start needs no free space.
+    for (const [id, data] of ns.recovered) if (!(await node.store.has(id))) void keeper.storeSmall(id, data);
+    await ns.finishRecovery();
     log.info('namespace.loaded', { ms: Date.now() - t0, head: ns.head });
     ns.on('unreferenced', (id: ContentId) => keeper.maybeUnused(id));
     ns.on('commit', () => void keeper.collect());
@@ -111,8 +113,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     const n = this.ns.get(path);
     if (!n) throw new FsError('ENOENT', path);
     if (n.kind === 'dir') throw new FsError('EISDIR', path);
+    const journaled = this.ns.apply({ o: 'rm', p: path }); // throws, nothing changed, when it cannot be journaled
     this.files.detach(path);
-    await this.ns.apply({ o: 'rm', p: path });
+    await journaled;
   }
 
   async rename(from: string, to: string): Promise<void> {

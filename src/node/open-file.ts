@@ -30,6 +30,8 @@ export class OpenFile {
   /** End of the front-to-back run written since the handle was empty; -1 once broken. */
   seqEnd: number;
   dirty = false;
+  /** Set once the handle's changes could not be kept: every later write, flush and fsync reports it. */
+  failed: Error | null = null;
   size: number;
   mtime: number;
   private chain: Promise<unknown> = Promise.resolve();

@@ -117,6 +117,11 @@ export class WriteBehind {
     }
   }
 
+  /** The first write error: bytes already acknowledged are not in the file. */
+  get failed(): Error | null {
+    return this.error;
+  }
+
   /** Everything written so far is in the file; throws the first write error, if any. */
   async drain(): Promise<void> {
     this.seal();
