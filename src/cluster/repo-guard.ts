@@ -3,7 +3,7 @@
 // most MAX_PACK bytes and no blob over MAX_ENTRY_BLOB. Git enforces it (config + a pre-receive
 // hook reading DELUGEFS_PEER, which serve-command sets), so a bad push is refused before any ref
 // moves and the repository stays as it was (the pushed objects stay in git's quarantine).
-import { chmod, mkdir, writeFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { MAX_ENTRY_BLOB } from '../meta/repo.js';
@@ -39,6 +39,8 @@ exit 0
 /** Idempotent: run at every start (an older root may lack it). The limits are for tests. */
 export async function guardRepository(repoDir: string, limits: { maxPack?: number; maxBlob?: number } = {}): Promise<void> {
   const git = (...args: string[]) => run('git', [`--git-dir=${repoDir}`, ...args]);
+  // Only what is missing is written, so a start works on a full disk.
+  const have = new Set((await git('config', '--local', '--list')).stdout.toString().split('\n'));
   for (const [k, v] of [
     ['receive.fsckObjects', 'true'], ['fetch.fsckObjects', 'true'], ['receive.denyDeletes', 'true'],
     ['receive.denyNonFastForwards', 'true'], ['receive.advertisePushOptions', 'false'], ['core.hooksPath', 'hooks'],
@@ -47,11 +49,13 @@ export async function guardRepository(repoDir: string, limits: { maxPack?: numbe
     ['receive.autogc', 'false'], ['maintenance.auto', 'false'],
     // index-pack stops reading a bigger push at once (the hook only runs once all of it arrived).
     ['receive.maxInputSize', String(limits.maxPack ?? MAX_PACK)],
-  ]) await git('config', k!, v!);
+  ]) if (!have.has(`${k!.toLowerCase()}=${v}`)) await git('config', k!, v!);
+  const text = hook(limits.maxBlob ?? MAX_ENTRY_BLOB);
+  if ((await readFile(join(repoDir, 'hooks', 'pre-receive'), 'utf8').catch(() => '')) === text) return;
   const dir = join(repoDir, 'hooks');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, 'pre-receive.tmp');
-  await writeFile(tmp, hook(limits.maxBlob ?? MAX_ENTRY_BLOB), { mode: 0o700 });
+  await writeFile(tmp, text, { mode: 0o700 });
   await chmod(tmp, 0o700);
   await rename(tmp, join(dir, 'pre-receive'));
 }
