@@ -13,6 +13,8 @@ export class SequentialHasher {
   private pieceLength = 0;
   private submitted = 0; // pieces handed to workers
   private jobs: Promise<Buffer>[] = [];
+  /** Jobs still reading the file, including those of an earlier tier or an invalidated run. */
+  private reading = new Set<Promise<unknown>>();
 
   constructor(private readonly path: string) {}
 
@@ -36,10 +38,17 @@ export class SequentialHasher {
     const per = Math.max(1, Math.floor(JOB_BYTES / L));
     while (complete - this.submitted >= per) {
       const job = hashPieces(this.path, L, this.submitted, per, this.submitted * L + per * L);
-      job.catch(() => {}); // a failure surfaces in finish(), which falls back
+      const read = job.catch(() => {}); // a failure surfaces in finish(), which falls back
+      this.reading.add(read);
+      void read.then(() => this.reading.delete(read));
       this.jobs.push(job);
       this.submitted += per;
     }
+  }
+
+  /** Resolves once no worker reads the file any more (an unlinked file's space is freed only then). */
+  async idle(): Promise<void> {
+    while (this.reading.size) await Promise.all(this.reading);
   }
 
   async finish(length: number): Promise<Info> {

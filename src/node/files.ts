@@ -215,7 +215,7 @@ export class OpenFiles {
       h.dirty = false;
       this.dirtyCount--;
     }
-    const wb = h.wb;
+    const { wb, hasher } = h;
     h.wb = null;
     h.hasher = null;
     h.mem = null;
@@ -224,6 +224,9 @@ export class OpenFiles {
     h.tmpFd = null;
     if (h.tmpPath) await unlink(h.tmpPath).catch(() => {});
     h.tmpPath = null;
+    // By the time the writer hears of it, the space of the lost copy is back (no worker holds it open).
+    hasher?.invalidate();
+    await hasher?.idle();
     return h.failed;
   }
 
