@@ -118,6 +118,13 @@ async function writer(dir: string, mode: string): Promise<Result[]> {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** A read that does not finish in time fails the test (content that is gone made reads hang). */
+function readOrFail(path: string, ms = 20_000): Promise<Buffer> {
+  let timer: NodeJS.Timeout;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`reading ${path} hangs`)), ms); });
+  return Promise.race([fs.readFile(path), late]).finally(() => clearTimeout(timer));
+}
+
 /** What each name must hold: the last version whose every call succeeded; null: none did. */
 function expected(results: Result[], into = new Map<string, string | null>()): Map<string, string | null> {
   for (const r of results) {
@@ -136,12 +143,12 @@ async function check(mnt: string, want: Map<string, string | null>, when: string
       continue;
     }
     assert.ok(listed.has(name), `${when}: ${name} is missing`);
-    assert.equal(sha(await fs.readFile(join(mnt, name))), hash, `${when}: ${name} differs from what its last good close wrote`);
+    assert.equal(sha(await readOrFail(join(mnt, name))), hash, `${when}: ${name} differs from what its last good close wrote`);
   }
   for (const name of listed) assert.ok(want.has(name), `${when}: ${name} listed but never written`);
 }
 
-test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/EIO, a full node starts and serves reads, freed space is used at once', async () => {
+test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/EIO, a full node starts and serves reads, freed space is used at once', { timeout: 600_000 }, async () => {
   const { sb, disk, root } = await onTmpfs('dfs-fill', 24);
   const node = await sb.start([], { create: true, root });
   const nodes = [node];
@@ -155,9 +162,9 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
     // open(O_CREAT) may fail too: the create itself is journaled.
     assert.ok(['open', 'write', 'fsync', 'close'].includes(r.stage!), `${r.name}: failed at ${r.stage}`);
   }
-  assert.ok(fill.some((r) => !r.ok && r.size >= 1 << 20) && fill.some((r) => !r.ok && r.size < 1000), 'both large and small writes must have met the full disk');
   const want = expected(fill);
   await check(sb.mnt, want, 'before the restart');
+  assert.ok(fill.some((r) => !r.ok && r.size >= 1 << 20) && fill.some((r) => !r.ok && r.size < 1000), 'both large and small writes must have met the full disk');
 
   // Crash while full: the journal holds small files the store has no room for. Then make sure
   // nothing is left, and start again on the full disk.
