@@ -183,9 +183,17 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
   expected(whileFull, want);
   await check(sb.mnt, want, 'after writes on the full disk');
 
+  // A clean stop on the full disk, and a start after it, still full.
+  assert.equal(await again.stop(), 0, again.stderr());
+  await sh(`dd if=/dev/zero of=${disk}/filler2 bs=4k 2>/dev/null`, { allowFail: true });
+  const fourth = await sb.start([], { root });
+  nodes.push(fourth);
+  await check(sb.mnt, want, 'after a clean stop and a start on a full disk');
+
   // Room again (the disk grows; the node's own files fill it, so the filler alone frees little):
   // writes work at once, no restart.
   await fs.rm(join(disk, 'filler'));
+  await fs.rm(join(disk, 'filler2'));
   await sh(`mount -o remount,size=48m ${disk}`);
   const later = await writer(sb.mnt, 'later');
   assert.deepEqual(later.filter((r) => !r.ok), [], 'writes fail after space was freed');
@@ -193,7 +201,7 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
   await check(sb.mnt, want, 'after space was freed');
 
   // And everything is durable: a clean stop, a restart, the same files, a sound repository.
-  assert.equal(await again.stop(), 0, again.stderr());
+  assert.equal(await fourth.stop(), 0, fourth.stderr());
   const third = await sb.start([], { root });
   nodes.push(third);
   await check(sb.mnt, want, 'after the last restart');

@@ -35,7 +35,8 @@ export async function acquireLock(p: LockPaths): Promise<() => Promise<void>> {
   const line = Buffer.from(`${process.pid}\n`);
   await fchmod(fd, 0o600); // a file left by an older version may be 0644
   await ftruncate(fd, 0);
-  await write(fd, line, 0, line.length, 0);
+  // The pid is only for the message a second starter gets: a full disk must not stop a start.
+  await write(fd, line, 0, line.length, 0).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOSPC' && e.code !== 'EDQUOT') throw e; });
   let released = false;
   return async () => {
     if (released) return;
