@@ -79,7 +79,9 @@ export class ClusterNode {
       if (o.create && !self) {
         await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addresses, sshPort: ssh.port, btPort: o.btPort, cluster: config.cluster });
       } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
-        await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
+        // Only where peers find us, not needed to start: a full disk (ENOSPC from the journal) must not stop the node.
+        await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() })
+          .catch((e) => log('self_record_not_updated', { error: (e as Error).message, hint: 'peers may use the old address until a later start updates it' }));
       } else if (!self) {
         const invalid = membership.view().invalid.get(MEMBERS + me);
         log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : invalid ? `this node's member record does not count: ${invalid}` : 'no member record for this node yet' });

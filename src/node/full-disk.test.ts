@@ -66,11 +66,12 @@ test('ENOSPC loses nothing', async () => {
 const WRITER = `
 import errno, hashlib, json, os, sys
 d, mode = sys.argv[1], sys.argv[2]
-def put(name, size, sync):
+def put(name, size, sync, rw=False):
     data = os.urandom(size)
     stage, fd = 'open', None
     try:
-        fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # O_RDWR goes through the kernel's page cache (O_WRONLY handles bypass it).
+        fd = os.open(os.path.join(d, name), (os.O_RDWR if rw else os.O_WRONLY) | os.O_CREAT | os.O_TRUNC, 0o644)
         stage = 'write'
         view = memoryview(data)
         while view:
@@ -103,15 +104,17 @@ if mode == 'fill':
     for j in range(300):
         put('m%d' % j, 40 + j * 7, j % 7 == 0)
 else:
-    # A few of each kind, e.g. once there is room again.
+    # A few of each kind, e.g. once there is room again; rewrites of the given names through the page cache.
     for j, size in enumerate([10, 5000, 100000, 3000000]):
         put('%s%d' % (mode, j), size, j % 2 == 0)
+    for name in sys.argv[3:]:
+        put(name, 3000000, False, True)
 `;
 
 interface Result { ok: boolean; name: string; size: number; sync: boolean; sha?: string; stage?: string; errno?: string }
 
-async function writer(dir: string, mode: string): Promise<Result[]> {
-  const r = await runProc('/usr/bin/python3', ['-c', WRITER, dir, mode], { timeoutMs: 300_000 });
+async function writer(dir: string, mode: string, rewrite: string[] = []): Promise<Result[]> {
+  const r = await runProc('/usr/bin/python3', ['-c', WRITER, dir, mode, ...rewrite], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Result);
 }
@@ -172,12 +175,16 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
   await sh(`dd if=/dev/zero of=${disk}/filler bs=4k 2>/dev/null`, { allowFail: true });
   const full = await sh(`df -B1 --output=avail ${disk} | tail -1`);
   assert.ok(Number(full.out.trim()) < 64 * 1024, `disk not full: ${full.out}`);
-  const again = await sb.start([], { root });
+  // Another SSH port than before: the node's own member record changes, which a full journal cannot take.
+  const again = await sb.start(['--ssh-port', '7600'], { root });
   nodes.push(again);
   await check(sb.mnt, want, 'after a restart on a full disk');
 
   // Still full: new writes fail cleanly, and what was there stays.
-  const whileFull = await writer(sb.mnt, 'full');
+  const good = [...want].filter(([, h]) => h !== null).map(([n]) => n);
+  // Read first, so the kernel caches their pages; the rewrites fail; the old bytes must show.
+  for (const n of good.slice(0, 3)) await readOrFail(join(sb.mnt, n));
+  const whileFull = await writer(sb.mnt, 'full', good.slice(0, 3));
   for (const r of whileFull) if (!r.ok) assert.ok(['ENOSPC', 'EIO'].includes(r.errno!), `${r.name}: ${r.errno} at ${r.stage}`);
   assert.ok(whileFull.some((r) => !r.ok), 'writes on a full disk did not fail');
   expected(whileFull, want);
@@ -186,7 +193,7 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
   // A clean stop on the full disk, and a start after it, still full.
   assert.equal(await again.stop(), 0, again.stderr());
   await sh(`dd if=/dev/zero of=${disk}/filler2 bs=4k 2>/dev/null`, { allowFail: true });
-  const fourth = await sb.start([], { root });
+  const fourth = await sb.start(['--ssh-port', '7700'], { root });
   nodes.push(fourth);
   await check(sb.mnt, want, 'after a clean stop and a start on a full disk');
 
