@@ -76,10 +76,10 @@ export class FuseOps {
       case Op.OPEN: return this.open(req);
       case Op.CREATE: return this.create(req);
       case Op.READ: return this.read(req);
-      case Op.WRITE: return this.write(req);
-      case Op.FLUSH: return this.fs.flush(u64(req.buf, IN_HEADER)).then(() => []);
+      case Op.WRITE: return this.lost(req, this.write(req));
+      case Op.FLUSH: return this.lost(req, this.fs.flush(u64(req.buf, IN_HEADER)).then(() => []));
       case Op.RELEASE: return this.release(req);
-      case Op.FSYNC: return this.fs.fsync(u64(req.buf, IN_HEADER)).then(() => []);
+      case Op.FSYNC: return this.lost(req, this.fs.fsync(u64(req.buf, IN_HEADER)).then(() => []));
       case Op.OPENDIR: return [openOut(this.listings.open(this.path(req)), 0)];
       case Op.READDIR: case Op.READDIRPLUS: return [this.readdir(req)];
       case Op.RELEASEDIR: this.listings.release(u64(req.buf, IN_HEADER)); return [];
@@ -178,6 +178,20 @@ export class FuseOps {
     this.opts.log.debug('fuse.init', { kernel: `${major}.${kminor}`, flags: flags.toString(16), maxWrite: this.maxWrite });
     queueMicrotask(() => this.opts.onInit?.());
     return [kminor < 23 ? out.subarray(0, 24) : out];
+  }
+
+  /**
+   * A write, flush or fsync that failed may have lost the handle's changes while the kernel's
+   * page cache still holds them: the next open of the file drops those pages.
+   */
+  private async lost(req: Request, p: Promise<Buffer[]>): Promise<Buffer[]> {
+    try {
+      return await p;
+    } catch (e) {
+      const node = this.inodes.find(req.nodeid);
+      if (node) node.seen = null;
+      throw e;
+    }
   }
 
   private lookup(req: Request): Buffer[] {

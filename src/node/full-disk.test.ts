@@ -91,6 +91,26 @@ def put(name, size, sync, rw=False):
     r.update(name=name, size=size, sync=sync)
     print(json.dumps(r), flush=True)
     return r['ok']
+def inplace(name):
+    # Same bytes count, same place, through the page cache: only the content changes.
+    stage, fd = 'open', None
+    try:
+        fd = os.open(os.path.join(d, name), os.O_RDWR)
+        size = os.fstat(fd).st_size
+        data = os.urandom(size)
+        stage = 'write'
+        os.pwrite(fd, data, 0)
+        stage = 'close'
+        f, fd = fd, None
+        os.close(f)
+        r = {'ok': True, 'sha': hashlib.sha256(data).hexdigest()}
+    except OSError as e:
+        if fd is not None:
+            try: os.close(fd)
+            except OSError: pass
+        r = {'ok': False, 'stage': stage, 'errno': errno.errorcode.get(e.errno, str(e.errno))}
+    r.update(name=name, size=-1, sync=False)
+    print(json.dumps(r), flush=True)
 if mode == 'fill':
     # Large and small files, fsync and not, rewrites of earlier ones; on past the first failure.
     sizes = [100, 4000, 60000, 200000, 700000, 2500000, 100, 30000, 1500000]
@@ -108,7 +128,10 @@ else:
     for j, size in enumerate([10, 5000, 100000, 3000000]):
         put('%s%d' % (mode, j), size, j % 2 == 0)
     for name in sys.argv[3:]:
-        put(name, 3000000, False, True)
+        if name.startswith('inplace:'):
+            inplace(name[8:])
+        else:
+            put(name, 3000000, False, True)
 `;
 
 interface Result { ok: boolean; name: string; size: number; sync: boolean; sha?: string; stage?: string; errno?: string }
@@ -182,9 +205,11 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
 
   // Still full: new writes fail cleanly, and what was there stays.
   const good = [...want].filter(([, h]) => h !== null).map(([n]) => n);
+  const mid = fill.filter((r) => r.ok && r.size === 200000 && want.get(r.name) === r.sha).map((r) => r.name);
   // Read first, so the kernel caches their pages; the rewrites fail; the old bytes must show.
-  for (const n of good.slice(0, 3)) await readOrFail(join(sb.mnt, n));
-  const whileFull = await writer(sb.mnt, 'full', good.slice(0, 3));
+  for (const n of [...good.slice(0, 3), ...mid]) await readOrFail(join(sb.mnt, n));
+  const whileFull = await writer(sb.mnt, 'full', [...good.slice(0, 3), ...mid.map((n) => `inplace:${n}`)]);
+  assert.ok(whileFull.some((r) => !r.ok && r.size === -1), 'no in-place rewrite met the full disk');
   for (const r of whileFull) if (!r.ok) assert.ok(['ENOSPC', 'EIO'].includes(r.errno!), `${r.name}: ${r.errno} at ${r.stage}`);
   assert.ok(whileFull.some((r) => !r.ok), 'writes on a full disk did not fail');
   expected(whileFull, want);
