@@ -163,3 +163,17 @@ test('namespace: a change that cannot be journaled (ENOSPC) is not applied, and 
   for (const p of kept) assert.ok(again.get(p), `${p} lost in the restart`);
   await again.close();
 }));
+
+test('journal: on a disk too full for any other change a removal still goes in (the reserve it holds)', () => withTinyDisk(1024, async (dir) => {
+  const j = new Journal(join(dir, 'journal'));
+  await j.start();
+  assert.equal(await tryAppend(j, put('first', 100)), null);
+  await fill(dir);
+  // Down to the last bytes of the journal's page: even the smallest put fails.
+  for (let size = 2000, i = 0; size >= 0; size = size ? Math.floor(size / 2) : -1) while ((await tryAppend(j, put(`p${i++}`, size))) === null);
+  const long = `/${'x'.repeat(250)}`;
+  assert.equal(await tryAppend(j, { o: 'rm', p: long }), null, 'a removal was refused on a full disk');
+  const { ops } = await j.readAfter(0);
+  assert.equal(ops.at(-1)?.p, long);
+  await j.close();
+}));

@@ -6,12 +6,19 @@
 // again (the file is truncated to its last whole line) and reported to the caller, and nothing
 // of it remains for a later append to run into.
 import { readdir, readFile, unlink, mkdir } from 'node:fs/promises';
-import { closeSync, constants as fsc, fsync as fsyncCb, ftruncateSync, fstatSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fsync as fsyncCb, ftruncateSync, fstatSync, openSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Entry, decodeEntry, encodeEntry } from './entry.js';
 
 const fdSync = promisify(fsyncCb);
+
+/**
+ * Room held back on the journal's disk for removals: when that disk is full, a delete through
+ * the mount (which must be journaled like any change) still goes in and frees its content.
+ */
+const RESERVE = 'reserve';
+const RESERVE_BYTES = 64 * 1024;
 
 export type Op =
   /** `d`: the content itself, for small files, so close() costs one journal write. */
@@ -121,6 +128,7 @@ export class Journal {
     const gens = await this.generations();
     const gen = Math.max(gens.at(-1) ?? 0, committed) + 1;
     this.seg = this.segment(gen);
+    this.keepReserve();
     return gen;
   }
 
@@ -154,6 +162,16 @@ export class Journal {
    * ~4 µs for the write itself, which is most of a small file's close().
    */
   append(op: Op): void {
+    try {
+      this.write(op);
+    } catch (e) {
+      // A removal on a full disk: give up the reserve and try once more.
+      if (op.o !== 'rm' || (e as NodeJS.ErrnoException).code !== 'ENOSPC' || !this.releaseReserve()) throw e;
+      this.write(op);
+    }
+  }
+
+  private write(op: Op): void {
     const seg = this.seg;
     const line = encodeOp(op);
     const fd = this.openSegment(seg);
@@ -164,6 +182,37 @@ export class Journal {
       throw e;
     }
     seg.size += line.length;
+  }
+
+  private reserveHeld = false;
+
+  /** Makes the reserve if it is missing and there is room (at start and after each commit); never fails. */
+  keepReserve(): void {
+    if (this.reserveHeld) return;
+    const p = join(this.dir, RESERVE);
+    try {
+      if (statSync(p).size === RESERVE_BYTES) {
+        this.reserveHeld = true;
+        return;
+      }
+    } catch { /* missing */ }
+    try {
+      writeFileSync(p, Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
+      this.reserveHeld = true;
+    } catch {
+      try { unlinkSync(p); } catch { /* nothing there */ }
+    }
+  }
+
+  private releaseReserve(): boolean {
+    if (!this.reserveHeld) return false;
+    this.reserveHeld = false;
+    try {
+      unlinkSync(join(this.dir, RESERVE));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /**

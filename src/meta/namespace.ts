@@ -331,6 +331,8 @@ export class Namespace extends EventEmitter {
       this.pending.unshift(...lines);
       if (!this.timer) this.timer = setTimeout(() => { this.timer = null; void this.commit().catch(() => {}); }, 5000);
       this.timer.unref();
+      // The journal holds the changes: e.g. content they removed may go now, to make room.
+      this.emit('commitFailed', e);
       throw e;
     }
   }
@@ -352,6 +354,7 @@ export class Namespace extends EventEmitter {
     this.head = oid;
     await this.writeCommittedGen(gen, oid);
     await this.journal.drop(gen);
+    this.journal.keepReserve();
     this.emit('commit', oid);
     // Housekeeping only: the commit is in already, so a failure (a full disk) must not undo it.
     if (++this.commits % 20 === 0) await this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message }));
