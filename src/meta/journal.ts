@@ -259,9 +259,6 @@ export class Journal {
     }
   }
 
-  /** Every op appended so far is written (appends are synchronous); kept for callers that wait on it. */
-  async settled(): Promise<void> {}
-
   /** fsync(2) of the current generation, for an application's fsync. */
   async sync(): Promise<void> {
     const fd = this.seg.fd;

@@ -62,11 +62,12 @@ export class ContentKeeper {
         await this.store.put(tmp, id);
       } catch (e) {
         await unlink(tmp).catch(() => {});
-        if (!this.failedSmall.has(id)) this.log.warn('content.store.failed', { id, error: (e as Error).message, why: 'kept in memory and in the journal; stored once there is room' });
+        // Once per spell of failures, not once per file: a full disk fails them all.
+        if (!this.failedSmall.size) this.log.warn('content.store.failed', { id, error: (e as Error).message, why: 'small files are kept in memory and in the journal, and stored once there is room' });
         this.failedSmall.set(id, e as Error);
         return;
       }
-      this.failedSmall.delete(id);
+      if (this.failedSmall.delete(id) && !this.failedSmall.size) this.log.info('content.store.resumed', {});
       if (this.pendingSmall.delete(id)) this.unpin(id);
     });
     this.smallTail = p;
