@@ -158,7 +158,11 @@ export class OpenFiles {
     // Read-only handles never change their fds, so they need no ordering.
     if (!h.writable) return h.read(buf, len, pos, signal);
     return h.serial(async () => {
-      if (!h.failed) await this.guard(h, () => h.wb?.drain());
+      try {
+        if (!h.failed) await this.guard(h, () => h.wb?.drain());
+      } catch (e) {
+        if (!h.failed) throw e;
+      }
       if (h.failed) throw Object.assign(new Error(`EIO: the changes made through this handle were lost: ${h.failed.message}`), { code: 'EIO' });
       return h.read(buf, len, pos, signal);
     });
@@ -215,6 +219,9 @@ export class OpenFiles {
       h.dirty = false;
       this.dirtyCount--;
     }
+    // fstat through the handle shows the version that stays.
+    h.size = h.base?.info.length ?? 0;
+    h.mtime = h.base?.mtime ?? h.mtime;
     const { wb, hasher } = h;
     h.wb = null;
     h.hasher = null;

@@ -54,9 +54,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     log.info('namespace.loaded', { ms: Date.now() - t0, head: ns.head });
     ns.on('unreferenced', (id: ContentId) => keeper.maybeUnused(id));
     ns.on('commit', () => void keeper.collect());
-    // A commit that fails (a full disk) must not keep deleted files' space: once the journal
-    // that holds the removals is on the disk, their content goes (a restart replays them).
-    ns.on('commitFailed', () => void ns.sync().then(() => keeper.collect()).catch(() => {}));
+    // A commit that fails for want of space must not keep deleted files' space: once the
+    // journal that holds the removals is on the disk, their content goes (a restart replays them).
+    ns.on('commitFailed', (e: NodeJS.ErrnoException) => {
+      if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') void ns.sync().then(() => keeper.collect()).catch(() => {});
+    });
     const swept = await keeper.sweep();
     if (swept) log.info('content.swept', { removed: swept });
     return node;
