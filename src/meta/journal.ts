@@ -34,6 +34,8 @@ interface Segment {
   fd: number | null;
   /** Bytes of whole lines in the file: where a failed append is cut back to. */
   size: number;
+  /** An application's fsync in flight: the fd is closed only after it. */
+  syncing: Promise<unknown> | null;
 }
 
 function fileName(gen: number): string {
@@ -137,7 +139,7 @@ export class Journal {
   }
 
   private segment(gen: number): Segment {
-    const seg: Segment = { gen, fd: null, size: 0 };
+    const seg: Segment = { gen, fd: null, size: 0, syncing: null };
     try {
       this.openSegment(seg);
     } catch { /* reported by the first append */ }
@@ -244,9 +246,17 @@ export class Journal {
     const old = this.seg;
     if (old.size === 0) return old.gen - 1;
     this.seg = this.segment(old.gen + 1);
-    await this.seal(old);
+    const sealing = (this.sealing = this.seal(old));
+    try {
+      await sealing;
+    } finally {
+      if (this.sealing === sealing) this.sealing = null;
+    }
     return old.gen;
   }
+
+  /** The segment sealed last, while its fsync runs: an application's fsync waits for it too. */
+  private sealing: Promise<void> | null = null;
 
   private async seal(seg: Segment): Promise<void> {
     if (seg.fd === null) return;
@@ -255,14 +265,21 @@ export class Journal {
     try {
       await fdSync(fd);
     } finally {
+      await seg.syncing;
       closeSync(fd);
     }
   }
 
-  /** fsync(2) of the current generation, for an application's fsync. */
+  /** fsync(2) of what was appended so far, for an application's fsync. */
   async sync(): Promise<void> {
-    const fd = this.seg.fd;
-    if (fd !== null && this.seg.size > 0) await fdSync(fd);
+    const seg = this.seg;
+    const sealing = this.sealing;
+    if (seg.fd !== null && seg.size > 0) {
+      const p = fdSync(seg.fd);
+      seg.syncing = p.catch(() => {});
+      await p;
+    }
+    await sealing;
   }
 
   /** Deletes generations that a durable commit already contains. */

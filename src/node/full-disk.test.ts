@@ -174,13 +174,16 @@ async function check(mnt: string, want: Map<string, string | null>, when: string
   for (const name of listed) assert.ok(want.has(name), `${when}: ${name} listed but never written`);
 }
 
-test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/EIO, a full node starts and serves reads, freed space is used at once', { timeout: 600_000 }, async () => {
+test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/EIO, a full node starts and serves reads, freed space is used at once', { timeout: 600_000 }, async (t) => {
   const { sb, disk, root } = await onTmpfs('dfs-fill', 24);
   const node = await sb.start([], { create: true, root });
   const nodes = [node];
   await explained(nodes, async () => {
   const fill = await writer(sb.mnt, 'fill');
   const failed = fill.filter((r) => !r.ok);
+  const by = new Map<string, number>();
+  for (const r of failed) by.set(`${r.errno} at ${r.stage}${r.sync ? ' (fsync)' : ''}`, (by.get(`${r.errno} at ${r.stage}${r.sync ? ' (fsync)' : ''}`) ?? 0) + 1);
+  t.diagnostic(`fill: ${fill.length - failed.length} files closed well, ${failed.length} failed: ${[...by].map(([k, n]) => `${n} ${k}`).join(', ')}`);
   assert.ok(failed.length > 10, `the disk never filled: ${failed.length} failures`);
   assert.ok(fill.filter((r) => r.ok).length > 10, 'hardly anything was written');
   for (const r of failed) {
