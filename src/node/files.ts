@@ -238,7 +238,8 @@ export class OpenFiles {
   }
 
   async truncate(path: string, size: number): Promise<void> {
-    const writers = [...this.handles.values()].filter((h) => h.writable && h.path === path);
+    // Handles whose changes were lost store nothing: truncate(2) acts on what the others will store.
+    const writers = [...this.handles.values()].filter((h) => h.writable && h.path === path && !h.failed);
     if (writers.length) {
       // Like a local inode: truncate(2) acts on what the open writers will store.
       await Promise.all(writers.map((h) => h.serial(() => this.resize(h, size))));
