@@ -206,7 +206,9 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
   nodes.push(again);
   await check(sb.mnt, want, 'after a restart on a full disk');
 
-  // Still full: new writes fail cleanly, and what was there stays.
+  // Still full (the start may have swept content no entry uses, so fill what it freed): new
+  // writes fail cleanly, and what was there stays.
+  await sh(`dd if=/dev/zero of=${disk}/filler1 bs=4k 2>/dev/null`, { allowFail: true });
   const good = [...want].filter(([, h]) => h !== null).map(([n]) => n);
   const mid = fill.filter((r) => r.ok && r.size === 200000 && want.get(r.name) === r.sha).map((r) => r.name);
   // Read first, so the kernel caches their pages; the rewrites fail; the old bytes must show.
@@ -227,8 +229,8 @@ test('full disk: a close that returned 0 kept its file, every failure is ENOSPC/
 
   // Room again, through the mount: deleting large files frees their space within moments (no
   // commit can be made yet), and writes work again, no restart.
-  const large = fill.filter((r) => r.ok && r.size >= 1 << 20 && want.get(r.name) === r.sha).map((r) => r.name).slice(0, 4);
-  assert.equal(large.length, 4, 'too few large files were written');
+  const large = fill.filter((r) => r.ok && r.size >= 1 << 20 && want.get(r.name) === r.sha).map((r) => r.name);
+  assert.ok(large.length >= 4, 'too few large files were written');
   for (const n of large) {
     await fs.rm(join(sb.mnt, n));
     want.delete(n);
