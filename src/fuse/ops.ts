@@ -297,6 +297,8 @@ export class FuseOps {
     // same burst (a create of the same name) do not meet the old id.
     if (!this.exists(path)) this.inodes.removed(path);
     await done;
+    // On a full disk the node may first make room, so its tree changes only after a wait.
+    if (!this.exists(path)) this.inodes.removed(path);
     return [];
   }
 

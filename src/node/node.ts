@@ -118,7 +118,18 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     const n = this.ns.get(path);
     if (!n) throw new FsError('ENOENT', path);
     if (n.kind === 'dir') throw new FsError('EISDIR', path);
-    const journaled = this.ns.apply({ o: 'rm', p: path }); // throws, nothing changed, when it cannot be journaled
+    let journaled: Promise<void>;
+    try {
+      journaled = this.ns.apply({ o: 'rm', p: path }); // throws, nothing changed, when it cannot be journaled
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e;
+      // A full disk: the content of files deleted before goes first (their removals synced), then once more.
+      await this.ns.sync();
+      await this.keeper.collect();
+      if (!this.ns.get(path)) throw new FsError('ENOENT', path);
+      journaled = this.ns.apply({ o: 'rm', p: path });
+    }
     this.files.detach(path);
     await journaled;
   }
