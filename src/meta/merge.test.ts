@@ -276,3 +276,33 @@ test('a repository that already holds bad names opens; they are skipped with a l
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('many conflicts at once: each free conflict name is found without scanning every path (linear, not quadratic)', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    // Both sides write the same 2000 names while apart (two nodes unpacking one archive): 2000 conflicts.
+    const N = 2000;
+    for (let i = 0; i < N; i++) await a.apply({ o: 'put', p: `/docs/f${i}`, e: file(`a${i}`, T0 + 1000) });
+    for (let i = 0; i < N; i++) await b.apply({ o: 'put', p: `/docs/f${i}`, e: file(`b${i}`, T0 + 2000) });
+    await a.commit();
+    await run('git', [`--git-dir=${b.repo.dir}`, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/x']);
+    // Work, not time: a scan of every path per conflict name calls Map#keys once per conflict.
+    const keys = Map.prototype.keys;
+    let scans = 0;
+    Map.prototype.keys = function (this: Map<unknown, unknown>) { scans++; return keys.call(this); };
+    try {
+      await b.mergeFrom(a.head!);
+    } finally {
+      Map.prototype.keys = keys;
+    }
+    assert.ok(scans < N / 4, `${scans} scans of a map's keys for ${N} conflicts`);
+    const copies = names(b, '/docs').filter((n) => n.includes('.sync-conflict-'));
+    assert.equal(copies.length, N);
+    assert.equal(new Set(copies).size, N);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -138,6 +138,9 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
   // Path order, not arrival order: two conflicts may compete for one free name.
   conflicts.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   const leftOut: MergeResult['leftOut'] = [];
+  // Every directory of the result, known up front (each conflict path's winner goes in below):
+  // a free name is checked against it in O(1), not by scanning every path (quadratic in conflicts).
+  const dirs = dirsOf([...result.keys(), ...conflicts.map((c) => c.path)]);
   // Resolve conflicts: contents are needed to order them.
   const blobData = await repo.readBlobs([...new Set(conflicts.flatMap((c) => [c.a.oid, c.b.oid]))]);
   for (const c of conflicts) {
@@ -152,9 +155,9 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
     const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
     result.set(c.path, win);
     if (name === DIR_MARKER) continue;
-    place(result, leftOut, c.path, lose, loser);
+    place(result, dirs, leftOut, c.path, lose, loser);
   }
-  await fixStructure(result, [o.blobs, t.blobs, b.blobs], repo, leftOut);
+  await fixStructure(result, dirs, [o.blobs, t.blobs, b.blobs], repo, leftOut);
   const objects: GitObject[] = [];
   const trees = new Map<string, string>();
   const root = buildTrees(result, objects, trees);
@@ -182,7 +185,7 @@ function safeDecode(data: Buffer): Entry {
 }
 
 /** Puts the losing version of path under a free conflict name, or reports it left out. */
-function place(result: Flat, leftOut: MergeResult['leftOut'], path: string, row: Row, loser: Entry): void {
+function place(result: Flat, dirs: Set<string>, leftOut: MergeResult['leftOut'], path: string, row: Row, loser: Entry): void {
   const slash = path.lastIndexOf('/');
   const dir = path.slice(0, slash + 1);
   const encName = path.slice(slash + 1);
@@ -191,12 +194,23 @@ function place(result: Flat, leftOut: MergeResult['leftOut'], path: string, row:
     leftOut.push({ path, oid: row.oid, reason: `its name cannot be a conflict copy: ${problem}` });
     return;
   }
-  result.set(freeName(result, dir, decodeName(encName), loser), row);
+  const free = freeName(result, dirs, dir, decodeName(encName), loser);
+  result.set(free, row);
+  for (const d of dirsOf([free])) dirs.add(d); // its own directory: there already, kept exact anyway
+}
+
+/** Every directory above the given paths ('a/b/c' -> 'a', 'a/b'). */
+function dirsOf(paths: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const p of paths) {
+    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) out.add(p.slice(0, i));
+  }
+  return out;
 }
 
 /** A conflict name not yet taken in dir (counting up if the same second already had a conflict). */
-function freeName(result: Flat, dir: string, name: string, loser: Entry): string {
-  const taken = (p: string) => result.has(p) || [...result.keys()].some((k) => k.startsWith(p + '/'));
+function freeName(result: Flat, dirs: Set<string>, dir: string, name: string, loser: Entry): string {
+  const taken = (p: string) => result.has(p) || dirs.has(p);
   let candidate = '';
   for (let i = 1; !candidate || taken(candidate); i++) candidate = dir + encodeName(conflictName(name, loser.mtime, loser.node ?? 'unknown', i));
   return candidate;
@@ -207,7 +221,7 @@ function freeName(result: Flat, dir: string, name: string, loser: Entry): string
  * while the other added inside it gets its marker back, and a file standing where the other side
  * made a directory moves to a conflict name.
  */
-async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo, leftOut: MergeResult['leftOut']): Promise<void> {
+async function fixStructure(result: Flat, resultDirs: Set<string>, sides: Flat[], repo: GitRepo, leftOut: MergeResult['leftOut']): Promise<void> {
   const dirs = new Set<string>();
   for (const p of result.keys()) {
     if (p.startsWith(RECORDS + '/')) continue;
@@ -220,7 +234,7 @@ async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo, leftOut:
     const file = result.get(d);
     if (file) {
       result.delete(d);
-      place(result, leftOut, d, file, safeDecode(data.get(file.oid)!));
+      place(result, resultDirs, leftOut, d, file, safeDecode(data.get(file.oid)!));
     }
     const marker = `${d}/${DIR_MARKER}`;
     if (!result.has(marker)) {
