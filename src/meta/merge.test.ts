@@ -9,7 +9,7 @@ import { DirEntry, FileEntry } from './entry.js';
 import { infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { silentLogger, createLogger } from '../util/log.js';
 import { run } from '../util/exec.js';
-import { conflictName } from './merge.js';
+import { computeMerge, conflictName } from './merge.js';
 import { badRows as badRowsOf, rawTree, treeRows } from './bad-names.fixture.js';
 
 const badRows = (gitDir: string) => badRowsOf(gitDir, file('evil'), dir);
@@ -301,6 +301,29 @@ test('many conflicts at once: each free conflict name is found without scanning 
     assert.equal(copies.length, N);
     assert.equal(new Set(copies).size, N);
     await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('a head whose tree names one subtree over and over (a tree bomb) is refused once past the row cap, without expanding it all', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    await a.close();
+    const gitDir = b.repo.dir;
+    const git = async (args: string[]) => (await run('git', ['--git-dir', gitDir, ...args])).stdout.toString().trim();
+    const blob = await git(['rev-parse', 'main:shared']);
+    // 16 names for one subtree, 4 levels deep: 5 objects of < 1 KiB, 16^4 rows expanded (each level more: x16).
+    let sub = await rawTree(gitDir, Array.from({ length: 16 }, (_, i) => ({ mode: '100644', name: Buffer.from(`f${i}`), oid: blob })));
+    for (let level = 0; level < 3; level++) sub = await rawTree(gitDir, Array.from({ length: 16 }, (_, i) => ({ mode: '40000', name: Buffer.from(`d${i}`), oid: sub })));
+    const head = await git(['rev-parse', 'main']);
+    const tree = await rawTree(gitDir, [...(await treeRows(gitDir, `${head}^{tree}`)), { mode: '40000', name: Buffer.from('bomb'), oid: sub }]);
+    const bomb = await git(['commit-tree', tree, '-p', head, '-m', 'bomb']);
+    await assert.rejects(computeMerge(b.repo, head, bomb, 10_000), /expands to more than 10000 entries/);
+    // Our own head is not capped: what is in it passed the cap or was written here.
+    assert.ok((await b.repo.lsTree(tree)).length > 65_536);
     await b.close();
   } finally {
     await rm(d, { recursive: true, force: true });

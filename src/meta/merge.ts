@@ -14,8 +14,9 @@
 // - what the merge cannot place (no valid free name) is left out and reported in `leftOut`:
 //   it stays in the history of the side it came from, and the merge still succeeds, since a
 //   merge that fails fails on every node alike and would stop sync for good.
-// A head whose own names are not UTF-8 is refused (its paths would collapse into one another).
-import type { GitRepo } from './repo.js';
+// A head whose own names are not UTF-8 is refused (its paths would collapse into one another), and
+// so is one that expands to more than MAX_TREE_ROWS rows (a tree bomb: one subtree named over and over).
+import { MAX_TREE_ROWS, type GitRepo } from './repo.js';
 import type { PackObject } from './pack.js';
 import { decodeEntry, Entry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
@@ -45,12 +46,12 @@ const MERGER = 'delugefs <merge@delugefs>';
 
 interface Flattened { blobs: Flat; trees: Map<string, string>; /** Rows whose path is not UTF-8: `path oid`. */ badUtf8: Set<string> }
 
-async function flatten(repo: GitRepo, commit: string): Promise<Flattened> {
+async function flatten(repo: GitRepo, commit: string, maxRows?: number): Promise<Flattened> {
   const c = await repo.readCommit(commit);
   const blobs: Flat = new Map();
   const trees = new Map<string, string>([['', c.tree]]);
   const badUtf8 = new Set<string>();
-  for (const r of await repo.lsTree(c.tree)) {
+  for (const r of await repo.lsTree(c.tree, maxRows)) {
     if (r.badUtf8) badUtf8.add(`${r.path} ${r.oid}`);
     if (r.type === 'blob') blobs.set(r.path, { mode: r.mode, oid: r.oid });
     else if (r.type === 'tree') trees.set(r.path, r.oid);
@@ -112,17 +113,21 @@ function truncateUtf8(s: string, max: number): string {
   return s.slice(0, end);
 }
 
-export async function computeMerge(repo: GitRepo, ours: string, theirs: string): Promise<MergeResult> {
+/**
+ * `maxRows` caps the rows their head may expand to (MAX_TREE_ROWS): only theirs, since ours and
+ * the merge base (an ancestor of ours) hold nothing that did not pass this cap or come from here.
+ */
+export async function computeMerge(repo: GitRepo, ours: string, theirs: string, maxRows = MAX_TREE_ROWS): Promise<MergeResult> {
   const base = await repo.mergeBase(ours, theirs);
   if (!base) throw new Error(`cannot merge ${theirs.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
   const o = await flatten(repo, ours);
   if (base === ours) {
-    const t = await flatten(repo, theirs);
+    const t = await flatten(repo, theirs, maxRows);
     checkTheirs(t, o, theirs);
     const changes = diff(o.blobs, t.blobs);
     return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
-  const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs)]);
+  const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs, maxRows)]);
   checkTheirs(t, b, theirs);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
