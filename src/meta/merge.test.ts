@@ -329,3 +329,27 @@ test('a head whose tree names one subtree over and over (a tree bomb) is refused
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('a head whose blobs add up past the cap is refused from their headers, before any is read', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    await a.close();
+    const gitDir = b.repo.dir;
+    const git = async (args: string[], input?: Buffer) => (await run('git', ['--git-dir', gitDir, ...args], { input })).stdout.toString().trim();
+    // Each blob far under the 16 MiB an entry may have, and they compress to nothing: 4 MiB together.
+    const rows = [];
+    for (let i = 0; i < 4; i++) {
+      const zeros = Buffer.alloc(2 ** 20);
+      zeros.writeUInt32BE(i, 0);
+      rows.push({ mode: '100644', name: Buffer.from(`z${i}`), oid: await git(['hash-object', '-w', '--stdin'], zeros) });
+    }
+    const head = await git(['rev-parse', 'main']);
+    const tree = await rawTree(gitDir, [...(await treeRows(gitDir, `${head}^{tree}`)), ...rows]);
+    const big = await git(['commit-tree', tree, '-p', head, '-m', 'zeros']);
+    await assert.rejects(computeMerge(b.repo, head, big, undefined, 2 * 2 ** 20), /add up to 41\d{5} bytes, more than the 2097152/);
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -15,8 +15,9 @@
 //   it stays in the history of the side it came from, and the merge still succeeds, since a
 //   merge that fails fails on every node alike and would stop sync for good.
 // A head whose own names are not UTF-8 is refused (its paths would collapse into one another), and
-// so is one that expands to more than MAX_TREE_ROWS rows (a tree bomb: one subtree named over and over).
-import { MAX_TREE_ROWS, type GitRepo } from './repo.js';
+// so is one that expands to more than MAX_TREE_ROWS rows (a tree bomb: one subtree named over and over)
+// or whose distinct blobs add up to more than MAX_HEAD_BYTES (sizes from the headers, nothing read).
+import { MAX_HEAD_BYTES, MAX_TREE_ROWS, type GitRepo } from './repo.js';
 import type { PackObject } from './pack.js';
 import { decodeEntry, Entry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
@@ -64,13 +65,16 @@ async function flatten(repo: GitRepo, commit: string, maxRows?: number): Promise
  * directory of one name: both would collapse two entries into one. Names are checked by the
  * caller (namespace.ts validate) on the changes and `addedDirs`.
  */
-function checkTheirs(theirs: Flattened, base: Flattened, oid: string): void {
+async function checkTheirs(repo: GitRepo, theirs: Flattened, base: Flattened, oid: string, maxBytes: number): Promise<void> {
   for (const row of theirs.badUtf8) {
     if (!base.badUtf8.has(row)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a name that is not UTF-8 (${JSON.stringify(row.split(' ')[0])})`);
   }
   for (const d of addedDirs(base.trees, theirs.trees)) {
     if (theirs.blobs.has(d)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a file and a directory named ${JSON.stringify(d)}`);
   }
+  // From the object headers, before any blob of theirs is read: the whole head, so every node judges it alike.
+  const total = await repo.totalSize([...new Set([...theirs.blobs.values()].map((r) => r.oid))]);
+  if (total > maxBytes) throw new Error(`merge rejected: the entries of ${oid.slice(0, 12)} add up to ${total} bytes, more than the ${maxBytes} a head may hold`);
 }
 
 function diff(from: Flat, to: Flat): MergeChange[] {
@@ -117,18 +121,18 @@ function truncateUtf8(s: string, max: number): string {
  * `maxRows` caps the rows their head may expand to (MAX_TREE_ROWS): only theirs, since ours and
  * the merge base (an ancestor of ours) hold nothing that did not pass this cap or come from here.
  */
-export async function computeMerge(repo: GitRepo, ours: string, theirs: string, maxRows = MAX_TREE_ROWS): Promise<MergeResult> {
+export async function computeMerge(repo: GitRepo, ours: string, theirs: string, maxRows = MAX_TREE_ROWS, maxBytes = MAX_HEAD_BYTES): Promise<MergeResult> {
   const base = await repo.mergeBase(ours, theirs);
   if (!base) throw new Error(`cannot merge ${theirs.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
   const o = await flatten(repo, ours);
   if (base === ours) {
     const t = await flatten(repo, theirs, maxRows);
-    checkTheirs(t, o, theirs);
+    await checkTheirs(repo, t, o, theirs, maxBytes);
     const changes = diff(o.blobs, t.blobs);
     return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
   const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs, maxRows)]);
-  checkTheirs(t, b, theirs);
+  await checkTheirs(repo, t, b, theirs, maxBytes);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);

@@ -23,6 +23,14 @@ export const MAX_ENTRY_BLOB = 16 * 2 ** 20;
  */
 export const MAX_TREE_ROWS = 4 * 2 ** 20;
 
+/**
+ * Most bytes the distinct blobs of a peer's head may add up to (judged from their headers, before
+ * any is read): what MAX_TREE_ROWS entries of ~250 bytes take. Each blob is under MAX_ENTRY_BLOB,
+ * but 256 blobs of 16 MiB of zeros are a pack of a few MiB that would make every node hold 4 GiB
+ * while merging. A pure function of the head, so every node refuses the same heads.
+ */
+export const MAX_HEAD_BYTES = 2 ** 30;
+
 export class TreeTooLargeError extends Error {
   constructor(readonly tree: string, readonly limit: number) {
     super(`tree ${tree.slice(0, 12)} expands to more than ${limit} entries (a subtree named over and over?)`);
@@ -123,6 +131,16 @@ export class GitRepo {
     const code = await closed;
     if (code !== 0 || rest) throw new Error(`git ls-tree ${tree} failed (${code}): ${stderr.trim()}`);
     return rows;
+  }
+
+  /** Sum of the sizes of `oids` (distinct), from one `git cat-file --batch-check`: no object is read. */
+  async totalSize(oids: string[]): Promise<number> {
+    if (!oids.length) return 0;
+    const out = (await this.git(['cat-file', '--batch-check=%(objectsize)'], oids.join('\n') + '\n')).stdout.toString();
+    let total = 0;
+    for (const line of out.split('\n')) if (line) total += Number(line);
+    if (!Number.isFinite(total)) throw new Error(`git cat-file --batch-check: an object of ${oids.length} is missing from ${this.dir}`);
+    return total;
   }
 
   /**
