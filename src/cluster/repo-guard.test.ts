@@ -132,3 +132,29 @@ test('pushes: a pack over receive.maxInputSize and a blob over the entry limit a
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('pushes: a large blob that compresses to a small pack is never held whole by git before the hook refuses it', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-sync-guard-mem-'));
+  try {
+    const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+    await a.commit();
+    await guardRepository(a.repo.dir);
+    await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'b', 'repo.git')]);
+    // 96 MiB of zeros: a pack of ~100 KiB, far under the pack cap.
+    const big = join(d, 'zeros');
+    await run('sh', ['-c', 'head -c 100663296 /dev/zero > "$1"', 'sh', big]);
+    const bdir = join(d, 'b', 'repo.git');
+    const blob = await out(bdir, ['hash-object', '-w', '--', big]);
+    const tree = await out(bdir, ['mktree'], `100644 blob ${blob}\tzeros\n`);
+    const commit = await out(bdir, ['commit-tree', tree, '-p', a.head!, '-m', 'zeros']);
+    // receive-pack and its children (unpack-objects, the hook) get 64 MiB of address space: enough
+    // for git streaming the blob, not for a copy of it in memory.
+    const r = await git(bdir, ['push', '--receive-pack=ulimit -v 65536; git receive-pack', '--', a.repo.dir, `${commit}:refs/peers/nodeb`], { env: { DELUGEFS_PEER: 'nodeb' } });
+    assert.notEqual(r.code, 0);
+    assert.doesNotMatch(r.stderr, /Out of memory|unpack failed/);
+    assert.match(r.stderr, new RegExp(`refused: refs/peers/nodeb carries blob ${blob} \\(100663296 bytes\\)`));
+    await a.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -49,6 +49,9 @@ export async function guardRepository(repoDir: string, limits: { maxPack?: numbe
     ['receive.autogc', 'false'], ['maintenance.auto', 'false'],
     // index-pack stops reading a bigger push at once (the hook only runs once all of it arrived).
     ['receive.maxInputSize', String(limits.maxPack ?? MAX_PACK)],
+    // A blob past this is streamed by unpack-objects/index-pack, never held whole: 400 MiB of
+    // zeros is a 1.8 MB pack, and each receive-pack held all of it before the hook could refuse.
+    ['core.bigFileThreshold', String(MAX_ENTRY_BLOB)],
   ]) if (!have.has(`${k!.toLowerCase()}=${v}`)) await git('config', k!, v!);
   const text = hook(limits.maxBlob ?? MAX_ENTRY_BLOB);
   if ((await readFile(join(repoDir, 'hooks', 'pre-receive'), 'utf8').catch(() => '')) === text) return;

@@ -10,6 +10,7 @@ import { RpcError, RpcRegistry } from './rpc.js';
 import { gitSshCommand, gitSshEnv, metaRepoUrl, writeKnownHosts } from './git-ssh.js';
 import { memoryLog } from './log.js';
 import { git, runProc } from '../testing/proc.js';
+import ssh2 from 'ssh2';
 
 let dir: string;
 let server: SshServer;
@@ -321,4 +322,35 @@ test('limits: guests are few, short-lived and small; a member still gets in; sil
     for (const c of open) c.end();
     await srv.close();
   }
+});
+
+test('a member that sends past its SSH window (to a git child that stopped reading) is cut off, not buffered', { timeout: 60_000 }, async () => {
+  // A ref whose pack (8 MiB of noise) is bigger than the client's window: git blocks writing it
+  // while the client reads nothing, so git stops reading what the client sends.
+  const blob = (await runProc('sh', ['-c', 'head -c 8388608 /dev/urandom | git --git-dir="$1" hash-object -w --stdin', 'sh', repoA])).stdout.trim();
+  const tree = (await runProc('git', [`--git-dir=${repoA}`, 'mktree'], { input: `100644 blob ${blob}\tnoise\n` })).stdout.trim();
+  const commit = await git([`--git-dir=${repoA}`, 'commit-tree', tree, '-m', 'noise']);
+  await git([`--git-dir=${repoA}`, 'update-ref', 'refs/heads/noise', commit]);
+  const c = new ssh2.Client();
+  const closed = new Promise<void>((resolve) => c.on('close', () => resolve()));
+  c.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    c.on('ready', resolve).on('error', reject);
+    c.connect({ host: '127.0.0.1', port: server.port, username: 'delugefs', privateKey: b.privateKeyOpenSSH, hostVerifier: () => true });
+  });
+  const ch = await new Promise<ssh2.ClientChannel>((resolve, reject) => c.exec("git-upload-pack '/meta.git'", (e, x) => (e ? reject(e) : resolve(x))));
+  ch.pause(); // never read: the window we give the server runs out
+  const pkt = (t: string) => (t.length + 4).toString(16).padStart(4, '0') + t;
+  ch.write(pkt(`want ${commit}\n`) + '0000' + pkt('done\n'));
+  await new Promise((r) => setTimeout(r, 500));
+  // 64 MiB straight to the socket, past the 2 MiB window the server granted.
+  const proto = (c as unknown as { _protocol: { channelData(id: number, d: Buffer): void } })._protocol;
+  const chunk = Buffer.alloc(32_000, 0x41);
+  for (let sent = 0; sent < 64 * 2 ** 20; sent += chunk.length) {
+    proto.channelData((ch as unknown as { outgoing: { id: number } }).outgoing.id, chunk);
+    if (sent % (4 * 2 ** 20) < chunk.length) await new Promise((r) => setImmediate(r));
+  }
+  await closed;
+  assert.ok(log.events.some((e) => e.event === 'limit_refused' && e.reason === 'window_ignored' && e.nodeId === b.nodeId));
+  await git([`--git-dir=${repoA}`, 'update-ref', '-d', 'refs/heads/noise']);
 });

@@ -16,6 +16,12 @@ const { Server, utils } = ssh2;
 export const DEFAULT_SSH_PORT = 7422;
 const PORT_TRIES = 100;
 const MAX_AUTH_ATTEMPTS = 12;
+/**
+ * Bytes a channel may hold unread: ssh2 grants a 2 MiB window on top of a 2 MiB buffer, so a
+ * client that keeps to the window never gets near this. ssh2 does not enforce the window (it
+ * pushes whatever arrives), and one channel to a git child that had stopped reading held 600 MiB.
+ */
+const MAX_UNREAD = 8 * 2 ** 20;
 
 export type MemberCheck = (key: PeerKey) => boolean | Promise<boolean>;
 
@@ -284,6 +290,10 @@ function handleSession(
       abort.abort();
     });
     channel.on('error', (err: Error) => log('channel_error', { peer: peer.nodeId, error: err.message }));
+    capUnread(channel, () => {
+      admission.refused('limit_refused', { reason: 'window_ignored', address: peer.address, nodeId: peer.nodeId, limit: MAX_UNREAD });
+      admission.destroy(slot);
+    });
     const guest = peer.member === false;
     serveCommand(info.command, { stdin: channel, stdout: channel, stderr: channel.stderr }, {
       repoPath: opts.repoPath,
@@ -308,4 +318,19 @@ function handleSession(
         if (guest) channel.resume(); // whatever a guest still sends is discarded, not buffered
       });
   });
+}
+
+/** Calls `over` (and drops the data) when the client sends past what its window allowed. */
+function capUnread(channel: ServerChannel, over: () => void): void {
+  const push = channel.push.bind(channel);
+  let tripped = false;
+  channel.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (tripped) return false;
+    if (chunk && channel.readableLength + (chunk as Buffer).length > MAX_UNREAD) {
+      tripped = true;
+      over();
+      return false;
+    }
+    return push(chunk, encoding);
+  };
 }

@@ -9,7 +9,7 @@ import { DirEntry, FileEntry } from './entry.js';
 import { infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { silentLogger, createLogger } from '../util/log.js';
 import { run } from '../util/exec.js';
-import { conflictName } from './merge.js';
+import { computeMerge, conflictName } from './merge.js';
 import { badRows as badRowsOf, rawTree, treeRows } from './bad-names.fixture.js';
 
 const badRows = (gitDir: string) => badRowsOf(gitDir, file('evil'), dir);
@@ -272,6 +272,83 @@ test('a repository that already holds bad names opens; they are skipped with a l
     await ns.commit();
     assert.ok(ns.get('/after'));
     await ns.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('many conflicts at once: each free conflict name is found without scanning every path (linear, not quadratic)', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    // Both sides write the same 2000 names while apart (two nodes unpacking one archive): 2000 conflicts.
+    const N = 2000;
+    for (let i = 0; i < N; i++) await a.apply({ o: 'put', p: `/docs/f${i}`, e: file(`a${i}`, T0 + 1000) });
+    for (let i = 0; i < N; i++) await b.apply({ o: 'put', p: `/docs/f${i}`, e: file(`b${i}`, T0 + 2000) });
+    await a.commit();
+    await run('git', [`--git-dir=${b.repo.dir}`, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/x']);
+    // Work, not time: a scan of every path per conflict name calls Map#keys once per conflict.
+    const keys = Map.prototype.keys;
+    let scans = 0;
+    Map.prototype.keys = function (this: Map<unknown, unknown>) { scans++; return keys.call(this); };
+    try {
+      await b.mergeFrom(a.head!);
+    } finally {
+      Map.prototype.keys = keys;
+    }
+    assert.ok(scans < N / 4, `${scans} scans of a map's keys for ${N} conflicts`);
+    const copies = names(b, '/docs').filter((n) => n.includes('.sync-conflict-'));
+    assert.equal(copies.length, N);
+    assert.equal(new Set(copies).size, N);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('a head whose tree names one subtree over and over (a tree bomb) is refused once past the row cap, without expanding it all', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    await a.close();
+    const gitDir = b.repo.dir;
+    const git = async (args: string[]) => (await run('git', ['--git-dir', gitDir, ...args])).stdout.toString().trim();
+    const blob = await git(['rev-parse', 'main:shared']);
+    // 16 names for one subtree, 4 levels deep: 5 objects of < 1 KiB, 16^4 rows expanded (each level more: x16).
+    let sub = await rawTree(gitDir, Array.from({ length: 16 }, (_, i) => ({ mode: '100644', name: Buffer.from(`f${i}`), oid: blob })));
+    for (let level = 0; level < 3; level++) sub = await rawTree(gitDir, Array.from({ length: 16 }, (_, i) => ({ mode: '40000', name: Buffer.from(`d${i}`), oid: sub })));
+    const head = await git(['rev-parse', 'main']);
+    const tree = await rawTree(gitDir, [...(await treeRows(gitDir, `${head}^{tree}`)), { mode: '40000', name: Buffer.from('bomb'), oid: sub }]);
+    const bomb = await git(['commit-tree', tree, '-p', head, '-m', 'bomb']);
+    await assert.rejects(computeMerge(b.repo, head, bomb, 10_000), /expands to more than 10000 entries/);
+    // Our own head is not capped: what is in it passed the cap or was written here.
+    assert.ok((await b.repo.lsTree(tree)).length > 65_536);
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('a head whose blobs add up past the cap is refused from their headers, before any is read', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    await a.close();
+    const gitDir = b.repo.dir;
+    const git = async (args: string[], input?: Buffer) => (await run('git', ['--git-dir', gitDir, ...args], { input })).stdout.toString().trim();
+    // Each blob far under the 16 MiB an entry may have, and they compress to nothing: 4 MiB together.
+    const rows = [];
+    for (let i = 0; i < 4; i++) {
+      const zeros = Buffer.alloc(2 ** 20);
+      zeros.writeUInt32BE(i, 0);
+      rows.push({ mode: '100644', name: Buffer.from(`z${i}`), oid: await git(['hash-object', '-w', '--stdin'], zeros) });
+    }
+    const head = await git(['rev-parse', 'main']);
+    const tree = await rawTree(gitDir, [...(await treeRows(gitDir, `${head}^{tree}`)), ...rows]);
+    const big = await git(['commit-tree', tree, '-p', head, '-m', 'zeros']);
+    await assert.rejects(computeMerge(b.repo, head, big, undefined, 2 * 2 ** 20), /add up to 41\d{5} bytes, more than the 2097152/);
+    await b.close();
   } finally {
     await rm(d, { recursive: true, force: true });
   }

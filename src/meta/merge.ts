@@ -14,8 +14,10 @@
 // - what the merge cannot place (no valid free name) is left out and reported in `leftOut`:
 //   it stays in the history of the side it came from, and the merge still succeeds, since a
 //   merge that fails fails on every node alike and would stop sync for good.
-// A head whose own names are not UTF-8 is refused (its paths would collapse into one another).
-import type { GitRepo } from './repo.js';
+// A head whose own names are not UTF-8 is refused (its paths would collapse into one another), and
+// so is one that expands to more than MAX_TREE_ROWS rows (a tree bomb: one subtree named over and over)
+// or whose distinct blobs add up to more than MAX_HEAD_BYTES (sizes from the headers, nothing read).
+import { MAX_HEAD_BYTES, MAX_TREE_ROWS, type GitRepo } from './repo.js';
 import type { PackObject } from './pack.js';
 import { decodeEntry, Entry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
@@ -45,12 +47,12 @@ const MERGER = 'delugefs <merge@delugefs>';
 
 interface Flattened { blobs: Flat; trees: Map<string, string>; /** Rows whose path is not UTF-8: `path oid`. */ badUtf8: Set<string> }
 
-async function flatten(repo: GitRepo, commit: string): Promise<Flattened> {
+async function flatten(repo: GitRepo, commit: string, maxRows?: number): Promise<Flattened> {
   const c = await repo.readCommit(commit);
   const blobs: Flat = new Map();
   const trees = new Map<string, string>([['', c.tree]]);
   const badUtf8 = new Set<string>();
-  for (const r of await repo.lsTree(c.tree)) {
+  for (const r of await repo.lsTree(c.tree, maxRows)) {
     if (r.badUtf8) badUtf8.add(`${r.path} ${r.oid}`);
     if (r.type === 'blob') blobs.set(r.path, { mode: r.mode, oid: r.oid });
     else if (r.type === 'tree') trees.set(r.path, r.oid);
@@ -63,13 +65,16 @@ async function flatten(repo: GitRepo, commit: string): Promise<Flattened> {
  * directory of one name: both would collapse two entries into one. Names are checked by the
  * caller (namespace.ts validate) on the changes and `addedDirs`.
  */
-function checkTheirs(theirs: Flattened, base: Flattened, oid: string): void {
+async function checkTheirs(repo: GitRepo, theirs: Flattened, base: Flattened, oid: string, maxBytes: number): Promise<void> {
   for (const row of theirs.badUtf8) {
     if (!base.badUtf8.has(row)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a name that is not UTF-8 (${JSON.stringify(row.split(' ')[0])})`);
   }
   for (const d of addedDirs(base.trees, theirs.trees)) {
     if (theirs.blobs.has(d)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a file and a directory named ${JSON.stringify(d)}`);
   }
+  // From the object headers, before any blob of theirs is read: the whole head, so every node judges it alike.
+  const total = await repo.totalSize([...new Set([...theirs.blobs.values()].map((r) => r.oid))]);
+  if (total > maxBytes) throw new Error(`merge rejected: the entries of ${oid.slice(0, 12)} add up to ${total} bytes, more than the ${maxBytes} a head may hold`);
 }
 
 function diff(from: Flat, to: Flat): MergeChange[] {
@@ -112,18 +117,22 @@ function truncateUtf8(s: string, max: number): string {
   return s.slice(0, end);
 }
 
-export async function computeMerge(repo: GitRepo, ours: string, theirs: string): Promise<MergeResult> {
+/**
+ * `maxRows` caps the rows their head may expand to (MAX_TREE_ROWS): only theirs, since ours and
+ * the merge base (an ancestor of ours) hold nothing that did not pass this cap or come from here.
+ */
+export async function computeMerge(repo: GitRepo, ours: string, theirs: string, maxRows = MAX_TREE_ROWS, maxBytes = MAX_HEAD_BYTES): Promise<MergeResult> {
   const base = await repo.mergeBase(ours, theirs);
   if (!base) throw new Error(`cannot merge ${theirs.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
   const o = await flatten(repo, ours);
   if (base === ours) {
-    const t = await flatten(repo, theirs);
-    checkTheirs(t, o, theirs);
+    const t = await flatten(repo, theirs, maxRows);
+    await checkTheirs(repo, t, o, theirs, maxBytes);
     const changes = diff(o.blobs, t.blobs);
     return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
-  const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs)]);
-  checkTheirs(t, b, theirs);
+  const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs, maxRows)]);
+  await checkTheirs(repo, t, b, theirs, maxBytes);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
@@ -138,6 +147,9 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
   // Path order, not arrival order: two conflicts may compete for one free name.
   conflicts.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   const leftOut: MergeResult['leftOut'] = [];
+  // Every directory of the result, known up front (each conflict path's winner goes in below):
+  // a free name is checked against it in O(1), not by scanning every path (quadratic in conflicts).
+  const dirs = dirsOf([...result.keys(), ...conflicts.map((c) => c.path)]);
   // Resolve conflicts: contents are needed to order them.
   const blobData = await repo.readBlobs([...new Set(conflicts.flatMap((c) => [c.a.oid, c.b.oid]))]);
   for (const c of conflicts) {
@@ -152,9 +164,9 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
     const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
     result.set(c.path, win);
     if (name === DIR_MARKER) continue;
-    place(result, leftOut, c.path, lose, loser);
+    place(result, dirs, leftOut, c.path, lose, loser);
   }
-  await fixStructure(result, [o.blobs, t.blobs, b.blobs], repo, leftOut);
+  await fixStructure(result, dirs, [o.blobs, t.blobs, b.blobs], repo, leftOut);
   const objects: GitObject[] = [];
   const trees = new Map<string, string>();
   const root = buildTrees(result, objects, trees);
@@ -182,7 +194,7 @@ function safeDecode(data: Buffer): Entry {
 }
 
 /** Puts the losing version of path under a free conflict name, or reports it left out. */
-function place(result: Flat, leftOut: MergeResult['leftOut'], path: string, row: Row, loser: Entry): void {
+function place(result: Flat, dirs: Set<string>, leftOut: MergeResult['leftOut'], path: string, row: Row, loser: Entry): void {
   const slash = path.lastIndexOf('/');
   const dir = path.slice(0, slash + 1);
   const encName = path.slice(slash + 1);
@@ -191,12 +203,23 @@ function place(result: Flat, leftOut: MergeResult['leftOut'], path: string, row:
     leftOut.push({ path, oid: row.oid, reason: `its name cannot be a conflict copy: ${problem}` });
     return;
   }
-  result.set(freeName(result, dir, decodeName(encName), loser), row);
+  const free = freeName(result, dirs, dir, decodeName(encName), loser);
+  result.set(free, row);
+  for (const d of dirsOf([free])) dirs.add(d); // its own directory: there already, kept exact anyway
+}
+
+/** Every directory above the given paths ('a/b/c' -> 'a', 'a/b'). */
+function dirsOf(paths: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const p of paths) {
+    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) out.add(p.slice(0, i));
+  }
+  return out;
 }
 
 /** A conflict name not yet taken in dir (counting up if the same second already had a conflict). */
-function freeName(result: Flat, dir: string, name: string, loser: Entry): string {
-  const taken = (p: string) => result.has(p) || [...result.keys()].some((k) => k.startsWith(p + '/'));
+function freeName(result: Flat, dirs: Set<string>, dir: string, name: string, loser: Entry): string {
+  const taken = (p: string) => result.has(p) || dirs.has(p);
   let candidate = '';
   for (let i = 1; !candidate || taken(candidate); i++) candidate = dir + encodeName(conflictName(name, loser.mtime, loser.node ?? 'unknown', i));
   return candidate;
@@ -207,7 +230,7 @@ function freeName(result: Flat, dir: string, name: string, loser: Entry): string
  * while the other added inside it gets its marker back, and a file standing where the other side
  * made a directory moves to a conflict name.
  */
-async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo, leftOut: MergeResult['leftOut']): Promise<void> {
+async function fixStructure(result: Flat, resultDirs: Set<string>, sides: Flat[], repo: GitRepo, leftOut: MergeResult['leftOut']): Promise<void> {
   const dirs = new Set<string>();
   for (const p of result.keys()) {
     if (p.startsWith(RECORDS + '/')) continue;
@@ -220,7 +243,7 @@ async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo, leftOut:
     const file = result.get(d);
     if (file) {
       result.delete(d);
-      place(result, leftOut, d, file, safeDecode(data.get(file.oid)!));
+      place(result, resultDirs, leftOut, d, file, safeDecode(data.get(file.oid)!));
     }
     const marker = `${d}/${DIR_MARKER}`;
     if (!result.has(marker)) {

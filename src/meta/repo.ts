@@ -15,6 +15,30 @@ import { BatchParser, MissingObjectError } from './cat-file.js';
  */
 export const MAX_ENTRY_BLOB = 16 * 2 ** 20;
 
+/**
+ * Most rows (files, directories, markers, records) a peer's head may expand to. Far above what
+ * a push may legitimately carry (a pack of MAX_PACK bytes holds ~1-2 M new entries) and below
+ * what a node can hold in memory (~0.5 KB a row while merging); a tree naming one subtree many
+ * times over goes past it with a few objects and is refused by every node alike.
+ */
+export const MAX_TREE_ROWS = 4 * 2 ** 20;
+
+/**
+ * Most bytes the distinct blobs of a peer's head may add up to (judged from their headers, before
+ * any is read): what MAX_TREE_ROWS entries of ~250 bytes take. Each blob is under MAX_ENTRY_BLOB,
+ * but 256 blobs of 16 MiB of zeros are a pack of a few MiB that would make every node hold 4 GiB
+ * while merging. A pure function of the head, so every node refuses the same heads.
+ */
+export const MAX_HEAD_BYTES = 2 ** 30;
+
+export class TreeTooLargeError extends Error {
+  constructor(readonly tree: string, readonly limit: number) {
+    super(`tree ${tree.slice(0, 12)} expands to more than ${limit} entries (a subtree named over and over?)`);
+  }
+}
+
+export interface TreeRow { mode: string; type: string; oid: string; path: string; badUtf8?: true }
+
 export const BRANCH = 'refs/heads/main';
 /** core.sharedRepository: files 0600, directories 0700, readable by the node's user only. */
 export const PRIVATE_GIT_MODE = '0600';
@@ -71,23 +95,52 @@ export class GitRepo {
     return { tree, parents, message: rest.join('\n\n'), time };
   }
 
-  /** Every entry below a tree: [mode, type, oid, path] with raw (encoded) paths. */
-  /** `badUtf8`: the path's bytes are not UTF-8, so `path` (decoded lossily) may equal another row's. */
-  async lsTree(tree: string): Promise<{ mode: string; type: string; oid: string; path: string; badUtf8?: true }[]> {
-    const out = (await this.git(['ls-tree', '-r', '-t', '-z', '--full-tree', tree])).stdout;
-    const rows = [];
-    let pos = 0;
-    while (pos < out.length) {
-      const end = out.indexOf(0, pos);
-      const line = out.toString('utf8', pos, end);
-      const tab = line.indexOf('\t');
-      const [mode, type, oid] = line.slice(0, tab).split(' ');
-      const row: { mode: string; type: string; oid: string; path: string; badUtf8?: true } = { mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) };
-      if (line.includes('\uFFFD') && !isUtf8(out.subarray(pos, end))) row.badUtf8 = true;
-      rows.push(row);
-      pos = end + 1;
+  /**
+   * Every entry below a tree: [mode, type, oid, path] with raw (encoded) paths, streamed from one
+   * `git ls-tree -r`. More than `maxRows` fails the read (TreeTooLargeError) as soon as they are
+   * seen: a peer's tree may name one subtree many times over, so a few objects can expand into
+   * billions of rows. `badUtf8`: the path's bytes are not UTF-8, so `path` (decoded lossily) may
+   * equal another row's.
+   */
+  async lsTree(tree: string, maxRows = Number.POSITIVE_INFINITY): Promise<TreeRow[]> {
+    const p = spawn('git', [`--git-dir=${this.dir}`, 'ls-tree', '-r', '-t', '-z', '--full-tree', tree], { stdio: ['ignore', 'pipe', 'pipe'], env: gitEnv() });
+    let stderr = '';
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const closed: Promise<number> = new Promise((r) => p.on('close', (c) => r(c ?? -1)));
+    const rows: TreeRow[] = [];
+    let rest: Buffer | undefined; // a record cut by the chunk boundary (at most one path long)
+    try {
+      for await (const chunk of p.stdout as AsyncIterable<Buffer>) {
+        const out = rest ? Buffer.concat([rest, chunk]) : chunk;
+        let pos = 0;
+        for (let end = out.indexOf(0, pos); end >= 0; end = out.indexOf(0, pos)) {
+          const line = out.toString('utf8', pos, end);
+          const tab = line.indexOf('\t');
+          const [mode, type, oid] = line.slice(0, tab).split(' ');
+          const row: TreeRow = { mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) };
+          if (line.includes('\uFFFD') && !isUtf8(out.subarray(pos, end))) row.badUtf8 = true;
+          if (rows.push(row) > maxRows) throw new TreeTooLargeError(tree, maxRows);
+          pos = end + 1;
+        }
+        rest = pos < out.length ? out.subarray(pos) : undefined;
+      }
+    } catch (e) {
+      p.kill();
+      throw e;
     }
+    const code = await closed;
+    if (code !== 0 || rest) throw new Error(`git ls-tree ${tree} failed (${code}): ${stderr.trim()}`);
     return rows;
+  }
+
+  /** Sum of the sizes of `oids` (distinct), from one `git cat-file --batch-check`: no object is read. */
+  async totalSize(oids: string[]): Promise<number> {
+    if (!oids.length) return 0;
+    const out = (await this.git(['cat-file', '--batch-check=%(objectsize)'], oids.join('\n') + '\n')).stdout.toString();
+    let total = 0;
+    for (const line of out.split('\n')) if (line) total += Number(line);
+    if (!Number.isFinite(total)) throw new Error(`git cat-file --batch-check: an object of ${oids.length} is missing from ${this.dir}`);
+    return total;
   }
 
   /**
