@@ -1,7 +1,7 @@
 // The content store: one file per content id (BitTorrent info hash) under ROOT/content, with
 // temp files under ROOT/tmp on the same filesystem so that storing is a rename. No network, no Git.
 import { mkdir, rename, rm, stat, readdir, unlink, statfs } from 'node:fs/promises';
-import { open as openCb } from 'node:fs';
+import { open as openCb, fsync as fsyncCb, close as closeCb, constants as fsc } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +9,18 @@ import { ContentId, isContentId } from './metainfo.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 
 const openFd = promisify(openCb);
+const fsyncFd = promisify(fsyncCb);
+const closeFd = promisify(closeCb);
+
+/** fsync(2) of a file or directory by path (a directory: the names in it). */
+async function syncPath(path: string): Promise<void> {
+  const fd = await openFd(path, fsc.O_RDONLY);
+  try {
+    await fsyncFd(fd);
+  } finally {
+    await closeFd(fd).catch(() => {});
+  }
+}
 
 export interface SpaceInfo { total: number; free: number; available: number }
 
@@ -48,6 +60,15 @@ export class ContentStore {
     // Same id, same bytes: renaming over a stored copy changes nothing a reader could see
     // (open readers keep the inode they have), and it is one syscall.
     return this.lock.run(id, () => rename(tmpPath, this.path(id)));
+  }
+
+  /**
+   * Makes stored content survive a power loss: its bytes (unless `dirOnly`: they were synced
+   * before the rename) and its name in the store's folder. ENOENT when it is not stored.
+   */
+  async sync(id: ContentId, dirOnly = false): Promise<void> {
+    if (!dirOnly) await syncPath(this.path(id));
+    await syncPath(join(this.dir, id.slice(0, 2)));
   }
 
   /**

@@ -83,7 +83,8 @@ export class FuseOps {
       case Op.OPENDIR: return [openOut(this.listings.open(this.path(req)), 0)];
       case Op.READDIR: case Op.READDIRPLUS: return [this.readdir(req)];
       case Op.RELEASEDIR: this.listings.release(u64(req.buf, IN_HEADER)); return [];
-      case Op.FSYNCDIR: return [];
+      // rename(2) then fsync(2) of the directory is how programs make a rename durable: the journal holds it.
+      case Op.FSYNCDIR: return this.fs.syncNamespace().then(() => []);
       case Op.ACCESS: this.fs.stat(this.path(req)); return []; // default_permissions: the kernel checks modes
       case Op.STATFS: return this.statfs();
       default: throw new FsError('ENOSYS'); // xattrs, locks, fallocate, ioctl...: the kernel falls back or says so

@@ -17,6 +17,11 @@ export class ContentKeeper {
   /** Those of them whose last attempt failed, with its error; retried by drain(). */
   private failedSmall = new Map<ContentId, Error>();
   private smallTail: Promise<void> = Promise.resolve();
+  /**
+   * Small content an application fsync'ed: the journal holds its bytes on the disk, so the
+   * store's copy is synced too before a commit drops that journal (drain()).
+   */
+  private durable = new Set<ContentId>();
 
   constructor(
     private readonly store: ContentStore,
@@ -84,6 +89,29 @@ export class ContentKeeper {
     await this.smallTail;
     const failed = [...this.failedSmall.values()];
     if (failed.length) throw Object.assign(new Error(`${failed.length} small files are not in the store yet: ${failed[0]!.message}`), { code: (failed[0] as NodeJS.ErrnoException).code });
+    for (const id of [...this.durable]) {
+      // Still on its way (stored after this drain began): its journal is not dropped by this commit.
+      if (this.pendingSmall.has(id)) continue;
+      try {
+        await this.store.sync(id);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // gone: deleted since
+      }
+      this.durable.delete(id);
+    }
+  }
+
+  /**
+   * For an application's fsync: stored content and its name survive a power loss. Small content
+   * still on its way is synced once stored, before the commit that drops its journal (drain()).
+   */
+  async keepDurable(id: ContentId, dataSynced: boolean): Promise<void> {
+    if (id === this.ignore) return;
+    if (this.pendingSmall.has(id)) {
+      this.durable.add(id);
+      return;
+    }
+    await this.store.sync(id, dataSynced).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; }); // not here: a peer's
   }
 
   /** Content that never became part of the namespace (a close that failed): removed now, if no one else uses it. */

@@ -266,6 +266,8 @@ export class OpenFiles {
       // (it is in the journal, so it survives a crash of the process, if not a power loss).
       try {
         if (h.readFd !== null) await fdSync(h.readFd);
+        // Its name in the store too; a small file's stored copy before a commit drops the journal that holds its bytes.
+        if (h.base) await this.c.keeper.keepDurable(h.base.id, h.readFd !== null);
         await this.c.ns.sync();
       } catch (e) {
         throw keepError(e, h.path);
@@ -420,6 +422,8 @@ export class OpenFiles {
           if (sync) await fdSync(h.tmpFd!);
           await store.put(h.tmpPath, id);
           stored = true;
+          // ...and so is its name in the store (the rename), for an fsync that must survive a power loss.
+          if (sync) await store.sync(id, true);
         } else await unlink(h.tmpPath);
         h.tmpPath = null;
       }

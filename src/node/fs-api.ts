@@ -38,6 +38,8 @@ export interface FileSystem {
   ftruncate(fh: number, size: number): Promise<void>;
   flush(fh: number): Promise<void>;
   fsync(fh: number): Promise<void>;
+  /** fsync(2) of a directory: every namespace change made so far (creates, renames, deletes) reaches the disk. */
+  syncNamespace(): Promise<void>;
   release(fh: number): Promise<void>;
   unlink(path: string): Promise<void>;
   mkdir(path: string, mode: number, owner?: Owner): Promise<void>;

@@ -198,6 +198,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   ftruncate(fh: number, size: number) { return this.files.ftruncate(fh, size); }
   flush(fh: number) { return this.files.flush(fh); }
   fsync(fh: number) { return this.files.fsync(fh); }
+  syncNamespace() { return this.ns.sync(); }
   release(fh: number) { return this.files.release(fh); }
 
   async close(): Promise<void> {
