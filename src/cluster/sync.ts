@@ -13,6 +13,7 @@ import type { Membership } from './membership.js';
 import type { PeerSet } from './peer-set.js';
 import { gitSshEnv, knownHostsText, metaRepoUrl, writeKnownHosts } from './git-ssh.js';
 import { parseHostPort } from './static-peers.js';
+import { boundedFetch, removeStaleQuarantines } from './bounded-fetch.js';
 import type { Log } from './log.js';
 
 /** The part of meta/namespace.ts sync needs. */
@@ -33,10 +34,15 @@ export interface SyncOptions {
   log: Log;
   debounceMs?: number;
   auditMs?: number;
+  /** Largest pack a fetch from a peer may bring (default MAX_PACK), and its deadline: for tests. */
+  maxFetchBytes?: number;
+  fetchTimeoutMs?: number;
 }
 
 interface PeerState {
   pushing: boolean;
+  /** One fetch per peer at a time: a trickling peer cannot stack one per audit. */
+  fetching?: boolean;
   again: boolean;
   /** Head we last pushed to it, and the newest head we know it has (its pushes, our fetches). */
   lastSent?: string;
@@ -80,6 +86,8 @@ export class MetaSync {
     this.o.peers.on('peer', this.onPeer);
     this.audit = setInterval(() => this.syncAll('audit'), this.o.auditMs ?? 60_000);
     this.audit.unref();
+    // A crash mid-fetch leaves its quarantine; fetches started meanwhile are never taken for one.
+    this.track(removeStaleQuarantines(this.repo).then((n) => { if (n) this.o.log('sync_stale_fetches_removed', { count: n }); }));
     this.syncAll('start');
   }
 
@@ -198,16 +206,25 @@ export class MetaSync {
 
   private async fetchFrom(id: string, why: string): Promise<void> {
     if (this.closed) return;
-    const r = await this.remote(id);
-    if (!r) return;
-    const t0 = Date.now();
-    const res = await run('git', [`--git-dir=${this.repo}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', r.url, `+refs/heads/main:${FETCHED_REF(id)}`], { env: r.env, allowFail: true });
-    if (res.code !== 0) {
-      this.o.log('sync_fetch_failed', { peer: id, why, error: res.stderr.trim().slice(0, 500) });
-      return;
+    const s = this.peerState(id);
+    if (s.fetching) return;
+    s.fetching = true;
+    try {
+      const r = await this.remote(id);
+      if (!r) return;
+      const t0 = Date.now();
+      try {
+        // Bounded in size and time, and nothing kept when it fails: a member's server may be rogue.
+        await boundedFetch({ repo: this.repo, url: r.url, src: 'refs/heads/main', dst: FETCHED_REF(id), env: r.env, maxBytes: this.o.maxFetchBytes, timeoutMs: this.o.fetchTimeoutMs });
+      } catch (e) {
+        this.o.log('sync_fetch_failed', { peer: id, why, error: (e as Error).message.slice(0, 500) });
+        return;
+      }
+      this.o.log('sync_fetched', { peer: id, why, ms: Date.now() - t0 });
+      this.scheduleMerge(id, FETCHED_REF(id));
+    } finally {
+      s.fetching = false;
     }
-    this.o.log('sync_fetched', { peer: id, why, ms: Date.now() - t0 });
-    this.scheduleMerge(id, FETCHED_REF(id));
   }
 
   private async pushTo(id: string): Promise<void> {

@@ -6,7 +6,6 @@
 import os from 'node:os';
 import { isAbsolute, join, normalize } from 'node:path';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { run } from '../util/exec.js';
 import { GitRepo, gitEnv } from '../meta/repo.js';
 import { Identity, isNodeId, nodeIdOf } from '../cluster/identity.js';
 import { redeemInvite, decodeInvite, InviteError } from '../cluster/invite.js';
@@ -14,6 +13,7 @@ import { RpcCallError } from '../cluster/rpc-client.js';
 import { controlCall } from '../cluster/control-socket.js';
 import { gitSshEnv, knownHostsText, metaRepoUrl } from '../cluster/git-ssh.js';
 import { parseHostPort, probeHostKey } from '../cluster/static-peers.js';
+import { boundedFetch, removeStaleQuarantines } from '../cluster/bounded-fetch.js';
 import type { LocalEntry } from '../cluster/local-registry.js';
 
 export class JoinError extends Error {
@@ -36,13 +36,21 @@ export function checkToken(token: string, cluster: string): ReturnType<typeof de
 
 export interface Joined { via: string; inviter: string; head: string }
 
-/** Fetches the cluster's main branch from `url` (an ssh:// URL or an absolute path) into repoDir. */
-export async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv): Promise<string> {
+/**
+ * Fetches the cluster's main branch from `url` (an ssh:// URL or an absolute path) into repoDir,
+ * bounded like every fetch from a peer (bounded-fetch.ts); `limits` are for tests.
+ */
+export async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv, limits: { maxBytes?: number; timeoutMs?: number } = {}): Promise<string> {
   const repo = new GitRepo(repoDir);
   if (!(await repo.exists())) await repo.init();
-  // `--` first: whatever url holds, git reads it as the repository, never as an option (--upload-pack=...).
-  const r = await run('git', [`--git-dir=${repoDir}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', url, 'refs/heads/main:refs/heads/main'], { env, allowFail: true });
-  if (r.code !== 0) throw new JoinError(`could not fetch the cluster's metadata from ${url.replace(/^ssh:\/\/[^@]*@/, '')}: ${r.stderr.trim()}`);
+  // Joining runs before the node does: no other fetch into this repository is under way.
+  await removeStaleQuarantines(repoDir);
+  try {
+    // boundedFetch puts `--` before the URL: whatever it holds, git reads it as the repository, never as an option.
+    await boundedFetch({ repo: repoDir, url, src: 'refs/heads/main', dst: 'refs/heads/main', env, ...limits });
+  } catch (e) {
+    throw new JoinError(`could not fetch the cluster's metadata from ${url.replace(/^ssh:\/\/[^@]*@/, '')}: ${(e as Error).message}`);
+  }
   const head = await repo.head();
   if (!head) throw new JoinError('the fetched metadata repository has no main branch');
   return head;
