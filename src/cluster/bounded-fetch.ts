@@ -145,6 +145,7 @@ function limitedGit(gitDir: string, args: string[], env: NodeJS.ProcessEnv, maxB
         process.kill(-p.pid!, 'SIGKILL');
       } catch { /* already gone */ }
     };
+    // The whole group: git, its ssh and index-pack (a persistent ssh master has its own session).
     const timer = setTimeout(() => {
       timedOut = true;
       kill();
@@ -155,8 +156,6 @@ function limitedGit(gitDir: string, args: string[], env: NodeJS.ProcessEnv, maxB
     });
     p.on('close', (code, signal) => {
       clearTimeout(timer);
-      // What is left of the group (an index-pack killed by SIGXFSZ may leave git's other children).
-      kill();
       resolve({ code: code ?? (signal ? 128 : -1), stderr: Buffer.concat(err).toString(), timedOut });
     });
   });
