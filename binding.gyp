@@ -4,6 +4,11 @@
       "target_name": "devfuse",
       "sources": ["src/fuse/native/devfuse.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "flock",
+      "sources": ["src/native/flock.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

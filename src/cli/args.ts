@@ -11,8 +11,11 @@ export interface RunArgs {
   allowOther: boolean;
   json: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
-  /** Invite token to join an existing cluster with (new or empty ROOT). */
-  join?: string;
+  /**
+   * Where the invite token to join with comes from (new or empty ROOT): the command line (readable
+   * by every local user in /proc/PID/cmdline), a file, or stdin (`--join -`).
+   */
+  join?: { token: string } | { file: string } | { stdin: true };
   /** First SSH port to try (default 7422). */
   sshPort?: number;
   interface?: string;
@@ -32,7 +35,10 @@ whole cluster appears as one filesystem. Without a mount point the node stores d
 Options:
   --create          start a new cluster in ROOT (an empty or missing directory)
   --join TOKEN      join the cluster with an invite token (from "delugefs invite" on a member);
-                    a new ROOT with neither option joins through a member running on this machine
+                    a new ROOT with neither option joins through a member running on this machine.
+                    A token on the command line is visible to every local user (ps): prefer
+  --join-file FILE  to read the token from FILE, or
+  --join -          to read it from stdin (e.g. delugefs ... --join - < token)
   --ssh-port N      SSH port: the first free port from N upward (default 7422)
   --interface IF    network interface (name or IPv4 address) to announce on over mDNS
   --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
@@ -57,7 +63,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
 Examples:
   delugefs bigstore /tank/delugefs /mnt/bigstore --create
   delugefs invite /tank/delugefs                         # on server1: prints TOKEN
-  delugefs bigstore /tank/delugefs /mnt/bigstore --join TOKEN   # on server2
+  delugefs bigstore /tank/delugefs /mnt/bigstore --join-file token   # on server2
   delugefs --cluster bigstore --root /mnt/disk2/.bigstoredb      # second disk of server1`;
 
 export class UsageError extends Error {}
@@ -68,7 +74,7 @@ export function parseArgs(argv: string[]): Args {
   const pos: string[] = [];
   const named: { cluster?: string; root?: string; mount?: string } = {};
   let create = false, allowOther = false, json = false, port = 6881, mdns = true;
-  let join: string | undefined, sshPort: number | undefined, iface: string | undefined;
+  let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -96,7 +102,13 @@ export function parseArgs(argv: string[]): Args {
       case '--mount': named.mount = value(); break;
       case '--port': port = portOf(flag, value()); break;
       case '--ssh-port': sshPort = portOf(flag, value()); break;
-      case '--join': join = value(); break;
+      case '--join': case '--join-file': {
+        if (join) throw new UsageError('give the token once: --join TOKEN, --join - or --join-file FILE');
+        const v = value();
+        if (!v) throw new UsageError(`${flag} needs a value`);
+        join = v === '-' ? { stdin: true } : flag === '--join-file' ? { file: v } : { token: v };
+        break;
+      }
       case '--interface': iface = value(); break;
       case '--no-mdns': mdns = false; break;
       case '--peer': {
@@ -130,6 +142,6 @@ export function parseArgs(argv: string[]): Args {
   if (!cluster) throw new UsageError('missing CLUSTER (the cluster name)');
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
-  if (create && join !== undefined) throw new UsageError('--create and --join exclude each other');
+  if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
   return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns };
 }

@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdir, writeFile, stat } from 'node:fs/promises';
+import { mkdir, writeFile, stat, readFile } from 'node:fs/promises';
 import { runCli, sandbox, Sandbox } from '../testing/node-proc.js';
 import { Identity } from '../cluster/identity.js';
 
@@ -26,6 +26,8 @@ test('subcommands: --help, usage errors (exit 2), clear refusals (exit 1)', asyn
     [['invite', '/x', '--ttl', '5y'], /--ttl must be/], [['remove-node', '/x', 'a', 'b'], /too many/],
     [['c', '/x', '--create', '--join', 't'], /exclude each other/], [['c', '/x', '--peer', 'nohost'], /--peer must be HOST:PORT/],
     [['c', '/x', '--ssh-port', '0'], /--ssh-port must be/], [['shell', '/x'], /needs --peer/],
+    [['c', '/x', '--create', '--join-file', 'f'], /exclude each other/], [['c', '/x', '--join', 't', '--join-file', 'f'], /give the token once/],
+    [['c', '/x', '--join-file'], /--join-file needs a value/],
   ] as [string[], RegExp][]) {
     const r = await cli(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
@@ -45,6 +47,18 @@ test('subcommands: --help, usage errors (exit 2), clear refusals (exit 1)', asyn
   assert.equal(r.code, 1);
   assert.match(r.err, /--join: not a DelugeFS invite token/);
   await assert.rejects(stat(join(b.dir, 'nojoin')), 'a failed join leaves no root behind');
+  for (const [args, input, msg] of [
+    [['--join-file', join(b.dir, 'missing')], '', /--join-file: cannot read .*missing: ENOENT/],
+    [['--join-file', b.dir], '', /--join-file: .* is a directory/],
+    [['--join', '-'], '', /--join -: no token found/],
+    [['--join', '-'], 'garbage\n', /--join: not a DelugeFS invite token/],
+  ] as [string[], string, RegExp][]) {
+    r = await cli(['testc', join(b.dir, 'nojoin'), '--no-mdns', ...args], {}, input);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, msg);
+    await assert.rejects(stat(join(b.dir, 'nojoin')));
+  }
+  assert.match((await cli(['--help'])).out, /--join-file FILE[\s\S]*--join -/);
 });
 
 test('membership offline and online; invite; authorized-keys; shell forwards RPC', async () => {
@@ -102,6 +116,67 @@ test('membership offline and online; invite; authorized-keys; shell forwards RPC
   r = await cli(['shell', b.root, '--peer', k2.nodeId], { SSH_ORIGINAL_COMMAND: 'cat /etc/passwd' });
   assert.notEqual(r.code, 0);
   await n2.stop();
+});
+
+test('a join token from a file and from stdin, never on the command line', async () => {
+  const b = await box();
+  const n = await b.start(['--interface', 'lo'], { create: true, mount: false });
+  const token = async () => {
+    const r = await cli(['invite', b.root]);
+    assert.equal(r.code, 0, r.err);
+    return r.out.trim();
+  };
+  const cmdline = async (pid: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+  // --join never looks for a local member: these join over SSH with the token, as other machines would.
+  const t1 = await token();
+  const file = join(b.dir, 'token');
+  await writeFile(file, `\n  ${t1}  \n`, { mode: 0o600 });
+  const viaFile = await b.start(['--interface', 'lo', '--join-file', file], { root: join(b.dir, 'byfile'), mount: false });
+  const t2 = await token();
+  const viaStdin = await b.start(['--interface', 'lo', '--join', '-'], { root: join(b.dir, 'bystdin'), mount: false, input: t2 + '\n' });
+  for (const [p, t, flag] of [[viaFile, t1, '--join-file'], [viaStdin, t2, '--join']] as const) {
+    const argv = await cmdline(p.proc.pid!);
+    assert.ok(argv.includes(flag), argv.join(' '));
+    assert.ok(!argv.some((a) => a.includes(t) || a.includes(t.slice(5, 40))), 'the token is not in /proc/PID/cmdline');
+    assert.notEqual(p.ready.node, n.ready.node);
+  }
+  const r = await cli(['members', b.root, '--json']);
+  const ids = JSON.parse(r.out).map((m: { nodeId: string }) => m.nodeId);
+  for (const p of [viaFile, viaStdin]) assert.ok(ids.includes(p.ready.node), `${String(p.ready.node)} is a member`);
+  // Each token was used once: the file's cannot join a third root.
+  const again = await cli(['testc', join(b.dir, 'again'), '--no-mdns', '--join-file', file], { DELUGEFS_RUN_DIR: join(b.dir, 'run-again') });
+  assert.equal(again.code, 1);
+  assert.match(again.err, /--join: .*(used|redeemed)/i);
+  await viaStdin.stop();
+  await viaFile.stop();
+  await n.stop();
+});
+
+test('delugefs shell refuses a removed or unknown node on every call, node running or not', async () => {
+  const b = await box();
+  const n = await b.start(['--interface', 'lo'], { create: true, mount: false });
+  const k = await Identity.loadOrCreate(join(b.dir, 'k'));
+  let r = await cli(['authorize', b.root, k.publicKeyLine]);
+  assert.equal(r.code, 0, r.err);
+  const shell = (id: string, cmd: string) => cli(['shell', b.root, '--peer', id], { SSH_ORIGINAL_COMMAND: cmd }, '{}');
+  r = await shell(k.nodeId, 'delugefs-rpc freespace');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(JSON.parse(r.out).result.available > 0);
+  r = await cli(['remove-node', b.root, k.nodeId]);
+  assert.equal(r.code, 0, r.err);
+  const refused = async (id: string, msg: RegExp) => {
+    for (const cmd of ['delugefs-rpc freespace', "git-upload-pack '/meta.git'", "git-receive-pack '/meta.git'"]) {
+      const s = await shell(id, cmd);
+      assert.equal(s.code, 1, `${cmd}: ${s.err}`);
+      assert.match(s.err, msg, cmd);
+      assert.equal(s.out, '', `${cmd}: nothing served`);
+    }
+  };
+  await refused(k.nodeId, new RegExp(`delugefs: refused: node ${k.nodeId} was removed from the cluster; this key may no longer be used`));
+  await refused('aaaaaaaaaaaaaaaa', /refused: node aaaaaaaaaaaaaaaa is not a member of the cluster/);
+  await n.stop();
+  // Stopped node: the records in its repository still decide.
+  await refused(k.nodeId, /was removed from the cluster/);
 });
 
 test('a second disk joins through the running member on this machine, with no token', async () => {

@@ -12,6 +12,7 @@ import { Membership, MemberRecord, RecordStore } from '../cluster/membership.js'
 import { controlCall, controlDispatcher } from '../cluster/control-socket.js';
 import { RpcCallError } from '../cluster/rpc-client.js';
 import { runForcedCommand, authorizedKeysText } from '../cluster/forced-command.js';
+import { refusalFromRepo } from '../cluster/repo-members.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
 
@@ -34,7 +35,8 @@ Prints the other members' keys as authorized_keys lines restricted to "delugefs 
 running behind your own sshd. --bin: how sshd starts delugefs (default: this program's path).`,
   shell: `Usage: delugefs shell ROOT --peer NODE
 The forced command of an authorized_keys line (see authorized-keys): serves git fetch/push of the
-metadata repository and delugefs-rpc for member NODE, from SSH_ORIGINAL_COMMAND.`,
+metadata repository and delugefs-rpc for member NODE, from SSH_ORIGINAL_COMMAND. Every call
+first checks that NODE is a member and not removed (exit 1 with a message when not).`,
 };
 export const SUBCOMMANDS = Object.keys(HELP);
 
@@ -97,7 +99,7 @@ async function offline<T>(root: string, fn: (m: Membership, node: DelugeNode) =>
     const n = node;
     // What fn refuses (a removed key, an unknown node) is the user's answer, not a crash.
     return await Promise.resolve()
-      .then(() => fn(new Membership(n.ns as unknown as RecordStore), n))
+      .then(async () => fn(new Membership(n.ns as unknown as RecordStore, () => {}, await Identity.loadOrCreate(root)), n))
       .catch((e) => { throw e instanceof CheckError ? e : new CheckError((e as Error).message); });
   } finally {
     await node?.close();
@@ -129,7 +131,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       }
       await nodeRoot(root);
       const r = (await viaControl<MemberRecord>(root, 'authorize', { publicKey: keyLine, hostname: 'unknown' })) ??
-        (await offline(root, (m, node) => m.admit({ publicKey: keyLine, hostname: 'unknown', addedBy: node.nodeId })));
+        (await offline(root, (m) => m.admit({ publicKey: keyLine, hostname: 'unknown' })));
       return print(a.json, r, `admitted node ${r.nodeId} (${r.fingerprint})`);
     }
     case 'invite': {
@@ -149,7 +151,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
           if (id === node.nodeId) throw new CheckError('remove-node: a node cannot remove itself; run it on another member');
           if (m.isRevoked(id)) return { nodeId: id, already: true };
           if (!m.get(id)) throw new CheckError(`remove-node: node ${id} is not a member`);
-          await m.revoke(id, node.nodeId);
+          await m.revoke(id);
           return { nodeId: id, already: false };
         }));
       return print(a.json, r, r.already ? `node ${id} was already removed` : `removed node ${id}; its key is refused on every member once synced`);
@@ -170,8 +172,11 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
     case 'shell': {
       if (!a.peer || !isNodeId(a.peer)) throw new UsageError('shell: needs --peer NODE (the member this key belongs to)');
       const sock = join(root, CONTROL_SOCKET);
+      const repoPath = join(root, 'meta', 'repo.git');
       process.exitCode = await runForcedCommand({
-        repoPath: join(root, 'meta', 'repo.git'), peerNodeId: a.peer, rpc: controlDispatcher(sock),
+        repoPath, peerNodeId: a.peer, rpc: controlDispatcher(sock),
+        // On every call: a removed member's authorized_keys line may still be there.
+        refusal: (id) => refusalFromRepo(repoPath, id),
         onReceivePack: (peer) => controlCall(sock, 'push_received', { peer: peer.nodeId }).catch(() => {}),
       });
       return;

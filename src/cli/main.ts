@@ -11,6 +11,10 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // Everything this process and its children (git, ssh) create is the user's alone: the node
+  // root must never be readable by others (files made through the mount get their modes from
+  // the caller, not from this umask; the mount point is never created or changed).
+  process.umask(0o077);
   let args;
   try {
     // Subcommand names are reserved words: they cannot be cluster names.

@@ -2,7 +2,7 @@
 // then the node (created, joined or opened), the cluster (SSH, discovery, sync), the mount, and a
 // clean stop on SIGINT/SIGTERM.
 import { resolve, join } from 'node:path';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import type { RunArgs } from './args.js';
 import { acquireLock, createLayout, inspectRoot, paths, NodeConfig } from '../node/layout.js';
 import { DelugeNode } from '../node/node.js';
@@ -21,11 +21,67 @@ export class CheckError extends Error {}
 
 type Mode = { kind: 'create' } | { kind: 'open' } | { kind: 'join-token'; token: string } | { kind: 'join-local'; member: LocalEntry } | { kind: 'join-peer' };
 
+/** Tokens are a few hundred bytes; a larger "token" file is the wrong file. */
+const MAX_TOKEN_FILE = 64 << 10;
+
+/**
+ * The join token from where --join / --join-file said: the first non-empty line of FILE or of
+ * stdin (a terminal gets a prompt on stderr), so it never has to be on the command line.
+ */
+async function readToken(from: NonNullable<RunArgs['join']>): Promise<string> {
+  if ('token' in from) return from.token;
+  const flag = 'file' in from ? '--join-file' : '--join -';
+  let text: string;
+  if ('file' in from) {
+    try {
+      const st = await stat(from.file);
+      // Not only regular files: `--join-file <(pass show token)` is a pipe.
+      if (st.isDirectory()) throw new CheckError(`--join-file: ${from.file} is a directory; give the file that holds the token`);
+      if (st.isFile() && st.size > MAX_TOKEN_FILE) throw new CheckError(`--join-file: ${from.file} is ${st.size} bytes, too large for a token; give the file "delugefs invite" printed`);
+      text = await readFile(from.file, 'utf8');
+    } catch (e) {
+      if (e instanceof CheckError) throw e;
+      throw new CheckError(`--join-file: cannot read ${from.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  } else {
+    if (process.stdin.isTTY) process.stderr.write('delugefs: paste the join token and press Enter: ');
+    text = await readFirstLine(process.stdin, MAX_TOKEN_FILE);
+  }
+  const line = text.split('\n').map((l) => l.trim()).find(Boolean);
+  if (!line) throw new CheckError(`${flag}: no token found (expected the line "delugefs invite" printed)`);
+  return line;
+}
+
+/** Reads a stream up to its first non-empty line (or its end), then lets go of it. */
+function readFirstLine(s: NodeJS.ReadStream, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const done = (err?: Error) => {
+      s.off('data', onData).off('end', onEnd).off('error', onError);
+      // Paused and unreferenced: a terminal or pipe left open must not keep the node's loop alive for it.
+      s.pause();
+      (s as { unref?: () => void }).unref?.();
+      if (err) reject(err);
+      else resolve(buf);
+    };
+    const onData = (c: Buffer | string) => {
+      buf += c.toString();
+      if (buf.length > max) return done(new CheckError('--join -: stdin holds more than a token; give the line "delugefs invite" printed'));
+      if (/\S[^\n]*\n/.test(buf)) done();
+    };
+    const onEnd = () => done();
+    const onError = (e: Error) => done(new CheckError(`--join -: cannot read stdin: ${e.message}`));
+    s.setEncoding('utf8');
+    s.on('data', onData).on('end', onEnd).on('error', onError);
+  });
+}
+
 export async function runNode(a: RunArgs): Promise<void> {
   const root = resolve(a.root);
   const mnt = a.mount ? resolve(a.mount) : undefined;
   let log = createLogger({ cluster: a.cluster }, a.logLevel);
 
+  const token = a.join ? await readToken(a.join) : undefined;
   const state = await inspectRoot(root);
   let mode: Mode;
   if (a.create) {
@@ -33,28 +89,32 @@ export async function runNode(a: RunArgs): Promise<void> {
     if (state.kind === 'foreign') throw new CheckError(`--create: ${root} cannot hold a new cluster: ${state.what}; use an empty or missing directory`);
     mode = { kind: 'create' };
   } else if (state.kind === 'missing' || state.kind === 'empty') {
-    const member = a.join === undefined ? await findLocalMember(a.cluster) : undefined;
-    if (a.join !== undefined) {
+    const local = token === undefined ? await findLocalMember(a.cluster) : undefined;
+    const member = local?.member;
+    // What made a local member unusable (an unsafe registry, a foreign socket) is the user's to know.
+    for (const p of local?.problems ?? []) log.warn('join.local.refused', { reason: p });
+    if (token !== undefined) {
       try {
-        checkToken(a.join, a.cluster);
+        checkToken(token, a.cluster);
       } catch (e) {
         throw new CheckError((e as Error).message);
       }
-      mode = { kind: 'join-token', token: a.join };
+      mode = { kind: 'join-token', token };
     }
     else if (member) mode = { kind: 'join-local', member };
     else if (a.peers.length) mode = { kind: 'join-peer' };
     else {
+      const why = local?.problems.length ? ` No local member could be used: ${local.problems.join('; ')}.` : '';
       throw new CheckError(`${root} is not a DelugeFS root. To start a new cluster there, add --create. ` +
-        `To join cluster "${a.cluster}", run "delugefs invite MEMBER_ROOT" on a running member and start this node with --join TOKEN ` +
-        `(a second disk needs no token while a member of "${a.cluster}" runs on this machine).`);
+        `To join cluster "${a.cluster}", run "delugefs invite MEMBER_ROOT" on a running member and start this node with --join-file FILE (or --join TOKEN) ` +
+        `(a second disk needs no token while a member of "${a.cluster}" runs on this machine).${why}`);
     }
   } else {
     if (state.kind === 'foreign') throw new CheckError(`${root} is not a DelugeFS root: ${state.what}`);
     if (state.config.cluster !== a.cluster) {
       throw new CheckError(`${root} belongs to cluster "${state.config.cluster}", not "${a.cluster}"`);
     }
-    if (a.join !== undefined) throw new CheckError(`--join: ${root} is already node ${state.config.nodeId} of cluster "${a.cluster}"; start it without --join`);
+    if (token !== undefined) throw new CheckError(`--join: ${root} is already node ${state.config.nodeId} of cluster "${a.cluster}"; start it without --join`);
     mode = { kind: 'open' };
   }
   if (a.interface !== undefined) {
@@ -87,7 +147,7 @@ export async function runNode(a: RunArgs): Promise<void> {
       try {
         const repo = join(p.meta, 'repo.git');
         joined = mode.kind === 'join-token' ? await joinWithToken(root, repo, a.cluster, mode.token)
-          : mode.kind === 'join-local' ? await joinLocal(root, repo, mode.member)
+          : mode.kind === 'join-local' ? await joinLocal(root, repo, a.cluster, mode.member)
           : await joinFromPeer(root, repo, a.peers);
       } catch (e) {
         await release();

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -49,7 +50,7 @@ test('control socket: calls, errors, bad input, forwarding for delugefs shell', 
     const stdin = new PassThrough();
     stdin.end('{}');
     const status = await runForcedCommand({
-      repoPath: dir, rpc: controlDispatcher(path), peerNodeId: 'abcdefghijklmnop', command: 'delugefs-rpc whoami',
+      repoPath: dir, rpc: controlDispatcher(path), peerNodeId: 'abcdefghijklmnop', refusal: async () => undefined, command: 'delugefs-rpc whoami',
       io: { stdin, stdout, stderr: new PassThrough() }, log: memoryLog(),
     });
     assert.equal(status, 0);
@@ -59,6 +60,35 @@ test('control socket: calls, errors, bad input, forwarding for delugefs shell', 
     assert.equal(r.ok, false);
   } finally {
     await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('control socket: never looser than 0600, not even right after bind; the umask is restored', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-ctl-'));
+  const path = join(dir, 'control.sock');
+  // The loosest umask a user may have: a socket bound under it is connectable by everyone.
+  const umask = process.umask(0);
+  // Observe the socket the moment bind(2) made it (inside listen, before any other JS runs).
+  const listen = net.Server.prototype.listen;
+  const seen: number[] = [];
+  net.Server.prototype.listen = function (this: net.Server, ...args: unknown[]) {
+    const r = (listen as (...a: unknown[]) => net.Server).apply(this, args);
+    seen.push(statSync(path).mode & 0o777);
+    return r;
+  } as typeof listen;
+  let server: ControlServer | undefined;
+  try {
+    server = await ControlServer.start(path, new RpcRegistry(), memoryLog());
+    const now = process.umask(0);
+    assert.equal(now, 0, 'the process umask is restored after listen');
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]! & 0o077, 0, `socket was ${seen[0]!.toString(8)} right after bind`);
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+  } finally {
+    net.Server.prototype.listen = listen;
+    process.umask(umask);
+    await server?.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -26,17 +26,30 @@ export class ControlServer {
     const server = net.createServer((sock) => serve(sock, rpc, log));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      // Restrictive umask window: the socket is created, then chmod'ed before anyone can use it
-      // meaningfully; the directory (ROOT) is the node owner's anyway.
-      server.listen(path, () => resolve());
+      listenPrivate(server, path, () => resolve());
     });
-    await chmod(path, 0o600);
+    await chmod(path, 0o600); // 0700 from the umask; the x bit means nothing on a socket
     log('control_listening', { path });
     return new ControlServer(server, path);
   }
 
   close(): Promise<void> {
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * Binds under a 077 umask, so the socket never exists with a looser mode (a chmod after listen
+ * leaves a window). bind(2) happens inside listen() itself for a path, on this thread, so the
+ * umask is back before any other JS runs. Another thread creating a file meanwhile (the libuv
+ * pool) gets 0700/0600 at worst: tighter, never looser, and what the CLI's umask gives anyway.
+ */
+export function listenPrivate(server: net.Server, path: string, onListening: () => void): void {
+  const old = process.umask(0o077);
+  try {
+    server.listen(path, onListening);
+  } finally {
+    process.umask(old);
   }
 }
 

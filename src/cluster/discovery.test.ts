@@ -2,13 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import { createLan, netnsAvailable, NetnsHost } from '../testing/netns.js';
-import { nodeIdOf, fingerprintOf, Identity } from './identity.js';
+import { Identity } from './identity.js';
 import { PeerSet, PeerRecord } from './peer-set.js';
 import { StaticPeers, parseHostPort } from './static-peers.js';
 import { SshServer } from './ssh-server.js';
@@ -19,20 +18,15 @@ const skip = !(await netnsAvailable()) && 'needs root and iproute2';
 
 interface Proc {
   nodeId: string;
+  fingerprint: string;
   child: ChildProcess;
   events: Array<Record<string, unknown>>;
   waitFor(pred: (e: Record<string, unknown>) => boolean, ms: number): Promise<Record<string, unknown>>;
 }
 
-function fakeNode() {
-  const blob = randomBytes(51);
-  return { nodeId: nodeIdOf(blob), fingerprint: fingerprintOf(blob) };
-}
-
-/** Starts a discovery participant inside a namespace. */
-async function participant(host: NetnsHost, cluster: string): Promise<Proc> {
-  const node = fakeNode();
-  const cfg = { cluster, ...node, sshPort: 7422, btPort: 6881, interface: 'eth0' };
+/** Starts a discovery participant (mDNS and an SSH server on 7422) inside a namespace. */
+async function participant(host: NetnsHost, cluster: string, sshPort = 7422): Promise<Proc> {
+  const cfg = { cluster, sshPort, btPort: 6881, interface: 'eth0' };
   const child = host.spawn(process.execPath, [fixture, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const events: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
@@ -45,7 +39,8 @@ async function participant(host: NetnsHost, cluster: string): Promise<Proc> {
     for (const w of waiters) w();
   });
   const p: Proc = {
-    nodeId: node.nodeId,
+    nodeId: '',
+    fingerprint: '',
     child,
     events,
     waitFor(pred, ms) {
@@ -67,7 +62,9 @@ async function participant(host: NetnsHost, cluster: string): Promise<Proc> {
       });
     },
   };
-  await p.waitFor((e) => e.ev === 'ready', 10_000);
+  const ready = await p.waitFor((e) => e.ev === 'ready', 10_000);
+  p.nodeId = String(ready.nodeId);
+  p.fingerprint = String(ready.fingerprint);
   return p;
 }
 
@@ -114,6 +111,22 @@ test('mDNS in namespaces: peers see each other, crashes and other clusters', { s
     assert.equal((await hd.run(process.execPath, ['-e', junk])).code, 0);
     await a.waitFor((e) => e.ev === 'log' && e.event === 'mdns_malformed' && e.from === hd.ip, 5000);
     assert.equal(a.child.exitCode, null);
+
+    // Forged adverts of b's node id: at d's listener (another host key), at a port where nothing
+    // listens, and a goodbye, all from d's machine. None of them moves or ends b at a.
+    const forge = (ttl: number, port: number) => `const m=require(${mdnsPath})({bind:'0.0.0.0',interface:'${hd.ip}'});m.on('ready',()=>{
+      m.respond({answers:[{name:'${b.nodeId}._delugefs._tcp.local',type:'TXT',ttl:${ttl},data:['cluster=blue','node=${b.nodeId}','ssh=${port}','bt=6881','fp=${b.fingerprint}']}]},()=>setTimeout(()=>process.exit(0),100))})`;
+    const forgedAt = a.events.length;
+    assert.equal((await hd.run(process.execPath, ['-e', forge(6, 7422)])).code, 0);
+    const mismatch = await a.waitFor((e) => e.ev === 'log' && e.event === 'mdns_host_key_mismatch' && e.nodeId === b.nodeId, 5000);
+    assert.equal(mismatch.address, `${hd.ip}:7422`);
+    assert.equal(mismatch.fingerprint, d.fingerprint);
+    assert.equal((await hd.run(process.execPath, ['-e', forge(6, 1)])).code, 0);
+    await a.waitFor((e) => e.ev === 'log' && e.event === 'mdns_address_unverified' && e.address === `${hd.ip}:1`, 5000);
+    assert.equal((await hd.run(process.execPath, ['-e', forge(0, 7422)])).code, 0);
+    await new Promise((r) => setTimeout(r, 500));
+    const after = a.events.slice(forgedAt);
+    assert.ok(!after.some((e) => (e.ev === 'peer' && e.nodeId === b.nodeId) || sawLost(b.nodeId)(e)), `b unchanged at a: ${JSON.stringify(after)}`);
 
     // A crash (SIGKILL: no goodbye) is noticed within 10 s.
     const tKill = performance.now();

@@ -2,20 +2,24 @@
 // with SRV (ssh port, target `<nodeId>.local`), TXT (cluster, node, ssh, bt, fp) and A records.
 // Records carry short TTLs and are re-announced well within them, so a crashed node (which sends
 // no goodbye) expires within ttl seconds; a clean stop sends a goodbye (TTL 0) at once.
-// mDNS is unauthenticated: a record only says where a node id claims to be. The fingerprint in
-// TXT is advisory; connect with the fingerprint from the member records (RpcClient, known_hosts).
+// mDNS is unauthenticated: a record only says where a node id claims to be, so an address is a
+// hint. It reaches the PeerSet (and so what sync dials) only after an SSH key exchange with it
+// proved the host key of that node id (the member record's key when there is one); a mismatch
+// is a warning naming the address, and the address is left alone for a while. Forged adverts and
+// goodbyes from elsewhere neither refresh nor end the verified record.
 import os from 'node:os';
 import makeMdns from 'multicast-dns';
 import type { RemoteInfo } from 'node:dgram';
 import type { Answer, TxtAnswer, StringAnswer } from 'dns-packet';
-import { isNodeId } from './identity.js';
+import { isNodeId, nodeIdOf, fingerprintOf } from './identity.js';
 import { PeerSet, PeerRecord } from './peer-set.js';
-import { StaticPeers } from './static-peers.js';
+import { StaticPeers, probeHostKey, HostKeyRefused } from './static-peers.js';
 import { Log, jsonLog } from './log.js';
 
 export const SERVICE = '_delugefs._tcp.local';
 const FP_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const CLUSTER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const MAX_CHECKS = 8;
 
 export interface MdnsOptions {
   cluster: string;
@@ -33,6 +37,12 @@ export interface MdnsOptions {
   port?: number;
   peers?: PeerSet;
   log?: Log;
+  /** The member record's host key (blob) of a node id, if it is a member: an address must show it. */
+  hostKeyFor?: (nodeId: string) => Buffer | undefined;
+  /** How an announced address is checked; default: an SSH key exchange (`probeHostKey`). */
+  probe?: (host: string, port: number, accept: (key: Buffer) => boolean) => Promise<Buffer>;
+  /** How long an address that failed the check is not tried again. Default 30 s. */
+  retryMs?: number;
 }
 
 /** Resolves an interface name or address to the IPv4 address to use. */
@@ -57,6 +67,11 @@ export class MdnsDiscovery {
   private timer?: NodeJS.Timeout;
   private expiry = new Map<string, NodeJS.Timeout>();
   private ignored = new Set<string>();
+  /** Verified records, by node id: what this source has put in the PeerSet. */
+  private verified = new Map<string, PeerRecord>();
+  /** `nodeId host:port` under check, or refused until a time. */
+  private checking = new Set<string>();
+  private refusedUntil = new Map<string, number>();
   private readonly log: Log;
   private readonly ttl: number;
   private readonly address?: string;
@@ -96,8 +111,10 @@ export class MdnsDiscovery {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearTimeout(this.pending);
+    this.stopped = true;
     for (const t of this.expiry.values()) clearTimeout(t);
     this.expiry.clear();
+    this.verified.clear();
     const mdns = this.mdns;
     if (!mdns) return;
     this.mdns = undefined;
@@ -127,6 +144,7 @@ export class MdnsDiscovery {
   }
 
   private lastAnnounce = 0;
+  private stopped = false;
   private pending?: NodeJS.Timeout;
 
   private announce(): void {
@@ -178,7 +196,10 @@ export class MdnsDiscovery {
       }
       return;
     }
+    const known = this.verified.get(node);
     if ((txt.ttl ?? 0) === 0) {
+      // A goodbye counts only from where the node was verified to be.
+      if (!known || known.host !== rinfo.address) return;
       this.log('peer_goodbye', { nodeId: node, from: rinfo.address });
       this.expire(node);
       return;
@@ -198,22 +219,69 @@ export class MdnsDiscovery {
       addresses: [...new Set([rinfo.address, ...addresses])],
       source: 'mdns',
     };
+    if (known && known.host === rec.host && known.sshPort === rec.sshPort) {
+      this.publish({ ...rec, fingerprint: known.fingerprint }, txt.ttl);
+      return;
+    }
+    void this.check(rec, txt.ttl);
+  }
+
+  /** An address new for this node id: published only once it proved the node's host key. */
+  private async check(rec: PeerRecord, ttl: number | undefined): Promise<void> {
+    const address = `${rec.host}:${rec.sshPort}`;
+    const key = `${rec.nodeId} ${address}`;
+    if (this.checking.has(key) || (this.refusedUntil.get(key) ?? 0) > Date.now()) return;
+    // Anyone can announce: a burst of made-up node ids must not become a burst of connections.
+    if (this.checking.size >= MAX_CHECKS) return;
+    this.checking.add(key);
+    const expected = this.o.hostKeyFor?.(rec.nodeId);
+    const accept = (k: Buffer) => (expected ? k.equals(expected) : nodeIdOf(k) === rec.nodeId);
+    const probe = this.o.probe ?? ((h, p, a) => probeHostKey(h, p, 3000, a));
+    try {
+      const k = await probe(rec.host, rec.sshPort, accept);
+      if (!accept(k)) throw new HostKeyRefused(k, 'host key refused');
+      if (this.stopped) return;
+      this.refusedUntil.delete(key);
+      this.publish({ ...rec, fingerprint: fingerprintOf(k) }, ttl);
+    } catch (err) {
+      this.refusedUntil.set(key, Date.now() + (this.o.retryMs ?? 30_000));
+      if (this.stopped) return;
+      if (err instanceof HostKeyRefused) {
+        // Someone announces this node id at an address that cannot prove its key.
+        this.log('mdns_host_key_mismatch', {
+          nodeId: rec.nodeId, address, fingerprint: fingerprintOf(err.key), expected: expected ? fingerprintOf(expected) : undefined,
+          hint: 'a forged or stale mDNS announcement; the address is not used',
+        });
+      } else {
+        this.log('mdns_address_unverified', { nodeId: rec.nodeId, address, error: (err as Error).message });
+      }
+    } finally {
+      this.checking.delete(key);
+      if (this.refusedUntil.size > 1024) for (const [k, t] of this.refusedUntil) if (t <= Date.now()) this.refusedUntil.delete(k);
+    }
+  }
+
+  private publish(rec: PeerRecord, ttl: number | undefined): void {
+    const node = rec.nodeId;
     const isNew = !this.expiry.has(node);
     clearTimeout(this.expiry.get(node));
-    const ttlMs = Math.min(txt.ttl ?? this.ttl, 120) * 1000;
+    const ttlMs = Math.min(ttl ?? this.ttl, 120) * 1000;
     const t = setTimeout(() => {
       this.log('peer_expired', { nodeId: node });
       this.expire(node);
     }, ttlMs);
     t.unref();
     this.expiry.set(node, t);
-    if (isNew) this.log('peer_seen', { nodeId: node, host: rec.host, sshPort, btPort });
+    const before = this.verified.get(node);
+    this.verified.set(node, rec);
+    if (isNew || before?.host !== rec.host || before?.sshPort !== rec.sshPort) this.log('peer_seen', { nodeId: node, host: rec.host, sshPort: rec.sshPort, btPort: rec.btPort });
     this.peers.update(rec);
   }
 
   private expire(node: string): void {
     clearTimeout(this.expiry.get(node));
     this.expiry.delete(node);
+    this.verified.delete(node);
     this.peers.remove(node, 'mdns');
   }
 }

@@ -14,5 +14,7 @@ process.exitCode = await runForcedCommand({
   command,
   rpc,
   log,
+  // Its repository holds no member records: every PEER counts as a member here.
+  refusal: async () => undefined,
   onReceivePack: (peer) => log('receive_hook', { peer: peer.nodeId }),
 });

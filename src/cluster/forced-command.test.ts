@@ -21,7 +21,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dfs-cl-shell-'));
   repo = join(dir, 'meta', 'repo.git');
   await mkdir(repo, { recursive: true });
-  await git(['init', '-q', '--bare', repo]);
+  await git(['init', '-q', '--bare', '--', repo]);
   peer = await Identity.loadOrCreate(join(dir, 'peer'));
 });
 after(() => rm(dir, { recursive: true, force: true }));
@@ -29,15 +29,15 @@ after(() => rm(dir, { recursive: true, force: true }));
 test('git push and fetch work through the forced command on process stdio', async () => {
   const env = { GIT_SSH_VARIANT: 'simple', GIT_SSH_COMMAND: `${shQuote(process.execPath)} ${shQuote(fixture)} ${shQuote(repo)} ${peer.nodeId}` };
   const work = join(dir, 'work');
-  await git(['init', '-q', '-b', 'main', work]);
+  await git(['init', '-q', '-b', 'main', '--', work]);
   await git(['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', 'x']);
-  const push = await runProc('git', ['-C', work, 'push', 'ssh://x/meta.git', 'main'], { env: { ...process.env, ...env } });
+  const push = await runProc('git', ['-C', work, 'push', '--', 'ssh://x/meta.git', 'main'], { env: { ...process.env, ...env } });
   assert.equal(push.code, 0, push.stderr);
   assert.match(push.stderr, /"event":"receive_hook","peer":"[a-z2-7]{16}"/);
-  assert.equal(await git(['--git-dir', repo, 'rev-parse', 'main']), await git(['-C', work, 'rev-parse', 'HEAD']));
-  const fetch = await runProc('git', ['-C', work, 'fetch', 'ssh://x/meta.git', 'main:refs/remotes/x/main'], { env: { ...process.env, ...env } });
+  assert.equal(await git([`--git-dir=${repo}`, 'rev-parse', 'main']), await git(['-C', work, 'rev-parse', 'HEAD']));
+  const fetch = await runProc('git', ['-C', work, 'fetch', '--', 'ssh://x/meta.git', 'main:refs/remotes/x/main'], { env: { ...process.env, ...env } });
   assert.equal(fetch.code, 0, fetch.stderr);
-  const bad = await runProc('git', ['-C', work, 'fetch', 'ssh://x/etc/passwd'], { env: { ...process.env, ...env } });
+  const bad = await runProc('git', ['-C', work, 'fetch', '--', 'ssh://x/etc/passwd'], { env: { ...process.env, ...env } });
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /refused command: repository path not allowed/);
 });
@@ -57,20 +57,44 @@ function streams(input: string) {
 test('rpc, wrong commands and interactive logins under a foreign sshd', async () => {
   const rpc = new RpcRegistry().register('echo', (p) => p);
   const log = memoryLog();
+  const o = { repoPath: repo, rpc, log, peerNodeId: peer.nodeId, refusal: async () => undefined };
   let s = streams('{"a":1}');
-  assert.equal(await runForcedCommand({ repoPath: repo, rpc, log, peerNodeId: peer.nodeId, command: 'delugefs-rpc echo', io: s.io }), 0);
+  assert.equal(await runForcedCommand({ ...o, command: 'delugefs-rpc echo', io: s.io }), 0);
   assert.deepEqual(JSON.parse(s.out()), { ok: true, result: { a: 1 } });
   s = streams('');
-  assert.equal(await runForcedCommand({ repoPath: repo, rpc, log, command: 'bash -i', io: s.io }), 1);
+  assert.equal(await runForcedCommand({ ...o, command: 'bash -i', io: s.io }), 1);
   assert.match(s.err(), /refused command/);
   s = streams('');
-  assert.equal(await runForcedCommand({ repoPath: repo, rpc, log, command: '', io: s.io }), 1);
+  assert.equal(await runForcedCommand({ ...o, command: '', io: s.io }), 1);
   assert.match(s.err(), /interactive login refused/);
   assert.deepEqual(log.events.map((e) => e.event), ['rpc', 'command_refused', 'refused']);
   // A missing repository is an error for the client, not a crash.
   s = streams('');
-  assert.equal(await runForcedCommand({ repoPath: join(dir, 'gone.git'), rpc, log, command: `git-upload-pack '/meta.git'`, io: s.io }), 1);
+  assert.equal(await runForcedCommand({ ...o, repoPath: join(dir, 'gone.git'), command: `git-upload-pack '/meta.git'`, io: s.io }), 1);
   assert.match(s.err(), /cannot run git-upload-pack/);
+});
+
+test('membership is asked on every call: a refused, unknown or unverifiable node is served nothing', async () => {
+  let served = 0;
+  const rpc = new RpcRegistry().register('echo', (p) => { served++; return p; });
+  const asked: string[] = [];
+  const cases: [Partial<Parameters<typeof runForcedCommand>[0]>, RegExp][] = [
+    [{ refusal: async (id) => { asked.push(id); return `node ${id} was removed from the cluster`; } }, /refused: node [a-z2-7]{16} was removed from the cluster/],
+    [{ refusal: async () => { throw new Error('repository unreadable'); } }, /refused: cannot check membership: repository unreadable/],
+    [{ peerNodeId: undefined }, /refused: the forced command names no member/],
+    [{ peerNodeId: 'not-a-node-id' }, /refused: the forced command names no member/],
+  ];
+  for (const [over, msg] of cases) {
+    for (const command of ['delugefs-rpc echo', `git-upload-pack '/meta.git'`, '']) {
+      const s = streams('{}');
+      const status = await runForcedCommand({ repoPath: repo, rpc, log: memoryLog(), peerNodeId: peer.nodeId, refusal: async () => undefined, ...over, command, io: s.io });
+      assert.equal(status, 1, `${command}: ${s.err()}`);
+      assert.match(s.err(), msg);
+      assert.equal(s.out(), '', 'nothing served');
+    }
+  }
+  assert.equal(served, 0);
+  assert.deepEqual(asked, [peer.nodeId, peer.nodeId, peer.nodeId], 'asked on every call');
 });
 
 test('authorized_keys lines pin each key to delugefs shell with every restriction', async () => {

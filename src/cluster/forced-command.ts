@@ -1,6 +1,7 @@
 // `delugefs shell` for people who run their own sshd: authorized_keys pins each member key to
 // `command="delugefs shell ROOT --peer NODEID"`, and this enforces the same forced commands as
-// the embedded server (same parser, same executor) on SSH_ORIGINAL_COMMAND.
+// the embedded server (same parser, same executor) on SSH_ORIGINAL_COMMAND. authorized_keys is
+// written once and may lag behind a revocation, so membership is asked again on every call.
 import { parsePublicKeyLine, nodeIdOf, isNodeId } from './identity.js';
 import { serveCommand, CommandIO } from './serve-command.js';
 import { RpcDispatcher, PeerInfo } from './rpc.js';
@@ -13,6 +14,11 @@ export interface ForcedCommandOptions {
   rpc: RpcDispatcher;
   /** The member this key belongs to, as written into authorized_keys by authorizedKeysLine(). */
   peerNodeId?: string;
+  /**
+   * Asked before anything is served: undefined when the node is a current member, else why not
+   * (removed, unknown). A throw refuses too. The CLI reads the records (cluster/repo-members.ts).
+   */
+  refusal: (nodeId: string) => Promise<string | undefined>;
   /** Defaults to process.env.SSH_ORIGINAL_COMMAND. */
   command?: string;
   /** Defaults to process.env.GIT_PROTOCOL (sshd passes it when AcceptEnv allows). */
@@ -31,7 +37,18 @@ export async function runForcedCommand(o: ForcedCommandOptions): Promise<number>
   const io = o.io ?? { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
   const command = o.command ?? process.env.SSH_ORIGINAL_COMMAND;
   const address = o.address ?? process.env.SSH_CLIENT?.split(' ').slice(0, 2).join(':');
-  const peer: PeerInfo = { nodeId: o.peerNodeId && isNodeId(o.peerNodeId) ? o.peerNodeId : 'unknown', address };
+  if (!o.peerNodeId || !isNodeId(o.peerNodeId)) {
+    log('refused', { address, what: 'no --peer node id' });
+    io.stderr.write('delugefs: refused: the forced command names no member (--peer NODE)\n');
+    return 1;
+  }
+  const peer: PeerInfo = { nodeId: o.peerNodeId, address, member: true };
+  const why = await o.refusal(peer.nodeId).catch((e: Error) => `cannot check membership: ${e.message}`);
+  if (why !== undefined) {
+    log('refused', { peer: peer.nodeId, address, what: 'not a member', reason: why });
+    io.stderr.write(`delugefs: refused: ${why}; this key may no longer be used (remove its line from authorized_keys)\n`);
+    return 1;
+  }
   if (!command) {
     // sshd runs the forced command with no SSH_ORIGINAL_COMMAND for an interactive login.
     log('refused', { peer: peer.nodeId, address, what: 'interactive login' });

@@ -26,7 +26,7 @@ export function knownHostsText(hosts: readonly KnownHost[]): string {
 /** Writes the file atomically, so a concurrent git never reads half of it. */
 export async function writeKnownHosts(path: string, hosts: readonly KnownHost[]): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, knownHostsText(hosts), { mode: 0o644 });
+  await writeFile(tmp, knownHostsText(hosts), { mode: 0o600 });
   await rename(tmp, path);
 }
 

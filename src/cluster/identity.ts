@@ -133,7 +133,7 @@ export class Identity {
         await unlink(tmp);
       }
       const id = Identity.fromOpenSSH(text, privPath);
-      await writeFile(join(dir, PUBLIC_FILE), id.publicKeyLine + '\n', { mode: 0o644 });
+      await writeFile(join(dir, PUBLIC_FILE), id.publicKeyLine + '\n', { mode: 0o600 });
       return id;
     }
     // ssh refuses keys readable by others; repair the mode if someone copied the root carelessly.

@@ -25,7 +25,7 @@ after(() => rm(dir, { recursive: true, force: true }));
 
 const code = (c: string) => (e: unknown) => e instanceof InviteError && e.code === c;
 
-test('tokens are signed, single-use, expiring, bound to cluster and issuer', async () => {
+test('tokens are signed, single-use, expiring, bound to cluster (name and id) and issuer', async () => {
   const nonces = new FileNonceStore(join(dir, 'a', 'identity', 'used-invites.json'));
   const { token, payload } = createInvite(a, { cluster: 'blue', addresses: ['10.0.0.1:7422'], ttlMs: 60_000 });
   assert.deepEqual(decodeInvite(token), payload);
@@ -46,6 +46,11 @@ test('tokens are signed, single-use, expiring, bound to cluster and issuer', asy
   await assert.rejects(verifyInvite(token, { identity: a, cluster: 'blue', nonces }), code('used'));
   // The record survives a restart.
   await assert.rejects(verifyInvite(token, { identity: a, cluster: 'blue', nonces: new FileNonceStore(nonces.path) }), code('used'));
+  // Bound to the cluster's id too: another cluster of the same name (where a is a member as well) refuses a's token for this one.
+  const [blueOne, blueTwo] = [{ cluster: 'blue', clusterId: '1'.repeat(32), addresses: [] }, { cluster: 'blue', clusterId: '2'.repeat(32) }];
+  const t1 = createInvite(a, blueOne).token;
+  await assert.rejects(verifyInvite(t1, { identity: a, nonces, ...blueTwo }), code('wrong_cluster'));
+  assert.equal((await verifyInvite(t1, { identity: a, nonces, ...blueOne })).x, decodeInvite(t1).x);
   // Concurrent redemptions of one fresh token: exactly one wins.
   const t2 = createInvite(a, { cluster: 'blue', addresses: [] }).token;
   const results = await Promise.allSettled([1, 2, 3].map(() => verifyInvite(t2, { identity: a, cluster: 'blue', nonces })));

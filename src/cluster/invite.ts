@@ -1,5 +1,5 @@
-// One-time, expiring join tokens. The inviting node signs {cluster, its key, its addresses, a
-// nonce, an expiry}; the joiner learns from the token where to connect and which host key to
+// One-time, expiring join tokens. The inviting node signs {cluster name and id, its key, its
+// addresses, a nonce, an expiry}; the joiner learns from the token where to connect and which host key to
 // expect (no trust on first use), and redeems it with the `join` RPC, which the embedded server
 // lets a non-member call. The joiner's key is proven by the SSH authentication itself.
 // A token is redeemed only at the node that issued it, so that node's nonce record is enough
@@ -20,6 +20,8 @@ export interface InvitePayload {
   v: 1;
   /** Cluster name. */
   c: string;
+  /** Cluster id (the founder record's random clusterId): a name is not unique, the id is. */
+  i?: string;
   /** Inviter node id. */
   n: string;
   /** Inviter public key blob, base64. */
@@ -40,11 +42,12 @@ export class InviteError extends Error {
 
 const b64u = (b: Buffer) => b.toString('base64url');
 
-export function createInvite(identity: Identity, o: { cluster: string; addresses: string[]; ttlMs?: number; now?: number }): { token: string; payload: InvitePayload } {
+export function createInvite(identity: Identity, o: { cluster: string; clusterId?: string; addresses: string[]; ttlMs?: number; now?: number }): { token: string; payload: InvitePayload } {
   for (const a of o.addresses) parseHostPort(a);
   const payload: InvitePayload = {
     v: 1,
     c: o.cluster,
+    ...(o.clusterId ? { i: o.clusterId } : {}),
     n: identity.nodeId,
     k: identity.publicKeyBlob.toString('base64'),
     a: o.addresses,
@@ -70,6 +73,7 @@ export function decodeInvite(token: string): InvitePayload {
   }
   const ok = p && p.v === 1 && typeof p.c === 'string' && typeof p.n === 'string' && typeof p.k === 'string' &&
     Array.isArray(p.a) && p.a.every((x) => typeof x === 'string') && typeof p.x === 'string' && /^[0-9a-f]{32}$/.test(p.x) &&
+    (p.i === undefined || (typeof p.i === 'string' && /^[0-9a-f]{32}$/.test(p.i))) &&
     typeof p.e === 'number';
   if (!ok) throw new InviteError('malformed', 'invite token payload has the wrong shape');
   const blob = Buffer.from(p.k, 'base64');
@@ -133,13 +137,18 @@ export class FileNonceStore implements NonceStore {
   }
 }
 
-/** Checks a token presented to this node: issued here, right cluster, not expired, not used. Consumes it. */
-export async function verifyInvite(token: string, o: { identity: Identity; cluster: string; nonces: NonceStore; now?: number }): Promise<InvitePayload> {
+/**
+ * Checks a token presented to this node: issued here, right cluster (name, and id when this node
+ * knows it: a key that is a member of two clusters of one name signs tokens for both), not
+ * expired, not used. Consumes it.
+ */
+export async function verifyInvite(token: string, o: { identity: Identity; cluster: string; clusterId?: string; nonces: NonceStore; now?: number }): Promise<InvitePayload> {
   const p = decodeInvite(token);
   if (p.n !== o.identity.nodeId || p.k !== o.identity.publicKeyBlob.toString('base64')) {
     throw new InviteError('wrong_node', `invite token was issued by node ${p.n}, not this node (${o.identity.nodeId}); use it with the node that issued it`);
   }
   if (p.c !== o.cluster) throw new InviteError('wrong_cluster', `invite token is for cluster ${p.c}, this is ${o.cluster}`);
+  if (o.clusterId && p.i !== o.clusterId) throw new InviteError('wrong_cluster', `invite token is for another cluster named ${p.c} (id ${p.i ?? 'none'}, this is ${o.clusterId}); ask a member of this one`);
   if ((o.now ?? Date.now()) > p.e) throw new InviteError('expired', `invite token expired at ${new Date(p.e).toISOString()}; ask for a new one (delugefs invite)`);
   if (!(await o.nonces.consume(p.x, p.e))) throw new InviteError('used', 'invite token was already used; ask for a new one (delugefs invite)');
   return p;
@@ -159,7 +168,7 @@ export interface JoinRequest {
  */
 export function registerJoin(
   registry: RpcRegistry,
-  o: { identity: Identity; cluster: string; nonces: NonceStore; admit: (req: JoinRequest) => Promise<unknown>; log?: Log },
+  o: { identity: Identity; cluster: string; clusterId?: () => string | undefined; nonces: NonceStore; admit: (req: JoinRequest) => Promise<unknown>; log?: Log },
 ): void {
   registry.register(JOIN_METHOD, async (params, peer) => {
     const prm = (params && typeof params === 'object' ? params : {}) as Record<string, unknown>;
@@ -167,7 +176,7 @@ export function registerJoin(
     if (!peer.publicKey) throw new RpcError('no_key', 'join needs an SSH-authenticated key');
     let invite: InvitePayload;
     try {
-      invite = await verifyInvite(prm.token, o);
+      invite = await verifyInvite(prm.token, { ...o, clusterId: o.clusterId?.() });
     } catch (err) {
       if (!(err instanceof InviteError)) throw err;
       o.log?.('join_refused', { peer: peer.nodeId, address: peer.address, code: err.code, reason: err.message });

@@ -25,8 +25,8 @@ const members = async () => new Map((await readFile(membersFile, 'utf8')).split(
 }));
 const repo = join(root, 'meta', 'repo.git');
 await mkdir(repo, { recursive: true });
-await run('git', ['init', '-q', '--bare', repo]);
-await run('git', ['--git-dir', repo, 'update-ref', 'refs/heads/main', (await run('git', ['--git-dir', repo, 'commit-tree', '-m', identity.nodeId, '4b825dc642cb6eb9a060e54bf8d69288fbee4904'])).stdout.trim()]);
+await run('git', ['init', '-q', '--bare', '--', repo]);
+await run('git', [`--git-dir=${repo}`, 'update-ref', 'refs/heads/main', (await run('git', [`--git-dir=${repo}`, 'commit-tree', '-m', identity.nodeId, '4b825dc642cb6eb9a060e54bf8d69288fbee4904'])).stdout.trim()]);
 
 const rpc = new RpcRegistry().register('whoami', (_p, peer) => ({ me: identity.nodeId, you: peer.nodeId }));
 const server = await SshServer.start({ identity, repoPath: repo, isMember: async (k) => (await members()).has(k.nodeId), rpc, log });
@@ -52,8 +52,8 @@ async function onPeer(p: PeerRecord) {
     const r = await c.call('whoami');
     out({ ev: 'rpc', peer: p.nodeId, result: r, ms: performance.now() - t });
     const t2 = performance.now();
-    const { stdout } = await run('git', ['--git-dir', repo, 'fetch', '-q', metaRepoUrl(p.host, p.sshPort), `refs/heads/main:refs/peers/${p.nodeId}`], { env: { ...process.env, ...gitSshEnv({ identity, knownHostsPath: knownHosts }) } });
-    const head = (await run('git', ['--git-dir', repo, 'log', '-1', '--format=%s', `refs/peers/${p.nodeId}`])).stdout.trim();
+    const { stdout } = await run('git', [`--git-dir=${repo}`, 'fetch', '-q', '--', metaRepoUrl(p.host, p.sshPort), `refs/heads/main:refs/peers/${p.nodeId}`], { env: { ...process.env, ...gitSshEnv({ identity, knownHostsPath: knownHosts }) } });
+    const head = (await run('git', [`--git-dir=${repo}`, 'log', '-1', '--format=%s', `refs/peers/${p.nodeId}`])).stdout.trim();
     out({ ev: 'fetched', peer: p.nodeId, head, ms: performance.now() - t2, stdout });
   } catch (err) {
     out({ ev: 'error', peer: p.nodeId, error: (err as Error).message });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, FileEntry } from '../meta/entry.js';
 import { infoHash, pieceLengthFor } from '../content/metainfo.js';
@@ -22,7 +22,7 @@ function file(text: string): FileEntry {
   return { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: T0, ctime: T0, info, id: infoHash(info), node: 'n' };
 }
 const git = async (repo: string, args: string[], o: { env?: NodeJS.ProcessEnv; input?: string } = {}) =>
-  run('git', ['--git-dir', repo, ...args], { env: { ...process.env, ...o.env }, input: o.input, allowFail: true });
+  run('git', [`--git-dir=${repo}`, ...args], { env: { ...process.env, ...o.env }, input: o.input, allowFail: true });
 const out = async (repo: string, args: string[], input?: string) => (await git(repo, args, { input })).stdout.toString().trim();
 
 test('pushes: own ref only, fast-forward only, no deletions, related history; a malformed entry is refused at merge', async () => {
@@ -32,12 +32,12 @@ test('pushes: own ref only, fast-forward only, no deletions, related history; a 
     await a.apply({ o: 'put', p: '/f', e: file('one') });
     await a.commit();
     await guardRepository(a.repo.dir);
-    await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+    await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'b', 'repo.git')]);
     const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
     await b.finishRecovery();
     await b.apply({ o: 'put', p: '/g', e: file('two') });
     await b.commit();
-    const push = (spec: string, peer = 'nodeb') => git(b.repo.dir, ['push', '--force', a.repo.dir, spec], { env: { DELUGEFS_PEER: peer } });
+    const push = (spec: string, peer = 'nodeb') => git(b.repo.dir, ['push', '--force', '--', a.repo.dir, spec], { env: { DELUGEFS_PEER: peer } });
     const first = a.head!;
 
     assert.equal((await push(`${b.head}:refs/peers/nodeb`)).code, 0);
@@ -55,7 +55,7 @@ test('pushes: own ref only, fast-forward only, no deletions, related history; a 
     // Unrelated history: a root commit of its own.
     const tree = await out(b.repo.dir, ['mktree'], '');
     const orphan = await out(b.repo.dir, ['commit-tree', tree, '-m', 'orphan']);
-    r = await git(b.repo.dir, ['push', '--force', a.repo.dir, `${orphan}:refs/peers/nodec`], { env: { DELUGEFS_PEER: 'nodec' } });
+    r = await git(b.repo.dir, ['push', '--force', '--', a.repo.dir, `${orphan}:refs/peers/nodec`], { env: { DELUGEFS_PEER: 'nodec' } });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /no history in common/);
 
@@ -73,6 +73,59 @@ test('pushes: own ref only, fast-forward only, no deletions, related history; a 
     assert.equal(a.head, before);
     const fsck = await git(a.repo.dir, ['fsck', '--no-dangling']);
     assert.equal(fsck.code, 0, fsck.stderr);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('pushes: a pack over receive.maxInputSize and a blob over the entry limit are refused; so is a merge that would read one', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-sync-guard-size-'));
+  try {
+    const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+    await a.commit();
+    await guardRepository(a.repo.dir, { maxPack: 2 ** 20 });
+    await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+    const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
+    await b.finishRecovery();
+    const push = (spec: string) => git(b.repo.dir, ['push', a.repo.dir, spec], { env: { DELUGEFS_PEER: 'nodeb' } });
+    /** A commit on b's head adding one blob as an entry named `name`. */
+    const withBlob = async (name: string, data: Buffer) => {
+      const env = { GIT_INDEX_FILE: join(d, `index-${name}`) };
+      const blob = (await git(b.repo.dir, ['hash-object', '-w', '--stdin'], { input: data as unknown as string })).stdout.toString().trim();
+      await git(b.repo.dir, ['read-tree', b.head!], { env });
+      await git(b.repo.dir, ['update-index', '--add', '--cacheinfo', `100644,${blob},${name}`], { env });
+      const t = (await git(b.repo.dir, ['write-tree'], { env })).stdout.toString().trim();
+      return { blob, commit: await out(b.repo.dir, ['commit-tree', t, '-p', b.head!, '-m', name]) };
+    };
+    const objects = async () => (await git(a.repo.dir, ['count-objects', '-v'])).stdout.toString();
+    const before = await objects();
+
+    // 2 MiB that do not compress: a pack over the 1 MiB set here.
+    const noise = await withBlob('noise', randomBytes(2 * 2 ** 20));
+    let r = await push(`${noise.commit}:refs/peers/nodeb`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /pack exceeds maximum allowed size/);
+    // 17 MiB of zeros: a tiny pack, but a blob over the 16 MiB an entry may have.
+    await guardRepository(a.repo.dir);
+    const zeros = await withBlob('zeros', Buffer.alloc(17 * 2 ** 20));
+    r = await push(`${zeros.commit}:refs/peers/nodeb`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`refused: refs/peers/nodeb carries blob ${zeros.blob} \\(17825792 bytes\\)`));
+    assert.equal((await git(a.repo.dir, ['rev-parse', '--verify', '--quiet', 'refs/peers/nodeb'])).code, 1, 'no ref made');
+    assert.notEqual((await git(a.repo.dir, ['cat-file', '-e', zeros.blob])).code, 0, 'the blob stayed in quarantine');
+    assert.equal(await objects(), before, 'repository unchanged');
+    // A legal push still goes through.
+    const small = await withBlob('small', Buffer.from('x'));
+    assert.equal((await push(`${small.commit}:refs/peers/nodeb`)).code, 0);
+
+    // Fetched rather than pushed (no hook on that path): the merge refuses it before reading the blob.
+    await git(a.repo.dir, ['fetch', '-q', b.repo.dir, `${zeros.commit}:refs/fetched/nodeb`]);
+    const head = a.head;
+    await assert.rejects(a.mergeFrom(zeros.commit), /more than the 16777216 bytes/);
+    assert.equal(a.head, head);
+    assert.equal(await a.repo.head(), head);
     await a.close();
     await b.close();
   } finally {

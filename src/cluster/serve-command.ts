@@ -12,6 +12,12 @@ export interface CommandIO {
   stderr: Writable;
 }
 
+/** Bytes taken while a request's input is buffered, given back when it is parsed. */
+export interface InputBudget {
+  take(n: number): boolean;
+  give(n: number): void;
+}
+
 export interface CommandContext {
   /** The node's metadata repository (ROOT/meta/repo.git), the only one a peer may reach. */
   repoPath: string;
@@ -23,6 +29,8 @@ export interface CommandContext {
   /** The client's GIT_PROTOCOL (e.g. `version=2`), passed on to git when well-formed. */
   gitProtocol?: string;
   maxRpcInput?: number;
+  /** Shared cap on RPC input buffered at once (all requests of a pool together); none if absent. */
+  inputBudget?: InputBudget;
   /** For guests (peer.member === false): the only RPC methods they may call; no git at all. */
   guestMethods?: readonly string[];
   /** Aborted when the client goes away: the git child is killed. */
@@ -54,7 +62,7 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', DELUGEFS_PEER: ctx.peer.nodeId };
   if (ctx.gitProtocol && /^version=[0-2](:version=[0-2])*$/.test(ctx.gitProtocol)) env.GIT_PROTOCOL = ctx.gitProtocol;
   // `git upload-pack DIR` rather than `git-upload-pack`: the dashed binaries are not on PATH everywhere (FreeBSD).
-  const child = spawn('git', [service.slice(4), ctx.repoPath], { cwd: ctx.repoPath, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('git', [service.slice(4), '--', ctx.repoPath], { cwd: ctx.repoPath, env, stdio: ['pipe', 'pipe', 'pipe'] });
   const onAbort = () => child.kill('SIGTERM');
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   io.stdin.pipe(child.stdin);
@@ -93,8 +101,11 @@ async function serveRpc(method: string, io: CommandIO, ctx: CommandContext): Pro
   const max = ctx.maxRpcInput ?? DEFAULT_MAX_RPC_INPUT;
   const started = Date.now();
   let reply: RpcReply;
-  const input = await readAll(io.stdin, max);
-  if (input === null) {
+  const input = await readAll(io.stdin, max, ctx.inputBudget);
+  if (input === 'busy') {
+    ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: 'input budget exhausted' });
+    reply = { ok: false, error: { code: 'busy', message: 'the node is buffering too much rpc input right now; retry in a moment' } };
+  } else if (input === null) {
     ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: `input larger than ${max} bytes` });
     reply = { ok: false, error: { code: 'too_large', message: `rpc input larger than ${max} bytes` } };
   } else {
@@ -126,30 +137,37 @@ async function serveRpc(method: string, io: CommandIO, ctx: CommandContext): Pro
   return reply.ok ? 0 : 1;
 }
 
-/** Reads a stream to its end; null when it exceeds `max` bytes (the rest is discarded). */
-function readAll(stream: Readable, max: number): Promise<Buffer | null> {
+/**
+ * Reads a stream to its end; null when it exceeds `max` bytes, 'busy' when `budget` has no room
+ * (the rest is discarded either way). What was taken from the budget is given back at the end.
+ */
+function readAll(stream: Readable, max: number, budget?: InputBudget): Promise<Buffer | null | 'busy'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let over = false;
+    let over: false | 'large' | 'busy' = false;
+    let finished = false;
     const done = () => {
-      stream.off('data', onData);
       stream.off('end', done);
       stream.off('close', done);
       stream.off('error', done);
       stream.resume(); // keep draining so a sender past the limit is not stuck on flow control
-      resolve(over ? null : Buffer.concat(chunks));
+      if (finished) return;
+      finished = true;
+      budget?.give(size);
+      const out = over === 'busy' ? 'busy' : over ? null : Buffer.concat(chunks);
+      chunks.length = 0;
+      resolve(out);
     };
     const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        if (!over) {
-          over = true;
-          chunks.length = 0;
-          done(); // answer at once; whatever else arrives is ignored
-        }
+      if (over) return; // discarded: the answer went out already
+      if (size + c.length > max || !(budget?.take(c.length) ?? true)) {
+        over = size + c.length > max ? 'large' : 'busy';
+        chunks.length = 0;
+        done(); // answer at once; whatever else arrives is ignored
         return;
       }
+      size += c.length;
       chunks.push(c);
     };
     stream.on('data', onData);

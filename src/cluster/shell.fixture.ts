@@ -12,4 +12,5 @@ if (args[0] !== 'shell' || args[2] !== '--peer') {
 }
 const [, root, , peerNodeId] = args;
 const rpc = new RpcRegistry().register('echo', (params, peer) => ({ params, peer: peer.nodeId }));
-process.exitCode = await runForcedCommand({ repoPath: join(root, 'meta', 'repo.git'), peerNodeId, rpc, log: jsonLog('shell') });
+// Its repository holds no member records: membership is the authorized_keys line alone here.
+process.exitCode = await runForcedCommand({ repoPath: join(root, 'meta', 'repo.git'), peerNodeId, rpc, log: jsonLog('shell'), refusal: async () => undefined });

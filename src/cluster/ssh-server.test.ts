@@ -27,7 +27,7 @@ before(async () => {
   [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => Identity.loadOrCreate(join(dir, n))));
   repoA = join(dir, 'a', 'meta', 'repo.git');
   await mkdir(repoA, { recursive: true });
-  await git(['init', '-q', '--bare', repoA]);
+  await git(['init', '-q', '--bare', '--', repoA]);
   const rpc = new RpcRegistry()
     .register('echo', (params, peer) => ({ params, peer: peer.nodeId }))
     .register('big', () => 'x'.repeat(2 << 20))
@@ -66,22 +66,22 @@ test('git push and fetch between two bare repositories through the server', asyn
   const env = gitSshEnv({ identity: b, knownHostsPath: knownHosts });
   const url = metaRepoUrl('127.0.0.1', server.port);
   const work = join(dir, 'b', 'work');
-  await git(['init', '-q', '-b', 'main', work]);
+  await git(['init', '-q', '-b', 'main', '--', work]);
   await git(['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', 'one']);
   const head = await git(['-C', work, 'rev-parse', 'HEAD']);
-  await git(['-C', work, 'push', '-q', url, 'main:refs/heads/main'], { env });
-  assert.equal(await git(['--git-dir', repoA, 'rev-parse', 'refs/heads/main']), head);
+  await git(['-C', work, 'push', '-q', '--', url, 'main:refs/heads/main'], { env });
+  assert.equal(await git([`--git-dir=${repoA}`, 'rev-parse', 'refs/heads/main']), head);
   assert.deepEqual(received, [b.nodeId]);
 
   const clone = join(dir, 'b', 'clone.git');
-  await git(['init', '-q', '--bare', clone]);
-  await git(['--git-dir', clone, 'fetch', '-q', url, 'refs/heads/main:refs/remotes/a/main'], { env });
-  assert.equal(await git(['--git-dir', clone, 'rev-parse', 'refs/remotes/a/main']), head);
+  await git(['init', '-q', '--bare', '--', clone]);
+  await git([`--git-dir=${clone}`, 'fetch', '-q', '--', url, 'refs/heads/main:refs/remotes/a/main'], { env });
+  assert.equal(await git([`--git-dir=${clone}`, 'rev-parse', 'refs/remotes/a/main']), head);
 
   // Measured, not asserted: a no-op fetch (new ssh process, handshake, ref advertisement).
   const n = 5;
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) await git(['--git-dir', clone, 'fetch', '-q', url, 'refs/heads/main:refs/remotes/a/main'], { env });
+  for (let i = 0; i < n; i++) await git([`--git-dir=${clone}`, 'fetch', '-q', '--', url, 'refs/heads/main:refs/remotes/a/main'], { env });
   assert.ok(log.events.some((e) => e.event === 'git_served' && e.protocol === 'version=2'), 'git speaks protocol v2 through the server');
   console.log(`# no-op git fetch over ssh: ${((performance.now() - t0) / n).toFixed(1)} ms (mean of ${n})`);
 });
@@ -223,14 +223,14 @@ test('git refuses a server whose host key is not in the strict known_hosts', asy
   await writeKnownHosts(other, [{ host: '127.0.0.1', port: server.port, publicKey: c.publicKeyLine }]);
   const env = gitSshEnv({ identity: b, knownHostsPath: other });
   const clone = join(dir, 'b', 'clone2.git');
-  await git(['init', '-q', '--bare', clone]);
-  const r = await runProc('git', ['--git-dir', clone, 'fetch', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...env } });
+  await git(['init', '-q', '--bare', '--', clone]);
+  const r = await runProc('git', [`--git-dir=${clone}`, 'fetch', '--', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...env } });
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /host key|Host key verification failed/i);
   // Unknown host (no line at all) is refused too, never added.
   const empty = join(dir, 'b', 'known_hosts_empty');
   await writeKnownHosts(empty, []);
-  const r2 = await runProc('git', ['--git-dir', clone, 'fetch', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...gitSshEnv({ identity: b, knownHostsPath: empty }) } });
+  const r2 = await runProc('git', [`--git-dir=${clone}`, 'fetch', '--', metaRepoUrl('127.0.0.1', server.port), 'refs/heads/main'], { env: { ...process.env, ...gitSshEnv({ identity: b, knownHostsPath: empty }) } });
   assert.notEqual(r2.code, 0);
   assert.match(r2.stderr, /Host key verification failed/);
 });
@@ -263,5 +263,62 @@ test('garbage on the SSH port is logged and does not hurt the server', async () 
     assert.deepEqual(await client.call('echo', 'still here'), { params: 'still here', peer: b.nodeId });
   } finally {
     client.close();
+  }
+});
+
+test('limits: guests are few, short-lived and small; a member still gets in; silent sockets time out', async () => {
+  const { connect } = await import('node:net');
+  const ssh2 = (await import('ssh2')).default;
+  const llog = memoryLog();
+  const srv = await SshServer.start({
+    identity: a, repoPath: repoA, host: '127.0.0.1', port: 0, log: llog,
+    isMember: (k) => k.nodeId === b.nodeId,
+    rpc: new RpcRegistry().register('join', (p) => ({ got: p })).register('echo', (p) => p),
+    guestMethods: ['join'],
+    limits: { maxGuests: 2, maxGuestsPerAddress: 8, guestChannels: 1, guestMaxInput: 1024, guestTimeoutMs: 1500, preauthTimeoutMs: 800 },
+  });
+  const open: Array<{ end(): void }> = [];
+  const guest = (who: Identity) => new Promise<InstanceType<typeof ssh2.Client>>((resolve, reject) => {
+    const cl = new ssh2.Client();
+    open.push(cl);
+    cl.on('ready', () => resolve(cl)).on('error', reject);
+    cl.connect({ host: '127.0.0.1', port: srv.port, username: 'x', privateKey: who.privateKeyOpenSSH, hostVerifier: () => true });
+  });
+  const call = (cl: InstanceType<typeof ssh2.Client>, input: string) => new Promise<string>((resolve, reject) => cl.exec('delugefs-rpc join', (err, ch) => {
+    if (err) return reject(err);
+    let out = '';
+    ch.on('data', (d: Buffer) => (out += d)).on('close', () => resolve(out));
+    ch.stderr.resume();
+    ch.end(input);
+  }));
+  try {
+    const others = await Promise.all(['g1', 'g2', 'g3'].map((n) => Identity.loadOrCreate(join(dir, n))));
+    const [g1, g2] = [await guest(others[0]!), await guest(others[1]!)];
+    // The guest pool is full: a third guest is refused, a member is not.
+    await assert.rejects(guest(others[2]!), /authentication methods failed/);
+    const member = new RpcClient({ identity: b, host: '127.0.0.1', port: srv.port, hostFingerprint: a.fingerprint, log: memoryLog() });
+    try {
+      assert.equal(await member.call('echo', 5), 5);
+      assert.equal(srv.connectionStats().member, 1);
+    } finally {
+      member.close();
+    }
+    // One channel per guest connection; input past guestMaxInput is refused at once.
+    assert.match(await call(g1, '{"token":"t"}'), /"got":\{"token":"t"\}/);
+    const held = new Promise<void>((resolve) => g2.exec('delugefs-rpc join', (err, ch) => { assert.ifError(err); ch.write('{'); ch.on('data', () => {}); resolve(); }));
+    await held;
+    await assert.rejects(new Promise((resolve, reject) => g2.exec('delugefs-rpc join', (err, ch) => (err ? reject(err) : resolve(ch)))));
+    assert.match(await call(g1, JSON.stringify({ token: 'x'.repeat(4096) })), /too_large/);
+    // Guests are gone after guestTimeoutMs, whatever they do; a silent socket after preauthTimeoutMs.
+    const silent = connect(srv.port, '127.0.0.1');
+    silent.on('data', () => {}).on('error', () => {});
+    const silentClosed = new Promise<void>((r) => silent.on('close', () => r()));
+    const guestClosed = new Promise<void>((r) => g2.on('close', () => r()));
+    await Promise.all([silentClosed, guestClosed]);
+    const reasons = llog.events.filter((e) => e.event === 'limit_refused').map((e) => String(e.reason));
+    for (const r of ['guests_total', 'guest_channels', 'guest_timeout', 'preauth_timeout']) assert.ok(reasons.includes(r), `${r} in ${reasons.join(',')}`);
+  } finally {
+    for (const c of open) c.end();
+    await srv.close();
   }
 });

@@ -1,5 +1,7 @@
 // The node's SSH server: public-key auth for members only, and nothing but the forced commands
 // (git-upload-pack/receive-pack of the metadata repository, delugefs-rpc). Every refusal is logged.
+// Connections are admitted by `ssh-limits.ts` from the TCP accept on (pre-auth, guest and member
+// pools with caps and timeouts), so nobody can exhaust it and guests never take a member's slot.
 import net from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, PublicKeyAuthContext, AuthContext, ClientInfo, Session, ServerChannel } from 'ssh2';
@@ -7,12 +9,12 @@ import { Identity, PeerKey, peerKeyOf, KEY_TYPE } from './identity.js';
 import { RpcDispatcher, RpcRegistry, PeerInfo } from './rpc.js';
 import { serveCommand } from './serve-command.js';
 import { Log, jsonLog } from './log.js';
+import { Admission, DEFAULT_LIMITS, Slot, SshLimits, rateLimitedLog } from './ssh-limits.js';
 
 const { Server, utils } = ssh2;
 
 export const DEFAULT_SSH_PORT = 7422;
 const PORT_TRIES = 100;
-const AUTH_TIMEOUT_MS = 20_000;
 const MAX_AUTH_ATTEMPTS = 12;
 
 export type MemberCheck = (key: PeerKey) => boolean | Promise<boolean>;
@@ -35,24 +37,40 @@ export interface SshServerOptions {
   /** First port to try; the next ones are tried while in use. 0 = any free port. */
   port?: number;
   log?: Log;
+  /** Bytes of RPC input a member's request may send (guests: `limits.guestMaxInput`). */
   maxRpcInput?: number;
-  maxConnections?: number;
+  /** Caps and timeouts per pool (DEFAULT_LIMITS otherwise). */
+  limits?: Partial<SshLimits>;
 }
 
 export class SshServer {
   private constructor(
-    private readonly server: InstanceType<typeof Server>,
+    private readonly tcp: net.Server,
     readonly port: number,
     readonly host: string,
     readonly rpc: RpcDispatcher,
-    private readonly connections: Map<Connection, string | undefined>,
+    private readonly admission: Admission,
+    private readonly conns: Map<Slot, Connection>,
   ) {}
 
-  /** Ends every open connection of a node (after its membership was revoked). */
+  /**
+   * Ends every connection of a node at once (after its membership was revoked), including ones
+   * still authenticating: its git children are killed, its RPC handlers aborted, and the socket
+   * is destroyed, so a client that ignores the disconnect keeps nothing open.
+   */
   dropPeer(nodeId: string): number {
-    let n = 0;
-    for (const [c, id] of this.connections) if (id === nodeId) { c.end(); n++; }
-    return n;
+    const slots = this.admission.ofNode(nodeId);
+    for (const s of slots) {
+      this.conns.get(s)?.end(); // a polite disconnect first; destroy() right after cuts the rest
+      s.abort.abort();
+      setImmediate(() => this.admission.destroy(s));
+    }
+    return slots.length;
+  }
+
+  /** Connections per pool (pre-auth, guest, member), for status and tests. */
+  connectionStats(): Record<'preauth' | 'guest' | 'member', number> {
+    return this.admission.stats();
   }
 
   /** The registry when the server made its own (the usual case). */
@@ -65,27 +83,37 @@ export class SshServer {
     const log = opts.log ?? jsonLog('ssh');
     const rpc = opts.rpc ?? new RpcRegistry();
     const host = opts.host ?? '0.0.0.0';
-    const connections = new Map<Connection, string | undefined>();
+    const admission = new Admission({ ...DEFAULT_LIMITS, ...opts.limits }, log);
+    const conns = new Map<Slot, Connection>();
+    // Until it is a member, whatever a connection makes us log is rate-limited: a flood of
+    // strangers must not become a flood of log lines.
+    const noisy = rateLimitedLog(log);
     const server = new Server({ hostKeys: [opts.identity.privateKeyOpenSSH], ident: 'DelugeFS' }, (client, info) =>
-      handleClient(client, info, opts, rpc, log, connections),
+      handleClient(client, info, opts, rpc, log, admission, conns, noisy),
     );
-    server.maxConnections = opts.maxConnections ?? 256;
     server.on('error', (err: Error) => log('server_error', { error: err.message }));
-    const port = await listenFirstFree(server, host, opts.port ?? DEFAULT_SSH_PORT);
+    // Our own listener: every socket is admitted (or refused) before ssh2 sees a byte of it, so
+    // connections that never send an SSH banner are bounded and timed out too.
+    const tcp = net.createServer((sock) => {
+      sock.on('error', () => {}); // ssh2 reports errors of admitted sockets; refused ones are just gone
+      if (admission.accept(sock)) server.injectSocket(sock);
+    });
+    const port = await listenFirstFree(tcp, host, opts.port ?? DEFAULT_SSH_PORT);
     log('listening', { host, port, nodeId: opts.identity.nodeId, fingerprint: opts.identity.fingerprint });
-    return new SshServer(server, port, host, rpc, connections);
+    return new SshServer(tcp, port, host, rpc, admission, conns);
   }
 
   /** Stops listening and drops every open connection. */
   close(): Promise<void> {
     return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      for (const c of this.connections.keys()) c.end();
+      this.tcp.close(() => resolve());
+      for (const c of this.conns.values()) c.end();
+      for (const s of this.admission.all()) setImmediate(() => this.admission.destroy(s));
     });
   }
 }
 
-async function listenFirstFree(server: InstanceType<typeof Server>, host: string, first: number): Promise<number> {
+async function listenFirstFree(server: net.Server, host: string, first: number): Promise<number> {
   const tries = first === 0 ? 1 : PORT_TRIES;
   for (let i = 0; i < tries; i++) {
     const port = first === 0 ? 0 : first + i;
@@ -114,51 +142,65 @@ function handleClient(
   opts: SshServerOptions,
   rpc: RpcDispatcher,
   log: Log,
-  connections: Map<Connection, string | undefined>,
+  admission: Admission,
+  conns: Map<Slot, Connection>,
+  noisy: Log,
 ): void {
+  const address = `${info.ip}:${info.port}`;
+  const slot = admission.get(info.ip, info.port);
+  if (!slot || slot.dropped) return void client.end();
   // Without this every exchange waits on Nagle + delayed ACK (~40 ms per round trip).
   (client as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
-  connections.set(client, undefined);
-  const address = `${info.ip}:${info.port}`;
+  conns.set(slot, client);
+  const logAs = () => (slot.kind === 'member' ? log : noisy);
   let peer: PeerKey | undefined;
   let member = false;
-  const authTimer = setTimeout(() => {
-    log('auth_timeout', { address });
-    client.end();
-  }, AUTH_TIMEOUT_MS);
-  client.on('error', (err: Error) => log('connection_error', { address, peer: peer?.nodeId, error: err.message }));
-  client.on('close', () => {
-    clearTimeout(authTimer);
-    connections.delete(client);
-  });
+  client.on('error', (err: Error) => logAs()('connection_error', { address, peer: peer?.nodeId, error: err.message }));
+  client.on('close', () => conns.delete(slot));
 
   let attempts = 0;
   client.on('authentication', (ctx: AuthContext) => {
     // Key probing (one connection trying key after key) is cut short.
     if (++attempts > MAX_AUTH_ATTEMPTS) {
-      log('auth_refused', { address, reason: `more than ${MAX_AUTH_ATTEMPTS} attempts` });
+      noisy('auth_refused', { address, reason: `more than ${MAX_AUTH_ATTEMPTS} attempts` });
       ctx.reject();
       client.end();
       return;
     }
     if (ctx.method !== 'publickey') {
-      if (ctx.method !== 'none') log('auth_refused', { address, user: ctx.username, method: ctx.method, reason: 'only publickey' });
+      if (ctx.method !== 'none') noisy('auth_refused', { address, user: ctx.username, method: ctx.method, reason: 'only publickey' });
       return ctx.reject(['publickey']);
     }
-    void checkKey(ctx, opts, address, log, (key, isMember) => { peer = key; member = isMember; });
+    void checkKey(ctx, opts, address, noisy, (key, isMember) => {
+      // Into the member or guest pool before accept(): a full pool refuses the authentication,
+      // and dropPeer() finds the connection from here on, even before 'ready'.
+      const full = admission.promote(slot, isMember ? 'member' : 'guest', key.nodeId);
+      if (full) return false;
+      peer = key;
+      member = isMember;
+      return true;
+    });
   });
   client.on('ready', () => {
-    clearTimeout(authTimer);
-    if (!peer) return client.end();
-    log(member ? 'authenticated' : 'guest_authenticated', { address, peer: peer.nodeId, fingerprint: peer.fingerprint });
-    connections.set(client, peer.nodeId);
+    if (!peer || slot.dropped) return client.end();
+    logAs()(member ? 'authenticated' : 'guest_authenticated', { address, peer: peer.nodeId, fingerprint: peer.fingerprint });
     const who: PeerInfo = { nodeId: peer.nodeId, fingerprint: peer.fingerprint, address, publicKey: peer.line, member };
-    client.on('session', (accept) => handleSession(accept(), who, opts, rpc, log));
+    client.on('session', (accept, reject) => {
+      if (!admission.openChannel(slot)) return reject();
+      const session = accept();
+      let open = true;
+      const closed = () => {
+        if (open) admission.closeChannel(slot);
+        open = false;
+      };
+      session.once('close', closed);
+      handleSession(session, who, opts, rpc, logAs(), admission, slot, closed);
+    });
   });
   // Forwarding of any kind: listening for them is what lets us log the refusal.
-  client.on('tcpip', (_a, reject, i) => { log('refused', { address, what: 'direct-tcpip', dest: `${i.destIP}:${i.destPort}` }); reject(); });
-  client.on('openssh.streamlocal', (_a, reject) => { log('refused', { address, what: 'streamlocal' }); reject(); });
-  client.on('request', (_a, reject, name) => { log('refused', { address, what: name }); reject?.(); });
+  client.on('tcpip', (_a, reject, i) => { logAs()('refused', { address, what: 'direct-tcpip', dest: `${i.destIP}:${i.destPort}` }); reject(); });
+  client.on('openssh.streamlocal', (_a, reject) => { logAs()('refused', { address, what: 'streamlocal' }); reject(); });
+  client.on('request', (_a, reject, name) => { logAs()('refused', { address, what: name }); reject?.(); });
 }
 
 async function checkKey(
@@ -166,7 +208,7 @@ async function checkKey(
   opts: SshServerOptions,
   address: string,
   log: Log,
-  onVerified: (key: PeerKey, member: boolean) => void,
+  onVerified: (key: PeerKey, member: boolean) => boolean,
 ): Promise<void> {
   try {
     if (ctx.key.algo !== KEY_TYPE) {
@@ -189,9 +231,12 @@ async function checkKey(
         ctx.reject(['publickey']);
         return;
       }
+      // Record the peer before accept(): ssh2 may emit 'ready' synchronously from it.
+      if (!onVerified(key, member)) {
+        ctx.reject(['publickey']);
+        return;
+      }
     }
-    // Record the peer before accept(): ssh2 may emit 'ready' synchronously from it.
-    if (ctx.signature) onVerified(key, member);
     ctx.accept();
   } catch (err) {
     log('auth_refused', { address, reason: `error: ${(err as Error).message}` });
@@ -199,7 +244,10 @@ async function checkKey(
   }
 }
 
-function handleSession(session: Session, peer: PeerInfo, opts: SshServerOptions, rpc: RpcDispatcher, log: Log): void {
+function handleSession(
+  session: Session, peer: PeerInfo, opts: SshServerOptions, rpc: RpcDispatcher, log: Log,
+  admission: Admission, slot: Slot, closed: () => void,
+): void {
   let gitProtocol: string | undefined;
   const refuse = (what: string) => (_a: unknown, reject?: () => void) => {
     log('refused', { peer: peer.nodeId, address: peer.address, what });
@@ -228,8 +276,15 @@ function handleSession(session: Session, peer: PeerInfo, opts: SshServerOptions,
     // ssh2 returns nothing for a second exec on one session (or one after close): ignore it.
     if (!channel) return log('refused', { peer: peer.nodeId, address: peer.address, what: 'second exec on a session' });
     const abort = new AbortController();
-    channel.on('close', () => abort.abort());
+    const onDrop = () => abort.abort();
+    slot.abort.signal.addEventListener('abort', onDrop, { once: true });
+    channel.on('close', () => {
+      closed();
+      slot.abort.signal.removeEventListener('abort', onDrop);
+      abort.abort();
+    });
     channel.on('error', (err: Error) => log('channel_error', { peer: peer.nodeId, error: err.message }));
+    const guest = peer.member === false;
     serveCommand(info.command, { stdin: channel, stdout: channel, stderr: channel.stderr }, {
       repoPath: opts.repoPath,
       rpc,
@@ -237,7 +292,8 @@ function handleSession(session: Session, peer: PeerInfo, opts: SshServerOptions,
       log,
       onReceivePack: opts.onReceivePack,
       gitProtocol,
-      maxRpcInput: opts.maxRpcInput,
+      maxRpcInput: guest ? admission.limits.guestMaxInput : opts.maxRpcInput,
+      inputBudget: guest ? admission.guestInput : admission.memberInput,
       guestMethods: opts.guestMethods,
       signal: abort.signal,
     })
@@ -249,6 +305,7 @@ function handleSession(session: Session, peer: PeerInfo, opts: SshServerOptions,
         if (abort.signal.aborted) return;
         channel.exit(status);
         channel.end();
+        if (guest) channel.resume(); // whatever a guest still sends is discarded, not buffered
       });
   });
 }

@@ -44,7 +44,7 @@ before(async () => {
   root = join(dir, 'node a');
   [a, b, c] = await Promise.all([root, join(dir, 'b'), join(dir, 'c')].map((r) => Identity.loadOrCreate(r)));
   await mkdir(join(root, 'meta'), { recursive: true });
-  await git(['init', '-q', '--bare', join(root, 'meta', 'repo.git')]);
+  await git(['init', '-q', '--bare', '--', join(root, 'meta', 'repo.git')]);
   const bin = join(dir, 'delugefs');
   await writeFile(bin, `#!/bin/sh\nexec ${shQuote(process.execPath)} ${shQuote(fixture)} "$@"\n`);
   await chmod(bin, 0o755);
@@ -93,11 +93,11 @@ test('git push and fetch through a foreign sshd and delugefs shell', { skip }, a
   const env = gitSshEnv({ identity: b, knownHostsPath: knownHosts });
   const url = metaRepoUrl('127.0.0.1', port, 'root');
   const work = join(dir, 'work');
-  await git(['init', '-q', '-b', 'main', work]);
+  await git(['init', '-q', '-b', 'main', '--', work]);
   await git(['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', 'one']);
-  await git(['-C', work, 'push', '-q', url, 'main'], { env });
-  assert.equal(await git(['--git-dir', join(root, 'meta', 'repo.git'), 'rev-parse', 'main']), await git(['-C', work, 'rev-parse', 'HEAD']));
-  const r = await runProc('git', ['-C', work, 'fetch', url, 'main:refs/remotes/a/main'], { env: { ...process.env, ...env } });
+  await git(['-C', work, 'push', '-q', '--', url, 'main'], { env });
+  assert.equal(await git([`--git-dir=${join(root, 'meta', 'repo.git')}`, 'rev-parse', 'main']), await git(['-C', work, 'rev-parse', 'HEAD']));
+  const r = await runProc('git', ['-C', work, 'fetch', '--', url, 'main:refs/remotes/a/main'], { env: { ...process.env, ...env } });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /"event":"git_served".*"protocol":"version=2"/);
 });

@@ -1,8 +1,8 @@
 // Peers given as HOST:PORT (`--peer`, last known addresses of members): outside the LAN, mDNS
-// cannot see them. A probe is a partial SSH handshake that learns the host key, from which the
-// node id and fingerprint follow; the peer is then in the same PeerSet as mDNS peers. The probe
-// proves nothing by itself: whoever connects later (RpcClient, ssh with known_hosts) checks the
-// host key strictly, and the node only trusts fingerprints found in its member records.
+// cannot see them. A probe is an SSH key exchange (no user authentication) that learns the host
+// key and checks the server's signature with it, from which the node id and fingerprint follow;
+// the peer is then in the same PeerSet as mDNS peers. Whoever connects later (RpcClient, ssh
+// with known_hosts) still checks the host key strictly against the member records.
 import net from 'node:net';
 import ssh2 from 'ssh2';
 import { nodeIdOf, fingerprintOf } from './identity.js';
@@ -18,35 +18,54 @@ export function parseHostPort(s: string): { host: string; port: number } {
   return { host: m[1], port };
 }
 
-/** Connects far enough to see the SSH host key, then hangs up. */
-export function probeHostKey(host: string, port: number, timeoutMs = 3000): Promise<Buffer> {
+/**
+ * Connects until the server has proven it holds the host key it shows (the key exchange is
+ * signed with it), then hangs up: no user authentication, nothing asked of the server.
+ * `accept` may refuse the key early (the handshake then stops before the signature check).
+ */
+export function probeHostKey(host: string, port: number, timeoutMs = 3000, accept: (key: Buffer) => boolean = () => true): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const c = new Client();
     const sock = net.connect({ host, port });
     sock.setNoDelay(true);
     let key: Buffer | undefined;
+    let proven = false;
+    let settled = false;
     const done = (err?: Error) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(t);
       c.end();
       sock.destroy();
-      if (key) resolve(key);
-      else reject(err ?? new Error('no host key'));
+      if (key && proven) resolve(key);
+      else reject(err ?? (key ? new HostKeyRefused(key, `host key of ${host}:${port} refused`) : new Error('no host key')));
     };
     const t = setTimeout(() => done(new Error(`probe of ${host}:${port} timed out`)), timeoutMs);
-    c.on('error', (err: Error) => done(err));
+    c.on('error', (err: Error) => done(key && !accept(key) ? new HostKeyRefused(key, `host key of ${host}:${port} refused`) : err));
+    // 'handshake' comes after the server's signature over the exchange was verified.
+    c.on('handshake', () => {
+      proven = true;
+      setImmediate(() => done());
+    });
     c.on('ready', () => done());
     c.connect({
       sock,
       username: 'probe',
       hostVerifier: (k: Buffer) => {
         key = Buffer.from(k);
-        setImmediate(() => done());
-        return false;
+        return accept(key);
       },
       algorithms: { serverHostKey: ['ssh-ed25519'] },
       readyTimeout: timeoutMs,
     });
   });
+}
+
+/** A probe met a host key it was told to refuse. */
+export class HostKeyRefused extends Error {
+  constructor(readonly key: Buffer, message: string) {
+    super(message);
+  }
 }
 
 export interface StaticPeersOptions {

@@ -19,7 +19,8 @@ import type { Log } from './log.js';
 export interface SyncNamespace extends EventEmitter {
   head: string | null;
   repo: { dir: string };
-  mergeFrom(oid: string): Promise<{ head: string; changed: boolean }>;
+  /** `refusal` is asked when the merge's turn comes (after earlier changes are committed); a reason refuses it. */
+  mergeFrom(oid: string, refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
 }
 
 export interface SyncOptions {
@@ -183,7 +184,7 @@ export class MetaSync {
     const text = knownHostsText(entries);
     if (s.knownHosts !== text) {
       s.knownHosts = text;
-      await mkdir(this.o.stateDir, { recursive: true });
+      await mkdir(this.o.stateDir, { recursive: true, mode: 0o700 });
       await writeKnownHosts(path, entries);
     }
     // One multiplexed connection per peer (keyed by this path), when the path fits in a socket address.
@@ -200,7 +201,7 @@ export class MetaSync {
     const r = await this.remote(id);
     if (!r) return;
     const t0 = Date.now();
-    const res = await run('git', ['--git-dir', this.repo, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', r.url, `+refs/heads/main:${FETCHED_REF(id)}`], { env: r.env, allowFail: true });
+    const res = await run('git', [`--git-dir=${this.repo}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', r.url, `+refs/heads/main:${FETCHED_REF(id)}`], { env: r.env, allowFail: true });
     if (res.code !== 0) {
       this.o.log('sync_fetch_failed', { peer: id, why, error: res.stderr.trim().slice(0, 500) });
       return;
@@ -224,7 +225,7 @@ export class MetaSync {
         const r = await this.remote(id);
         if (!r) break;
         const t0 = Date.now();
-        const res = await run('git', ['--git-dir', this.repo, 'push', '--quiet', '--no-verify', r.url, `${head}:${PEER_REF(this.me)}`], { env: r.env, allowFail: true });
+        const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--quiet', '--no-verify', '--', r.url, `${head}:${PEER_REF(this.me)}`], { env: r.env, allowFail: true });
         if (res.code !== 0) throw new Error(res.stderr.trim().slice(0, 500));
         s.lastSent = head;
         s.failures = 0;
@@ -265,7 +266,7 @@ export class MetaSync {
   }
 
   private async mergeRef(id: string, ref: string): Promise<void> {
-    const res = await run('git', ['--git-dir', this.repo, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { env: gitEnv(), allowFail: true });
+    const res = await run('git', [`--git-dir=${this.repo}`, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { env: gitEnv(), allowFail: true });
     const oid = res.stdout.toString().trim();
     if (res.code !== 0 || !oid) return;
     const s = this.peerState(id);
@@ -275,14 +276,16 @@ export class MetaSync {
       s.good = oid;
       return;
     }
-    if (!this.o.membership.get(id)) {
-      this.o.log('sync_merge_refused', { peer: id, oid, reason: 'not a member (removed?)' });
+    const notMember = () => (this.o.membership.get(id) ? null : `${id} is not a member (removed?)`);
+    if (notMember()) {
+      this.o.log('sync_merge_refused', { peer: id, oid, reason: notMember() });
       return;
     }
     const t0 = Date.now();
     try {
       // mergeFrom validates every incoming entry and name, and changes nothing when one is bad.
-      const r = await this.o.ns.mergeFrom(oid);
+      // Membership is asked again when the merge's turn comes: a removal made while it waited counts.
+      const r = await this.o.ns.mergeFrom(oid, notMember);
       if (r.changed && r.head !== oid) this.lastMergeAt = Date.now();
       s.good = oid;
       this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });
@@ -292,7 +295,7 @@ export class MetaSync {
       this.o.log('sync_merge_refused', { peer: id, oid, reason: (e as Error).message.slice(0, 500) });
       if (ref === PEER_REF(id)) {
         const args = s.good ? ['update-ref', ref, s.good, oid] : ['update-ref', '-d', ref, oid];
-        await run('git', ['--git-dir', this.repo, ...args], { env: gitEnv(), allowFail: true });
+        await run('git', [`--git-dir=${this.repo}`, ...args], { env: gitEnv(), allowFail: true });
       }
       s.lastHave = s.good;
     }

@@ -26,21 +26,21 @@ try {
   const [a, b] = await Promise.all([Identity.loadOrCreate(join(dir, 'a')), Identity.loadOrCreate(join(dir, 'b'))]);
   const repo = join(dir, 'a', 'repo.git');
   await mkdir(repo, { recursive: true });
-  await git(['init', '-q', '--bare', repo]);
-  const tree = await git(['--git-dir', repo, 'mktree'], {});
-  await git(['--git-dir', repo, 'update-ref', 'refs/heads/main', await git(['--git-dir', repo, 'commit-tree', '-m', 'x', tree || '4b825dc642cb6eb9a060e54bf8d69288fbee4904'])]);
+  await git(['init', '-q', '--bare', '--', repo]);
+  const tree = await git([`--git-dir=${repo}`, 'mktree'], {});
+  await git([`--git-dir=${repo}`, 'update-ref', 'refs/heads/main', await git([`--git-dir=${repo}`, 'commit-tree', '-m', 'x', tree || '4b825dc642cb6eb9a060e54bf8d69288fbee4904'])]);
   server = await SshServer.start({ identity: a, repoPath: repo, host: '127.0.0.1', port: 0, isMember: (k) => k.nodeId === b.nodeId, rpc: new RpcRegistry().register('ping', (x) => x), log: silentLog });
   const kh = join(dir, 'kh');
   await writeKnownHosts(kh, [{ host: '127.0.0.1', port: server.port, publicKey: a.publicKeyLine }]);
   const env = gitSshEnv({ identity: b, knownHostsPath: kh });
   const clone = join(dir, 'clone.git');
-  await git(['init', '-q', '--bare', clone]);
+  await git(['init', '-q', '--bare', '--', clone]);
   const url = metaRepoUrl('127.0.0.1', server.port);
-  await git(['--git-dir', clone, 'fetch', '-q', url, 'main:refs/remotes/a/main'], { env });
+  await git([`--git-dir=${clone}`, 'fetch', '-q', '--', url, 'main:refs/remotes/a/main'], { env });
   const fetches: number[] = [];
   for (let i = 0; i < nFetch; i++) {
     const t = performance.now();
-    await git(['--git-dir', clone, 'fetch', '-q', url, 'main:refs/remotes/a/main'], { env });
+    await git([`--git-dir=${clone}`, 'fetch', '-q', '--', url, 'main:refs/remotes/a/main'], { env });
     fetches.push(performance.now() - t);
   }
   console.log(`no-op git fetch (system ssh, new connection each): ${stats(fetches)}`);

@@ -20,9 +20,9 @@ export class ContentStore {
   constructor(readonly dir: string, readonly tmpDir: string) {}
 
   async init(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
     // All 256 fan-out folders up front, so storing never needs a mkdir.
-    await Promise.all(Array.from({ length: 256 }, (_, i) => mkdir(join(this.dir, i.toString(16).padStart(2, '0')), { recursive: true })));
+    await Promise.all(Array.from({ length: 256 }, (_, i) => mkdir(join(this.dir, i.toString(16).padStart(2, '0')), { recursive: true, mode: 0o700 })));
   }
 
   path(id: ContentId): string {

@@ -13,6 +13,7 @@ import {
   WRITE_IN_SIZE, invalEntryOut, invalInodeOut, openOut, putU64, u64,
 } from './proto.js';
 import { joinPath } from '../meta/names.js';
+import { checkOpen } from './access.js';
 import type { Handler, Request } from './session.js';
 
 const E = constants.errno;
@@ -300,11 +301,14 @@ export class FuseOps {
   }
 
   private exists(path: string): boolean {
+    return this.statOrNull(path) !== null;
+  }
+
+  private statOrNull(path: string): Stat | null {
     try {
-      this.fs.stat(path);
-      return true;
+      return this.fs.stat(path);
     } catch {
-      return false;
+      return null;
     }
   }
 
@@ -336,9 +340,13 @@ export class FuseOps {
     const mode = b.readUInt32LE(IN_HEADER + 4);
     const { path } = this.child(req, IN_HEADER + 16);
     let fh: number;
-    if (this.exists(path)) {
-      // Created meanwhile (by a peer, or a race the kernel did not see): open(2) semantics.
+    const existing = this.statOrNull(path);
+    if (existing) {
+      // Created meanwhile (by a peer, or a race the kernel did not see): open(2) semantics,
+      // with the permission check the kernel made for the directory only.
       if (flags & O_EXCL) throw new FsError('EEXIST', path);
+      if (existing.type === 'dir') throw new FsError('EISDIR', path);
+      await checkOpen(existing, req, flags, path);
       fh = await this.fs.open(path, flags);
     } else {
       fh = await this.fs.create(path, mode & 0o7777, owner(req));

@@ -61,7 +61,7 @@ export class Journal {
 
   /** Generations on disk, oldest first. */
   async generations(): Promise<number[]> {
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     return (await readdir(this.dir))
       .filter((n) => /^\d{12}\.log$/.test(n))
       .map((n) => Number(n.slice(0, 12)))
@@ -103,7 +103,7 @@ export class Journal {
   }
 
   private segment(gen: number): Segment {
-    const fh = open(join(this.dir, fileName(gen)), 'a');
+    const fh = open(join(this.dir, fileName(gen)), 'a', 0o600); // it holds small files' bytes
     const seg: Segment = { gen, fh, fd: null, queue: [], flushing: null };
     fh.then((h) => { seg.fd = h.fd; }, () => {}); // errors surface to whoever appends or seals
     return seg;

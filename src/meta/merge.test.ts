@@ -7,9 +7,12 @@ import { createHash } from 'node:crypto';
 import { Namespace } from './namespace.js';
 import { DirEntry, FileEntry } from './entry.js';
 import { infoHash, pieceLengthFor } from '../content/metainfo.js';
-import { silentLogger } from '../util/log.js';
+import { silentLogger, createLogger } from '../util/log.js';
 import { run } from '../util/exec.js';
 import { conflictName } from './merge.js';
+import { badRows as badRowsOf, rawTree, treeRows } from './bad-names.fixture.js';
+
+const badRows = (gitDir: string) => badRowsOf(gitDir, file('evil'), dir);
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 const dir: DirEntry = { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T0, ctime: T0 };
@@ -27,7 +30,7 @@ async function pair(d: string) {
   await a.apply({ o: 'put', p: '/docs/keep', e: file('keep') });
   await a.setRecord('members/nodeA', Buffer.from('{"a":1}'));
   await a.commit();
-  await run('git', ['clone', '--bare', '-q', a.repo.dir, join(d, 'b', 'repo.git')]);
+  await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'b', 'repo.git')]);
   const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
   await b.finishRecovery();
   return { a, b };
@@ -35,7 +38,7 @@ async function pair(d: string) {
 
 async function exchange(from: Namespace, to: Namespace): Promise<string> {
   await from.commit();
-  await run('git', ['--git-dir', to.repo.dir, 'fetch', '-q', from.repo.dir, `+refs/heads/main:refs/peers/x`]);
+  await run('git', [`--git-dir=${to.repo.dir}`, 'fetch', '-q', '--', from.repo.dir, `+refs/heads/main:refs/peers/x`]);
   return (await to.mergeFrom(from.head!)).head;
 }
 
@@ -95,7 +98,7 @@ test('concurrent changes merge to the same commit on both sides, losing nothing'
     await a.commit();
     const fsck = await a.repo.fsck();
     assert.ok(fsck.ok, fsck.output);
-    const ls = await run('git', ['--git-dir', a.repo.dir, 'ls-tree', '--name-only', 'main']);
+    const ls = await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '--name-only', 'main']);
     assert.deepEqual(ls.stdout.toString().trim().split('\n').filter((n) => !n.startsWith('%')).sort(),
       [...names(a, '/')].map((n) => n).sort());
     await a.close();
@@ -118,7 +121,7 @@ test('a fast-forward needs no merge commit, and unrelated histories are refused'
     assert.equal(h, a.head);
     assert.ok(b.get('/ff'));
     const other = await Namespace.create({ dir: join(d, 'c'), nodeId: 'nodeC', log: silentLogger }, dir, 'create');
-    await run('git', ['--git-dir', b.repo.dir, 'fetch', '-q', other.repo.dir, '+refs/heads/main:refs/peers/c']);
+    await run('git', [`--git-dir=${b.repo.dir}`, 'fetch', '-q', '--', other.repo.dir, '+refs/heads/main:refs/peers/c']);
     await assert.rejects(b.mergeFrom(other.head!), /no common history/);
     await Promise.all([a.close(), b.close(), other.close()]);
   } finally {
@@ -130,7 +133,7 @@ test('a head carrying a malformed entry is refused and changes nothing', async (
   const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
   try {
     const { a, b } = await pair(d);
-    const git = (args: string[], input?: string) => run('git', ['--git-dir', b.repo.dir, ...args], { input });
+    const git = (args: string[], input?: string) => run('git', [`--git-dir=${b.repo.dir}`, ...args], { input });
     const headTree = (await git(['rev-parse', 'main^{tree}'])).stdout.toString().trim();
     const before = a.head;
     for (const [name, blob] of [['bad', 'not bencode'], ['%2E%2E', 'x'], ['%weird', 'x']]) {
@@ -139,12 +142,136 @@ test('a head carrying a malformed entry is refused and changes nothing', async (
       const tree = (await git(['mktree'], listing + `100644 blob ${bad}\t${name}\n`)).stdout.toString().trim();
       const commit = (await git(['commit-tree', tree, '-p', 'main', '-m', 'evil'])).stdout.toString().trim();
       await git(['update-ref', 'refs/evil', commit]);
-      await run('git', ['--git-dir', a.repo.dir, 'fetch', '-q', b.repo.dir, '+refs/evil:refs/peers/evil']);
+      await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/evil:refs/peers/evil']);
       await assert.rejects(a.mergeFrom(commit), /merge rejected/, name);
       assert.equal(a.head, before);
       assert.equal((await a.repo.head()), before);
     }
     await Promise.all([a.close(), b.close()]);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('conflict names fit in 255 bytes: the stem cut on a character boundary, the extension kept when it fits', () => {
+  const bytes = (s: string) => Buffer.byteLength(s);
+  const wellFormed = (s: string) => Buffer.from(s).toString() === s; // a split surrogate pair would not survive
+  for (const ch of ['a', 'é', '€', '😀']) {
+    for (let len = 1; bytes(ch.repeat(len) + '.txt') <= 255; len++) {
+      const name = ch.repeat(len) + '.txt';
+      for (const n of [1, 2, 123]) {
+        const c = conflictName(name, T0, 'nodeBnodeBnodeBnodeB', n);
+        assert.ok(bytes(c) <= 255, `${bytes(c)} bytes: ${c}`);
+        assert.ok(wellFormed(c), c);
+        assert.ok(c.startsWith(ch), c);
+        assert.ok(c.endsWith(`.sync-conflict-20260102-030405-nodeBnodeBnodeBn.txt${n > 1 ? `.${n}` : ''}`), c);
+      }
+    }
+  }
+  // 255 bytes of stem: cut to what fits, never below it.
+  const c = conflictName('a'.repeat(251) + '.txt', T0, 'nodeB');
+  assert.equal(bytes(c), 255);
+  // An extension too long to keep beside a stem is cut with it.
+  const long = conflictName('a.' + 'b'.repeat(253), T0, 'nodeB');
+  assert.ok(bytes(long) <= 255 && long.startsWith('a.bbb') && long.endsWith('-nodeB'), long);
+  const dotted = conflictName('.' + 'x'.repeat(254), T0, 'nodeB');
+  assert.ok(bytes(dotted) <= 255 && dotted.startsWith('.xxx'), dotted);
+});
+
+test('a long name changed on both sides merges to one head with conflict copies that fit and differ', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    // 240+ bytes: the plain suffix would pass 255. Two names that share the part kept of the stem.
+    const p = 'é'.repeat(118); // 236 bytes
+    const names2 = [`/${p}x.txt`, `/${p}y.txt`, `/${'L'.repeat(255)}`];
+    for (const n of names2) {
+      await a.apply({ o: 'put', p: n, e: file('base') });
+    }
+    await exchange(a, b);
+    for (const n of names2) {
+      await a.apply({ o: 'put', p: n, e: file('from A', T0 + 1000, 'nodeA') });
+      await b.apply({ o: 'put', p: n, e: file('from B', T0 + 2000, 'nodeB') });
+    }
+    const ha = await exchange(b, a);
+    const hb = await exchange(a, b);
+    assert.equal(ha, hb, 'both sides end on the identical head');
+    for (const ns of [a, b]) {
+      const root = names(ns, '/');
+      const copies = root.filter((n) => n.includes('.sync-conflict-'));
+      assert.equal(copies.length, 3, root.join('\n'));
+      for (const n of copies) assert.ok(Buffer.byteLength(n) <= 255, n);
+      for (const n of names2) assert.equal((ns.get(n) as any).entry.id, file('from B').id);
+    }
+    // Sync goes on: a later change still merges.
+    await b.apply({ o: 'put', p: '/later', e: file('later') });
+    assert.equal(await exchange(b, a), b.head);
+    assert.ok(a.get('/later'));
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('a head carrying a bad name is refused (fast-forward or merge), and later good heads merge', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    const git = async (args: string[]) => (await run('git', ['--git-dir', b.repo.dir, ...args])).stdout.toString().trim();
+    for (const kind of ['fast-forward', 'merge']) {
+      if (kind === 'merge') {
+        await a.apply({ o: 'put', p: '/localA', e: file('local') });
+        await a.commit();
+      }
+      const before = a.head;
+      const listing = names(a, '/');
+      for (const [what, rows] of await badRows(b.repo.dir)) {
+        const tree = await rawTree(b.repo.dir, [...(await treeRows(b.repo.dir, await git(['rev-parse', 'main^{tree}']))), ...rows]);
+        const commit = await git(['commit-tree', tree, '-p', 'main', '-m', 'evil']);
+        await git(['update-ref', 'refs/evil', commit]);
+        await run('git', ['--git-dir', a.repo.dir, 'fetch', '-q', b.repo.dir, '+refs/evil:refs/peers/evil']);
+        await assert.rejects(a.mergeFrom(commit), /merge rejected/, `${kind}: ${what}`);
+        assert.equal(a.head, before, what);
+        assert.equal(await a.repo.head(), before, what);
+        assert.deepEqual(names(a, '/'), listing, what);
+      }
+      await b.apply({ o: 'put', p: `/good-${kind}`, e: file('good') });
+      await exchange(b, a);
+      assert.ok(a.get(`/good-${kind}`), kind);
+    }
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('a repository that already holds bad names opens; they are skipped with a log line', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-'));
+  try {
+    const { a, b } = await pair(d);
+    await b.close();
+    const listing = names(a, '/');
+    await a.close();
+    const gitDir = a.repo.dir;
+    const git = async (args: string[]) => (await run('git', ['--git-dir', gitDir, ...args])).stdout.toString().trim();
+    const bad = await badRows(gitDir);
+    const tree = await rawTree(gitDir, [...(await treeRows(gitDir, await git(['rev-parse', 'main^{tree}']))), ...bad.flatMap(([, r]) => r)]);
+    await git(['update-ref', 'refs/heads/main', await git(['commit-tree', tree, '-p', 'main', '-m', 'evil'])]);
+    const lines: string[] = [];
+    const log = createLogger({}, 'warn', (l) => lines.push(l));
+    const ns = await Namespace.open({ dir: join(d, 'a'), nodeId: 'nodeA', log });
+    await ns.finishRecovery();
+    // The good names of the bad rows stay: 'same' (its second spelling is skipped) and one of 'fd'.
+    assert.deepEqual(names(ns, '/'), [...listing, 'fd', 'same'].sort());
+    const skipped = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'meta.load.skip');
+    assert.ok(skipped.length >= 14, lines.join(''));
+    // The head left them out at once (they stay in history), so peers accept it.
+    const stored = (await treeRows(gitDir, await git(['rev-parse', 'main^{tree}']))).map((r) => r.name.toString()).filter((n) => !n.startsWith('%'));
+    assert.deepEqual(stored.sort(), [...listing, 'fd', 'same'].sort());
+    await ns.apply({ o: 'put', p: '/after', e: file('after') });
+    await ns.commit();
+    assert.ok(ns.get('/after'));
+    await ns.close();
   } finally {
     await rm(d, { recursive: true, force: true });
   }

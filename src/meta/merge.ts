@@ -5,14 +5,20 @@
 // Rules, per path (a file, symlink, directory marker or cluster record):
 // - changed on one side only: that side; changed identically: either.
 // - changed on both: the version with the later mtime keeps the name (ties: the larger blob id);
-//   the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS-NODE.ext`.
+//   the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS-NODE.ext` (the stem cut
+//   on a character boundary so the name fits in 255 bytes; `.2`, `.3` ... when taken). Conflicts
+//   are resolved in path order, so every node picks the same free names.
 // - deleted on one side, changed on the other: the change is kept.
 // - directory attributes on both sides: the later one, no copy. Records on both: the larger bytes.
 // - a file where the other side has a directory: the file moves to a conflict name.
+// - what the merge cannot place (no valid free name) is left out and reported in `leftOut`:
+//   it stays in the history of the side it came from, and the merge still succeeds, since a
+//   merge that fails fails on every node alike and would stop sync for good.
+// A head whose own names are not UTF-8 is refused (its paths would collapse into one another).
 import type { GitRepo } from './repo.js';
 import type { PackObject } from './pack.js';
 import { decodeEntry, Entry } from './entry.js';
-import { DIR_MARKER, decodeName, encodeName } from './names.js';
+import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
 import { buildTrees, objectId, RECORDS, GitObject } from './tree.js';
 
 interface Row { mode: string; oid: string }
@@ -29,19 +35,41 @@ export interface MergeResult {
   trees: Map<string, string>;
   /** Blob contents of every changed path (for applying the changes). */
   blobs: Map<string, Buffer>;
+  /** Encoded directory paths their side added since the base (to validate their names). */
+  addedDirs: string[];
+  /** Versions the merge could not place under any valid name: kept only in their side's history. */
+  leftOut: { path: string; oid: string; reason: string }[];
 }
 
 const MERGER = 'delugefs <merge@delugefs>';
 
-async function flatten(repo: GitRepo, commit: string): Promise<{ blobs: Flat; trees: Map<string, string> }> {
+interface Flattened { blobs: Flat; trees: Map<string, string>; /** Rows whose path is not UTF-8: `path oid`. */ badUtf8: Set<string> }
+
+async function flatten(repo: GitRepo, commit: string): Promise<Flattened> {
   const c = await repo.readCommit(commit);
   const blobs: Flat = new Map();
   const trees = new Map<string, string>([['', c.tree]]);
+  const badUtf8 = new Set<string>();
   for (const r of await repo.lsTree(c.tree)) {
+    if (r.badUtf8) badUtf8.add(`${r.path} ${r.oid}`);
     if (r.type === 'blob') blobs.set(r.path, { mode: r.mode, oid: r.oid });
     else if (r.type === 'tree') trees.set(r.path, r.oid);
   }
-  return { blobs, trees };
+  return { blobs, trees, badUtf8 };
+}
+
+/**
+ * Refuses a head that brings in (since the base) a path that is not UTF-8, or a file and a
+ * directory of one name: both would collapse two entries into one. Names are checked by the
+ * caller (namespace.ts validate) on the changes and `addedDirs`.
+ */
+function checkTheirs(theirs: Flattened, base: Flattened, oid: string): void {
+  for (const row of theirs.badUtf8) {
+    if (!base.badUtf8.has(row)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a name that is not UTF-8 (${JSON.stringify(row.split(' ')[0])})`);
+  }
+  for (const d of addedDirs(base.trees, theirs.trees)) {
+    if (theirs.blobs.has(d)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a file and a directory named ${JSON.stringify(d)}`);
+  }
 }
 
 function diff(from: Flat, to: Flat): MergeChange[] {
@@ -51,14 +79,37 @@ function diff(from: Flat, to: Flat): MergeChange[] {
   return out;
 }
 
-export function conflictName(name: string, mtime: number, node: string): string {
-  const d = new Date(mtime);
-  const pad = (n: number) => String(n).padStart(2, '0');
+/**
+ * The name a losing version of `name` is kept under; `n` > 1 counts up when that name is taken.
+ * Always at most MAX_NAME_BYTES of UTF-8: the stem is cut on a character boundary, and the
+ * extension is kept when it fits beside at least one character of stem.
+ */
+export function conflictName(name: string, mtime: number, node: string, n = 1): string {
+  const t = new Date(mtime);
+  const d = Number.isNaN(t.getTime()) ? new Date(0) : t; // a peer's mtime past year 275760 has no date
+  const pad = (v: number) => String(v).padStart(2, '0');
   const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
-  const dot = name.lastIndexOf('.');
-  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
   const safeNode = node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown';
-  return `${stem}.sync-conflict-${stamp}-${safeNode}${ext}`;
+  const tag = `.sync-conflict-${stamp}-${safeNode}`;
+  const count = n > 1 ? `.${n}` : '';
+  const room = MAX_NAME_BYTES - Buffer.byteLength(tag) - Buffer.byteLength(count);
+  const dot = name.lastIndexOf('.');
+  let [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+  if (Buffer.byteLength(ext) >= room) [stem, ext] = [name, ''];
+  return `${truncateUtf8(stem, room - Buffer.byteLength(ext))}${tag}${ext}${count}`;
+}
+
+/** The longest prefix of s (whole code points) whose UTF-8 takes at most max bytes. */
+function truncateUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let bytes = 0;
+  let end = 0;
+  for (const ch of s) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > max) break;
+    end += ch.length;
+  }
+  return s.slice(0, end);
 }
 
 export async function computeMerge(repo: GitRepo, ours: string, theirs: string): Promise<MergeResult> {
@@ -67,10 +118,12 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
   const o = await flatten(repo, ours);
   if (base === ours) {
     const t = await flatten(repo, theirs);
+    checkTheirs(t, o, theirs);
     const changes = diff(o.blobs, t.blobs);
-    return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes) };
+    return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
   const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs)]);
+  checkTheirs(t, b, theirs);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
@@ -82,6 +135,9 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
     if (!oo || !to) { result.set(p, (oo ?? to)!); continue; } // delete racing modify: keep the modify
     conflicts.push({ path: p, a: oo, b: to });
   }
+  // Path order, not arrival order: two conflicts may compete for one free name.
+  conflicts.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  const leftOut: MergeResult['leftOut'] = [];
   // Resolve conflicts: contents are needed to order them.
   const blobData = await repo.readBlobs([...new Set(conflicts.flatMap((c) => [c.a.oid, c.b.oid]))]);
   for (const c of conflicts) {
@@ -96,9 +152,9 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
     const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
     result.set(c.path, win);
     if (name === DIR_MARKER) continue;
-    result.set(freeName(result, c.path.slice(0, slash + 1), name, loser), lose);
+    place(result, leftOut, c.path, lose, loser);
   }
-  await fixStructure(result, [o.blobs, t.blobs, b.blobs], repo);
+  await fixStructure(result, [o.blobs, t.blobs, b.blobs], repo, leftOut);
   const objects: GitObject[] = [];
   const trees = new Map<string, string>();
   const root = buildTrees(result, objects, trees);
@@ -109,7 +165,12 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string):
   const commit = objectId('commit', data);
   await repo.writeObjects([...(objects as PackObject[]), { type: 'commit', oid: commit, data }]);
   const changes = diff(o.blobs, result);
-  return { commit, fastForward: false, changes, trees, blobs: await contents(repo, changes) };
+  return { commit, fastForward: false, changes, trees, blobs: await contents(repo, changes), addedDirs: addedDirs(b.trees, t.trees), leftOut };
+}
+
+/** Directories their side made since the base (an empty one holds no blob to check the name of). */
+function addedDirs(base: Map<string, string>, theirs: Map<string, string>): string[] {
+  return [...theirs.keys()].filter((p) => p !== '' && !base.has(p));
 }
 
 function safeDecode(data: Buffer): Entry {
@@ -120,13 +181,24 @@ function safeDecode(data: Buffer): Entry {
   }
 }
 
-/** A conflict name not yet taken in dir (counting up if the same second already had a conflict). */
-function freeName(result: Flat, dir: string, encName: string, loser: Entry): string {
-  const base = conflictName(decodeName(encName), loser.mtime, loser.node ?? 'unknown');
-  let candidate = dir + encodeName(base);
-  for (let i = 2; result.has(candidate) || [...result.keys()].some((k) => k.startsWith(candidate + '/')); i++) {
-    candidate = dir + encodeName(`${base}.${i}`);
+/** Puts the losing version of path under a free conflict name, or reports it left out. */
+function place(result: Flat, leftOut: MergeResult['leftOut'], path: string, row: Row, loser: Entry): void {
+  const slash = path.lastIndexOf('/');
+  const dir = path.slice(0, slash + 1);
+  const encName = path.slice(slash + 1);
+  const problem = storedNameProblem(encName);
+  if (problem) {
+    leftOut.push({ path, oid: row.oid, reason: `its name cannot be a conflict copy: ${problem}` });
+    return;
   }
+  result.set(freeName(result, dir, decodeName(encName), loser), row);
+}
+
+/** A conflict name not yet taken in dir (counting up if the same second already had a conflict). */
+function freeName(result: Flat, dir: string, name: string, loser: Entry): string {
+  const taken = (p: string) => result.has(p) || [...result.keys()].some((k) => k.startsWith(p + '/'));
+  let candidate = '';
+  for (let i = 1; !candidate || taken(candidate); i++) candidate = dir + encodeName(conflictName(name, loser.mtime, loser.node ?? 'unknown', i));
   return candidate;
 }
 
@@ -135,7 +207,7 @@ function freeName(result: Flat, dir: string, encName: string, loser: Entry): str
  * while the other added inside it gets its marker back, and a file standing where the other side
  * made a directory moves to a conflict name.
  */
-async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo): Promise<void> {
+async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo, leftOut: MergeResult['leftOut']): Promise<void> {
   const dirs = new Set<string>();
   for (const p of result.keys()) {
     if (p.startsWith(RECORDS + '/')) continue;
@@ -148,8 +220,7 @@ async function fixStructure(result: Flat, sides: Flat[], repo: GitRepo): Promise
     const file = result.get(d);
     if (file) {
       result.delete(d);
-      const slash = d.lastIndexOf('/');
-      result.set(freeName(result, d.slice(0, slash + 1), d.slice(slash + 1), safeDecode(data.get(file.oid)!)), file);
+      place(result, leftOut, d, file, safeDecode(data.get(file.oid)!));
     }
     const marker = `${d}/${DIR_MARKER}`;
     if (!result.has(marker)) {

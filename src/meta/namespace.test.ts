@@ -71,7 +71,7 @@ test('journaled changes survive a crash before commit, and a burst is a handful 
   await third.finishRecovery();
   assert.ok(third.get('/a/g1'));
   assert.equal((await third.repo.log(50)).length, log.length);
-  const ls = await run('git', ['--git-dir', third.repo.dir, 'ls-tree', '--name-only', 'HEAD', 'a/']);
+  const ls = await run('git', [`--git-dir=${third.repo.dir}`, 'ls-tree', '--name-only', 'HEAD', 'a/']);
   assert.equal(ls.stdout.toString().split('\n').filter(Boolean).length, 2000);
   await third.close();
 }));

@@ -8,7 +8,7 @@ import { GitRepo } from './repo.js';
 import { Journal, Op } from './journal.js';
 import { DirNode, LeafNode, Node, RECORDS, Tree, checkRecordPath, objectId } from './tree.js';
 import { DirEntry, Entry, decodeEntry } from './entry.js';
-import { DIR_MARKER, decodeName, encodeName, isMarker } from './names.js';
+import { DIR_MARKER, decodeName, encodeName, isMarker, storedNameProblem } from './names.js';
 import { computeMerge, MergeResult } from './merge.js';
 import type { PackObject } from './pack.js';
 import type { Logger } from '../util/log.js';
@@ -41,8 +41,15 @@ export class Namespace extends EventEmitter {
   /** Content carried by replayed journal ops, for the node to store: id -> bytes. */
   recovered = new Map<string, Buffer>();
   private committedAtOpen = 0;
+  /** Entries loadTree left out (bad names, malformed blobs): the first commit leaves them out of the head too. */
+  private skippedAtOpen = 0;
   private unwritten: PackObject[] = [];
   private closed = false;
+  /**
+   * Set by the cluster: given the records before and after a merge (paths below RECORDS), says
+   * why the merge must be refused (membership nobody may sign), or null.
+   */
+  recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null;
 
   private constructor(private readonly opts: NamespaceOptions) {
     super();
@@ -69,7 +76,13 @@ export class Namespace extends EventEmitter {
     ns.head = await ns.repo.head();
     if (!ns.head) throw new Error(`metadata repository ${ns.repo.dir} has no commits`);
     const commit = await ns.repo.readCommit(ns.head);
-    ns.tree = await loadTree(ns.repo, commit.tree);
+    // An entry no node should have written (a bad name, a malformed blob) is left out of the
+    // mount, not allowed to fail the load (and every listing of its directory with it); the
+    // next commit leaves it out of the head too (it stays in history), so peers accept the head.
+    ns.tree = await loadTree(ns.repo, commit.tree, (path, reason) => {
+      ns.skippedAtOpen++;
+      opts.log.warn('meta.load.skip', { path, reason });
+    });
     ns.wireTree();
     const committed = Math.max(await ns.readCommittedGen(), trailerGen(commit.message, opts.nodeId));
     ns.committedAtOpen = committed;
@@ -101,6 +114,11 @@ export class Namespace extends EventEmitter {
     if (this.pending.length) await this.commitReplay(this.committedAtOpen);
     this.recovered.clear();
     await this.journal.drop(this.journal.generation - 1);
+    if (this.skippedAtOpen) {
+      this.pending.push(`Leave out ${this.skippedAtOpen} stored entries that cannot be served`);
+      // Only for peers' sake, not durability: a failure (a full disk) must not stop the start; commits retry.
+      await this.commit().catch((e) => this.opts.log.warn('meta.load.skip_commit_failed', { error: (e as Error).message }));
+    }
   }
 
   addBarrier(fn: () => Promise<unknown>): void {
@@ -181,17 +199,22 @@ export class Namespace extends EventEmitter {
   /**
    * Brings another node's head (already in this repository's objects) into this namespace: a
    * fast-forward, or a deterministic merge commit. The in-memory tree follows at once.
+   * `refusal` is asked in turn, once what was applied before is committed: a reason refuses the merge.
    */
-  mergeFrom(remote: string): Promise<{ head: string; changed: boolean }> {
+  mergeFrom(remote: string, refusal?: () => string | null): Promise<{ head: string; changed: boolean }> {
     return this.serial(async () => {
       for (;;) {
         await this.commitNow();
+        const why = refusal?.();
+        if (why) throw new Error(why);
         const ours = this.head!;
         if (ours === remote || (await this.repo.isAncestor(remote, ours))) return { head: ours, changed: false };
         const result = await computeMerge(this.repo, ours, remote);
         // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
         if (this.pending.length) continue;
         const entries = validate(result); // throws on a malformed entry: nothing changes
+        this.guardRecords(result);
+        for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { from: remote, ...l });
         const { records: recordsChanged, paths } = this.applyMerge(result, entries);
         this.head = result.commit;
         await this.repo.updateRef(result.commit, ours, result.fastForward ? 'fast-forward' : 'merge');
@@ -202,6 +225,20 @@ export class Namespace extends EventEmitter {
         return { head: result.commit, changed: true };
       }
     });
+  }
+
+  /** Throws (nothing changed yet) when the cluster's guard refuses what a merge does to the records. */
+  private guardRecords(r: MergeResult): void {
+    const prefix = RECORDS + '/';
+    const changes = r.changes.filter((c) => c.path.startsWith(prefix));
+    if (!this.recordGuard || !changes.length) return;
+    const after = new Map(this.tree.records);
+    for (const c of changes) {
+      if (c.row) after.set(c.path.slice(prefix.length), r.blobs.get(c.row.oid)!);
+      else after.delete(c.path.slice(prefix.length));
+    }
+    const why = this.recordGuard(this.tree.records, after);
+    if (why) throw new Error(`merge rejected: ${why}`);
   }
 
   /**
@@ -224,6 +261,8 @@ export class Namespace extends EventEmitter {
         continue;
       }
       const parts = c.path.split('/');
+      // A bad name already in our head (from before it was checked) never reached the tree.
+      if (parts.some((p, i) => storedNameProblem(p) && !(i === parts.length - 1 && p === DIR_MARKER))) continue;
       const last = parts.pop()!;
       const dirPath = '/' + parts.map(decodeName).join('/');
       const path = last === DIR_MARKER ? dirPath : (dirPath === '/' ? '' : dirPath) + '/' + decodeName(last);
@@ -325,7 +364,7 @@ export class Namespace extends EventEmitter {
 
   private async writeCommittedGen(gen: number, oid: string): Promise<void> {
     const tmp = this.committedFile() + '.tmp';
-    await writeFile(tmp, `${gen} ${oid}\n`);
+    await writeFile(tmp, `${gen} ${oid}\n`, { mode: 0o600 });
     await rename(tmp, this.committedFile());
   }
 
@@ -346,6 +385,15 @@ export class Namespace extends EventEmitter {
 /** Decodes every entry a merge brings in; a malformed one (from a faulty or hostile peer) rejects the merge. */
 function validate(r: MergeResult): Map<string, Entry> {
   const out = new Map<string, Entry>();
+  const badName = (enc: string, path: string, why: string) => new Error(`merge rejected: invalid name ${JSON.stringify(enc)} in ${JSON.stringify(path)}: ${why}`);
+  // Directories that hold no changed blob (e.g. an empty tree named "%2F" in a fast-forward).
+  for (const d of r.addedDirs) {
+    if (d === RECORDS || d.startsWith(RECORDS + '/')) continue;
+    for (const enc of d.split('/')) {
+      const why = storedNameProblem(enc);
+      if (why) throw badName(enc, d, why);
+    }
+  }
   for (const c of r.changes) {
     if (!c.row) continue;
     if (c.path.startsWith(RECORDS + '/')) {
@@ -354,13 +402,11 @@ function validate(r: MergeResult): Map<string, Entry> {
     }
     const parts = c.path.split('/');
     const last = parts[parts.length - 1]!;
-    for (const enc of last === DIR_MARKER ? parts.slice(0, -1) : parts) {
-      const name = decodeName(enc);
-      if (name === '.' || name === '..' || name.includes('\0') || Buffer.byteLength(name) > 255 || (isMarker(enc) && enc !== last)) {
-        throw new Error(`merge rejected: invalid name ${JSON.stringify(enc)} in ${JSON.stringify(c.path)}`);
-      }
-    }
     if (isMarker(last) && last !== DIR_MARKER) throw new Error(`merge rejected: unknown internal entry ${JSON.stringify(c.path)}`);
+    for (const enc of last === DIR_MARKER ? parts.slice(0, -1) : parts) {
+      const why = storedNameProblem(enc);
+      if (why) throw badName(enc, c.path, why);
+    }
     if (c.row.mode !== '100644') throw new Error(`merge rejected: ${JSON.stringify(c.path)} has mode ${c.row.mode}`);
     let e: Entry;
     try {
@@ -391,8 +437,13 @@ function trailerGen(message: string, nodeId: string): number {
   return m && m[1] === nodeId ? Number(m[2]) : 0;
 }
 
-/** Rebuilds the in-memory tree of a commit: one ls-tree and one cat-file --batch, no per-entry process. */
-export async function loadTree(repo: GitRepo, rootTree: string): Promise<Tree> {
+/**
+ * Rebuilds the in-memory tree of a commit: one ls-tree and one cat-file --batch, no per-entry
+ * process. An entry that cannot be served (a name that is not canonical or not UTF-8, a second
+ * entry of one name, a malformed blob) is skipped with everything below it and reported through
+ * onSkip; the directories above it lose their cached ids, so the next commit leaves it out.
+ */
+export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: string, reason: string) => void = () => {}): Promise<Tree> {
   const rows = await repo.lsTree(rootTree);
   const blobOids = [...new Set(rows.filter((r) => r.type === 'blob').map((r) => r.oid))];
   const blobs = await repo.readBlobs(blobOids);
@@ -426,24 +477,46 @@ export async function loadTree(repo: GitRepo, rootTree: string): Promise<Tree> {
     const enc = r.path.slice(slash + 1);
     const parent = dirs.get(parentPath);
     if (!parent) continue; // below a marker or a skipped entry
+    if (r.type !== 'tree' && r.type !== 'blob') continue;
+    const skip = (path: string, reason: string) => {
+      for (let at = parentPath; ; at = at.slice(0, Math.max(0, at.lastIndexOf('/')))) {
+        const d = dirs.get(at);
+        if (d) d.oid = null;
+        if (at === '') break;
+      }
+      onSkip(path, reason);
+    };
+    const entry = (): Entry | undefined => {
+      try {
+        return entryOf(r.oid, r.path);
+      } catch (e) {
+        skip(r.path, (e as Error).message);
+        return undefined;
+      }
+    };
+    if (enc === DIR_MARKER && r.type === 'blob') {
+      const e = entry();
+      if (e?.type === 'dir') parent.entry = e;
+      continue;
+    }
+    if (isMarker(enc)) continue; // internal data (e.g. cluster records), never in the namespace
+    const why = r.badUtf8 ? 'name is not UTF-8' : storedNameProblem(enc);
+    const name = decodeName(enc);
+    if (why || parent.children.has(name)) {
+      skip(r.path, why ?? 'a second entry of this name');
+      continue;
+    }
     if (r.type === 'tree') {
-      if (isMarker(enc)) continue; // internal data (e.g. cluster records), never in the namespace
       const d = new DirNode({ type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 0, ctime: 0 });
       d.oid = r.oid;
       dirs.set(r.path, d);
-      tree.attach(parent, decodeName(enc), d);
-    } else if (r.type === 'blob') {
-      if (enc === DIR_MARKER) {
-        const e = entryOf(r.oid, r.path);
-        if (e.type === 'dir') parent.entry = e;
-        continue;
-      }
-      if (isMarker(enc)) continue;
-      const e = entryOf(r.oid, r.path);
-      if (e.type === 'dir') continue;
+      tree.attach(parent, name, d);
+    } else {
+      const e = entry();
+      if (!e || e.type === 'dir') continue;
       const leaf = new LeafNode(e);
       leaf.oid = r.oid;
-      tree.attach(parent, decodeName(enc), leaf);
+      tree.attach(parent, name, leaf);
     }
   }
   return tree;

@@ -27,7 +27,7 @@ function header(type: number, size: number): Buffer {
 
 async function writeDurably(path: string, parts: Buffer[]): Promise<void> {
   const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o444);
+  const fh = await open(tmp, 'wx', 0o400); // read-only as git's own packs, and private
   try {
     await fh.writev(parts);
     await fh.sync();
@@ -90,7 +90,7 @@ export async function writePack(objectsDir: string, objects: PackObject[]): Prom
   idxParts.push(idxHash.digest());
 
   const dir = join(objectsDir, 'pack');
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const name = `pack-${packSum.toString('hex')}`;
   // The pack must be complete before its index appears: Git ignores a pack without an index.
   await writeDurably(join(dir, `${name}.pack`), parts);

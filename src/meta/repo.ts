@@ -1,12 +1,23 @@
 // The metadata repository: a bare Git repository under the node root. Objects are written as
 // packs by pack.ts; Git itself is used for what it does best (refs, reading, fsck, gc).
 import { spawn } from 'node:child_process';
+import { isUtf8 } from 'node:buffer';
 import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { run } from '../util/exec.js';
 import { writePack, PackObject } from './pack.js';
+import { BatchParser, MissingObjectError } from './cat-file.js';
+
+/**
+ * Largest blob a namespace entry or record may be: a file's metainfo holds 20 bytes per piece,
+ * so 16 MiB is ~13 TiB of content at 16 MiB pieces (1 TiB needs 1.3 MB). Pushes carrying a
+ * bigger blob are refused (cluster/repo-guard.ts), and so are merges that would read one.
+ */
+export const MAX_ENTRY_BLOB = 16 * 2 ** 20;
 
 export const BRANCH = 'refs/heads/main';
+/** core.sharedRepository: files 0600, directories 0700, readable by the node's user only. */
+export const PRIVATE_GIT_MODE = '0600';
 
 export interface CommitInfo { tree: string; parents: string[]; message: string; /** committer time, seconds */ time: number }
 
@@ -14,7 +25,7 @@ export class GitRepo {
   constructor(readonly dir: string) {}
 
   private git(args: string[], input?: Buffer | string, allowFail = false) {
-    return run('git', ['--git-dir', this.dir, ...args], { input, allowFail, env: gitEnv() });
+    return run('git', [`--git-dir=${this.dir}`, ...args], { input, allowFail, env: gitEnv() });
   }
 
   async exists(): Promise<boolean> {
@@ -26,7 +37,9 @@ export class GitRepo {
   }
 
   async init(): Promise<void> {
-    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', this.dir], { env: gitEnv() });
+    // --shared=0600: git makes every file it writes 0600 (dirs 0700) whatever the umask of the
+    // process that runs it (node/private-root.ts sets it on older repositories).
+    await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', `--shared=${PRIVATE_GIT_MODE}`, '--', this.dir], { env: gitEnv() });
     // Packs come in small and often; let git gc fold them together in the background.
     await this.git(['config', 'gc.autoPackLimit', '20']);
     await this.git(['config', 'gc.autoDetach', 'false']);
@@ -59,46 +72,44 @@ export class GitRepo {
   }
 
   /** Every entry below a tree: [mode, type, oid, path] with raw (encoded) paths. */
-  async lsTree(tree: string): Promise<{ mode: string; type: string; oid: string; path: string }[]> {
+  /** `badUtf8`: the path's bytes are not UTF-8, so `path` (decoded lossily) may equal another row's. */
+  async lsTree(tree: string): Promise<{ mode: string; type: string; oid: string; path: string; badUtf8?: true }[]> {
     const out = (await this.git(['ls-tree', '-r', '-t', '-z', '--full-tree', tree])).stdout;
     const rows = [];
     let pos = 0;
     while (pos < out.length) {
       const end = out.indexOf(0, pos);
       const line = out.toString('utf8', pos, end);
-      pos = end + 1;
       const tab = line.indexOf('\t');
       const [mode, type, oid] = line.slice(0, tab).split(' ');
-      rows.push({ mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) });
+      const row: { mode: string; type: string; oid: string; path: string; badUtf8?: true } = { mode: mode!, type: type!, oid: oid!, path: line.slice(tab + 1) };
+      if (line.includes('\uFFFD') && !isUtf8(out.subarray(pos, end))) row.badUtf8 = true;
+      rows.push(row);
+      pos = end + 1;
     }
     return rows;
   }
 
-  /** Reads many objects through one `git cat-file --batch`. */
-  async readBlobs(oids: string[]): Promise<Map<string, Buffer>> {
+  /**
+   * Reads many objects through one `git cat-file --batch`, in linear time. An object over
+   * `maxSize` (default MAX_ENTRY_BLOB) fails the read from its header, before it is held.
+   */
+  async readBlobs(oids: string[], maxSize = MAX_ENTRY_BLOB): Promise<Map<string, Buffer>> {
     const result = new Map<string, Buffer>();
     if (!oids.length) return result;
-    const p = spawn('git', ['--git-dir', this.dir, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
+    const p = spawn('git', [`--git-dir=${this.dir}`, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
     let stderr = '';
     p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     p.stdin.on('error', () => {});
     p.stdin.end(oids.join('\n') + '\n');
-    let buf: Buffer = Buffer.alloc(0);
     let i = 0;
-    for await (const chunk of p.stdout as AsyncIterable<Buffer>) {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      let pos = 0;
-      for (;;) {
-        const nl = buf.indexOf(10, pos);
-        if (nl < 0) break;
-        const hdr = buf.toString('latin1', pos, nl).split(' ');
-        if (hdr[1] === 'missing') throw new Error(`object ${hdr[0]} is missing from ${this.dir}`);
-        const size = Number(hdr[2]);
-        if (buf.length < nl + 1 + size + 1) break;
-        result.set(oids[i++]!, Buffer.from(buf.subarray(nl + 1, nl + 1 + size)));
-        pos = nl + 1 + size + 1;
-      }
-      buf = buf.subarray(pos);
+    const parser = new BatchParser((o) => result.set(oids[i++]!, o.data), maxSize);
+    try {
+      for await (const chunk of p.stdout as AsyncIterable<Buffer>) parser.push(chunk);
+      parser.end();
+    } catch (e) {
+      p.kill();
+      throw e instanceof MissingObjectError ? new Error(`${e.message} from ${this.dir}`) : e;
     }
     const code: number = await new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.on('close', (c) => r(c ?? -1))));
     if (code !== 0 || i !== oids.length) throw new Error(`git cat-file --batch failed: ${stderr.trim()}`);

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { FsError } from '../util/errors.js';
 import { DirEntry, Entry, FileEntry, LinkEntry, encodeEntry } from './entry.js';
-import { DIR_MARKER, encodeName, splitPath } from './names.js';
+import { DIR_MARKER, MAX_NAME_BYTES, encodeName, splitPath } from './names.js';
 import type { ContentId, Info } from '../content/metainfo.js';
 
 export class DirNode {
@@ -29,7 +29,7 @@ export function objectId(type: string, data: Buffer): string {
   return createHash('sha1').update(`${type} ${data.length}\0`).update(data).digest('hex');
 }
 
-export const MAX_NAME_BYTES = 255;
+export { MAX_NAME_BYTES };
 
 /** Cluster records (membership and the like): small blobs under RECORDS in the root tree. */
 export const RECORDS = '%cluster';

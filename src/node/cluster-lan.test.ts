@@ -202,7 +202,7 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   const bRepo = join(b.root, 'meta', 'repo.git');
   const ssh = `ssh -F /dev/null -i ${join(b.root, 'identity', 'id_ed25519')} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
   const url = `ssh://delugefs@${a.host.ip}:${a.sshPort}/meta.git`;
-  const push = (spec: string) => b.host.run('git', ['--git-dir', bRepo, 'push', '--force', url, spec], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 15_000 });
+  const push = (spec: string) => b.host.run('git', [`--git-dir=${bRepo}`, 'push', '--force', '--', url, spec], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 15_000 });
   const first = (await sh(`git --git-dir ${bRepo} rev-list --max-parents=0 refs/heads/main`)).out.trim();
   // Someone else's ref, and the branch itself (wound back).
   let r = await push(`${headA}:refs/peers/${a.id}`);
@@ -231,6 +231,19 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   // Not in a's branch either (it would spread to every member from there).
   const inTree = await sh(`git --git-dir ${join(a.root, 'meta', 'repo.git')} ls-tree -r --name-only refs/heads/main`);
   assert.ok(!inTree.out.split('\n').includes('garbage'));
+  // Membership b did not sign: a's own record with its addresses pointed elsewhere. Refused whole by the merge.
+  const aRecPath = `%cluster/members/${a.id}`;
+  const aRec = JSON.parse((await sh(`git --git-dir ${bRepo} cat-file blob ${bHead}:${aRecPath}`)).out);
+  const hijack = (await sh(`git --git-dir ${bRepo} hash-object -w --stdin`, { input: JSON.stringify({ ...aRec, addresses: ['10.78.0.250:17422'] }) + '\n' })).out.trim();
+  const env2 = `GIT_INDEX_FILE=${idx}-2`;
+  await sh(`${env2} git --git-dir ${bRepo} read-tree ${bHead} && ${env2} git --git-dir ${bRepo} update-index --add --cacheinfo 100644,${hijack},${aRecPath}`);
+  const hijackTree = (await sh(`${env2} git --git-dir ${bRepo} write-tree`)).out.trim();
+  const hijackCommit = (await sh(`git --git-dir ${bRepo} commit-tree ${hijackTree} -p ${bHead} -m hijack`)).out.trim();
+  r = await push(`${hijackCommit}:refs/peers/${b.id}`);
+  assert.equal(r.code, 0, r.stderr);
+  await eventually('membership change refused on a', async () => /"event":"sync_merge_refused".*record signature does not verify/.test(a.proc!.stderr()));
+  const aMembers = JSON.parse((await cli(['members', a.root, '--json'])).out) as { nodeId: string; addresses: string[] }[];
+  assert.deepEqual(aMembers.find((m) => m.nodeId === a.id)?.addresses, aRec.addresses);
   const fsck = await sh(`git --git-dir ${join(a.root, 'meta', 'repo.git')} fsck --no-dangling`, { allowFail: true });
   assert.equal(fsck.code, 0, fsck.err);
   // Sync from b still works afterwards.

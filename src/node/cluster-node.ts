@@ -7,7 +7,7 @@ import type { DelugeNode } from './node.js';
 import type { RootPaths, NodeConfig } from './layout.js';
 import type { Logger } from '../util/log.js';
 import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
-import { Membership, RecordStore, MEMBERS, MemberRecord } from '../cluster/membership.js';
+import { Membership, RecordStore, MEMBERS, MemberRecord, checkRecordChange } from '../cluster/membership.js';
 import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
@@ -35,7 +35,7 @@ export interface ClusterOptions {
 export const CONTROL_SOCKET = 'control.sock';
 
 /** The namespace as this module uses it (meta/namespace.ts). */
-type ClusterNamespace = RecordStore & SyncNamespace & { commit(): Promise<string | null> };
+type ClusterNamespace = RecordStore & SyncNamespace & { commit(): Promise<string | null>; recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null };
 
 export class ClusterNode {
   private closers: (() => Promise<unknown>)[] = [];
@@ -56,7 +56,9 @@ export class ClusterNode {
     const log = fromLogger(logger, 'cluster');
     const ns = node.ns as unknown as ClusterNamespace;
     const identity = await Identity.loadOrCreate(p.root);
-    const membership = new Membership(ns, log);
+    const membership = new Membership(ns, log, identity);
+    // A merge that would change membership the way no member could sign it is refused whole.
+    ns.recordGuard = checkRecordChange;
     await guardRepository(ns.repo.dir);
     const me = identity.nodeId;
     const closers: (() => Promise<unknown>)[] = [];
@@ -75,17 +77,24 @@ export class ClusterNode {
       // Our own record: written at creation; afterwards only the addresses and ports follow us.
       const self = membership.get(me);
       if (o.create && !self) {
-        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addedBy: me, addresses, sshPort: ssh.port, btPort: o.btPort });
+        await membership.admit({ publicKey: identity.publicKeyLine, hostname: os.hostname(), addresses, sshPort: ssh.port, btPort: o.btPort, cluster: config.cluster });
       } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
-        await membership.put({ ...self, addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
+        await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() });
       } else if (!self) {
-        log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : 'no member record for this node yet' });
+        const invalid = membership.view().invalid.get(MEMBERS + me);
+        log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : invalid ? `this node's member record does not count: ${invalid}` : 'no member record for this node yet' });
       }
+
+      // The records' founder names the cluster they were signed for; another name here is a root mixed up with another cluster's.
+      const named = membership.cluster()?.name;
+      if (named !== undefined && named !== config.cluster) log('cluster_name_mismatch', { config: config.cluster, records: named, hint: `this root's member records are of cluster "${named}"` });
 
       const statics = [...(o.peers ?? []), ...memberAddresses(membership, me)];
       const discovery = await startDiscovery({
         cluster: config.cluster, nodeId: me, sshPort: ssh.port, btPort: o.btPort, fingerprint: identity.fingerprint,
         interface: o.interface, staticPeers: [...new Set(statics)], mdns: o.mdns !== false, log: fromLogger(logger, 'discovery'),
+        // An mDNS address is used only once it proved the key of the member record.
+        hostKeyFor: (id) => { const m = membership.get(id); return m ? parsePublicKeyLine(m.publicKey).blob : undefined; },
       });
       closers.push(() => discovery.stop());
       const sync = new MetaSync({ ns, identity, membership, peers: discovery.peers, stateDir: join(p.root, 'cluster'), log: fromLogger(logger, 'sync') });
@@ -97,7 +106,7 @@ export class ClusterNode {
       registerForward(rpc);
       const ctl = await ControlServer.start(join(p.root, CONTROL_SOCKET), rpc, fromLogger(logger, 'control'));
       closers.push(() => ctl.close());
-      closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }));
+      closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }, fromLogger(logger, 'registry')));
 
       // Records changed by a merge: removed members lose their connections, the members' last
       // known addresses are what static discovery probes, and everyone is synced.
@@ -180,7 +189,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   const admit = async (publicKey: string, hostname: string): Promise<MemberRecord> => {
     let r: MemberRecord;
     try {
-      r = await cn.membership.admit({ publicKey, hostname, addedBy: me });
+      r = await cn.membership.admit({ publicKey, hostname });
     } catch (e) {
       throw new RpcError('refused', (e as Error).message);
     }
@@ -207,7 +216,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   rpc.register('members', () => cn.membership.list());
 
   registerJoin(rpc, {
-    identity: cn.identity, cluster: config.cluster, log,
+    identity: cn.identity, cluster: config.cluster, clusterId: () => cn.membership.cluster()?.id, log,
     nonces: new FileNonceStore(join(node.opts.paths.identity, 'used-invites.json')),
     admit: async ({ peer, params }) => {
       const r = await admit(peer.publicKey, hostnameParam(params));
@@ -220,7 +229,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     localOnly(peer, 'invite');
     const ttl = (params as { ttlMs?: unknown } | null)?.ttlMs;
     const ttlMs = typeof ttl === 'number' && ttl > 0 ? ttl : 24 * 3600_000;
-    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, addresses: cn.addresses, ttlMs });
+    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, clusterId: cn.membership.cluster()?.id, addresses: cn.addresses, ttlMs });
     return { token, expires: new Date(payload.e).toISOString(), addresses: payload.a };
   });
   rpc.register('authorize', async (params, peer) => {
@@ -239,7 +248,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     if (id === me) throw new RpcError('refused', 'a node cannot remove itself; run remove-node on another member');
     if (cn.membership.isRevoked(id)) return { nodeId: id, already: true };
     if (!ns.getRecord(MEMBERS + id)) throw new RpcError('not_found', `node ${id} is not a member of cluster ${config.cluster}`);
-    await cn.membership.revoke(id, me);
+    await cn.membership.revoke(id);
     await ns.commit();
     cn.ssh.dropPeer(id);
     log('member_removed', { nodeId: id });

@@ -47,7 +47,7 @@ export class ContentKeeper {
     const p = this.smallTail.then(async () => {
       try {
         const tmp = this.store.tempPath();
-        await writeFile(tmp, data);
+        await writeFile(tmp, data, { mode: 0o600 });
         await this.store.put(tmp, id);
       } catch (e) {
         this.log.error('content.store.failed', { id, error: (e as Error).message });

@@ -278,7 +278,7 @@ export class OpenFiles {
     let have = 0;
     if (h.mem) {
       // Grown past the in-memory limit: spill to a temp file and go on there.
-      await writeFile(tmp, h.mem.subarray(0, h.size));
+      await writeFile(tmp, h.mem.subarray(0, h.size), { mode: 0o600 });
       have = h.size;
       h.mem = null;
     } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {

@@ -4,11 +4,11 @@
 // and then checked against the fetched member records). Each ends with the cluster's metadata
 // repository in ROOT/meta/repo.git, fetched from the member that admitted us.
 import os from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { run } from '../util/exec.js';
 import { GitRepo, gitEnv } from '../meta/repo.js';
-import { Identity, nodeIdOf } from '../cluster/identity.js';
+import { Identity, isNodeId, nodeIdOf } from '../cluster/identity.js';
 import { redeemInvite, decodeInvite, InviteError } from '../cluster/invite.js';
 import { RpcCallError } from '../cluster/rpc-client.js';
 import { controlCall } from '../cluster/control-socket.js';
@@ -36,10 +36,12 @@ export function checkToken(token: string, cluster: string): ReturnType<typeof de
 
 export interface Joined { via: string; inviter: string; head: string }
 
-async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv): Promise<string> {
+/** Fetches the cluster's main branch from `url` (an ssh:// URL or an absolute path) into repoDir. */
+export async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv): Promise<string> {
   const repo = new GitRepo(repoDir);
   if (!(await repo.exists())) await repo.init();
-  const r = await run('git', ['--git-dir', repoDir, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', url, 'refs/heads/main:refs/heads/main'], { env, allowFail: true });
+  // `--` first: whatever url holds, git reads it as the repository, never as an option (--upload-pack=...).
+  const r = await run('git', [`--git-dir=${repoDir}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', url, 'refs/heads/main:refs/heads/main'], { env, allowFail: true });
   if (r.code !== 0) throw new JoinError(`could not fetch the cluster's metadata from ${url.replace(/^ssh:\/\/[^@]*@/, '')}: ${r.stderr.trim()}`);
   const head = await repo.head();
   if (!head) throw new JoinError('the fetched metadata repository has no main branch');
@@ -48,9 +50,9 @@ async function fetchMain(repoDir: string, url: string, env: NodeJS.ProcessEnv): 
 
 async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
   const dir = join(root, 'cluster');
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const kh = join(dir, 'known_hosts-join');
-  await writeFile(kh, knownHostsText([{ host, port, publicKey: keyBlob }]));
+  await writeFile(kh, knownHostsText([{ host, port, publicKey: keyBlob }]), { mode: 0o600 });
   return { ...gitEnv(), ...gitSshEnv({ identity, knownHostsPath: kh, connectTimeoutSec: 10 }) };
 }
 
@@ -84,13 +86,26 @@ export async function joinWithToken(root: string, repoDir: string, cluster: stri
   throw last;
 }
 
-export async function joinLocal(root: string, repoDir: string, member: LocalEntry): Promise<Joined> {
+/** What a `join_local` reply must be before any of it is used: this cluster, a node id, an absolute repository path. */
+export function checkJoinLocalReply(r: unknown, cluster: string): { inviter: string; repo: string } {
+  const o = (r ?? {}) as { cluster?: unknown; inviter?: unknown; repo?: unknown };
+  if (typeof r !== 'object' || r === null) throw new Error('the reply is not an object');
+  if (o.cluster !== cluster) throw new Error(`the reply is for cluster ${JSON.stringify(o.cluster)}, not "${cluster}"`);
+  if (typeof o.inviter !== 'string' || !isNodeId(o.inviter)) throw new Error('the reply names no valid inviting node');
+  if (typeof o.repo !== 'string' || !isAbsolute(o.repo) || normalize(o.repo) !== o.repo || /[\0-\x1f]/.test(o.repo)) {
+    throw new Error(`the reply's repository ${JSON.stringify(String(o.repo).slice(0, 200))} is not an absolute path`);
+  }
+  return { inviter: o.inviter, repo: o.repo };
+}
+
+export async function joinLocal(root: string, repoDir: string, cluster: string, member: LocalEntry): Promise<Joined> {
   const identity = await Identity.loadOrCreate(root);
+  const what = `joining through the local member ${member.nodeId} (${member.root})`;
   let r: { inviter: string; repo: string };
   try {
-    r = await controlCall(member.control, 'join_local', { publicKey: identity.publicKeyLine, hostname: os.hostname() }, 30_000);
+    r = checkJoinLocalReply(await controlCall(member.control, 'join_local', { publicKey: identity.publicKeyLine, hostname: os.hostname() }, 30_000), cluster);
   } catch (e) {
-    throw new JoinError(`joining through the local member ${member.nodeId} (${member.root}) failed: ${(e as Error).message}`);
+    throw new JoinError(`${what} failed: ${(e as Error).message}`);
   }
   // Same machine: its repository is a local path, no SSH needed.
   const head = await fetchMain(repoDir, r.repo, gitEnv()).catch((e: JoinError) => { e.keepKey = true; throw e; });

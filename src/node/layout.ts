@@ -1,8 +1,9 @@
 // The on-disk layout of a node root (one disk), and the checks made before anything in it is
 // touched. Everything a node needs to restart lives under its root.
-import { mkdir, readdir, readFile, writeFile, rename, stat, open, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Identity } from '../cluster/identity.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from './private-root.js';
 
 export const FORMAT = 1;
 
@@ -61,44 +62,18 @@ export async function inspectRoot(root: string): Promise<RootState> {
 }
 
 export async function createLayout(p: RootPaths, cluster: string): Promise<NodeConfig> {
-  for (const d of [p.root, join(p.root, 'config'), p.meta, p.content, p.tmp]) await mkdir(d, { recursive: true });
+  // Private whatever the umask: the store holds every file's bytes, readable by this user only.
+  await mkdir(p.root, { recursive: true });
+  await chmod(p.root, PRIVATE_DIR);
+  for (const d of [join(p.root, 'config'), p.meta, p.content, p.tmp]) await mkdir(d, { recursive: true, mode: PRIVATE_DIR });
   // The node id is derived from the node's key, so a record naming the id names the key too.
   const identity = await Identity.loadOrCreate(p.root);
   const config: NodeConfig = { format: FORMAT, cluster, nodeId: identity.nodeId, created: new Date().toISOString() };
   const tmp = p.config + '.tmp';
-  await writeFile(tmp, JSON.stringify(config, null, 2) + '\n');
+  await writeFile(tmp, JSON.stringify(config, null, 2) + '\n', { mode: PRIVATE_FILE });
   await rename(tmp, p.config);
   return config;
 }
 
-/**
- * One process per root: an exclusive lock file holding the owner's pid. A lock whose process is
- * gone (crash, kill -9) is taken over.
- */
-export async function acquireLock(p: RootPaths): Promise<() => Promise<void>> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(p.lock, 'wx');
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return async () => { await unlink(p.lock).catch(() => {}); };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number((await readFile(p.lock, 'utf8').catch(() => '')).trim());
-      if (pid && pid !== process.pid && alive(pid)) {
-        throw new Error(`root ${p.root} is in use by another delugefs process (pid ${pid})`);
-      }
-      await unlink(p.lock).catch(() => {});
-    }
-  }
-  throw new Error(`cannot lock ${p.root}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+// The root's lock (one process per root) lives in root-lock.ts; re-exported for callers of this module.
+export { acquireLock } from './root-lock.js';

@@ -11,6 +11,7 @@ import type { DirEntry, Entry } from '../meta/entry.js';
 import { FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
+import { makeRootPrivate } from './private-root.js';
 import { EMPTY_ID, OpenFiles } from './files.js';
 
 export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
@@ -33,6 +34,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   static async start(opts: NodeOptions): Promise<DelugeNode> {
     const node = new DelugeNode(opts);
     const log = opts.log;
+    await makeRootPrivate(opts.paths.root, log);
     await node.store.init();
     const leftovers = await node.store.cleanTemp();
     if (leftovers) log.info('tmp.cleaned', { files: leftovers });

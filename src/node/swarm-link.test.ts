@@ -52,7 +52,7 @@ test('a node serves members over TLS and drops a member\'s connections when its 
     const kb = generateKeyPairSync('ed25519');
     const blob = sshBlobOf(kb.publicKey)!;
     const bId = nodeIdOf(blob);
-    await cluster.membership.admit({ publicKey: publicKeyLineOf(blob), hostname: 'b', addedBy: cluster.identity.nodeId });
+    await cluster.membership.admit({ publicKey: publicKeyLineOf(blob), hostname: 'b' });
     const aPub = createPublicKey(nodeKeyObject(cluster.identity));
     const store = new ContentStore(join(dir, 'b', 'content'), join(dir, 'b', 'tmp'));
     await store.init();
@@ -67,7 +67,7 @@ test('a node serves members over TLS and drops a member\'s connections when its 
 
     // Revoked: the open connection goes at once, the reconnection is refused.
     const refused = once(link.swarm, 'refused');
-    await cluster.membership.revoke(bId, cluster.identity.nodeId);
+    await cluster.membership.revoke(bId);
     await refused;
     assert.equal(link.swarm.stats(id)?.peers, 0);
     assert.equal(b.stats(id)?.peers, 0);

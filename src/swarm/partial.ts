@@ -37,7 +37,7 @@ export class PartialFile {
   ) {}
 
   static async open(dir: string, id: ContentId, info: Info): Promise<PartialFile> {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, id);
     const bitsPath = `${path}.bits`;
     const n = pieceCount(info);
@@ -52,7 +52,7 @@ export class PartialFile {
         // No bitfield: keep the bytes (they can only be verified bytes) but trust no piece.
       }
     } catch {
-      fd = await open(path, 'w+');
+      fd = await open(path, 'w+', 0o600);
     }
     if ((await fstat(fd)).size !== info.length) await ftruncate(fd, info.length);
     return new PartialFile(path, bitsPath, fd, have);
@@ -99,7 +99,7 @@ export class PartialFile {
       const snapshot = Buffer.from(this.have.bytes);
       await fdatasync(this.fd);
       const tmp = `${this.bitsPath}.tmp`;
-      await writeFile(tmp, snapshot);
+      await writeFile(tmp, snapshot, { mode: 0o600 });
       await rename(tmp, this.bitsPath);
     };
     const next = (this.saving ?? Promise.resolve()).then(run, run);

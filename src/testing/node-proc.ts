@@ -22,7 +22,7 @@ export interface Sandbox {
   root: string;
   mnt: string;
   /** mdns: off unless asked for, so a test never multicasts on the machine's real network. */
-  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string; mdns?: boolean }): Promise<NodeProc>;
+  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string; mdns?: boolean; input?: string }): Promise<NodeProc>;
   cleanup(): Promise<void>;
 }
 
@@ -42,7 +42,8 @@ export async function sandbox(name = 'dfs'): Promise<Sandbox> {
       if (o.mount !== false) mounts.add(m);
       // Each sandbox is its own "machine" for local joins (second disks).
       const env = { ...process.env, DELUGEFS_RUN_DIR: process.env.DELUGEFS_RUN_DIR ?? join(dir, 'run') };
-      const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+      const p = spawn(process.execPath, args, { stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env });
+      if (o.input !== undefined) p.stdin!.end(o.input);
       procs.add(p);
       p.on('exit', () => procs.delete(p));
       return waitReady(p);

@@ -1,6 +1,9 @@
 // Strict bencode codec. Decoding rejects anything a canonical encoder would not produce
 // (leading zeros, unsorted or duplicate keys, trailing bytes, excessive nesting) so that a
 // malformed metainfo or wire message from a peer fails loudly instead of being half-read.
+// Dictionary keys are compared as raw bytes and must be UTF-8 (they become JS strings): two keys
+// that differ only in invalid bytes would decode to one, so they are refused instead. Whatever
+// decode accepts, encode writes back byte for byte.
 
 export type BValue = number | Buffer | BValue[] | BDict;
 export interface BDict { [key: string]: BValue }
@@ -13,6 +16,8 @@ export class BencodeError extends Error {
 }
 
 const MAX_DEPTH = 64;
+/** fatal: invalid bytes throw instead of becoming U+FFFD; ignoreBOM: a leading BOM stays part of the key. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function encode(value: unknown): Buffer {
   const parts: Buffer[] = [];
@@ -90,7 +95,13 @@ class Decoder {
         const key = this.bytes();
         if (prev && Buffer.compare(prev, key) >= 0) throw new BencodeError('dictionary keys not sorted or duplicated', at);
         prev = key;
-        dict[key.toString('utf8')] = this.value(depth + 1);
+        let name: string;
+        try {
+          name = utf8.decode(key);
+        } catch {
+          throw new BencodeError('dictionary key is not UTF-8', at);
+        }
+        dict[name] = this.value(depth + 1);
       }
       this.pos++;
       return dict;
