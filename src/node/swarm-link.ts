@@ -1,15 +1,19 @@
 // Connects a node's content to the cluster over BitTorrent: the node serves what it holds to
-// members (each proves its node key in the extension handshake) and reads what it does not hold
-// from them, verified piece by piece. Peers come from the member records and from discovery.
+// members (TLS 1.3 with the node keys, checked against the member records) and reads what it
+// does not hold from them, verified piece by piece. Peers come from the member records and from
+// discovery. Nothing is shared with outsiders (no `shared`): a plaintext peer gets nothing. When
+// the records change (a revocation merged), connections of nodes no longer members are dropped.
 import { join } from 'node:path';
 import { Swarm } from '../swarm/engine.js';
-import { makeWireProof, verifyWireProof } from '../cluster/wire-proof.js';
+import { memberWire } from '../cluster/wire-auth.js';
 import { parseHostPort } from '../cluster/static-peers.js';
 import type { ClusterNode } from './cluster-node.js';
 import type { DelugeNode } from './node.js';
 import type { Logger } from '../util/log.js';
 
 export class SwarmLink {
+  private offs: Array<() => void> = [];
+
   private constructor(readonly swarm: Swarm, readonly port: number, private readonly node: DelugeNode) {}
 
   static async start(node: DelugeNode, cluster: ClusterNode, o: { root: string; clusterName: string; port: number; log: Logger }): Promise<SwarmLink> {
@@ -20,13 +24,7 @@ export class SwarmLink {
       partialDir: join(o.root, 'partial'),
       port: o.port,
       log: (msg) => log.debug('swarm', { msg }),
-      auth: {
-        prove: (mine, theirs) => makeWireProof(identity, o.clusterName, mine, theirs),
-        verify: (proof, mine, theirs) => verifyWireProof(proof, {
-          cluster: o.clusterName, myNonce: mine, theirNonce: theirs,
-          keyOf: (id) => (membership.isRevoked(id) ? undefined : membership.get(id)?.publicKey),
-        }),
-      },
+      secure: memberWire(identity, (id) => (membership.isRevoked(id) ? undefined : membership.get(id)?.publicKey)),
       // Content a member asks for that no open transfer has: anything our namespace references.
       resolve: (id) => node.ns.tree.info(id),
     });
@@ -46,7 +44,14 @@ export class SwarmLink {
       }
     };
     fromRecords();
+    const revalidate = () => {
+      const n = swarm.revalidate();
+      if (n) log.info('swarm.members_dropped', { connections: n });
+    };
     node.ns.on('commit', fromRecords); // every new head: a local admit or a merge that brought records
+    node.ns.on('commit', revalidate); // a local revoke (remove-node) commits
+    node.ns.on('records', revalidate); // a merge that changed the records
+    link.offs.push(() => node.ns.off('commit', fromRecords), () => node.ns.off('commit', revalidate), () => node.ns.off('records', revalidate));
     cluster.discovery.peers.on('peer', (p) => { if (p.nodeId !== me && p.btPort) swarm.addPeer(p.host, p.btPort); });
     node.setRemote({ read: (id, info, s, e, signal) => swarm.read(id, info, s, e, signal), fetch: (id, info) => swarm.fetch(id, info) });
     log.info('swarm.listening', { port });
@@ -55,6 +60,7 @@ export class SwarmLink {
 
   async close(): Promise<void> {
     this.node.setRemote(null);
+    for (const off of this.offs.splice(0)) off();
     await this.swarm.close();
   }
 }

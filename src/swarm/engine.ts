@@ -1,9 +1,12 @@
 // The swarm engine: one TCP listener, an address book of cluster peers, and the open content
-// (Torrent) by id. Connections are admitted per content after the BitTorrent handshake and the
-// BEP 10 extension handshake, by the `admit` hook (membership is the cluster's business).
+// (Torrent) by id. Members talk inside TLS 1.3 authenticated by their node keys (secure.ts; which
+// keys are members is the cluster's business, `WireSecurity.verify`); anyone else speaks
+// plaintext BitTorrent and is served only content explicitly shared with outsiders (`shared`).
+// One listener takes both: the first byte tells a TLS ClientHello (0x16) from a BitTorrent
+// handshake (0x13).
 import { EventEmitter } from 'node:events';
 import { createServer, connect, Server, Socket } from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, KeyObject } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
@@ -12,7 +15,7 @@ import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
 import { warmVerifiers } from './verify.js';
 import { PieceCache } from './cache.js';
-import { decode, encode, getBytes, isDict } from '../util/bencode.js';
+import { MemberChannel, WireSecurity, TLS_HANDSHAKE_BYTE } from './secure.js';
 import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
 
 export interface PeerInfo {
@@ -25,22 +28,11 @@ export interface PeerInfo {
   id: ContentId;
   /** The peer's BEP 10 extension handshake ({} if it sent none). */
   handshake: Record<string, unknown>;
-  /** The cluster node id the peer proved (with `auth`), else null. */
+  /** The member node id the peer proved in the TLS handshake; null for a plaintext peer. */
   node: string | null;
 }
 
-/**
- * Membership proof inside the BEP 10 extension handshake: each side sends a fresh nonce in its
- * extended handshake ("dfs_nonce"), then a "dfs_auth" extension message with its proof over
- * (its nonce, the other's nonce). Matches the cluster's makeWireProof/verifyWireProof.
- */
-export interface WireAuth {
-  prove(myNonce: Buffer, theirNonce: Buffer): { node: string; sig: Buffer } | Promise<{ node: string; sig: Buffer }>;
-  /** The member's node id if the proof is valid and from a member, else null. */
-  verify(proof: { node: string; sig: Buffer }, myNonce: Buffer, theirNonce: Buffer): string | null | Promise<string | null>;
-}
-
-export type AdmitFn = (peer: PeerInfo) => boolean | Promise<boolean>;
+export type { WireSecurity } from './secure.js';
 
 export interface SwarmOptions {
   store: ContentStore;
@@ -51,17 +43,19 @@ export interface SwarmOptions {
   portTries?: number;
   /** Address to listen on (default 0.0.0.0). */
   host?: string;
-  /** Peers to fetch from: "host:port" or {host, port}. */
+  /** Member peers to fetch from: "host:port" or {host, port} (over TLS when `secure` is given). */
   peers?: Array<string | { host: string; port: number }>;
   log?: (msg: string) => void;
   /**
-   * Membership: decides whether a connection may exchange data. Default: with `auth`, peers that
-   * proved a member node id; without, only connections from addresses of known peers (given in
-   * `peers`, `addPeer` or `allowAddress`).
+   * Members: the node key and the member check for the TLS channel (see WireSecurity). Without
+   * it the engine has no members: every peer is an outsider.
    */
-  admit?: AdmitFn;
-  /** Node-key proof exchanged on every connection (see WireAuth). */
-  auth?: WireAuth;
+  secure?: WireSecurity;
+  /**
+   * Content outsiders (plaintext peers, e.g. any BitTorrent client) may exchange with us: asked
+   * before anything is sent to or accepted from one. Default: nothing.
+   */
+  shared?: (id: ContentId) => boolean;
   /** Info of complete content not yet opened, for a peer asking for it (else it is refused). */
   resolve?: (id: ContentId) => Info | undefined | Promise<Info | undefined>;
   /** Extra fields for our BEP 10 handshake (e.g. a node id and proof for `admit` on the other side). */
@@ -84,17 +78,17 @@ export interface SwarmOptions {
 }
 
 interface AddrState { next: number; failures: number; conn: Conn | null; connecting: boolean }
-/** A peer address; `ids` limits it to content it was found for in the DHT (null: all content). */
-interface Addr { host: string; port: number; per: Map<ContentId, AddrState>; ids: Set<ContentId> | null }
+/**
+ * A peer address; `ids` limits it to content it was found for in the DHT (null: all content);
+ * `plain`: an outsider's address, spoken to in plaintext and only about shared content.
+ */
+interface Addr { host: string; port: number; per: Map<ContentId, AddrState>; ids: Set<ContentId> | null; plain: boolean }
 
 const REANNOUNCE_MS = 10 * 60_000;
 /** Complete content not read for this long closes its fd until the next read. */
 const IDLE_FD_MS = 60_000;
 
 const PEER_ID_PREFIX = '-DF0100-';
-const NONCE_KEY = 'dfs_nonce';
-const NONCE_BYTES = 16;
-const AUTH_EXT = 'dfs_auth';
 
 function normalizeAddress(a: string | undefined): string {
   if (!a) return '';
@@ -115,9 +109,12 @@ export class Swarm extends EventEmitter {
   private torrents = new Map<ContentId, Torrent>();
   private opening = new Map<ContentId, Promise<Torrent>>();
   private addrs = new Map<string, Addr>();
-  private allowed = new Set<string>();
   private bans = new Map<ContentId, Set<string>>();
-  private incoming = new Set<Conn>();
+  /** Connections not yet told apart (TLS or plaintext), for maxConnections. */
+  private incoming = new Set<Socket>();
+  /** Every open connection, for revalidate() and close(). */
+  private conns = new Set<Conn>();
+  private readonly channel: MemberChannel | null;
   private timer: NodeJS.Timeout | null = null;
   dht: SwarmDht | null = null;
   private lookups = new Map<ContentId, { next: number; wait: number }>();
@@ -130,6 +127,7 @@ export class Swarm extends EventEmitter {
   constructor(readonly opts: SwarmOptions) {
     super();
     this.peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX), randomBytes(12)]).toString('hex');
+    this.channel = opts.secure ? new MemberChannel(opts.secure) : null;
     this.o = {
       pipeline: Math.max(128, opts.pipeline ?? 128),
       requestTimeout: opts.requestTimeout ?? 20_000,
@@ -195,15 +193,20 @@ export class Swarm extends EventEmitter {
 
   // ---- peers -------------------------------------------------------------------------------
 
-  addPeer(host: string, port: number): void {
+  /**
+   * A peer to fetch from: a member's address (TLS when `secure` is given), or with `plain` an
+   * outsider's (plaintext, only for shared content).
+   */
+  addPeer(host: string, port: number, o: { plain?: boolean } = {}): void {
     const key = `${host}:${port}`;
-    this.allowed.add(normalizeAddress(host));
+    const plain = o.plain === true || !this.channel;
     const a = this.addrs.get(key);
     if (a) {
       a.ids = null;
+      a.plain = plain;
       return;
     }
-    this.addrs.set(key, { host, port, per: new Map(), ids: null });
+    this.addrs.set(key, { host, port, per: new Map(), ids: null, plain });
     for (const t of this.torrents.values()) if (t.wanting) this.connectPeers(t);
   }
 
@@ -218,7 +221,8 @@ export class Swarm extends EventEmitter {
     this.log(`dht: ${id.slice(0, 8)} at ${host}:${port}`);
     const key = `${host}:${port}`;
     let a = this.addrs.get(key);
-    if (!a) this.addrs.set(key, (a = { host, port, per: new Map(), ids: new Set() }));
+    // Found in our private DHT, among members: spoken to like a member address.
+    if (!a) this.addrs.set(key, (a = { host, port, per: new Map(), ids: new Set(), plain: !this.channel }));
     if (a.ids) a.ids.add(id);
     const t = this.torrents.get(id);
     if (t?.wanting) this.connectPeers(t);
@@ -231,29 +235,41 @@ export class Swarm extends EventEmitter {
     for (const s of a.per.values()) s.conn?.close('peer removed');
   }
 
-  /** Lets connections from this address in under the default admission rule. */
-  allowAddress(address: string): void {
-    this.allowed.add(normalizeAddress(address));
+  /** Content outsiders may exchange with us (`shared`; nothing by default). */
+  private isShared(id: ContentId): boolean {
+    try {
+      return this.opts.shared?.(id) === true;
+    } catch {
+      return false;
+    }
   }
 
-  private async admitPeer(p: PeerInfo): Promise<boolean> {
-    if (this.opts.admit) return this.opts.admit(p);
-    if (this.opts.auth) return p.node !== null;
-    return this.allowed.has(p.address);
+  /**
+   * Asks the member check again for every member connection and ends those it no longer passes
+   * (the cluster calls this when the member records change, e.g. a revocation was merged).
+   */
+  revalidate(): number {
+    let dropped = 0;
+    for (const c of this.conns) {
+      if (!c.peerKey || !this.channel) continue;
+      let node: string | null = null;
+      try {
+        node = this.channel.check(c.peerKey);
+      } catch {
+        // a failing check counts as "not a member"
+      }
+      if (node === c.node) continue;
+      this.log(`${c.remoteAddress}:${c.remotePort}: node ${c.node} is no longer a member; dropped`);
+      c.close('no longer a member');
+      dropped++;
+    }
+    return dropped;
   }
 
-  /** Runs the nonce/proof exchange; resolves with the proven node id or null. */
-  private async prove(conn: Conn, handshake: Record<string, unknown>): Promise<string | null> {
-    const auth = this.opts.auth;
-    const theirs = handshake[NONCE_KEY];
-    if (!auth || !conn.nonce || !(theirs instanceof Uint8Array) || theirs.length !== NONCE_BYTES) return null;
-    if (!conn.wire.peerExtendedMapping[AUTH_EXT]) return null;
-    const theirNonce = Buffer.from(theirs);
-    const mine = await auth.prove(conn.nonce, theirNonce);
-    conn.wire.extended(AUTH_EXT, encode({ node: Buffer.from(mine.node), sig: mine.sig }));
-    const proof = await this.withTimeout(conn.peerProof, conn);
-    if (!proof) return null;
-    return auth.verify(proof, conn.nonce, theirNonce);
+  private track(c: Conn): Conn {
+    this.conns.add(c);
+    c.once('close', () => this.conns.delete(c));
+    return c;
   }
 
   private isSelf(a: Addr): boolean {
@@ -265,7 +281,7 @@ export class Swarm extends EventEmitter {
     if (this.closed || !t.wanting) return;
     const now = Date.now();
     for (const [key, a] of this.addrs) {
-      if (this.isSelf(a) || (a.ids && !a.ids.has(t.id))) continue;
+      if (this.isSelf(a) || (a.ids && !a.ids.has(t.id)) || (a.plain && !this.isShared(t.id))) continue;
       let s = a.per.get(t.id);
       if (!s) a.per.set(t.id, (s = { next: 0, failures: 0, conn: null, connecting: false }));
       if (s.conn || s.connecting || now < s.next) continue;
@@ -274,18 +290,37 @@ export class Swarm extends EventEmitter {
     }
   }
 
+  private backoff(s: AddrState, downloaded: number): void {
+    s.failures = downloaded > 0 ? 0 : s.failures + 1;
+    s.next = Math.max(s.next, Date.now() + Math.min(30_000, 250 * 2 ** Math.min(s.failures, 7)));
+  }
+
   private async connectOut(t: Torrent, key: string, a: Addr, s: AddrState): Promise<void> {
     let conn: Conn | null = null;
     try {
-      const socket = connect({ host: a.host, port: a.port });
-      conn = new Conn(socket, 'out');
+      const raw = connect({ host: a.host, port: a.port, noDelay: true });
+      let secured: { socket: Socket; node: string; key: KeyObject } | null = null;
+      if (!a.plain && this.channel) {
+        try {
+          secured = await this.channel.open(raw, 'out', this.o.handshakeTimeout);
+        } catch (e) {
+          this.backoff(s, 0);
+          this.log(`${t.id.slice(0, 8)}: ${key}: ${(e as Error).message}`);
+          return;
+        }
+        if (this.closed || t.closed) return void secured.socket.destroy();
+      }
+      conn = this.track(new Conn(secured?.socket ?? raw, 'out', raw));
+      if (secured) {
+        conn.node = secured.node;
+        conn.peerKey = secured.key;
+      }
       conn.addrKey = key;
       s.conn = conn;
       const c = conn;
       c.once('close', (why: string) => {
         if (s.conn === c) s.conn = null;
-        s.failures = c.downloaded > 0 ? 0 : s.failures + 1;
-        s.next = Math.max(s.next, Date.now() + Math.min(30_000, 250 * 2 ** Math.min(s.failures, 7)));
+        this.backoff(s, c.downloaded);
         this.log(`${t.id.slice(0, 8)}: ${key} closed: ${why}`);
         t.scheduleFill();
       });
@@ -302,25 +337,7 @@ export class Swarm extends EventEmitter {
   }
 
   private prepareWire(conn: Conn, address: string, id: ContentId): void {
-    if (this.opts.auth) {
-      conn.nonce = randomBytes(NONCE_BYTES);
-      conn.wire.extendedMapping[1] = AUTH_EXT;
-      conn.peerProof = new Promise((resolve) => {
-        conn.wire.on('extended', (name: string | number, buf: Uint8Array) => {
-          if (name !== AUTH_EXT) return;
-          try {
-            const d = decode(Buffer.from(buf));
-            if (!isDict(d)) return resolve(null);
-            resolve({ node: getBytes(d, 'node', 'auth').toString(), sig: Buffer.from(getBytes(d, 'sig', 'auth')) });
-          } catch {
-            resolve(null);
-          }
-        });
-        conn.once('close', () => resolve(null));
-      });
-    }
     conn.wire.extendedHandshake = {
-      ...(conn.nonce ? { [NONCE_KEY]: conn.nonce } : {}),
       v: 'DelugeFS 0.1',
       reqq: 8192,
       dfs_req: MAX_REQUEST,
@@ -339,17 +356,54 @@ export class Swarm extends EventEmitter {
     });
   }
 
+  /** A new connection: its first bytes tell a member's TLS ClientHello from plaintext BitTorrent. */
   private onIncoming(socket: Socket): void {
     if (this.closed || this.incoming.size >= this.o.maxConnections) {
       socket.destroy();
       return;
     }
-    const conn = new Conn(socket, 'in');
-    this.incoming.add(conn);
-    conn.once('close', () => this.incoming.delete(conn));
+    this.incoming.add(socket);
+    const timer = setTimeout(() => socket.destroy(), this.o.handshakeTimeout);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.incoming.delete(socket);
+    });
+    socket.on('error', () => socket.destroy());
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      clearTimeout(timer);
+      void this.route(socket, first);
+    });
+  }
+
+  private async route(socket: Socket, first: Buffer): Promise<void> {
+    let conn: Conn;
+    if (first[0] === TLS_HANDSHAKE_BYTE && this.channel) {
+      let sec;
+      try {
+        sec = await this.channel.open(socket, 'in', this.o.handshakeTimeout, first);
+      } catch (e) {
+        this.log(`${normalizeAddress(socket.remoteAddress)}:${socket.remotePort} refused: ${(e as Error).message}`);
+        this.emit('refused', { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0, direction: 'in', peerId: '', id: '', handshake: {}, node: null } satisfies PeerInfo);
+        return;
+      }
+      if (this.closed) return void sec.socket.destroy();
+      conn = this.track(new Conn(sec.socket, 'in', socket));
+      conn.node = sec.node;
+      conn.peerKey = sec.key;
+    } else {
+      socket.unshift(first);
+      conn = this.track(new Conn(socket, 'in'));
+      socket.resume();
+    }
     void (async () => {
       try {
         const ih = await this.withTimeout(new Promise<string>((resolve) => conn.wire.once('handshake', resolve)), conn);
+        // An outsider learns nothing about content not shared with it: no reply at all.
+        if (!conn.node && !this.isShared(ih)) {
+          this.emit('refused', { address: normalizeAddress(conn.remoteAddress), port: conn.remotePort, direction: 'in', peerId: conn.peerId ?? '', id: ih, handshake: {}, node: null } satisfies PeerInfo);
+          return conn.close(`plaintext peer asked for content not shared: ${ih}`);
+        }
         const t = isContentId(ih) ? await this.lookup(ih) : null;
         if (!t) return conn.close(`unknown content ${ih}`);
         this.prepareWire(conn, conn.remoteAddress, t.id);
@@ -387,13 +441,10 @@ export class Swarm extends EventEmitter {
       handshake,
       node: null,
     };
-    let ok = false;
-    try {
-      info.node = await this.prove(conn, handshake);
-      ok = await this.admitPeer(info);
-    } catch (e) {
-      this.log(`admission of ${info.address}:${info.port} failed: ${(e as Error).message}`);
-    }
+    info.node = conn.node;
+    // Members proved their key in TLS; outsiders get only shared content (asked again here: the
+    // outgoing side checked before connecting).
+    const ok = conn.node !== null ? !conn.peerKey || this.channel?.check(conn.peerKey) === conn.node : this.isShared(t.id);
     if (!ok) {
       this.log(`${t.id.slice(0, 8)}: ${info.address}:${info.port} not admitted`);
       this.emit('refused', info);
@@ -403,7 +454,7 @@ export class Swarm extends EventEmitter {
     // Two nodes fetching from each other may connect both ways: both keep the connection
     // opened by the smaller peer id, so exactly one survives.
     for (const other of t.conns) {
-      if (other.peerId !== peerId) continue;
+      if (other.peerId !== peerId || other.node !== conn.node) continue;
       const initiator = (c: Conn): string => (c.direction === 'out' ? this.peerId : peerId);
       if (initiator(conn) < initiator(other)) other.close('duplicate');
       else return conn.close('duplicate');
@@ -594,7 +645,8 @@ export class Swarm extends EventEmitter {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.dht?.close();
-    for (const c of this.incoming) c.close('shutting down');
+    for (const s of this.incoming) s.destroy();
+    for (const c of this.conns) c.close('shutting down');
     await Promise.allSettled([...this.opening.values()]);
     await Promise.all([...this.torrents.values()].map((t) => t.close()));
     this.torrents.clear();

@@ -1,6 +1,7 @@
 // Bad input: peers that corrupt data, fall silent, hang up mid-piece, send oversized or malformed
 // messages, ask for content we do not have or bytes beyond it. The engine must not crash, must
-// never hand out a bad byte, and must finish from the honest peer.
+// never hand out a bad byte, and must finish from the honest peer. These are plaintext peers, so
+// the engines here have no members and share the content with outsiders explicitly.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
@@ -25,9 +26,9 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dfs-hostile-'));
   data = randomBytes(12 * 1024 * 1024 + 777);
   await writeFile(join(dir, 'f'), data);
-  seeder = await startEngine({ root: join(dir, 'seeder') });
+  seeder = await startEngine({ root: join(dir, 'seeder'), plain: true });
   procs.push(seeder);
-  ({ id, torrent } = await seeder.call('add', { path: join(dir, 'f') }));
+  ({ id, torrent } = await seeder.call('add', { path: join(dir, 'f'), share: true }));
   pieces = pieceCount(decodeTorrent(Buffer.from(torrent, 'hex')).info);
 });
 
@@ -44,7 +45,7 @@ async function until(em: HostilePeer, ev: string, cond: () => boolean): Promise<
 async function againstHostile(behaviour: Behaviour, ready: (h: HostilePeer) => Promise<void>): Promise<EngineProc> {
   const h = new HostilePeer(id, pieces, behaviour);
   await h.listen();
-  const b = await startEngine({ root: join(dir, `b-${behaviour}`), peers: [`127.0.0.1:${h.port}`], requestTimeout: 1500 });
+  const b = await startEngine({ root: join(dir, `b-${behaviour}`), peers: [`127.0.0.1:${h.port}`], requestTimeout: 1500, plain: true, share: [id] });
   procs.push(b);
   const fetching = b.call('fetch', { torrent });
   // Only the hostile peer is known until it has done its worst; then the honest one.
@@ -110,7 +111,7 @@ test('a seeder refuses unknown content and bad requests, and keeps serving', asy
   big.writeUInt32BE(0xfffffff0);
   await probe(seeder.port, handshake(id), [big, randomBytes(1000)], true);
   // Still serving.
-  const b = await startEngine({ root: join(dir, 'b-after'), peers: [`127.0.0.1:${seeder.port}`] });
+  const b = await startEngine({ root: join(dir, 'b-after'), peers: [`127.0.0.1:${seeder.port}`], plain: true, share: [id] });
   procs.push(b);
   const r = await b.call('read', { torrent, start: 1000, end: 2_000_000 });
   assert.equal(r.sha1, sha1(data.subarray(1000, 2_000_000)));

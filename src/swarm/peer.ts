@@ -4,6 +4,7 @@
 // wire re-concatenating its input buffer on every chunk. Every way a connection ends funnels
 // into one close().
 import type { Socket } from 'node:net';
+import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Wire from 'bittorrent-protocol';
 import type { Block } from './picker.js';
@@ -144,15 +145,16 @@ export class Conn extends EventEmitter {
   strikes = 0;
   /** Resolves with the peer's BEP 10 handshake (or {} if it speaks no extensions). */
   readonly extHandshake: Promise<Record<string, unknown>>;
-  /** Our nonce for the membership proof, and the peer's proof once it arrives. */
-  nonce: Buffer | null = null;
-  peerProof: Promise<{ node: string; sig: Buffer } | null> = Promise.resolve(null);
+  /** The member node id and key the peer proved in TLS (null: a plaintext outsider). */
+  node: string | null = null;
+  peerKey: KeyObject | null = null;
   /** Address book key of an outgoing connection ("host:port"). */
   addrKey: string | null = null;
 
-  constructor(readonly socket: Socket, readonly direction: 'in' | 'out') {
+  /** `socket` carries the wire (a TLSSocket for members); `raw` is the TCP socket under it. */
+  constructor(readonly socket: Socket, readonly direction: 'in' | 'out', readonly raw: Socket = socket) {
     super();
-    socket.setNoDelay(true);
+    raw.setNoDelay(true);
     this.wire = new Wire(direction === 'in' ? 'tcpIncoming' : 'tcpOutgoing');
     const wire = this.wire;
     wire.on('error', (e: Error) => this.close(`wire: ${e.message}`));
@@ -224,11 +226,11 @@ export class Conn extends EventEmitter {
   }
 
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
+    return this.raw.remoteAddress ?? '';
   }
 
   get remotePort(): number {
-    return this.socket.remotePort ?? 0;
+    return this.raw.remotePort ?? 0;
   }
 
   /** Bytes queued on the socket, not yet taken by the kernel. */
@@ -242,6 +244,7 @@ export class Conn extends EventEmitter {
     this.closeReason = reason;
     this.serveQueue.length = 0;
     this.socket.destroy();
+    this.raw.destroy();
     try {
       this.wire.destroy();
     } catch {

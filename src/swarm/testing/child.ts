@@ -2,7 +2,7 @@
 // Messages: {seq, cmd, args} -> {seq, ok, result | error}; unsolicited {event, ...} for progress.
 import { join } from 'node:path';
 import { copyFile } from 'node:fs/promises';
-import { createHash, sign, verify } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject } from 'node:crypto';
 import { ContentStore } from '../../content/store.js';
 import { hashFile, closeHashers } from '../../content/hasher.js';
 import { decodeTorrent, encodeTorrent, infoHash } from '../../content/metainfo.js';
@@ -13,6 +13,10 @@ let swarm: Swarm | null = null;
 let store: ContentStore | null = null;
 /** Info for content stored but not opened: handed to the engine through `resolve`. */
 const known = new Map<string, import('../../content/metainfo.js').Info>();
+/** Content shared with outsiders (plaintext peers): only what a test names. */
+const shared = new Set<string>();
+/** With `auth`: member name -> public key (SPKI PEM); revoke removes one. */
+let members: Map<string, KeyObject> | null = null;
 
 function torrent(hex: string) {
   return decodeTorrent(Buffer.from(hex, 'hex'));
@@ -20,7 +24,13 @@ function torrent(hex: string) {
 
 type Handler = (a: any) => Promise<unknown>;
 const handlers: Record<string, Handler> = {
-  async start(a: { root: string; port?: number; peers?: string[]; admitAll?: boolean; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number; allow?: string[];
+  /**
+   * Engines are members of one test cluster over TLS by default (a fresh key each; any other key
+   * is a member); `auth` names the key and the members; `plain` gives an engine without members
+   * (plaintext only); `share` names content ids shared with outsiders.
+   */
+  async start(a: { root: string; port?: number; peers?: string[]; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number;
+    plain?: boolean; share?: string[]; plainPeers?: string[];
     auth?: { node: string; key: string; members: Record<string, string> }; dht?: { nodes?: string[] }; idleFdMs?: number }) {
     store = new ContentStore(join(a.root, 'content'), join(a.root, 'tmp'));
     await store.init();
@@ -36,20 +46,29 @@ const handlers: Record<string, Handler> = {
       handshakeTimeout: 5000,
       idleFdMs: a.idleFdMs,
     };
-    if (a.admitAll) opts.admit = () => true;
     opts.resolve = (id) => known.get(id);
+    for (const id of a.share ?? []) shared.add(id);
+    opts.shared = (id) => shared.has(id);
     if (a.dht) opts.dht = { ...a.dht, announceHost: '127.0.0.1' };
     if (a.auth) {
-      // The cluster's scheme in miniature: ed25519 over (context, signer's nonce, verifier's nonce).
-      const { node, key, members } = a.auth;
-      const msg = (signer: Buffer, verifier: Buffer) => Buffer.concat([Buffer.from('test-wire\0'), signer, verifier]);
-      opts.auth = {
-        prove: (mine, theirs) => ({ node, sig: sign(null, msg(mine, theirs), key) }),
-        verify: (p, mine, theirs) => (members[p.node] && verify(null, msg(theirs, mine), members[p.node]!, p.sig) ? p.node : null),
+      // The cluster's rule in miniature: a member is a key in the table (cluster/wire-auth.ts).
+      members = new Map(Object.entries(a.auth.members).map(([n, pem]) => [n, createPublicKey(pem)]));
+      const key = createPrivateKey(a.auth.key);
+      opts.secure = {
+        key,
+        verify: (pub) => {
+          for (const [n, k] of members!) if (k.equals(pub)) return n;
+          return null;
+        },
       };
+    } else if (!a.plain) {
+      opts.secure = { key: generateKeyPairSync('ed25519').privateKey, verify: () => 'member' };
     }
     swarm = new Swarm(opts);
-    for (const addr of a.allow ?? ['127.0.0.1']) swarm.allowAddress(addr);
+    for (const p of a.plainPeers ?? []) {
+      const [host, port] = p.split(':');
+      swarm.addPeer(host!, Number(port), { plain: true });
+    }
     if (a.progress) swarm.on('progress', (e) => process.send!({ event: 'progress', ...e }));
     swarm.on('refused', (p) => process.send!({ event: 'refused', ...p, handshake: undefined }));
     swarm.on('peer', (p) => process.send!({ event: 'peer', ...p, handshake: undefined }));
@@ -57,12 +76,13 @@ const handlers: Record<string, Handler> = {
     return { port, peerId: swarm.peerId, dhtPort: swarm.dht?.port ?? 0 };
   },
   /** Hashes a file, copies it into the store, seeds it. */
-  async add(a: { path: string }) {
+  async add(a: { path: string; share?: boolean }) {
     const info = await hashFile(a.path);
     const id = infoHash(info);
     const tmp = store!.tempPath('add');
     await copyFile(a.path, tmp);
     await store!.put(tmp, id);
+    if (a.share) shared.add(id);
     await swarm!.seed(id, info);
     return { id, torrent: encodeTorrent(info).toString('hex') };
   },
@@ -109,9 +129,19 @@ const handlers: Record<string, Handler> = {
     setImmediate(() => ac.abort(new Error('given up')));
     return p.then(() => ({ ended: 'resolved' }), (e: Error) => ({ ended: e.message }));
   },
-  async addPeer(a: { host: string; port: number }) {
-    swarm!.addPeer(a.host, a.port);
+  async addPeer(a: { host: string; port: number; plain?: boolean }) {
+    swarm!.addPeer(a.host, a.port, { plain: a.plain });
     return {};
+  },
+  /** Shares content with outsiders from now on. */
+  async share(a: { id: string }) {
+    shared.add(a.id);
+    return {};
+  },
+  /** Removes a member (auth) and lets the engine drop its connections, as a merged revocation does. */
+  async revoke(a: { node: string }) {
+    members?.delete(a.node);
+    return { dropped: swarm!.revalidate() };
   },
   async stats(a: { id: string }) {
     return swarm!.stats(a.id);
