@@ -15,7 +15,8 @@ import { ClusterNode } from './cluster-node.js';
 import { SwarmLink } from './swarm-link.js';
 import { Swarm } from '../swarm/engine.js';
 import { ContentStore } from '../content/store.js';
-import { hashFile } from '../content/hasher.js';
+import { hashFile, closeHashers } from '../content/hasher.js';
+import { closeVerifiers } from '../swarm/verify.js';
 import { infoHash } from '../content/metainfo.js';
 import { nodeIdOf, publicKeyLineOf } from '../cluster/identity.js';
 import { nodeKeyObject, sshBlobOf } from '../cluster/wire-auth.js';
@@ -73,6 +74,9 @@ test('a node serves members over TLS and drops a member\'s connections when its 
     assert.equal(b.stats(id)?.peers, 0);
   } finally {
     for (const c of closers.reverse()) await c().catch(() => {});
+    // Worker threads (hashing, piece verification) would keep the test process alive.
+    await closeHashers();
+    await closeVerifiers();
     await rm(dir, { recursive: true, force: true });
   }
 });
