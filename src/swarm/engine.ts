@@ -110,8 +110,14 @@ export class Swarm extends EventEmitter {
   private opening = new Map<ContentId, Promise<Torrent>>();
   private addrs = new Map<string, Addr>();
   private bans = new Map<ContentId, Set<string>>();
-  /** Connections not yet told apart (TLS or plaintext), for maxConnections. */
+  /** Incoming connections, open until they close, for maxConnections. */
   private incoming = new Set<Socket>();
+  /**
+   * Incoming connections not yet a member's (or an admitted outsider's), oldest first, with the
+   * remote address: when the cap is reached one of these makes room for the newcomer, so
+   * strangers holding sockets open cannot lock members out (see evictPending).
+   */
+  private pending = new Map<Socket, string>();
   /** Every open connection, for revalidate() and close(). */
   private conns = new Set<Conn>();
   private readonly channel: MemberChannel | null;
@@ -358,15 +364,17 @@ export class Swarm extends EventEmitter {
 
   /** A new connection: its first bytes tell a member's TLS ClientHello from plaintext BitTorrent. */
   private onIncoming(socket: Socket): void {
-    if (this.closed || this.incoming.size >= this.o.maxConnections) {
+    if (this.closed || (this.incoming.size >= this.o.maxConnections && !this.evictPending())) {
       socket.destroy();
       return;
     }
     this.incoming.add(socket);
+    this.pending.set(socket, normalizeAddress(socket.remoteAddress));
     const timer = setTimeout(() => socket.destroy(), this.o.handshakeTimeout);
     socket.once('close', () => {
       clearTimeout(timer);
       this.incoming.delete(socket);
+      this.pending.delete(socket);
     });
     socket.on('error', () => socket.destroy());
     socket.once('data', (first: Buffer) => {
@@ -374,6 +382,24 @@ export class Swarm extends EventEmitter {
       clearTimeout(timer);
       void this.route(socket, first);
     });
+  }
+
+  /**
+   * Full: ends the oldest unauthenticated connection of the address holding the most of them
+   * (a flood from one address evicts itself, not a member's handshake). False if none is pending.
+   */
+  private evictPending(): boolean {
+    const per = new Map<string, number>();
+    for (const host of this.pending.values()) per.set(host, (per.get(host) ?? 0) + 1);
+    let worst: string | null = null;
+    for (const [host, n] of per) if (worst === null || n > per.get(worst)!) worst = host;
+    for (const [s, host] of this.pending) {
+      if (host !== worst) continue;
+      this.pending.delete(s);
+      s.destroy();
+      return true;
+    }
+    return false;
   }
 
   private async route(socket: Socket, first: Buffer): Promise<void> {
@@ -388,6 +414,7 @@ export class Swarm extends EventEmitter {
         return;
       }
       if (this.closed) return void sec.socket.destroy();
+      this.pending.delete(socket); // a member: no longer evictable
       conn = this.track(new Conn(sec.socket, 'in', socket));
       conn.node = sec.node;
       conn.peerKey = sec.key;
@@ -404,6 +431,7 @@ export class Swarm extends EventEmitter {
           this.emit('refused', { address: normalizeAddress(conn.remoteAddress), port: conn.remotePort, direction: 'in', peerId: conn.peerId ?? '', id: ih, handshake: {}, node: null } satisfies PeerInfo);
           return conn.close(`plaintext peer asked for content not shared: ${ih}`);
         }
+        this.pending.delete(socket);
         const t = isContentId(ih) ? await this.lookup(ih) : null;
         if (!t) return conn.close(`unknown content ${ih}`);
         this.prepareWire(conn, conn.remoteAddress, t.id);
