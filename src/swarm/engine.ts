@@ -89,6 +89,13 @@ const REANNOUNCE_MS = 10 * 60_000;
 const IDLE_FD_MS = 60_000;
 
 const PEER_ID_PREFIX = '-DF0100-';
+/**
+ * An address whose handshakes failed this often (TLS without a member key, plaintext for content
+ * not shared) within one window is refused at accept until the window ends: a replayed
+ * ClientHello costs it nothing and us a key exchange and a signature each time.
+ */
+const MAX_FAILURES = 64;
+const FAILURE_WINDOW_MS = 10_000;
 
 function normalizeAddress(a: string | undefined): string {
   if (!a) return '';
@@ -118,6 +125,11 @@ export class Swarm extends EventEmitter {
    * strangers holding sockets open cannot lock members out (see evictPending).
    */
   private pending = new Map<Socket, string>();
+  /** Failed incoming handshakes per remote address in the current window (see MAX_FAILURES). */
+  private failures = new Map<string, number>();
+  private failureWindow = 0;
+  /** Sockets we ended to make room: their failed handshake is not held against their address. */
+  private evicted = new WeakSet<Socket>();
   /** Every open connection, for revalidate() and close(). */
   private conns = new Set<Conn>();
   private readonly channel: MemberChannel | null;
@@ -364,7 +376,7 @@ export class Swarm extends EventEmitter {
 
   /** A new connection: its first bytes tell a member's TLS ClientHello from plaintext BitTorrent. */
   private onIncoming(socket: Socket): void {
-    if (this.closed || (this.incoming.size >= this.o.maxConnections && !this.evictPending())) {
+    if (this.closed || this.failing(normalizeAddress(socket.remoteAddress)) || (this.incoming.size >= this.o.maxConnections && !this.evictPending())) {
       socket.destroy();
       return;
     }
@@ -396,10 +408,23 @@ export class Swarm extends EventEmitter {
     for (const [s, host] of this.pending) {
       if (host !== worst) continue;
       this.pending.delete(s);
+      this.evicted.add(s);
       s.destroy();
       return true;
     }
     return false;
+  }
+
+  /** True while an address is refused for failing too many handshakes (counts in this window). */
+  private failing(host: string, fail = false): boolean {
+    const now = Date.now();
+    if (now - this.failureWindow >= FAILURE_WINDOW_MS) {
+      this.failures.clear();
+      this.failureWindow = now;
+    }
+    const n = (this.failures.get(host) ?? 0) + (fail ? 1 : 0);
+    if (fail) this.failures.set(host, n);
+    return n >= MAX_FAILURES;
   }
 
   private async route(socket: Socket, first: Buffer): Promise<void> {
@@ -410,6 +435,7 @@ export class Swarm extends EventEmitter {
         sec = await this.channel.open(socket, 'in', this.o.handshakeTimeout, first);
       } catch (e) {
         this.log(`${normalizeAddress(socket.remoteAddress)}:${socket.remotePort} refused: ${(e as Error).message}`);
+        if (!this.evicted.has(socket)) this.failing(normalizeAddress(socket.remoteAddress), true);
         this.emit('refused', { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0, direction: 'in', peerId: '', id: '', handshake: {}, node: null } satisfies PeerInfo);
         return;
       }
@@ -429,6 +455,7 @@ export class Swarm extends EventEmitter {
         // An outsider learns nothing about content not shared with it: no reply at all.
         if (!conn.node && !this.isShared(ih)) {
           this.emit('refused', { address: normalizeAddress(conn.remoteAddress), port: conn.remotePort, direction: 'in', peerId: conn.peerId ?? '', id: ih, handshake: {}, node: null } satisfies PeerInfo);
+          this.failing(normalizeAddress(conn.remoteAddress), true);
           return conn.close(`plaintext peer asked for content not shared: ${ih}`);
         }
         this.pending.delete(socket);
