@@ -12,6 +12,7 @@ import { runProc } from '../testing/proc.js';
 import { badRows, commitWith } from '../meta/bad-names.fixture.js';
 import type { DirEntry, FileEntry } from '../meta/entry.js';
 import { infoHash } from '../content/metainfo.js';
+import { eventually as waitFor } from '../testing/eventually.js';
 
 const boxes: Sandbox[] = [];
 after(async () => { for (const b of boxes) await b.cleanup(); });
@@ -57,20 +58,7 @@ const head = (root: string) => git(root, ['rev-parse', 'refs/heads/main']);
 const ls = async (mnt: string) => (await sh(`ls -A ${JSON.stringify(mnt)}`)).out.split('\n').filter(Boolean).sort();
 const q = JSON.stringify;
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000) => waitFor(what, fn, ms);
 
 async function converged(p: Pair): Promise<string> {
   try {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createLan, netnsAvailable, NetnsLan, NetnsHost } from '../testing/netns.js';
 import { CLI, runCli, waitReady, NodeProc, sh } from '../testing/node-proc.js';
 import { forceUnmount } from '../fuse/mount.js';
+import { eventually } from '../testing/eventually.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
 const CL = 'lanc';
@@ -42,21 +43,6 @@ async function startNode(name: string, host: NetnsHost, extra: string[], o: { mo
 }
 
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { env });
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const ls = async (n: N) => (await sh(`ls -A ${JSON.stringify(n.mnt)}`)).out.split('\n').filter(Boolean);
 const head = async (n: N) => (await sh(`git --git-dir ${JSON.stringify(join(n.root, 'meta', 'repo.git'))} rev-parse refs/heads/main`)).out.trim();

@@ -13,6 +13,7 @@ import { createLan, netnsAvailable, NetnsLan, NetnsHost } from '../testing/netns
 import { CLI, runCli, waitReady, NodeProc } from '../testing/node-proc.js';
 import { controlCall } from '../cluster/control-socket.js';
 import { Identity } from '../cluster/identity.js';
+import { eventually } from '../testing/eventually.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
 const CL = 'mdnsf';
@@ -38,16 +39,6 @@ async function startNode(name: string, host: NetnsHost, extra: string[]): Promis
   p.on('exit', () => procs.delete(p));
   const proc = await waitReady(p, 30_000);
   return { root, proc, id: String(proc.ready.node) };
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 type Status = { peers: Array<{ nodeId: string; host: string; sshPort: number; source: string }> };

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { Identity } from '../cluster/identity.js';
 import { sandbox, runCli, Sandbox } from '../testing/node-proc.js';
+import { eventually as waitFor } from '../testing/eventually.js';
 
 const { Client } = ssh2;
 const boxes: Sandbox[] = [];
@@ -35,15 +36,7 @@ async function uploadPacks(pid: number): Promise<number[]> {
   return out;
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000) => waitFor(what, fn, ms);
 
 /** An SSH connection as B; `hostile`: a client that ignores the server's disconnect and FIN. */
 function connect(who: Identity, port: number, hostile: boolean): Promise<InstanceType<typeof Client>> {
