@@ -8,6 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Wire from 'bittorrent-protocol';
 import type { Block } from './picker.js';
+import { Outbox } from './outbox.js';
 
 /** Largest message accepted: a bitfield of ~2M pieces, an extension message, a 128 KiB block. */
 export const MAX_MESSAGE = 256 * 1024 + 64;
@@ -148,6 +149,7 @@ export class Conn extends EventEmitter {
   /** The member node id and key the peer proved in TLS (null: a plaintext outsider). */
   node: string | null = null;
   peerKey: KeyObject | null = null;
+  private readonly outbox: Outbox | null;
   /** Address book key of an outgoing connection ("host:port"). */
   addrKey: string | null = null;
 
@@ -160,11 +162,16 @@ export class Conn extends EventEmitter {
     wire.on('error', (e: Error) => this.close(`wire: ${e.message}`));
     wire.on('end', () => this.close('wire ended'));
     wire.on('finish', () => this.close('wire finished'));
-    // The wire emits every message header and block separately; corking until the end of the
-    // tick turns hundreds of small writes into one writev (a syscall per request otherwise).
+    // The wire emits every message header and block separately. On TCP, corking until the end
+    // of the tick turns hundreds of small writes into one writev (a syscall per request
+    // otherwise); over TLS a writev costs a fresh merged copy, so an Outbox batches instead.
+    const outbox = socket === raw ? null : new Outbox(socket, () => this.emit('drain'));
+    this.outbox = outbox;
+    if (!outbox) socket.on('drain', () => this.emit('drain'));
     let corked = false;
     wire.on('data', (chunk: Uint8Array) => {
       if (this.closed) return;
+      if (outbox) return outbox.write(chunk);
       if (!corked) {
         corked = true;
         socket.cork();
@@ -235,7 +242,7 @@ export class Conn extends EventEmitter {
 
   /** Bytes queued on the socket, not yet taken by the kernel. */
   get backlog(): number {
-    return this.socket.writableLength;
+    return (this.outbox?.queued ?? 0) + this.socket.writableLength;
   }
 
   close(reason: string): void {

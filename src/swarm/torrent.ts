@@ -330,8 +330,8 @@ export class Torrent extends EventEmitter {
       while (conn.serveQueue.length && !conn.closed && !this.closed) {
         if (conn.backlog > SOCKET_HIGH_WATER) {
           await new Promise<void>((resolve) => {
-            const done = (): void => { conn.socket.off('drain', done); conn.off('close', done); resolve(); };
-            conn.socket.on('drain', done);
+            const done = (): void => { conn.off('drain', done); conn.off('close', done); resolve(); };
+            conn.on('drain', done);
             conn.once('close', done);
           });
           continue;
