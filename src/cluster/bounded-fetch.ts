@@ -58,6 +58,19 @@ export async function removeStaleQuarantines(repo: string): Promise<number> {
 
 /** Fetches `src` from `url` into `dst` of `repo`; returns the fetched commit. Throws FetchError and leaves the repository as it was. */
 export async function boundedFetch(o: BoundedFetchOptions): Promise<string> {
+  const oid = (await boundedFetchRefs({ ...o, refs: [o.src] })).get(o.src)!;
+  // Only now that its objects are ours may a ref point at them.
+  const r = await run('git', [`--git-dir=${o.repo}`, 'update-ref', o.dst, oid], { env: o.env, allowFail: true });
+  if (r.code !== 0) throw new FetchError(`could not update ${o.dst}: ${r.stderr.trim()}`, 'failed');
+  return oid;
+}
+
+/**
+ * Fetches the objects of several remote refs into `repo` (no ref of ours moves: the caller
+ * decides what to point at them); returns each ref's commit. Throws FetchError, keeping nothing,
+ * when any is missing or not a commit.
+ */
+export async function boundedFetchRefs(o: Omit<BoundedFetchOptions, 'src' | 'dst'> & { refs: string[] }): Promise<Map<string, string>> {
   const maxBytes = o.maxBytes ?? MAX_PACK;
   const objects = join(o.repo, 'objects');
   // mkdtemp makes it 0700; inside the repository's objects: the same filesystem, so packs rename in.
@@ -65,7 +78,7 @@ export async function boundedFetch(o: BoundedFetchOptions): Promise<string> {
   live.add(q);
   try {
     const qgit = (args: string[]) => run('git', [`--git-dir=${q}`, ...args], { env: o.env, allowFail: true });
-    let r = await run('git', ['init', '--bare', '--quiet', '--template=', `--shared=${PRIVATE_GIT_MODE}`, '--', q], { env: o.env, allowFail: true });
+    const r = await run('git', ['init', '--bare', '--quiet', '--template=', `--shared=${PRIVATE_GIT_MODE}`, '--', q], { env: o.env, allowFail: true });
     if (r.code !== 0) throw new FetchError(`could not make a fetch quarantine in ${objects}: ${r.stderr.trim()}`, 'failed');
     // Absolute: git reads the alternates of a repository relative to its own objects directory.
     await run('sh', ['-c', 'umask 077; printf "%s\\n" "$1" > "$2"', 'sh', objects, join(q, 'objects', 'info', 'alternates')]);
@@ -74,19 +87,21 @@ export async function boundedFetch(o: BoundedFetchOptions): Promise<string> {
       '-c', 'fetch.unpackLimit=1', // always one pack (bounded by the file-size limit), never loose objects
       '-c', 'fetch.fsckObjects=true', '-c', `core.bigFileThreshold=${MAX_ENTRY_BLOB}`,
       '-c', 'gc.auto=0', '-c', 'maintenance.auto=false', '-c', 'fetch.writeCommitGraph=false',
-      'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', o.url, `+${o.src}:refs/heads/fetched`,
+      'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', o.url, ...o.refs.map((ref, i) => `+${ref}:refs/heads/fetched-${i}`),
     ], o.env, maxBytes, o.timeoutMs ?? FETCH_TIMEOUT_MS);
     if (res.timedOut) throw new FetchError(`the fetch took longer than ${Math.round((o.timeoutMs ?? FETCH_TIMEOUT_MS) / 1000)} s and was stopped`, 'timeout');
     if (res.code !== 0 && (await reachedLimit(join(q, 'objects', 'pack'), maxBytes))) throw new FetchError(`the peer sent more than ${maxBytes} bytes (the largest pack we accept); fetch stopped, nothing kept`, 'too_large');
     if (res.code !== 0) throw new FetchError(res.stderr.trim().slice(0, 500) || `git fetch failed (${res.code})`, 'failed');
-    r = await qgit(['rev-parse', '--verify', '--quiet', 'refs/heads/fetched^{commit}']);
-    const oid = r.stdout.toString().trim();
-    if (r.code !== 0 || !oid) throw new FetchError(`the peer's ${o.src} is not a commit`, 'failed');
-    await adopt(join(q, 'objects'), objects);
-    // Only now that its objects are ours may a ref point at them.
-    r = await run('git', [`--git-dir=${o.repo}`, 'update-ref', o.dst, oid], { env: o.env, allowFail: true });
-    if (r.code !== 0) throw new FetchError(`could not update ${o.dst}: ${r.stderr.trim()}`, 'failed');
-    return oid;
+    const out = new Map<string, string>();
+    for (const [i, ref] of o.refs.entries()) {
+      const v = await qgit(['rev-parse', '--verify', '--quiet', `refs/heads/fetched-${i}^{commit}`]);
+      const oid = v.stdout.toString().trim();
+      if (v.code !== 0 || !oid) throw new FetchError(`the peer's ${ref} is not a commit`, 'failed');
+      out.set(ref, oid);
+    }
+    // A fetch of what we already have brings no pack.
+    if (await readdir(join(q, 'objects', 'pack')).then((n) => n.length > 0, () => false)) await adopt(join(q, 'objects'), objects);
+    return out;
   } finally {
     await rm(q, { recursive: true, force: true });
     live.delete(q);

@@ -1,28 +1,33 @@
-// What a member may push into our metadata repository: only its own ref refs/peers/<its id>,
-// fast-forward only, no deletions, well-formed objects, history related to ours, a pack of at
-// most MAX_PACK bytes and no blob over MAX_ENTRY_BLOB. Git enforces it (config + a pre-receive
-// hook reading DELUGEFS_PEER, which serve-command sets), so a bad push is refused before any ref
-// moves and the repository stays as it was (the pushed objects stay in git's quarantine).
+// What a member may push into our metadata repository: a member's latest head into
+// refs/nodes/<that member's id> (any member may relay another's: sync gossips them), fast-forward
+// only, no deletions, well-formed objects, history related to ours, a pack of at most MAX_PACK
+// bytes and no blob over MAX_ENTRY_BLOB. Git enforces it (config + hooks; DELUGEFS_PEER is set
+// by serve-command, so only pushes through our server pass).
 import { chmod, mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { MAX_ENTRY_BLOB } from '../meta/repo.js';
+import { RECORDS } from '../meta/tree.js';
+import { MEMBERS, REVOKED } from './membership.js';
 
 /** Largest pack a push may send: far above any legitimate batch of entries (~200 bytes each). */
 export const MAX_PACK = 256 * 2 ** 20;
 
-const hook = (maxBlob: number) => `#!/bin/sh
-# DelugeFS: a peer may only fast-forward its own ref, refs/peers/<its node id>.
+// What no honest member sends refuses the whole push (pre-receive: before any object leaves the
+// quarantine); what an honest member may send in a race (a value of a member we do not know yet,
+// or older than ours) refuses that ref alone (update hook, after the objects are in).
+const preReceive = (maxBlob: number) => `#!/bin/sh
+# DelugeFS pre-receive: refs/nodes/<node id> only, no deletions, commits, related history, small blobs.
 z=0000000000000000000000000000000000000000
+if [ -z "$DELUGEFS_PEER" ]; then echo "delugefs: refused: pushes come through the node's own server" >&2; exit 1; fi
 while read old new ref; do
-  if [ -z "$DELUGEFS_PEER" ] || [ "$ref" != "refs/peers/$DELUGEFS_PEER" ]; then
-    echo "delugefs: refused push to $ref: a node may only push refs/peers/<its own id> (refs/peers/$DELUGEFS_PEER)" >&2; exit 1
-  fi
+  case "$ref" in
+    refs/nodes/*) ;;
+    *) echo "delugefs: refused push to $ref: only refs/nodes/<member id> may be pushed" >&2; exit 1 ;;
+  esac
+  if ! printf '%s' "\${ref#refs/nodes/}" | grep -Eqx '[a-z2-7]{16}'; then echo "delugefs: refused push to $ref: not a node id" >&2; exit 1; fi
   if [ "$new" = "$z" ]; then echo "delugefs: refused: deleting $ref" >&2; exit 1; fi
   if [ "$(git cat-file -t "$new" 2>/dev/null)" != commit ]; then echo "delugefs: refused: $ref is not a commit" >&2; exit 1; fi
-  if [ "$old" != "$z" ] && ! git merge-base --is-ancestor "$old" "$new"; then
-    echo "delugefs: refused: push to $ref rewrites history" >&2; exit 1
-  fi
   if ! git merge-base refs/heads/main "$new" >/dev/null 2>&1; then
     echo "delugefs: refused: $ref has no history in common with this cluster" >&2; exit 1
   fi
@@ -33,6 +38,21 @@ while read old new ref; do
     echo "delugefs: refused: $ref carries blob $big, more than the ${maxBlob} bytes an entry may have" >&2; exit 1
   fi
 done
+exit 0
+`;
+
+const update = `#!/bin/sh
+# DelugeFS update hook (per ref): a member's ref (by our records), fast-forward only.
+ref=$1 old=$2 new=$3
+z=0000000000000000000000000000000000000000
+id=\${ref#refs/nodes/}
+# A newer admission reaches us by sync, and the push is made again.
+if ! git cat-file -e "refs/heads/main:${RECORDS}/${MEMBERS}$id" 2>/dev/null || git cat-file -e "refs/heads/main:${RECORDS}/${REVOKED}$id" 2>/dev/null; then
+  echo "delugefs: refused push to $ref: $id is not a member here" >&2; exit 1
+fi
+if [ "$old" != "$z" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+  echo "delugefs: refused: push to $ref rewrites history" >&2; exit 1
+fi
 exit 0
 `;
 
@@ -53,12 +73,13 @@ export async function guardRepository(repoDir: string, limits: { maxPack?: numbe
     // zeros is a 1.8 MB pack, and each receive-pack held all of it before the hook could refuse.
     ['core.bigFileThreshold', String(MAX_ENTRY_BLOB)],
   ]) if (!have.has(`${k!.toLowerCase()}=${v}`)) await git('config', k!, v!);
-  const text = hook(limits.maxBlob ?? MAX_ENTRY_BLOB);
-  if ((await readFile(join(repoDir, 'hooks', 'pre-receive'), 'utf8').catch(() => '')) === text) return;
   const dir = join(repoDir, 'hooks');
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, 'pre-receive.tmp');
-  await writeFile(tmp, text, { mode: 0o700 });
-  await chmod(tmp, 0o700);
-  await rename(tmp, join(dir, 'pre-receive'));
+  for (const [name, text] of [['pre-receive', preReceive(limits.maxBlob ?? MAX_ENTRY_BLOB)], ['update', update]] as const) {
+    if ((await readFile(join(dir, name), 'utf8').catch(() => '')) === text) continue;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const tmp = join(dir, `${name}.tmp`);
+    await writeFile(tmp, text, { mode: 0o700 });
+    await chmod(tmp, 0o700);
+    await rename(tmp, join(dir, name));
+  }
 }

@@ -1,27 +1,34 @@
-// Metadata sync between members, event-driven. A node pushes its head into refs/peers/<its id>
-// of every reachable member shortly after each commit (debounced); the receiver merges that ref
-// on receipt. When a peer is seen (start, reconnect, heal) the two fetch from and push to each
-// other, so a node that was offline catches up. Failed pushes retry with backoff; a slow audit
-// is the safety net. Merges are deterministic (meta/), so pushes of the same head end the echo.
+// Metadata sync between members (the protocol and why it converges: README.md, "Sync").
+// Every node's latest own commit is kept in refs/nodes/<its id> on every node; that map is a
+// version vector (each value only moves forward). A node's head is the view of the map
+// (Namespace.adoptHeads: one deterministic commit from the set), so nodes that know the same
+// heads have the same head and no merge commit is ever sent for its own sake. New values
+// spread by gossip along a tree (a few pushes per node per change, log2(N) hops), and
+// anti-entropy compares the maps first (`git ls-remote`: the summary) and moves only the
+// difference: when a peer is seen, after a burst, on membership news, and a slow audit.
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { run } from '../util/exec.js';
-import { gitEnv } from '../meta/repo.js';
+import { gitEnv, NODE_REFS } from '../meta/repo.js';
 import type { Identity } from './identity.js';
+import { isNodeId } from './identity.js';
 import type { Membership } from './membership.js';
 import type { PeerSet } from './peer-set.js';
 import { gitSshEnv, knownHostsText, metaRepoUrl, writeKnownHosts } from './git-ssh.js';
 import { parseHostPort } from './static-peers.js';
-import { boundedFetch, removeStaleQuarantines } from './bounded-fetch.js';
+import { boundedFetchRefs, removeStaleQuarantines } from './bounded-fetch.js';
 import type { Log } from './log.js';
 
 /** The part of meta/namespace.ts sync needs. */
 export interface SyncNamespace extends EventEmitter {
   head: string | null;
+  /** This node's latest own commit. */
+  own: string | null;
   repo: { dir: string };
-  /** `refusal` is asked when the merge's turn comes (after earlier changes are committed); a reason refuses it. */
-  mergeFrom(oid: string, refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
+  /** `refusal` is asked when the view's turn comes (after earlier changes are committed); a reason refuses it. */
+  adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
 }
 
 export interface SyncOptions {
@@ -33,43 +40,48 @@ export interface SyncOptions {
   stateDir: string;
   log: Log;
   debounceMs?: number;
+  /** Slow audit: one summary exchange with one peer per period. */
   auditMs?: number;
+  /** Quiet time after activity before a summary exchange with the next member on the ring. */
+  settleMs?: number;
+  /** Pushes per node per gossip round along the tree (its children). */
+  fanout?: number;
   /** Largest pack a fetch from a peer may bring (default MAX_PACK), and its deadline: for tests. */
   maxFetchBytes?: number;
   fetchTimeoutMs?: number;
 }
 
 interface PeerState {
+  /** What we know the peer holds: node id -> its refs/nodes value (from its pushes, ours, summaries). */
+  has: Map<string, string>;
   pushing: boolean;
-  /** One fetch per peer at a time: a trickling peer cannot stack one per audit. */
-  fetching?: boolean;
   again: boolean;
-  /** Head we last pushed to it, and the newest head we know it has (its pushes, our fetches). */
-  lastSent?: string;
-  lastHave?: string;
+  exchanging: boolean;
   failures: number;
   retry?: NodeJS.Timeout;
   knownHosts?: string;
   controlPath?: string;
-  /** Ref value whose merge failed: not retried until the peer sends something new. */
-  bad?: string;
-  /** Last ref value merged fine: a refused one is rolled back to it, so it cannot block the peer's next push. */
-  good?: string;
+  pushes: number;
+  /** Values it refused (e.g. of a member it does not know yet): not offered again until membership news. */
+  refused: Map<string, string>;
 }
 
-/** Where a peer pushes (guarded by the pre-receive hook), and where we fetch its head into: two refs, so a push and a fetch never race for one ref lock. */
-const PEER_REF = (id: string) => `refs/peers/${id}`;
-const FETCHED_REF = (id: string) => `refs/fetched/${id}`;
+const ref = (id: string) => NODE_REFS + id;
+/** A node's view of the cluster holds at most this many refs (members, current and past). */
+const MAX_REFS = 100_000;
 
 export class MetaSync {
   private state = new Map<string, PeerState>();
-  /** Refs to merge, in arrival order: `${nodeId} ${ref}`. */
-  private toMerge = new Set<string>();
-  private merging?: Promise<void>;
-  private debounce?: NodeJS.Timeout;
-  private pushPending = false;
-  /** When this node last made a merge commit (not a fast-forward). */
-  private lastMergeAt = 0;
+  /** Values adopted into our view (validated): node id -> commit. */
+  private known = new Map<string, string>();
+  /** Values refused (a malformed head): never adopted, never passed on. */
+  private bad = new Set<string>();
+  /** Node ids whose new values still have to be gossiped. */
+  private dirty = new Set<string>();
+  private settleQueue: string[] = [];
+  private settling?: Promise<void>;
+  private gossipTimer?: NodeJS.Timeout;
+  private quietTimer?: NodeJS.Timeout;
   private audit?: NodeJS.Timeout;
   private closed = false;
   private inflight = new Set<Promise<unknown>>();
@@ -84,10 +96,14 @@ export class MetaSync {
   start(): void {
     this.o.ns.on('commit', this.onCommit);
     this.o.peers.on('peer', this.onPeer);
-    this.audit = setInterval(() => this.syncAll('audit'), this.o.auditMs ?? 60_000);
+    this.audit = setInterval(() => {
+      const t = this.targets();
+      if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, 'audit'));
+    }, this.o.auditMs ?? 60_000);
     this.audit.unref();
     // A crash mid-fetch leaves its quarantine; fetches started meanwhile are never taken for one.
     this.track(removeStaleQuarantines(this.repo).then((n) => { if (n) this.o.log('sync_stale_fetches_removed', { count: n }); }));
+    this.scheduleSettle('start');
     this.syncAll('start');
   }
 
@@ -95,57 +111,53 @@ export class MetaSync {
     this.closed = true;
     this.o.ns.off('commit', this.onCommit);
     this.o.peers.off('peer', this.onPeer);
-    clearTimeout(this.debounce);
+    clearTimeout(this.gossipTimer);
+    clearTimeout(this.quietTimer);
     clearInterval(this.audit);
     for (const s of this.state.values()) clearTimeout(s.retry);
-    await Promise.allSettled([...this.inflight, this.merging]);
+    await Promise.allSettled([...this.inflight, this.settling]);
     // The multiplexing ssh masters are our children in all but name: end them with us.
-    await Promise.allSettled([...this.state.values()].filter((s) => s.controlPath).map((s) =>
-      run('ssh', ['-F', '/dev/null', '-o', `ControlPath=${s.controlPath}`, '-O', 'exit', 'peer'], { allowFail: true })));
+    await Promise.allSettled([...this.state.values()].filter((s) => s.controlPath).map((s) => this.closeMaster(s)));
   }
 
-  /** A member pushed to us (SSH receive-pack finished): merge its ref. */
+  /** A member pushed to us (SSH receive-pack finished): adopt what it brought. */
   received(nodeId: string): void {
-    this.scheduleMerge(nodeId, PEER_REF(nodeId));
+    this.scheduleSettle(nodeId);
   }
 
-  /** Fetch from and push to every reachable member (start, audit, membership changed). */
+  /**
+   * Membership news or a start: every backoff is forgotten and every reachable member compared
+   * with at once (a member that was refused as a stranger a moment ago is one now).
+   */
   syncAll(why: string): void {
-    for (const id of this.targets()) this.track(this.syncWith(id, why));
+    for (const id of this.targets()) {
+      const s = this.peerState(id);
+      clearTimeout(s.retry);
+      if (s.failures && s.controlPath) void this.closeMaster(s); // it may hold a session opened as a guest
+      s.failures = 0;
+      s.refused.clear();
+      this.track(this.exchange(id, why));
+    }
   }
 
-  /** Heads as known per peer, for status output. */
-  peerHeads(): Record<string, { sent?: string; have?: string; failures: number }> {
-    const out: Record<string, { sent?: string; have?: string; failures: number }> = {};
-    for (const [id, s] of this.state) out[id] = { sent: s.lastSent, have: s.lastHave, failures: s.failures };
+  /** Per peer: what it lacks of ours as far as we know, failures, pushes made. */
+  peerHeads(): Record<string, { behind: number; failures: number; pushes: number }> {
+    const out: Record<string, { behind: number; failures: number; pushes: number }> = {};
+    for (const [id, s] of this.state) out[id] = { behind: this.lacking(s).length, failures: s.failures, pushes: s.pushes };
     return out;
   }
 
   private onCommit = (): void => {
     if (this.closed) return;
-    this.pushPending = true;
-    if (!this.merging) this.schedulePush();
+    const own = this.o.ns.own;
+    if (!own || this.known.get(this.me) === own) return; // a new view, not a change of ours
+    this.known.set(this.me, own);
+    this.dirty.add(this.me);
+    this.scheduleGossip();
   };
 
-  /**
-   * Pushes the head once no merge is queued (a node absorbs every head it was sent, then pushes
-   * once). After a real merge it waits a random 50-300 ms: nodes that merged the same heads in
-   * another order would otherwise keep trading fresh merge commits (a merge storm); the first
-   * push usually contains the others' heads, so they fast-forward to it instead of merging.
-   */
-  private schedulePush(): void {
-    clearTimeout(this.debounce);
-    const merged = Date.now() - this.lastMergeAt < 1000;
-    const wait = merged ? 50 + Math.random() * 250 : (this.o.debounceMs ?? 20);
-    this.debounce = setTimeout(() => {
-      if (this.merging || this.closed) return; // drain() reschedules when it is done
-      this.pushPending = false;
-      for (const id of this.targets()) this.track(this.pushTo(id));
-    }, wait);
-  }
-
   private onPeer = (p: { nodeId: string }): void => {
-    if (!this.closed && this.o.membership.get(p.nodeId) && p.nodeId !== this.me) this.track(this.syncWith(p.nodeId, 'peer seen'));
+    if (!this.closed && this.o.membership.get(p.nodeId) && p.nodeId !== this.me) this.track(this.exchange(p.nodeId, 'peer seen'));
   };
 
   /** Background work: never an unhandled rejection (a peer's bad day must not end this node). */
@@ -162,14 +174,146 @@ export class MetaSync {
 
   private peerState(id: string): PeerState {
     let s = this.state.get(id);
-    if (!s) this.state.set(id, (s = { pushing: false, again: false, failures: 0 }));
+    if (!s) this.state.set(id, (s = { has: new Map(), pushing: false, again: false, exchanging: false, failures: 0, pushes: 0, refused: new Map() }));
     return s;
   }
 
-  private async syncWith(id: string, why: string): Promise<void> {
-    await this.fetchFrom(id, why);
-    await this.pushTo(id);
+  /** Values of ours the peer does not hold, as far as we know. */
+  private lacking(s: PeerState): string[] {
+    const out: string[] = [];
+    for (const [id, oid] of this.known) if (s.has.get(id) !== oid) out.push(id);
+    return out;
   }
+
+  // ---- adopting what arrived --------------------------------------------------------------
+
+  private scheduleSettle(from: string): void {
+    if (this.closed) return;
+    this.settleQueue.push(from);
+    if (!this.settling) this.settling = this.drainSettle();
+  }
+
+  private async drainSettle(): Promise<void> {
+    while (this.settleQueue.length && !this.closed) {
+      // Everything queued is adopted in one step: the refs say what arrived, not the queue.
+      const from = new Set(this.settleQueue.splice(0));
+      await this.settle(from).catch((e) => this.o.log('sync_settle_error', { error: (e as Error).message }));
+    }
+    this.settling = undefined;
+  }
+
+  /** Adopts the refs/nodes values that arrived (pushed to us or fetched) into the view. */
+  private async settle(from: Set<string>): Promise<void> {
+    const refs = await listNodeRefs(this.repo);
+    const changed: string[] = [];
+    for (const [id, oid] of refs) {
+      if (this.known.get(id) === oid) continue;
+      if (id === this.me) continue; // ours moves with our commits only
+      // A lone pusher holds what arrived (several at once: unknown who brought what).
+      if (from.size === 1 && !from.has('start')) this.peerState([...from][0]!).has.set(id, oid);
+      if (this.bad.has(oid)) {
+        await this.rollBack(id, oid);
+        continue;
+      }
+      changed.push(id);
+    }
+    if (from.has('start')) {
+      // Our own ref as stored (a view of the map is adopted below with the rest).
+      if (this.o.ns.own) this.known.set(this.me, this.o.ns.own);
+    }
+    if (!changed.length && !from.has('start')) return;
+    const t0 = Date.now();
+    const others = (m: Map<string, string>) => [...m].filter(([id]) => id !== this.me).map(([, oid]) => oid);
+    const proposal = new Map(this.known);
+    for (const id of changed) proposal.set(id, refs.get(id)!);
+    try {
+      const r = await this.o.ns.adoptHeads(others(proposal));
+      for (const id of changed) this.known.set(id, refs.get(id)!);
+      this.o.log('sync_adopted', { heads: changed.length, head: r.head, changed: r.changed, ms: Date.now() - t0 });
+    } catch (e) {
+      // Find the culprit: each new value on its own, in id order (every node that sees the same
+      // values refuses the same ones).
+      this.o.log('sync_view_refused', { reason: (e as Error).message.slice(0, 300), heads: changed.length });
+      for (const id of changed.sort()) {
+        const oid = refs.get(id)!;
+        const trial = new Map(this.known).set(id, oid);
+        try {
+          await this.o.ns.adoptHeads(others(trial));
+          this.known.set(id, oid);
+        } catch (err) {
+          this.bad.add(oid);
+          this.o.log('sync_merge_refused', { peer: id, oid, reason: (err as Error).message.slice(0, 500) });
+          await this.rollBack(id, oid);
+        }
+      }
+    }
+    for (const id of changed) if (this.known.get(id) === refs.get(id)) this.dirty.add(id);
+    if (this.dirty.size) this.scheduleGossip();
+  }
+
+  /** Puts a refused value's ref back where it was (or away): a later good value must still fast-forward it. */
+  private async rollBack(id: string, oid: string): Promise<void> {
+    const good = this.known.get(id);
+    const args = good ? ['update-ref', ref(id), good, oid] : ['update-ref', '-d', ref(id), oid];
+    await run('git', [`--git-dir=${this.repo}`, ...args], { env: gitEnv(), allowFail: true });
+  }
+
+  // ---- gossip -----------------------------------------------------------------------------
+
+  private scheduleGossip(): void {
+    if (this.gossipTimer || this.closed) return;
+    this.gossipTimer = setTimeout(() => {
+      this.gossipTimer = undefined;
+      this.gossip();
+    }, this.o.debounceMs ?? 20);
+  }
+
+  /**
+   * Sends the new values down the dissemination tree of each: members ordered by a hash of the
+   * value's origin (its own node first), position p sends to 2p+1 and 2p+2 (fanout 2), so each
+   * node receives a change about once and the tree differs per origin (no node carries all).
+   * A child that cannot be reached is skipped over: its children are sent to instead.
+   */
+  private gossip(): void {
+    if (this.closed) return;
+    const ids = [...this.dirty];
+    this.dirty.clear();
+    const reach = this.targets();
+    const want = new Set<string>();
+    const fanout = this.o.fanout ?? 2;
+    for (const origin of ids) {
+      const order = treeOrder(origin, [this.me, ...reach]);
+      const pos = order.indexOf(this.me);
+      for (const c of children(order, pos, fanout)) want.add(c);
+    }
+    for (const id of want) {
+      this.track(this.pushTo(id).then((ok) => {
+        if (ok) return;
+        // Its subtree must not wait for the audit: take it over.
+        for (const origin of ids) {
+          const order = treeOrder(origin, [this.me, ...reach]);
+          const sub = children(order, order.indexOf(id), fanout).filter((c) => c !== this.me);
+          for (const c of sub) this.track(this.pushTo(c));
+        }
+      }));
+    }
+    this.scheduleQuiet();
+  }
+
+  /**
+   * After activity settles, one summary exchange with the next reachable member on the ring of
+   * ids: what a tree missed (two nodes saw different members) travels on from there.
+   */
+  private scheduleQuiet(): void {
+    clearTimeout(this.quietTimer);
+    this.quietTimer = setTimeout(() => {
+      const next = ringNext(this.me, this.targets());
+      if (next) this.track(this.exchange(next, 'settle'));
+    }, this.o.settleMs ?? 1000);
+    this.quietTimer.unref();
+  }
+
+  // ---- talking to one peer ----------------------------------------------------------------
 
   /** Environment and URL for git to reach a member; null when it is not reachable or not a member. */
   private async remote(id: string): Promise<{ url: string; env: NodeJS.ProcessEnv } | null> {
@@ -204,117 +348,189 @@ export class MetaSync {
     return { url: metaRepoUrl(p.host, p.sshPort), env };
   }
 
-  private async fetchFrom(id: string, why: string): Promise<void> {
-    if (this.closed) return;
-    const s = this.peerState(id);
-    if (s.fetching) return;
-    s.fetching = true;
-    try {
-      const r = await this.remote(id);
-      if (!r) return;
-      const t0 = Date.now();
-      try {
-        // Bounded in size and time, and nothing kept when it fails: a member's server may be rogue.
-        await boundedFetch({ repo: this.repo, url: r.url, src: 'refs/heads/main', dst: FETCHED_REF(id), env: r.env, maxBytes: this.o.maxFetchBytes, timeoutMs: this.o.fetchTimeoutMs });
-      } catch (e) {
-        this.o.log('sync_fetch_failed', { peer: id, why, error: (e as Error).message.slice(0, 500) });
-        return;
-      }
-      this.o.log('sync_fetched', { peer: id, why, ms: Date.now() - t0 });
-      this.scheduleMerge(id, FETCHED_REF(id));
-    } finally {
-      s.fetching = false;
-    }
+  private closeMaster(s: PeerState): Promise<unknown> {
+    return run('ssh', ['-F', '/dev/null', '-o', `ControlPath=${s.controlPath}`, '-O', 'exit', 'peer'], { allowFail: true });
   }
 
-  private async pushTo(id: string): Promise<void> {
+  /** Pushes every value the peer lacks (as far as we know) in one push; false if it could not be reached. */
+  private async pushTo(id: string): Promise<boolean> {
     const s = this.peerState(id);
     if (s.pushing) {
       s.again = true;
-      return;
+      return true;
     }
     s.pushing = true;
     try {
       do {
         s.again = false;
-        const head = this.o.ns.head;
-        if (this.closed || !head || head === s.lastSent || head === s.lastHave) continue;
+        // Never its own (it has the newest), nor what it refused (until membership news).
+        const ids = this.lacking(s).filter((x) => x !== id && s.refused.get(x) !== this.known.get(x));
+        if (this.closed || !ids.length) continue;
         const r = await this.remote(id);
-        if (!r) break;
+        if (!r) return false;
         const t0 = Date.now();
-        const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--quiet', '--no-verify', '--', r.url, `${head}:${PEER_REF(this.me)}`], { env: r.env, allowFail: true });
-        if (res.code !== 0) throw new Error(res.stderr.trim().slice(0, 500));
-        s.lastSent = head;
+        const specs = ids.map((x) => `${this.known.get(x)}:${ref(x)}`);
+        const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--porcelain', '--no-verify', '--', r.url, ...specs], { env: r.env, allowFail: true });
+        const out = parsePorcelain(res.stdout.toString());
+        if (res.code !== 0 && !out.size) throw new Error(res.stderr.trim().slice(0, 500) || `git push failed (${res.code})`);
+        s.pushes++;
         s.failures = 0;
-        this.o.log('sync_pushed', { peer: id, head, ms: Date.now() - t0 });
+        let refused = 0;
+        for (const x of ids) {
+          const ok = out.get(ref(x));
+          if (ok) s.has.set(x, this.known.get(x)!);
+          else {
+            refused++;
+            s.refused.set(x, this.known.get(x)!);
+          }
+        }
+        this.o.log('sync_pushed', { peer: id, refs: ids.length, refused, ms: Date.now() - t0 });
+        // It holds something else for those (newer, or a member it does not know yet): compare.
+        if (refused) this.track(this.exchange(id, 'push refused'));
       } while (s.again);
+      return true;
     } catch (e) {
-      s.failures++;
-      // Event-driven retry: 1 s, 2 s, 4 s ... 30 s after a failure (peer busy, link down).
-      const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
-      this.o.log('sync_push_failed', { peer: id, error: (e as Error).message, retryMs: wait });
-      clearTimeout(s.retry);
-      s.retry = setTimeout(() => { if (!this.closed) this.track(this.syncWith(id, 'retry')); }, wait);
-      s.retry.unref();
+      this.failed(id, s, e as Error, 'push');
+      return false;
     } finally {
       s.pushing = false;
     }
   }
 
-  private scheduleMerge(id: string, ref: string): void {
+  /** Event-driven retry: 1 s, 2 s, 4 s ... 30 s after a failure (peer busy, link down), as a summary exchange. */
+  private failed(id: string, s: PeerState, e: Error, what: string): void {
+    s.failures++;
+    const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
+    this.o.log(`sync_${what}_failed`, { peer: id, error: e.message.slice(0, 500), retryMs: wait });
+    clearTimeout(s.retry);
+    s.retry = setTimeout(() => { if (!this.closed) this.track(this.exchange(id, 'retry')); }, wait);
+    s.retry.unref();
+  }
+
+  /**
+   * Anti-entropy with one peer: its map first (ls-remote, no pack), then only the difference
+   * moves: what it lacks is pushed, what we lack is fetched and adopted.
+   */
+  private async exchange(id: string, why: string): Promise<void> {
     if (this.closed) return;
-    this.toMerge.add(`${id} ${ref}`);
-    if (!this.merging) this.merging = this.drain();
-  }
-
-  /** One merge at a time, in the order peers arrived. */
-  private async drain(): Promise<void> {
-    for (;;) {
-      const key = this.toMerge.values().next().value as string | undefined;
-      if (key === undefined || this.closed) {
-        this.merging = undefined;
-        if (this.pushPending && !this.closed) this.schedulePush();
-        return;
-      }
-      this.toMerge.delete(key);
-      const [id, ref] = key.split(' ') as [string, string];
-      await this.mergeRef(id, ref).catch((e) => this.o.log('sync_merge_error', { peer: id, error: (e as Error).message }));
-    }
-  }
-
-  private async mergeRef(id: string, ref: string): Promise<void> {
-    const res = await run('git', [`--git-dir=${this.repo}`, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { env: gitEnv(), allowFail: true });
-    const oid = res.stdout.toString().trim();
-    if (res.code !== 0 || !oid) return;
     const s = this.peerState(id);
-    s.lastHave = oid;
-    if (oid === s.bad) return;
-    if (oid === this.o.ns.head) {
-      s.good = oid;
-      return;
-    }
-    const notMember = () => (this.o.membership.get(id) ? null : `${id} is not a member (removed?)`);
-    if (notMember()) {
-      this.o.log('sync_merge_refused', { peer: id, oid, reason: notMember() });
-      return;
-    }
-    const t0 = Date.now();
+    if (s.exchanging) return;
+    s.exchanging = true;
     try {
-      // mergeFrom validates every incoming entry and name, and changes nothing when one is bad.
-      // Membership is asked again when the merge's turn comes: a removal made while it waited counts.
-      const r = await this.o.ns.mergeFrom(oid, notMember);
-      if (r.changed && r.head !== oid) this.lastMergeAt = Date.now();
-      s.good = oid;
-      this.o.log('sync_merged', { peer: id, oid, head: r.head, changed: r.changed, ms: Date.now() - t0 });
-    } catch (e) {
-      // A malformed entry or commit from a peer: our head stays as it was; say so once.
-      s.bad = oid;
-      this.o.log('sync_merge_refused', { peer: id, oid, reason: (e as Error).message.slice(0, 500) });
-      if (ref === PEER_REF(id)) {
-        const args = s.good ? ['update-ref', ref, s.good, oid] : ['update-ref', '-d', ref, oid];
-        await run('git', [`--git-dir=${this.repo}`, ...args], { env: gitEnv(), allowFail: true });
+      const r = await this.remote(id);
+      if (!r) return;
+      const ls = await run('git', ['ls-remote', '--', r.url, `${NODE_REFS}*`], { env: r.env, allowFail: true });
+      if (ls.code !== 0) return this.failed(id, s, new Error(ls.stderr.trim() || `ls-remote failed (${ls.code})`), 'exchange');
+      s.failures = 0;
+      const theirs = parseLsRemote(ls.stdout.toString());
+      s.has = new Map(theirs);
+      const need: string[] = [];
+      for (const [x, oid] of theirs) {
+        if (x === this.me || this.known.get(x) === oid || this.bad.has(oid)) continue;
+        // Ours is newer if theirs is already in our history.
+        const mine = this.known.get(x);
+        if (mine && (await isAncestor(this.repo, oid, mine))) continue;
+        if (!this.o.membership.get(x)) continue; // not a member (yet): its value waits
+        need.push(x);
       }
-      s.lastHave = s.good;
+      this.o.log('sync_exchanged', { peer: id, why, theirs: theirs.size, fetch: need.length, push: this.lacking(s).length });
+      if (need.length) await this.fetchFrom(id, r, need);
+      if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.known.get(x))) await this.pushTo(id);
+    } finally {
+      s.exchanging = false;
     }
   }
+
+  private async fetchFrom(id: string, r: { url: string; env: NodeJS.ProcessEnv }, ids: string[]): Promise<void> {
+    const t0 = Date.now();
+    let got: Map<string, string>;
+    try {
+      // Bounded in size and time, and nothing kept when it fails: a member's server may be rogue.
+      got = await boundedFetchRefs({ repo: this.repo, url: r.url, refs: ids.map(ref), env: r.env, maxBytes: this.o.maxFetchBytes, timeoutMs: this.o.fetchTimeoutMs });
+    } catch (e) {
+      this.o.log('sync_fetch_failed', { peer: id, error: (e as Error).message.slice(0, 500) });
+      return;
+    }
+    let moved = 0;
+    for (const x of ids) {
+      const oid = got.get(ref(x));
+      if (!oid || this.bad.has(oid)) continue;
+      this.peerState(id).has.set(x, oid);
+      // Forward only, like a push: the hook's rule, kept by hand for what we fetch.
+      const cur = await readRef(this.repo, ref(x));
+      if (cur === oid) continue;
+      if (cur && !(await isAncestor(this.repo, cur, oid))) {
+        this.o.log('sync_fetch_diverged', { peer: id, node: x, ours: cur, theirs: oid });
+        continue;
+      }
+      const u = await run('git', [`--git-dir=${this.repo}`, 'update-ref', ref(x), oid, cur ?? '0'.repeat(40)], { env: gitEnv(), allowFail: true });
+      if (u.code === 0) moved++;
+    }
+    this.o.log('sync_fetched', { peer: id, refs: ids.length, moved, ms: Date.now() - t0 });
+    if (moved) this.scheduleSettle(id);
+  }
+}
+
+/** Members in dissemination order for a value of `origin`: the origin first, the rest by a hash of (origin, id). */
+export function treeOrder(origin: string, members: string[]): string[] {
+  const h = (id: string) => createHash('sha1').update(`${origin} ${id}`).digest('hex');
+  const rest = [...new Set(members)].filter((m) => m !== origin).map((m) => [h(m), m] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, m]) => m);
+  return members.includes(origin) ? [origin, ...rest] : rest;
+}
+
+/** The children of position `pos` in a `fanout`-ary tree laid over `order`. */
+export function children(order: string[], pos: number, fanout: number): string[] {
+  if (pos < 0) return [];
+  const out: string[] = [];
+  for (let k = 1; k <= fanout; k++) {
+    const c = order[pos * fanout + k];
+    if (c) out.push(c);
+  }
+  return out;
+}
+
+/** The member after `me` on the ring of ids (wrapping), or null when alone. */
+export function ringNext(me: string, others: string[]): string | null {
+  const sorted = [...new Set(others)].filter((x) => x !== me).sort();
+  return sorted.find((x) => x > me) ?? sorted[0] ?? null;
+}
+
+function parsePorcelain(text: string): Map<string, boolean> {
+  // "<flag>\t<from>:<to>\t<summary>": ' ' fast-forward, '*' new, '=' up to date, '!' rejected.
+  const out = new Map<string, boolean>();
+  for (const line of text.split('\n')) {
+    const m = /^([ *=!+-])\t[^:\t]*:([^\t]+)\t/.exec(line);
+    if (m) out.set(m[2]!, m[1] !== '!');
+  }
+  return out;
+}
+
+function parseLsRemote(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const [oid, name] = line.split('\t');
+    if (!oid || !/^[0-9a-f]{40}$/.test(oid) || !name?.startsWith(NODE_REFS)) continue;
+    const id = name.slice(NODE_REFS.length);
+    if (isNodeId(id) && out.size < MAX_REFS) out.set(id, oid);
+  }
+  return out;
+}
+
+async function listNodeRefs(repo: string): Promise<Map<string, string>> {
+  const r = await run('git', [`--git-dir=${repo}`, 'for-each-ref', '--format=%(objectname) %(refname)', '--', NODE_REFS], { env: gitEnv() });
+  const out = new Map<string, string>();
+  for (const line of r.stdout.toString().split('\n')) {
+    const [oid, name] = line.split(' ');
+    if (oid && name?.startsWith(NODE_REFS) && isNodeId(name.slice(NODE_REFS.length))) out.set(name.slice(NODE_REFS.length), oid);
+  }
+  return out;
+}
+
+async function readRef(repo: string, name: string): Promise<string | null> {
+  const r = await run('git', [`--git-dir=${repo}`, 'rev-parse', '--verify', '--quiet', `${name}^{commit}`], { env: gitEnv(), allowFail: true });
+  return r.code === 0 ? r.stdout.toString().trim() : null;
+}
+
+async function isAncestor(repo: string, a: string, b: string): Promise<boolean> {
+  return (await run('git', [`--git-dir=${repo}`, 'merge-base', '--is-ancestor', a, b], { env: gitEnv(), allowFail: true })).code === 0;
 }

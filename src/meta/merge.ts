@@ -47,7 +47,33 @@ const MERGER = 'delugefs <merge@delugefs>';
 
 interface Flattened { blobs: Flat; trees: Map<string, string>; /** Rows whose path is not UTF-8: `path oid`. */ badUtf8: Set<string> }
 
+// Flattened heads of recent merges, by commit (a commit's tree never changes): a view of k heads
+// folds k-1 merges whose inputs are mostly the same few commits. Bounded by rows held.
+const cache = new Map<string, Flattened>();
+let cachedRows = 0;
+const CACHE_ROWS = 200_000;
+
+function remember(commit: string, f: Flattened): void {
+  const rows = f.blobs.size + f.trees.size;
+  if (rows > CACHE_ROWS / 4 || cache.has(commit)) return;
+  cache.set(commit, f);
+  cachedRows += rows;
+  for (const [k, v] of cache) {
+    if (cachedRows <= CACHE_ROWS) break;
+    cache.delete(k);
+    cachedRows -= v.blobs.size + v.trees.size;
+  }
+}
+
 async function flatten(repo: GitRepo, commit: string, maxRows?: number): Promise<Flattened> {
+  const hit = cache.get(`${repo.dir} ${commit}`);
+  if (hit && (maxRows === undefined || hit.blobs.size + hit.trees.size <= maxRows)) return hit;
+  const f = await flattenUncached(repo, commit, maxRows);
+  remember(`${repo.dir} ${commit}`, f);
+  return f;
+}
+
+async function flattenUncached(repo: GitRepo, commit: string, maxRows?: number): Promise<Flattened> {
   const c = await repo.readCommit(commit);
   const blobs: Flat = new Map();
   const trees = new Map<string, string>([['', c.tree]]);
@@ -131,8 +157,65 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string, 
     const changes = diff(o.blobs, t.blobs);
     return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
-  const [b, t] = await Promise.all([flatten(repo, base), flatten(repo, theirs, maxRows)]);
-  await checkTheirs(repo, t, b, theirs, maxBytes);
+  const m = await merge2(repo, ours, o, theirs, base, maxRows, maxBytes);
+  const changes = diff(o.blobs, m.result);
+  return { commit: m.commit, fastForward: false, changes, trees: m.trees, blobs: await contents(repo, changes), addedDirs: m.addedDirs, leftOut: m.leftOut };
+}
+
+/**
+ * The view of a set of heads: one deterministic commit from every node's latest head, whatever
+ * order they arrived in (sync's convergence rests on it). `tips` must be independent (none an
+ * ancestor of another: GitRepo.independent). One tip is the view itself. Several are folded in
+ * sorted order, pairwise as computeMerge does (the intermediate commits stay local), into one
+ * commit whose parents are all the tips: a function of the set only, so every node that knows
+ * the same heads writes the same commit, and two tips give exactly computeMerge's commit.
+ * The result's changes are against `ours`, which need not be an ancestor (the view may move
+ * sideways: it is recomputed from the heads, never merged into the previous view).
+ */
+export async function computeView(repo: GitRepo, ours: string, tips: string[], maxRows = MAX_TREE_ROWS, maxBytes = MAX_HEAD_BYTES): Promise<MergeResult> {
+  const sorted = [...new Set(tips)].sort();
+  if (!sorted.length) throw new Error('a view needs at least one head');
+  const o = await flatten(repo, ours);
+  // Each head is checked as computeMerge checks theirs: against its merge base with ours.
+  const flats = new Map<string, Flattened>();
+  for (const t of sorted) {
+    const base = t === ours ? ours : await repo.mergeBase(ours, t);
+    if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
+    const f = t === ours ? o : await flatten(repo, t, maxRows);
+    if (t !== ours) await checkTheirs(repo, f, base === ours ? o : await flatten(repo, base), t, maxBytes);
+    flats.set(t, f);
+  }
+  let acc = sorted[0]!;
+  let accFlat: Flattened = flats.get(acc)!;
+  let leftOut: MergeResult['leftOut'] = [];
+  for (const t of sorted.slice(1)) {
+    const base = await repo.mergeBase(acc, t);
+    if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${acc.slice(0, 12)}`);
+    const m = await merge2(repo, acc, accFlat, t, base, maxRows, maxBytes, flats.get(t));
+    acc = m.commit;
+    accFlat = { blobs: m.result, trees: m.trees, badUtf8: new Set() };
+    remember(`${repo.dir} ${acc}`, accFlat);
+    leftOut = [...leftOut, ...m.leftOut];
+  }
+  let commit = acc;
+  if (sorted.length > 2) {
+    const time = Math.max(...(await Promise.all(sorted.map(async (t) => (await repo.readCommit(t)).time))));
+    const text = `tree ${accFlat.trees.get('')}\n${sorted.map((t) => `parent ${t}\n`).join('')}author ${MERGER} ${time} +0000\ncommitter ${MERGER} ${time} +0000\n\nMerge ${sorted.length} heads\n\n${sorted.map((t) => t.slice(0, 12)).join('\n')}\n`;
+    const data = Buffer.from(text);
+    commit = objectId('commit', data);
+    await repo.writeObjects([{ type: 'commit', oid: commit, data }]);
+  }
+  const changes = diff(o.blobs, accFlat.blobs);
+  return { commit, fastForward: sorted.length === 1, changes, trees: accFlat.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, accFlat.trees), leftOut };
+}
+
+interface Merged { commit: string; result: Flat; trees: Map<string, string>; addedDirs: string[]; leftOut: MergeResult['leftOut'] }
+
+/** The merge commit of two heads that are not ancestors of each other (parents sorted: the pair, not the order, decides it). */
+async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string, base: string, maxRows: number, maxBytes: number, theirsFlat?: Flattened): Promise<Merged> {
+  const b = await flatten(repo, base);
+  const t = theirsFlat ?? (await flatten(repo, theirs, maxRows));
+  if (!theirsFlat) await checkTheirs(repo, t, b, theirs, maxBytes);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
@@ -176,8 +259,7 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string, 
   const data = Buffer.from(text);
   const commit = objectId('commit', data);
   await repo.writeObjects([...(objects as PackObject[]), { type: 'commit', oid: commit, data }]);
-  const changes = diff(o.blobs, result);
-  return { commit, fastForward: false, changes, trees, blobs: await contents(repo, changes), addedDirs: addedDirs(b.trees, t.trees), leftOut };
+  return { commit, result, trees, addedDirs: addedDirs(b.trees, t.trees), leftOut };
 }
 
 /** Directories their side made since the base (an empty one holds no blob to check the name of). */

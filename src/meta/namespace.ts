@@ -4,12 +4,12 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { readFile, writeFile, rename } from 'node:fs/promises';
-import { GitRepo } from './repo.js';
+import { BRANCH, GitRepo, NODE_REFS } from './repo.js';
 import { Journal, Op } from './journal.js';
 import { DirNode, LeafNode, Node, RECORDS, Tree, checkRecordPath, objectId } from './tree.js';
 import { DirEntry, Entry, decodeEntry } from './entry.js';
 import { DIR_MARKER, decodeName, encodeName, isMarker, storedNameProblem } from './names.js';
-import { computeMerge, MergeResult } from './merge.js';
+import { computeMerge, computeView, MergeResult } from './merge.js';
 import type { PackObject } from './pack.js';
 import type { Logger } from '../util/log.js';
 
@@ -31,6 +31,8 @@ export class Namespace extends EventEmitter {
   readonly journal: Journal;
   tree!: Tree;
   head: string | null = null;
+  /** This node's latest own commit (refs/nodes/<id>): the head it offers peers. */
+  own: string | null = null;
   private pending: string[] = [];
   private firstPendingAt = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -49,6 +51,10 @@ export class Namespace extends EventEmitter {
    * why the merge must be refused (membership nobody may sign), or null.
    */
   recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null;
+
+  private get ownRef(): string {
+    return NODE_REFS + this.opts.nodeId;
+  }
 
   private constructor(private readonly opts: NamespaceOptions) {
     super();
@@ -74,6 +80,12 @@ export class Namespace extends EventEmitter {
     if (!(await ns.repo.exists())) throw new Error(`no metadata repository at ${ns.repo.dir}`);
     ns.head = await ns.repo.head();
     if (!ns.head) throw new Error(`metadata repository ${ns.repo.dir} has no commits`);
+    // A root from before per-node refs (or a joiner's first start): its head is where it stands.
+    ns.own = await ns.repo.readRef(ns.ownRef);
+    if (!ns.own) {
+      await ns.repo.updateRefs([[ns.ownRef, ns.head, null]], 'own ref');
+      ns.own = ns.head;
+    }
     const commit = await ns.repo.readCommit(ns.head);
     // An entry no node should have written (a bad name, a malformed blob) is left out of the
     // mount, not allowed to fail the load (and every listing of its directory with it); the
@@ -242,6 +254,40 @@ export class Namespace extends EventEmitter {
     });
   }
 
+  /**
+   * Makes the head the view of this node's own latest commit and `heads` (other nodes' latest
+   * commits): computeView of the independent ones, the same commit on every node that knows the
+   * same heads. The head may move sideways (never losing a change: every head it came from is an
+   * ancestor of one of the new tips). Throws, changing nothing, when a head or the view is
+   * malformed, or `refusal` gives a reason.
+   */
+  adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }> {
+    return this.serial(async () => {
+      for (;;) {
+        await this.commitNow();
+        const why = refusal?.();
+        if (why) throw new Error(why);
+        const ours = this.head!;
+        const tips = await this.repo.independent([this.own ?? ours, ...heads]);
+        if (tips.length === 1 && tips[0] === ours) return { head: ours, changed: false };
+        const result = await computeView(this.repo, ours, tips);
+        if (this.pending.length) continue;
+        if (result.commit === ours) return { head: ours, changed: false };
+        const entries = validate(result);
+        this.guardRecords(result);
+        for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...l });
+        const { records: recordsChanged, paths } = this.applyMerge(result, entries);
+        this.head = result.commit;
+        await this.repo.updateRef(result.commit, ours, `view of ${tips.length} heads`);
+        this.opts.log.info('meta.view', { head: result.commit, tips: tips.length, changes: result.changes.length });
+        this.emit('commit', result.commit);
+        if (recordsChanged) this.emit('records');
+        if (paths.length) this.emit('changed', paths);
+        return { head: result.commit, changed: true };
+      }
+    });
+  }
+
   /** Throws (nothing changed yet) when the cluster's guard refuses what a merge does to the records. */
   private guardRecords(r: MergeResult): void {
     const prefix = RECORDS + '/';
@@ -350,8 +396,10 @@ export class Namespace extends EventEmitter {
     const data = Buffer.from(text);
     const oid = objectId('commit', data);
     await this.repo.writeObjects([...snap.objects, { type: 'commit', oid, data }]);
-    await this.repo.updateRef(oid, this.head, `commit: ${oneLine(subject)}`);
+    // This node's own ref moves with its own commits only (a view may move main sideways).
+    await this.repo.updateRefs([[BRANCH, oid, this.head], [this.ownRef, oid, undefined]], `commit: ${oneLine(subject)}`);
     this.head = oid;
+    this.own = oid;
     await this.writeCommittedGen(gen, oid);
     await this.journal.drop(gen);
     this.journal.keepReserve();

@@ -81,6 +81,38 @@ export class GitRepo {
     await this.git(['update-ref', '-m', reason, BRANCH, next, old ?? '0'.repeat(40)]);
   }
 
+  /** Updates several refs in one transaction: each `[ref, next, old]` (old null: must not exist; undefined: any). */
+  async updateRefs(updates: [string, string, string | null | undefined][], reason: string): Promise<void> {
+    const z = '0'.repeat(40);
+    const lines = updates.map(([ref, next, old]) => `update ${ref} ${next}${old === undefined ? '' : ` ${old ?? z}`}\n`).join('');
+    await this.git(['update-ref', '-m', reason, '--stdin'], lines);
+  }
+
+  /** The value of a ref, or null. */
+  async readRef(ref: string): Promise<string | null> {
+    const r = await this.git(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], undefined, true);
+    return r.code === 0 ? r.stdout.toString().trim() : null;
+  }
+
+  /** Refs below a prefix (e.g. 'refs/nodes/'): name after the prefix -> commit. */
+  async listRefs(prefix: string): Promise<Map<string, string>> {
+    const r = await this.git(['for-each-ref', '--format=%(objectname) %(refname)', '--', prefix]);
+    const out = new Map<string, string>();
+    for (const line of r.stdout.toString().split('\n')) {
+      const [oid, ref] = line.split(' ');
+      if (oid && ref?.startsWith(prefix)) out.set(ref.slice(prefix.length), oid);
+    }
+    return out;
+  }
+
+  /** The commits of `oids` that are not ancestors of another of them (sorted, no duplicates). */
+  async independent(oids: string[]): Promise<string[]> {
+    const set = [...new Set(oids)];
+    if (set.length <= 1) return set;
+    const r = await this.git(['merge-base', '--independent', ...set]);
+    return r.stdout.toString().split('\n').filter(Boolean).sort();
+  }
+
   async writeObjects(objects: PackObject[]): Promise<void> {
     await writePack(join(this.dir, 'objects'), objects);
   }
@@ -201,6 +233,9 @@ export class GitRepo {
 }
 
 /** Git must not read the user's config or templates: the repository is ours alone. */
+/** Where each node's latest own commit is kept, by node id (refs/nodes/<id>): what sync exchanges. */
+export const NODE_REFS = 'refs/nodes/';
+
 export function gitEnv(): NodeJS.ProcessEnv {
   return { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' };
 }
