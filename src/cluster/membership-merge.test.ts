@@ -1,5 +1,5 @@
 // Hostile membership changes pushed by a member, on real repositories and the real sync merge
-// path (MetaSync.received: merge refs/peers/<id>, roll a refused ref back): a head that deletes a
+// path (MetaSync.received: merge refs/nodes/<id>, roll a refused ref back): a head that deletes a
 // tombstone, adds a member with a forged admitter or a bad signature, changes another member's
 // record or puts back an older version of it, re-admits a removed key (also with a forged rank),
 // names a second founder or replays what a member signed in another cluster is refused whole;
@@ -73,7 +73,7 @@ test('membership a member did not sign is refused at merge; good pushes still me
       }
       const tree = await out(bRepo, ['write-tree'], { env });
       const oid = await out(bRepo, ['commit-tree', tree, '-p', b.head!, '-m', `attack ${n}`]);
-      const r = await git(bRepo, ['push', a.repo.dir, `${oid}:refs/peers/${ib.nodeId}`], { env: { DELUGEFS_PEER: ib.nodeId } });
+      const r = await git(bRepo, ['push', a.repo.dir, `${oid}:refs/nodes/${ib.nodeId}`], { env: { DELUGEFS_PEER: ib.nodeId } });
       return { code: r.code, stderr: r.stderr, oid };
     };
     const refusedCount = () => log.events.filter((e) => e.event === 'sync_merge_refused').length;
@@ -142,7 +142,7 @@ test('membership a member did not sign is refused at merge; good pushes still me
     await mB.updateSelf({ addresses: ['10.0.0.2:7422'], sshPort: 7422 });
     await mB.admit({ publicKey: id.publicKeyLine, hostname: 'hd' });
     await b.commit();
-    const good = await git(bRepo, ['push', a.repo.dir, `${b.head}:refs/peers/${ib.nodeId}`], { env: { DELUGEFS_PEER: ib.nodeId } });
+    const good = await git(bRepo, ['push', a.repo.dir, `${b.head}:refs/nodes/${ib.nodeId}`], { env: { DELUGEFS_PEER: ib.nodeId } });
     assert.equal(good.code, 0, `good push is a fast-forward of the rolled-back ref: ${good.stderr}`);
     sync.received(ib.nodeId);
     for (let i = 0; i < 200 && a.head !== b.head; i++) await new Promise((res) => setTimeout(res, 10));

@@ -1,6 +1,6 @@
 // Membership work that honest members do at the same time, on real repositories and the real
 // sync merge path (each node's MetaSync.received merges what the other pushed into its
-// refs/peers/<id>): a key admitted at one member while another removes it, and one key admitted
+// refs/nodes/<id>): a key admitted at one member while another removes it, and one key admitted
 // at two members while it updates its record. No node may refuse the other's heads for it: both
 // end on one head with the same membership, and later changes still sync. And a removed member's
 // pushes that arrived before its removal was merged are never merged afterwards.
@@ -53,11 +53,11 @@ async function cluster(d: string, names: string[]): Promise<N[]> {
   }));
 }
 
-/** `from` pushes its head into `to`'s refs/peers/<from> and `to` merges it; says whether `to` refused it. */
+/** `from` pushes its head into `to`'s refs/nodes/<from> and `to` merges it; says whether `to` refused it. */
 async function push(from: N, to: N): Promise<string | null> {
   await from.ns.commit();
   const oid = from.ns.head!;
-  const r = await run('git', ['--git-dir', from.ns.repo.dir, 'push', '-q', to.ns.repo.dir, `${oid}:refs/peers/${from.id.nodeId}`],
+  const r = await run('git', ['--git-dir', from.ns.repo.dir, 'push', '-q', to.ns.repo.dir, `${oid}:refs/nodes/${from.id.nodeId}`],
     { env: { ...process.env, DELUGEFS_PEER: from.id.nodeId }, allowFail: true });
   assert.equal(r.code, 0, `${from.name} -> ${to.name}: ${r.stderr}`);
   const done = () => to.log.events.find((e) => e.oid === oid && /^sync_merge/.test(e.event));
@@ -161,10 +161,10 @@ test("a removed member's pushes that arrived before its removal was merged are n
     // r writes and pushes to a; b removes r and pushes to a; a learns of b's push first.
     await r.ns.apply({ o: 'put', p: '/from-r', e: dirEntry(T0 + 1000) });
     await r.ns.commit();
-    await run('git', ['--git-dir', r.ns.repo.dir, 'push', '-q', a.ns.repo.dir, `${r.ns.head}:refs/peers/${r.id.nodeId}`], { env: { ...process.env, DELUGEFS_PEER: r.id.nodeId } });
+    await run('git', ['--git-dir', r.ns.repo.dir, 'push', '-q', a.ns.repo.dir, `${r.ns.head}:refs/nodes/${r.id.nodeId}`], { env: { ...process.env, DELUGEFS_PEER: r.id.nodeId } });
     await b.m.revoke(r.id.nodeId);
     await b.ns.commit();
-    await run('git', ['--git-dir', b.ns.repo.dir, 'push', '-q', a.ns.repo.dir, `${b.ns.head}:refs/peers/${b.id.nodeId}`], { env: { ...process.env, DELUGEFS_PEER: b.id.nodeId } });
+    await run('git', ['--git-dir', b.ns.repo.dir, 'push', '-q', a.ns.repo.dir, `${b.ns.head}:refs/nodes/${b.id.nodeId}`], { env: { ...process.env, DELUGEFS_PEER: b.id.nodeId } });
     a.sync.received(b.id.nodeId);
     a.sync.received(r.id.nodeId);
     for (let i = 0; i < 500 && !a.log.events.some((e) => e.peer === r.id.nodeId && /^sync_merge/.test(e.event)); i++) await new Promise((res) => setTimeout(res, 10));
@@ -175,16 +175,16 @@ test("a removed member's pushes that arrived before its removal was merged are n
     // s's push was received, and its merge had begun, when this node removed s itself.
     await s.ns.apply({ o: 'put', p: '/from-s', e: dirEntry(T0 + 2000) });
     await s.ns.commit();
-    await run('git', ['--git-dir', s.ns.repo.dir, 'push', '-q', a.ns.repo.dir, `${s.ns.head}:refs/peers/${s.id.nodeId}`], { env: { ...process.env, DELUGEFS_PEER: s.id.nodeId } });
-    const mergeFrom = a.ns.mergeFrom.bind(a.ns);
-    // The removal lands while the merge waits for its turn (after the sync's membership check).
-    a.ns.mergeFrom = (async (...args: Parameters<Namespace['mergeFrom']>) => {
+    await run('git', ['--git-dir', s.ns.repo.dir, 'push', '-q', a.ns.repo.dir, `${s.ns.head}:refs/nodes/${s.id.nodeId}`], { env: { ...process.env, DELUGEFS_PEER: s.id.nodeId } });
+    const adoptHeads = a.ns.adoptHeads.bind(a.ns);
+    // The removal lands while the view waits for its turn (after the sync's membership check).
+    a.ns.adoptHeads = (async (...args: Parameters<Namespace['adoptHeads']>) => {
       if (!a.m.isRevoked(s.id.nodeId)) await a.m.revoke(s.id.nodeId);
-      return mergeFrom(...args);
-    }) as Namespace['mergeFrom'];
+      return adoptHeads(...args);
+    }) as Namespace['adoptHeads'];
     a.sync.received(s.id.nodeId);
     for (let i = 0; i < 500 && !a.log.events.some((e) => e.peer === s.id.nodeId && /^sync_merge/.test(e.event)); i++) await new Promise((res) => setTimeout(res, 10));
-    a.ns.mergeFrom = mergeFrom;
+    a.ns.adoptHeads = adoptHeads;
     assert.ok(a.m.isRevoked(s.id.nodeId));
     assert.equal(a.ns.get('/from-s'), undefined, "s's push is not merged");
     assert.match(String(a.log.events.find((e) => e.peer === s.id.nodeId)?.reason), /not a member/);

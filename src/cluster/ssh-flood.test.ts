@@ -67,7 +67,7 @@ test('a flood of strangers neither exhausts the node nor locks a member out', { 
     // Our own ref on the node, fast-forwarded each round (what sync pushes): on top of what we
     // pushed last, whether or not the node has merged it yet.
     const c = await git(['--git-dir', mine, '-c', 'user.name=m', '-c', 'user.email=m@m', 'commit-tree', tree, '-p', last ?? head, '-m', `member round ${round}`]);
-    await git(['--git-dir', mine, 'push', '-q', url, `${c}:refs/peers/${member.nodeId}`], { env });
+    await git(['--git-dir', mine, 'push', '-q', url, `${c}:refs/nodes/${member.nodeId}`], { env });
     last = c;
     const st = await rpc.call<{ nodeId: string }>('status');
     assert.equal(st.nodeId, String(n.ready.node));

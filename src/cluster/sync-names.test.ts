@@ -133,7 +133,7 @@ test('a member pushing heads with bad names is refused each time, the other node
   let merged = 0;
   for (const [what, rows] of await badRows(repoOf(p.root2), fileEntry(), dirEntry)) {
     const bad = await commitWith(repoOf(p.root2), await head(p.root2), rows);
-    const r = await runProc('git', ['--git-dir', repoOf(p.root2), 'push', '--force', url, `${bad}:refs/peers/${id2}`], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 30_000 });
+    const r = await runProc('git', ['--git-dir', repoOf(p.root2), 'push', '--force', url, `${bad}:refs/nodes/${id2}`], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 30_000 });
     if (r.code === 0) {
       // Git took the objects (they are well-formed); the merge must refuse them.
       merged++;

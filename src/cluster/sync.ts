@@ -221,13 +221,32 @@ export class MetaSync {
       // Our own ref as stored (a view of the map is adopted below with the rest).
       if (this.o.ns.own) this.known.set(this.me, this.o.ns.own);
     }
+    // A value that came in while its node was a member, now removed: never adopted.
+    const notMember = (id: string) => (this.o.membership.get(id) ? null : `${id} is not a member (removed?)`);
+    for (const id of [...changed]) {
+      const why = notMember(id);
+      if (!why) continue;
+      changed.splice(changed.indexOf(id), 1);
+      await this.refuse(id, refs.get(id)!, why);
+    }
     if (!changed.length && !from.has('start')) return;
     const t0 = Date.now();
     const others = (m: Map<string, string>) => [...m].filter(([id]) => id !== this.me).map(([, oid]) => oid);
     const proposal = new Map(this.known);
     for (const id of changed) proposal.set(id, refs.get(id)!);
     try {
-      const r = await this.o.ns.adoptHeads(others(proposal));
+      // Membership is asked again when the view's turn comes: a removal made while it waited counts.
+      const r = await this.o.ns.adoptHeads(others(proposal), () => changed.map(notMember).find(Boolean) ?? null);
+      // A removal among the new values refuses the removed node's new value that came with it
+      // (as if the removal had arrived first): the view is made again without it.
+      const gone = changed.filter((id) => notMember(id));
+      if (gone.length) {
+        for (const id of gone) changed.splice(changed.indexOf(id), 1);
+        const without = new Map(this.known);
+        for (const id of changed) without.set(id, refs.get(id)!);
+        await this.o.ns.adoptHeads(others(without));
+        for (const id of gone) await this.refuse(id, refs.get(id)!, notMember(id)!);
+      }
       for (const id of changed) this.known.set(id, refs.get(id)!);
       this.o.log('sync_adopted', { heads: changed.length, head: r.head, changed: r.changed, ms: Date.now() - t0 });
     } catch (e) {
@@ -238,17 +257,21 @@ export class MetaSync {
         const oid = refs.get(id)!;
         const trial = new Map(this.known).set(id, oid);
         try {
-          await this.o.ns.adoptHeads(others(trial));
+          await this.o.ns.adoptHeads(others(trial), () => notMember(id));
           this.known.set(id, oid);
         } catch (err) {
-          this.bad.add(oid);
-          this.o.log('sync_merge_refused', { peer: id, oid, reason: (err as Error).message.slice(0, 500) });
-          await this.rollBack(id, oid);
+          await this.refuse(id, oid, (err as Error).message);
         }
       }
     }
     for (const id of changed) if (this.known.get(id) === refs.get(id)) this.dirty.add(id);
     if (this.dirty.size) this.scheduleGossip();
+  }
+
+  private async refuse(id: string, oid: string, why: string): Promise<void> {
+    this.bad.add(oid);
+    this.o.log('sync_merge_refused', { peer: id, oid, reason: why.slice(0, 500) });
+    await this.rollBack(id, oid);
   }
 
   /** Puts a refused value's ref back where it was (or away): a later good value must still fast-forward it. */

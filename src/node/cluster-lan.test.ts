@@ -191,7 +191,7 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   const push = (spec: string) => b.host.run('git', [`--git-dir=${bRepo}`, 'push', '--force', '--', url, spec], { env: { ...process.env, GIT_SSH_COMMAND: ssh }, timeoutMs: 15_000 });
   const first = (await sh(`git --git-dir ${bRepo} rev-list --max-parents=0 refs/heads/main`)).out.trim();
   // Someone else's ref, and the branch itself (wound back).
-  let r = await push(`${headA}:refs/peers/${a.id}`);
+  let r = await push(`${headA}:refs/nodes/${a.id}`);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /may only push refs\/peers/);
   r = await push(`${first}:refs/heads/main`);
@@ -199,7 +199,7 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   assert.equal(await head(a), headA);
   // History rewritten: a commit that does not contain what b pushed before.
   const rewrite = (await sh(`git --git-dir ${bRepo} commit-tree ${first}^{tree} -p ${first} -m rewrite`)).out.trim();
-  r = await push(`${rewrite}:refs/peers/${b.id}`);
+  r = await push(`${rewrite}:refs/nodes/${b.id}`);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /rewrites history/);
   // A well-formed commit with a malformed entry on top of b's head: accepted by git, refused by the merge.
@@ -210,7 +210,7 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   await sh(`${env} git --git-dir ${bRepo} read-tree ${bHead} && ${env} git --git-dir ${bRepo} update-index --add --cacheinfo 100644,${blob},garbage`);
   const tree = (await sh(`${env} git --git-dir ${bRepo} write-tree`)).out.trim();
   const bad = (await sh(`git --git-dir ${bRepo} commit-tree ${tree} -p ${bHead} -m bad`)).out.trim();
-  r = await push(`${bad}:refs/peers/${b.id}`);
+  r = await push(`${bad}:refs/nodes/${b.id}`);
   assert.equal(r.code, 0, r.stderr);
   await eventually('merge refused on a', async () => /"event":"sync_merge_refused".*garbage/.test(a.proc!.stderr()));
   assert.ok(!(await ls(a)).includes('garbage'));
@@ -225,7 +225,7 @@ test('bad pushes are refused and the repository is unharmed', { skip, timeout: 6
   await sh(`${env2} git --git-dir ${bRepo} read-tree ${bHead} && ${env2} git --git-dir ${bRepo} update-index --add --cacheinfo 100644,${hijack},${aRecPath}`);
   const hijackTree = (await sh(`${env2} git --git-dir ${bRepo} write-tree`)).out.trim();
   const hijackCommit = (await sh(`git --git-dir ${bRepo} commit-tree ${hijackTree} -p ${bHead} -m hijack`)).out.trim();
-  r = await push(`${hijackCommit}:refs/peers/${b.id}`);
+  r = await push(`${hijackCommit}:refs/nodes/${b.id}`);
   assert.equal(r.code, 0, r.stderr);
   await eventually('membership change refused on a', async () => /"event":"sync_merge_refused".*record signature does not verify/.test(a.proc!.stderr()));
   const aMembers = JSON.parse((await cli(['members', a.root, '--json'])).out) as { nodeId: string; addresses: string[] }[];
