@@ -56,6 +56,7 @@ test('sync: a member serving a pack over the cap is refused and nothing of it st
     const tree = await git(repoB, ['mktree'], `100644 blob ${blob}\tbig\n`);
     const headB = await git(repoB, ['-c', 'user.name=b', '-c', 'user.email=b@b', 'commit-tree', '-p', a.head!, '-m', 'big', tree]);
     await git(repoB, ['update-ref', 'refs/heads/main', headB]);
+    await git(repoB, ['update-ref', `refs/nodes/${idB.nodeId}`, headB]);
     server = await SshServer.start({ identity: idB, repoPath: repoB, isMember: async (k) => k.nodeId === idA.nodeId, host: '127.0.0.1', port: 0 });
     const peers = new PeerSet();
     peers.update({ nodeId: idB.nodeId, fingerprint: idB.fingerprint, host: '127.0.0.1', sshPort: server.port, addresses: [], source: 'static' });
@@ -98,7 +99,7 @@ test('sync: a member serving a pack over the cap is refused and nothing of it st
     log = startSync();
     ev = await until(log, /^sync_fetch(ed|_failed)$/);
     assert.equal(ev[0]?.event, 'sync_fetched', JSON.stringify(ev));
-    assert.equal(await git(a.repo.dir, ['rev-parse', `refs/fetched/${idB.nodeId}`]), headB);
+    assert.equal(await git(a.repo.dir, ['rev-parse', `refs/nodes/${idB.nodeId}`]), headB);
     await git(a.repo.dir, ['cat-file', '-e', blob]);
   } finally {
     for (const s of syncs) await s.close();

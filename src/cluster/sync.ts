@@ -57,6 +57,7 @@ interface PeerState {
   pushing: boolean;
   again: boolean;
   exchanging: boolean;
+  exchangeAgain?: string;
   failures: number;
   retry?: NodeJS.Timeout;
   knownHosts?: string;
@@ -437,7 +438,10 @@ export class MetaSync {
   private async exchange(id: string, why: string): Promise<void> {
     if (this.closed) return;
     const s = this.peerState(id);
-    if (s.exchanging) return;
+    if (s.exchanging) {
+      s.exchangeAgain = why; // news that came during one is not lost: it runs again after
+      return;
+    }
     s.exchanging = true;
     try {
       const r = await this.remote(id);
@@ -461,6 +465,9 @@ export class MetaSync {
       if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.known.get(x))) await this.pushTo(id);
     } finally {
       s.exchanging = false;
+      const again = s.exchangeAgain;
+      s.exchangeAgain = undefined;
+      if (again && !this.closed) this.track(this.exchange(id, again));
     }
   }
 
