@@ -353,3 +353,41 @@ test('a head whose blobs add up past the cap is refused from their headers, befo
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('a view of several heads is one commit whatever the order they arrive in, and two heads give the merge commit', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-view-'));
+  try {
+    const { a, b } = await pair(d);
+    await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'c', 'repo.git')]);
+    const c = await Namespace.open({ dir: join(d, 'c'), nodeId: 'nodeC', log: silentLogger });
+    await c.finishRecovery();
+    // Three writers: one path written by all (two conflict copies), one each of their own.
+    for (const [k, ns] of [a, b, c].entries()) {
+      await ns.apply({ o: 'put', p: '/shared', e: file(`v${k}`, T0 + 1000 * (k + 1), ns === a ? 'nodeA' : ns === b ? 'nodeB' : 'nodeC') });
+      await ns.apply({ o: 'put', p: `/own-${k}`, e: file(`own${k}`) });
+      await ns.commit();
+    }
+    const heads = [a.head!, b.head!, c.head!];
+    const fetchAll = async (to: Namespace) => {
+      for (const [k, from] of [a, b, c].entries()) await run('git', [`--git-dir=${to.repo.dir}`, 'fetch', '-q', '--', from.repo.dir, `+refs/heads/main:refs/peers/h${k}`]);
+    };
+    await fetchAll(a);
+    await fetchAll(b);
+    const onA = await a.adoptHeads([heads[2]!, heads[1]!]);
+    const onB = await b.adoptHeads([heads[0]!, heads[2]!]);
+    assert.equal(onA.head, onB.head, 'same view from the same set, given in other orders');
+    const parents = (await run('git', [`--git-dir=${a.repo.dir}`, 'rev-list', '--parents', '-n1', onA.head])).stdout.toString().trim().split(' ').slice(1);
+    assert.deepEqual(parents, [...heads].sort(), 'one commit whose parents are the three heads');
+    assert.deepEqual(names(a, '/').filter((n) => n.startsWith('shared')).length, 3, 'the newest keeps the name, two conflict copies');
+    assert.deepEqual(names(a, '/'), names(b, '/'));
+    // Idempotent: nothing new, no new commit.
+    assert.deepEqual(await a.adoptHeads([heads[1]!, heads[2]!]), { head: onA.head, changed: false });
+    // Two heads: exactly the pairwise merge commit.
+    await fetchAll(c);
+    const pairwise = await computeMerge(c.repo, heads[2]!, heads[0]!);
+    assert.equal((await c.adoptHeads([heads[0]!])).head, pairwise.commit);
+    for (const ns of [a, b, c]) await ns.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

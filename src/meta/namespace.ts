@@ -239,16 +239,7 @@ export class Namespace extends EventEmitter {
         const result = await computeMerge(this.repo, ours, remote);
         // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
         if (this.pending.length) continue;
-        const entries = validate(result); // throws on a malformed entry: nothing changes
-        this.guardRecords(result);
-        for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { from: remote, ...l });
-        const { records: recordsChanged, paths } = this.applyMerge(result, entries);
-        this.head = result.commit;
-        await this.repo.updateRef(result.commit, ours, result.fastForward ? 'fast-forward' : 'merge');
-        this.opts.log.info('meta.merged', { from: remote, head: result.commit, ff: result.fastForward, changes: result.changes.length });
-        this.emit('commit', result.commit);
-        if (recordsChanged) this.emit('records');
-        if (paths.length) this.emit('changed', paths);
+        await this.install(result, ours, result.fastForward ? 'fast-forward' : 'merge', { from: remote, ff: result.fastForward });
         return { head: result.commit, changed: true };
       }
     });
@@ -273,19 +264,24 @@ export class Namespace extends EventEmitter {
         const result = await computeView(this.repo, ours, tips);
         if (this.pending.length) continue;
         if (result.commit === ours) return { head: ours, changed: false };
-        const entries = validate(result);
-        this.guardRecords(result);
-        for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...l });
-        const { records: recordsChanged, paths } = this.applyMerge(result, entries);
-        this.head = result.commit;
-        await this.repo.updateRef(result.commit, ours, `view of ${tips.length} heads`);
-        this.opts.log.info('meta.view', { head: result.commit, tips: tips.length, changes: result.changes.length });
-        this.emit('commit', result.commit);
-        if (recordsChanged) this.emit('records');
-        if (paths.length) this.emit('changed', paths);
+        await this.install(result, ours, `view of ${tips.length} heads`, { tips: tips.length });
         return { head: result.commit, changed: true };
       }
     });
+  }
+
+  /** Validates a merge or view (throws, changing nothing, on a malformed entry), then makes it the head. */
+  private async install(result: MergeResult, ours: string, reason: string, logged: Record<string, unknown>): Promise<void> {
+    const entries = validate(result);
+    this.guardRecords(result);
+    for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...logged, ...l });
+    const { records: recordsChanged, paths } = this.applyMerge(result, entries);
+    this.head = result.commit;
+    await this.repo.updateRef(result.commit, ours, reason);
+    this.opts.log.info('meta.merged', { ...logged, head: result.commit, changes: result.changes.length });
+    this.emit('commit', result.commit);
+    if (recordsChanged) this.emit('records');
+    if (paths.length) this.emit('changed', paths);
   }
 
   /** Throws (nothing changed yet) when the cluster's guard refuses what a merge does to the records. */
