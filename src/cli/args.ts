@@ -58,6 +58,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs members ROOT                 list the members
   delugefs authorized-keys ROOT [--bin PATH]  members' keys as authorized_keys lines (own sshd)
   delugefs shell ROOT --peer NODE       forced command for an sshd authorized_keys line
+  delugefs put ROOT PATH [FILE|-]       write a small file through the running node (no mount needed)
   Each takes --json and --help.
 
 Examples:

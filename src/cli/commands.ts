@@ -1,7 +1,9 @@
-// The cluster subcommands: key, authorize, invite, remove-node, members, authorized-keys, shell.
+// The cluster subcommands: key, authorize, invite, remove-node, members, authorized-keys, shell,
+// and put (a small file written through a running node, for nodes without a mount).
 // Commands that change membership go through the running node's control socket when it runs
 // (the node serialises its own changes), and open the root directly when it does not.
 import { resolve, join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { UsageError } from './args.js';
 import { CheckError } from './run.js';
 import { acquireLock, inspectRoot, paths } from '../node/layout.js';
@@ -15,6 +17,7 @@ import { runForcedCommand, authorizedKeysText } from '../cluster/forced-command.
 import { refusalFromRepo } from '../cluster/repo-members.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
+import { MAX_PUT_BYTES, PUT_METHOD, PutResult, putPathProblem } from '../node/put-file.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -37,12 +40,18 @@ running behind your own sshd. --bin: how sshd starts delugefs (default: this pro
 The forced command of an authorized_keys line (see authorized-keys): serves git fetch/push of the
 metadata repository and delugefs-rpc for member NODE, from SSH_ORIGINAL_COMMAND. Every call
 first checks that NODE is a member and not removed (exit 1 with a message when not).`,
+  put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
+On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
+the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
+mount. At most ${MAX_PUT_BYTES >> 10} KiB; write larger files through a mount. --parents: make missing directories.`,
 };
 export const SUBCOMMANDS = Object.keys(HELP);
 
-interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string }
+interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean }
 
-function parse(cmd: string, argv: string[], nPos: number): Parsed | 'help' {
+const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'] };
+
+function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed | 'help' {
   const out: Parsed = { pos: [], json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -56,11 +65,12 @@ function parse(cmd: string, argv: string[], nPos: number): Parsed | 'help' {
     else if (a === '--ttl' && cmd === 'invite') out.ttl = val();
     else if (a === '--bin' && cmd === 'authorized-keys') out.bin = val();
     else if (a === '--peer' && cmd === 'shell') out.peer = val();
-    else if (a.startsWith('-') && !a.startsWith('ssh-')) throw new UsageError(`${cmd}: unknown option ${a}`);
+    else if ((a === '--parents' || a === '-p') && cmd === 'put') out.parents = true;
+    else if (a.startsWith('-') && !(a === '-' && cmd === 'put') && !a.startsWith('ssh-')) throw new UsageError(`${cmd}: unknown option ${a}`);
     else out.pos.push(a);
   }
-  if (out.pos.length < nPos) throw new UsageError(`${cmd}: missing ${['ROOT', cmd === 'authorize' ? 'KEYLINE' : 'NODE'][out.pos.length]}\n${HELP[cmd]}`);
-  if (out.pos.length > nPos) throw new UsageError(`${cmd}: too many arguments: ${out.pos.slice(nPos).join(' ')}`);
+  if (out.pos.length < nPos) throw new UsageError(`${cmd}: missing ${(POS_NAMES[cmd] ?? ['ROOT'])[out.pos.length]}\n${HELP[cmd]}`);
+  if (out.pos.length > maxPos) throw new UsageError(`${cmd}: too many arguments: ${out.pos.slice(maxPos).join(' ')}`);
   return out;
 }
 
@@ -110,9 +120,29 @@ async function offline<T>(root: string, fn: (m: Membership, node: DelugeNode) =>
 
 const print = (json: boolean, value: unknown, text: string): void => void process.stdout.write(json ? JSON.stringify(value) + '\n' : text + '\n');
 
+/** FILE or stdin ('-'), refused once it is longer than `max` bytes (read no further than that). */
+async function readBounded(file: string, max: number): Promise<Buffer> {
+  const fh = file === '-' ? null : await open(file).catch((e) => { throw new CheckError(`put: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const c of fh ? fh.createReadStream() : process.stdin) {
+      size += (c as Buffer).length;
+      if (size > max) throw new CheckError(`put: ${file === '-' ? 'stdin' : file} is larger than ${max >> 10} KiB; write larger files through a mount`);
+      chunks.push(c as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof CheckError) throw e;
+    throw new CheckError(`put: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+  return Buffer.concat(chunks);
+}
+
 export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
-  const n = cmd === 'authorize' || cmd === 'remove-node' ? 2 : 1;
-  const a = parse(cmd, argv, n);
+  const n = cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' ? 2 : 1;
+  const a = parse(cmd, argv, n, cmd === 'put' ? 3 : n);
   if (a === 'help') return void process.stdout.write(HELP[cmd] + '\n');
   const root = resolve(a.pos[0]!);
   switch (cmd) {
@@ -168,6 +198,16 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const bin = a.bin ?? (process.argv[1]?.endsWith('/delugefs') ? process.argv[1] : `${process.argv[1] ?? 'delugefs'}`);
       const text = authorizedKeysText(list.filter((m) => m.nodeId !== me).map((m) => m.publicKey), bin, root);
       return print(a.json, text.split('\n').filter(Boolean), text.trimEnd());
+    }
+    case 'put': {
+      const path = a.pos[1]!;
+      const why = putPathProblem(path);
+      if (why) throw new CheckError(`put: ${why}`);
+      await nodeRoot(root);
+      const data = await readBounded(a.pos[2] ?? '-', MAX_PUT_BYTES);
+      const r = await viaControl<PutResult>(root, PUT_METHOD, { path, data: data.toString('base64'), parents: a.parents === true });
+      if (!r) throw new CheckError(`put: no node is running on ${root}; start it first (put writes through the running node)`);
+      return print(a.json, r, `${r.created ? 'created' : 'replaced'} ${r.path} (${r.size} bytes)`);
     }
     case 'shell': {
       if (!a.peer || !isNodeId(a.peer)) throw new UsageError('shell: needs --peer NODE (the member this key belongs to)');

@@ -18,6 +18,7 @@ import { registerJoin, JOIN_METHOD, FileNonceStore, createInvite } from '../clus
 import { registerLocal } from '../cluster/local-registry.js';
 import { parseHostPort } from '../cluster/static-peers.js';
 import { fromLogger, Log } from '../cluster/log.js';
+import { registerPut } from './put-file.js';
 
 export interface ClusterOptions {
   sshPort?: number;
@@ -106,6 +107,7 @@ export class ClusterNode {
 
       registerMethods(rpc, cn, node, ns, config, log);
       registerForward(rpc);
+      registerPut(rpc, node);
       const ctl = await ControlServer.start(join(p.root, CONTROL_SOCKET), rpc, fromLogger(logger, 'control'));
       closers.push(() => ctl.close());
       closers.push(await registerLocal({ cluster: config.cluster, nodeId: me, root: p.root, control: ctl.path, pid: process.pid }, fromLogger(logger, 'registry')));

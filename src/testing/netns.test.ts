@@ -32,6 +32,14 @@ test('hosts on a LAN reach each other; partition and heal; teardown removes ever
     await once(srv.stdout!, 'data');
     assert.equal((await b.run(process.execPath, ['-e', CLIENT, a.ip])).stdout.trim(), 'hello from a');
     assert.equal((await c.run(process.execPath, ['-e', CLIENT, a.ip])).stdout.trim(), 'hello from a');
+    const st = await a.linkStats();
+    assert.ok(st.txBytes > 0 && st.rxBytes > 0 && st.txPackets > 0, JSON.stringify(st));
+    // spawnNet: a's network, our mount namespace, and the pid is the command's own (no fork).
+    const probe = a.spawnNet(process.execPath, ['-e', `console.log(process.pid, require('fs').readlinkSync('/proc/self/ns/mnt'), require('fs').readlinkSync('/proc/self/ns/net'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const [pid, mntNs, netNs] = String((await once(probe.stdout!, 'data'))[0]).trim().split(' ');
+    assert.equal(Number(pid), probe.pid);
+    assert.equal(mntNs, (await exec('readlink', ['/proc/self/ns/mnt'])).stdout.trim());
+    assert.notEqual(netNs, (await exec('readlink', ['/proc/self/ns/net'])).stdout.trim());
     // The listener is not reachable from the root namespace's loopback: it lives in a.
     assert.equal((await exec(process.execPath, ['-e', CLIENT.replace('process.argv[1]', "'127.0.0.1'")])).stdout.trim(), 'ECONNREFUSED');
 

@@ -82,13 +82,23 @@ export interface NetnsHost {
   readonly iface: 'eth0';
   /** Starts a long-running process inside the namespace; it is killed by teardown. */
   spawn(cmd: string, args: string[], opts?: SpawnOptions): ChildProcess;
+  /**
+   * Like spawn, but enters only the network namespace (`nsenter --net`): FUSE mounts the process
+   * makes stay visible to the rest of the machine (`ip netns exec` gives it a mount namespace of
+   * its own). nsenter execs without forking, so the child's pid is the command's.
+   */
+  spawnNet(cmd: string, args: string[], opts?: SpawnOptions): ChildProcess;
   /** Runs a process inside the namespace to completion. */
   run(cmd: string, args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ProcResult>;
+  /** eth0's counters since the namespace was made (`ip -s -j link`). */
+  linkStats(): Promise<LinkStats>;
   /** Partition: takes eth0 down. */
   down(): Promise<void>;
   /** Heal: eth0 up again, with its multicast route. */
   up(): Promise<void>;
 }
+
+export interface LinkStats { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number }
 
 export interface NetnsLan {
   readonly id: string;
@@ -107,6 +117,13 @@ export async function createLan(opts: { subnet?: string } = {}): Promise<NetnsLa
   const children = new Set<ChildProcess>();
   const hosts: NetnsHost[] = [];
   let torn = false;
+  const track = (start: () => ChildProcess): ChildProcess => {
+    if (torn) throw new Error('lan torn down');
+    const child = start();
+    children.add(child);
+    child.on('exit', () => children.delete(child));
+    return child;
+  };
 
   // Last resort if the test process exits without teardown (uncaught error, process.exit).
   const onExit = () => {
@@ -144,15 +161,15 @@ export async function createLan(opts: { subnet?: string } = {}): Promise<NetnsLa
         ns,
         ip: addr,
         iface: 'eth0',
-        spawn(cmd, args, o = {}) {
-          if (torn) throw new Error('lan torn down');
-          const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], o);
-          children.add(child);
-          child.on('exit', () => children.delete(child));
-          return child;
-        },
+        spawn: (cmd, args, o = {}) => track(() => spawn('ip', ['netns', 'exec', ns, cmd, ...args], o)),
+        spawnNet: (cmd, args, o = {}) => track(() => spawn('nsenter', [`--net=/run/netns/${ns}`, cmd, ...args], o)),
         run(cmd, args, o = {}) {
           return runProc('ip', ['netns', 'exec', ns, cmd, ...args], o);
+        },
+        async linkStats() {
+          const [l] = JSON.parse(await ip('-n', ns, '-s', '-j', 'link', 'show', 'dev', 'eth0')) as { stats64: { tx: { bytes: number; packets: number }; rx: { bytes: number; packets: number } } }[];
+          const { tx, rx } = l!.stats64;
+          return { txBytes: tx.bytes, rxBytes: rx.bytes, txPackets: tx.packets, rxPackets: rx.packets };
         },
         down: () => ip('-n', ns, 'link', 'set', 'eth0', 'down').then(() => {}),
         up,
