@@ -22,6 +22,8 @@ export interface PeerRecord {
 export interface PeerSetEvents {
   peer: [PeerRecord];
   lost: [PeerRecord];
+  /** A known peer answered again after failing to (a short partition healed before it was lost). */
+  back: [string];
 }
 
 /** Emits 'peer' when a node is first seen or its record changed, 'lost' when no source sees it. */
@@ -46,6 +48,11 @@ export class PeerSet extends EventEmitter<PeerSetEvents> {
     bySource.set(rec.source, rec);
     const after = this.get(rec.nodeId)!;
     if (!before || !sameRecord(before, after)) this.emit('peer', after);
+  }
+
+  /** Says a known peer answers again after it did not: whoever backed off from it may go on now. */
+  back(nodeId: string): void {
+    if (this.seen.has(nodeId)) this.emit('back', nodeId);
   }
 
   remove(nodeId: string, source: PeerSource): void {

@@ -84,6 +84,8 @@ interface Entry {
   nodeId?: string;
   lastOk: number;
   busy?: boolean;
+  /** The last probe failed (the peer was not lost yet). */
+  failing?: boolean;
 }
 
 export class StaticPeers {
@@ -143,8 +145,11 @@ export class StaticPeers {
       e.nodeId = nodeId;
       e.lastOk = Date.now();
       this.o.peers.update({ nodeId, fingerprint: fingerprintOf(key), host: e.host, sshPort: e.port, addresses: [e.host], source: 'static' });
+      if (e.failing) this.o.peers.back(nodeId);
+      e.failing = false;
     } catch (err) {
       if (!this.running || !e.nodeId) return;
+      e.failing = true;
       if (Date.now() - e.lastOk >= (this.o.lostAfterMs ?? 9000)) {
         this.log('static_peer_lost', { host: e.host, port: e.port, nodeId: e.nodeId, error: (err as Error).message });
         this.o.peers.remove(e.nodeId, 'static');

@@ -97,6 +97,7 @@ export class MetaSync {
   start(): void {
     this.o.ns.on('commit', this.onCommit);
     this.o.peers.on('peer', this.onPeer);
+    this.o.peers.on('back', this.onBack);
     this.audit = setInterval(() => {
       const t = this.targets();
       if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, 'audit'));
@@ -112,6 +113,7 @@ export class MetaSync {
     this.closed = true;
     this.o.ns.off('commit', this.onCommit);
     this.o.peers.off('peer', this.onPeer);
+    this.o.peers.off('back', this.onBack);
     clearTimeout(this.gossipTimer);
     clearTimeout(this.quietTimer);
     clearInterval(this.audit);
@@ -159,6 +161,15 @@ export class MetaSync {
 
   private onPeer = (p: { nodeId: string }): void => {
     if (!this.closed && this.o.membership.get(p.nodeId) && p.nodeId !== this.me) this.track(this.exchange(p.nodeId, 'peer seen'));
+  };
+
+  /** A peer we backed off from answers again (a partition healed): compare now, not at the next retry. */
+  private onBack = (id: string): void => {
+    const s = this.state.get(id);
+    if (this.closed || !s?.failures || !this.o.membership.get(id)) return;
+    clearTimeout(s.retry);
+    s.failures = 0;
+    this.track(this.exchange(id, 'peer back'));
   };
 
   /** Background work: never an unhandled rejection (a peer's bad day must not end this node). */
@@ -408,9 +419,9 @@ export class MetaSync {
             s.refused.set(x, this.known.get(x)!);
           }
         }
+        // Refused: it holds newer values (they reach us by gossip or the next summary exchange),
+        // or a member it does not know yet (offered again after membership news).
         this.o.log('sync_pushed', { peer: id, refs: ids.length, refused, ms: Date.now() - t0 });
-        // It holds something else for those (newer, or a member it does not know yet): compare.
-        if (refused) this.track(this.exchange(id, 'push refused'));
       } while (s.again);
       return true;
     } catch (e) {
@@ -490,7 +501,8 @@ export class MetaSync {
       const cur = await readRef(this.repo, ref(x));
       if (cur === oid) continue;
       if (cur && !(await isAncestor(this.repo, cur, oid))) {
-        this.o.log('sync_fetch_diverged', { peer: id, node: x, ours: cur, theirs: oid });
+        // Behind what was pushed to us meanwhile: nothing to do. Otherwise two histories of one node.
+        if (!(await isAncestor(this.repo, oid, cur))) this.o.log('sync_fetch_diverged', { peer: id, ref: x, ours: cur, theirs: oid });
         continue;
       }
       const u = await run('git', [`--git-dir=${this.repo}`, 'update-ref', ref(x), oid, cur ?? '0'.repeat(40)], { env: gitEnv(), allowFail: true });

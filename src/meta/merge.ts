@@ -52,6 +52,9 @@ interface Flattened { blobs: Flat; trees: Map<string, string>; /** Rows whose pa
 const cache = new Map<string, Flattened>();
 let cachedRows = 0;
 const CACHE_ROWS = 200_000;
+/** Heads that passed checkTheirs, and fold steps of views (pair of commits -> their merge): both by repository. */
+const checked = new Set<string>();
+const folds = new Map<string, { commit: string; leftOut: MergeResult['leftOut'] }>();
 
 function remember(commit: string, f: Flattened): void {
   const rows = f.blobs.size + f.trees.size;
@@ -177,29 +180,38 @@ export async function computeView(repo: GitRepo, ours: string, tips: string[], m
   if (!sorted.length) throw new Error('a view needs at least one head');
   const o = await flatten(repo, ours);
   // Each head is checked as computeMerge checks theirs: against its merge base with ours.
-  const flats = new Map<string, Flattened>();
+  // A head checked once (by an earlier view) is not checked again: views are made on every push.
   for (const t of sorted) {
-    const base = t === ours ? ours : await repo.mergeBase(ours, t);
+    if (t === ours || checked.has(`${repo.dir} ${t}`)) continue;
+    const base = await repo.mergeBase(ours, t);
     if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
-    const f = t === ours ? o : await flatten(repo, t, maxRows);
-    if (t !== ours) await checkTheirs(repo, f, base === ours ? o : await flatten(repo, base), t, maxBytes);
-    flats.set(t, f);
+    await checkTheirs(repo, await flatten(repo, t, maxRows), base === ours ? o : await flatten(repo, base), t, maxBytes);
+    if (checked.size >= 10_000) checked.clear();
+    checked.add(`${repo.dir} ${t}`);
   }
   let acc = sorted[0]!;
-  let accFlat: Flattened = flats.get(acc)!;
   let leftOut: MergeResult['leftOut'] = [];
+  // Each fold step is remembered: the next view (one head moved) redoes only the steps after it.
   for (const t of sorted.slice(1)) {
-    const base = await repo.mergeBase(acc, t);
-    if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${acc.slice(0, 12)}`);
-    const m = await merge2(repo, acc, accFlat, t, base, maxRows, maxBytes, flats.get(t));
-    acc = m.commit;
-    accFlat = { blobs: m.result, trees: m.trees, badUtf8: new Set() };
-    remember(`${repo.dir} ${acc}`, accFlat);
-    leftOut = [...leftOut, ...m.leftOut];
+    const key = `${repo.dir} ${acc} ${t}`;
+    let step = folds.get(key);
+    if (!step) {
+      const base = await repo.mergeBase(acc, t);
+      if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${acc.slice(0, 12)}`);
+      const m = await merge2(repo, acc, await flatten(repo, acc), t, base, maxRows, maxBytes, await flatten(repo, t, maxRows));
+      remember(`${repo.dir} ${m.commit}`, { blobs: m.result, trees: m.trees, badUtf8: new Set() });
+      step = { commit: m.commit, leftOut: m.leftOut };
+      if (folds.size >= 1024) folds.clear();
+      folds.set(key, step);
+    }
+    acc = step.commit;
+    leftOut = [...leftOut, ...step.leftOut];
   }
+  const accFlat = await flatten(repo, acc);
   let commit = acc;
   if (sorted.length > 2) {
-    const time = Math.max(...(await Promise.all(sorted.map(async (t) => (await repo.readCommit(t)).time))));
+    let time = 0;
+    for (const t of sorted) time = Math.max(time, (await repo.readCommit(t)).time);
     const text = `tree ${accFlat.trees.get('')}\n${sorted.map((t) => `parent ${t}\n`).join('')}author ${MERGER} ${time} +0000\ncommitter ${MERGER} ${time} +0000\n\nMerge ${sorted.length} heads\n\n${sorted.map((t) => t.slice(0, 12)).join('\n')}\n`;
     const data = Buffer.from(text);
     commit = objectId('commit', data);

@@ -117,7 +117,19 @@ export class GitRepo {
     await writePack(join(this.dir, 'objects'), objects);
   }
 
+  /** Commits never change: the last few thousand read are kept (views read the same ones over and over). */
+  private commits = new Map<string, CommitInfo>();
+
   async readCommit(oid: string): Promise<CommitInfo> {
+    const hit = this.commits.get(oid);
+    if (hit) return hit;
+    const info = await this.readCommitUncached(oid);
+    if (this.commits.size >= 4096) this.commits.clear();
+    this.commits.set(oid, info);
+    return info;
+  }
+
+  private async readCommitUncached(oid: string): Promise<CommitInfo> {
     const text = (await this.git(['cat-file', 'commit', oid])).stdout.toString();
     const [head, ...rest] = text.split('\n\n');
     const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
