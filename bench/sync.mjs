@@ -39,6 +39,8 @@ async function until(what, fn, ms = 120_000, every = 2) {
 }
 
 const c = await startCluster({ nodes: NODES, mount: !STORAGE, subnet: '10.84.0', settle: 'members', settleMs: 120_000, joinConcurrency: 2 });
+// ^C or a timeout's SIGTERM: the nodes, mounts and namespaces go too.
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => void c.teardown().finally(() => process.exit(130)));
 const all = c.nodes.map((n) => n.index);
 const others = all.slice(1);
 const sock = (i) => `${c.nodes[i].root}/control.sock`;
