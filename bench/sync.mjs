@@ -1,25 +1,34 @@
 #!/usr/bin/env node
-// Metadata sync benchmark: two nodes on loopback (no mDNS, no other network), both mounted.
-// 1) latency: time from close() of a new file on A's mount to the file listed on B's mount,
-//    over --files files written one after another (p50, p90, max);
-// 2) burst: --burst files written on A (16 at a time) until all are listed on B.
-// Not a test: the numbers are printed, never judged. Needs root (FUSE). Run `npm run build` first.
-// Usage: node bench/sync.mjs [--files 50] [--burst 1000] [--json]
-import { spawnSync } from 'node:child_process';
-import { readdir, writeFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { sandbox, CLI } from '../dist/testing/node-proc.js';
+// Metadata sync benchmark: N nodes (default 2), each in a network namespace of its own on one
+// bridge (src/testing/cluster.ts, no mDNS), mounted (or storage-only with --storage-only).
+// 1) latency: time from close() of a new file on node 0 until every other node lists it, over
+//    --files files written one after another (p50, p90, max), and what one change costs;
+// 2) burst: --burst files written on node 0 (16 at a time) until every other node lists them all;
+// 3) convergence: every node writes --conv files at the same time; time from the last close until
+//    every node has one identical head, with pushes, bytes sent on eth0 and merge commits per change;
+// 4) idle RSS per node once everything settled.
+// Not a test: the numbers are printed, never judged. Needs root (namespaces, FUSE). Run
+// `npm run build` first. Storage-only nodes are written through `put` (the control socket) and
+// listed from their committed tree.
+// Usage: node bench/sync.mjs [--nodes 2] [--files 50] [--burst 1000] [--conv 20] [--storage-only] [--json]
+import { startCluster } from '../dist/testing/cluster.js';
+import { controlCall } from '../dist/cluster/control-socket.js';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : def;
 };
+const NODES = arg('nodes', 2);
 const FILES = arg('files', 50);
 const BURST = arg('burst', 1000);
+const CONV = arg('conv', 20);
+const STORAGE = process.argv.includes('--storage-only');
 const JSON_OUT = process.argv.includes('--json');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now();
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const pct = (xs, p) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] : null);
+const r1 = (x) => (x === null ? null : +x.toFixed(1));
+if (!(NODES >= 2 && NODES <= 32)) throw new Error('--nodes must be 2-32');
 
 async function until(what, fn, ms = 120_000, every = 2) {
   const end = Date.now() + ms;
@@ -29,60 +38,152 @@ async function until(what, fn, ms = 120_000, every = 2) {
   }
 }
 
-const boxes = [await sandbox('dfs-sync-bench-a'), await sandbox('dfs-sync-bench-b')];
-try {
-  const [sa, sb] = boxes;
-  // --interface lo: the nodes record and announce 127.0.0.1 only; --no-mdns comes from sandbox().
-  const a = await sa.start(['--interface', 'lo', '--ssh-port', '17522'], { create: true });
-  const inv = spawnSync(process.execPath, [CLI, 'invite', sa.root, '--ttl', '10m'], { encoding: 'utf8' });
-  if (inv.status !== 0) throw new Error(`invite failed: ${inv.stderr}`);
-  const b = await sb.start(['--interface', 'lo', '--ssh-port', '17522', '--join', inv.stdout.trim(), '--peer', `127.0.0.1:${a.ready.sshPort}`]);
-  // Warm up: both sides have seen each other and synced once.
-  await writeFile(join(sa.mnt, 'warmup'), 'x');
-  await until('warm-up file on B', async () => (await readdir(sb.mnt)).includes('warmup'), 30_000);
+const c = await startCluster({ nodes: NODES, mount: !STORAGE, subnet: '10.84.0', settle: 'members', settleMs: 120_000, joinConcurrency: 2 });
+// ^C or a timeout's SIGTERM: the nodes, mounts and namespaces go too.
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => void c.teardown().finally(() => process.exit(130)));
+const all = c.nodes.map((n) => n.index);
+const others = all.slice(1);
+const sock = (i) => `${c.nodes[i].root}/control.sock`;
+// Heads through the control socket: no process per poll.
+const headOf = async (i) => (await controlCall(sock(i), 'status', null, 30_000)).head;
+/** Until every node has one head (and `done()`, if given, holds); null ms when it never came. */
+async function oneHead(ms, done = async () => true) {
+  const t0 = now();
+  let distinct = NODES;
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const hs = await Promise.all(all.map(headOf));
+    distinct = new Set(hs).size;
+    if (distinct === 1 && (await done())) return { ms: now() - t0, at: now(), distinct };
+    await sleep(20);
+  }
+  return { ms: null, at: null, distinct };
+}
+/** What the cluster spent (pushes, eth0 bytes) between two calls. */
+async function counters() {
+  let pushes = 0, tx = 0;
+  for (const i of all) {
+    pushes += await c.pushes(i);
+    tx += await c.txBytes(i);
+  }
+  return { pushes, tx };
+}
+const r2 = (x) => +x.toFixed(2);
+const per = (a, b, changes) => ({ pushes: r2((b.pushes - a.pushes) / changes), tx_bytes: Math.round((b.tx - a.tx) / changes), total_pushes: b.pushes - a.pushes, total_tx_bytes: b.tx - a.tx });
+const listed = async (i, dir, name) => (await c.list(i, dir).catch(() => [])).includes(name);
 
+const r = { nodes: NODES, mounted: !STORAGE, setup_ms: c.setupMs };
+try {
+  r.setup_one_head_ms = r1((await oneHead(60_000)).ms);
+  // Warm up: every node has synced with node 0 once.
+  await c.write(0, '/warmup', 'x');
+  for (const i of others) await until(`warm-up file on ${i}`, () => listed(i, '/', 'warmup'), 60_000, 20);
+  await oneHead(30_000);
+
+  // 1) latency, one writer.
+  await c.write(0, '/lat/_keep', '');
+  for (const i of others) await until(`lat/ on ${i}`, () => listed(i, '/', 'lat'), 60_000, 20);
+  await oneHead(30_000);
   const lat = [];
-  await mkdir(join(sa.mnt, 'lat'));
-  await until('lat/ on B', async () => (await readdir(sb.mnt)).includes('lat'), 30_000);
-  for (let i = 0; i < FILES; i++) {
-    const name = `f${i}`;
-    await writeFile(join(sa.mnt, 'lat', name), `file ${i}\n`); // resolves after close()
+  const latBefore = await counters();
+  const m0 = (await c.commits(0)).merges;
+  for (let k = 0; k < FILES; k++) {
+    const name = `f${k}`;
+    await c.write(0, `/lat/${name}`, `file ${k}\n`); // resolves after close()
     const t0 = now();
-    await until(`lat/${name} on B`, async () => (await readdir(join(sb.mnt, 'lat'))).includes(name), 30_000, 1);
+    const left = new Set(others);
+    await until(`lat/${name} everywhere`, async () => {
+      for (const i of [...left]) if (await listed(i, '/lat', name)) left.delete(i);
+      return left.size === 0;
+    }, 60_000, STORAGE ? 5 : 1);
     lat.push(now() - t0);
   }
+  const latSettled = await oneHead(120_000);
+  const latAfter = await counters();
+  r.latency_ms = { files: FILES, p50: r1(pct(lat, 50)), p90: r1(pct(lat, 90)), max: r1(Math.max(...lat)) };
+  r.latency_per_change = { ...per(latBefore, latAfter, FILES), merges: r2(((await c.commits(0)).merges - m0) / FILES), settled: latSettled.ms !== null };
 
-  await mkdir(join(sa.mnt, 'burst'));
-  await until('burst/ on B', async () => (await readdir(sb.mnt)).includes('burst'), 30_000);
-  const t0 = now();
-  let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next < BURST) {
-      const i = next++;
-      await writeFile(join(sa.mnt, 'burst', `b${i}`), `burst ${i}\n`);
-    }
-  }));
-  const written = now() - t0;
-  await until('burst on B', async () => (await readdir(join(sb.mnt, 'burst'))).length >= BURST, 300_000, 20);
-  const listed = now() - t0;
+  // Where one change's time goes, from the nodes' own log lines (as before: node 0 pushes, node 1 merges).
+  const { readFile } = await import('node:fs/promises');
+  const msOf = async (i, event) => (await readFile(c.nodes[i].logPath, 'utf8')).split('\n').filter((l) => l.includes(`"event":"${event}"`)).map((l) => JSON.parse(l).ms).filter((x) => typeof x === 'number');
+  const pushes = await msOf(0, 'sync_pushed');
+  const merges = await msOf(1, 'sync_merged');
+  r.parts_ms = { push_p50: pct(pushes, 50), merge_p50: pct(merges, 50), pushes_node0: pushes.length, merges_node1: merges.length };
 
-  // Where the time goes, from the nodes' own log lines.
-  const msOf = (log, event) => log.split('\n').filter((l) => l.includes(`"event":"${event}"`)).map((l) => JSON.parse(l).ms).filter((x) => typeof x === 'number');
-  const pushes = msOf(a.stderr(), 'sync_pushed');
-  const merges = msOf(b.stderr(), 'sync_merged');
-  const r = {
-    parts_ms: { push_p50: pct(pushes, 50), merge_p50: pct(merges, 50), pushes: pushes.length, merges: merges.length },
-    latency_ms: { files: FILES, p50: +pct(lat, 50).toFixed(1), p90: +pct(lat, 90).toFixed(1), max: +Math.max(...lat).toFixed(1) },
-    burst: { files: BURST, written_ms: Math.round(written), all_listed_on_b_ms: Math.round(listed), after_last_close_ms: Math.round(listed - written) },
-  };
-  if (JSON_OUT) console.log(JSON.stringify(r));
-  else {
-    console.log(`close() on A -> listed on B, ${FILES} files: p50 ${r.latency_ms.p50} ms, p90 ${r.latency_ms.p90} ms, max ${r.latency_ms.max} ms`);
-    console.log(`parts: git push p50 ${r.parts_ms.push_p50} ms (${pushes.length} pushes), merge on B p50 ${r.parts_ms.merge_p50} ms (${merges.length} merges); the rest is A's commit batching (50 ms idle) and the 20 ms push debounce`);
-    console.log(`burst of ${BURST} files: written on A in ${r.burst.written_ms} ms, all listed on B after ${r.burst.all_listed_on_b_ms} ms (${r.burst.after_last_close_ms} ms after the last close)`);
+  // 2) burst on node 0.
+  if (BURST > 0) {
+    await c.write(0, '/burst/_keep', '');
+    for (const i of others) await until(`burst/ on ${i}`, () => listed(i, '/', 'burst'), 60_000, 20);
+    const t0 = now();
+    let next = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < BURST) {
+        const k = next++;
+        await c.write(0, `/burst/b${k}`, `burst ${k}\n`);
+      }
+    }));
+    const written = now() - t0;
+    for (const i of others) await until(`burst on ${i}`, async () => (await c.list(i, '/burst').catch(() => [])).length >= BURST + 1, 120_000, 20);
+    const done = now() - t0;
+    r.burst = { files: BURST, written_ms: Math.round(written), all_listed_everywhere_ms: Math.round(done), after_last_close_ms: Math.round(done - written) };
+    await oneHead(120_000);
   }
-  await b.stop();
-  await a.stop();
+
+  // 3) everyone writes at once.
+  await c.write(0, '/conv/_keep', '');
+  for (const i of others) await until(`conv/ on ${i}`, () => listed(i, '/', 'conv'), 60_000, 20);
+  await oneHead(60_000);
+  const convBefore = await counters();
+  const cm0 = (await c.commits(0)).merges;
+  let lastClose = 0;
+  await Promise.all(all.map(async (i) => {
+    for (let k = 0; k < CONV; k++) await c.write(i, `/conv/n${i}-${k}`, `node ${i} file ${k}\n`);
+    lastClose = Math.max(lastClose, now());
+  }));
+  const changes = NODES * CONV;
+  const complete = async () => {
+    for (const i of all) if ((await c.list(i, '/conv').catch(() => [])).length !== changes + 1) return false;
+    return true;
+  };
+  // One head is not enough: right after the writes every node still has the old one.
+  const conv = await oneHead(300_000, complete);
+  const convAfter = await counters();
+  r.converge = {
+    changes, after_last_close_ms: conv.at === null ? null : Math.round(conv.at - lastClose), distinct_heads_at_end: conv.distinct, all_files_everywhere: await complete(),
+    per_change: { ...per(convBefore, convAfter, changes), merges: r2(((await c.commits(0)).merges - cm0) / changes) },
+  };
+
+  // 4) idle memory.
+  await sleep(2000);
+  const rss = [];
+  for (const i of all) rss.push((await c.rss(i)) / 2 ** 20);
+  r.idle_rss_mib = { min: r1(Math.min(...rss)), avg: r1(rss.reduce((a, b) => a + b, 0) / rss.length), max: r1(Math.max(...rss)) };
+} catch (e) {
+  r.error = e.message;
 } finally {
-  for (const x of boxes) await x.cleanup();
+  await c.teardown();
 }
+
+if (JSON_OUT) console.log(JSON.stringify(r));
+else {
+  const rows = [
+    ['nodes', `${NODES} (${STORAGE ? 'storage-only' : 'mounted'}), setup ${r.setup_ms} ms, one head ${r.setup_one_head_ms ?? 'not reached'} ms later`],
+  ];
+  if (r.latency_ms) {
+    const l = r.latency_ms, pc = r.latency_per_change;
+    rows.push([`close() on node 0 -> listed on all ${NODES - 1} others`, `${l.files} files: p50 ${l.p50} ms, p90 ${l.p90} ms, max ${l.max} ms`]);
+    rows.push(['  per change (one writer)', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits${pc.settled ? '' : ' (heads not settled)'}`]);
+    rows.push(['  parts', `git push p50 ${r.parts_ms.push_p50} ms (${r.parts_ms.pushes_node0} pushes by node 0), merge p50 on node 1 ${r.parts_ms.merge_p50} ms`]);
+  }
+  if (r.burst) rows.push([`burst of ${r.burst.files} files on node 0`, `written in ${r.burst.written_ms} ms, listed everywhere after ${r.burst.all_listed_everywhere_ms} ms (${r.burst.after_last_close_ms} ms after the last close)`]);
+  if (r.converge) {
+    const v = r.converge, pc = v.per_change;
+    rows.push([`all ${NODES} write ${CONV} files at once`, v.after_last_close_ms === null ? `NOT converged: ${v.distinct_heads_at_end} heads after 300 s` : `one head ${v.after_last_close_ms} ms after the last close${v.all_files_everywhere ? '' : ' (files missing!)'}`]);
+    rows.push(['  per change', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits`]);
+  }
+  if (r.idle_rss_mib) rows.push(['idle RSS per node', `min ${r.idle_rss_mib.min} MiB, avg ${r.idle_rss_mib.avg} MiB, max ${r.idle_rss_mib.max} MiB`]);
+  if (r.error) rows.push(['error', r.error]);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
+}
+if (r.error) process.exitCode = 1;
