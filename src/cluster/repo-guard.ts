@@ -25,7 +25,9 @@ while read old new ref; do
     refs/nodes/*) ;;
     *) echo "delugefs: refused push to $ref: only refs/nodes/<member id> may be pushed" >&2; exit 1 ;;
   esac
-  if ! printf '%s' "\${ref#refs/nodes/}" | grep -Eqx '[a-z2-7]{16}'; then echo "delugefs: refused push to $ref: not a node id" >&2; exit 1; fi
+  id=\${ref#refs/nodes/}
+  case "$id" in *[!a-z2-7]*) id= ;; esac
+  if [ \${#id} -ne 16 ]; then echo "delugefs: refused push to $ref: not a node id" >&2; exit 1; fi
   if [ "$new" = "$z" ]; then echo "delugefs: refused: deleting $ref" >&2; exit 1; fi
   if [ "$(git cat-file -t "$new" 2>/dev/null)" != commit ]; then echo "delugefs: refused: $ref is not a commit" >&2; exit 1; fi
   if ! git merge-base refs/heads/main "$new" >/dev/null 2>&1; then

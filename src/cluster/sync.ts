@@ -75,7 +75,12 @@ export class MetaSync {
   private state = new Map<string, PeerState>();
   /** Values adopted into our view (validated): node id -> commit. */
   private known = new Map<string, string>();
-  /** Values refused (a malformed head): never adopted, never passed on. */
+  /**
+   * Values that passed the hooks and are being adopted: passed on at once (a hop costs a push,
+   * not a push and a view), and dropped if the view refuses them (every node refuses alike).
+   */
+  private fwd = new Map<string, string>();
+  /** Values refused (a malformed head): never adopted, never passed on again. */
   private bad = new Set<string>();
   /** Node ids whose new values still have to be gossiped. */
   private dirty = new Set<string>();
@@ -190,10 +195,18 @@ export class MetaSync {
     return s;
   }
 
-  /** Values of ours the peer does not hold, as far as we know. */
+  /** What we pass on: the adopted values, and those being adopted. */
+  private offered(): Map<string, string> {
+    if (!this.fwd.size) return this.known;
+    const m = new Map(this.known);
+    for (const [id, oid] of this.fwd) m.set(id, oid);
+    return m;
+  }
+
+  /** Values we offer that the peer does not hold, as far as we know. */
   private lacking(s: PeerState): string[] {
     const out: string[] = [];
-    for (const [id, oid] of this.known) if (s.has.get(id) !== oid) out.push(id);
+    for (const [id, oid] of this.offered()) if (s.has.get(id) !== oid) out.push(id);
     return out;
   }
 
@@ -242,6 +255,11 @@ export class MetaSync {
       await this.refuse(id, refs.get(id)!, why);
     }
     if (!changed.length && !from.has('start')) return;
+    for (const id of changed) {
+      this.fwd.set(id, refs.get(id)!);
+      this.dirty.add(id);
+    }
+    if (changed.length) this.scheduleGossip();
     const t0 = Date.now();
     const others = (m: Map<string, string>) => [...m].filter(([id]) => id !== this.me).map(([, oid]) => oid);
     const proposal = new Map(this.known);
@@ -259,7 +277,10 @@ export class MetaSync {
         await this.o.ns.adoptHeads(others(without));
         for (const id of gone) await this.refuse(id, refs.get(id)!, notMember(id)!);
       }
-      for (const id of changed) this.known.set(id, refs.get(id)!);
+      for (const id of changed) {
+        this.known.set(id, refs.get(id)!);
+        if (this.fwd.get(id) === refs.get(id)) this.fwd.delete(id);
+      }
       this.o.log('sync_adopted', { heads: changed.length, head: r.head, changed: r.changed, ms: Date.now() - t0 });
     } catch (e) {
       // Find the culprit: each new value on its own, in id order (every node that sees the same
@@ -271,17 +292,19 @@ export class MetaSync {
         try {
           await this.o.ns.adoptHeads(others(trial), () => notMember(id));
           this.known.set(id, oid);
+          if (this.fwd.get(id) === oid) this.fwd.delete(id);
         } catch (err) {
           await this.refuse(id, oid, (err as Error).message);
         }
       }
     }
-    for (const id of changed) if (this.known.get(id) === refs.get(id)) this.dirty.add(id);
-    if (this.dirty.size) this.scheduleGossip();
+    // Passed on already (fwd); what the view refused is dropped from there.
+    for (const id of changed) if (this.fwd.get(id) === refs.get(id) && this.known.get(id) !== refs.get(id)) this.fwd.delete(id);
   }
 
   private async refuse(id: string, oid: string, why: string): Promise<void> {
     this.bad.add(oid);
+    if (this.fwd.get(id) === oid) this.fwd.delete(id);
     this.o.log('sync_merge_refused', { peer: id, oid, reason: why.slice(0, 500) });
     await this.rollBack(id, oid);
   }
@@ -300,7 +323,7 @@ export class MetaSync {
     this.gossipTimer = setTimeout(() => {
       this.gossipTimer = undefined;
       this.gossip();
-    }, this.o.debounceMs ?? 20);
+    }, this.o.debounceMs ?? 5);
   }
 
   /**
@@ -315,7 +338,7 @@ export class MetaSync {
     this.dirty.clear();
     const reach = this.targets();
     const want = new Set<string>();
-    const fanout = this.o.fanout ?? 2;
+    const fanout = this.o.fanout ?? 4;
     for (const origin of ids) {
       const order = treeOrder(origin, [this.me, ...reach]);
       const pos = order.indexOf(this.me);
@@ -399,12 +422,13 @@ export class MetaSync {
       do {
         s.again = false;
         // Never its own (it has the newest), nor what it refused (until membership news).
-        const ids = this.lacking(s).filter((x) => x !== id && s.refused.get(x) !== this.known.get(x));
+        const ids = this.lacking(s).filter((x) => x !== id && s.refused.get(x) !== this.offered().get(x));
         if (this.closed || !ids.length) continue;
         const r = await this.remote(id);
         if (!r) return false;
         const t0 = Date.now();
-        const specs = ids.map((x) => `${this.known.get(x)}:${ref(x)}`);
+        const offer = this.offered();
+        const specs = ids.map((x) => `${offer.get(x)}:${ref(x)}`);
         const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--porcelain', '--no-verify', '--', r.url, ...specs], { env: r.env, allowFail: true });
         const out = parsePorcelain(res.stdout.toString());
         if (res.code !== 0 && !out.size) throw new Error(res.stderr.trim().slice(0, 500) || `git push failed (${res.code})`);
@@ -413,10 +437,10 @@ export class MetaSync {
         let refused = 0;
         for (const x of ids) {
           const ok = out.get(ref(x));
-          if (ok) s.has.set(x, this.known.get(x)!);
+          if (ok) s.has.set(x, offer.get(x)!);
           else {
             refused++;
-            s.refused.set(x, this.known.get(x)!);
+            s.refused.set(x, offer.get(x)!);
           }
         }
         // Refused: it holds newer values (they reach us by gossip or the next summary exchange),
@@ -473,7 +497,7 @@ export class MetaSync {
       }
       this.o.log('sync_exchanged', { peer: id, why, theirs: theirs.size, fetch: need.length, push: this.lacking(s).length });
       if (need.length) await this.fetchFrom(id, r, need);
-      if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.known.get(x))) await this.pushTo(id);
+      if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.offered().get(x))) await this.pushTo(id);
     } finally {
       s.exchanging = false;
       const again = s.exchangeAgain;
