@@ -56,6 +56,11 @@ const CACHE_ROWS = 200_000;
 const checked = new Set<string>();
 const folds = new Map<string, { commit: string; leftOut: MergeResult['leftOut'] }>();
 
+function markChecked(key: string): void {
+  if (checked.size >= 10_000) checked.clear();
+  checked.add(key);
+}
+
 function remember(commit: string, f: Flattened): void {
   const rows = f.blobs.size + f.trees.size;
   if (rows > CACHE_ROWS / 4 || cache.has(commit)) return;
@@ -183,11 +188,13 @@ export async function computeView(repo: GitRepo, ours: string, tips: string[], m
   // A head checked once (by an earlier view) is not checked again: views are made on every push.
   for (const t of sorted) {
     if (t === ours || checked.has(`${repo.dir} ${t}`)) continue;
-    const base = await repo.mergeBase(ours, t);
+    // Against a parent already checked (a node's new commit sits on a view of checked heads):
+    // what is new since it is all that needs a look, and no merge-base is run to find that.
+    const parent = (await repo.readCommit(t)).parents.find((x) => x === ours || checked.has(`${repo.dir} ${x}`));
+    const base = parent ?? (await repo.mergeBase(ours, t));
     if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
     await checkTheirs(repo, await flatten(repo, t, maxRows), base === ours ? o : await flatten(repo, base), t, maxBytes);
-    if (checked.size >= 10_000) checked.clear();
-    checked.add(`${repo.dir} ${t}`);
+    markChecked(`${repo.dir} ${t}`);
   }
   let acc = sorted[0]!;
   let leftOut: MergeResult['leftOut'] = [];
@@ -217,6 +224,8 @@ export async function computeView(repo: GitRepo, ours: string, tips: string[], m
     commit = objectId('commit', data);
     await repo.writeObjects([{ type: 'commit', oid: commit, data }]);
   }
+  // Made of checked heads: a commit on top of it (the next one a node makes) is checked against it.
+  markChecked(`${repo.dir} ${commit}`);
   const changes = diff(o.blobs, accFlat.blobs);
   return { commit, fastForward: sorted.length === 1, changes, trees: accFlat.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, accFlat.trees), leftOut };
 }
