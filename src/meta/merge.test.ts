@@ -391,3 +391,19 @@ test('a view of several heads is one commit whatever the order they arrive in, a
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('a dotfile made with its new directory reaches the other side (its escaped name sorts before the marker)', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-dot-'));
+  try {
+    const { a, b } = await pair(d);
+    await b.apply({ o: 'put', p: '/newdir', e: dir });
+    await b.apply({ o: 'put', p: '/newdir/.hidden', e: file('secret') });
+    await b.apply({ o: 'put', p: '/newdir/shown', e: file('shown') });
+    await exchange(b, a);
+    assert.deepEqual(names(a, '/newdir'), ['.hidden', 'shown']);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -303,7 +303,10 @@ export class Namespace extends EventEmitter {
    * records changed and which paths of the filesystem did.
    */
   private applyMerge(r: MergeResult, entries: Map<string, Entry>): { records: boolean; paths: string[] } {
-    const depth = (p: string) => p.split('/').length;
+    // A directory's marker ('d/%dir') stands for the directory itself: one level up. Git's path
+    // order puts an escaped dotfile ('d/%2Ehidden') before the marker, so by depth alone the file
+    // came before its directory existed and was skipped.
+    const depth = (p: string) => p.split('/').length - (p.endsWith('/' + DIR_MARKER) || p === DIR_MARKER ? 1 : 0);
     const recordsPrefix = RECORDS + '/';
     let records = false;
     const paths: string[] = [];
