@@ -79,6 +79,7 @@ export interface TestCluster {
   txBytes(i: number): Promise<number>;
   /** Resident memory of node i's process, bytes. */
   rss(i: number): Promise<number>;
+  /** Splits the LAN: these hosts on one side (they still reach each other), the rest on the other. */
   partition(idx: number[]): Promise<void>;
   heal(idx: number[]): Promise<void>;
   /** Waits until every node (or those in idx) has one head; gives it and the time waited. */
@@ -243,10 +244,10 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
       return Number(m[1]) * 1024;
     },
     async partition(idx) {
-      await Promise.all(idx.map((i) => at(i).host.down()));
+      await Promise.all(idx.map((i) => at(i).host.side(1)));
     },
     async heal(idx) {
-      await Promise.all(idx.map((i) => at(i).host.up()));
+      await Promise.all(idx.map((i) => at(i).host.side(0)));
     },
     converged,
     teardown,

@@ -16,7 +16,7 @@ async function namespaces(): Promise<string[]> {
   return (await exec('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]).filter(Boolean);
 }
 
-test('hosts on a LAN reach each other; partition and heal; teardown removes everything', { skip }, async () => {
+test('hosts on a LAN reach each other; partition (one host, or a split) and heal; teardown removes everything', { skip }, async () => {
   await sweepStaleNamespaces();
   const lan = await createLan();
   let torn = false;
@@ -51,6 +51,17 @@ test('hosts on a LAN reach each other; partition and heal; teardown removes ever
     let got = '';
     for (let i = 0; i < 20 && got !== 'hello from a'; i++) {
       got = (await b.run(process.execPath, ['-e', CLIENT, a.ip])).stdout.trim();
+      if (got !== 'hello from a') await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(got, 'hello from a');
+    // A split: a and b on the second bridge reach each other, c reaches neither, until they move back.
+    await Promise.all([a.side(1), b.side(1)]);
+    assert.equal((await b.run(process.execPath, ['-e', CLIENT, a.ip])).stdout.trim(), 'hello from a');
+    assert.notEqual((await c.run(process.execPath, ['-e', CLIENT, a.ip])).stdout.trim(), 'hello from a');
+    await Promise.all([a.side(0), b.side(0)]);
+    got = '';
+    for (let i = 0; i < 20 && got !== 'hello from a'; i++) {
+      got = (await c.run(process.execPath, ['-e', CLIENT, a.ip])).stdout.trim();
       if (got !== 'hello from a') await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(got, 'hello from a');

@@ -94,6 +94,11 @@ export interface NetnsHost {
   linkStats(): Promise<LinkStats>;
   /** Partition: takes eth0 down. */
   down(): Promise<void>;
+  /**
+   * Moves the host to the LAN's second bridge (`side` 1) or back (0): hosts on one side reach
+   * each other and none of the other side (a split of the LAN, where down() cuts one host off).
+   */
+  side(side: 0 | 1): Promise<void>;
   /** Heal: eth0 up again, with its multicast route. */
   up(): Promise<void>;
 }
@@ -172,6 +177,7 @@ export async function createLan(opts: { subnet?: string } = {}): Promise<NetnsLa
           return { txBytes: tx.bytes, rxBytes: rx.bytes, txPackets: tx.packets, rxPackets: rx.packets };
         },
         down: () => ip('-n', ns, 'link', 'set', 'eth0', 'down').then(() => {}),
+        side: (n) => ip('-n', lanNs, 'link', 'set', port, 'master', n ? 'br1' : 'br0').then(() => {}),
         up,
       };
       hosts.push(host);
@@ -193,8 +199,10 @@ export async function createLan(opts: { subnet?: string } = {}): Promise<NetnsLa
   try {
     await ip('netns', 'add', lanNs);
     namespaces.push(lanNs);
-    await ip('-n', lanNs, 'link', 'add', 'br0', 'type', 'bridge');
-    await ip('-n', lanNs, 'link', 'set', 'br0', 'up');
+    for (const br of ['br0', 'br1']) {
+      await ip('-n', lanNs, 'link', 'add', br, 'type', 'bridge');
+      await ip('-n', lanNs, 'link', 'set', br, 'up');
+    }
   } catch (err) {
     await lan.teardown();
     throw err;
