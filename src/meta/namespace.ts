@@ -229,19 +229,10 @@ export class Namespace extends EventEmitter {
    * `refusal` is asked in turn, once what was applied before is committed: a reason refuses the merge.
    */
   mergeFrom(remote: string, refusal?: () => string | null): Promise<{ head: string; changed: boolean }> {
-    return this.serial(async () => {
-      for (;;) {
-        await this.commitNow();
-        const why = refusal?.();
-        if (why) throw new Error(why);
-        const ours = this.head!;
-        if (ours === remote || (await this.repo.isAncestor(remote, ours))) return { head: ours, changed: false };
-        const result = await computeMerge(this.repo, ours, remote);
-        // Local changes that arrived meanwhile are not in `ours`: commit them and merge again.
-        if (this.pending.length) continue;
-        await this.install(result, ours, result.fastForward ? 'fast-forward' : 'merge', { from: remote, ff: result.fastForward });
-        return { head: result.commit, changed: true };
-      }
+    return this.bringIn(refusal, async (ours) => {
+      if (ours === remote || (await this.repo.isAncestor(remote, ours))) return null;
+      const result = await computeMerge(this.repo, ours, remote);
+      return { result, reason: result.fastForward ? 'fast-forward' : 'merge', logged: { from: remote, ff: result.fastForward } };
     });
   }
 
@@ -253,19 +244,31 @@ export class Namespace extends EventEmitter {
    * malformed, or `refusal` gives a reason.
    */
   adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }> {
+    return this.bringIn(refusal, async (ours) => {
+      const tips = await this.repo.independent([this.own ?? ours, ...heads]);
+      if (tips.length === 1 && tips[0] === ours) return null;
+      const result = await computeView(this.repo, ours, tips);
+      return result.commit === ours ? null : { result, reason: `view of ${tips.length} heads`, logged: { tips: tips.length } };
+    });
+  }
+
+  /**
+   * In the serial chain, once pending changes are committed and `refusal` has no reason: what
+   * `compute` makes of our head (null: nothing to do) becomes the head. Local changes that arrive
+   * while it computes are not in it: they are committed and it is computed again.
+   */
+  private bringIn(refusal: (() => string | null) | undefined, compute: (ours: string) => Promise<{ result: MergeResult; reason: string; logged: Record<string, unknown> } | null>): Promise<{ head: string; changed: boolean }> {
     return this.serial(async () => {
       for (;;) {
         await this.commitNow();
         const why = refusal?.();
         if (why) throw new Error(why);
         const ours = this.head!;
-        const tips = await this.repo.independent([this.own ?? ours, ...heads]);
-        if (tips.length === 1 && tips[0] === ours) return { head: ours, changed: false };
-        const result = await computeView(this.repo, ours, tips);
+        const step = await compute(ours);
         if (this.pending.length) continue;
-        if (result.commit === ours) return { head: ours, changed: false };
-        await this.install(result, ours, `view of ${tips.length} heads`, { tips: tips.length });
-        return { head: result.commit, changed: true };
+        if (!step) return { head: ours, changed: false };
+        await this.install(step.result, ours, step.reason, step.logged);
+        return { head: step.result.commit, changed: true };
       }
     });
   }
