@@ -306,9 +306,29 @@ function place(result: Flat, dirs: Set<string>, leftOut: MergeResult['leftOut'],
     leftOut.push({ path, oid: row.oid, reason: `its name cannot be a conflict copy: ${problem}` });
     return;
   }
-  const free = freeName(result, dirs, dir, decodeName(encName), loser);
+  const name = decodeName(encName);
+  if (keptAlready(result, dir, name, row, loser)) return;
+  const free = freeName(result, dirs, dir, name, loser);
   result.set(free, row);
   for (const d of dirsOf([free])) dirs.add(d); // its own directory: there already, kept exact anyway
+}
+
+/**
+ * True when this losing version is already kept under one of its own conflict names. With several
+ * merge bases (criss-cross histories) the one chosen may predate the merge that made the copy:
+ * both sides then still differ at the name and the loser would be kept again as `.2`. Only when
+ * the name is whole in its conflict names (not cut to fit 255 bytes): cut names of two files may
+ * be alike, and each file's loser must still be kept.
+ */
+function keptAlready(result: Flat, dir: string, name: string, row: Row, loser: Entry): boolean {
+  const node = loser.node ?? 'unknown';
+  const tagBytes = '.sync-conflict-'.length + 15 + 1 + (node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown').length;
+  if (Buffer.byteLength(conflictName(name, loser.mtime, node, 1)) !== Buffer.byteLength(name) + tagBytes) return false;
+  for (let i = 1; ; i++) {
+    const r = result.get(dir + encodeName(conflictName(name, loser.mtime, node, i)));
+    if (!r) return false;
+    if (r.oid === row.oid) return true;
+  }
 }
 
 /** Every directory above the given paths ('a/b/c' -> 'a', 'a/b'). */
