@@ -7,7 +7,8 @@
 // - changed on both: the version with the later mtime keeps the name (ties: the larger blob id);
 //   the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS-NODE.ext` (the stem cut
 //   on a character boundary so the name fits in 255 bytes; `.2`, `.3` ... when taken). Conflicts
-//   are resolved in path order, so every node picks the same free names.
+//   are resolved in path order, so every node picks the same free names. A loser already kept
+//   under one of its conflict names (a criss-cross history met again) is not kept twice.
 // - deleted on one side, changed on the other: the change is kept.
 // - directory attributes on both sides: the later one, no copy. Records on both: the larger bytes.
 // - a file where the other side has a directory: the file moves to a conflict name.
