@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { run } from '../util/exec.js';
 import { gitEnv, NODE_REFS } from '../meta/repo.js';
+import type { GitRepo } from '../meta/repo.js';
 import type { Identity } from './identity.js';
 import { isNodeId } from './identity.js';
 import type { Membership } from './membership.js';
@@ -26,7 +27,7 @@ export interface SyncNamespace extends EventEmitter {
   head: string | null;
   /** This node's latest own commit. */
   own: string | null;
-  repo: { dir: string };
+  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'isAncestor'>;
   /** `refusal` is asked when the view's turn comes (after earlier changes are committed); a reason refuses it. */
   adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
 }
@@ -229,7 +230,7 @@ export class MetaSync {
 
   /** Adopts the refs/nodes values that arrived (pushed to us or fetched) into the view. */
   private async settle(from: Set<string>): Promise<void> {
-    const refs = await listNodeRefs(this.repo);
+    const refs = await this.nodeRefs();
     const changed: string[] = [];
     for (const [id, oid] of refs) {
       if (this.known.get(id) === oid) continue;
@@ -307,6 +308,11 @@ export class MetaSync {
     if (this.fwd.get(id) === oid) this.fwd.delete(id);
     this.o.log('sync_merge_refused', { peer: id, oid, reason: why.slice(0, 500) });
     await this.rollBack(id, oid);
+  }
+
+  /** Our refs/nodes/* by node id (anything else under it is ignored). */
+  private async nodeRefs(): Promise<Map<string, string>> {
+    return new Map([...(await this.o.ns.repo.listRefs(NODE_REFS))].filter(([id]) => isNodeId(id)));
   }
 
   /** Puts a refused value's ref back where it was (or away): a later good value must still fast-forward it. */
@@ -491,7 +497,7 @@ export class MetaSync {
         if (x === this.me || this.known.get(x) === oid || this.bad.has(oid)) continue;
         // Ours is newer if theirs is already in our history.
         const mine = this.known.get(x);
-        if (mine && (await isAncestor(this.repo, oid, mine))) continue;
+        if (mine && (await this.o.ns.repo.isAncestor(oid, mine))) continue;
         if (!this.o.membership.get(x)) continue; // not a member (yet): its value waits
         need.push(x);
       }
@@ -522,11 +528,11 @@ export class MetaSync {
       if (!oid || this.bad.has(oid)) continue;
       this.peerState(id).has.set(x, oid);
       // Forward only, like a push: the hook's rule, kept by hand for what we fetch.
-      const cur = await readRef(this.repo, ref(x));
+      const cur = await this.o.ns.repo.readRef(ref(x));
       if (cur === oid) continue;
-      if (cur && !(await isAncestor(this.repo, cur, oid))) {
+      if (cur && !(await this.o.ns.repo.isAncestor(cur, oid))) {
         // Behind what was pushed to us meanwhile: nothing to do. Otherwise two histories of one node.
-        if (!(await isAncestor(this.repo, oid, cur))) this.o.log('sync_fetch_diverged', { peer: id, ref: x, ours: cur, theirs: oid });
+        if (!(await this.o.ns.repo.isAncestor(oid, cur))) this.o.log('sync_fetch_diverged', { peer: id, ref: x, ours: cur, theirs: oid });
         continue;
       }
       const u = await run('git', [`--git-dir=${this.repo}`, 'update-ref', ref(x), oid, cur ?? '0'.repeat(40)], { env: gitEnv(), allowFail: true });
@@ -580,23 +586,4 @@ function parseLsRemote(text: string): Map<string, string> {
     if (isNodeId(id) && out.size < MAX_REFS) out.set(id, oid);
   }
   return out;
-}
-
-async function listNodeRefs(repo: string): Promise<Map<string, string>> {
-  const r = await run('git', [`--git-dir=${repo}`, 'for-each-ref', '--format=%(objectname) %(refname)', '--', NODE_REFS], { env: gitEnv() });
-  const out = new Map<string, string>();
-  for (const line of r.stdout.toString().split('\n')) {
-    const [oid, name] = line.split(' ');
-    if (oid && name?.startsWith(NODE_REFS) && isNodeId(name.slice(NODE_REFS.length))) out.set(name.slice(NODE_REFS.length), oid);
-  }
-  return out;
-}
-
-async function readRef(repo: string, name: string): Promise<string | null> {
-  const r = await run('git', [`--git-dir=${repo}`, 'rev-parse', '--verify', '--quiet', `${name}^{commit}`], { env: gitEnv(), allowFail: true });
-  return r.code === 0 ? r.stdout.toString().trim() : null;
-}
-
-async function isAncestor(repo: string, a: string, b: string): Promise<boolean> {
-  return (await run('git', [`--git-dir=${repo}`, 'merge-base', '--is-ancestor', a, b], { env: gitEnv(), allowFail: true })).code === 0;
 }

@@ -71,9 +71,8 @@ export class GitRepo {
     await this.git(['config', 'receive.denyNonFastForwards', 'true']);
   }
 
-  async head(): Promise<string | null> {
-    const r = await this.git(['rev-parse', '--verify', '--quiet', `${BRANCH}^{commit}`], undefined, true);
-    return r.code === 0 ? r.stdout.toString().trim() : null;
+  head(): Promise<string | null> {
+    return this.readRef(BRANCH);
   }
 
   /** Moves the branch from `old` (null: must not exist) to `next`, atomically. */
