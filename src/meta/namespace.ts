@@ -18,7 +18,10 @@ export interface NamespaceOptions {
   dir: string;
   nodeId: string;
   log: Logger;
-  /** Commit this long after the last change (ms, default 50)... */
+  /**
+   * Commit this long after the last change (ms). Default: 10 for a change after a quiet spell
+   * (peers see a lone save quickly), 50 while changes keep coming (a stream batches).
+   */
   idleMs?: number;
   /** ...but at most this long after the first uncommitted one (default 1000). */
   maxDelayMs?: number;
@@ -35,6 +38,7 @@ export class Namespace extends EventEmitter {
   own: string | null = null;
   private pending: string[] = [];
   private firstPendingAt = 0;
+  private lastCommitAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private commits = 0;
@@ -201,7 +205,7 @@ export class Namespace extends EventEmitter {
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
     // Short enough that peers see a change quickly; a steady stream still commits once per maxDelay.
-    const idle = this.opts.idleMs ?? 50;
+    const idle = this.opts.idleMs ?? (this.firstPendingAt - this.lastCommitAt < 100 ? 50 : 10);
     const max = this.opts.maxDelayMs ?? 1000;
     const wait = Math.max(0, Math.min(idle, this.firstPendingAt + max - Date.now()));
     this.timer = setTimeout(() => {
@@ -369,9 +373,12 @@ export class Namespace extends EventEmitter {
     // go out with the next one.
     snap.objects.unshift(...this.unwritten);
     try {
+      const t0 = performance.now();
       const gen = await this.journal.rotate();
       await Promise.all(this.barriers.map((b) => b()));
+      const t1 = performance.now();
       const oid = await this.writeCommit(snap, lines, gen);
+      this.opts.log.debug('meta.committed', { head: oid, changes: lines.length, rotate_ms: Math.round(t1 - t0), ms: Math.round(performance.now() - t0) });
       this.unwritten = [];
       return oid;
     } catch (e) {
@@ -402,6 +409,7 @@ export class Namespace extends EventEmitter {
     await this.repo.updateRefs([[BRANCH, oid, this.head], [this.ownRef, oid, undefined]], `commit: ${oneLine(subject)}`);
     this.head = oid;
     this.own = oid;
+    this.lastCommitAt = Date.now();
     await this.writeCommittedGen(gen, oid);
     await this.journal.drop(gen);
     this.journal.keepReserve();
