@@ -453,6 +453,7 @@ export class Namespace extends EventEmitter {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.journal.close();
+    this.repo.close();
   }
 }
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { run } from '../util/exec.js';
 import { writePack, PackObject } from './pack.js';
-import { BatchParser, MissingObjectError } from './cat-file.js';
+import { MissingObjectError } from './cat-file.js';
+import { ObjectReader } from './object-reader.js';
 
 /**
  * Largest blob a namespace entry or record may be: a file's metainfo holds 20 bytes per piece,
@@ -46,7 +47,16 @@ export const PRIVATE_GIT_MODE = '0600';
 export interface CommitInfo { tree: string; parents: string[]; message: string; /** committer time, seconds */ time: number }
 
 export class GitRepo {
-  constructor(readonly dir: string) {}
+  private readonly reader: ObjectReader;
+
+  constructor(readonly dir: string) {
+    this.reader = new ObjectReader(dir, gitEnv);
+  }
+
+  /** Ends the long-lived object reader (it never keeps the process alive, but a node closing tidies up). */
+  close(): void {
+    this.reader.close();
+  }
 
   private git(args: string[], input?: Buffer | string, allowFail = false) {
     return run('git', [`--git-dir=${this.dir}`, ...args], { input, allowFail, env: gitEnv() });
@@ -129,7 +139,9 @@ export class GitRepo {
   }
 
   private async readCommitUncached(oid: string): Promise<CommitInfo> {
-    const text = (await this.git(['cat-file', 'commit', oid])).stdout.toString();
+    const o = (await this.readObjects([oid], MAX_ENTRY_BLOB)).get(oid)!;
+    if (o.type !== 'commit') throw new Error(`${oid} is a ${o.type}, not a commit`);
+    const text = o.data.toString();
     const [head, ...rest] = text.split('\n\n');
     const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
     if (!tree) throw new Error(`commit ${oid} has no tree`);
@@ -176,40 +188,29 @@ export class GitRepo {
     return rows;
   }
 
-  /** Sum of the sizes of `oids` (distinct), from one `git cat-file --batch-check`: no object is read. */
+  /** Sum of the sizes of `oids` (distinct), from their headers: no object is read. */
   async totalSize(oids: string[]): Promise<number> {
-    if (!oids.length) return 0;
-    const out = (await this.git(['cat-file', '--batch-check=%(objectsize)'], oids.join('\n') + '\n')).stdout.toString();
     let total = 0;
-    for (const line of out.split('\n')) if (line) total += Number(line);
-    if (!Number.isFinite(total)) throw new Error(`git cat-file --batch-check: an object of ${oids.length} is missing from ${this.dir}`);
+    for (const [oid, i] of await this.reader.info(oids)) {
+      if (!i) throw new Error(`object ${oid} is missing from ${this.dir}`);
+      total += i.size;
+    }
     return total;
   }
 
-  /**
-   * Reads many objects through one `git cat-file --batch`, in linear time. An object over
-   * `maxSize` (default MAX_ENTRY_BLOB) fails the read from its header, before it is held.
-   */
+  /** Many objects in one exchange; one over `maxSize` (default MAX_ENTRY_BLOB) fails the read from its header. */
   async readBlobs(oids: string[], maxSize = MAX_ENTRY_BLOB): Promise<Map<string, Buffer>> {
     const result = new Map<string, Buffer>();
-    if (!oids.length) return result;
-    const p = spawn('git', [`--git-dir=${this.dir}`, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: gitEnv() });
-    let stderr = '';
-    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    p.stdin.on('error', () => {});
-    p.stdin.end(oids.join('\n') + '\n');
-    let i = 0;
-    const parser = new BatchParser((o) => result.set(oids[i++]!, o.data), maxSize);
+    for (const [oid, o] of await this.readObjects(oids, maxSize)) result.set(oid, o.data);
+    return result;
+  }
+
+  private async readObjects(oids: string[], maxSize: number) {
     try {
-      for await (const chunk of p.stdout as AsyncIterable<Buffer>) parser.push(chunk);
-      parser.end();
+      return await this.reader.read(oids, maxSize);
     } catch (e) {
-      p.kill();
       throw e instanceof MissingObjectError ? new Error(`${e.message} from ${this.dir}`) : e;
     }
-    const code: number = await new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.on('close', (c) => r(c ?? -1))));
-    if (code !== 0 || i !== oids.length) throw new Error(`git cat-file --batch failed: ${stderr.trim()}`);
-    return result;
   }
 
   /** The merge base of two commits, chosen deterministically when there are several; null if unrelated. */
@@ -240,6 +241,7 @@ export class GitRepo {
   /** Folds small packs together when there are many; runs git's own gc heuristics. */
   async maintain(): Promise<void> {
     await this.git(['gc', '--auto', '--quiet'], undefined, true);
+    await this.reader.restart();
   }
 }
 
