@@ -61,6 +61,14 @@ test('pushes: refs/nodes/<member> only, each ref judged alone, fast-forward only
     assert.match(r.stderr, new RegExp(`${STRANGER} is not a member here`));
     assert.equal(await out(a.repo.dir, ['rev-parse', `refs/nodes/${C}`]), b.head);
     assert.equal((await git(a.repo.dir, ['rev-parse', '--verify', '--quiet', `refs/nodes/${STRANGER}`])).code, 1);
+    // A revoked member's value is refused, its record notwithstanding.
+    await a.setRecord(`revoked/${C}`, Buffer.from(`{"node":"${C}"}`));
+    await a.commit();
+    const next = await out(b.repo.dir, ['commit-tree', `${b.head}^{tree}`, '-p', b.head!, '-m', 'next']);
+    r = await push(`${next}:refs/nodes/${C}`);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`${C} is not a member here`));
+    assert.equal(await out(a.repo.dir, ['rev-parse', `refs/nodes/${C}`]), b.head);
     r = await push(`:refs/nodes/${B}`);
     assert.notEqual(r.code, 0);
     r = await push(`${first}:refs/nodes/${B}`);
@@ -72,6 +80,16 @@ test('pushes: refs/nodes/<member> only, each ref judged alone, fast-forward only
     r = await git(b.repo.dir, ['push', '--force', '--', a.repo.dir, `${orphan}:refs/nodes/${D}`], { env: { DELUGEFS_PEER: D } });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /no history in common/);
+    // A merge of our history with another's root shares history with ours, and is refused all the same.
+    const joined = await out(b.repo.dir, ['commit-tree', tree, '-p', b.head!, '-p', orphan, '-m', 'graft']);
+    r = await git(b.repo.dir, ['push', '--force', '--', a.repo.dir, `${joined}:refs/nodes/${D}`], { env: { DELUGEFS_PEER: D } });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no history in common/);
+    // A tree is not a node's head.
+    r = await git(b.repo.dir, ['push', '--force', '--', a.repo.dir, `${tree}:refs/nodes/${D}`], { env: { DELUGEFS_PEER: D } });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /is not a commit/);
+    assert.equal((await git(a.repo.dir, ['rev-parse', '--verify', '--quiet', `refs/nodes/${D}`])).code, 1);
 
     // A head with a malformed entry passes git (well-formed objects) and is refused by the merge.
     const idx = join(d, 'index');
