@@ -407,3 +407,38 @@ test('a dotfile made with its new directory reaches the other side (its escaped 
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('a view goes in under local changes made while it was computed when their paths are apart; else they are merged', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-view-under-'));
+  try {
+    const { a, b } = await pair(d);
+    await b.apply({ o: 'put', p: '/from-b', e: file('b') });
+    await b.apply({ o: 'put', p: '/shared', e: file('b wins', T0 + 5000, 'nodeB') });
+    await b.commit();
+    await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, `+refs/heads/main:refs/peers/b`]);
+    // `refusal` is asked after A's pending changes are committed and before the view is made:
+    // what it applies arrives while the view is computed.
+    let first = false;
+    const r = await a.adoptHeads([b.head!], () => { if (!first) void a.apply({ o: 'put', p: '/docs/local', e: file('mine') }); first = true; return null; });
+    assert.equal(r.head, b.head, 'the view itself (a fast-forward), not a merge with a new commit of ours');
+    assert.deepEqual(names(a, '/'), ['docs', 'from-b', 'shared']);
+    assert.deepEqual(names(a, '/docs'), ['keep', 'local']);
+    await a.commit();
+    const parent = (await run('git', [`--git-dir=${a.repo.dir}`, 'rev-parse', `${a.head}^`])).stdout.toString().trim();
+    assert.equal(parent, b.head, 'the local change is committed on top of the view');
+    assert.deepEqual(names(a, '/docs'), ['keep', 'local']);
+
+    // A local change to a path the view changes: not installed under it; both versions are kept.
+    await b.apply({ o: 'put', p: '/shared', e: file('b again', T0 + 9000, 'nodeB') });
+    await b.commit();
+    await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, `+refs/heads/main:refs/peers/b`]);
+    let once = false; // asked again on the second round: it is a change while computing, once
+    const r2 = await a.adoptHeads([b.head!], () => { if (!once) void a.apply({ o: 'put', p: '/shared', e: file('a local', T0 + 8000, 'nodeA') }); once = true; return null; });
+    assert.notEqual(r2.head, b.head, 'merged with the local change, not installed under it');
+    assert.equal(names(a, '/').filter((n) => n.startsWith('shared')).length, 2, 'the newer keeps the name, the local one a conflict copy');
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

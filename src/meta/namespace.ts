@@ -11,6 +11,7 @@ import { DirEntry, Entry, decodeEntry } from './entry.js';
 import { DIR_MARKER, decodeName, encodeName, isMarker, storedNameProblem } from './names.js';
 import { computeMerge, computeView, MergeResult } from './merge.js';
 import type { PackObject } from './pack.js';
+import { TouchedPaths } from './touched.js';
 import type { Logger } from '../util/log.js';
 
 export interface NamespaceOptions {
@@ -39,6 +40,8 @@ export class Namespace extends EventEmitter {
   private pending: string[] = [];
   private firstPendingAt = 0;
   private lastCommitAt = 0;
+  /** What the uncommitted changes touched: a view disjoint from them is installed under them. */
+  private touched = new TouchedPaths();
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private commits = 0;
@@ -74,6 +77,7 @@ export class Namespace extends EventEmitter {
     ns.wireTree();
     await ns.journal.start();
     ns.pending.push(message);
+    ns.touched.markUnknown();
     await ns.commit();
     return ns;
   }
@@ -116,6 +120,7 @@ export class Namespace extends EventEmitter {
     if (replayed) {
       opts.log.info('journal.replayed', { ops: replayed });
       ns.pending.push(`Recover ${replayed} journaled changes`);
+      ns.touched.markUnknown();
     }
     return ns;
   }
@@ -129,7 +134,10 @@ export class Namespace extends EventEmitter {
   async finishRecovery(): Promise<void> {
     this.recovered.clear();
     // Entries loadTree left out: this commit leaves them out of the head too, for peers' sake.
-    if (this.skippedAtOpen) this.pending.push(`Leave out ${this.skippedAtOpen} stored entries that cannot be served`);
+    if (this.skippedAtOpen) {
+      this.pending.push(`Leave out ${this.skippedAtOpen} stored entries that cannot be served`);
+      this.touched.markUnknown();
+    }
     if (this.pending.length) {
       try {
         await this.commit();
@@ -168,6 +176,7 @@ export class Namespace extends EventEmitter {
       this.journal.retract(op);
       throw e;
     }
+    this.touched.add(op);
     this.note(describe(op));
     return Promise.resolve();
   }
@@ -259,7 +268,8 @@ export class Namespace extends EventEmitter {
   /**
    * In the serial chain, once pending changes are committed and `refusal` has no reason: what
    * `compute` makes of our head (null: nothing to do) becomes the head. Local changes that arrive
-   * while it computes are not in it: they are committed and it is computed again.
+   * while it computes are not in it: it goes in under them when their paths and its are apart
+   * (touched.ts), else they are committed and it is computed again.
    */
   private bringIn(refusal: (() => string | null) | undefined, compute: (ours: string) => Promise<{ result: MergeResult; reason: string; logged: Record<string, unknown> } | null>): Promise<{ head: string; changed: boolean }> {
     return this.serial(async () => {
@@ -269,8 +279,10 @@ export class Namespace extends EventEmitter {
         if (why) throw new Error(why);
         const ours = this.head!;
         const step = await compute(ours);
-        if (this.pending.length) continue;
         if (!step) return { head: ours, changed: false };
+        // Changes made meanwhile: installed under them when they touch none of its paths (the
+        // result is their union, as a merge would make it), else made again once they are committed.
+        if (this.pending.length && !this.touched.disjoint(step.result.changes.map((c) => c.path))) continue;
         await this.install(step.result, ours, step.reason, step.logged);
         return { head: step.result.commit, changed: true };
       }
@@ -366,6 +378,7 @@ export class Namespace extends EventEmitter {
     }
     const lines = this.pending;
     this.pending = [];
+    this.touched = new TouchedPaths();
     // Snapshot and journal rotation happen in one synchronous step: the commit holds exactly
     // the ops of the generations up to `gen`.
     const snap: { root: string; objects: PackObject[] } = this.tree.snapshot();
@@ -384,6 +397,7 @@ export class Namespace extends EventEmitter {
     } catch (e) {
       this.unwritten = snap.objects;
       this.pending.unshift(...lines);
+      this.touched.markUnknown(); // what they touched is not kept: nothing counts as disjoint until they are in
       if (!this.timer) this.timer = setTimeout(() => { this.timer = null; void this.commit().catch(() => {}); }, 5000);
       this.timer.unref();
       // The journal holds the changes: e.g. content they removed may go now, to make room.

@@ -51,6 +51,11 @@ test('object reader: one process answers many requests; limits, bad names, new o
     await r.read([a], 100).catch(() => {});
     assert.equal((await r.read([a], 100)).get(a)!.data.toString(), 'alpha\n');
     assert.notEqual((r as unknown as { p: { pid: number } }).p.pid, pid);
+    // Ended while idle (a gc, a close) and asked again at once: the old process's exit is not the new request's.
+    for (let i = 0; i < 5; i++) {
+      r.close();
+      assert.equal((await r.read([a], 100)).get(a)!.data.toString(), 'alpha\n');
+    }
   } finally {
     r.close();
     await rm(d, { recursive: true, force: true });

@@ -17,6 +17,8 @@ export class ObjectReader {
   private p?: ChildProcessWithoutNullStreams;
   private chain: Promise<unknown> = Promise.resolve();
   private sink?: (chunk: Buffer) => void;
+  /** The process the request in flight talks to. */
+  private busyOn?: ChildProcessWithoutNullStreams;
   private fail?: (e: Error) => void;
   private stderr = '';
 
@@ -95,7 +97,9 @@ export class ObjectReader {
     if (this.p && this.p.exitCode === null && !this.p.killed) return this.p;
     const p = spawn('git', [`--git-dir=${this.gitDir}`, 'cat-file', '--batch-command'], { stdio: ['pipe', 'pipe', 'pipe'], env: this.env() });
     this.stderr = '';
+    // Output and exits of a process that was replaced are not the current request's.
     p.stdout.on('data', (b: Buffer) => {
+      if (this.busyOn !== p) return;
       try {
         this.sink?.(b);
       } catch (e) {
@@ -106,7 +110,7 @@ export class ObjectReader {
     p.stdin.on('error', () => {});
     const gone = (why: string) => {
       if (this.p === p) this.p = undefined;
-      this.fail?.(new Error(`git cat-file --batch-command ${why}${this.stderr ? `: ${this.stderr.trim()}` : ''}`));
+      if (this.busyOn === p) this.fail?.(new Error(`git cat-file --batch-command ${why}${this.stderr ? `: ${this.stderr.trim()}` : ''}`));
     };
     p.on('error', (e) => gone(`failed: ${e.message}`));
     p.on('close', (code, sig) => gone(`exited (${sig ?? code})`));
@@ -124,6 +128,7 @@ export class ObjectReader {
         clearTimeout(timer);
         this.sink = undefined;
         this.fail = undefined;
+        this.busyOn = undefined;
         if (e) {
           // What is left of this reply would be read as the next one's: start afresh.
           if (this.p === p) this.close();
@@ -133,6 +138,7 @@ export class ObjectReader {
       const timer = setTimeout(() => done(new Error(`git cat-file --batch-command: no reply in ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
       this.sink = (chunk) => { if (consume(chunk)) done(); };
       this.fail = done;
+      this.busyOn = p;
       p.stdin.write(input);
     });
   }
