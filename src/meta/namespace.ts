@@ -294,7 +294,7 @@ export class Namespace extends EventEmitter {
     const entries = validate(result);
     this.guardRecords(result);
     for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...logged, ...l });
-    const { records: recordsChanged, paths } = this.applyMerge(result, entries);
+    const { records: recordsChanged, paths } = this.applyMerge(result, entries, this.pending.length > 0);
     this.head = result.commit;
     await this.repo.updateRef(result.commit, ours, reason);
     this.opts.log.info('meta.merged', { ...logged, head: result.commit, changes: result.changes.length });
@@ -321,7 +321,7 @@ export class Namespace extends EventEmitter {
    * Applies a merge's blob-level changes to the in-memory tree (synchronously); says whether
    * records changed and which paths of the filesystem did.
    */
-  private applyMerge(r: MergeResult, entries: Map<string, Entry>): { records: boolean; paths: string[] } {
+  private applyMerge(r: MergeResult, entries: Map<string, Entry>, underLocal: boolean): { records: boolean; paths: string[] } {
     // A directory's marker ('d/%dir') stands for the directory itself: one level up. Git's path
     // order puts an escaped dotfile ('d/%2Ehidden') before the marker, so by depth alone the file
     // came before its directory existed and was skipped.
@@ -356,9 +356,13 @@ export class Namespace extends EventEmitter {
         this.opts.log.warn('meta.merge.skip', { path, error: (e as Error).message });
       }
     }
-    // The in-memory tree now equals the merge result: adopt its tree ids.
-    this.adoptTreeIds(this.tree.root, '', r.trees);
-    this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
+    // The in-memory tree now equals the merge result: adopt its tree ids. Not under uncommitted
+    // local changes: the tree is the result and them, and a directory holding one of them given
+    // the result's id would leave it out of the next commit (the next snapshot writes those anew).
+    if (!underLocal) {
+      this.adoptTreeIds(this.tree.root, '', r.trees);
+      this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
+    }
     return { records, paths };
   }
 
