@@ -443,3 +443,48 @@ test('a view goes in under local changes made while it was computed when their p
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('criss-cross histories: a version a side saw in any merge base is not a conflict (no copy of a file its one writer changed)', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-merge-criss-'));
+  try {
+    const { a, b } = await pair(d);
+    const git = (ns: Namespace, ...args: string[]) => run('git', [`--git-dir=${ns.repo.dir}`, ...args]).then((r) => r.stdout.toString().trim());
+    const swap = async () => {
+      await git(a, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b');
+      await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
+    };
+    // P: A writes /f (its first version); Q: B writes /g, made to sort below P, so the one merge
+    // base a single-base merge takes (the smallest) is the one without /f.
+    await a.apply({ o: 'put', p: '/f', e: file('1') });
+    await a.commit();
+    const P = a.head!;
+    let Q = '';
+    for (let i = 0; !Q || Q > P; i++) {
+      await b.apply({ o: 'put', p: '/g', e: file(`g${i}`) });
+      await b.commit();
+      Q = b.head!;
+    }
+    await swap();
+    // Two different merges of P and Q: A's (made by computeMerge) and another with the same tree.
+    await a.mergeFrom(Q);
+    const M1 = a.head!;
+    await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
+    const M2 = await git(b, 'commit-tree', `${M1}^{tree}`, '-p', Q, '-p', P, '-m', 'another merge of the same two');
+    await b.mergeFrom(M2);
+    assert.equal(b.head, M2);
+    // A writes /f again (the writer's next version); B adds /h. Their merge bases: P and Q.
+    await a.apply({ o: 'put', p: '/f', e: file('full', T0 + 1000, 'nodeA') });
+    await a.commit();
+    await b.apply({ o: 'put', p: '/h', e: file('h') });
+    await b.commit();
+    await swap();
+    assert.deepEqual((await git(a, 'merge-base', '--all', a.head!, b.head!)).split('\n').sort(), [P, Q].sort());
+    await a.mergeFrom(b.head!);
+    assert.deepEqual(names(a, '/').filter((n) => n.startsWith('f')), ['f'], 'no conflict copy of /f');
+    assert.equal((a.get('/f') as any).entry.info.length, 4, 'the newer version');
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -157,7 +157,8 @@ function truncateUtf8(s: string, max: number): string {
  * the merge base (an ancestor of ours) hold nothing that did not pass this cap or come from here.
  */
 export async function computeMerge(repo: GitRepo, ours: string, theirs: string, maxRows = MAX_TREE_ROWS, maxBytes = MAX_HEAD_BYTES): Promise<MergeResult> {
-  const base = await repo.mergeBase(ours, theirs);
+  const bases = await repo.mergeBases(ours, theirs);
+  const base = bases[0];
   if (!base) throw new Error(`cannot merge ${theirs.slice(0, 12)}: no common history with ${ours.slice(0, 12)} (another cluster?)`);
   const o = await flatten(repo, ours);
   if (base === ours) {
@@ -166,7 +167,7 @@ export async function computeMerge(repo: GitRepo, ours: string, theirs: string, 
     const changes = diff(o.blobs, t.blobs);
     return { commit: theirs, fastForward: true, changes, trees: t.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, t.trees), leftOut: [] };
   }
-  const m = await merge2(repo, ours, o, theirs, base, maxRows, maxBytes);
+  const m = await merge2(repo, ours, o, theirs, bases, maxRows, maxBytes);
   const changes = diff(o.blobs, m.result);
   return { commit: m.commit, fastForward: false, changes, trees: m.trees, blobs: await contents(repo, changes), addedDirs: m.addedDirs, leftOut: m.leftOut };
 }
@@ -204,9 +205,9 @@ export async function computeView(repo: GitRepo, ours: string, tips: string[], m
     const key = `${repo.dir} ${acc} ${t}`;
     let step = folds.get(key);
     if (!step) {
-      const base = await repo.mergeBase(acc, t);
-      if (!base) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${acc.slice(0, 12)}`);
-      const m = await merge2(repo, acc, await flatten(repo, acc), t, base, maxRows, maxBytes, await flatten(repo, t, maxRows));
+      const bases = await repo.mergeBases(acc, t);
+      if (!bases.length) throw new Error(`cannot merge ${t.slice(0, 12)}: no common history with ${acc.slice(0, 12)}`);
+      const m = await merge2(repo, acc, await flatten(repo, acc), t, bases, maxRows, maxBytes, await flatten(repo, t, maxRows));
       remember(`${repo.dir} ${m.commit}`, { blobs: m.result, trees: m.trees, badUtf8: new Set() });
       step = { commit: m.commit, leftOut: m.leftOut };
       if (folds.size >= 1024) folds.clear();
@@ -231,21 +232,31 @@ export async function computeView(repo: GitRepo, ours: string, tips: string[], m
   return { commit, fastForward: sorted.length === 1, changes, trees: accFlat.trees, blobs: await contents(repo, changes), addedDirs: addedDirs(o.trees, accFlat.trees), leftOut };
 }
 
+/** Merge bases a merge looks at (criss-cross histories of many writers have a few). */
+const MAX_BASES = 16;
+
 interface Merged { commit: string; result: Flat; trees: Map<string, string>; addedDirs: string[]; leftOut: MergeResult['leftOut'] }
 
 /** The merge commit of two heads that are not ancestors of each other (parents sorted: the pair, not the order, decides it). */
-async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string, base: string, maxRows: number, maxBytes: number, theirsFlat?: Flattened): Promise<Merged> {
-  const b = await flatten(repo, base);
+async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string, baseOids: string[], maxRows: number, maxBytes: number, theirsFlat?: Flattened): Promise<Merged> {
+  // Criss-cross histories have several merge bases; one alone may predate a version both sides
+  // saw (the writer's first commit of a file and its next): each path is judged against all of
+  // them, so a side still holding a version some base had did not change it. With one base this
+  // is the plain three-way rule. At most MAX_BASES (sorted): every node takes the same ones.
+  const bs = await Promise.all(baseOids.slice(0, MAX_BASES).map((x) => flatten(repo, x)));
+  const b = bs[0]!;
   const t = theirsFlat ?? (await flatten(repo, theirs, maxRows));
   if (!theirsFlat) await checkTheirs(repo, t, b, theirs, maxBytes);
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
+  const inBase = (p: string, r: Row | undefined) => bs.some((x) => x.blobs.get(p)?.oid === r?.oid);
   for (const p of paths) {
-    const bo = b.blobs.get(p), oo = o.blobs.get(p), to = t.blobs.get(p);
+    const oo = o.blobs.get(p), to = t.blobs.get(p);
     if (oo?.oid === to?.oid) { if (oo) result.set(p, oo); continue; }
-    if (oo?.oid === bo?.oid) { if (to) result.set(p, to); continue; }
-    if (to?.oid === bo?.oid) { if (oo) result.set(p, oo); continue; }
+    const oOld = inBase(p, oo), tOld = inBase(p, to);
+    if (oOld && !tOld) { if (to) result.set(p, to); continue; }
+    if (tOld && !oOld) { if (oo) result.set(p, oo); continue; }
     if (!oo || !to) { result.set(p, (oo ?? to)!); continue; } // delete racing modify: keep the modify
     conflicts.push({ path: p, a: oo, b: to });
   }
@@ -271,7 +282,7 @@ async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string,
     if (name === DIR_MARKER) continue;
     place(result, dirs, leftOut, c.path, lose, loser);
   }
-  await fixStructure(result, dirs, [o.blobs, t.blobs, b.blobs], repo, leftOut);
+  await fixStructure(result, dirs, [o.blobs, t.blobs, ...bs.map((x) => x.blobs)], repo, leftOut);
   const objects: GitObject[] = [];
   const trees = new Map<string, string>();
   const root = buildTrees(result, objects, trees);

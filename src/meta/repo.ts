@@ -215,9 +215,13 @@ export class GitRepo {
 
   /** The merge base of two commits, chosen deterministically when there are several; null if unrelated. */
   async mergeBase(a: string, b: string): Promise<string | null> {
+    return (await this.mergeBases(a, b))[0] ?? null;
+  }
+
+  /** Every best common ancestor of two commits (criss-cross histories have several), sorted; empty if unrelated. */
+  async mergeBases(a: string, b: string): Promise<string[]> {
     const r = await this.git(['merge-base', '--all', a, b], undefined, true);
-    const all = r.stdout.toString().split('\n').filter(Boolean).sort();
-    return all[0] ?? null;
+    return r.stdout.toString().split('\n').filter(Boolean).sort();
   }
 
   async isAncestor(a: string, b: string): Promise<boolean> {
