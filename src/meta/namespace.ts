@@ -273,16 +273,20 @@ export class Namespace extends EventEmitter {
    */
   private bringIn(refusal: (() => string | null) | undefined, compute: (ours: string) => Promise<{ result: MergeResult; reason: string; logged: Record<string, unknown> } | null>): Promise<{ head: string; changed: boolean }> {
     return this.serial(async () => {
-      for (;;) {
+      const t0 = performance.now();
+      for (let round = 1; ; round++) {
         await this.commitNow();
         const why = refusal?.();
         if (why) throw new Error(why);
         const ours = this.head!;
+        const t1 = performance.now();
         const step = await compute(ours);
         if (!step) return { head: ours, changed: false };
         // Changes made meanwhile: installed under them when they touch none of its paths (the
         // result is their union, as a merge would make it), else made again once they are committed.
-        if (this.pending.length && !this.touched.disjoint(step.result.changes.map((c) => c.path))) continue;
+        const under = this.pending.length > 0;
+        if (under && !this.touched.disjoint(step.result.changes.map((c) => c.path))) continue;
+        this.opts.log.debug('meta.view', { ...step.logged, round, under, compute_ms: Math.round(performance.now() - t1), ms: Math.round(performance.now() - t0) });
         await this.install(step.result, ours, step.reason, step.logged);
         return { head: step.result.commit, changed: true };
       }

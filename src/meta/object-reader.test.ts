@@ -33,7 +33,7 @@ test('object reader: one process answers many requests; limits, bad names, new o
 
     const missing = 'f'.repeat(40);
     const info = await r.info([big, missing]);
-    assert.deepEqual(info.get(big), { type: 'blob', size: 5000 });
+    assert.deepEqual(info.get(big), { oid: big, type: 'blob', size: 5000 });
     assert.equal(info.get(missing), null);
     await assert.rejects(r.read([a, missing], 10_000), /missing/);
     await assert.rejects(r.read([big], 4999), ObjectTooLargeError);
@@ -45,6 +45,24 @@ test('object reader: one process answers many requests; limits, bad names, new o
     const later = await hash(dir, 'written later\n');
     assert.equal((await r.read([later], 100)).get(later)!.data.toString(), 'written later\n');
     assert.equal((r as unknown as { p: { pid: number } }).p.pid, pid, 'every request went to one process');
+
+    // Refs by full name, read afresh each time (loose and packed): what sync reads refs/nodes/* with.
+    const c1 = (await run('git', ['--git-dir', dir, 'commit-tree', '4b825dc642cb6eb9a060e54bf8d69288fbee4904', '-m', 'one'])).stdout.toString().trim();
+    const c2 = (await run('git', ['--git-dir', dir, 'commit-tree', '4b825dc642cb6eb9a060e54bf8d69288fbee4904', '-p', c1, '-m', 'two'])).stdout.toString().trim();
+    const ref = 'refs/nodes/abcdefghijklmnop';
+    assert.equal((await r.info([ref])).get(ref), null);
+    await run('git', ['--git-dir', dir, 'update-ref', ref, c1]);
+    assert.equal((await r.info([ref])).get(ref)?.oid, c1);
+    await run('git', ['--git-dir', dir, 'update-ref', ref, c2]);
+    assert.equal((await r.info([ref])).get(ref)?.oid, c2);
+    await run('git', ['--git-dir', dir, 'pack-refs', '--all']);
+    assert.equal((await r.info([ref])).get(ref)?.oid, c2, 'packed');
+    await run('git', ['--git-dir', dir, 'update-ref', ref, c1]);
+    assert.equal((await r.info([ref])).get(ref)?.oid, c1, 'loose again over packed');
+    await run('git', ['--git-dir', dir, 'update-ref', '-d', ref]);
+    assert.equal((await r.info([ref])).get(ref), null, 'deleted');
+    for (const bad of ['refs/nodes/../x', 'refs/nodes/a b', 'refs/nodes/x^{tree}', 'HEAD', 'refs/nodes/x:y']) await assert.rejects(r.info([bad]), /not an object name/, bad);
+    await assert.rejects(r.read([ref], 100), /not an object name/);
 
     // git killed under it: the request in flight fails or succeeds, the next one gets a new process.
     process.kill(pid, 'SIGKILL');

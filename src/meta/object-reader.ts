@@ -7,9 +7,11 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { BatchParser, MissingObjectError, ObjectTooLargeError, type BatchObject } from './cat-file.js';
 
-export interface ObjectInfo { type: string; size: number }
+export interface ObjectInfo { oid: string; type: string; size: number }
 
 const OID = /^[0-9a-f]{40}$/;
+/** A ref by its full name (refs/heads/main, refs/nodes/<id>): what may be asked besides an object name. */
+const REF = /^refs\/(?:[A-Za-z0-9_-]+\/)*[A-Za-z0-9_-]+$/;
 /** A reply that never comes (a wedged git) fails the request and the process is started anew. */
 const TIMEOUT_MS = 60_000;
 
@@ -24,7 +26,7 @@ export class ObjectReader {
 
   constructor(private readonly gitDir: string, private readonly env: () => NodeJS.ProcessEnv) {}
 
-  /** Type and size of each object, or null when it is missing. */
+  /** Type, size (and the object a ref names) of each object or full ref name, or null when it is missing. */
   info(oids: string[]): Promise<Map<string, ObjectInfo | null>> {
     return this.serial(() => this.infoNow(oids));
   }
@@ -33,6 +35,7 @@ export class ObjectReader {
   read(oids: string[], maxSize: number): Promise<Map<string, BatchObject>> {
     return this.serial(async () => {
       const unique = [...new Set(oids)];
+      for (const o of unique) if (!OID.test(o)) throw new Error(`not an object name: ${JSON.stringify(o.slice(0, 60))}`);
       const infos = await this.infoNow(unique);
       for (const oid of unique) {
         const i = infos.get(oid);
@@ -64,7 +67,7 @@ export class ObjectReader {
 
   private async infoNow(oids: string[]): Promise<Map<string, ObjectInfo | null>> {
     const unique = [...new Set(oids)];
-    for (const o of unique) if (!OID.test(o)) throw new Error(`not an object name: ${JSON.stringify(o.slice(0, 60))}`);
+    for (const o of unique) if (!OID.test(o) && !REF.test(o)) throw new Error(`not an object name: ${JSON.stringify(o.slice(0, 60))}`);
     const out = new Map<string, ObjectInfo | null>();
     if (!unique.length) return out;
     let rest = '';
@@ -75,10 +78,13 @@ export class ObjectReader {
       if (rest.length > 1024) throw new Error('git cat-file --batch-command: header line too long');
       for (const line of lines) {
         const [oid = '', type = '', size = ''] = line.split(' ');
-        const want = unique[out.size];
-        if (oid !== want) throw new Error(`git cat-file --batch-command: unexpected reply ${JSON.stringify(line.slice(0, 100))}`);
-        if (type === 'missing') out.set(oid, null);
-        else if (/^\d+$/.test(size) && Number.isSafeInteger(Number(size))) out.set(oid, { type, size: Number(size) });
+        const want = unique[out.size]!;
+        // An object is named back as asked; a ref by the object it names (or by itself, missing).
+        if (type === 'missing' ? oid !== want : want !== oid && !(REF.test(want) && OID.test(oid))) {
+          throw new Error(`git cat-file --batch-command: unexpected reply ${JSON.stringify(line.slice(0, 100))}`);
+        }
+        if (type === 'missing') out.set(want, null);
+        else if (/^\d+$/.test(size) && Number.isSafeInteger(Number(size))) out.set(want, { oid, type, size: Number(size) });
         else throw new Error(`git cat-file --batch-command: unexpected reply ${JSON.stringify(line.slice(0, 100))}`);
       }
       if (out.size === unique.length && rest) throw new Error('git cat-file --batch-command: more output than asked for');

@@ -48,6 +48,10 @@ export interface CommitInfo { tree: string; parents: string[]; message: string; 
 
 export class GitRepo {
   private readonly reader: ObjectReader;
+  // Commits never change, so neither do their merge bases nor who descends from whom: asked
+  // again and again by views and summary exchanges, each answer once cost a process.
+  private readonly bases = new Map<string, string[]>();
+  private readonly ancestry = new Map<string, boolean>();
 
   constructor(readonly dir: string) {
     this.reader = new ObjectReader(dir, gitEnv);
@@ -99,8 +103,8 @@ export class GitRepo {
 
   /** The value of a ref, or null. */
   async readRef(ref: string): Promise<string | null> {
-    const r = await this.git(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], undefined, true);
-    return r.code === 0 ? r.stdout.toString().trim() : null;
+    const i = (await this.reader.info([ref])).get(ref);
+    return i?.type === 'commit' ? i.oid : null;
   }
 
   /** Refs below a prefix (e.g. 'refs/nodes/'): name after the prefix -> commit. */
@@ -220,16 +224,31 @@ export class GitRepo {
 
   /** Every best common ancestor of two commits (criss-cross histories have several), sorted; empty if unrelated. */
   async mergeBases(a: string, b: string): Promise<string[]> {
+    const key = a < b ? `${a} ${b}` : `${b} ${a}`;
+    const hit = this.bases.get(key);
+    if (hit) return hit;
     const r = await this.git(['merge-base', '--all', a, b], undefined, true);
-    return r.stdout.toString().split('\n').filter(Boolean).sort();
+    const bases = r.stdout.toString().split('\n').filter(Boolean).sort();
+    if (r.code === 0 || r.code === 1) remember(this.bases, key, bases);
+    return bases;
   }
 
+  /** Whether `a` is in the history of `b` (false when either is not here). */
   async isAncestor(a: string, b: string): Promise<boolean> {
-    return (await this.git(['merge-base', '--is-ancestor', a, b], undefined, true)).code === 0;
+    const key = `${a} ${b}`;
+    const hit = this.ancestry.get(key);
+    if (hit !== undefined) return hit;
+    // A commit we lack cannot be in the history of one we hold (histories arrive whole): no process.
+    const here = await this.reader.info([a, b].filter((x) => /^[0-9a-f]{40}$/.test(x)));
+    if ([...here.values()].some((i) => !i)) return false;
+    const r = await this.git(['merge-base', '--is-ancestor', a, b], undefined, true);
+    if (r.code === 0 || r.code === 1) remember(this.ancestry, key, r.code === 0);
+    return r.code === 0;
   }
 
   async hasCommit(oid: string): Promise<boolean> {
-    return (await this.git(['cat-file', '-e', `${oid}^{commit}`], undefined, true)).code === 0;
+    if (!/^[0-9a-f]{40}$/.test(oid)) return false;
+    return (await this.reader.info([oid])).get(oid)?.type === 'commit';
   }
 
   async fsck(): Promise<{ ok: boolean; output: string }> {
@@ -247,6 +266,11 @@ export class GitRepo {
     await this.git(['gc', '--auto', '--quiet'], undefined, true);
     await this.reader.restart();
   }
+}
+
+function remember<T>(m: Map<string, T>, k: string, v: T): void {
+  if (m.size >= 50_000) m.clear();
+  m.set(k, v);
 }
 
 /** Git must not read the user's config or templates: the repository is ours alone. */

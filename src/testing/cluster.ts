@@ -111,7 +111,9 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
     const args = [CLI, name, root, ...(mnt ? [mnt] : []), '--json', '--interface', 'eth0', ...PORTS, '--log-level', o.logLevel ?? 'info',
       ...(o.mdns ? [] : ['--no-mdns']), ...(o.extra ?? []), ...extra];
     const env = { ...process.env, DELUGEFS_RUN_DIR: join(dir, `run-${host.name}`) };
-    const p = host.spawnNet(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    // DFS_CLUSTER_NODE_FLAGS: flags for each node's node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
+    const flags = (process.env.DFS_CLUSTER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const p = host.spawnNet(process.execPath, [...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     procs.add(p);
     p.on('exit', () => procs.delete(p));
     const logPath = join(dir, `${host.name}.log`);
