@@ -8,6 +8,7 @@ import { run } from '../util/exec.js';
 import { writePack, PackObject } from './pack.js';
 import { MissingObjectError } from './cat-file.js';
 import { ObjectReader } from './object-reader.js';
+import { CommitGraph } from './commit-graph.js';
 
 /**
  * Largest blob a namespace entry or record may be: a file's metainfo holds 20 bytes per piece,
@@ -53,8 +54,23 @@ export class GitRepo {
   private readonly bases = new Map<string, string[]>();
   private readonly ancestry = new Map<string, boolean>();
 
+  private readonly graph: CommitGraph;
+
   constructor(readonly dir: string) {
     this.reader = new ObjectReader(dir, gitEnv);
+    this.graph = new CommitGraph((oids) => this.readParents(oids));
+  }
+
+  /** Parents of many commits in one exchange (the commit graph's walks). */
+  private async readParents(oids: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    for (const [oid, o] of await this.readObjects(oids, MAX_ENTRY_BLOB)) {
+      if (o.type !== 'commit') throw new Error(`${oid} is a ${o.type}, not a commit`);
+      const text = o.data.toString('latin1');
+      const head = text.slice(0, text.indexOf('\n\n') >>> 0);
+      out.set(oid, [...head.matchAll(/^parent ([0-9a-f]{40})$/gm)].map((m) => m[1]!));
+    }
+    return out;
   }
 
   /** Ends the long-lived object reader (it never keeps the process alive, but a node closing tidies up). */
@@ -227,9 +243,8 @@ export class GitRepo {
     const key = a < b ? `${a} ${b}` : `${b} ${a}`;
     const hit = this.bases.get(key);
     if (hit) return hit;
-    const r = await this.git(['merge-base', '--all', a, b], undefined, true);
-    const bases = r.stdout.toString().split('\n').filter(Boolean).sort();
-    if (r.code === 0 || r.code === 1) remember(this.bases, key, bases);
+    const bases = await this.graph.mergeBases(a, b);
+    remember(this.bases, key, bases);
     return bases;
   }
 
@@ -241,9 +256,9 @@ export class GitRepo {
     // A commit we lack cannot be in the history of one we hold (histories arrive whole): no process.
     const here = await this.reader.info([a, b].filter((x) => /^[0-9a-f]{40}$/.test(x)));
     if ([...here.values()].some((i) => !i)) return false;
-    const r = await this.git(['merge-base', '--is-ancestor', a, b], undefined, true);
-    if (r.code === 0 || r.code === 1) remember(this.ancestry, key, r.code === 0);
-    return r.code === 0;
+    const yes = await this.graph.isAncestor(a, b);
+    remember(this.ancestry, key, yes);
+    return yes;
   }
 
   async hasCommit(oid: string): Promise<boolean> {

@@ -1,0 +1,55 @@
+// The in-process commit graph against git itself, on random histories with merges of up to four
+// parents, criss-crosses and a second root: every merge base set and ancestry answer is git's.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../util/exec.js';
+import { GitRepo } from './repo.js';
+
+test('commit graph: merge bases and ancestry equal git merge-base on random histories', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-graph-'));
+  const repo = new GitRepo(join(d, 'r.git'));
+  try {
+    await repo.init();
+    const git = async (...args: string[]) => (await run('git', [`--git-dir=${repo.dir}`, ...args], { allowFail: true }));
+    const empty = (await git('mktree')).stdout.toString().trim();
+    let seed = 7;
+    const rnd = (n: number) => { // mulberry32
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    // Two roots; then commits of one to four parents, mostly recent ones: criss-crosses abound.
+    // A third root late (60) with its own line, for unrelated pairs.
+    const commits: string[] = [];
+    for (let i = 0; i < 70; i++) {
+      const parents = new Set<string>();
+      if (i >= 2 && i !== 60) {
+        const from = i > 60 ? 60 : 0, to = i > 60 ? commits.length : Math.min(commits.length, 60);
+        const k = 1 + (rnd(3) !== 0 ? 1 + rnd(3) : 0);
+        for (let j = 0; j < k; j++) parents.add(commits[Math.max(from, to - 1 - rnd(10))]!);
+      }
+      const args = ['commit-tree', empty, '-m', `c${i}`, ...[...parents].flatMap((p) => ['-p', p])];
+      commits.push((await git(...args)).stdout.toString().trim());
+    }
+    let several = 0, unrelated = 0;
+    for (let n = 0; n < 250; n++) {
+      const a = commits[rnd(commits.length)]!, b = commits[rnd(commits.length)]!;
+      const want = (await git('merge-base', '--all', a, b)).stdout.toString().split('\n').filter(Boolean).sort();
+      assert.deepEqual(await repo.mergeBases(a, b), want, `merge bases of ${a.slice(0, 8)} ${b.slice(0, 8)}`);
+      if (want.length > 1) several++;
+      if (!want.length) unrelated++;
+      const anc = (await git('merge-base', '--is-ancestor', a, b)).code === 0;
+      assert.equal(await repo.isAncestor(a, b), anc, `${a.slice(0, 8)} in the history of ${b.slice(0, 8)}`);
+    }
+    assert.ok(several >= 20 && unrelated >= 5, `the histories have criss-crosses (${several} pairs with several bases) and unrelated pairs (${unrelated})`);
+    // A commit we lack is in nobody's history.
+    assert.equal(await repo.isAncestor('f'.repeat(40), commits[5]!), false);
+  } finally {
+    repo.close();
+    await rm(d, { recursive: true, force: true });
+  }
+});
