@@ -8,7 +8,7 @@
 // killed). On success the pack moves into <repo>/objects/pack (same filesystem: a rename) and
 // only then is the ref updated; on any failure the quarantine is removed, leaving nothing.
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { MAX_ENTRY_BLOB, PRIVATE_GIT_MODE } from '../meta/repo.js';
@@ -81,7 +81,7 @@ export async function boundedFetchRefs(o: Omit<BoundedFetchOptions, 'src' | 'dst
     const r = await run('git', ['init', '--bare', '--quiet', '--template=', `--shared=${PRIVATE_GIT_MODE}`, '--', q], { env: o.env, allowFail: true });
     if (r.code !== 0) throw new FetchError(`could not make a fetch quarantine in ${objects}: ${r.stderr.trim()}`, 'failed');
     // Absolute: git reads the alternates of a repository relative to its own objects directory.
-    await run('sh', ['-c', 'umask 077; printf "%s\\n" "$1" > "$2"', 'sh', objects, join(q, 'objects', 'info', 'alternates')]);
+    await writeFile(join(q, 'objects', 'info', 'alternates'), `${objects}\n`, { mode: 0o600 });
     const res = await limitedGit(q, [
       // The repository's own fetch settings do not reach the quarantine: repeat those that matter.
       '-c', 'fetch.unpackLimit=1', // always one pack (bounded by the file-size limit), never loose objects
@@ -92,12 +92,18 @@ export async function boundedFetchRefs(o: Omit<BoundedFetchOptions, 'src' | 'dst
     if (res.timedOut) throw new FetchError(`the fetch took longer than ${Math.round((o.timeoutMs ?? FETCH_TIMEOUT_MS) / 1000)} s and was stopped`, 'timeout');
     if (res.code !== 0 && (await reachedLimit(join(q, 'objects', 'pack'), maxBytes))) throw new FetchError(`the peer sent more than ${maxBytes} bytes (the largest pack we accept); fetch stopped, nothing kept`, 'too_large');
     if (res.code !== 0) throw new FetchError(res.stderr.trim().slice(0, 500) || `git fetch failed (${res.code})`, 'failed');
+    // Every fetched ref in one process (it was one each).
+    const listed = await qgit(['for-each-ref', '--format=%(objectname) %(objecttype) %(refname)', '--', 'refs/heads/']);
+    const fetched = new Map<string, { oid: string; type: string }>();
+    for (const line of listed.stdout.toString().split('\n')) {
+      const [oid = '', type = '', name = ''] = line.split(' ');
+      if (name) fetched.set(name, { oid, type });
+    }
     const out = new Map<string, string>();
     for (const [i, ref] of o.refs.entries()) {
-      const v = await qgit(['rev-parse', '--verify', '--quiet', `refs/heads/fetched-${i}^{commit}`]);
-      const oid = v.stdout.toString().trim();
-      if (v.code !== 0 || !oid) throw new FetchError(`the peer's ${ref} is not a commit`, 'failed');
-      out.set(ref, oid);
+      const f = fetched.get(`refs/heads/fetched-${i}`);
+      if (listed.code !== 0 || !f || f.type !== 'commit' || !/^[0-9a-f]{40}$/.test(f.oid)) throw new FetchError(`the peer's ${ref} is not a commit`, 'failed');
+      out.set(ref, f.oid);
     }
     // A fetch of what we already have brings no pack.
     if (await readdir(join(q, 'objects', 'pack')).then((n) => n.length > 0, () => false)) await adopt(join(q, 'objects'), objects);

@@ -27,7 +27,7 @@ export interface SyncNamespace extends EventEmitter {
   head: string | null;
   /** This node's latest own commit. */
   own: string | null;
-  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'isAncestor'>;
+  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'isAncestor' | 'updateRefs'>;
   /** `refusal` is asked when the view's turn comes (after earlier changes are committed); a reason refuses it. */
   adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
 }
@@ -522,7 +522,7 @@ export class MetaSync {
       this.o.log('sync_fetch_failed', { peer: id, error: (e as Error).message.slice(0, 500) });
       return;
     }
-    let moved = 0;
+    const updates: [string, string, string | null][] = [];
     for (const x of ids) {
       const oid = got.get(ref(x));
       if (!oid || this.bad.has(oid)) continue;
@@ -535,8 +535,17 @@ export class MetaSync {
         if (!(await this.o.ns.repo.isAncestor(oid, cur))) this.o.log('sync_fetch_diverged', { peer: id, ref: x, ours: cur, theirs: oid });
         continue;
       }
-      const u = await run('git', [`--git-dir=${this.repo}`, 'update-ref', ref(x), oid, cur ?? '0'.repeat(40)], { env: gitEnv(), allowFail: true });
-      if (u.code === 0) moved++;
+      updates.push([ref(x), oid, cur]);
+    }
+    // All in one transaction; if one moved meanwhile (a push), each alone.
+    let moved = 0;
+    if (updates.length) {
+      try {
+        await this.o.ns.repo.updateRefs(updates, 'fetched');
+        moved = updates.length;
+      } catch {
+        for (const u of updates) if (await this.o.ns.repo.updateRefs([u], 'fetched').then(() => true, () => false)) moved++;
+      }
     }
     this.o.log('sync_fetched', { peer: id, refs: ids.length, moved, ms: Date.now() - t0 });
     if (moved) this.scheduleSettle(id);
