@@ -19,6 +19,7 @@
 // so is one that expands to more than MAX_TREE_ROWS rows (a tree bomb: one subtree named over and over)
 // or whose distinct blobs add up to more than MAX_HEAD_BYTES (sizes from the headers, nothing read).
 import { MAX_HEAD_BYTES, MAX_TREE_ROWS, type GitRepo } from './repo.js';
+import { rowsFrom } from './tree-diff.js';
 import type { PackObject } from './pack.js';
 import { decodeEntry, Entry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
@@ -84,6 +85,12 @@ async function flatten(repo: GitRepo, commit: string, maxRows?: number): Promise
 
 async function flattenUncached(repo: GitRepo, commit: string, maxRows?: number): Promise<Flattened> {
   const c = await repo.readCommit(commit);
+  // From a parent's rows, reading only the trees that changed (the usual case: a node's new
+  // commit on a view or commit seen before).
+  for (const p of c.parents) {
+    const base = cache.get(`${repo.dir} ${p}`);
+    if (base) return rowsFrom(base, c.tree, (oids) => repo.readTrees(oids), maxRows ?? MAX_TREE_ROWS);
+  }
   const blobs: Flat = new Map();
   const trees = new Map<string, string>([['', c.tree]]);
   const badUtf8 = new Set<string>();

@@ -225,6 +225,16 @@ export class GitRepo {
     return result;
   }
 
+  /** Tree objects by id, in one exchange; anything but a tree fails the read. */
+  async readTrees(oids: string[]): Promise<Map<string, Buffer>> {
+    const out = new Map<string, Buffer>();
+    for (const [oid, o] of await this.readObjects(oids, MAX_ENTRY_BLOB)) {
+      if (o.type !== 'tree') throw new Error(`${oid} is a ${o.type}, not a tree`);
+      out.set(oid, o.data);
+    }
+    return out;
+  }
+
   private async readObjects(oids: string[], maxSize: number) {
     try {
       return await this.reader.read(oids, maxSize);
