@@ -30,7 +30,9 @@ export interface SshLimits {
 
 export const DEFAULT_LIMITS: SshLimits = {
   preauthTimeoutMs: 5_000,
-  guestTimeoutMs: 10_000,
+  // A join answers once its admission is committed, which waits for the view being made: with
+  // 10+ nodes joining a busy cluster on 2 cores that took more than 10 s ("rpc join: empty reply").
+  guestTimeoutMs: 30_000,
   maxPreauth: 64,
   maxPreauthPerAddress: 8,
   maxGuests: 16,
