@@ -204,7 +204,8 @@ export async function redeemInvite(identity: Identity, token: string, o: { param
   let last: Error = new Error('invite token lists no address');
   for (const addr of invite.a) {
     const { host, port } = parseHostPort(addr);
-    const client = new RpcClient({ identity, host, port, hostFingerprint: inviterFingerprint(invite), timeoutMs: o.timeoutMs ?? 15_000, log: o.log });
+    // As long as the inviter gives a guest (ssh-limits guestTimeoutMs): its answer waits for the admission's commit.
+    const client = new RpcClient({ identity, host, port, hostFingerprint: inviterFingerprint(invite), timeoutMs: o.timeoutMs ?? 30_000, log: o.log });
     try {
       const result = await client.call(JOIN_METHOD, { ...o.params, token });
       return { invite, result };
