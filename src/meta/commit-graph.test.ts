@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { GitRepo } from './repo.js';
 
-test('commit graph: merge bases and ancestry equal git merge-base on random histories', async () => {
+test('commit graph: merge bases, ancestry and independent tips equal git merge-base on random histories', async () => {
   const d = await mkdtemp(join(tmpdir(), 'dfs-graph-'));
   const repo = new GitRepo(join(d, 'r.git'));
   try {
@@ -45,6 +45,12 @@ test('commit graph: merge bases and ancestry equal git merge-base on random hist
       const anc = (await git('merge-base', '--is-ancestor', a, b)).code === 0;
       assert.equal(await repo.isAncestor(a, b), anc, `${a.slice(0, 8)} in the history of ${b.slice(0, 8)}`);
     }
+    for (let n = 0; n < 40; n++) {
+      const some = Array.from({ length: 2 + rnd(5) }, () => commits[rnd(commits.length)]!);
+      const want = (await git('merge-base', '--independent', ...some)).stdout.toString().split('\n').filter(Boolean).sort();
+      assert.deepEqual(await repo.independent(some), want, 'independent');
+    }
+    await assert.rejects(repo.independent([commits[1]!, 'e'.repeat(40)]), /missing/);
     assert.ok(several >= 20 && unrelated >= 5, `the histories have criss-crosses (${several} pairs with several bases) and unrelated pairs (${unrelated})`);
     // A commit we lack is in nobody's history.
     assert.equal(await repo.isAncestor('f'.repeat(40), commits[5]!), false);

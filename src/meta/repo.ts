@@ -138,8 +138,14 @@ export class GitRepo {
   async independent(oids: string[]): Promise<string[]> {
     const set = [...new Set(oids)];
     if (set.length <= 1) return set;
-    const r = await this.git(['merge-base', '--independent', ...set]);
-    return r.stdout.toString().split('\n').filter(Boolean).sort();
+    for (const oid of set) if (!(await this.hasCommit(oid))) throw new Error(`commit ${oid} is missing from ${this.dir}`);
+    const out: string[] = [];
+    for (const x of set) {
+      let below = false;
+      for (const y of set) if (y !== x && (await this.isAncestor(x, y))) { below = true; break; }
+      if (!below) out.push(x);
+    }
+    return out.sort();
   }
 
   async writeObjects(objects: PackObject[]): Promise<void> {
