@@ -257,7 +257,9 @@ async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string,
   const result: Flat = new Map();
   const conflicts: { path: string; a: Row; b: Row }[] = [];
   const paths = new Set([...o.blobs.keys(), ...t.blobs.keys()]);
-  const inBase = (p: string, r: Row | undefined) => bs.some((x) => x.blobs.get(p)?.oid === r?.oid);
+  // A version counts as old when some base had it; no version (a deletion) only when no base had
+  // the path: one base from before the file's creation must not undo its deletion (review finding).
+  const inBase = (p: string, r: Row | undefined) => (r ? bs.some((x) => x.blobs.get(p)?.oid === r.oid) : bs.every((x) => !x.blobs.has(p)));
   for (const p of paths) {
     const oo = o.blobs.get(p), to = t.blobs.get(p);
     if (oo?.oid === to?.oid) { if (oo) result.set(p, oo); continue; }
