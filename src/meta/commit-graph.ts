@@ -4,7 +4,7 @@
 // spawning costs in proportion to the node's memory). Generation numbers (1 + the largest of the
 // parents', roots 1) order the walks, as Git's commit-graph does: a commit is only looked at after
 // every commit above it that is being walked, so one pass finds the best common ancestors.
-// Answers equal `git merge-base --all` / `--is-ancestor` (commit-graph.test.ts checks against git).
+// Answers equal `git merge-base --all` / `--is-ancestor` / `--independent` (commit-graph.test.ts checks against git).
 
 export type ReadParents = (oids: string[]) => Promise<Map<string, string[]>>;
 
@@ -19,8 +19,28 @@ export class CommitGraph {
 
   /** Whether `a` is `b` or in its history. */
   async isAncestor(a: string, b: string): Promise<boolean> {
-    if (a === b) return true;
     this.bound();
+    return this.reaches(a, b);
+  }
+
+  /** Those of `oids` that are not in the history of another of them, sorted, without duplicates. */
+  async independent(oids: string[]): Promise<string[]> {
+    this.bound();
+    return this.independentNow([...new Set(oids)]);
+  }
+
+  private async independentNow(set: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const x of set) {
+      let below = false;
+      for (const y of set) if (y !== x && (await this.reaches(x, y))) { below = true; break; }
+      if (!below) out.push(x);
+    }
+    return out.sort();
+  }
+
+  private async reaches(a: string, b: string): Promise<boolean> {
+    if (a === b) return true;
     const ga = await this.gen(a);
     if ((await this.gen(b)) <= ga) return false;
     const seen = new Set<string>([b]);
@@ -83,15 +103,8 @@ export class CommitGraph {
         put(p);
       }
     }
-    const found = results.filter((x) => !((flags.get(x) ?? 0) & STALE));
     // One that is in the history of another is not a best one.
-    const best: string[] = [];
-    for (const x of found) {
-      let redundant = false;
-      for (const y of found) if (y !== x && (await this.isAncestor(x, y))) { redundant = true; break; }
-      if (!redundant) best.push(x);
-    }
-    return best.sort();
+    return this.independentNow(results.filter((x) => !((flags.get(x) ?? 0) & STALE)));
   }
 
   /** Memory stays bounded: past maxNodes commits the graph is read again as needed (between questions, never during one). */

@@ -444,46 +444,53 @@ test('a view goes in under local changes made while it was computed when their p
   }
 });
 
+/**
+ * A criss-cross: P (A writes /f, its first version) and Q (B writes /g, made to sort below P, so
+ * the one base a single-base merge takes is the one without /f), then two different merges of
+ * them: A's M1 (computeMerge) and B's M2 (same tree). `swap` fetches each side's main into the other.
+ */
+async function crissCross(d: string) {
+  const { a, b } = await pair(d);
+  const git = (ns: Namespace, ...args: string[]) => run('git', [`--git-dir=${ns.repo.dir}`, ...args]).then((r) => r.stdout.toString().trim());
+  const swap = async () => {
+    await git(a, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b');
+    await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
+  };
+  await a.apply({ o: 'put', p: '/f', e: file('1') });
+  await a.commit();
+  const P = a.head!;
+  let Q = '';
+  for (let i = 0; !Q || Q > P; i++) {
+    await b.apply({ o: 'put', p: '/g', e: file(`g${i}`) });
+    await b.commit();
+    Q = b.head!;
+  }
+  await swap();
+  await a.mergeFrom(Q);
+  const M1 = a.head!;
+  await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
+  const M2 = await git(b, 'commit-tree', `${M1}^{tree}`, '-p', Q, '-p', P, '-m', 'another merge of the same two');
+  await b.mergeFrom(M2);
+  assert.equal(b.head, M2);
+  /** After both sides' next commits: their merge bases are P and Q. */
+  const basesArePQ = async () => assert.deepEqual((await git(a, 'merge-base', '--all', a.head!, b.head!)).split('\n').sort(), [P, Q].sort());
+  return { a, b, swap, basesArePQ };
+}
+
 test('criss-cross histories: a version a side saw in any merge base is not a conflict (no copy of a file its one writer changed)', async () => {
   const d = await mkdtemp(join(tmpdir(), 'dfs-merge-criss-'));
   try {
-    const { a, b } = await pair(d);
-    const git = (ns: Namespace, ...args: string[]) => run('git', [`--git-dir=${ns.repo.dir}`, ...args]).then((r) => r.stdout.toString().trim());
-    const swap = async () => {
-      await git(a, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b');
-      await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
-    };
-    // P: A writes /f (its first version); Q: B writes /g, made to sort below P, so the one merge
-    // base a single-base merge takes (the smallest) is the one without /f.
-    await a.apply({ o: 'put', p: '/f', e: file('1') });
-    await a.commit();
-    const P = a.head!;
-    let Q = '';
-    for (let i = 0; !Q || Q > P; i++) {
-      await b.apply({ o: 'put', p: '/g', e: file(`g${i}`) });
-      await b.commit();
-      Q = b.head!;
-    }
-    await swap();
-    // Two different merges of P and Q: A's (made by computeMerge) and another with the same tree.
-    await a.mergeFrom(Q);
-    const M1 = a.head!;
-    await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
-    const M2 = await git(b, 'commit-tree', `${M1}^{tree}`, '-p', Q, '-p', P, '-m', 'another merge of the same two');
-    await b.mergeFrom(M2);
-    assert.equal(b.head, M2);
-    // A writes /f again (the writer's next version); B adds /h. Their merge bases: P and Q.
+    const { a, b, swap, basesArePQ } = await crissCross(d);
+    // A writes /f again (the writer's next version); B adds /h.
     await a.apply({ o: 'put', p: '/f', e: file('full', T0 + 1000, 'nodeA') });
     await a.commit();
     await b.apply({ o: 'put', p: '/h', e: file('h') });
     await b.commit();
     await swap();
-    assert.deepEqual((await git(a, 'merge-base', '--all', a.head!, b.head!)).split('\n').sort(), [P, Q].sort());
+    await basesArePQ();
     await a.mergeFrom(b.head!);
     assert.deepEqual(names(a, '/').filter((n) => n.startsWith('f')), ['f'], 'no conflict copy of /f');
     assert.equal((a.get('/f') as any).entry.info.length, 4, 'the newer version');
-    // Same shape, a deletion: B removes /f (its first version, which one base has and the other
-    // predates) while A keeps it unchanged since: the deletion stands.
     await a.close();
     await b.close();
   } finally {
@@ -494,34 +501,14 @@ test('criss-cross histories: a version a side saw in any merge base is not a con
 test('criss-cross histories: a deletion of a file one merge base predates is not undone', async () => {
   const d = await mkdtemp(join(tmpdir(), 'dfs-merge-criss-del-'));
   try {
-    const { a, b } = await pair(d);
-    const git = (ns: Namespace, ...args: string[]) => run('git', [`--git-dir=${ns.repo.dir}`, ...args]).then((r) => r.stdout.toString().trim());
-    const swap = async () => {
-      await git(a, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b');
-      await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
-    };
-    await a.apply({ o: 'put', p: '/f', e: file('1') });
-    await a.commit();
-    const P = a.head!;
-    let Q = '';
-    for (let i = 0; !Q || Q > P; i++) {
-      await b.apply({ o: 'put', p: '/g', e: file(`g${i}`) });
-      await b.commit();
-      Q = b.head!;
-    }
-    await swap();
-    await a.mergeFrom(Q);
-    const M1 = a.head!;
-    await git(b, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a');
-    const M2 = await git(b, 'commit-tree', `${M1}^{tree}`, '-p', Q, '-p', P, '-m', 'another merge of the same two');
-    await b.mergeFrom(M2);
-    // B deletes /f; A adds /h and leaves /f as it was.
+    const { a, b, swap, basesArePQ } = await crissCross(d);
+    // B deletes /f (its first version, which P has and Q predates); A adds /h and leaves /f as it was.
     await b.apply({ o: 'rm', p: '/f' });
     await b.commit();
     await a.apply({ o: 'put', p: '/h', e: file('h') });
     await a.commit();
     await swap();
-    assert.deepEqual((await git(a, 'merge-base', '--all', a.head!, b.head!)).split('\n').sort(), [P, Q].sort());
+    await basesArePQ();
     await a.mergeFrom(b.head!);
     assert.equal(a.get('/f'), undefined, 'the deletion stands');
     assert.ok(a.get('/h'));

@@ -287,18 +287,18 @@ export class Namespace extends EventEmitter {
         const under = this.pending.length > 0;
         if (under && !this.touched.disjoint(step.result.changes.map((c) => c.path))) continue;
         this.opts.log.debug('meta.view', { ...step.logged, round, under, compute_ms: Math.round(performance.now() - t1), ms: Math.round(performance.now() - t0) });
-        await this.install(step.result, ours, step.reason, step.logged);
+        await this.install(step.result, ours, step.reason, step.logged, under);
         return { head: step.result.commit, changed: true };
       }
     });
   }
 
   /** Validates a merge or view (throws, changing nothing, on a malformed entry), then makes it the head. */
-  private async install(result: MergeResult, ours: string, reason: string, logged: Record<string, unknown>): Promise<void> {
+  private async install(result: MergeResult, ours: string, reason: string, logged: Record<string, unknown>, underLocal: boolean): Promise<void> {
     const entries = validate(result);
     this.guardRecords(result);
     for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...logged, ...l });
-    const { records: recordsChanged, paths } = this.applyMerge(result, entries, this.pending.length > 0);
+    const { records: recordsChanged, paths } = this.applyMerge(result, entries, underLocal);
     this.head = result.commit;
     await this.repo.updateRef(result.commit, ours, reason);
     this.opts.log.info('meta.merged', { ...logged, head: result.commit, changes: result.changes.length });

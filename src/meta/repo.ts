@@ -64,12 +64,7 @@ export class GitRepo {
   /** Parents of many commits in one exchange (the commit graph's walks). */
   private async readParents(oids: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
-    for (const [oid, o] of await this.readObjects(oids, MAX_ENTRY_BLOB)) {
-      if (o.type !== 'commit') throw new Error(`${oid} is a ${o.type}, not a commit`);
-      const text = o.data.toString('latin1');
-      const head = text.slice(0, text.indexOf('\n\n') >>> 0);
-      out.set(oid, [...head.matchAll(/^parent ([0-9a-f]{40})$/gm)].map((m) => m[1]!));
-    }
+    for (const [oid, o] of await this.readObjects(oids, MAX_ENTRY_BLOB)) out.set(oid, parseCommit(oid, o).parents);
     return out;
   }
 
@@ -138,14 +133,9 @@ export class GitRepo {
   async independent(oids: string[]): Promise<string[]> {
     const set = [...new Set(oids)];
     if (set.length <= 1) return set;
-    for (const oid of set) if (!(await this.hasCommit(oid))) throw new Error(`commit ${oid} is missing from ${this.dir}`);
-    const out: string[] = [];
-    for (const x of set) {
-      let below = false;
-      for (const y of set) if (y !== x && (await this.isAncestor(x, y))) { below = true; break; }
-      if (!below) out.push(x);
-    }
-    return out.sort();
+    for (const oid of set) if (!/^[0-9a-f]{40}$/.test(oid)) throw new Error(`not a commit id: ${JSON.stringify(oid.slice(0, 60))}`);
+    for (const [oid, i] of await this.reader.info(set)) if (i?.type !== 'commit') throw new Error(`commit ${oid} is missing from ${this.dir}`);
+    return this.graph.independent(set);
   }
 
   async writeObjects(objects: PackObject[]): Promise<void> {
@@ -165,15 +155,7 @@ export class GitRepo {
   }
 
   private async readCommitUncached(oid: string): Promise<CommitInfo> {
-    const o = (await this.readObjects([oid], MAX_ENTRY_BLOB)).get(oid)!;
-    if (o.type !== 'commit') throw new Error(`${oid} is a ${o.type}, not a commit`);
-    const text = o.data.toString();
-    const [head, ...rest] = text.split('\n\n');
-    const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
-    if (!tree) throw new Error(`commit ${oid} has no tree`);
-    const parents = [...(head ?? '').matchAll(/^parent ([0-9a-f]{40})$/gm)].map((m) => m[1]!);
-    const time = Number(/^committer .* (\d+) [+-]\d{4}$/m.exec(head ?? '')?.[1] ?? 0);
-    return { tree, parents, message: rest.join('\n\n'), time };
+    return parseCommit(oid, (await this.readObjects([oid], MAX_ENTRY_BLOB)).get(oid)!);
   }
 
   /**
@@ -297,6 +279,17 @@ export class GitRepo {
     await this.git(['gc', '--auto', '--quiet'], undefined, true);
     await this.reader.restart();
   }
+}
+
+/** A commit object's tree, parents, message and committer time. */
+function parseCommit(oid: string, o: { type: string; data: Buffer }): CommitInfo {
+  if (o.type !== 'commit') throw new Error(`${oid} is a ${o.type}, not a commit`);
+  const [head, ...rest] = o.data.toString().split('\n\n');
+  const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
+  if (!tree) throw new Error(`commit ${oid} has no tree`);
+  const parents = [...(head ?? '').matchAll(/^parent ([0-9a-f]{40})$/gm)].map((m) => m[1]!);
+  const time = Number(/^committer .* (\d+) [+-]\d{4}$/m.exec(head ?? '')?.[1] ?? 0);
+  return { tree, parents, message: rest.join('\n\n'), time };
 }
 
 function remember<T>(m: Map<string, T>, k: string, v: T): void {
