@@ -444,6 +444,46 @@ test('a view goes in under local changes made while it was computed when their p
   }
 });
 
+test('a view installed under local changes keeps, in the next commit, an entry the tree could not take when its directory holds no local change', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-view-under-'));
+  try {
+    const { a, b } = await pair(d);
+    await b.apply({ o: 'put', p: '/sub', e: dir });
+    await b.apply({ o: 'put', p: '/sub/x', e: file('x') });
+    await exchange(b, a);
+    // B's next head holds sub/odd/f in a directory without its marker: the tree skips it (ENOENT).
+    const git = async (args: string[], input?: string) => (await run('git', ['--git-dir', b.repo.dir, ...args], { input })).stdout.toString().trim();
+    const blob = (await git(['rev-parse', `${b.head}:sub/x`]));
+    const odd = await rawTree(b.repo.dir, [{ mode: '100644', name: Buffer.from('f'), oid: blob }]);
+    const sub = await rawTree(b.repo.dir, [...(await treeRows(b.repo.dir, `${b.head}:sub`)), { mode: '40000', name: Buffer.from('odd'), oid: odd }]);
+    const root = await rawTree(b.repo.dir, [...(await treeRows(b.repo.dir, `${b.head}^{tree}`)).filter((r) => r.name.toString() !== 'sub'), { mode: '40000', name: Buffer.from('sub'), oid: sub }]);
+    const head = await git(['commit-tree', root, '-p', b.head!, '-m', 'odd']);
+    await git(['update-ref', 'refs/odd', head]);
+    await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/odd:refs/peers/b']);
+    let first = false;
+    await a.adoptHeads([head], () => { if (!first) void a.apply({ o: 'put', p: '/docs/local', e: file('mine') }); first = true; return null; });
+    assert.equal(a.head, head, 'installed under the local change');
+    await a.commit();
+    const committed = (await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '-r', '--name-only', a.head!])).stdout.toString().split('\n').filter((n) => n && !n.includes('%'));
+    assert.deepEqual(committed, ['docs/keep', 'docs/local', 'shared', 'sub/odd/f', 'sub/x'], 'the remote entry is not reverted by the next local commit');
+    // Not under local changes: the same (the directories above the skipped entry take the view's ids).
+    const ga = async (args: string[]) => (await run('git', ['--git-dir', a.repo.dir, ...args])).stdout.toString().trim();
+    const sub2 = await rawTree(a.repo.dir, [...(await treeRows(a.repo.dir, `${a.head}:sub`)), { mode: '40000', name: Buffer.from('odd2'), oid: odd }]);
+    const root2 = await rawTree(a.repo.dir, [...(await treeRows(a.repo.dir, `${a.head}^{tree}`)).filter((r) => r.name.toString() !== 'sub'), { mode: '40000', name: Buffer.from('sub'), oid: sub2 }]);
+    const head2 = await ga(['commit-tree', root2, '-p', a.head!, '-m', 'odd2']);
+    await a.adoptHeads([head2]);
+    assert.equal(a.head, head2);
+    await a.apply({ o: 'put', p: '/docs/local2', e: file('mine') });
+    await a.commit();
+    const committed2 = (await ga(['ls-tree', '-r', '--name-only', a.head!])).split('\n').filter((n) => n && !n.includes('%'));
+    assert.deepEqual(committed2, ['docs/keep', 'docs/local', 'docs/local2', 'shared', 'sub/odd/f', 'sub/odd2/f', 'sub/x']);
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
 /**
  * A criss-cross: P (A writes /f, its first version) and Q (B writes /g, made to sort below P, so
  * the one base a single-base merge takes is the one without /f), then two different merges of

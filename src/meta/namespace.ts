@@ -357,25 +357,28 @@ export class Namespace extends EventEmitter {
           this.tree.put(path, entries.get(c.path)!, last === DIR_MARKER ? null : c.row.oid);
         }
       } catch (e) {
-        this.opts.log.warn('meta.merge.skip', { path, error: (e as Error).message });
+        // The directories above it keep the merge's ids (below), not their old ones.
+        this.tree.invalidate(path);
+        const lost = underLocal && this.touched.holds(parts.join('/'));
+        this.opts.log.warn('meta.merge.skip', { path, error: (e as Error).message, ...(lost ? { dropped_by_next_commit: true } : {}) });
       }
     }
-    // The in-memory tree now equals the merge result: adopt its tree ids. Not under uncommitted
-    // local changes: the tree is the result and them, and a directory holding one of them given
-    // the result's id would leave it out of the next commit (the next snapshot writes those anew).
-    if (!underLocal) {
-      this.adoptTreeIds(this.tree.root, '', r.trees);
-      this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
-    }
+    // The in-memory tree now equals the merge result, plus the uncommitted local changes when
+    // under them: directories holding none of those take the result's tree ids (so an entry the
+    // tree could not take stays in the next commit); those holding one are written anew by the
+    // next snapshot (given the result's id, it would leave the local change out).
+    const keep = underLocal ? (at: string) => !this.touched.holds(at) : () => true;
+    this.adoptTreeIds(this.tree.root, '', r.trees, keep);
+    if (!underLocal || !this.touched.holdsRecords()) this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
     return { records, paths };
   }
 
-  private adoptTreeIds(dir: DirNode, at: string, trees: Map<string, string>): void {
+  private adoptTreeIds(dir: DirNode, at: string, trees: Map<string, string>, keep: (at: string) => boolean): void {
     if (dir.oid) return;
     for (const [name, child] of dir.children) {
-      if (child.kind === 'dir') this.adoptTreeIds(child, at ? `${at}/${encodeName(name)}` : encodeName(name), trees);
+      if (child.kind === 'dir') this.adoptTreeIds(child, at ? `${at}/${encodeName(name)}` : encodeName(name), trees, keep);
     }
-    dir.oid = trees.get(at) ?? null;
+    if (keep(at)) dir.oid = trees.get(at) ?? null;
   }
 
   private async commitNow(): Promise<string | null> {

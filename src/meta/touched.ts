@@ -48,6 +48,22 @@ export class TouchedPaths {
     return true;
   }
 
+  /**
+   * True when the directory at `gitDir` (encoded; '' is the root) is touched or holds a touched
+   * path: its in-memory contents differ from the head's by local changes.
+   */
+  holds(gitDir: string): boolean {
+    if (this.unknown) return true;
+    if (!this.exact.size) return false;
+    const key = (gitDir ? ['f', ...gitDir.split('/').map(decodeName)] : ['f']).join(SEP);
+    return this.exact.has(key) || this.above.has(key);
+  }
+
+  /** True when a record is touched. */
+  holdsRecords(): boolean {
+    return this.unknown || this.above.has('r');
+  }
+
   private addKey(parts: string[]): void {
     if (this.unknown) return;
     if (this.exact.size >= MAX_PATHS) {

@@ -90,6 +90,21 @@ export class Tree {
     return this.refs.get(id)?.info;
   }
 
+  /**
+   * Drops the cached ids of the directories on the way to `path`, as far as they exist: after a
+   * merge change the tree could not take, so they get the merge's ids instead of keeping their old.
+   */
+  invalidate(path: string): void {
+    let dir: DirNode = this.root;
+    dir.oid = null;
+    for (const part of splitPath(path)) {
+      const c = dir.children.get(part);
+      if (c?.kind !== 'dir') return;
+      dir = c;
+      dir.oid = null;
+    }
+  }
+
   /** Walks to the parent directory of path, invalidating cached ids along the way. */
   private parentFor(path: string, dirty: boolean): { dir: DirNode; name: string } {
     const parts = splitPath(path);
