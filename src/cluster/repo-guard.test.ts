@@ -192,3 +192,31 @@ test('pushes: a large blob that compresses to a small pack is never held whole b
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('pre-receive fails closed: a push whose object walk dies (rev-list or cat-file) is refused', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-sync-guard-'));
+  try {
+    const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+    await a.commit();
+    await guardRepository(a.repo.dir);
+    await a.apply({ o: 'put', p: '/f', e: file('one') });
+    await a.commit();
+    const head = a.head!;
+    // The hook as git runs it (stdin: old new ref), with a git whose named command dies at once.
+    const hook = (dies: string) => {
+      const bin = join(d, `bin-${dies}`);
+      return run('sh', ['-c', `mkdir -p ${bin} && printf '#!/bin/sh\\n[ "$1" = ${dies} ] && exit 1\\nexec /usr/bin/git "$@"\\n' > ${bin}/git && chmod +x ${bin}/git && exec ${join(a.repo.dir, 'hooks', 'pre-receive')}`],
+        { env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, GIT_DIR: a.repo.dir, DELUGEFS_PEER: B }, input: `${'0'.repeat(40)} ${head} refs/nodes/${B}\n`, allowFail: true });
+    };
+    const ok = await hook('none');
+    assert.equal(ok.code, 0, ok.stderr.toString());
+    for (const dies of ['rev-list', 'cat-file']) {
+      const r = await hook(dies);
+      assert.notEqual(r.code, 0, dies);
+      assert.match(r.stderr.toString(), /refused/, dies);
+    }
+    await a.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -32,13 +32,17 @@ while read old new ref; do
   # One pass over what the push brings (a process each for rev-list, cat-file and awk, not one per
   # check: every hop of a change runs this): the first line is $new itself, then every object new
   # here, commits with their parents (a commit without one is a root of another history), with
-  # types and sizes from the object headers (no pushed blob is read to find out).
-  why=$( { echo "$new"; git rev-list --objects --no-object-names --parents "$new" --not --all; } |
+  # types and sizes from the object headers (no pushed blob is read to find out). The zero id goes
+  # last only when rev-list finished, and cat-file answers it "missing" only when it read all the
+  # walk: without that line the push is refused (a walk that died checked nothing).
+  why=$( { echo "$new"; git rev-list --objects --no-object-names --parents "$new" --not --all && echo $z; } |
     git cat-file --batch-check='%(objecttype) %(objectsize) %(objectname) %(rest)' |
-    awk -v max=${maxBlob} '
-      NR == 1 { if ($1 != "commit") { print "is not a commit"; exit } next }
-      $1 == "commit" && NF == 3 { print "has no history in common with this cluster"; exit }
-      $1 == "blob" && $2 > max { print "carries blob " $3 " (" $2 " bytes), more than the " max " bytes an entry may have"; exit }')
+    awk -v max=${maxBlob} -v z=$z '
+      NR == 1 { if ($1 != "commit") { print "is not a commit"; bad = 1; exit } next }
+      $1 == z && $2 == "missing" { done = 1; next }
+      $1 == "commit" && NF == 3 { print "has no history in common with this cluster"; bad = 1; exit }
+      $1 == "blob" && $2 > max { print "carries blob " $3 " (" $2 " bytes), more than the " max " bytes an entry may have"; bad = 1; exit }
+      END { if (!bad && !done) print "could not be checked (the walk of its objects did not finish)" }')
   if [ -n "$why" ]; then echo "delugefs: refused: $ref $why" >&2; exit 1; fi
 done
 exit 0
