@@ -41,16 +41,26 @@ export async function rowsFrom(base: Rows, root: string, readTrees: ReadTrees, m
   const bump = () => {
     if (blobs.size + trees.size - 1 > maxRows) throw new TreeTooLargeError(root, maxRows);
   };
-  const dropBelow = (dir: string) => {
-    const prefix = dir + '/';
-    for (const k of [...blobs.keys()]) if (k.startsWith(prefix)) blobs.delete(k);
-    for (const k of [...trees.keys()]) if (k.startsWith(prefix)) trees.delete(k);
-    if (badUtf8.size) badUtf8 = new Set([...badUtf8].filter((r) => !r.startsWith(prefix)));
-  };
+  // Directories gone at one level: everything below them is dropped in one pass when the level
+  // ends (a scan per directory made removing K directories O(K x namespace)).
+  let gone = new Set<string>();
   const dropRow = (path: string) => {
+    const oid = blobs.get(path)?.oid ?? trees.get(path);
+    if (oid !== undefined) badUtf8.delete(`${path} ${oid}`);
     blobs.delete(path);
-    if (trees.delete(path)) dropBelow(path);
-    if (badUtf8.size) badUtf8 = new Set([...badUtf8].filter((r) => r.slice(0, r.lastIndexOf(' ')) !== path));
+    if (trees.delete(path)) gone.add(path);
+  };
+  /** Whether a path lies below a gone directory: its ancestors looked up, not the set scanned. */
+  const below = (path: string) => {
+    for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) if (gone.has(path.slice(0, i))) return true;
+    return false;
+  };
+  const dropBelowGone = () => {
+    if (!gone.size) return;
+    for (const k of [...blobs.keys()]) if (below(k)) blobs.delete(k);
+    for (const k of [...trees.keys()]) if (below(k)) trees.delete(k);
+    if (badUtf8.size) badUtf8 = new Set([...badUtf8].filter((r) => !below(r.slice(0, r.lastIndexOf(' ')))));
+    gone = new Set();
   };
   // Level by level: the changed trees of one depth are read in one exchange.
   let level: { path: string; oid: string; old?: string; bad: boolean }[] = [{ path: '', oid: root, old: base.trees.get(''), bad: false }];
@@ -94,6 +104,7 @@ export async function rowsFrom(base: Rows, root: string, readTrees: ReadTrees, m
         dropRow(l.path ? `${l.path}/${name}` : name);
       }
     }
+    dropBelowGone();
     level = next;
   }
   return { blobs, trees, badUtf8 };
