@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { GitRepo } from './repo.js';
+import { CommitGraph } from './commit-graph.js';
 
 test('commit graph: merge bases, ancestry and independent tips equal git merge-base on random histories', async () => {
   const d = await mkdtemp(join(tmpdir(), 'dfs-graph-'));
@@ -58,4 +59,33 @@ test('commit graph: merge bases, ancestry and independent tips equal git merge-b
     repo.close();
     await rm(d, { recursive: true, force: true });
   }
+});
+
+test('commit graph: many merge bases at different depths are sorted out in one walk, not a walk per pair', async () => {
+  // A root, k chains of lengths 10, 20, ... 10k from it, and two merges of every chain's tip: the
+  // k tips are all best common ancestors, none in another's history.
+  const parents = new Map<string, string[]>([['root', []]]);
+  const k = 100, tips: string[] = [];
+  for (let i = 1; i <= k; i++) {
+    let prev = 'root';
+    for (let j = 0; j < 10 * i; j++) { const c = `c${i}-${j}`; parents.set(c, [prev]); prev = c; }
+    tips.push(prev);
+  }
+  parents.set('a', [...tips]);
+  parents.set('b', [...tips].reverse());
+  const graph = new CommitGraph(async (oids) => new Map(oids.map((o) => [o, parents.get(o)!])));
+  assert.deepEqual(await graph.mergeBases('a', 'b'), [...tips].sort());
+  // The filter alone (what mergeBases ends with), counted in map lookups, not timed.
+  const get = Map.prototype.get;
+  let steps = 0;
+  Map.prototype.get = function (this: Map<unknown, unknown>, key: unknown) { steps++; return get.call(this, key); };
+  let independent: string[];
+  try {
+    independent = await graph.independent([...tips, 'root', 'c7-3']);
+  } finally {
+    Map.prototype.get = get;
+  }
+  assert.deepEqual(independent, [...tips].sort());
+  const chains = (10 * k * (k + 1)) / 2;
+  assert.ok(steps < 5 * chains, `${steps} map lookups for ${chains} commits`);
 });
