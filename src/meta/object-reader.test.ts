@@ -102,3 +102,26 @@ test('object reader: an idle reader does not keep its process alive; a busy one 
     await rm(d, { recursive: true, force: true });
   }
 });
+
+test('object reader: contents that name another object than the one asked for fail the read', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-objreader-'));
+  const dir = join(d, 'r.git');
+  try {
+    await run('git', ['init', '-q', '--bare', dir]);
+    const a = await hash(dir, 'alpha\n');
+    const b = await hash(dir, 'beta\n!'); // same size class, another object
+    // A git whose reader answers every contents request with b's (sizes asked first stay true).
+    const bin = join(d, 'bin');
+    await run('mkdir', ['-p', bin]);
+    await writeFile(join(bin, 'git'), `#!/bin/sh\nsed -u 's/^contents .*/contents ${b}/' | exec /usr/bin/git "$@"\n`, { mode: 0o755 });
+    const r = new ObjectReader(dir, () => ({ ...gitEnv(), PATH: `${bin}:${process.env.PATH}` }));
+    try {
+      await assert.rejects(r.read([a], 1000), /asked for/);
+      assert.equal((await r.read([b], 1000)).get(b)!.data.toString(), 'beta\n!');
+    } finally {
+      r.close();
+    }
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -45,7 +45,12 @@ export class ObjectReader {
       const out = new Map<string, BatchObject>();
       if (!unique.length) return out;
       let n = 0;
-      const parser = new BatchParser((o) => { out.set(unique[n++]!, o); }, maxSize);
+      // Each reply names its object: one out of step (a git that answered something else) fails the read.
+      const parser = new BatchParser((o) => {
+        const want = unique[n++]!;
+        if (o.oid !== want) throw new Error(`git cat-file --batch-command: asked for ${want}, got ${JSON.stringify(o.oid.slice(0, 60))}`);
+        out.set(want, o);
+      }, maxSize);
       await this.exchange(unique.map((o) => `contents ${o}\n`).join(''), (chunk) => {
         parser.push(chunk);
         return n === unique.length;
