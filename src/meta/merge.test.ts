@@ -484,6 +484,27 @@ test('a view installed under local changes keeps, in the next commit, an entry t
   }
 });
 
+test('a view installed under a local record change: the next commit holds the record (the root tree is written anew)', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'dfs-view-under-'));
+  try {
+    const { a, b } = await pair(d);
+    await b.apply({ o: 'put', p: '/docs/from-b', e: file('b') });
+    await b.commit();
+    await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b']);
+    let first = false;
+    await a.adoptHeads([b.head!], () => { if (!first) void a.setRecord('members/nodeC', Buffer.from('{"c":1}')); first = true; return null; });
+    assert.equal(a.head, b.head, 'installed under the local record change');
+    await a.commit();
+    const rows = (await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '-r', '--name-only', a.head!])).stdout.toString().split('\n');
+    assert.ok(rows.includes('%cluster/members/nodeC'), rows.join(' '));
+    assert.ok(rows.includes('docs/from-b'));
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
 /**
  * A criss-cross: P (A writes /f, its first version) and Q (B writes /g, made to sort below P, so
  * the one base a single-base merge takes is the one without /f), then two different merges of

@@ -55,7 +55,9 @@ export class TouchedPaths {
   holds(gitDir: string): boolean {
     if (this.unknown) return true;
     if (!this.exact.size) return false;
-    const key = (gitDir ? ['f', ...gitDir.split('/').map(decodeName)] : ['f']).join(SEP);
+    // The root's tree holds the records' subtree too: any local change is in it.
+    if (!gitDir) return true;
+    const key = ['f', ...gitDir.split('/').map(decodeName)].join(SEP);
     return this.exact.has(key) || this.above.has(key);
   }
 
