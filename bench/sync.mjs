@@ -61,15 +61,24 @@ async function oneHead(ms, done = async () => true) {
 }
 /** What the cluster spent (pushes, eth0 bytes) between two calls. */
 async function counters() {
-  let pushes = 0, tx = 0;
+  let pushes = 0, tx = 0, own = 0, kids = 0;
+  const { readFile } = await import('node:fs/promises');
   for (const i of all) {
     pushes += await c.pushes(i);
     tx += await c.txBytes(i);
+    // CPU of the node process itself and of the processes it ran (git, ssh: counted once reaped).
+    const f = (await readFile(`/proc/${c.nodes[i].pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+    own += Number(f[11]) + Number(f[12]);
+    kids += Number(f[13]) + Number(f[14]);
   }
-  return { pushes, tx };
+  return { pushes, tx, own, kids };
 }
 const r2 = (x) => +x.toFixed(2);
-const per = (a, b, changes) => ({ pushes: r2((b.pushes - a.pushes) / changes), tx_bytes: Math.round((b.tx - a.tx) / changes), total_pushes: b.pushes - a.pushes, total_tx_bytes: b.tx - a.tx });
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+const per = (a, b, changes) => ({
+  pushes: r2((b.pushes - a.pushes) / changes), tx_bytes: Math.round((b.tx - a.tx) / changes), total_pushes: b.pushes - a.pushes, total_tx_bytes: b.tx - a.tx,
+  cpu_ms: { nodes: Math.round(((b.own - a.own) * TICK_MS) / changes), their_processes: Math.round(((b.kids - a.kids) * TICK_MS) / changes) },
+});
 const listed = async (i, dir, name) => (await c.list(i, dir).catch(() => [])).includes(name);
 
 const r = { nodes: NODES, mounted: !STORAGE, setup_ms: c.setupMs };
@@ -172,14 +181,14 @@ else {
   if (r.latency_ms) {
     const l = r.latency_ms, pc = r.latency_per_change;
     rows.push([`close() on node 0 -> listed on all ${NODES - 1} others`, `${l.files} files: p50 ${l.p50} ms, p90 ${l.p90} ms, max ${l.max} ms`]);
-    rows.push(['  per change (one writer)', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits${pc.settled ? '' : ' (heads not settled)'}`]);
+    rows.push(['  per change (one writer)', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits, CPU ${pc.cpu_ms.nodes} ms in nodes + ${pc.cpu_ms.their_processes} ms in their processes${pc.settled ? '' : ' (heads not settled)'}`]);
     rows.push(['  parts', `git push p50 ${r.parts_ms.push_p50} ms (${r.parts_ms.pushes_node0} pushes by node 0), merge p50 on node 1 ${r.parts_ms.merge_p50} ms`]);
   }
   if (r.burst) rows.push([`burst of ${r.burst.files} files on node 0`, `written in ${r.burst.written_ms} ms, listed everywhere after ${r.burst.all_listed_everywhere_ms} ms (${r.burst.after_last_close_ms} ms after the last close)`]);
   if (r.converge) {
     const v = r.converge, pc = v.per_change;
     rows.push([`all ${NODES} write ${CONV} files at once`, v.after_last_close_ms === null ? `NOT converged: ${v.distinct_heads_at_end} heads after 300 s` : `one head ${v.after_last_close_ms} ms after the last close${v.all_files_everywhere ? '' : ' (files missing!)'}`]);
-    rows.push(['  per change', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits`]);
+    rows.push(['  per change', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits, CPU ${pc.cpu_ms.nodes} ms in nodes + ${pc.cpu_ms.their_processes} ms in their processes`]);
   }
   if (r.idle_rss_mib) rows.push(['idle RSS per node', `min ${r.idle_rss_mib.min} MiB, avg ${r.idle_rss_mib.avg} MiB, max ${r.idle_rss_mib.max} MiB`]);
   if (r.error) rows.push(['error', r.error]);

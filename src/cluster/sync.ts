@@ -21,13 +21,16 @@ import { gitSshEnv, knownHostsText, metaRepoUrl, writeKnownHosts } from './git-s
 import { parseHostPort } from './static-peers.js';
 import { boundedFetchRefs, removeStaleQuarantines } from './bounded-fetch.js';
 import type { Log } from './log.js';
+import { RpcClient, RpcCallError } from './rpc-client.js';
+import { encodePush, MAX_PUSH_BYTES, receivePush, SYNC_PUSH, type PushReply } from './sync-push.js';
+import { objectsToSend } from '../meta/object-walk.js';
 
 /** The part of meta/namespace.ts sync needs. */
 export interface SyncNamespace extends EventEmitter {
   head: string | null;
   /** This node's latest own commit. */
   own: string | null;
-  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'isAncestor' | 'updateRefs'>;
+  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'readRefs' | 'isAncestor' | 'updateRefs' | 'types' | 'writeObjects' | 'newCommits' | 'rawObjects' | 'readCommit' | 'readTrees' | 'totalSize'>;
   /** `refusal` is asked when the view's turn comes (after earlier changes are committed); a reason refuses it. */
   adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
 }
@@ -66,7 +69,20 @@ interface PeerState {
   pushes: number;
   /** Values it refused (e.g. of a member it does not know yet): not offered again until membership news. */
   refused: Map<string, string>;
+  /** Member RPC to it (sync_push), its address, and when it was last used (closed when idle). */
+  rpc?: { client: RpcClient; at: string; used: number };
+  /** It does not answer sync_push (an older version): git push only, until membership news. */
+  noRpcPush?: boolean;
 }
+
+/** Commits and bytes one sync_push may carry; more (a long catch-up) goes by git push. */
+const RPC_PUSH_LIMITS = { maxCommits: 256, maxBytes: MAX_PUSH_BYTES };
+/** An RPC connection unused this long is closed: an idle node keeps no traffic going. */
+const RPC_IDLE_MS = 30_000;
+/** The settle queue's mark for values that came by sync_push (their pushers' `has` is set already). */
+const RPC_PUSH = 'rpc push';
+/** sync_push calls served at once. */
+const MAX_RECEIVING = 4;
 
 const ref = (id: string) => NODE_REFS + id;
 /** A node's view of the cluster holds at most this many refs (members, current and past). */
@@ -92,6 +108,10 @@ export class MetaSync {
   private audit?: NodeJS.Timeout;
   private closed = false;
   private inflight = new Set<Promise<unknown>>();
+  /** sync_push calls being served, and those waiting for a turn (the RPC layer bounds how many wait). */
+  private receiving = 0;
+  private receiveWaiters: (() => void)[] = [];
+  private idleRpc?: NodeJS.Timeout;
   private readonly repo: string;
   private readonly me: string;
 
@@ -109,6 +129,15 @@ export class MetaSync {
       if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, 'audit'));
     }, this.o.auditMs ?? 60_000);
     this.audit.unref();
+    this.idleRpc = setInterval(() => {
+      for (const s of this.state.values()) {
+        if (s.rpc && Date.now() - s.rpc.used > RPC_IDLE_MS) {
+          s.rpc.client.close();
+          s.rpc = undefined;
+        }
+      }
+    }, RPC_IDLE_MS);
+    this.idleRpc.unref();
     // A crash mid-fetch leaves its quarantine; fetches started meanwhile are never taken for one.
     this.track(removeStaleQuarantines(this.repo).then((n) => { if (n) this.o.log('sync_stale_fetches_removed', { count: n }); }));
     this.scheduleSettle('start');
@@ -123,7 +152,12 @@ export class MetaSync {
     clearTimeout(this.gossipTimer);
     clearTimeout(this.quietTimer);
     clearInterval(this.audit);
-    for (const s of this.state.values()) clearTimeout(s.retry);
+    clearInterval(this.idleRpc);
+    for (const s of this.state.values()) {
+      clearTimeout(s.retry);
+      s.rpc?.client.close();
+      s.rpc = undefined;
+    }
     await Promise.allSettled([...this.inflight, this.settling]);
     // The multiplexing ssh masters are our children in all but name: end them with us.
     await Promise.allSettled([...this.state.values()].filter((s) => s.controlPath).map((s) => this.closeMaster(s)));
@@ -132,6 +166,26 @@ export class MetaSync {
   /** A member pushed to us (SSH receive-pack finished): adopt what it brought. */
   received(nodeId: string): void {
     this.scheduleSettle(nodeId);
+  }
+
+  /** A member's sync_push (the RPC layer authenticated it as `nodeId`): judged, stored, then adopted. */
+  async receivePush(nodeId: string, params: unknown): Promise<PushReply> {
+    // A few at a time (each holds up to a call's objects); refs are compare-and-swapped, so concurrent ones are safe.
+    while (this.receiving >= MAX_RECEIVING) await new Promise<void>((r) => this.receiveWaiters.push(r));
+    this.receiving++;
+    try {
+      const reply = await receivePush({ repo: this.o.ns.repo, isMember: (id) => !!this.o.membership.get(id) }, params);
+      // The pusher holds every value it sent (what came in meanwhile by other ways is not its).
+      if (!reply.missing) {
+        const has = this.peerState(nodeId).has;
+        for (const [id, oid] of Object.entries((params as { refs: Record<string, string> }).refs)) has.set(id, oid);
+      }
+      if (Object.values(reply.results).includes('ok')) this.scheduleSettle(RPC_PUSH);
+      return reply;
+    } finally {
+      this.receiving--;
+      this.receiveWaiters.shift()?.();
+    }
   }
 
   /**
@@ -145,6 +199,7 @@ export class MetaSync {
       if (s.failures && s.controlPath) void this.closeMaster(s); // it may hold a session opened as a guest
       s.failures = 0;
       s.refused.clear();
+      s.noRpcPush = false;
       this.track(this.exchange(id, why));
     }
   }
@@ -236,7 +291,7 @@ export class MetaSync {
       if (this.known.get(id) === oid) continue;
       if (id === this.me) continue; // ours moves with our commits only
       // A lone pusher holds what arrived (several at once: unknown who brought what).
-      if (from.size === 1 && !from.has('start')) this.peerState([...from][0]!).has.set(id, oid);
+      if (from.size === 1 && !from.has('start') && !from.has(RPC_PUSH)) this.peerState([...from][0]!).has.set(id, oid);
       if (this.bad.has(oid)) {
         await this.rollBack(id, oid);
         continue;
@@ -434,10 +489,14 @@ export class MetaSync {
         if (!r) return false;
         const t0 = Date.now();
         const offer = this.offered();
-        const specs = ids.map((x) => `${offer.get(x)}:${ref(x)}`);
-        const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--porcelain', '--no-verify', '--', r.url, ...specs], { env: r.env, allowFail: true });
-        const out = parsePorcelain(res.stdout.toString());
-        if (res.code !== 0 && !out.size) throw new Error(res.stderr.trim().slice(0, 500) || `git push failed (${res.code})`);
+        let out = await this.pushRpc(id, s, ids, offer);
+        const via = out ? 'rpc' : 'git';
+        if (!out) {
+          const specs = ids.map((x) => `${offer.get(x)}:${ref(x)}`);
+          const res = await run('git', [`--git-dir=${this.repo}`, 'push', '--porcelain', '--no-verify', '--', r.url, ...specs], { env: r.env, allowFail: true });
+          out = parsePorcelain(res.stdout.toString());
+          if (res.code !== 0 && !out.size) throw new Error(res.stderr.trim().slice(0, 500) || `git push failed (${res.code})`);
+        }
         s.pushes++;
         s.failures = 0;
         let refused = 0;
@@ -451,7 +510,7 @@ export class MetaSync {
         }
         // Refused: it holds newer values (they reach us by gossip or the next summary exchange),
         // or a member it does not know yet (offered again after membership news).
-        this.o.log('sync_pushed', { peer: id, refs: ids.length, refused, ms: Date.now() - t0 });
+        this.o.log('sync_pushed', { peer: id, refs: ids.length, refused, via, ms: Date.now() - t0 });
       } while (s.again);
       return true;
     } catch (e) {
@@ -462,9 +521,52 @@ export class MetaSync {
     }
   }
 
+  /**
+   * The values `ids` and what the peer lacks of them, over the member RPC: per ref whether it
+   * took it (as git push --porcelain says), or null when git push must do it (too much to send,
+   * the peer lacks objects we thought it had, an older peer, a failed call).
+   */
+  private async pushRpc(id: string, s: PeerState, ids: string[], offer: Map<string, string>): Promise<Map<string, boolean> | null> {
+    if (s.noRpcPush || process.env.DFS_NO_RPC_PUSH) return null;
+    const member = this.o.membership.get(id);
+    const p = this.o.peers.get(id);
+    if (!member || !p) return null;
+    const at = `${p.host}:${p.sshPort} ${member.fingerprint}`;
+    if (s.rpc?.at !== at) {
+      s.rpc?.client.close();
+      s.rpc = { client: new RpcClient({ identity: this.o.identity, host: p.host, port: p.sshPort, hostFingerprint: member.fingerprint, connectTimeoutMs: 5000, timeoutMs: 20_000, log: () => {} }), at, used: 0 };
+    }
+    s.rpc.used = Date.now();
+    const values = new Map(ids.map((x) => [x, offer.get(x)!]));
+    const objects = await objectsToSend(this.o.ns.repo, [...values.values()], [...new Set(s.has.values())], RPC_PUSH_LIMITS);
+    if (!objects) return null;
+    let reply: PushReply;
+    try {
+      reply = await s.rpc.client.call<PushReply>(SYNC_PUSH, encodePush(values, objects));
+    } catch (e) {
+      if (e instanceof RpcCallError && e.code === 'unknown_method') s.noRpcPush = true;
+      // A connection opened before the peer knew us is a guest's for good: the next call opens another.
+      s.rpc?.client.close();
+      s.rpc = undefined;
+      this.o.log('sync_rpc_push_failed', { peer: id, error: (e as Error).message.slice(0, 300) });
+      return null;
+    }
+    if (reply?.missing?.length || typeof reply?.results !== 'object') {
+      this.o.log('sync_rpc_push_missing', { peer: id, missing: (reply?.missing ?? []).length, first: reply?.missing?.[0], commits: objects.filter((x) => x.type === 'commit').length, has: s.has.size });
+      return null;
+    }
+    const out = new Map<string, boolean>();
+    for (const x of ids) out.set(ref(x), reply.results[x] === 'ok');
+    return out;
+  }
+
   /** Event-driven retry: 1 s, 2 s, 4 s ... 30 s after a failure (peer busy, link down), as a summary exchange. */
   private failed(id: string, s: PeerState, e: Error, what: string): void {
     s.failures++;
+    // The multiplexed connection goes with the failure: one opened before the peer knew us is a
+    // guest's for its whole life (every command refused "not a member" until the guest timeout),
+    // and a broken one would fail the retry too.
+    if (s.controlPath) void this.closeMaster(s);
     const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
     this.o.log(`sync_${what}_failed`, { peer: id, error: e.message.slice(0, 500), retryMs: wait });
     clearTimeout(s.retry);

@@ -51,6 +51,14 @@ test('commit graph: merge bases, ancestry and independent tips equal git merge-b
       const want = (await git('merge-base', '--independent', ...some)).stdout.toString().split('\n').filter(Boolean).sort();
       assert.deepEqual(await repo.independent(some), want, 'independent');
     }
+    // What a sync push sends: the commits of some tips not in the history of others, as rev-list says.
+    for (let n = 0; n < 40; n++) {
+      const tips = Array.from({ length: 1 + rnd(3) }, () => commits[rnd(commits.length)]!);
+      const not = Array.from({ length: rnd(4) }, () => commits[rnd(commits.length)]!);
+      const want = (await git('rev-list', ...tips, ...(not.length ? ['--not', ...not] : []))).stdout.toString().split('\n').filter(Boolean).sort();
+      assert.deepEqual((await repo.newCommits(tips, not, 1000))!.sort(), want, 'rev-list tips --not others');
+      if (want.length > 1) assert.equal(await repo.newCommits(tips, not, want.length - 1), null, 'past the limit');
+    }
     await assert.rejects(repo.independent([commits[1]!, 'e'.repeat(40)]), /missing/);
     assert.ok(several >= 20 && unrelated >= 5, `the histories have criss-crosses (${several} pairs with several bases) and unrelated pairs (${unrelated})`);
     // A commit we lack is in nobody's history.

@@ -126,6 +126,45 @@ export class CommitGraph {
     return this.independentNow(results.filter((x) => !((flags.get(x) ?? 0) & STALE)));
   }
 
+  /**
+   * The commits in the history of `tips` and not in that of `not` (as `git rev-list tips --not
+   * not`), newest generation first; null when there are more than `max`. One walk by generation:
+   * a commit is popped after all its children, so its marks are final by then.
+   */
+  async only(tips: string[], not: string[], max: number): Promise<string[] | null> {
+    this.bound();
+    for (const x of [...tips, ...not]) await this.gen(x);
+    const OLD = 1, NEW = 2;
+    const flags = new Map<string, number>();
+    const queued = new Set<string>();
+    const queue = new GenQueue((x) => this.nodes.get(x)!.gen);
+    let live = 0; // queued and not OLD: the walk ends when none is left
+    const add = (x: string, f: number) => {
+      const before = flags.get(x) ?? 0;
+      const after = before | f;
+      if (after === before) return;
+      flags.set(x, after);
+      if (!queued.has(x)) {
+        queued.add(x);
+        queue.push(x);
+        if (!(after & OLD)) live++;
+      } else if (!(before & OLD) && after & OLD) live--;
+    };
+    for (const x of not) add(x, OLD);
+    for (const x of tips) add(x, NEW);
+    const out: string[] = [];
+    while (live > 0) {
+      const c = queue.pop()!;
+      const f = flags.get(c)!;
+      if (!(f & OLD)) {
+        live--;
+        if (out.push(c) > max) return null;
+      }
+      for (const p of this.nodes.get(c)!.parents) add(p, f & OLD ? OLD : NEW);
+    }
+    return out;
+  }
+
   /** Memory stays bounded: past maxNodes commits the graph is read again as needed (between questions, never during one). */
   private bound(): void {
     if (this.nodes.size >= this.maxNodes) this.nodes.clear();

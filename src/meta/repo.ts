@@ -112,6 +112,13 @@ export class GitRepo {
     await this.git(['update-ref', '-m', reason, '--stdin'], lines);
   }
 
+  /** The values of several refs in one exchange (null: no such ref). */
+  async readRefs(refs: string[]): Promise<Map<string, string | null>> {
+    const out = new Map<string, string | null>();
+    for (const [ref, i] of await this.reader.info(refs)) out.set(ref, i?.type === 'commit' ? i.oid : null);
+    return out;
+  }
+
   /** The value of a ref, or null. */
   async readRef(ref: string): Promise<string | null> {
     const i = (await this.reader.info([ref])).get(ref);
@@ -194,6 +201,24 @@ export class GitRepo {
     const code = await closed;
     if (code !== 0 || rest) throw new Error(`git ls-tree ${tree} failed (${code}): ${stderr.trim()}`);
     return rows;
+  }
+
+  /** The commits in the history of `tips` and not of `not` (all present here), newest first; null past `max`. */
+  async newCommits(tips: string[], not: string[], max: number): Promise<string[] | null> {
+    return this.graph.only(tips, not, max);
+  }
+
+  /** Objects as stored (type and bytes), in one exchange; one over `maxSize` fails the read. */
+  async rawObjects(oids: string[], maxSize = MAX_ENTRY_BLOB): Promise<Map<string, { type: string; data: Buffer }>> {
+    return this.readObjects(oids, maxSize);
+  }
+
+  /** The type of each object, or null when it is missing: headers only, one exchange. */
+  async types(oids: string[]): Promise<Map<string, string | null>> {
+    const out = new Map<string, string | null>();
+    for (const o of oids) if (!/^[0-9a-f]{40}$/.test(o)) throw new Error(`not an object name: ${JSON.stringify(o.slice(0, 60))}`);
+    for (const [oid, i] of await this.reader.info(oids)) out.set(oid, i?.type ?? null);
+    return out;
   }
 
   /** Sum of the sizes of `oids` (distinct), from their headers: no object is read. */

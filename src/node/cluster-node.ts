@@ -11,6 +11,7 @@ import { Membership, RecordStore, MEMBERS, MemberRecord, checkRecordChange } fro
 import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
+import { SYNC_PUSH, PushRefused } from '../cluster/sync-push.js';
 import { SshServer, DEFAULT_SSH_PORT } from '../cluster/ssh-server.js';
 import { ControlServer, LOCAL_PEER, registerForward } from '../cluster/control-socket.js';
 import { startDiscovery, resolveInterface, Discovery } from '../cluster/discovery.js';
@@ -218,6 +219,13 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     sync: cn.sync.peerHeads(),
   }));
   rpc.register('members', () => cn.membership.list());
+  // New sync values and their objects from a member (cluster/sync-push.ts): in place of a git push.
+  rpc.register(SYNC_PUSH, (params, peer) => {
+    if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !cn.membership.get(peer.nodeId)) throw new RpcError('forbidden', 'sync_push is for members');
+    return cn.sync.receivePush(peer.nodeId, params).catch((e: Error) => {
+      throw e instanceof PushRefused ? new RpcError('refused', e.message) : e;
+    });
+  });
 
   registerJoin(rpc, {
     identity: cn.identity, cluster: config.cluster, clusterId: () => cn.membership.cluster()?.id, log,
