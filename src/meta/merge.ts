@@ -63,10 +63,17 @@ function markChecked(key: string): void {
   checked.add(key);
 }
 
+/** By repository: the rows remembered last (a base for a commit none of whose parents is cached). */
+const latest = new Map<string, Flattened>();
+
 function remember(commit: string, f: Flattened): void {
   const rows = f.blobs.size + f.trees.size;
   if (rows > CACHE_ROWS / 4 || cache.has(commit)) return;
   cache.set(commit, f);
+  const repo = commit.slice(0, commit.lastIndexOf(' '));
+  latest.delete(repo); // kept in the order of use: the oldest goes first when full
+  latest.set(repo, f);
+  if (latest.size > 64) latest.delete(latest.keys().next().value!);
   cachedRows += rows;
   for (const [k, v] of cache) {
     if (cachedRows <= CACHE_ROWS) break;
@@ -91,6 +98,10 @@ async function flattenUncached(repo: GitRepo, commit: string, maxRows?: number):
     const base = cache.get(`${repo.dir} ${p}`);
     if (base) return rowsFrom(base, c.tree, (oids) => repo.readTrees(oids), maxRows ?? MAX_TREE_ROWS);
   }
+  // Another node's commit on a view we never made: any recent commit's rows are a base (the tree
+  // diff reads only what differs), and much cheaper than listing the whole namespace again.
+  const recent = latest.get(repo.dir);
+  if (recent) return rowsFrom(recent, c.tree, (oids) => repo.readTrees(oids), maxRows ?? MAX_TREE_ROWS);
   const blobs: Flat = new Map();
   const trees = new Map<string, string>([['', c.tree]]);
   const badUtf8 = new Set<string>();

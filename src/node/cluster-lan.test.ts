@@ -173,7 +173,15 @@ test("a peer's change reaches the kernel's caches on the other mounts at once", 
   assert.equal((await sh(`stat -c %s ${b.mnt}/cached.txt`)).out.trim(), '1');
   const before = await head(b);
   await sh(`printf 12345 > ${a.mnt}/cached.txt && printf x > ${a.mnt}/cached-new.txt && rm ${a.mnt}/from-c.txt`);
-  await eventually('the change merged on b', async () => (await head(b)) !== before);
+  // The whole change, not a part of it (the truncate can be committed, and reach b, on its own):
+  // a's head once it holds still, then b on it.
+  let last = '', since = Date.now();
+  await eventually('a committed the change', async () => {
+    const h = await head(a);
+    if (h !== last) [last, since] = [h, Date.now()];
+    return h !== before && Date.now() - since > 300;
+  });
+  await eventually('the change merged on b', async () => (await head(b)) === last);
   const t = Date.now();
   assert.equal((await sh(`stat -c %s ${b.mnt}/cached.txt`)).out.trim(), '5', 'b showed cached attributes of a changed file');
   assert.equal((await sh(`cat ${b.mnt}/cached.txt`)).out, '12345');
