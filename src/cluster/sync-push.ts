@@ -14,7 +14,7 @@ import { isNodeId } from './identity.js';
 export const SYNC_PUSH = 'sync_push';
 /** What one call may carry (raw bytes; base64 in JSON stays under the RPC input limit of 1 MiB). */
 export const MAX_PUSH_BYTES = 640 * 1024;
-const MAX_PUSH_OBJECTS = 20_000;
+export const MAX_PUSH_OBJECTS = 20_000;
 const MAX_PUSH_REFS = 1024;
 
 export interface PushParams { refs: Record<string, string>; objects: [string, string][] }
@@ -31,6 +31,8 @@ interface ReceiveOptions {
   repo: Pick<GitRepo, 'types' | 'writeObjects' | 'readRefs' | 'isAncestor' | 'updateRefs'>;
   /** A member in our records, not revoked (the update hook's rule). */
   isMember: (id: string) => boolean;
+  /** This node's id: its own ref moves with its own commits only. */
+  self: string;
   maxBlob?: number;
 }
 
@@ -41,8 +43,20 @@ export async function receivePush(o: ReceiveOptions, params: unknown): Promise<P
   const refs = Object.entries(p.refs);
   if (refs.length > MAX_PUSH_REFS || p.objects.length > MAX_PUSH_OBJECTS) throw new PushRefused('too many refs or objects');
   for (const [id, oid] of refs) if (!isNodeId(id) || typeof oid !== 'string' || !/^[0-9a-f]{40}$/.test(oid)) throw new PushRefused(`bad ref ${JSON.stringify(id).slice(0, 40)}`);
+  // Judged before anything is read or written: a call without a member's ref stores nothing.
+  const results: Record<string, string> = {};
+  const members = refs.filter(([id]) => {
+    if (id === o.self) results[id] = "this node's own ref moves with its own commits only";
+    else if (!o.isMember(id)) results[id] = `${id} is not a member here`;
+    else return true;
+    return false;
+  });
+  if (!members.length) {
+    if (p.objects.length) throw new PushRefused('objects without a member ref to carry them');
+    return { results };
+  }
   const sent = new Map<string, SentObject>();
-  const links: Link[] = [];
+  const links: (Link & { from: string })[] = [];
   const roots: string[] = [];
   let bytes = 0;
   for (const entry of p.objects) {
@@ -57,17 +71,32 @@ export async function receivePush(o: ReceiveOptions, params: unknown): Promise<P
     }
     sent.set(checked.object.oid, checked.object);
     if (checked.root) roots.push(checked.object.oid);
-    links.push(...checked.links);
+    for (const l of checked.links) links.push({ ...l, from: checked.object.oid });
   }
-  // Every ref value a commit, every named object of the right type: sent, or here already.
-  for (const [, oid] of refs) links.push({ oid, type: 'commit' });
-  const elsewhere = new Map<string, string>();
+  // Every ref value a commit, every named object of one type, that type: sent, or here already.
+  for (const [, oid] of members) links.push({ oid, type: 'commit', from: '' });
+  const named = new Map<string, string>();
   for (const l of links) {
+    const t = named.get(l.oid);
+    if (t && t !== l.type) throw new PushRefused(`${l.oid} is named as a ${t} and as a ${l.type}`);
+    named.set(l.oid, l.type);
     const s = sent.get(l.oid);
-    if (s) {
-      if (s.type !== l.type) throw new PushRefused(`${l.oid} is a ${s.type}, named as a ${l.type}`);
-    } else elsewhere.set(l.oid, l.type);
+    if (s && s.type !== l.type) throw new PushRefused(`${l.oid} is a ${s.type}, named as a ${l.type}`);
   }
+  // Only what the member refs reach is stored (no call fills the disk with loose objects).
+  const reached = new Set<string>();
+  const stack = members.map(([, oid]) => oid);
+  const children = new Map<string, string[]>();
+  for (const l of links) if (l.from) children.set(l.from, [...(children.get(l.from) ?? []), l.oid]);
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (reached.has(x) || !sent.has(x)) continue;
+    reached.add(x);
+    stack.push(...(children.get(x) ?? []));
+  }
+  if (reached.size !== sent.size) throw new PushRefused(`${sent.size - reached.size} objects no member ref reaches`);
+  const elsewhere = new Map<string, string>();
+  for (const [oid, type] of named) if (!sent.has(oid)) elsewhere.set(oid, type);
   const here = await o.repo.types([...elsewhere.keys(), ...sent.keys()]);
   const missing: string[] = [];
   for (const [oid, type] of elsewhere) {
@@ -81,12 +110,6 @@ export async function receivePush(o: ReceiveOptions, params: unknown): Promise<P
   const fresh = [...sent.values()].filter((x) => !here.get(x.oid));
   if (fresh.length) await o.repo.writeObjects(fresh);
 
-  const results: Record<string, string> = {};
-  const members = refs.filter(([id]) => {
-    if (o.isMember(id)) return true;
-    results[id] = `${id} is not a member here`;
-    return false;
-  });
   // Forward only, moved with the value it was checked against; one that moved meanwhile (a push
   // or fetch of the same node's value) is judged again against where it went.
   let todo = members;

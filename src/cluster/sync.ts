@@ -22,7 +22,8 @@ import { parseHostPort } from './static-peers.js';
 import { boundedFetchRefs, removeStaleQuarantines } from './bounded-fetch.js';
 import type { Log } from './log.js';
 import { RpcClient, RpcCallError } from './rpc-client.js';
-import { encodePush, MAX_PUSH_BYTES, receivePush, SYNC_PUSH, type PushReply } from './sync-push.js';
+import { RpcError } from './rpc.js';
+import { encodePush, MAX_PUSH_BYTES, MAX_PUSH_OBJECTS, receivePush, SYNC_PUSH, type PushReply } from './sync-push.js';
 import { objectsToSend } from '../meta/object-walk.js';
 
 /** The part of meta/namespace.ts sync needs. */
@@ -33,6 +34,8 @@ export interface SyncNamespace extends EventEmitter {
   repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'readRefs' | 'isAncestor' | 'updateRefs' | 'types' | 'writeObjects' | 'newCommits' | 'rawObjects' | 'readCommit' | 'readTrees' | 'totalSize'>;
   /** `refusal` is asked when the view's turn comes (after earlier changes are committed); a reason refuses it. */
   adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
+  /** Folds small packs (sync_push stores one per call). */
+  maintain?(): Promise<void>;
 }
 
 export interface SyncOptions {
@@ -73,16 +76,19 @@ interface PeerState {
   rpc?: { client: RpcClient; at: string; used: number };
   /** It does not answer sync_push (an older version): git push only, until membership news. */
   noRpcPush?: boolean;
+  /** It lacked objects we thought it had: git push only until a summary exchange tells what it holds. */
+  rpcAfterExchange?: boolean;
 }
 
 /** Commits and bytes one sync_push may carry; more (a long catch-up) goes by git push. */
-const RPC_PUSH_LIMITS = { maxCommits: 256, maxBytes: MAX_PUSH_BYTES };
+const RPC_PUSH_LIMITS = { maxCommits: 256, maxBytes: MAX_PUSH_BYTES, maxObjects: MAX_PUSH_OBJECTS };
 /** An RPC connection unused this long is closed: an idle node keeps no traffic going. */
 const RPC_IDLE_MS = 30_000;
 /** The settle queue's mark for values that came by sync_push (their pushers' `has` is set already). */
 const RPC_PUSH = 'rpc push';
 /** sync_push calls served at once. */
 const MAX_RECEIVING = 4;
+const MAX_RECEIVE_WAITING = 16;
 
 const ref = (id: string) => NODE_REFS + id;
 /** A node's view of the cluster holds at most this many refs (members, current and past). */
@@ -111,6 +117,8 @@ export class MetaSync {
   /** sync_push calls being served, and those waiting for a turn (the RPC layer bounds how many wait). */
   private receiving = 0;
   private receiveWaiters: (() => void)[] = [];
+  /** Each sync_push that stored something is a pack: the repository is maintained every so many. */
+  private packsReceived = 0;
   private idleRpc?: NodeJS.Timeout;
   private readonly repo: string;
   private readonly me: string;
@@ -171,15 +179,18 @@ export class MetaSync {
   /** A member's sync_push (the RPC layer authenticated it as `nodeId`): judged, stored, then adopted. */
   async receivePush(nodeId: string, params: unknown): Promise<PushReply> {
     // A few at a time (each holds up to a call's objects); refs are compare-and-swapped, so concurrent ones are safe.
+    // Each waiting call holds its parsed objects: past a few, the pusher is told to use git push.
+    if (this.receiving >= MAX_RECEIVING && this.receiveWaiters.length >= MAX_RECEIVE_WAITING) throw new RpcError('busy', 'too many sync pushes at once');
     while (this.receiving >= MAX_RECEIVING) await new Promise<void>((r) => this.receiveWaiters.push(r));
     this.receiving++;
     try {
-      const reply = await receivePush({ repo: this.o.ns.repo, isMember: (id) => !!this.o.membership.get(id) }, params);
-      // The pusher holds every value it sent (what came in meanwhile by other ways is not its).
+      const reply = await receivePush({ repo: this.o.ns.repo, isMember: (id) => !!this.o.membership.get(id), self: this.me }, params);
+      // The pusher holds every member value it sent (what came in meanwhile by other ways is not its).
       if (!reply.missing) {
         const has = this.peerState(nodeId).has;
-        for (const [id, oid] of Object.entries((params as { refs: Record<string, string> }).refs)) has.set(id, oid);
+        for (const [id, oid] of Object.entries((params as { refs: Record<string, string> }).refs)) if (this.o.membership.get(id)) has.set(id, oid);
       }
+      if (Object.values(reply.results).includes('ok') && ++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
       if (Object.values(reply.results).includes('ok')) this.scheduleSettle(RPC_PUSH);
       return reply;
     } finally {
@@ -290,8 +301,9 @@ export class MetaSync {
     for (const [id, oid] of refs) {
       if (this.known.get(id) === oid) continue;
       if (id === this.me) continue; // ours moves with our commits only
-      // A lone pusher holds what arrived (several at once: unknown who brought what).
-      if (from.size === 1 && !from.has('start') && !from.has(RPC_PUSH)) this.peerState([...from][0]!).has.set(id, oid);
+      // Who holds what is not guessed from here: a ref may have moved by another push or fetch
+      // while this settle ran (a guess gave a peer values it lacked: sync_push then named objects
+      // it did not have). sync_push, our pushes, fetches and summaries say it exactly.
       if (this.bad.has(oid)) {
         await this.rollBack(id, oid);
         continue;
@@ -527,7 +539,7 @@ export class MetaSync {
    * the peer lacks objects we thought it had, an older peer, a failed call).
    */
   private async pushRpc(id: string, s: PeerState, ids: string[], offer: Map<string, string>): Promise<Map<string, boolean> | null> {
-    if (s.noRpcPush || process.env.DFS_NO_RPC_PUSH) return null;
+    if (s.noRpcPush || s.rpcAfterExchange || process.env.DFS_NO_RPC_PUSH) return null;
     const member = this.o.membership.get(id);
     const p = this.o.peers.get(id);
     if (!member || !p) return null;
@@ -538,10 +550,11 @@ export class MetaSync {
     }
     s.rpc.used = Date.now();
     const values = new Map(ids.map((x) => [x, offer.get(x)!]));
-    const objects = await objectsToSend(this.o.ns.repo, [...values.values()], [...new Set(s.has.values())], RPC_PUSH_LIMITS);
-    if (!objects) return null;
     let reply: PushReply;
     try {
+      // Anything odd in what we hold (a tree too big, an entry we never write): git push judges it.
+      const objects = await objectsToSend(this.o.ns.repo, [...values.values()], [...new Set(s.has.values())], RPC_PUSH_LIMITS);
+      if (!objects) return null;
       reply = await s.rpc.client.call<PushReply>(SYNC_PUSH, encodePush(values, objects));
     } catch (e) {
       if (e instanceof RpcCallError && e.code === 'unknown_method') s.noRpcPush = true;
@@ -552,7 +565,9 @@ export class MetaSync {
       return null;
     }
     if (reply?.missing?.length || typeof reply?.results !== 'object') {
-      this.o.log('sync_rpc_push_missing', { peer: id, missing: (reply?.missing ?? []).length, first: reply?.missing?.[0], commits: objects.filter((x) => x.type === 'commit').length, has: s.has.size });
+      // What we think it holds is wrong: git push (which negotiates) until a summary exchange corrects it.
+      this.o.log('sync_rpc_push_missing', { peer: id, missing: (reply?.missing ?? []).length, first: reply?.missing?.[0] });
+      s.rpcAfterExchange = true;
       return null;
     }
     const out = new Map<string, boolean>();
@@ -563,10 +578,9 @@ export class MetaSync {
   /** Event-driven retry: 1 s, 2 s, 4 s ... 30 s after a failure (peer busy, link down), as a summary exchange. */
   private failed(id: string, s: PeerState, e: Error, what: string): void {
     s.failures++;
-    // The multiplexed connection goes with the failure: one opened before the peer knew us is a
-    // guest's for its whole life (every command refused "not a member" until the guest timeout),
-    // and a broken one would fail the retry too.
-    if (s.controlPath) void this.closeMaster(s);
+    // A multiplexed connection opened before the peer knew us is a guest's for its whole life
+    // (every command refused "not a member" until the guest timeout): it goes, the retry opens another.
+    if (s.controlPath && /not a member/.test(e.message)) void this.closeMaster(s);
     const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
     this.o.log(`sync_${what}_failed`, { peer: id, error: e.message.slice(0, 500), retryMs: wait });
     clearTimeout(s.retry);
@@ -594,6 +608,7 @@ export class MetaSync {
       s.failures = 0;
       const theirs = parseLsRemote(ls.stdout.toString());
       s.has = new Map(theirs);
+      s.rpcAfterExchange = false;
       const need: string[] = [];
       for (const [x, oid] of theirs) {
         if (x === this.me || this.known.get(x) === oid || this.bad.has(oid)) continue;

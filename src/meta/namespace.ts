@@ -229,6 +229,11 @@ export class Namespace extends EventEmitter {
     return this.serial(() => this.commitNow());
   }
 
+  /** Folds small packs (git gc --auto) in turn with commits and merges: received pushes add one pack each. */
+  maintain(): Promise<void> {
+    return this.serial(() => this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message })));
+  }
+
   /** Commits and merges run one at a time, in order. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.chain.then(fn);

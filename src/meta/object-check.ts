@@ -2,12 +2,14 @@
 // computed here (never the sender's word), and only the shapes DelugeFS itself writes, which is
 // narrower than what git's receive.fsckObjects lets in: commits with a tree, parents (the caller
 // refuses a root it does not hold: another history), author and committer, nothing else in the header; trees
-// of files (100644) and directories (40000) in git's order, each name once, none empty or
-// starting with '.'; blobs up to the entry limit. Anything else is refused whole, and the sender
+// of files (100644) and directories (40000) in git's order, each name once, every name one our
+// encoder makes (names.ts: canonical escapes, so no '.git', 'git~1' or '.gitmodules' look-alike)
+// or a marker, and none with a code point HFS+ ignores; blobs up to the entry limit. Anything else is refused whole, and the sender
 // pushes with git instead, where fsck and the hooks judge it.
 import { isUtf8 } from 'node:buffer';
-import { objectId } from './tree.js';
+import { objectId, RECORDS } from './tree.js';
 import { parseTree } from './tree-diff.js';
+import { DIR_MARKER, isMarker, storedNameProblem } from './names.js';
 
 export type ObjectType = 'commit' | 'tree' | 'blob';
 export interface SentObject { type: ObjectType; oid: string; data: Buffer }
@@ -57,6 +59,16 @@ function commitLinks(oid: string, data: Buffer): Link[] {
   return links;
 }
 
+/** HFS+ ignores these when it compares names: "\u200c.git" would be ".git" there (git fsck refuses them). */
+const HFS_IGNORED = /[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]/;
+
+function nameOk(raw: Buffer): boolean {
+  if (!raw.length || !isUtf8(raw)) return false;
+  const name = raw.toString('utf8');
+  if (HFS_IGNORED.test(name) || name.startsWith('.')) return false;
+  return isMarker(name) ? name === DIR_MARKER || name === RECORDS : storedNameProblem(name) === undefined;
+}
+
 function treeLinks(oid: string, data: Buffer): Link[] {
   const bad = (why: string) => new ObjectRefused(`tree ${oid}: ${why}`);
   let entries;
@@ -69,7 +81,7 @@ function treeLinks(oid: string, data: Buffer): Link[] {
   let prev: Buffer | null = null;
   for (const e of entries) {
     if (e.mode !== '100644' && e.mode !== '40000') throw bad(`mode ${e.mode}`);
-    if (!e.name.length || e.name[0] === 0x2e || e.name.includes(0x2f)) throw bad(`name ${JSON.stringify(e.name.toString('latin1').slice(0, 60))}`);
+    if (!nameOk(e.name)) throw bad(`name ${JSON.stringify(e.name.toString('latin1').slice(0, 60))}`);
     // git's order: a directory's name sorts as if it ended in '/'; strictly increasing, so no name twice.
     const key = e.mode === '40000' ? Buffer.concat([e.name, Buffer.from('/')]) : e.name;
     if (prev && Buffer.compare(prev, key) >= 0) throw bad('entries not in order, or a name twice');

@@ -9,7 +9,7 @@ import type { GitRepo } from './repo.js';
 import type { ObjectType, SentObject } from './object-check.js';
 import { parseTree } from './tree-diff.js';
 
-export interface SendLimits { maxCommits: number; maxBytes: number }
+export interface SendLimits { maxCommits: number; maxBytes: number; maxObjects: number }
 
 /** The objects to send, commits first (newest first); null when past a limit (the caller pushes with git). */
 export async function objectsToSend(repo: Pick<GitRepo, 'types' | 'newCommits' | 'rawObjects' | 'readCommit' | 'readTrees' | 'totalSize'>, tips: string[], have: string[], limits: SendLimits): Promise<SentObject[] | null> {
@@ -23,7 +23,7 @@ export async function objectsToSend(repo: Pick<GitRepo, 'types' | 'newCommits' |
     if (out.has(oid)) return true;
     out.set(oid, { type, oid, data });
     bytes += data.length;
-    return bytes <= limits.maxBytes;
+    return bytes <= limits.maxBytes && out.size <= limits.maxObjects;
   };
   const raw = await repo.rawObjects(commits);
   // Pairs of (tree, the same directory's tree in the first parent, or null: all of it is new).
@@ -50,7 +50,8 @@ export async function objectsToSend(repo: Pick<GitRepo, 'types' | 'newCommits' |
         const was = before.get(`${e.mode} ${e.name.toString('latin1')}`);
         if (was === e.oid) continue; // the parent has it, and all below it
         if (e.mode === '40000') next.push([e.oid, was ?? null]);
-        else blobs.add(e.oid);
+        else if (e.mode === '100644') blobs.add(e.oid);
+        else return null; // never written here (a gitlink, a symlink mode): git push judges it
       }
     }
     level = next;

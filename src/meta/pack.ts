@@ -95,5 +95,12 @@ export async function writePack(objectsDir: string, objects: PackObject[]): Prom
   // The pack must be complete before its index appears: Git ignores a pack without an index.
   await writeDurably(join(dir, `${name}.pack`), parts);
   await writeDurably(join(dir, `${name}.idx`), idxParts);
+  // The names too: a ref moved after this must never point at a pack a power loss took away.
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
   return name;
 }
