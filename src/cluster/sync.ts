@@ -557,10 +557,15 @@ export class MetaSync {
       if (!objects) return null;
       reply = await s.rpc.client.call<PushReply>(SYNC_PUSH, encodePush(values, objects));
     } catch (e) {
-      if (e instanceof RpcCallError && e.code === 'unknown_method') s.noRpcPush = true;
-      // A connection opened before the peer knew us is a guest's for good: the next call opens another.
-      s.rpc?.client.close();
-      s.rpc = undefined;
+      // An older peer, or one served through `delugefs shell` (no member RPC there): git push until membership news.
+      const code = e instanceof RpcCallError ? e.code : '';
+      if (code === 'unknown_method' || code === 'forbidden') s.noRpcPush = true;
+      // The peer answered (busy, a refused call): the connection is fine. Anything else, e.g. a
+      // connection opened before the peer knew us (a guest's for good, its calls refused): the next call opens another.
+      if (!['busy', 'push_refused', 'unknown_method', 'forbidden'].includes(code)) {
+        s.rpc?.client.close();
+        s.rpc = undefined;
+      }
       this.o.log('sync_rpc_push_failed', { peer: id, error: (e as Error).message.slice(0, 300) });
       return null;
     }

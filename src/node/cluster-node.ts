@@ -223,7 +223,7 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   rpc.register(SYNC_PUSH, (params, peer) => {
     if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !cn.membership.get(peer.nodeId)) throw new RpcError('forbidden', 'sync_push is for members');
     return cn.sync.receivePush(peer.nodeId, params).catch((e: Error) => {
-      throw e instanceof PushRefused ? new RpcError('refused', e.message) : e;
+      throw e instanceof PushRefused ? new RpcError('push_refused', e.message) : e;
     });
   });
 
