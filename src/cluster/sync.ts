@@ -500,7 +500,10 @@ export class MetaSync {
         const r = await this.remote(id);
         if (!r) return false;
         const t0 = Date.now();
-        const offer = this.offered();
+        // A copy: `known` itself moves while the push is on its way (a new own commit), and the
+        // peer holds what was sent, not what is newest by the time it answers (taking the live
+        // map recorded values it never got: it was then never sent them, until a summary exchange).
+        const offer = new Map(this.offered());
         let out = await this.pushRpc(id, s, ids, offer);
         const via = out ? 'rpc' : 'git';
         if (!out) {
