@@ -28,7 +28,7 @@ export function encodePush(refs: Map<string, string>, objects: SentObject[]): Pu
 export class PushRefused extends Error {}
 
 interface ReceiveOptions {
-  repo: Pick<GitRepo, 'types' | 'writeObjects' | 'readRefs' | 'isAncestor' | 'updateRefs'>;
+  repo: Pick<GitRepo, 'types' | 'writeObjects' | 'readRefs' | 'isAncestor' | 'updateRefsEach'>;
   /** A member in our records, not revoked (the update hook's rule). */
   isMember: (id: string) => boolean;
   /** This node's id: its own ref moves with its own commits only. */
@@ -123,17 +123,13 @@ export async function receivePush(o: ReceiveOptions, params: unknown): Promise<P
       else updates.push([NODE_REFS + id, oid, was]);
     }
     if (!updates.length) break;
+    const done = await o.repo.updateRefsEach(updates, 'sync push');
     const moved: [string, string][] = [];
-    try {
-      await o.repo.updateRefs(updates, 'sync push');
-      for (const [ref] of updates) results[ref.slice(NODE_REFS.length)] = 'ok';
-    } catch {
-      for (const u of updates) {
-        const id = u[0].slice(NODE_REFS.length);
-        if (await o.repo.updateRefs([u], 'sync push').then(() => true, () => false)) results[id] = 'ok';
-        else moved.push([id, u[1]]);
-      }
-    }
+    updates.forEach(([ref, oid], k) => {
+      const id = ref.slice(NODE_REFS.length);
+      if (done[k]) results[id] = 'ok';
+      else moved.push([id, oid]);
+    });
     todo = moved;
   }
   for (const [id] of todo) results[id] ??= 'ref kept moving';

@@ -31,7 +31,7 @@ export interface SyncNamespace extends EventEmitter {
   head: string | null;
   /** This node's latest own commit. */
   own: string | null;
-  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'readRefs' | 'isAncestor' | 'updateRefs' | 'types' | 'writeObjects' | 'newCommits' | 'rawObjects' | 'readCommit' | 'readTrees' | 'totalSize'>;
+  repo: Pick<GitRepo, 'dir' | 'listRefs' | 'readRef' | 'readRefs' | 'isAncestor' | 'updateRefsEach' | 'types' | 'writeObjects' | 'newCommits' | 'rawObjects' | 'readCommit' | 'readTrees' | 'totalSize'>;
   /** `refusal` is asked when the view's turn comes (after earlier changes are committed); a reason refuses it. */
   adoptHeads(heads: string[], refusal?: () => string | null): Promise<{ head: string; changed: boolean }>;
   /** Folds small packs (sync_push stores one per call). */
@@ -84,7 +84,7 @@ interface PeerState {
 const RPC_PUSH_LIMITS = { maxCommits: 256, maxBytes: MAX_PUSH_BYTES, maxObjects: MAX_PUSH_OBJECTS };
 /** An RPC connection unused this long is closed: an idle node keeps no traffic going. */
 const RPC_IDLE_MS = 30_000;
-/** The settle queue's mark for values that came by sync_push (their pushers' `has` is set already). */
+/** The settle queue's mark for values that came by sync_push. */
 const RPC_PUSH = 'rpc push';
 /** sync_push calls served at once. */
 const MAX_RECEIVING = 4;
@@ -190,8 +190,10 @@ export class MetaSync {
         const has = this.peerState(nodeId).has;
         for (const [id, oid] of Object.entries((params as { refs: Record<string, string> }).refs)) if (this.o.membership.get(id)) has.set(id, oid);
       }
-      if (Object.values(reply.results).includes('ok') && ++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
-      if (Object.values(reply.results).includes('ok')) this.scheduleSettle(RPC_PUSH);
+      if (Object.values(reply.results).includes('ok')) {
+        if (++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
+        this.scheduleSettle(RPC_PUSH);
+      }
       return reply;
     } finally {
       this.receiving--;
@@ -662,16 +664,8 @@ export class MetaSync {
       }
       updates.push([ref(x), oid, cur]);
     }
-    // All in one transaction; if one moved meanwhile (a push), each alone.
-    let moved = 0;
-    if (updates.length) {
-      try {
-        await this.o.ns.repo.updateRefs(updates, 'fetched');
-        moved = updates.length;
-      } catch {
-        for (const u of updates) if (await this.o.ns.repo.updateRefs([u], 'fetched').then(() => true, () => false)) moved++;
-      }
-    }
+    // One that moved meanwhile (a push) is left as it went.
+    const moved = (await this.o.ns.repo.updateRefsEach(updates, 'fetched')).filter(Boolean).length;
     this.o.log('sync_fetched', { peer: id, refs: ids.length, moved, ms: Date.now() - t0 });
     if (moved) this.scheduleSettle(id);
   }

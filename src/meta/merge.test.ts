@@ -46,6 +46,17 @@ function names(ns: Namespace, path: string): string[] {
   return [...(ns.get(path) as any).children.keys()].sort();
 }
 
+/** adoptHeads with `change` made once while the view is computed (`refusal` is asked after A's pending changes are committed). */
+function adoptUnder(ns: Namespace, heads: string[], change: () => Promise<void>) {
+  let first = true;
+  return ns.adoptHeads(heads, () => { if (first) void change(); first = false; return null; });
+}
+
+/** The paths of a commit's files (markers left out). */
+async function committedPaths(ns: Namespace, commit: string): Promise<string[]> {
+  return (await run('git', [`--git-dir=${ns.repo.dir}`, 'ls-tree', '-r', '--name-only', commit])).stdout.toString().split('\n').filter((n) => n && !n.includes('%'));
+}
+
 test('conflict names follow the sync-conflict pattern', () => {
   assert.equal(conflictName('report.txt', T0, 'nodeB'), 'report.sync-conflict-20260102-030405-nodeB.txt');
   assert.equal(conflictName('Makefile', T0, 'x'), 'Makefile.sync-conflict-20260102-030405-x');
@@ -416,25 +427,22 @@ test('a view goes in under local changes made while it was computed when their p
     await b.apply({ o: 'put', p: '/shared', e: file('b wins', T0 + 5000, 'nodeB') });
     await b.commit();
     await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, `+refs/heads/main:refs/peers/b`]);
-    // `refusal` is asked after A's pending changes are committed and before the view is made:
-    // what it applies arrives while the view is computed.
-    let first = false;
-    const r = await a.adoptHeads([b.head!], () => { if (!first) void a.apply({ o: 'put', p: '/docs/local', e: file('mine') }); first = true; return null; });
+    // What it applies arrives while the view is computed.
+    const r = await adoptUnder(a, [b.head!], () => a.apply({ o: 'put', p: '/docs/local', e: file('mine') }));
     assert.equal(r.head, b.head, 'the view itself (a fast-forward), not a merge with a new commit of ours');
     assert.deepEqual(names(a, '/'), ['docs', 'from-b', 'shared']);
     assert.deepEqual(names(a, '/docs'), ['keep', 'local']);
     await a.commit();
     const parent = (await run('git', [`--git-dir=${a.repo.dir}`, 'rev-parse', `${a.head}^`])).stdout.toString().trim();
     assert.equal(parent, b.head, 'the local change is committed on top of the view');
-    const committed = (await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '-r', '--name-only', a.head!])).stdout.toString().split('\n').filter((n) => n && !n.includes('%'));
-    assert.deepEqual(committed, ['docs/keep', 'docs/local', 'from-b', 'shared'], 'the commit holds the local change (the view\'s tree ids were not taken for its directory)');
+    assert.deepEqual(await committedPaths(a, a.head!), ['docs/keep', 'docs/local', 'from-b', 'shared'], 'the commit holds the local change (the view\'s tree ids were not taken for its directory)');
 
     // A local change to a path the view changes: not installed under it; both versions are kept.
     await b.apply({ o: 'put', p: '/shared', e: file('b again', T0 + 9000, 'nodeB') });
     await b.commit();
     await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, `+refs/heads/main:refs/peers/b`]);
-    let once = false; // asked again on the second round: it is a change while computing, once
-    const r2 = await a.adoptHeads([b.head!], () => { if (!once) void a.apply({ o: 'put', p: '/shared', e: file('a local', T0 + 8000, 'nodeA') }); once = true; return null; });
+    // `refusal` is asked again on the second round: the change is made once, while computing.
+    const r2 = await adoptUnder(a, [b.head!], () => a.apply({ o: 'put', p: '/shared', e: file('a local', T0 + 8000, 'nodeA') }));
     assert.notEqual(r2.head, b.head, 'merged with the local change, not installed under it');
     assert.equal(names(a, '/').filter((n) => n.startsWith('shared')).length, 2, 'the newer keeps the name, the local one a conflict copy');
     await a.close();
@@ -460,12 +468,10 @@ test('a view installed under local changes keeps, in the next commit, an entry t
     const head = await git(['commit-tree', root, '-p', b.head!, '-m', 'odd']);
     await git(['update-ref', 'refs/odd', head]);
     await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/odd:refs/peers/b']);
-    let first = false;
-    await a.adoptHeads([head], () => { if (!first) void a.apply({ o: 'put', p: '/docs/local', e: file('mine') }); first = true; return null; });
+    await adoptUnder(a, [head], () => a.apply({ o: 'put', p: '/docs/local', e: file('mine') }));
     assert.equal(a.head, head, 'installed under the local change');
     await a.commit();
-    const committed = (await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '-r', '--name-only', a.head!])).stdout.toString().split('\n').filter((n) => n && !n.includes('%'));
-    assert.deepEqual(committed, ['docs/keep', 'docs/local', 'shared', 'sub/odd/f', 'sub/x'], 'the remote entry is not reverted by the next local commit');
+    assert.deepEqual(await committedPaths(a, a.head!), ['docs/keep', 'docs/local', 'shared', 'sub/odd/f', 'sub/x'], 'the remote entry is not reverted by the next local commit');
     // Not under local changes: the same (the directories above the skipped entry take the view's ids).
     const ga = async (args: string[]) => (await run('git', ['--git-dir', a.repo.dir, ...args])).stdout.toString().trim();
     const sub2 = await rawTree(a.repo.dir, [...(await treeRows(a.repo.dir, `${a.head}:sub`)), { mode: '40000', name: Buffer.from('odd2'), oid: odd }]);
@@ -475,8 +481,7 @@ test('a view installed under local changes keeps, in the next commit, an entry t
     assert.equal(a.head, head2);
     await a.apply({ o: 'put', p: '/docs/local2', e: file('mine') });
     await a.commit();
-    const committed2 = (await ga(['ls-tree', '-r', '--name-only', a.head!])).split('\n').filter((n) => n && !n.includes('%'));
-    assert.deepEqual(committed2, ['docs/keep', 'docs/local', 'docs/local2', 'shared', 'sub/odd/f', 'sub/odd2/f', 'sub/x']);
+    assert.deepEqual(await committedPaths(a, a.head!), ['docs/keep', 'docs/local', 'docs/local2', 'shared', 'sub/odd/f', 'sub/odd2/f', 'sub/x']);
     await a.close();
     await b.close();
   } finally {
@@ -491,8 +496,7 @@ test('a view installed under a local record change: the next commit holds the re
     await b.apply({ o: 'put', p: '/docs/from-b', e: file('b') });
     await b.commit();
     await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b']);
-    let first = false;
-    await a.adoptHeads([b.head!], () => { if (!first) void a.setRecord('members/nodeC', Buffer.from('{"c":1}')); first = true; return null; });
+    await adoptUnder(a, [b.head!], () => a.setRecord('members/nodeC', Buffer.from('{"c":1}')));
     assert.equal(a.head, b.head, 'installed under the local record change');
     await a.commit();
     const rows = (await run('git', [`--git-dir=${a.repo.dir}`, 'ls-tree', '-r', '--name-only', a.head!])).stdout.toString().split('\n');

@@ -24,8 +24,10 @@ const MAX_PARENTS = 1024;
 
 export class ObjectRefused extends Error {}
 
-/** Checks one object as sent (`type`, raw `data`); returns it with its computed id and what it names. */
-/** `root`: a commit without parents, refused by the caller unless it has it already (its own history's root). */
+/**
+ * Checks one object as sent (`type`, raw `data`); returns it with its computed id and what it
+ * names. `root`: a commit without parents, refused by the caller unless it has it already.
+ */
 export function checkObject(type: string, data: Buffer, maxBlob: number): { object: SentObject; links: Link[]; root: boolean } {
   if (type !== 'commit' && type !== 'tree' && type !== 'blob') throw new ObjectRefused(`type ${JSON.stringify(type.slice(0, 20))} is not sent`);
   const object = { type, oid: objectId(type, data), data } as SentObject;

@@ -112,6 +112,22 @@ export class GitRepo {
     await this.git(['update-ref', '-m', reason, '--stdin'], lines);
   }
 
+  /**
+   * Each update compare-and-swapped: all in one transaction, and when that fails (one of them
+   * moved meanwhile: a push or fetch of the same ref) each alone. Says which went in.
+   */
+  async updateRefsEach(updates: [string, string, string | null | undefined][], reason: string): Promise<boolean[]> {
+    if (!updates.length) return [];
+    try {
+      await this.updateRefs(updates, reason);
+      return updates.map(() => true);
+    } catch {
+      const out: boolean[] = [];
+      for (const u of updates) out.push(await this.updateRefs([u], reason).then(() => true, () => false));
+      return out;
+    }
+  }
+
   /** The values of several refs in one exchange (null: no such ref). */
   async readRefs(refs: string[]): Promise<Map<string, string | null>> {
     const out = new Map<string, string | null>();
@@ -121,8 +137,7 @@ export class GitRepo {
 
   /** The value of a ref, or null. */
   async readRef(ref: string): Promise<string | null> {
-    const i = (await this.reader.info([ref])).get(ref);
-    return i?.type === 'commit' ? i.oid : null;
+    return (await this.readRefs([ref])).get(ref) ?? null;
   }
 
   /** Refs below a prefix (e.g. 'refs/nodes/'): name after the prefix -> commit. */
