@@ -5,7 +5,7 @@
 // its first parent's tree lacks: all that is new to a peer that holds the first parents.
 // A peer that does not hold what we think it does says which objects are missing, and the
 // caller pushes with git (which negotiates) instead.
-import type { GitRepo } from './repo.js';
+import { parseCommit, type GitRepo } from './repo.js';
 import type { ObjectType, SentObject } from './object-check.js';
 import { parseTree } from './tree-diff.js';
 
@@ -26,12 +26,15 @@ export async function objectsToSend(repo: Pick<GitRepo, 'types' | 'newCommits' |
     return bytes <= limits.maxBytes && out.size <= limits.maxObjects;
   };
   const raw = await repo.rawObjects(commits);
+  // Parsed from the bytes just read; a first parent outside them is read (cached) on its own.
+  const parsed = new Map(commits.map((c) => [c, parseCommit(c, raw.get(c)!)]));
+  const treeOf = async (c: string) => (parsed.get(c) ?? (await repo.readCommit(c))).tree;
   // Pairs of (tree, the same directory's tree in the first parent, or null: all of it is new).
   let level: [string, string | null][] = [];
   for (const c of commits) {
     if (!add('commit', c, raw.get(c)!.data)) return null;
-    const info = await repo.readCommit(c);
-    const parent = info.parents[0] ? (await repo.readCommit(info.parents[0])).tree : null;
+    const info = parsed.get(c)!;
+    const parent = info.parents[0] ? await treeOf(info.parents[0]) : null;
     if (info.tree !== parent) level.push([info.tree, parent]);
   }
   const blobs = new Set<string>();

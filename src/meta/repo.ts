@@ -322,7 +322,7 @@ export class GitRepo {
 }
 
 /** A commit object's tree, parents, message and committer time. */
-function parseCommit(oid: string, o: { type: string; data: Buffer }): CommitInfo {
+export function parseCommit(oid: string, o: { type: string; data: Buffer }): CommitInfo {
   if (o.type !== 'commit') throw new Error(`${oid} is a ${o.type}, not a commit`);
   const [head, ...rest] = o.data.toString().split('\n\n');
   const tree = /^tree ([0-9a-f]{40})$/m.exec(head ?? '')?.[1];
