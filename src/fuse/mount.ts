@@ -1,7 +1,7 @@
 // Mounting: the kernel's FUSE device is opened and mounted (mount(2) as root, fusermount3
 // otherwise, mount_fusefs on FreeBSD) and served by a Session with FuseOps. No libfuse.
 import { spawn } from 'node:child_process';
-import { access, readdir, stat, readFile, writeFile } from 'node:fs/promises';
+import { access, readdir, stat, statfs, readFile, writeFile } from 'node:fs/promises';
 import { closeSync, constants as fsc } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { constants as osc, platform } from 'node:os';
@@ -62,6 +62,9 @@ export async function checkMountpoint(mnt: string): Promise<void> {
     st = await stat(mnt);
   }
   if (!st.isDirectory()) throw new Error(`mount point ${mnt} is not a directory`);
+  // A FUSE mount whose process just died can still answer stat from the kernel's attribute cache
+  // (for its timeout); statfs always asks the server, and a dead one says ENOTCONN.
+  if ((await isMounted(mnt)) && (await statfs(mnt).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ENOTCONN'))) await forceUnmount(mnt);
   if (await isMounted(mnt)) throw new Error(`mount point ${mnt} is already in use by another mount`);
   if ((await readdir(mnt)).length) throw new Error(`mount point ${mnt} is not empty`);
 }
