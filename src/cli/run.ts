@@ -5,15 +5,13 @@ import { resolve, join } from 'node:path';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import type { RunArgs } from './args.js';
 import { acquireLock, createLayout, inspectRoot, paths, NodeConfig } from '../node/layout.js';
-import { DelugeNode } from '../node/node.js';
-import { ClusterNode } from '../node/cluster-node.js';
-import { SwarmLink } from '../node/swarm-link.js';
+import { Daemon } from '../daemon/daemon.js';
 import { joinWithToken, joinLocal, joinFromPeer, checkToken, JoinError, Joined } from '../node/join-root.js';
 import { resolveInterface } from '../cluster/discovery.js';
 import { findLocalMember, LocalEntry } from '../cluster/local-registry.js';
 import { Membership } from '../cluster/membership.js';
 import { listenFirstFree } from '../node/port.js';
-import { checkMountpoint, loadFuse, mount, Mounted } from '../fuse/mount.js';
+import { checkMountpoint, loadFuse } from '../fuse/mount.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
 
@@ -163,29 +161,13 @@ export async function runNode(a: RunArgs): Promise<void> {
   log = log.child({ node: config.nodeId });
   if (joined) log.info('node.joined', { via: joined.via, inviter: joined.inviter, head: joined.head });
 
-  let node: DelugeNode | undefined;
-  let cluster: ClusterNode | undefined;
-  let swarm: SwarmLink | undefined;
-  let mounted: Mounted | undefined;
+  const daemon = new Daemon(log);
+  // The lock, the hash workers and the reserved port go after everything else.
+  daemon.onStop('lock', () => release());
+  daemon.onStop('hashers', () => closeHashers());
+  daemon.onStop('port', async () => { btListener.close(); });
   let stopping: Promise<void> | null = null;
-  const stop = (why: string) => {
-    stopping ??= (async () => {
-      log.info('node.stopping', { reason: why });
-      try {
-        await mounted?.unmount();
-      } catch (e) {
-        log.error('fuse.unmount.failed', { error: (e as Error).message });
-      }
-      await swarm?.close();
-      await cluster?.close();
-      await node?.close();
-      btListener.close();
-      await closeHashers();
-      await release();
-      log.info('node.stopped', {});
-    })();
-    return stopping;
-  };
+  const stop = (why: string) => (stopping ??= daemon.stop(why));
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
       if (stopping) {
@@ -199,26 +181,22 @@ export async function runNode(a: RunArgs): Promise<void> {
     });
   }
 
-  try {
-    node = await DelugeNode.start({ paths: p, config, log, create: mode.kind === 'create' });
-    if (mode.kind === 'join-peer' && joined) {
+  await daemon.start({
+    paths: p, config, log, create: mode.kind === 'create',
+    afterNode: (node) => {
+      if (mode.kind !== 'join-peer' || !joined) return;
       // The host key was taken on first use: the repository it served must name it a member, and us too.
       const m = new Membership(node.ns as never);
       if (!m.get(joined.inviter) || !m.get(config.nodeId)) {
         throw new CheckError(`the node at ${joined.via} did not admit this node (run "delugefs authorize" on a member first)`);
       }
-    }
-    cluster = await ClusterNode.start(node, p, config, log, {
-      sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create',
-    });
+    },
+    cluster: { sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create' },
     // The swarm takes over the BitTorrent port reserved during the checks.
-    await new Promise((r) => btListener.close(r));
-    swarm = await SwarmLink.start(node, cluster, { root, clusterName: a.cluster, port, log });
-    if (mnt) mounted = await mount(node, mnt, { cluster: a.cluster, allowOther: a.allowOther }, log);
-  } catch (e) {
-    await stop('start failed').catch(() => {});
-    throw e;
-  }
+    releasePort: () => new Promise((r) => btListener.close(() => r())),
+    mount: mnt ? { dir: mnt, cluster: a.cluster, allowOther: a.allowOther } : undefined,
+  });
+  const { swarm, cluster } = daemon as Required<Daemon>;
   const ready = { cluster: a.cluster, node: config.nodeId, root, mount: mnt ?? null, port: swarm.port, sshPort: cluster.sshPort };
   log.info('node.ready', ready);
   process.stdout.write(a.json ? JSON.stringify({ event: 'ready', ...ready }) + '\n'

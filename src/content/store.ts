@@ -28,6 +28,8 @@ export class ContentStore {
   private lock = new KeyedLock();
   private tempCounter = 0;
   private readonly session = randomBytes(4).toString('hex');
+  /** Told of every id stored or removed (replication keeps its index of what this disk holds). */
+  onChange: ((id: ContentId, held: boolean) => void) | null = null;
 
   constructor(readonly dir: string, readonly tmpDir: string) {}
 
@@ -59,7 +61,11 @@ export class ContentStore {
     if (!isContentId(id)) throw new Error(`not a content id: ${id}`);
     // Same id, same bytes: renaming over a stored copy changes nothing a reader could see
     // (open readers keep the inode they have), and it is one syscall.
-    return this.lock.run(id, () => rename(tmpPath, this.path(id)));
+    return this.lock.run(id, async () => {
+      await rename(tmpPath, this.path(id));
+      this.onChange?.(id, true);
+
+    });
   }
 
   /**
@@ -80,6 +86,7 @@ export class ContentStore {
       if (!unused()) return false;
       try {
         await unlink(this.path(id));
+        this.onChange?.(id, false);
         return true;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;

@@ -48,6 +48,8 @@ export class ClusterNode {
     readonly discovery: Discovery,
     readonly sync: MetaSync,
     readonly addresses: string[],
+    /** Methods for members (SSH) and the local control socket; features add theirs (replication/rpc). */
+    readonly rpc: RpcRegistry,
   ) {}
 
   get sshPort(): number {
@@ -102,7 +104,7 @@ export class ClusterNode {
       });
       closers.push(() => discovery.stop());
       const sync = new MetaSync({ ns, identity, membership, peers: discovery.peers, stateDir: join(p.root, 'cluster'), log: fromLogger(logger, 'sync') });
-      cn = new ClusterNode(identity, membership, ssh, discovery, sync, addresses);
+      cn = new ClusterNode(identity, membership, ssh, discovery, sync, addresses, rpc);
       cn.closers = closers;
       closers.push(() => sync.close());
 
@@ -204,14 +206,6 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     return r;
   };
 
-  rpc.register('freespace', async () => {
-    const s = await node.statfs();
-    return { nodeId: me, total: s.blocks * s.blockSize, free: s.free * s.blockSize, available: s.available * s.blockSize };
-  });
-  rpc.register('active_torrents', () => []);
-  for (const m of ['please_mirror', 'please_stop_mirroring']) {
-    rpc.register(m, () => { throw new RpcError('not_implemented', `${m} is not implemented yet (replication is separate work)`); });
-  }
   rpc.register('status', () => ({
     cluster: config.cluster, nodeId: me, head: ns.head, sshPort: cn.sshPort, addresses: cn.addresses,
     members: cn.membership.list().map((m) => m.nodeId), revoked: cn.membership.revokedIds(),

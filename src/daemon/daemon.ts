@@ -1,0 +1,86 @@
+// A running node, wired in one place: the start order (node, cluster, swarm, replication, mount)
+// and one list of closers run in reverse on stop, so whatever started is stopped, also when a
+// later part fails to start. `cli/run.ts` does the checks and the join before this, and the
+// signals after.
+import type { Logger } from '../util/log.js';
+import type { NodeConfig, RootPaths } from '../node/layout.js';
+import { DelugeNode } from '../node/node.js';
+import { ClusterNode, ClusterOptions } from '../node/cluster-node.js';
+import { SwarmLink } from '../node/swarm-link.js';
+import { Replication, ReplicationOptions } from '../replication/replication.js';
+import { mount, Mounted } from '../fuse/mount.js';
+
+export interface DaemonOptions {
+  paths: RootPaths;
+  config: NodeConfig;
+  log: Logger;
+  create: boolean;
+  cluster: ClusterOptions;
+  /** Runs after the node opened, before anything listens (e.g. a join's admission check). */
+  afterNode?: (node: DelugeNode) => void;
+  /** Frees the BitTorrent port reserved during the checks, just before the swarm takes it. */
+  releasePort?: () => Promise<void>;
+  replication?: ReplicationOptions;
+  mount?: { dir: string; cluster: string; allowOther: boolean };
+}
+
+export class Daemon {
+  node?: DelugeNode;
+  cluster?: ClusterNode;
+  swarm?: SwarmLink;
+  replication?: Replication;
+  mounted?: Mounted;
+  private readonly closers: { name: string; close: () => Promise<unknown> }[] = [];
+  private stopping: Promise<void> | null = null;
+
+  constructor(private readonly log: Logger) {}
+
+  /** Runs `close` on stop (after everything started later); closers added first run last. */
+  onStop(name: string, close: () => Promise<unknown>): void {
+    this.closers.push({ name, close });
+  }
+
+  /**
+   * Starts every part in order. On a failure everything already started is stopped (closers
+   * added before start() too), and then the error is thrown.
+   */
+  async start(o: DaemonOptions): Promise<this> {
+    const d = this;
+    try {
+      const node = (d.node = await DelugeNode.start({ paths: o.paths, config: o.config, log: o.log, create: o.create }));
+      d.onStop('node', () => node.close());
+      o.afterNode?.(node);
+      const cluster = (d.cluster = await ClusterNode.start(node, o.paths, o.config, o.log, o.cluster));
+      d.onStop('cluster', () => cluster.close());
+      await o.releasePort?.();
+      const swarm = (d.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log }));
+      d.onStop('swarm', () => swarm.close());
+      const replication = (d.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
+      d.onStop('replication', () => replication.close());
+      if (o.mount) {
+        const mounted = (d.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));
+        d.onStop('mount', () => mounted.unmount());
+      }
+    } catch (e) {
+      await d.stop('start failed').catch(() => {});
+      throw e;
+    }
+    return this;
+  }
+
+  /** Stops everything in reverse start order; a part that fails to stop is logged, the rest still stop. */
+  stop(why: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info('node.stopping', { reason: why });
+      for (const c of this.closers.splice(0).reverse()) {
+        try {
+          await c.close();
+        } catch (e) {
+          this.log.error('node.stop.part_failed', { part: c.name, error: (e as Error).message });
+        }
+      }
+      this.log.info('node.stopped', {});
+    })();
+    return this.stopping;
+  }
+}

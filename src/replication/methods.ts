@@ -1,0 +1,96 @@
+// The replication RPC methods (the original's, working): their params and replies, checked on
+// both ends. Handlers are in rpc.ts.
+import { isContentId, ContentId } from '../content/metainfo.js';
+import { Bad, bool, int, list, method, obj, str } from '../daemon/methods.js';
+
+/** Most ids in one request or one page of active_torrents. */
+export const MAX_IDS = 1000;
+/** Longest lock a peer may take on our copies (a drop finishes well within it). */
+export const MAX_LOCK_MS = 120_000;
+const NODE_RE = /^[a-z2-7]{16}$/;
+const TOKEN_RE = /^[0-9a-f]{32}$/;
+const BYTES = Number.MAX_SAFE_INTEGER;
+
+export function contentId(v: unknown, what: string): ContentId {
+  if (typeof v !== 'string' || !isContentId(v)) throw new Bad(`${what} is not a content id`);
+  return v;
+}
+const ids = (v: unknown, what: string) => list(v, what, MAX_IDS, contentId);
+const none = () => null;
+
+export interface FreeSpace {
+  nodeId: string;
+  total: number;
+  free: number;
+  available: number;
+  /** Bytes this node has promised to copies it is fetching now (not yet on the disk). */
+  reserved: number;
+}
+
+export const FREESPACE = method('freespace', none, (v): FreeSpace => {
+  const o = obj(v, 'reply');
+  const r = {
+    nodeId: str(o.nodeId, 'nodeId', NODE_RE),
+    total: int(o.total, 'total', 0, BYTES),
+    free: int(o.free, 'free', 0, BYTES),
+    available: int(o.available, 'available', 0, BYTES),
+    reserved: int(o.reserved ?? 0, 'reserved', 0, BYTES),
+  };
+  if (r.free > r.total || r.available > r.free) throw new Bad('free space larger than the disk');
+  return r;
+});
+
+export interface Held { id: ContentId; complete: boolean; pieces: number; have: number }
+export interface ActivePage { items: Held[]; next: ContentId | null }
+
+/** What a node holds, complete and partial, in id order, a page at a time (`after` the last id seen). */
+export const ACTIVE_TORRENTS = method('active_torrents', (v): { after: ContentId | null; limit: number } => {
+  const o = v === null || v === undefined ? {} : obj(v);
+  return { after: o.after === undefined || o.after === null ? null : contentId(o.after, 'after'), limit: o.limit === undefined ? MAX_IDS : int(o.limit, 'limit', 1, MAX_IDS) };
+}, (v): ActivePage => {
+  const o = obj(v, 'reply');
+  const items = list(o.items, 'items', MAX_IDS, (x, what) => {
+    const h = obj(x, what);
+    const pieces = int(h.pieces, `${what}.pieces`, 0, 1 << 30);
+    return { id: contentId(h.id, `${what}.id`), complete: bool(h.complete, `${what}.complete`), pieces, have: int(h.have, `${what}.have`, 0, pieces) };
+  });
+  for (let i = 1; i < items.length; i++) if (items[i - 1]!.id >= items[i]!.id) throw new Bad('items out of order');
+  const next = o.next === null ? null : contentId(o.next, 'next');
+  return { items, next };
+});
+
+export interface MirrorReply { accepted: ContentId[]; declined: { id: ContentId; reason: string }[] }
+const mirrorReply = (v: unknown): MirrorReply => {
+  const o = obj(v, 'reply');
+  return {
+    accepted: ids(o.accepted, 'accepted'),
+    declined: list(o.declined, 'declined', MAX_IDS, (x, what) => {
+      const d = obj(x, what);
+      return { id: contentId(d.id, `${what}.id`), reason: str(d.reason, `${what}.reason`, /^[a-z_]{1,32}$/) };
+    }),
+  };
+};
+const idsParams = (v: unknown) => ({ ids: ids(obj(v).ids, 'ids') });
+
+/** Asks a node to fetch and keep copies (it declines what it cannot hold or does not know). */
+export const PLEASE_MIRROR = method('please_mirror', idsParams, mirrorReply);
+/** Tells a node its copies may go: it drops them only where its own checks find enough copies elsewhere. */
+export const PLEASE_STOP_MIRRORING = method('please_stop_mirroring', idsParams, mirrorReply);
+
+export interface LockReply { token: string; locked: ContentId[]; missing: ContentId[]; ms: number }
+
+/**
+ * Promises to keep complete copies for `ms` (a lease, like git-annex's LOCKCONTENT held for a
+ * connection): until it expires or is unlocked the node drops none of them.
+ */
+export const LOCK_CONTENT = method('lock_content', (v): { ids: ContentId[]; ms: number } => {
+  const o = obj(v);
+  return { ids: ids(o.ids, 'ids'), ms: int(o.ms, 'ms', 1000, MAX_LOCK_MS) };
+}, (v): LockReply => {
+  const o = obj(v, 'reply');
+  return { token: str(o.token, 'token', TOKEN_RE), locked: ids(o.locked, 'locked'), missing: ids(o.missing, 'missing'), ms: int(o.ms, 'ms', 0, MAX_LOCK_MS) };
+});
+
+export const UNLOCK_CONTENT = method('unlock_content', (v): { token: string } => ({ token: str(obj(v).token, 'token', TOKEN_RE) }), none);
+
+export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT] as const;
