@@ -13,7 +13,14 @@ const ADDRESSES = o.addresses ?? 40;
 const RANGE = { raw: 1, stalled: 2, guest: 3 };
 const source = (kind: keyof typeof RANGE, i: number) => `127.0.${RANGE[kind]}.${1 + (i % ADDRESSES)}`;
 const stats = { rawOpen: 0, stalledOpen: 0, guestsReady: 0, channelsOpen: 0, channelsRefused: 0, connects: 0, bytesSent: 0 };
-const key = utils.generateKeyPairSync('ed25519').private;
+// ssh2 sometimes cannot parse an ed25519 key its own generator made ("Malformed OpenSSH private
+// key", seen once in CI): take the first one it can read back.
+const key = (() => {
+  for (let i = 0; ; i++) {
+    const k = utils.generateKeyPairSync('ed25519').private;
+    if (!(utils.parseKey(k) instanceof Error) || i >= 20) return k;
+  }
+})();
 const MIB = Buffer.alloc(1 << 20, 0x20);
 let stopping = false;
 
