@@ -64,7 +64,6 @@ export class ContentStore {
     return this.lock.run(id, async () => {
       await rename(tmpPath, this.path(id));
       this.onChange?.(id, true);
-
     });
   }
 

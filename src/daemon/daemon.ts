@@ -45,24 +45,23 @@ export class Daemon {
    * added before start() too), and then the error is thrown.
    */
   async start(o: DaemonOptions): Promise<this> {
-    const d = this;
     try {
-      const node = (d.node = await DelugeNode.start({ paths: o.paths, config: o.config, log: o.log, create: o.create }));
-      d.onStop('node', () => node.close());
+      const node = (this.node = await DelugeNode.start({ paths: o.paths, config: o.config, log: o.log, create: o.create }));
+      this.onStop('node', () => node.close());
       o.afterNode?.(node);
-      const cluster = (d.cluster = await ClusterNode.start(node, o.paths, o.config, o.log, o.cluster));
-      d.onStop('cluster', () => cluster.close());
+      const cluster = (this.cluster = await ClusterNode.start(node, o.paths, o.config, o.log, o.cluster));
+      this.onStop('cluster', () => cluster.close());
       await o.releasePort?.();
-      const swarm = (d.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log }));
-      d.onStop('swarm', () => swarm.close());
-      const replication = (d.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
-      d.onStop('replication', () => replication.close());
+      const swarm = (this.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log }));
+      this.onStop('swarm', () => swarm.close());
+      const replication = (this.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
+      this.onStop('replication', () => replication.close());
       if (o.mount) {
-        const mounted = (d.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));
-        d.onStop('mount', () => mounted.unmount());
+        const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));
+        this.onStop('mount', () => mounted.unmount());
       }
     } catch (e) {
-      await d.stop('start failed').catch(() => {});
+      await this.stop('start failed').catch(() => {});
       throw e;
     }
     return this;

@@ -13,9 +13,6 @@ export interface Method<P, R> {
   result(v: unknown): R;
 }
 
-export type ParamsOf<M> = M extends Method<infer P, unknown> ? P : never;
-export type ResultOf<M> = M extends Method<unknown, infer R> ? R : never;
-
 export function method<P, R>(name: string, params: (v: unknown) => P, result: (v: unknown) => R): Method<P, R> {
   return { name, params, result };
 }

@@ -62,17 +62,23 @@ export class Holdings {
       const st = this.swarm.stats(id);
       if (st && !st.complete) partial.push({ id, complete: false, pieces: st.pieces, have: st.piecesHave });
     }
-    const partialById = new Map(partial.map((h) => [h.id, h]));
-    this.sorted ??= [...this.held].sort();
-    const all = partial.length ? [...new Set([...this.sorted, ...partialById.keys()])].sort() : this.sorted;
-    let i = after === null ? 0 : lowerBound(all, after);
-    if (after !== null && all[i] === after) i++;
+    // The complete ids stay sorted between changes; the few partial ones are merged in per page.
+    partial.sort((a, b) => (a.id < b.id ? -1 : 1));
+    const held = (this.sorted ??= [...this.held].sort());
+    // Where each list goes on after `after` (which itself may no longer be held).
+    const from = (n: number, key: (k: number) => ContentId): number => {
+      if (after === null) return 0;
+      const k = lowerBound(n, (m) => key(m) < after);
+      return k < n && key(k) === after ? k + 1 : k;
+    };
+    let i = from(held.length, (k) => held[k]!);
+    let j = from(partial.length, (k) => partial[k]!.id);
     const items: Held[] = [];
-    for (; i < all.length && items.length < limit; i++) {
-      const id = all[i]!;
-      items.push(partialById.get(id) ?? { id, complete: true, pieces: 0, have: 0 });
+    while (items.length < limit && (i < held.length || j < partial.length)) {
+      if (j >= partial.length || (i < held.length && held[i]! < partial[j]!.id)) items.push({ id: held[i++]!, complete: true, pieces: 0, have: 0 });
+      else items.push(partial[j++]!);
     }
-    return { items, next: i < all.length ? items[items.length - 1]!.id : null };
+    return { items, next: i < held.length || j < partial.length ? items[items.length - 1]!.id : null };
   }
 
   /** Locks the complete copies among `ids` for `ms`; ids being dropped or not held are `missing`. */
@@ -118,11 +124,12 @@ export class Holdings {
   }
 }
 
-function lowerBound(a: ContentId[], x: ContentId): number {
-  let lo = 0, hi = a.length;
+/** The first index in [0, n) where `below` turns false (it must be true, then false). */
+function lowerBound(n: number, below: (i: number) => boolean): number {
+  let lo = 0, hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (a[mid]! < x) lo = mid + 1;
+    if (below(mid)) lo = mid + 1;
     else hi = mid;
   }
   return lo;

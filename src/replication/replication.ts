@@ -21,7 +21,8 @@ export interface ReplicationOptions {
 }
 
 export class Replication {
-  private readonly queue: ContentId[] = [];
+  /** Waiting mirror requests, in arrival order (a Set: a peer's 1,000 ids are checked against it cheaply). */
+  private readonly queue = new Set<ContentId>();
   private readonly fetching = new Map<ContentId, number>();
   private closed = false;
   private readonly ac = new AbortController();
@@ -71,12 +72,12 @@ export class Replication {
     for (const id of ids) {
       const info = this.node.ns.tree.info(id);
       if (!info) out.declined.push({ id, reason: 'unknown' });
-      else if (this.holdings.has(id) || this.fetching.has(id) || this.queue.includes(id)) out.accepted.push(id);
+      else if (this.holdings.has(id) || this.fetching.has(id) || this.queue.has(id)) out.accepted.push(id);
       else if (info.length > room) out.declined.push({ id, reason: 'full' });
-      else if (this.queue.length >= this.o.queue) out.declined.push({ id, reason: 'busy' });
+      else if (this.queue.size >= this.o.queue) out.declined.push({ id, reason: 'busy' });
       else {
         room -= info.length;
-        this.queue.push(id);
+        this.queue.add(id);
         out.accepted.push(id);
       }
     }
@@ -85,8 +86,9 @@ export class Replication {
   }
 
   private pump(): void {
-    while (!this.closed && this.fetching.size < this.o.concurrent && this.queue.length) {
-      const id = this.queue.shift()!;
+    while (!this.closed && this.fetching.size < this.o.concurrent && this.queue.size) {
+      const id = this.queue.values().next().value!;
+      this.queue.delete(id);
       const info = this.node.ns.tree.info(id);
       if (!info || this.holdings.has(id)) continue;
       this.fetching.set(id, info.length);
@@ -103,7 +105,7 @@ export class Replication {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.queue.length = 0;
+    this.queue.clear();
     this.ac.abort();
     this.holdings.close();
   }
