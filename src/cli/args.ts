@@ -22,6 +22,10 @@ export interface RunArgs {
   /** HOST:PORT peers outside the LAN. */
   peers: string[];
   mdns: boolean;
+  /** A member silent this long is down and its content copied again (ms). */
+  deadAfterMs?: number;
+  /** The replication audit's period (ms). */
+  auditMs?: number;
 }
 export type Args = RunArgs | { command: 'help' } | { command: 'version' };
 
@@ -45,6 +49,10 @@ Options:
   --no-mdns         no mDNS (only --peer and the members' last known addresses)
   --port N          BitTorrent port: the first free port from N upward (default 6881)
   --allow-other     let other users use the mount (FUSE allow_other)
+  --dead-after D    a member silent for D (e.g. 90s, 10m, 1h; default 10m) is down: its content
+                    is copied again to keep every file on "copies" disks (delugefs config)
+  --audit-every D   how often every member is asked what it holds (default 1m); events (writes,
+                    members seen or lost) act at once, the audit is the safety net
   --json            print the ready line as JSON
   --log-level L     debug, info, warn or error (default info); logs are JSON lines on stderr
   -h, --help        show this help
@@ -59,6 +67,8 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs authorized-keys ROOT [--bin PATH]  members' keys as authorized_keys lines (own sshd)
   delugefs shell ROOT --peer NODE       forced command for an sshd authorized_keys line
   delugefs put ROOT PATH [FILE|-]       write a small file through the running node (no mount needed)
+  delugefs config ROOT [copies [N]]     show or set cluster settings (copies: disks per file, default 2)
+  delugefs maintenance ROOT NODE on|off a planned outage of NODE: its copies are not made again meanwhile
   Each takes --json and --help.
 
 Examples:
@@ -76,6 +86,7 @@ export function parseArgs(argv: string[]): Args {
   const named: { cluster?: string; root?: string; mount?: string } = {};
   let create = false, allowOther = false, json = false, port = 6881, mdns = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
+  let deadAfterMs: number | undefined, auditMs: number | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -112,6 +123,8 @@ export function parseArgs(argv: string[]): Args {
       }
       case '--interface': iface = value(); break;
       case '--no-mdns': mdns = false; break;
+      case '--dead-after': deadAfterMs = parseDuration(flag, value()); break;
+      case '--audit-every': auditMs = parseDuration(flag, value()); break;
       case '--peer': {
         const v = value();
         const m = /^\[[^\]]+\]:(\d+)$/.exec(v) ?? /^[^:\s]+:(\d+)$/.exec(v);
@@ -144,5 +157,13 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs };
+}
+
+/** "90s", "10m", "1h", "500ms", or seconds; at least 100 ms, at most a week. */
+export function parseDuration(flag: string, s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(s);
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86400_000 }[(m[2] ?? 's') as 'ms']! : NaN;
+  if (!(ms >= 100 && ms <= 7 * 86400_000)) throw new UsageError(`${flag} must be a duration like 90s, 10m or 1h (100ms to 7d), not "${s}"`);
+  return Math.round(ms);
 }

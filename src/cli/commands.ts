@@ -1,5 +1,6 @@
 // The cluster subcommands: key, authorize, invite, remove-node, members, authorized-keys, shell,
-// and put (a small file written through a running node, for nodes without a mount).
+// put (a small file written through a running node, for nodes without a mount), config and
+// maintenance (replication settings, through the running node).
 // Commands that change membership go through the running node's control socket when it runs
 // (the node serialises its own changes), and open the root directly when it does not.
 import { resolve, join } from 'node:path';
@@ -40,6 +41,14 @@ running behind your own sshd. --bin: how sshd starts delugefs (default: this pro
 The forced command of an authorized_keys line (see authorized-keys): serves git fetch/push of the
 metadata repository and delugefs-rpc for member NODE, from SSH_ORIGINAL_COMMAND. Every call
 first checks that NODE is a member and not removed (exit 1 with a message when not).`,
+  config: `Usage: delugefs config ROOT [copies [N]] [--json]
+On a running node: shows the cluster's settings, or sets one. copies: on how many disks (on
+different machines where there are enough) every file is kept, 1-16, default 2. A setting is a
+record in the cluster's namespace: every member follows it once synced (the later change wins).`,
+  maintenance: `Usage: delugefs maintenance ROOT NODE on|off [--json]
+On a running node: NODE (a member's id, see "delugefs members") is out for planned work (a
+reboot, a disk swap): while on, its copies are not made again elsewhere however long it is
+away ("noout"). Turn it off when it is back.`,
   put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
 On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
 the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
@@ -49,7 +58,7 @@ export const SUBCOMMANDS = Object.keys(HELP);
 
 interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean }
 
-const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'] };
+const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'] };
 
 function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed | 'help' {
   const out: Parsed = { pos: [], json: false };
@@ -141,8 +150,8 @@ async function readBounded(file: string, max: number): Promise<Buffer> {
 }
 
 export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
-  const n = cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' ? 2 : 1;
-  const a = parse(cmd, argv, n, cmd === 'put' ? 3 : n);
+  const n = cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' ? 2 : cmd === 'maintenance' ? 3 : 1;
+  const a = parse(cmd, argv, n, cmd === 'put' || cmd === 'config' ? 3 : n);
   if (a === 'help') return void process.stdout.write(HELP[cmd] + '\n');
   const root = resolve(a.pos[0]!);
   switch (cmd) {
@@ -208,6 +217,24 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const r = await viaControl<PutResult>(root, PUT_METHOD, { path, data: data.toString('base64'), parents: a.parents === true });
       if (!r) throw new CheckError(`put: no node is running on ${root}; start it first (put writes through the running node)`);
       return print(a.json, r, `${r.created ? 'created' : 'replaced'} ${r.path} (${r.size} bytes)`);
+    }
+    case 'config': {
+      const [, key, value] = a.pos;
+      if (key !== undefined && key !== 'copies') throw new UsageError(`config: unknown setting "${key}" (known: copies)\n${HELP.config}`);
+      await nodeRoot(root);
+      const r = await viaControl<{ copies: number; copiesSetBy: string | null; copiesSetAt: string | null; maintenance: string[] }>(root, 'replication_config', value === undefined ? {} : { copies: value });
+      if (!r) throw new CheckError(`config: no node is running on ${root}; start it first`);
+      if (key && value === undefined) return print(a.json, { copies: r.copies }, String(r.copies));
+      return print(a.json, r, `copies ${r.copies}${r.copiesSetBy ? ` (set by ${r.copiesSetBy} at ${r.copiesSetAt})` : ' (default)'}${r.maintenance.length ? `\nmaintenance ${r.maintenance.join(' ')}` : ''}`);
+    }
+    case 'maintenance': {
+      const [, id, onOff] = a.pos as [string, string, string];
+      if (!isNodeId(id)) throw new CheckError(`maintenance: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
+      if (onOff !== 'on' && onOff !== 'off') throw new UsageError(`maintenance: say on or off, not "${onOff}"`);
+      await nodeRoot(root);
+      const r = await viaControl<{ maintenance: string[] }>(root, 'replication_config', { maintenance: id, on: onOff === 'on' });
+      if (!r) throw new CheckError(`maintenance: no node is running on ${root}; start it first`);
+      return print(a.json, { nodeId: id, maintenance: r.maintenance.includes(id) }, `node ${id}: maintenance ${r.maintenance.includes(id) ? 'on' : 'off'}`);
     }
     case 'shell': {
       if (!a.peer || !isNodeId(a.peer)) throw new UsageError('shell: needs --peer NODE (the member this key belongs to)');

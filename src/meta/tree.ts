@@ -44,8 +44,11 @@ export class Tree {
   /** Record path ('members/abc') -> bytes; never part of the mounted namespace. */
   records = new Map<string, Buffer>();
   private recordsOid: string | null = null;
-  /** Content id -> how many entries reference it, and its metainfo (to serve it to peers). */
-  private refs = new Map<ContentId, { n: number; info: Info }>();
+  /**
+   * Content id -> how many entries reference it, its metainfo (to serve it to peers) and the
+   * node that made the first entry seen with it (where its first copy is: a placement hint).
+   */
+  private refs = new Map<ContentId, { n: number; info: Info; writer?: string }>();
   /** Called when the last entry referencing a content id goes away. */
   onUnreferenced: (id: ContentId) => void = () => {};
 
@@ -83,6 +86,11 @@ export class Tree {
 
   contentIds(): IterableIterator<ContentId> {
     return this.refs.keys();
+  }
+
+  /** The node that wrote content some entry references, if the entry names it. */
+  writer(id: ContentId): string | undefined {
+    return this.refs.get(id)?.writer;
   }
 
   /** The metainfo of content some entry references. */
@@ -204,7 +212,7 @@ export class Tree {
     const { id, info } = node.entry;
     const r = this.refs.get(id);
     const n = (r?.n ?? 0) + delta;
-    if (n > 0) this.refs.set(id, { n, info: r?.info ?? info });
+    if (n > 0) this.refs.set(id, r ? { n, info: r.info, writer: r.writer } : { n, info, writer: node.entry.node });
     else if (r) {
       this.refs.delete(id);
       this.onUnreferenced(id);

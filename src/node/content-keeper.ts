@@ -120,6 +120,11 @@ export class ContentKeeper {
     await this.store.remove(id, () => this.unused(id)).catch((e) => this.log.warn('content.remove.failed', { id, error: (e as Error).message }));
   }
 
+  /** Content being stored or written right now: a surplus copy of it is not dropped meanwhile. */
+  busy(id: ContentId): boolean {
+    return this.pins.has(id) || this.pendingSmall.has(id);
+  }
+
   private unused(id: ContentId): boolean {
     return !this.isReferenced(id) && !this.pins.has(id) && !this.pendingSmall.has(id);
   }

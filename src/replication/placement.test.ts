@@ -164,7 +164,7 @@ test('surplus keeps the placement, never returns the last `copies` holders, and 
     assert.equal(new Set(s).size, s.length);
     assert.ok(s.every((n) => holders.includes(n)));
     assert.deepEqual(surplus({ id, copies, writer: 'a1', disks: shuffled(disks), holders: shuffled([...holders, ...holders]) }), s);
-    const wanted = place({ id, copies, writer: 'a1', disks }).nodes;
+    const wanted = place({ id, copies, writer: 'a1', disks, holders }).nodes;
     const held = wanted.filter((n) => holders.includes(n));
     assert.ok(held.every((n) => !s.includes(n)), `${id}: a placed copy is surplus: ${s} (placement ${wanted})`);
     if (holders.length > copies && held.length === wanted.length && wanted.length === copies) {
@@ -189,7 +189,13 @@ test('surplus drops unreachable and same-machine copies first, and lets a draini
     // The draining disk's copy is surplus once the placement holds copies.
     assert.deepEqual(surplus({ id, copies: 2, disks, holders: ['d1', ...wanted] }), ['d1']);
     // Outside the placement: up with room, near-full, maintenance, draining.
-    if (!wanted.includes('b1')) assert.deepEqual(surplus({ id, copies: 3, disks, holders: ['nf', 'b1', ...wanted] }), ['nf']);
+    // A near-full disk takes no new copies but keeps its place for what it holds.
+    if (!wanted.includes('b1')) {
+      const holders = ['nf', 'b1', ...wanted];
+      const w3 = place({ id, copies: 3, disks, holders }).nodes;
+      assert.ok(!place({ id, copies: 3, disks }).nodes.includes('nf'));
+      assert.deepEqual(surplus({ id, copies: 3, disks, holders }), w3.includes('nf') ? ['b1'] : ['nf']);
+    }
     assert.deepEqual(surplus({ id, copies: 3, disks, holders: ['d1', 'm1', 'nf', ...wanted] }), ['d1', 'm1']);
     // None held where the placement wants them: one copy per machine is kept.
     if (!wanted.some((n) => ['a1', 'a2', 'b1'].includes(n))) {
@@ -235,4 +241,16 @@ test('malformed input from peers is refused with a clear error', () => {
   }
   assert.throws(() => surplus({ ...ok, holders: ['n1', 7] } as never), /holders must be a list of node ids/);
   assert.throws(() => surplus({ ...ok, copies: -1, holders: [] }), /copies must be/);
+});
+
+test('a near-full disk takes no new copies but keeps its place for what it holds (no shedding at the threshold)', () => {
+  const disks = [disk('a1', 'A', 4), disk('b1', 'B', 4), disk('c1', 'C', 4), disk('nf', 'N', 40, { free: 1 * TB })];
+  let kept = 0;
+  for (const id of ids(200, 'n')) {
+    assert.ok(!place({ id, copies: 2, disks }).nodes.includes('nf'));
+    const withCopy = place({ id, copies: 2, disks, holders: ['nf'] }).nodes;
+    if (withCopy.includes('nf')) kept++;
+    assert.ok(!place({ id, copies: 2, disks: disks.map((d) => (d.node === 'nf' ? { ...d, state: 'down' as const } : d)), holders: ['nf'] }).nodes.includes('nf'));
+  }
+  assert.ok(kept > 100, `the near-full disk kept its place for ${kept} of 200 ids it holds`);
 });

@@ -9,7 +9,7 @@
 //   every write, so placements weighted by it would drift as disks fill and nodes holding reports
 //   of different age would disagree; capacity changes only when disks come and go.
 // - Eligible for new copies: state 'up', total > 0, fill (total-free)/total below `nearFull`
-//   (0.85, Ceph's nearfull ratio). What stays on the other disks is the caller's decision.
+//   (0.85, Ceph's nearfull ratio); a near-full disk keeps its place for what it holds already.
 // - The writer's disk first when it is eligible: the bytes are already there.
 // - Distinct disks always; first distinct zones (where labelled) on distinct machines, then
 //   distinct machines, then any disk. One ranking walked up to three times: a machine wins with
@@ -43,6 +43,11 @@ export interface PlacementRequest {
   disks: readonly Disk[];
   /** Fill ratio at and above which a disk takes no new copies (default NEAR_FULL). */
   nearFull?: number;
+  /**
+   * Node ids holding a complete copy: a near-full disk keeps its place for content it holds
+   * (it takes no *new* copies), or every disk crossing the threshold would shed all it holds.
+   */
+  holders?: readonly string[];
 }
 
 export interface Placement {
@@ -72,7 +77,8 @@ export function score(id: string, node: string, weight: number): number {
 /** Where `copies` copies of `id` go. Throws PlacementError on malformed input. */
 export function place(req: PlacementRequest): Placement {
   const { nearFull } = check(req);
-  const eligible = req.disks.filter((d) => canTake(d, nearFull));
+  const held = new Set(req.holders ?? []);
+  const eligible = req.disks.filter((d) => canTake(d, nearFull) || (d.state === 'up' && d.total > 0 && held.has(d.node)));
   const writer = eligible.filter((d) => d.node === req.writer);
   const nodes = pick(ranked(req.id, eligible), req.copies, writer).map((d) => d.node);
   return { nodes, short: req.copies - nodes.length };
@@ -151,6 +157,7 @@ function check(req: PlacementRequest): { nearFull: number } {
   if (typeof req.id !== 'string' || !isContentId(req.id)) fail(`content id must be 40 lowercase hex digits (got ${JSON.stringify(req.id)})`);
   if (!Number.isSafeInteger(req.copies) || req.copies < 1) fail(`copies must be an integer >= 1 (got ${String(req.copies)})`);
   if (req.writer !== undefined && !isName(req.writer)) fail('writer must be a node id or undefined');
+  if (req.holders !== undefined && (!Array.isArray(req.holders) || !req.holders.every(isName))) fail('holders must be a list of node ids');
   const nearFull = req.nearFull ?? NEAR_FULL;
   if (typeof nearFull !== 'number' || !(nearFull > 0 && nearFull <= 1)) fail(`nearFull must be a fill ratio in (0, 1] (got ${String(nearFull)})`);
   if (!Array.isArray(req.disks)) fail('disks must be a list');

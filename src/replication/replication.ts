@@ -1,15 +1,25 @@
-// Replication on a running node. So far: what this disk holds (holdings.ts) and the replication
-// RPC methods peers call on it (freespace, active_torrents, please_mirror,
-// please_stop_mirroring, lock_content, unlock_content). The policy loop that places copies
-// (placement.ts) and heals is the next step; until then no copy is ever dropped here.
+// Replication on a running node, wired: what this disk holds (holdings.ts), what it knows of the
+// other disks (view.ts), the loop that places, heals and drops (loop.ts), the fetcher that takes
+// copies (for the loop and for members' please_mirror), the replication RPC methods peers call
+// (freespace, active_torrents, please_mirror, please_stop_mirroring, lock_content,
+// unlock_content) and the control socket's (replication_config, replication_status).
 import type { DelugeNode } from '../node/node.js';
 import type { ClusterNode } from '../node/cluster-node.js';
 import type { SwarmLink } from '../node/swarm-link.js';
 import type { Logger } from '../util/log.js';
 import type { ContentId } from '../content/metainfo.js';
+import type { Info } from '../content/metainfo.js';
+import { join } from 'node:path';
 import { serve } from '../daemon/methods.js';
+import { RpcError, PeerInfo } from '../cluster/rpc.js';
+import { LOCAL_PEER } from '../cluster/control-socket.js';
+import { PeerClients } from '../cluster/peer-clients.js';
+import { isNodeId } from '../cluster/identity.js';
 import { Holdings } from './holdings.js';
 import { NEAR_FULL } from './placement.js';
+import { ClusterView, Member } from './view.js';
+import { ReplicationLoop } from './loop.js';
+import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, LOCK_CONTENT, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, UNLOCK_CONTENT, MirrorReply } from './methods.js';
 
 export interface ReplicationOptions {
@@ -18,29 +28,104 @@ export interface ReplicationOptions {
   /** Mirror requests fetched at once; more wait in line, and beyond `queue` are declined. */
   concurrent?: number;
   queue?: number;
+  /** A member silent this long is down: its content is copied again (default 10 minutes). */
+  deadAfterMs?: number;
+  /** The slow audit: every member asked what it holds (default 60 s). */
+  auditMs?: number;
+  /** Lease of the locks taken on other copies before a drop. */
+  lockMs?: number;
 }
 
 export class Replication {
   /** Waiting mirror requests, in arrival order (a Set: a peer's 1,000 ids are checked against it cheaply). */
   private readonly queue = new Set<ContentId>();
+  /** What the loop's last round wants fetched, in healing order (replaced by each round). */
+  private planned: { id: ContentId; info: Info }[] = [];
   private readonly fetching = new Map<ContentId, number>();
   private closed = false;
   private readonly ac = new AbortController();
+  private readonly offs: (() => void)[] = [];
+  private audit: NodeJS.Timeout | null = null;
+  readonly loop: ReplicationLoop;
 
   private constructor(
     readonly holdings: Holdings,
     private readonly node: DelugeNode,
+    private readonly cluster: ClusterNode,
     private readonly swarm: SwarmLink,
     private readonly log: Logger,
     private readonly o: Required<ReplicationOptions>,
-  ) {}
+    readonly view: ClusterView,
+    private readonly clients: PeerClients,
+  ) {
+    const ns = node.ns;
+    this.loop = new ReplicationLoop({
+      me: cluster.identity.nodeId, holdings, view, clients, log,
+      ids: () => ns.tree.contentIds(),
+      info: (id) => ns.tree.info(id),
+      writer: (id) => ns.tree.writer(id),
+      busy: (id) => node.keeper.busy(id),
+      members: () => this.members(),
+      copies: () => this.copies(),
+      space: () => this.space(),
+      fetch: (list) => {
+        this.planned = list;
+        this.pump();
+      },
+      nearFull: o.nearFull,
+      lockMs: o.lockMs,
+    });
+  }
 
   static async start(node: DelugeNode, cluster: ClusterNode, swarm: SwarmLink, log: Logger, o: ReplicationOptions = {}): Promise<Replication> {
     const holdings = new Holdings(node.store, swarm.swarm);
     await holdings.load();
-    const r = new Replication(holdings, node, swarm, log.child({ c: 'replication' }), { nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000 });
+    const opts: Required<ReplicationOptions> = {
+      nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000,
+      deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000,
+    };
+    const view = new ClusterView({ me: cluster.identity.nodeId, dir: join(node.opts.paths.root, 'replication'), deadAfterMs: opts.deadAfterMs });
+    await view.load();
+    const clients = new PeerClients({ identity: cluster.identity, membership: cluster.membership, peers: cluster.discovery.peers });
+    const r = new Replication(holdings, node, cluster, swarm, log.child({ c: 'replication' }), opts, view, clients);
     r.register(cluster);
+    r.listen();
     return r;
+  }
+
+  /** The members as disks: machine from their record, maintenance from the cluster's records. */
+  private members(): Member[] {
+    const m = this.cluster.membership;
+    return m.list().filter((r) => !m.isRevoked(r.nodeId)).map((r) => ({ nodeId: r.nodeId, machine: r.hostname || r.nodeId, maintenance: this.maintenance(r.nodeId) }));
+  }
+
+  copies(): number {
+    return decodeCopies(this.node.ns.getRecord(COPIES_RECORD))?.value ?? DEFAULT_COPIES;
+  }
+
+  maintenance(id: string): boolean {
+    return decodeFlag(this.node.ns.getRecord(MAINTENANCE_RECORD + id))?.value === 1;
+  }
+
+  /** Events that can change what should be where; the audit as the safety net. */
+  private listen(): void {
+    const ns = this.node.ns;
+    const peers = this.cluster.discovery.peers;
+    const plan = () => this.loop.schedule('plan');
+    const poll = () => this.loop.schedule('poll', 500);
+    const lost = (p: { nodeId: string }) => {
+      this.view.failed(p.nodeId);
+      this.loop.schedule('plan');
+    };
+    ns.on('commit', plan);
+    ns.on('records', poll);
+    peers.on('peer', poll);
+    peers.on('back', poll);
+    peers.on('lost', lost);
+    this.offs.push(() => ns.off('commit', plan), () => ns.off('records', poll), () => peers.off('peer', poll), () => peers.off('back', poll), () => peers.off('lost', lost));
+    this.audit = setInterval(() => this.loop.schedule('poll', 0), this.o.auditMs);
+    this.audit.unref();
+    this.loop.schedule('poll', 1000);
   }
 
   /** Free, total and reserved bytes of this disk (reserved: copies being fetched). */
@@ -62,6 +147,47 @@ export class Replication {
     serve(rpc, PLEASE_STOP_MIRRORING, (p): MirrorReply => ({ accepted: [], declined: p.ids.map((id) => ({ id, reason: 'kept' })) }));
     serve(rpc, LOCK_CONTENT, (p) => this.holdings.lock(p.ids, p.ms));
     serve(rpc, UNLOCK_CONTENT, (p) => { this.holdings.unlock(p.token); return null; });
+    rpc.register('replication_config', (params, peer) => this.config(params, peer));
+    rpc.register('replication_status', (_p, peer) => {
+      localOnly(peer, 'replication_status');
+      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length, round: this.loop.stats };
+    });
+  }
+
+  /** `delugefs config ROOT [copies [N]]` and `delugefs maintenance ROOT NODE on|off`: cluster records, committed now. */
+  private async config(params: unknown, peer: PeerInfo): Promise<unknown> {
+    localOnly(peer, 'replication_config');
+    const p = (params ?? {}) as { copies?: unknown; maintenance?: unknown; on?: unknown };
+    const ns = this.node.ns;
+    const me = this.cluster.identity.nodeId;
+    if (p.copies !== undefined) {
+      let n: number;
+      try {
+        n = parseCopies(p.copies);
+      } catch (e) {
+        throw new RpcError('malformed', (e as Error).message);
+      }
+      if (n !== this.copies()) {
+        await ns.setRecord(COPIES_RECORD, encodeSetting(n, me));
+        await ns.commit();
+        this.log.info('replication.copies_set', { copies: n });
+      }
+    }
+    if (p.maintenance !== undefined) {
+      const id = p.maintenance;
+      if (typeof id !== 'string' || !isNodeId(id) || !this.cluster.membership.get(id)) throw new RpcError('malformed', 'maintenance needs the node id of a member');
+      if (typeof p.on !== 'boolean') throw new RpcError('malformed', 'maintenance needs "on": true or false');
+      if (p.on !== this.maintenance(id)) {
+        await ns.setRecord(MAINTENANCE_RECORD + id, encodeSetting(p.on ? 1 : 0, me));
+        await ns.commit();
+        this.log.info('replication.maintenance_set', { node: id, on: p.on });
+      }
+    }
+    const c = decodeCopies(ns.getRecord(COPIES_RECORD));
+    return {
+      copies: this.copies(), copiesSetBy: c?.by ?? null, copiesSetAt: c ? new Date(c.at).toISOString() : null,
+      maintenance: this.members().filter((m) => m.maintenance).map((m) => m.nodeId),
+    };
   }
 
   /** Takes copies of content the namespace references, while there is room; fetched in the background. */
@@ -85,16 +211,30 @@ export class Replication {
     return out;
   }
 
-  private pump(): void {
-    while (!this.closed && this.fetching.size < this.o.concurrent && this.queue.size) {
-      const id = this.queue.values().next().value!;
+  /** The next content to fetch: members' requests first, then the loop's plan. */
+  private next(): ContentId | undefined {
+    const id = this.queue.values().next().value;
+    if (id !== undefined) {
       this.queue.delete(id);
+      return id;
+    }
+    return this.planned.shift()?.id;
+  }
+
+  private pump(): void {
+    while (!this.closed && this.fetching.size < this.o.concurrent && (this.queue.size || this.planned.length)) {
+      const id = this.next()!;
       const info = this.node.ns.tree.info(id);
-      if (!info || this.holdings.has(id)) continue;
+      if (!info || this.holdings.has(id) || this.fetching.has(id)) continue;
       this.fetching.set(id, info.length);
       this.log.info('replication.fetch', { id, bytes: info.length });
-      void this.swarm.swarm.fetch(id, info, this.ac.signal).then(
-        () => this.log.info('replication.fetched', { id }),
+      // A copy no holder serves (gone since the plan) is given up, not waited on forever: at least 1 MB/s.
+      const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(120_000, info.length / 1000))]);
+      void this.swarm.swarm.fetch(id, info, signal).then(
+        () => {
+          this.log.info('replication.fetched', { id });
+          this.loop.schedule('plan', 1000);
+        },
         (e) => { if (!this.closed) this.log.warn('replication.fetch_failed', { id, error: (e as Error).message }); },
       ).finally(() => {
         this.fetching.delete(id);
@@ -105,8 +245,18 @@ export class Replication {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const off of this.offs.splice(0)) off();
+    if (this.audit) clearInterval(this.audit);
+    this.loop.close();
     this.queue.clear();
+    this.planned = [];
     this.ac.abort();
+    this.clients.close();
     this.holdings.close();
+    await this.view.flush();
   }
+}
+
+function localOnly(peer: PeerInfo, method: string): void {
+  if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);
 }

@@ -42,6 +42,11 @@ export interface ClusterOptions {
   settleMs?: number;
   /** Keep the logs and roots here after teardown (default: $DFS_CLUSTER_LOGS, else removed). */
   keep?: string;
+  /**
+   * The machine (host name, the failure domain) of each node, by index: nodes run in their own
+   * UTS namespace with that name. Default: every node is on the test machine's host name.
+   */
+  machines?: string[];
 }
 
 export interface ClusterNode {
@@ -82,6 +87,12 @@ export interface TestCluster {
   /** Splits the LAN: these hosts on one side (they still reach each other), the rest on the other. */
   partition(idx: number[]): Promise<void>;
   heal(idx: number[]): Promise<void>;
+  /** Calls node i's control socket. */
+  rpc<T = unknown>(i: number, method: string, params?: unknown): Promise<T>;
+  /** kill -9 of node i (a disk or machine dying); its root stays. */
+  kill9(i: number): Promise<void>;
+  /** Starts node i again on its root (after kill9 or a stop). */
+  restart(i: number): Promise<ClusterNode>;
   /** Waits until every node (or those in idx) has one head; gives it and the time waited. */
   converged(ms?: number, idx?: number[]): Promise<{ head: string; ms: number }>;
   teardown(): Promise<void>;
@@ -105,7 +116,7 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
     const root = join(dir, host.name);
     const mnt = o.mount ? join(dir, `mnt-${host.name}`) : undefined;
     if (mnt) {
-      await mkdir(mnt);
+      await mkdir(mnt, { recursive: true });
       mounts.push(mnt);
     }
     const args = [CLI, name, root, ...(mnt ? [mnt] : []), '--json', '--interface', 'eth0', ...PORTS, '--log-level', o.logLevel ?? 'info',
@@ -113,11 +124,15 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
     const env = { ...process.env, DELUGEFS_RUN_DIR: join(dir, `run-${host.name}`) };
     // DFS_CLUSTER_NODE_FLAGS: flags for each node's node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
     const flags = (process.env.DFS_CLUSTER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-    const p = host.spawnNet(process.execPath, [...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const machine = o.machines?.[i];
+    // unshare and sh exec: the node keeps the PID that is spawned.
+    const p = machine
+      ? host.spawnNet('unshare', ['-u', 'sh', '-c', 'hostname "$0" && exec "$@"', machine, process.execPath, ...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : host.spawnNet(process.execPath, [...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     procs.add(p);
     p.on('exit', () => procs.delete(p));
     const logPath = join(dir, `${host.name}.log`);
-    const log = createWriteStream(logPath);
+    const log = createWriteStream(logPath, { flags: 'a' });
     logs.push(log);
     p.stderr!.pipe(log);
     const proc = await waitReady(p, 60_000);
@@ -252,6 +267,19 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
       await Promise.all(idx.map((i) => at(i).host.side(0)));
     },
     converged,
+    rpc: (i, method, params = null) => controlCall(sock(at(i)), method, params, 30_000),
+    async kill9(i) {
+      const p = at(i).proc.proc;
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGKILL');
+      await gone;
+      if (at(i).mnt) await forceUnmount(at(i).mnt!).catch(() => {});
+    },
+    async restart(i) {
+      const n = at(i);
+      return startNode(i, n.host, []);
+    },
     teardown,
   };
 }

@@ -1,0 +1,247 @@
+// The replication loop: keeps every referenced content on `copies` disks. Event-driven (a commit
+// or merge, membership news, a peer seen or lost, a fetch done) with a slow audit as the safety
+// net; each round asks the members what they hold (audit rounds only), judges every content id
+// (plan.ts) and then
+// - fetches what this disk is placed for and lacks, fewest live copies first, a few at a time,
+//   only from members that answered lately, never past the near-full reserve;
+// - drops surplus copies safely: our copies are marked as dropping (no lock on them is granted
+//   meanwhile), then `copies` copies elsewhere must be locked (LOCK_CONTENT) before ours goes;
+//   two nodes dropping the same content at once find each other's copy being dropped, and both keep.
+// Nothing here reaches into the swarm beyond fetch: the engine stays policy-free.
+import { setImmediate as yieldLoop } from 'node:timers/promises';
+import type { ContentId, Info } from '../content/metainfo.js';
+import type { Logger } from '../util/log.js';
+import type { PeerClients } from '../cluster/peer-clients.js';
+import { call } from '../daemon/methods.js';
+import type { Holdings } from './holdings.js';
+import type { ClusterView, Member } from './view.js';
+import type { Disk } from './placement.js';
+import { judge } from './plan.js';
+import { ACTIVE_TORRENTS, ActivePage, FREESPACE, LOCK_CONTENT, MAX_IDS, UNLOCK_CONTENT } from './methods.js';
+
+export interface LoopDeps {
+  me: string;
+  holdings: Holdings;
+  view: ClusterView;
+  clients: PeerClients;
+  log: Logger;
+  /** The namespace's referenced content. */
+  ids(): IterableIterator<ContentId>;
+  info(id: ContentId): Info | undefined;
+  writer(id: ContentId): string | undefined;
+  /** Content being written here now: never dropped meanwhile. */
+  busy(id: ContentId): boolean;
+  members(): Member[];
+  copies(): number;
+  space(): Promise<{ total: number; free: number; available: number; reserved: number }>;
+  /** Queues fetches (in this order) for the fetcher; replaces what an earlier round queued. */
+  fetch(list: { id: ContentId; info: Info }[]): void;
+  nearFull: number;
+  lockMs: number;
+}
+
+export interface LoopStats {
+  at: number;
+  copies: number;
+  ids: number;
+  /** Content with fewer live copies than `copies`. */
+  under: number;
+  /** Content with no live copy anywhere we know of. */
+  lost: number;
+  /** Waiting for these members' first answer before acting. */
+  waiting: string[];
+  disks: Disk[];
+  fetchQueued: number;
+  dropped: number;
+}
+
+/** Most active_torrents pages read from one member per audit (2 million ids). */
+const MAX_PAGES = 2000;
+/** Surplus copies dropped per batch (one lock per holder for the batch). */
+const DROP_BATCH = 500;
+
+export class ReplicationLoop {
+  private running = false;
+  private again: 'poll' | 'plan' | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private timerKind: 'poll' | 'plan' = 'plan';
+  private closed = false;
+  private waitingLogged = '';
+  stats: LoopStats | null = null;
+
+  constructor(private readonly d: LoopDeps) {}
+
+  /** A round soon: 'poll' asks the members first, 'plan' judges with what is known. */
+  schedule(kind: 'poll' | 'plan', ms = 200): void {
+    if (this.closed) return;
+    if (this.running) {
+      if (this.again !== 'poll') this.again = kind;
+      return;
+    }
+    if (this.timer) {
+      if (kind === 'poll') this.timerKind = 'poll';
+      return;
+    }
+    this.timerKind = kind;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.round(this.timerKind);
+    }, ms);
+    this.timer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private async round(kind: 'poll' | 'plan'): Promise<void> {
+    this.running = true;
+    try {
+      if (kind === 'poll') await this.pollAll();
+      if (!this.closed) await this.plan();
+    } catch (e) {
+      this.d.log.error('replication.round_failed', { error: (e as Error).message });
+    } finally {
+      this.running = false;
+      const next = this.again;
+      this.again = null;
+      if (next && !this.closed) this.schedule(next, 50);
+    }
+  }
+
+  /** Freespace and holdings of every other member, four at a time. */
+  private async pollAll(): Promise<void> {
+    const others = this.d.members().map((m) => m.nodeId).filter((id) => id !== this.d.me);
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(4, others.length) }, async () => {
+      while (next < others.length && !this.closed) await this.poll(others[next++]!);
+    }));
+  }
+
+  async poll(id: string): Promise<boolean> {
+    const client = this.d.clients.get(id);
+    if (!client) {
+      this.d.view.failed(id);
+      return false;
+    }
+    try {
+      const fs = await call(client, FREESPACE, null);
+      if (fs.nodeId !== id) throw new Error(`answered as ${fs.nodeId}`);
+      const machine = this.d.members().find((m) => m.nodeId === id)?.machine ?? '';
+      this.d.view.reported(id, { total: fs.total, free: Math.max(0, fs.available - fs.reserved), machine });
+      const held = new Set<ContentId>();
+      let after: ContentId | null = null;
+      for (let page = 0; page < MAX_PAGES; page++) {
+        const r: ActivePage = await call(client, ACTIVE_TORRENTS, { after, limit: MAX_IDS });
+        if (after !== null && r.items.length && r.items[0]!.id <= after) throw new Error('active_torrents went backwards');
+        for (const h of r.items) if (h.complete) held.add(h.id);
+        if (r.next === null) break;
+        after = r.next;
+      }
+      this.d.view.holding(id, held);
+      return true;
+    } catch (e) {
+      this.d.view.failed(id);
+      this.d.clients.drop(id);
+      this.d.log.debug('replication.poll_failed', { peer: id, error: (e as Error).message });
+      return false;
+    }
+  }
+
+  private async plan(): Promise<void> {
+    const { d } = this;
+    const copies = d.copies();
+    const s = await d.space();
+    const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
+    const stats: LoopStats = { at: Date.now(), copies, ids: 0, under: 0, lost: 0, waiting: unknown, disks, fetchQueued: 0, dropped: 0 };
+    if (unknown.length) {
+      // Placement without a member's size would differ from the members' own: wait for it (or dead-after).
+      const key = unknown.join();
+      if (this.waitingLogged !== key) d.log.info('replication.waiting', { members: unknown, why: 'no free-space report from them yet; nothing is placed until they answer or are dead-after silent' });
+      this.waitingLogged = key;
+      this.stats = stats;
+      return;
+    }
+    this.waitingLogged = '';
+    const fetch: { id: ContentId; info: Info; live: number }[] = [];
+    const drop: ContentId[] = [];
+    let n = 0;
+    for (const id of d.ids()) {
+      if (++n % 2000 === 0) await yieldLoop();
+      const info = d.info(id);
+      if (!info || info.length === 0) continue; // the empty file is never stored
+      stats.ids++;
+      const mine = d.holdings.has(id);
+      let j;
+      try {
+        j = judge({ id, copies, writer: d.writer(id), me: d.me, disks, mine, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull });
+      } catch (e) {
+        d.log.warn('replication.placement_failed', { id, error: (e as Error).message });
+        continue;
+      }
+      if (j.live < copies) stats.under++;
+      if (j.live === 0) stats.lost++;
+      if (j.action.kind === 'fetch' && j.action.live > 0) fetch.push({ id, info, live: j.action.live });
+      else if (j.action.kind === 'drop' && !d.busy(id)) drop.push(id);
+    }
+    // Healing order: the content with the fewest copies left first (HDFS's priority queues).
+    fetch.sort((a, b) => a.live - b.live);
+    let room = s.available - s.reserved - (1 - d.nearFull) * s.total;
+    const take: { id: ContentId; info: Info }[] = [];
+    for (const f of fetch) {
+      if (f.info.length > room) continue;
+      room -= f.info.length;
+      take.push(f);
+    }
+    d.fetch(take);
+    stats.fetchQueued = take.length;
+    for (let i = 0; i < drop.length && !this.closed; i += DROP_BATCH) stats.dropped += await this.dropSome(drop.slice(i, i + DROP_BATCH), copies);
+    this.stats = stats;
+    if (take.length || stats.dropped || stats.under) d.log.info('replication.round', { ids: stats.ids, under: stats.under, lost: stats.lost, fetch: take.length, dropped: stats.dropped, surplus: drop.length });
+  }
+
+  /** Drops our copies of `ids` where `copies` others can be locked first. Returns how many went. */
+  private async dropSome(ids: ContentId[], copies: number): Promise<number> {
+    const { d } = this;
+    const byPeer = new Map<string, ContentId[]>();
+    for (const id of ids) for (const p of d.view.holdersOf(id)) if (d.view.reachable(p)) (byPeer.get(p) ?? byPeer.set(p, []).get(p)!).push(id);
+    const lockedBy = new Map<ContentId, number>();
+    const tokens: { peer: string; token: string }[] = [];
+    let t0 = 0;
+    let locking: Promise<void> | null = null;
+    const lockAll = () => (locking ??= (async () => {
+      t0 = Date.now();
+      await Promise.all([...byPeer].map(async ([peer, list]) => {
+        const client = d.clients.get(peer);
+        if (!client) return;
+        try {
+          const r = await call(client, LOCK_CONTENT, { ids: list, ms: d.lockMs });
+          if (r.locked.length) tokens.push({ peer, token: r.token });
+          for (const id of r.locked) lockedBy.set(id, (lockedBy.get(id) ?? 0) + 1);
+          for (const id of r.missing) d.view.holds(peer, id, false);
+        } catch (e) {
+          d.log.debug('replication.lock_failed', { peer, error: (e as Error).message });
+        }
+      }));
+    })());
+    let dropped = 0;
+    try {
+      const results = await Promise.all(ids.map((id) => d.holdings.drop(id, async () => {
+        await lockAll();
+        // Well inside the locks' lease, or not at all.
+        return (lockedBy.get(id) ?? 0) >= copies && Date.now() - t0 < d.lockMs / 2;
+      }, () => !d.busy(id))));
+      for (let i = 0; i < ids.length; i++) if (results[i]) {
+        dropped++;
+        d.log.debug('replication.dropped', { id: ids[i] });
+      }
+    } finally {
+      await Promise.all(tokens.map(({ peer, token }) => {
+        const c = d.clients.get(peer);
+        return c ? call(c, UNLOCK_CONTENT, { token }).catch(() => {}) : undefined;
+      }));
+    }
+    return dropped;
+  }
+}

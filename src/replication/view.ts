@@ -1,0 +1,158 @@
+// What this node knows of the other disks: each member's last free-space report (kept on disk,
+// so a node started while a member is offline still knows that member's size), when it last
+// answered, and which content it held when last asked, with the time of that answer. From that
+// the disks as placement sees them, with their states:
+// - up: answered within dead-after, or not yet dead-after silent (a reboot is not a failure:
+//   its copies keep their place, as Ceph keeps an OSD "in" until mon_osd_down_out_interval);
+// - maintenance: the operator said so (no re-replication however long it is away);
+// - down: silent for longer than dead-after: its content is placed elsewhere.
+// A member never heard from (no report at all) cannot be placed on: until it answers or is
+// dead-after silent the view is incomplete, and the loop does nothing that depends on it.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ContentId } from '../content/metainfo.js';
+import type { Disk, DiskState } from './placement.js';
+
+export interface Report { total: number; free: number; machine: string; okAt: number }
+
+export interface Member { nodeId: string; machine: string; maintenance: boolean }
+
+interface Known {
+  report?: Report;
+  /** When this node first failed to answer since its last answer (for the log). */
+  failedSince?: number;
+  held?: { ids: Set<ContentId>; at: number };
+}
+
+const MAX_HELD_PER_NODE = 2_000_000;
+
+export class ClusterView {
+  private readonly known = new Map<string, Known>();
+  private saving: Promise<void> = Promise.resolve();
+  private dirty = false;
+
+  constructor(
+    private readonly o: { me: string; dir: string; deadAfterMs: number; now?: () => number },
+    private readonly startedAt = (o.now ?? Date.now)(),
+  ) {}
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  async load(): Promise<void> {
+    try {
+      const o = JSON.parse(await readFile(join(this.o.dir, 'disks.json'), 'utf8')) as Record<string, Report>;
+      for (const [id, r] of Object.entries(o)) {
+        if (!r || typeof r.total !== 'number' || typeof r.free !== 'number' || typeof r.machine !== 'string' || !(r.free >= 0 && r.free <= r.total)) continue;
+        // An old answer is not a fresh one: the dead-after clock starts at our start.
+        this.known.set(id, { report: { total: r.total, free: r.free, machine: r.machine, okAt: Math.min(r.okAt, this.startedAt) } });
+      }
+    } catch {
+      /* none yet, or unreadable: learnt again from the members */
+    }
+  }
+
+  /** A member answered freespace. */
+  reported(id: string, r: { total: number; free: number; machine: string }): void {
+    const k = this.entry(id);
+    const before = k.report;
+    k.report = { ...r, okAt: this.now() };
+    k.failedSince = undefined;
+    if (!before || before.total !== r.total || before.machine !== r.machine || Math.abs(before.free - r.free) > r.total / 100) this.save();
+  }
+
+  /** A member failed to answer. */
+  failed(id: string): void {
+    const k = this.entry(id);
+    k.failedSince ??= this.now();
+  }
+
+  /** What a member said it holds (complete copies), from a full walk of its active_torrents. */
+  holding(id: string, ids: Set<ContentId>): void {
+    if (ids.size > MAX_HELD_PER_NODE) return;
+    this.entry(id).held = { ids, at: this.now() };
+  }
+
+  /** A copy we just learnt of (a lock granted, a member's fetch done). */
+  holds(id: string, content: ContentId, yes: boolean): void {
+    const h = this.entry(id).held;
+    if (!h) return;
+    if (yes) h.ids.add(content);
+    else h.ids.delete(content);
+  }
+
+  state(id: string, maintenance: boolean): DiskState | 'unknown' {
+    if (id === this.o.me) return maintenance ? 'maintenance' : 'up';
+    const r = this.known.get(id)?.report;
+    if (maintenance) return r ? 'maintenance' : 'unknown';
+    if (this.reachable(id)) return 'up';
+    // Silent since its last answer, or since our start if it has not answered since.
+    const since = r && r.okAt >= this.startedAt ? r.okAt : this.startedAt;
+    if (this.now() - since > this.o.deadAfterMs) return 'down';
+    return r ? 'up' : 'unknown';
+  }
+
+  /** Reachable now: answered and not failing since. */
+  reachable(id: string): boolean {
+    const k = this.known.get(id);
+    return id === this.o.me || (!!k?.report && k.failedSince === undefined && k.report.okAt >= this.startedAt);
+  }
+
+  /** The disks for placement, and the members it cannot place on yet (never heard from). */
+  disks(members: Member[], self: { total: number; free: number }): { disks: Disk[]; unknown: string[] } {
+    const disks: Disk[] = [];
+    const unknown: string[] = [];
+    for (const m of members) {
+      const st = this.state(m.nodeId, m.maintenance);
+      if (m.nodeId === this.o.me) {
+        disks.push({ node: m.nodeId, machine: m.machine, total: self.total, free: Math.min(self.free, self.total), state: st as DiskState });
+        continue;
+      }
+      const r = this.known.get(m.nodeId)?.report;
+      if (st === 'down' && !r) continue; // never heard of, and long silent: nothing to place on
+      if (st === 'unknown' || !r) {
+        unknown.push(m.nodeId);
+        continue;
+      }
+      disks.push({ node: m.nodeId, machine: m.machine || r.machine, total: r.total, free: Math.min(r.free, r.total), state: st });
+    }
+    return { disks, unknown };
+  }
+
+  /** Members known to hold a complete copy (as of their last answer), this node excluded. */
+  holdersOf(content: ContentId): string[] {
+    const out: string[] = [];
+    for (const [id, k] of this.known) if (id !== this.o.me && k.held?.ids.has(content)) out.push(id);
+    return out;
+  }
+
+  forget(id: string): void {
+    if (this.known.delete(id)) this.save();
+  }
+
+  private entry(id: string): Known {
+    let k = this.known.get(id);
+    if (!k) this.known.set(id, (k = {}));
+    return k;
+  }
+
+  /** Writes the reports in the background (temp file and rename), one write at a time. */
+  private save(): void {
+    if (this.dirty) return;
+    this.dirty = true;
+    this.saving = this.saving.then(async () => {
+      this.dirty = false;
+      const out: Record<string, Report> = {};
+      for (const [id, k] of this.known) if (k.report) out[id] = k.report;
+      await mkdir(this.o.dir, { recursive: true });
+      const tmp = join(this.o.dir, 'disks.json.tmp');
+      await writeFile(tmp, JSON.stringify(out));
+      await rename(tmp, join(this.o.dir, 'disks.json'));
+    }).catch(() => { /* a full disk: the reports are learnt again after a restart */ });
+  }
+
+  flush(): Promise<void> {
+    return this.saving;
+  }
+}
