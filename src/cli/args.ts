@@ -26,6 +26,8 @@ export interface RunArgs {
   deadAfterMs?: number;
   /** The replication audit's period (ms). */
   auditMs?: number;
+  /** Deleted content is kept this long (ms). */
+  gcGraceMs?: number;
 }
 export type Args = RunArgs | { command: 'help' } | { command: 'version' };
 
@@ -53,6 +55,8 @@ Options:
                     is copied again to keep every file on "copies" disks (delugefs config)
   --audit-every D   how often every member is asked what it holds (default 1m); events (writes,
                     members seen or lost) act at once, the audit is the safety net
+  --gc-grace D      deleted content stays on the disks for D (default 10m), and until every
+                    member that is not down has synced the delete
   --json            print the ready line as JSON
   --log-level L     debug, info, warn or error (default info); logs are JSON lines on stderr
   -h, --help        show this help
@@ -86,7 +90,7 @@ export function parseArgs(argv: string[]): Args {
   const named: { cluster?: string; root?: string; mount?: string } = {};
   let create = false, allowOther = false, json = false, port = 6881, mdns = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
-  let deadAfterMs: number | undefined, auditMs: number | undefined;
+  let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -125,6 +129,7 @@ export function parseArgs(argv: string[]): Args {
       case '--no-mdns': mdns = false; break;
       case '--dead-after': deadAfterMs = parseDuration(flag, value()); break;
       case '--audit-every': auditMs = parseDuration(flag, value()); break;
+      case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
       case '--peer': {
         const v = value();
         const m = /^\[[^\]]+\]:(\d+)$/.exec(v) ?? /^[^:\s]+:(\d+)$/.exec(v);
@@ -157,7 +162,7 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs };
 }
 
 /** "90s", "10m", "1h", "500ms", or seconds; at least 100 ms, at most a week. */

@@ -1,5 +1,9 @@
 // Which content a node keeps: pins for content being stored, small content on its way from the
 // journal into the store, and garbage collection of content no entry references any more.
+// In a cluster, content that lost its last reference waits in a trash for a grace period and
+// until the gate says every member has what we have (replication sets it): a concurrent change
+// on another member (a chmod racing our delete) merges back a reference to it meanwhile, and
+// then it is kept.
 // Small content that cannot be stored (a full disk) stays in memory, served from there, and
 // holds back every commit (the journal that carries its bytes must not be dropped) until a
 // later attempt stores it.
@@ -12,6 +16,10 @@ export class ContentKeeper {
   /** Content ids being stored right now: never collected in between. */
   private pins = new Map<ContentId, number>();
   private queue = new Set<ContentId>();
+  /** Unreferenced content waiting for the grace period and the gate, with when it became so. */
+  private trash = new Map<ContentId, number>();
+  /** Set by replication on a member of a cluster; none: content goes as soon as it is unreferenced. */
+  gate: { graceMs(): number; clear(): boolean } | null = null;
   /** Small content whose bytes are in the journal and on their way into the store. */
   private pendingSmall = new Map<ContentId, Buffer>();
   /** Those of them whose last attempt failed, with its error; retried by drain(). */
@@ -134,17 +142,44 @@ export class ContentKeeper {
     if (id !== this.ignore) this.queue.add(id);
   }
 
-  /** Run after a commit, so the change that dropped the last reference is durable first. */
-  async collect(): Promise<void> {
-    const ids = [...this.queue];
+  /**
+   * Run after a commit, so the change that dropped the last reference is durable first.
+   * `urgent` (a full disk): the grace period is not waited for, the gate still is.
+   */
+  async collect(urgent = false): Promise<void> {
+    const now = Date.now();
+    for (const id of this.queue) if (!this.trash.has(id)) this.trash.set(id, now);
     this.queue.clear();
-    for (const id of ids) if (await this.store.remove(id, () => this.unused(id))) this.log.debug('content.removed', { id });
+    if (!this.trash.size) return;
+    const grace = this.gate?.graceMs() ?? 0;
+    const clear = grace === 0 || !this.gate || this.gate.clear();
+    for (const [id, since] of [...this.trash]) {
+      if (this.isReferenced(id)) {
+        this.trash.delete(id); // referenced again (a merge brought it back): queued again when it goes
+        continue;
+      }
+      if (!clear || (!urgent && now - since < grace) || !this.unused(id)) continue;
+      this.trash.delete(id);
+      if (await this.store.remove(id, () => this.unused(id))) this.log.debug('content.removed', { id });
+    }
   }
 
-  /** At start: content no entry references (a crash between commit and removal) is removed. */
-  async sweep(): Promise<number> {
+  /** Unreferenced content still kept (grace period, gate). */
+  get trashed(): number {
+    return this.trash.size;
+  }
+
+  /**
+   * At start: content no entry references (a crash between commit and removal) is removed, or
+   * in a cluster put in the trash (its grace period starts again).
+   */
+  async sweep(clustered = false): Promise<number> {
     let removed = 0;
-    for await (const id of this.store.list()) if (this.unused(id) && (await this.store.remove(id, () => this.unused(id)))) removed++;
+    for await (const id of this.store.list()) {
+      if (!this.unused(id)) continue;
+      if (clustered) this.trash.set(id, Date.now());
+      else if (await this.store.remove(id, () => this.unused(id))) removed++;
+    }
     return removed;
   }
 }

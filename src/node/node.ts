@@ -57,9 +57,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     // A commit that fails for want of space must not keep deleted files' space: once the
     // journal that holds the removals is on the disk, their content goes (a restart replays them).
     ns.on('commitFailed', (e: NodeJS.ErrnoException) => {
-      if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') void ns.sync().then(() => keeper.collect()).catch(() => {});
+      if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') void ns.sync().then(() => keeper.collect(true)).catch(() => {});
     });
-    const swept = await keeper.sweep();
+    const swept = await keeper.sweep(ns.listRecords('members/').size > 1);
     if (swept) log.info('content.swept', { removed: swept });
     return node;
   }
@@ -126,7 +126,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e;
       // A full disk: the content of files deleted before goes first (their removals synced), then once more.
       await this.ns.sync();
-      await this.keeper.collect();
+      await this.keeper.collect(true);
       if (!this.ns.get(path)) throw new FsError('ENOENT', path);
       journaled = this.ns.apply({ o: 'rm', p: path });
     }

@@ -6,6 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { chmod, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runProc } from '../testing/proc.js';
 import { netnsAvailable } from '../testing/netns.js';
 import { startCluster, TestCluster } from '../testing/cluster.js';
 import { eventually } from '../testing/eventually.js';
@@ -14,6 +17,7 @@ import type { ActivePage } from './methods.js';
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
 const MACHINES = ['alpha', 'alpha', 'beta', 'gamma'];
 const FILES = 24;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Node index -> the complete content ids it holds (null: not running). */
 async function holdings(c: TestCluster, running: Set<number>): Promise<Map<number, Set<string>>> {
@@ -100,6 +104,47 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
     const cfg = await c.rpc<{ copies: number; copiesSetBy: string }>(0, 'replication_config', {});
     assert.equal(cfg.copies, 1);
     assert.equal(cfg.copiesSetBy, c.nodes[3]!.id);
+  } finally {
+    await c.teardown();
+  }
+});
+
+test('deleted content: kept while a member that may still use it is cut off (a delete racing a chmod), gone everywhere after the grace period', { skip, timeout: 240_000 }, async () => {
+  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.85.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--dead-after', '120s', '--audit-every', '1s', '--gc-grace', '3s'] });
+  const running = new Set([0, 1]);
+  try {
+    // One copy: only the writer holds the bytes, so only its trash decides whether they survive.
+    await c.rpc(0, 'replication_config', { copies: 1 });
+    const data = randomBytes(200_000);
+    await c.write(0, '/f.bin', data);
+    await c.converged(60_000);
+    const id = await eventually('the content on exactly one disk', async () => {
+      const where = byContent(await holdings(c, running));
+      return where.size === 1 && [...where.values()][0]!.length === 1 && [...where.keys()][0];
+    }, 60_000);
+    const holder = byContent(await holdings(c, running)).get(id)![0]!;
+    const other = 1 - holder;
+
+    // Cut off, the holder deletes the file while the other changes its mode.
+    await c.partition([other]);
+    await rm(join(c.nodes[holder]!.mnt!, 'f.bin'));
+    await chmod(join(c.nodes[other]!.mnt!, 'f.bin'), 0o600);
+    await sleep(6000); // twice the grace period
+    assert.ok((await holdings(c, running)).get(holder)!.has(id), 'the bytes stay while a member that may still reference them is cut off');
+    await c.heal([other]);
+    await c.converged(60_000);
+    // The change wins over the delete (meta/merge.ts): the file is back, and its bytes with it.
+    for (const i of [0, 1]) {
+      const r = await runProc('timeout', ['30', 'md5sum', join(c.nodes[i]!.mnt!, 'f.bin')]);
+      assert.equal(r.code, 0, `node ${i} reads the file back`);
+    }
+    const back = await readFile(join(c.nodes[other]!.mnt!, 'f.bin'));
+    assert.ok(back.equals(data));
+
+    // A delete both have seen: the bytes go from every disk once the grace period is over.
+    await rm(join(c.nodes[other]!.mnt!, 'f.bin'));
+    await c.converged(60_000);
+    await eventually('the deleted content gone from every disk', async () => !byContent(await holdings(c, running)).has(id), 30_000);
   } finally {
     await c.teardown();
   }

@@ -34,6 +34,8 @@ export interface ReplicationOptions {
   auditMs?: number;
   /** Lease of the locks taken on other copies before a drop. */
   lockMs?: number;
+  /** How long deleted content is kept before it is removed from this disk (default 10 minutes). */
+  gcGraceMs?: number;
 }
 
 export class Replication {
@@ -82,15 +84,33 @@ export class Replication {
     await holdings.load();
     const opts: Required<ReplicationOptions> = {
       nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000,
-      deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000,
+      deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000, gcGraceMs: o.gcGraceMs ?? 600_000,
     };
     const view = new ClusterView({ me: cluster.identity.nodeId, dir: join(node.opts.paths.root, 'replication'), deadAfterMs: opts.deadAfterMs });
     await view.load();
     const clients = new PeerClients({ identity: cluster.identity, membership: cluster.membership, peers: cluster.discovery.peers });
     const r = new Replication(holdings, node, cluster, swarm, log.child({ c: 'replication' }), opts, view, clients);
     r.register(cluster);
+    r.gateCollection();
     r.listen();
     return r;
+  }
+
+  /**
+   * Deleted content leaves this disk only after the grace period, and only while every member
+   * that is not down has every namespace change we have (sync's view of it): a member's change
+   * made before it saw the delete (a chmod of the deleted file) then has reached us and, merged,
+   * references the content again. A member down past dead-after is not waited for.
+   */
+  private gateCollection(): void {
+    const me = this.cluster.identity.nodeId;
+    this.node.keeper.gate = {
+      graceMs: () => (this.members().length > 1 ? this.o.gcGraceMs : 0),
+      clear: () => {
+        const heads = this.cluster.sync.peerHeads();
+        return this.members().every((m) => m.nodeId === me || this.view.state(m.nodeId, m.maintenance) === 'down' || (this.view.reachable(m.nodeId) && heads[m.nodeId]?.behind === 0));
+      },
+    };
   }
 
   /** The members as disks: machine from their record, maintenance from the cluster's records. */
@@ -123,7 +143,10 @@ export class Replication {
     peers.on('back', poll);
     peers.on('lost', lost);
     this.offs.push(() => ns.off('commit', plan), () => ns.off('records', poll), () => peers.off('peer', poll), () => peers.off('back', poll), () => peers.off('lost', lost));
-    this.audit = setInterval(() => this.loop.schedule('poll', 0), this.o.auditMs);
+    this.audit = setInterval(() => {
+      this.loop.schedule('poll', 0);
+      void this.node.keeper.collect().catch(() => {}); // deleted content whose grace period ended
+    }, Math.min(this.o.auditMs, Math.max(1000, this.o.gcGraceMs / 4)));
     this.audit.unref();
     this.loop.schedule('poll', 1000);
   }
@@ -248,6 +271,7 @@ export class Replication {
     for (const off of this.offs.splice(0)) off();
     if (this.audit) clearInterval(this.audit);
     this.loop.close();
+    this.node.keeper.gate = null;
     this.queue.clear();
     this.planned = [];
     this.ac.abort();
