@@ -73,6 +73,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs put ROOT PATH [FILE|-]       write a small file through the running node (no mount needed)
   delugefs config ROOT [copies [N]]     show or set cluster settings (copies: disks per file, default 2)
   delugefs maintenance ROOT NODE on|off a planned outage of NODE: its copies are not made again meanwhile
+  delugefs drain ROOT NODE [off]        move NODE's copies to other disks (before removing NODE)
   Each takes --json and --help.
 
 Examples:

@@ -1,6 +1,6 @@
 // The cluster subcommands: key, authorize, invite, remove-node, members, authorized-keys, shell,
-// put (a small file written through a running node, for nodes without a mount), config and
-// maintenance (replication settings, through the running node).
+// put (a small file written through a running node, for nodes without a mount), config,
+// maintenance and drain (replication settings, through the running node).
 // Commands that change membership go through the running node's control socket when it runs
 // (the node serialises its own changes), and open the root directly when it does not.
 import { resolve, join } from 'node:path';
@@ -49,6 +49,10 @@ record in the cluster's namespace: every member follows it once synced (the late
 On a running node: NODE (a member's id, see "delugefs members") is out for planned work (a
 reboot, a disk swap): while on, its copies are not made again elsewhere however long it is
 away ("noout"). Turn it off when it is back.`,
+  drain: `Usage: delugefs drain ROOT NODE [on|off] [--json]
+On a running node: moves everything NODE holds to other disks before it is taken out: NODE takes
+no new copies, every file it holds is copied elsewhere until "copies" other disks hold it, and
+only then is NODE's copy dropped. "delugefs config ROOT" lists the nodes draining; "off" stops.`,
   put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
 On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
 the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
@@ -58,7 +62,7 @@ export const SUBCOMMANDS = Object.keys(HELP);
 
 interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean }
 
-const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'] };
+const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
 
 function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed | 'help' {
   const out: Parsed = { pos: [], json: false };
@@ -150,8 +154,8 @@ async function readBounded(file: string, max: number): Promise<Buffer> {
 }
 
 export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
-  const n = cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' ? 2 : cmd === 'maintenance' ? 3 : 1;
-  const a = parse(cmd, argv, n, cmd === 'put' || cmd === 'config' ? 3 : n);
+  const n = cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' || cmd === 'drain' ? 2 : cmd === 'maintenance' ? 3 : 1;
+  const a = parse(cmd, argv, n, cmd === 'put' || cmd === 'config' || cmd === 'drain' ? 3 : n);
   if (a === 'help') return void process.stdout.write(HELP[cmd] + '\n');
   const root = resolve(a.pos[0]!);
   switch (cmd) {
@@ -227,14 +231,15 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       if (key && value === undefined) return print(a.json, { copies: r.copies }, String(r.copies));
       return print(a.json, r, `copies ${r.copies}${r.copiesSetBy ? ` (set by ${r.copiesSetBy} at ${r.copiesSetAt})` : ' (default)'}${r.maintenance.length ? `\nmaintenance ${r.maintenance.join(' ')}` : ''}`);
     }
-    case 'maintenance': {
-      const [, id, onOff] = a.pos as [string, string, string];
-      if (!isNodeId(id)) throw new CheckError(`maintenance: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
-      if (onOff !== 'on' && onOff !== 'off') throw new UsageError(`maintenance: say on or off, not "${onOff}"`);
+    case 'maintenance': case 'drain': {
+      const [, id, onOff = 'on'] = a.pos as [string, string, string?];
+      if (!isNodeId(id)) throw new CheckError(`${cmd}: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
+      if (onOff !== 'on' && onOff !== 'off') throw new UsageError(`${cmd}: say on or off, not "${onOff}"`);
       await nodeRoot(root);
-      const r = await viaControl<{ maintenance: string[] }>(root, 'replication_config', { maintenance: id, on: onOff === 'on' });
-      if (!r) throw new CheckError(`maintenance: no node is running on ${root}; start it first`);
-      return print(a.json, { nodeId: id, maintenance: r.maintenance.includes(id) }, `node ${id}: maintenance ${r.maintenance.includes(id) ? 'on' : 'off'}`);
+      const r = await viaControl<{ maintenance: string[]; draining: string[] }>(root, 'replication_config', { [cmd]: id, on: onOff === 'on' });
+      if (!r) throw new CheckError(`${cmd}: no node is running on ${root}; start it first`);
+      const on = (cmd === 'drain' ? r.draining : r.maintenance).includes(id);
+      return print(a.json, { nodeId: id, [cmd === 'drain' ? 'draining' : 'maintenance']: on }, `node ${id}: ${cmd === 'drain' ? 'draining' : 'maintenance'} ${on ? 'on' : 'off'}`);
     }
     case 'shell': {
       if (!a.peer || !isNodeId(a.peer)) throw new UsageError('shell: needs --peer NODE (the member this key belongs to)');

@@ -177,8 +177,12 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     await this.ns.apply({ o: 'put', p: path, e: { ...change(n.entry), ctime: Date.now(), node: this.nodeId } as Entry });
   }
 
+  /** The cluster's space as a mount reports it (replication sets it); none: this disk's own. */
+  clusterSpace: ((local: { total: number; free: number; available: number }) => { total: number; free: number; available: number } | null) | null = null;
+
   async statfs(): Promise<Space> {
-    const s = await this.store.space();
+    const local = await this.store.space();
+    const s = this.clusterSpace?.(local) ?? local;
     const bs = 4096;
     return { blockSize: bs, blocks: Math.floor(s.total / bs), free: Math.floor(s.free / bs), available: Math.floor(s.available / bs), files: 1 << 30 };
   }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmod, readFile, rm } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProc } from '../testing/proc.js';
 import { netnsAvailable } from '../testing/netns.js';
@@ -82,17 +82,40 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
     };
     await settle(2, 3, 'every file on two disks of two machines');
 
-    // A disk dies: what it held is copied again from the survivors, after dead-after.
+    // A planned outage: in maintenance, a disk silent past dead-after is not healed around.
     const victim = 2; // beta's only disk
+    const fetches = async () => (await c.events(0, 'replication.fetch')) + (await c.events(1, 'replication.fetch')) + (await c.events(3, 'replication.fetch'));
+    await c.rpc(0, 'replication_config', { maintenance: c.nodes[victim]!.id, on: true });
+    await c.converged(30_000);
+    const before = await fetches();
     await c.kill9(victim);
     running.delete(victim);
+    await sleep(9000); // dead-after and then some
+    assert.equal(await fetches(), before, 'nothing is copied again while the node is in maintenance');
+    const single = [...byContent(await holdings(c, running)).values()].filter((at) => at.length === 1).length;
+    assert.ok(single > 0, 'the node in maintenance held copies that now have one live copy');
+
+    // Maintenance off: the disk is down (dead-after silent), what it held is copied again.
+    await c.rpc(1, 'replication_config', { maintenance: c.nodes[victim]!.id, on: false });
     await settle(2, 2, 'two copies again on the three disks left');
-    assert.ok((await c.events(0, 'replication.fetch')) + (await c.events(1, 'replication.fetch')) + (await c.events(3, 'replication.fetch')) > 0);
+    assert.ok((await fetches()) > before);
 
     // It comes back with its old copies: the surplus goes, never below two live copies.
     await c.restart(victim);
     running.add(victim);
     await settle(2, 3, 'surplus dropped back to two copies on two machines', 2);
+
+    // Drain gamma's disk: its copies move to the others before it lets them go, never below two.
+    const drained = 3;
+    await c.rpc(0, 'replication_config', { drain: c.nodes[drained]!.id, on: true });
+    await eventually('gamma drained', async () => {
+      const h = await holdings(c, running);
+      const where = byContent(new Map([...h].filter(([i]) => i !== drained)));
+      const all2 = byContent(h);
+      for (const id of all) if ((all2.get(id) ?? []).length < 2) throw new Error(`${id} fell to ${(all2.get(id) ?? []).length} copies while draining`);
+      return h.get(drained)!.size === 0 && placedRight(where, all, 2, 2) === null;
+    }, 90_000);
+    await c.rpc(0, 'replication_config', { drain: c.nodes[drained]!.id, on: false });
 
     // Run-time changes, from any member.
     const r = await c.rpc<{ copies: number }>(1, 'replication_config', { copies: 3 });
@@ -109,30 +132,47 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
   }
 });
 
-test('deleted content: kept while a member that may still use it is cut off (a delete racing a chmod), gone everywhere after the grace period', { skip, timeout: 240_000 }, async () => {
+test('deleted content: kept while a member that may still use it is cut off (a delete racing a chmod), gone everywhere after the grace period', { skip, timeout: 240_000 }, async (t) => {
   const c = await startCluster({ nodes: 2, mount: true, subnet: '10.85.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--dead-after', '120s', '--audit-every', '1s', '--gc-grace', '3s'] });
   const running = new Set([0, 1]);
+  const t0 = Date.now();
+  const step = (what: string) => t.diagnostic(`${Date.now() - t0} ms: ${what}`);
+  // Mount operations in a child with a deadline: a hang names its step instead of the test's timeout.
+  const sh = async (...cmd: string[]) => {
+    const r = await runProc('timeout', ['30', ...cmd]);
+    assert.equal(r.code, 0, `${cmd.join(' ')}: ${r.stderr}`);
+  };
   try {
     // One copy: only the writer holds the bytes, so only its trash decides whether they survive.
     await c.rpc(0, 'replication_config', { copies: 1 });
     const data = randomBytes(200_000);
     await c.write(0, '/f.bin', data);
     await c.converged(60_000);
+    step('written');
     const id = await eventually('the content on exactly one disk', async () => {
       const where = byContent(await holdings(c, running));
       return where.size === 1 && [...where.values()][0]!.length === 1 && [...where.keys()][0];
     }, 60_000);
     const holder = byContent(await holdings(c, running)).get(id)![0]!;
+    // statfs counts the cluster: two disks of one size (both on this machine's disk), one copy each.
+    const local = await statfs(c.nodes[0]!.root);
+    await eventually('the mount reports both disks', async () => {
+      const m = await statfs(c.nodes[0]!.mnt!);
+      return Math.abs((m.blocks * m.bsize) / (local.blocks * local.bsize) - 2) < 0.02;
+    }, 20_000);
     const other = 1 - holder;
 
     // Cut off, the holder deletes the file while the other changes its mode.
     await c.partition([other]);
-    await rm(join(c.nodes[holder]!.mnt!, 'f.bin'));
-    await chmod(join(c.nodes[other]!.mnt!, 'f.bin'), 0o600);
+    step('cut off');
+    await sh('rm', join(c.nodes[holder]!.mnt!, 'f.bin'));
+    await sh('chmod', '600', join(c.nodes[other]!.mnt!, 'f.bin'));
+    step('deleted and changed');
     await sleep(6000); // twice the grace period
     assert.ok((await holdings(c, running)).get(holder)!.has(id), 'the bytes stay while a member that may still reference them is cut off');
     await c.heal([other]);
     await c.converged(60_000);
+    step('healed');
     // The change wins over the delete (meta/merge.ts): the file is back, and its bytes with it.
     for (const i of [0, 1]) {
       const r = await runProc('timeout', ['30', 'md5sum', join(c.nodes[i]!.mnt!, 'f.bin')]);
@@ -142,7 +182,7 @@ test('deleted content: kept while a member that may still use it is cut off (a d
     assert.ok(back.equals(data));
 
     // A delete both have seen: the bytes go from every disk once the grace period is over.
-    await rm(join(c.nodes[other]!.mnt!, 'f.bin'));
+    await sh('rm', join(c.nodes[other]!.mnt!, 'f.bin'));
     await c.converged(60_000);
     await eventually('the deleted content gone from every disk', async () => !byContent(await holdings(c, running)).has(id), 30_000);
   } finally {

@@ -19,7 +19,7 @@ import { Holdings } from './holdings.js';
 import { NEAR_FULL } from './placement.js';
 import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
-import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
+import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, LOCK_CONTENT, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, UNLOCK_CONTENT, MirrorReply } from './methods.js';
 
 export interface ReplicationOptions {
@@ -92,6 +92,7 @@ export class Replication {
     const r = new Replication(holdings, node, cluster, swarm, log.child({ c: 'replication' }), opts, view, clients);
     r.register(cluster);
     r.gateCollection();
+    node.clusterSpace = (local) => r.clusterSpace(local);
     r.listen();
     return r;
   }
@@ -108,7 +109,7 @@ export class Replication {
       graceMs: () => (this.members().length > 1 ? this.o.gcGraceMs : 0),
       clear: () => {
         const heads = this.cluster.sync.peerHeads();
-        return this.members().every((m) => m.nodeId === me || this.view.state(m.nodeId, m.maintenance) === 'down' || (this.view.reachable(m.nodeId) && heads[m.nodeId]?.behind === 0));
+        return this.members().every((m) => m.nodeId === me || this.view.state(m.nodeId, m) === 'down' || (this.view.reachable(m.nodeId) && heads[m.nodeId]?.behind === 0));
       },
     };
   }
@@ -116,15 +117,33 @@ export class Replication {
   /** The members as disks: machine from their record, maintenance from the cluster's records. */
   private members(): Member[] {
     const m = this.cluster.membership;
-    return m.list().filter((r) => !m.isRevoked(r.nodeId)).map((r) => ({ nodeId: r.nodeId, machine: r.hostname || r.nodeId, maintenance: this.maintenance(r.nodeId) }));
+    return m.list().filter((r) => !m.isRevoked(r.nodeId)).map((r) => ({ nodeId: r.nodeId, machine: r.hostname || r.nodeId, maintenance: this.flag(MAINTENANCE_RECORD, r.nodeId), draining: this.flag(DRAIN_RECORD, r.nodeId) }));
   }
 
   copies(): number {
     return decodeCopies(this.node.ns.getRecord(COPIES_RECORD))?.value ?? DEFAULT_COPIES;
   }
 
-  maintenance(id: string): boolean {
-    return decodeFlag(this.node.ns.getRecord(MAINTENANCE_RECORD + id))?.value === 1;
+  private flag(record: string, id: string): boolean {
+    return decodeFlag(this.node.ns.getRecord(record + id))?.value === 1;
+  }
+
+  /**
+   * What a mount's statfs reports: the disks that hold copies (up or in maintenance, as last
+   * reported), divided by `copies`: total = sum of sizes / copies, free = sum of free / copies.
+   * Available is also at most this disk's own: a write lands here first, so a full local disk
+   * says so (ENOSPC) even where the cluster has room.
+   */
+  clusterSpace(local: { total: number; free: number; available: number }): { total: number; free: number; available: number } | null {
+    const { disks, unknown } = this.view.disks(this.members(), { total: local.total, free: local.available });
+    if (unknown.length || disks.length < 2) return null; // alone: this disk's own figures
+    const k = Math.min(this.copies(), disks.filter((d) => d.state === 'up').length) || 1;
+    let total = 0, free = 0;
+    for (const d of disks) if (d.state === 'up') {
+      total += d.total;
+      free += d.free;
+    }
+    return { total: total / k, free: free / k, available: Math.min(local.available, free / k) };
   }
 
   /** Events that can change what should be where; the audit as the safety net. */
@@ -180,7 +199,7 @@ export class Replication {
   /** `delugefs config ROOT [copies [N]]` and `delugefs maintenance ROOT NODE on|off`: cluster records, committed now. */
   private async config(params: unknown, peer: PeerInfo): Promise<unknown> {
     localOnly(peer, 'replication_config');
-    const p = (params ?? {}) as { copies?: unknown; maintenance?: unknown; on?: unknown };
+    const p = (params ?? {}) as { copies?: unknown; maintenance?: unknown; drain?: unknown; on?: unknown };
     const ns = this.node.ns;
     const me = this.cluster.identity.nodeId;
     if (p.copies !== undefined) {
@@ -196,20 +215,22 @@ export class Replication {
         this.log.info('replication.copies_set', { copies: n });
       }
     }
-    if (p.maintenance !== undefined) {
-      const id = p.maintenance;
-      if (typeof id !== 'string' || !isNodeId(id) || !this.cluster.membership.get(id)) throw new RpcError('malformed', 'maintenance needs the node id of a member');
-      if (typeof p.on !== 'boolean') throw new RpcError('malformed', 'maintenance needs "on": true or false');
-      if (p.on !== this.maintenance(id)) {
-        await ns.setRecord(MAINTENANCE_RECORD + id, encodeSetting(p.on ? 1 : 0, me));
+    for (const [key, record] of [['maintenance', MAINTENANCE_RECORD], ['drain', DRAIN_RECORD]] as const) {
+      const id = p[key];
+      if (id === undefined) continue;
+      if (typeof id !== 'string' || !isNodeId(id) || !this.cluster.membership.get(id) || this.cluster.membership.isRevoked(id)) throw new RpcError('malformed', `${key} needs the node id of a member`);
+      if (typeof p.on !== 'boolean') throw new RpcError('malformed', `${key} needs "on": true or false`);
+      if (p.on !== this.flag(record, id)) {
+        await ns.setRecord(record + id, encodeSetting(p.on ? 1 : 0, me));
         await ns.commit();
-        this.log.info('replication.maintenance_set', { node: id, on: p.on });
+        this.log.info(`replication.${key}_set`, { node: id, on: p.on });
       }
     }
     const c = decodeCopies(ns.getRecord(COPIES_RECORD));
     return {
       copies: this.copies(), copiesSetBy: c?.by ?? null, copiesSetAt: c ? new Date(c.at).toISOString() : null,
       maintenance: this.members().filter((m) => m.maintenance).map((m) => m.nodeId),
+      draining: this.members().filter((m) => m.draining).map((m) => m.nodeId),
     };
   }
 
@@ -272,6 +293,7 @@ export class Replication {
     if (this.audit) clearInterval(this.audit);
     this.loop.close();
     this.node.keeper.gate = null;
+    this.node.clusterSpace = null;
     this.queue.clear();
     this.planned = [];
     this.ac.abort();

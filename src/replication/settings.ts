@@ -6,6 +6,8 @@
 export const COPIES_RECORD = 'config/copies';
 /** 'config/maintenance/<nodeId>': 1 while the node is in maintenance (no re-replication of its copies). */
 export const MAINTENANCE_RECORD = 'config/maintenance/';
+/** 'config/drain/<nodeId>': 1 while the node's copies are moved elsewhere (before it is removed). */
+export const DRAIN_RECORD = 'config/drain/';
 export const DEFAULT_COPIES = 2;
 export const MAX_COPIES = 16;
 

@@ -5,6 +5,8 @@
 // - up: answered within dead-after, or not yet dead-after silent (a reboot is not a failure:
 //   its copies keep their place, as Ceph keeps an OSD "in" until mon_osd_down_out_interval);
 // - maintenance: the operator said so (no re-replication however long it is away);
+// - draining: the operator is taking it out: its content is placed elsewhere, and its copies go
+//   once enough others exist;
 // - down: silent for longer than dead-after: its content is placed elsewhere.
 // A member never heard from (no report at all) cannot be placed on: until it answers or is
 // dead-after silent the view is incomplete, and the loop does nothing that depends on it.
@@ -15,7 +17,7 @@ import type { Disk, DiskState } from './placement.js';
 
 export interface Report { total: number; free: number; machine: string; okAt: number }
 
-export interface Member { nodeId: string; machine: string; maintenance: boolean }
+export interface Member { nodeId: string; machine: string; maintenance: boolean; draining: boolean }
 
 interface Known {
   report?: Report;
@@ -25,6 +27,12 @@ interface Known {
 }
 
 const MAX_HELD_PER_NODE = 2_000_000;
+
+/**
+ * A disk in maintenance keeps its place as if up (Ceph's noout keeps an OSD "in"): nothing it
+ * should hold moves elsewhere, however long it is away; what is written meanwhile waits for it.
+ */
+const forPlacement = (s: DiskState): DiskState => (s === 'maintenance' ? 'up' : s);
 
 export class ClusterView {
   private readonly known = new Map<string, Known>();
@@ -82,10 +90,12 @@ export class ClusterView {
     else h.ids.delete(content);
   }
 
-  state(id: string, maintenance: boolean): DiskState | 'unknown' {
-    if (id === this.o.me) return maintenance ? 'maintenance' : 'up';
+  state(id: string, flags: { maintenance: boolean; draining: boolean }): DiskState | 'unknown' {
     const r = this.known.get(id)?.report;
-    if (maintenance) return r ? 'maintenance' : 'unknown';
+    const flagged: DiskState | null = flags.draining ? 'draining' : flags.maintenance ? 'maintenance' : null;
+    if (id === this.o.me) return flagged ?? 'up';
+    if (flagged === 'maintenance') return r ? 'maintenance' : 'unknown';
+    if (flagged === 'draining' && this.reachable(id)) return 'draining';
     if (this.reachable(id)) return 'up';
     // Silent since its last answer, or since our start if it has not answered since.
     const since = r && r.okAt >= this.startedAt ? r.okAt : this.startedAt;
@@ -104,9 +114,9 @@ export class ClusterView {
     const disks: Disk[] = [];
     const unknown: string[] = [];
     for (const m of members) {
-      const st = this.state(m.nodeId, m.maintenance);
+      const st = this.state(m.nodeId, m);
       if (m.nodeId === this.o.me) {
-        disks.push({ node: m.nodeId, machine: m.machine, total: self.total, free: Math.min(self.free, self.total), state: st as DiskState });
+        disks.push({ node: m.nodeId, machine: m.machine, total: self.total, free: Math.min(self.free, self.total), state: forPlacement(st as DiskState) });
         continue;
       }
       const r = this.known.get(m.nodeId)?.report;
@@ -115,7 +125,7 @@ export class ClusterView {
         unknown.push(m.nodeId);
         continue;
       }
-      disks.push({ node: m.nodeId, machine: m.machine || r.machine, total: r.total, free: Math.min(r.free, r.total), state: st });
+      disks.push({ node: m.nodeId, machine: m.machine || r.machine, total: r.total, free: Math.min(r.free, r.total), state: forPlacement(st) });
     }
     return { disks, unknown };
   }
