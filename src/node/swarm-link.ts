@@ -10,6 +10,10 @@ import { parseHostPort } from '../cluster/static-peers.js';
 import type { ClusterNode } from './cluster-node.js';
 import type { DelugeNode } from './node.js';
 import type { Logger } from '../util/log.js';
+import { FsError } from '../util/errors.js';
+
+/** How long one read through the mount waits for pieces held elsewhere (DELUGEFS_READ_DEADLINE_MS for tests). */
+const READ_DEADLINE_MS = Number(process.env.DELUGEFS_READ_DEADLINE_MS) || 30_000;
 
 export class SwarmLink {
   private offs: Array<() => void> = [];
@@ -53,7 +57,21 @@ export class SwarmLink {
     node.ns.on('records', revalidate); // a merge that changed the records
     link.offs.push(() => node.ns.off('commit', fromRecords), () => node.ns.off('commit', revalidate), () => node.ns.off('records', revalidate));
     cluster.discovery.peers.on('peer', (p) => { if (p.nodeId !== me && p.btPort) swarm.addPeer(p.host, p.btPort); });
-    node.setRemote({ read: (id, info, s, e, signal) => swarm.read(id, info, s, e, signal), fetch: (id, info) => swarm.fetch(id, info) });
+    node.setRemote({
+      // A read no member can serve (every holder down) fails with EIO after READ_DEADLINE_MS
+      // instead of leaving the reader in uninterruptible sleep on the mount for good.
+      read: async (id, info, s, e, signal) => {
+        const deadline = AbortSignal.timeout(READ_DEADLINE_MS);
+        try {
+          return await swarm.read(id, info, s, e, signal ? AbortSignal.any([signal, deadline]) : deadline);
+        } catch (err) {
+          if (!deadline.aborted) throw err;
+          log.warn('swarm.read.timeout', { id, start: s, end: e, ms: READ_DEADLINE_MS, why: 'no member that holds these pieces answered; the read fails with EIO' });
+          throw new FsError('EIO', `no member served ${id} bytes ${s}-${e} within ${READ_DEADLINE_MS / 1000} s`);
+        }
+      },
+      fetch: (id, info) => swarm.fetch(id, info),
+    });
     log.info('swarm.listening', { port });
     return link;
   }

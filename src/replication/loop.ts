@@ -17,6 +17,7 @@ import type { Holdings } from './holdings.js';
 import type { ClusterView, Member } from './view.js';
 import type { Disk } from './placement.js';
 import { judge } from './plan.js';
+import { place } from './placement.js';
 import { ACTIVE_TORRENTS, ActivePage, FREESPACE, LOCK_CONTENT, MAX_IDS, UNLOCK_CONTENT } from './methods.js';
 
 export interface LoopDeps {
@@ -67,6 +68,12 @@ export class ReplicationLoop {
   private timerKind: 'poll' | 'plan' = 'plan';
   private closed = false;
   private waitingLogged = '';
+  /**
+   * Placements of the last rounds, valid while the disks (their sizes, states and whether they
+   * take new copies) and `copies` stay the same: a round then hashes only new content.
+   */
+  private placed = new Map<ContentId, { writer: string | undefined; nodes: string[] }>();
+  private placedFor = '';
   stats: LoopStats | null = null;
 
   constructor(private readonly d: LoopDeps) {}
@@ -166,6 +173,14 @@ export class ReplicationLoop {
     this.waitingLogged = '';
     const fetch: { id: ContentId; info: Info; live: number }[] = [];
     const drop: ContentId[] = [];
+    const takes = (x: Disk) => x.state === 'up' && x.total > 0 && (x.total - x.free) / x.total < d.nearFull;
+    const sig = `${copies}|${d.nearFull}|${disks.map((x) => `${x.node}:${x.machine}:${x.zone ?? ''}:${x.total}:${x.state}:${takes(x) ? 1 : 0}`).sort().join(',')}`;
+    if (sig !== this.placedFor) {
+      this.placed.clear();
+      this.placedFor = sig;
+    }
+    // Where a near-full disk holds a copy, its place depends on that: not cached.
+    const nearFull = new Set(disks.filter((x) => x.state === 'up' && !takes(x)).map((x) => x.node));
     let n = 0;
     for (const id of d.ids()) {
       if (++n % 2000 === 0) await yieldLoop();
@@ -173,9 +188,17 @@ export class ReplicationLoop {
       if (!info || info.length === 0) continue; // the empty file is never stored
       stats.ids++;
       const mine = d.holdings.has(id);
+      const writer = d.writer(id);
+      const others = d.view.holdersOf(id);
       let j;
       try {
-        j = judge({ id, copies, writer: d.writer(id), me: d.me, disks, mine, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull });
+        let placed: string[] | undefined;
+        if (!(mine && nearFull.has(d.me)) && !others.some((x) => nearFull.has(x))) {
+          const hit = this.placed.get(id);
+          placed = hit && hit.writer === writer ? hit.nodes : place({ id, copies, writer, disks, nearFull: d.nearFull }).nodes;
+          if (placed !== hit?.nodes) this.placed.set(id, { writer, nodes: placed });
+        }
+        j = judge({ id, copies, writer, me: d.me, disks, mine, others, reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, placed });
       } catch (e) {
         d.log.warn('replication.placement_failed', { id, error: (e as Error).message });
         continue;
@@ -185,6 +208,7 @@ export class ReplicationLoop {
       if (j.action.kind === 'fetch' && j.action.live > 0) fetch.push({ id, info, live: j.action.live });
       else if (j.action.kind === 'drop' && !d.busy(id)) drop.push(id);
     }
+    if (this.placed.size > 2 * stats.ids + 1000) this.placed.clear(); // deleted content's entries
     // Healing order: the content with the fewest copies left first (HDFS's priority queues).
     fetch.sort((a, b) => a.live - b.live);
     let room = s.available - s.reserved - (1 - d.nearFull) * s.total;

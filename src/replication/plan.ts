@@ -21,16 +21,19 @@ export function judge(o: {
   /** Of those, the ones that answered lately (where a fetch can get pieces). */
   reachable: (node: string) => boolean;
   nearFull?: number;
+  /** place()'s nodes for these inputs, if known already (the loop caches them). */
+  placed?: readonly string[];
 }): Judged {
   const state = new Map(o.disks.map((d) => [d.node, d.state]));
   const holders = o.mine ? [o.me, ...o.others] : [...o.others];
   const live = holders.filter((n) => state.get(n) === 'up' || state.get(n) === 'maintenance' || state.get(n) === 'draining').length;
   const req = { id: o.id, copies: o.copies, writer: o.writer, disks: o.disks, holders, nearFull: o.nearFull };
-  const p = place(req);
-  if (p.nodes.includes(o.me)) {
-    if (o.mine) return { action: { kind: 'keep' }, live, short: p.short };
-    return { action: { kind: 'fetch', live: o.others.filter(o.reachable).length }, live, short: p.short };
+  const nodes = o.placed ?? place(req).nodes;
+  const short = o.copies - nodes.length;
+  if (nodes.includes(o.me)) {
+    if (o.mine) return { action: { kind: 'keep' }, live, short };
+    return { action: { kind: 'fetch', live: o.others.filter(o.reachable).length }, live, short };
   }
-  if (o.mine && surplus(req).includes(o.me)) return { action: { kind: 'drop' }, live, short: p.short };
-  return { action: { kind: 'keep' }, live, short: p.short };
+  if (o.mine && surplus(req).includes(o.me)) return { action: { kind: 'drop' }, live, short };
+  return { action: { kind: 'keep' }, live, short };
 }

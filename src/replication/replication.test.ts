@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, statfs } from 'node:fs/promises';
+import { open, readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProc } from '../testing/proc.js';
 import { netnsAvailable } from '../testing/netns.js';
@@ -186,6 +186,64 @@ test('deleted content: kept while a member that may still use it is cut off (a d
     await c.converged(60_000);
     await eventually('the deleted content gone from every disk', async () => !byContent(await holdings(c, running)).has(id), 30_000);
   } finally {
+    await c.teardown();
+  }
+});
+
+test('every file readable from every mount while a disk holding it is dead, whole and by byte ranges; EIO, not a hang, when no holder is left', { skip, timeout: 240_000 }, async () => {
+  process.env.DELUGEFS_READ_DEADLINE_MS = '3000';
+  const c = await startCluster({ nodes: 3, mount: true, subnet: '10.86.0', machines: ['alpha', 'beta', 'gamma'], settle: 'heads', extra: ['--dead-after', '600s', '--audit-every', '1s'] });
+  const running = new Set([0, 1, 2]);
+  try {
+    const files = new Map<string, Buffer>();
+    for (const [k, size] of [1, 4000, 65_536, 700_000, 3_000_000].entries()) {
+      const data = randomBytes(size);
+      files.set(`/r/f${k}.bin`, data);
+      await c.write(0, `/r/f${k}.bin`, data);
+    }
+
+    await c.converged(60_000);
+    await eventually('every file on two disks', async () => {
+      const where = byContent(await holdings(c, running));
+      return where.size === files.size && [...where.values()].every((at) => at.length === 2);
+    }, 60_000);
+    // One more file, which no one reads before both its disks are gone.
+    const known = new Set(byContent(await holdings(c, running)).keys());
+    await c.write(0, '/lonely.bin', randomBytes(50_000));
+    const [, lonelyAt] = await eventually('the last file on two disks', async () => [...byContent(await holdings(c, running))].find(([id, at]) => !known.has(id) && at.length === 2), 60_000);
+    // The writer's disk dies; well before dead-after, so no copy is made again: reads use the other copy.
+    await c.kill9(0);
+    running.delete(0);
+    for (const i of [1, 2]) {
+      for (const [path, data] of files) {
+        const p = join(c.nodes[i]!.mnt!, path);
+        assert.ok((await readFile(p)).equals(data), `node ${i} reads ${path} whole`);
+        const fh = await open(p, 'r');
+        try {
+          for (const [at, len] of [[0, 1], [data.length >> 1, 4096], [Math.max(0, data.length - 10), 10], [12_345 % data.length, 70_000]] as const) {
+            const buf = Buffer.alloc(len);
+            const { bytesRead } = await fh.read(buf, 0, len, at);
+            const want = data.subarray(at, at + len);
+            assert.equal(bytesRead, want.length, `${path} at ${at}`);
+            assert.ok(buf.subarray(0, bytesRead).equals(want), `node ${i} reads ${path} bytes ${at}+${len}`);
+          }
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+    // Every disk holding some content gone: reading it fails with EIO within the deadline.
+    const lastHolder = lonelyAt.find((i) => i !== 0)!;
+    const reader = lastHolder === 1 ? 2 : 1;
+    await c.kill9(lastHolder!);
+    running.delete(lastHolder!);
+    const t0 = Date.now();
+    const r = await runProc('timeout', ['60', 'cat', join(c.nodes[reader]!.mnt!, 'lonely.bin')]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Input\/output error/);
+    assert.ok(Date.now() - t0 < 30_000, `EIO after ${Date.now() - t0} ms`);
+  } finally {
+    delete process.env.DELUGEFS_READ_DEADLINE_MS;
     await c.teardown();
   }
 });
