@@ -12,6 +12,7 @@
 //    rate of this wire in the same run). Target >= 0.5x.
 // Not a test: numbers are printed, never judged. Needs root. Run `npm run build` first.
 // Usage: node bench/replication.mjs [--size 1024] [--first 20] [--heal 2048] [--heal-files 100] [--json]
+// (--size 0 or --heal-files 0 skips that part; DFS_CLUSTER_NODE_FLAGS="--cpu-prof ..." profiles the nodes)
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
@@ -76,7 +77,7 @@ async function held(c, i) {
 }
 
 const out = {};
-{
+if (SIZE > 0) {
   say(`remote read: ${SIZE} MiB on node 0 only, read through node 1's mount`);
   const c = await startCluster({ nodes: 2, mount: true, subnet: '10.87.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '2s'] });
   try {
@@ -109,7 +110,7 @@ const out = {};
     await c.teardown();
   }
 }
-{
+if (HEAL_FILES > 0) {
   say(`healing: ${HEAL} MiB in ${HEAL_FILES} files, copies=2 on three machines, node 1 killed`);
   const c = await startCluster({ nodes: 3, mount: true, subnet: '10.88.0', machines: ['alpha', 'beta', 'gamma'], settle: 'heads', extra: ['--dead-after', `${DEAD_AFTER_S}s`, '--audit-every', '1s'] });
   try {

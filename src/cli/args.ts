@@ -28,6 +28,10 @@ export interface RunArgs {
   auditMs?: number;
   /** Deleted content is kept this long (ms). */
   gcGraceMs?: number;
+  /** Rack or site of this node's machine. */
+  zone?: string;
+  /** Bytes of partial downloads kept for readers. */
+  cacheBytes?: number;
 }
 export type Args = RunArgs | { command: 'help' } | { command: 'version' };
 
@@ -55,6 +59,9 @@ Options:
                     is copied again to keep every file on "copies" disks (delugefs config)
   --audit-every D   how often every member is asked what it holds (default 1m); events (writes,
                     members seen or lost) act at once, the audit is the safety net
+  --cache-size N    bytes of content read from other disks kept here for later reads (e.g.
+                    500M, 20G; default 2G), least recently used evicted first
+  --zone NAME       the rack or site of this machine: copies go to different zones first
   --gc-grace D      deleted content stays on the disks for D (default 10m), and until every
                     member that is not down has synced the delete
   --json            print the ready line as JSON
@@ -91,7 +98,7 @@ export function parseArgs(argv: string[]): Args {
   const named: { cluster?: string; root?: string; mount?: string } = {};
   let create = false, allowOther = false, json = false, port = 6881, mdns = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
-  let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined;
+  let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -131,6 +138,12 @@ export function parseArgs(argv: string[]): Args {
       case '--dead-after': deadAfterMs = parseDuration(flag, value()); break;
       case '--audit-every': auditMs = parseDuration(flag, value()); break;
       case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
+      case '--cache-size': cacheBytes = parseSize(flag, value()); break;
+      case '--zone': {
+        zone = value();
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(zone)) throw new UsageError(`--zone must be 1-64 letters, digits, '.', '_' or '-', not "${zone}"`);
+        break;
+      }
       case '--peer': {
         const v = value();
         const m = /^\[[^\]]+\]:(\d+)$/.exec(v) ?? /^[^:\s]+:(\d+)$/.exec(v);
@@ -163,7 +176,15 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes };
+}
+
+/** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */
+export function parseSize(flag: string, s: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(s);
+  const n = m ? Math.floor(Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase())) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`${flag} must be a size like 500M or 20G, not "${s}"`);
+  return n;
 }
 
 /** "90s", "10m", "1h", "500ms", or seconds; at least 100 ms, at most a week. */

@@ -156,6 +156,32 @@ export class ReplicationLoop {
     }
   }
 
+  /**
+   * A member's please_stop_mirroring: which of `ids` this disk may drop now (its own checks:
+   * not placed here, surplus by the rule every node applies), dropped in the next round; the
+   * others are declined with why.
+   */
+  async mayDrop(ids: ContentId[]): Promise<{ accepted: ContentId[]; declined: { id: ContentId; reason: string }[] }> {
+    const { d } = this;
+    const out = { accepted: [] as ContentId[], declined: [] as { id: ContentId; reason: string }[] };
+    const copies = d.copies();
+    const s = await d.space();
+    const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
+    for (const id of ids) {
+      const info = d.info(id);
+      if (!d.holdings.has(id)) out.declined.push({ id, reason: 'not_held' });
+      else if (!info) out.accepted.push(id); // unreferenced: the garbage collection's (its grace period)
+      else if (unknown.length) out.declined.push({ id, reason: 'view_incomplete' });
+      else {
+        const j = judge({ id, copies, writer: d.writer(id), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull });
+        if (j.action.kind === 'drop' && !d.busy(id)) out.accepted.push(id);
+        else out.declined.push({ id, reason: j.live <= copies ? 'needed' : 'placed' });
+      }
+    }
+    if (out.accepted.length) this.schedule('plan', 0);
+    return out;
+  }
+
   private async plan(): Promise<void> {
     const { d } = this;
     const copies = d.copies();

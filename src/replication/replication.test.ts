@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, statfs } from 'node:fs/promises';
+import { open, readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProc } from '../testing/proc.js';
 import { netnsAvailable } from '../testing/netns.js';
@@ -244,6 +244,44 @@ test('every file readable from every mount while a disk holding it is dead, whol
     assert.ok(Date.now() - t0 < 30_000, `EIO after ${Date.now() - t0} ms`);
   } finally {
     delete process.env.DELUGEFS_READ_DEADLINE_MS;
+    await c.teardown();
+  }
+});
+
+test('the read cache: pieces fetched for a reader stay in partial downloads within --cache-size, the least recently used go', { skip, timeout: 180_000 }, async () => {
+  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.89.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--cache-size', '4M'] });
+  const partialBytes = async (i: number) => {
+    const dir = join(c.nodes[i]!.root, 'partial');
+    let n = 0;
+    for (const name of await readdir(dir).catch(() => [] as string[])) n += ((await stat(join(dir, name)).catch(() => null))?.blocks ?? 0) * 512;
+    return n;
+  };
+  try {
+    await c.rpc(0, 'replication_config', { copies: 1 });
+    const data = randomBytes(48 << 20);
+    await c.write(0, '/big.bin', data);
+    await c.converged(60_000);
+    const read = async (at: number, len: number) => {
+      const fh = await open(join(c.nodes[1]!.mnt!, 'big.bin'), 'r');
+      try {
+        const buf = Buffer.alloc(len);
+        let got = 0;
+        for (let n = -1; got < len && n !== 0; got += n) n = (await fh.read(buf, got, len - got, at + got)).bytesRead;
+        assert.equal(got, len);
+        assert.ok(buf.equals(data.subarray(at, at + len)), `bytes ${at}+${len}`);
+      } finally {
+        await fh.close();
+      }
+    };
+    await read(0, 1 << 20);
+    // Read-ahead brings well past the budget; once the reader is idle the cache is trimmed.
+    await eventually('read-ahead past the cache budget', async () => (await partialBytes(1)) > 8 << 20, 30_000);
+    await eventually('the cache trimmed to its budget', async () => (await partialBytes(1)) <= 4 << 20, 30_000);
+    assert.ok((await c.events(1, 'replication.cache.evicted')) >= 1);
+    // Evicted bytes are fetched again when read.
+    await read(40 << 20, 1 << 20);
+    await read(0, 4096);
+  } finally {
     await c.teardown();
   }
 });

@@ -19,7 +19,8 @@ import { Holdings } from './holdings.js';
 import { NEAR_FULL } from './placement.js';
 import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
-import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
+import { ReadCache } from './cache.js';
+import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, LOCK_CONTENT, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, UNLOCK_CONTENT, MirrorReply } from './methods.js';
 
 export interface ReplicationOptions {
@@ -36,6 +37,10 @@ export interface ReplicationOptions {
   lockMs?: number;
   /** How long deleted content is kept before it is removed from this disk (default 10 minutes). */
   gcGraceMs?: number;
+  /** This node's rack or site (`--zone`): copies go to distinct zones first. Absent: unchanged. */
+  zone?: string;
+  /** Bytes of partial downloads kept for readers (default 2 GiB). */
+  cacheBytes?: number;
 }
 
 export class Replication {
@@ -43,6 +48,8 @@ export class Replication {
   private readonly queue = new Set<ContentId>();
   /** What the loop's last round wants fetched, in healing order (replaced by each round). */
   private planned: { id: ContentId; info: Info }[] = [];
+  private plannedIds = new Set<ContentId>();
+  private readonly cache: ReadCache;
   private readonly fetching = new Map<ContentId, number>();
   private closed = false;
   private readonly ac = new AbortController();
@@ -72,10 +79,16 @@ export class Replication {
       space: () => this.space(),
       fetch: (list) => {
         this.planned = list;
+        this.plannedIds = new Set(list.map((x) => x.id));
         this.pump();
       },
       nearFull: o.nearFull,
       lockMs: o.lockMs,
+    });
+    this.cache = new ReadCache({
+      dir: join(node.opts.paths.root, 'partial'), budget: o.cacheBytes, swarm: swarm.swarm, log: this.log,
+      keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id),
+      idleMs: Math.min(60_000, 2 * o.auditMs),
     });
   }
 
@@ -84,12 +97,17 @@ export class Replication {
     await holdings.load();
     const opts: Required<ReplicationOptions> = {
       nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000,
-      deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000, gcGraceMs: o.gcGraceMs ?? 600_000,
+      deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000, gcGraceMs: o.gcGraceMs ?? 600_000, zone: o.zone ?? '', cacheBytes: o.cacheBytes ?? 2 * 1024 ** 3,
     };
     const view = new ClusterView({ me: cluster.identity.nodeId, dir: join(node.opts.paths.root, 'replication'), deadAfterMs: opts.deadAfterMs });
     await view.load();
     const clients = new PeerClients({ identity: cluster.identity, membership: cluster.membership, peers: cluster.discovery.peers });
     const r = new Replication(holdings, node, cluster, swarm, log.child({ c: 'replication' }), opts, view, clients);
+    const me = cluster.identity.nodeId;
+    if (opts.zone && decodeZone(node.ns.getRecord(ZONE_RECORD + me))?.value !== opts.zone) {
+      // Only placement depends on it: a full disk that cannot record it must not stop the node.
+      await node.ns.setRecord(ZONE_RECORD + me, encodeSetting(opts.zone, me)).then(() => node.ns.commit()).catch((e) => log.warn('replication.zone_not_recorded', { error: (e as Error).message }));
+    }
     r.register(cluster);
     r.gateCollection();
     node.clusterSpace = (local) => r.clusterSpace(local);
@@ -117,7 +135,7 @@ export class Replication {
   /** The members as disks: machine from their record, maintenance from the cluster's records. */
   private members(): Member[] {
     const m = this.cluster.membership;
-    return m.list().filter((r) => !m.isRevoked(r.nodeId)).map((r) => ({ nodeId: r.nodeId, machine: r.hostname || r.nodeId, maintenance: this.flag(MAINTENANCE_RECORD, r.nodeId), draining: this.flag(DRAIN_RECORD, r.nodeId) }));
+    return m.list().filter((r) => !m.isRevoked(r.nodeId)).map((r) => ({ nodeId: r.nodeId, machine: r.hostname || r.nodeId, zone: decodeZone(this.node.ns.getRecord(ZONE_RECORD + r.nodeId))?.value, maintenance: this.flag(MAINTENANCE_RECORD, r.nodeId), draining: this.flag(DRAIN_RECORD, r.nodeId) }));
   }
 
   copies(): number {
@@ -165,6 +183,7 @@ export class Replication {
     this.audit = setInterval(() => {
       this.loop.schedule('poll', 0);
       void this.node.keeper.collect().catch(() => {}); // deleted content whose grace period ended
+      void this.cache.trim().catch((e) => this.log.warn('replication.cache.trim_failed', { error: (e as Error).message }));
     }, Math.min(this.o.auditMs, Math.max(1000, this.o.gcGraceMs / 4)));
     this.audit.unref();
     this.loop.schedule('poll', 1000);
@@ -184,9 +203,8 @@ export class Replication {
     serve(rpc, FREESPACE, async () => ({ nodeId: me, ...(await this.space()) }));
     serve(rpc, ACTIVE_TORRENTS, (p) => this.holdings.page(p.after, p.limit));
     serve(rpc, PLEASE_MIRROR, async (p) => this.mirror(p.ids));
-    // Copies go only where this node's own checks find enough others (the policy loop); until
-    // that lands every copy is kept, and said so.
-    serve(rpc, PLEASE_STOP_MIRRORING, (p): MirrorReply => ({ accepted: [], declined: p.ids.map((id) => ({ id, reason: 'kept' })) }));
+    // Copies go only where this node's own checks find them surplus (and the drop's locks hold).
+    serve(rpc, PLEASE_STOP_MIRRORING, (p): Promise<MirrorReply> => this.loop.mayDrop(p.ids));
     serve(rpc, LOCK_CONTENT, (p) => this.holdings.lock(p.ids, p.ms));
     serve(rpc, UNLOCK_CONTENT, (p) => { this.holdings.unlock(p.token); return null; });
     rpc.register('replication_config', (params, peer) => this.config(params, peer));
@@ -296,6 +314,7 @@ export class Replication {
     this.node.clusterSpace = null;
     this.queue.clear();
     this.planned = [];
+    this.plannedIds.clear();
     this.ac.abort();
     this.clients.close();
     this.holdings.close();

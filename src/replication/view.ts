@@ -17,7 +17,7 @@ import type { Disk, DiskState } from './placement.js';
 
 export interface Report { total: number; free: number; machine: string; okAt: number }
 
-export interface Member { nodeId: string; machine: string; maintenance: boolean; draining: boolean }
+export interface Member { nodeId: string; machine: string; zone?: string; maintenance: boolean; draining: boolean }
 
 interface Known {
   report?: Report;
@@ -116,7 +116,7 @@ export class ClusterView {
     for (const m of members) {
       const st = this.state(m.nodeId, m);
       if (m.nodeId === this.o.me) {
-        disks.push({ node: m.nodeId, machine: m.machine, total: self.total, free: Math.min(self.free, self.total), state: forPlacement(st as DiskState) });
+        disks.push({ node: m.nodeId, machine: m.machine, zone: m.zone, total: self.total, free: Math.min(self.free, self.total), state: forPlacement(st as DiskState) });
         continue;
       }
       const r = this.known.get(m.nodeId)?.report;
@@ -125,7 +125,7 @@ export class ClusterView {
         unknown.push(m.nodeId);
         continue;
       }
-      disks.push({ node: m.nodeId, machine: m.machine || r.machine, total: r.total, free: Math.min(r.free, r.total), state: forPlacement(st) });
+      disks.push({ node: m.nodeId, machine: m.machine || r.machine, zone: m.zone, total: r.total, free: Math.min(r.free, r.total), state: forPlacement(st) });
     }
     return { disks, unknown };
   }

@@ -65,6 +65,8 @@ export interface TorrentStats {
   badPieces: number;
   /** Blocks requested and not yet received, and pieces being verified/written. */
   inFlight: number;
+  /** Since a reader last asked for bytes (a range or a read). */
+  idleMs: number;
 }
 
 export class Torrent extends EventEmitter {
@@ -83,6 +85,7 @@ export class Torrent extends EventEmitter {
   closed = false;
   private reads = 0;
   private lastRead = Date.now();
+  private lastUse = Date.now();
   private reopening: Promise<number> | null = null;
   /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
   private writeError: Error | null = null;
@@ -143,6 +146,7 @@ export class Torrent extends EventEmitter {
     if (start < 0 || end > this.info.length || start > end) {
       return Promise.reject(new RangeError(`range ${start}-${end} outside content of ${this.info.length} bytes`));
     }
+    this.lastUse = Date.now();
     if (start === end) return Promise.resolve();
     this.writeError = null;
     const first = Math.floor(start / this.info.pieceLength);
@@ -228,7 +232,7 @@ export class Torrent extends EventEmitter {
       return out;
     } finally {
       this.reads--;
-      this.lastRead = Date.now();
+      this.lastRead = this.lastUse = Date.now();
     }
   }
 
@@ -557,6 +561,7 @@ export class Torrent extends EventEmitter {
       uploadRate: Math.round(this.uploadRate),
       badPieces: this.badPieces,
       inFlight: [...this.conns].reduce((a, c) => a + c.outstanding.size, 0) + this.picker.busy.size,
+      idleMs: Date.now() - this.lastUse,
     };
   }
 
