@@ -32,6 +32,8 @@ export interface RunArgs {
   zone?: string;
   /** Bytes of partial downloads kept for readers. */
   cacheBytes?: number;
+  scrubRate?: number;
+  scrubPauseMs?: number;
 }
 export type Args = RunArgs | { command: 'help' } | { command: 'version' };
 
@@ -61,6 +63,9 @@ Options:
                     members seen or lost) act at once, the audit is the safety net
   --cache-size N    bytes of content read from other disks kept here for later reads (e.g.
                     500M, 20G; default 2G), least recently used evicted first
+  --scrub-rate N    bytes per second the background scrub reads to check stored copies against
+                    their piece hashes (default 16M; 0: off); bad pieces are fetched again
+  --scrub-every D   pause between two scrub passes (default 1d)
   --zone NAME       the rack or site of this machine: copies go to different zones first
   --gc-grace D      deleted content stays on the disks for D (default 10m), and until every
                     member that is not down has synced the delete
@@ -99,6 +104,7 @@ export function parseArgs(argv: string[]): Args {
   let create = false, allowOther = false, json = false, port = 6881, mdns = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
   let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
+  let scrubRate: number | undefined, scrubPauseMs: number | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -139,6 +145,8 @@ export function parseArgs(argv: string[]): Args {
       case '--audit-every': auditMs = parseDuration(flag, value()); break;
       case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
       case '--cache-size': cacheBytes = parseSize(flag, value()); break;
+      case '--scrub-rate': scrubRate = parseSize(flag, value()); break;
+      case '--scrub-every': scrubPauseMs = parseDuration(flag, value()); break;
       case '--zone': {
         zone = value();
         if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(zone)) throw new UsageError(`--zone must be 1-64 letters, digits, '.', '_' or '-', not "${zone}"`);
@@ -176,7 +184,7 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs };
 }
 
 /** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */

@@ -94,6 +94,23 @@ export class ContentStore {
     });
   }
 
+  /**
+   * Moves stored content out of the store to `dest` (a repair turns it into a partial download
+   * that keeps its good pieces). False if it is not stored.
+   */
+  take(id: ContentId, dest: string): Promise<boolean> {
+    return this.lock.run(id, async () => {
+      try {
+        await rename(this.path(id), dest);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw e;
+      }
+      this.onChange?.(id, false);
+      return true;
+    });
+  }
+
   /** Opens content for positional reads; the raw fd stays valid even if the content is removed. */
   async openRead(id: ContentId): Promise<number> {
     // A raw fd, not a FileHandle: one closed by GC would pull an fd from under FUSE reads.

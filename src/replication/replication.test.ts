@@ -285,3 +285,30 @@ test('the read cache: pieces fetched for a reader stay in partial downloads with
     await c.teardown();
   }
 });
+
+test('scrub: a corrupt piece of a stored copy is found and repaired from a member, piece by piece', { skip, timeout: 180_000 }, async () => {
+  const c = await startCluster({ nodes: 2, subnet: '10.90.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--scrub-rate', '64M', '--scrub-every', '1s'] });
+  const running = new Set([0, 1]);
+  try {
+    const data = randomBytes(400_000);
+    await c.write(0, '/s.bin', data);
+    await c.converged(60_000);
+    const [id] = await eventually('the file on both disks', async () => [...byContent(await holdings(c, running))].find(([, at]) => at.length === 2), 60_000);
+    // Bit rot on beta's disk, in the middle of the file.
+    const path = join(c.nodes[1]!.root, 'content', id.slice(0, 2), id);
+    const fh = await open(path, 'r+');
+    await fh.write(Buffer.from([data[200_000]! ^ 0xff]), 0, 1, 200_000);
+    await fh.close();
+    assert.ok(!(await readFile(path)).equals(data));
+    await eventually('the copy repaired', async () => (await readFile(path).catch(() => Buffer.alloc(0))).equals(data), 60_000);
+    assert.ok((await c.events(1, 'replication.scrub.bad_pieces')) >= 1);
+    assert.ok((await c.events(1, 'replication.scrub.repaired')) >= 1);
+    // Piece by piece: one piece came from the member, not the whole file.
+    const st = await c.rpc<{ scrub: { bad: number; repaired: number }; swarm: { downloaded: number } }>(1, 'replication_status');
+    assert.equal(st.scrub.bad, 1);
+    assert.equal(st.scrub.repaired, 1);
+    assert.ok(st.swarm.downloaded > 0 && st.swarm.downloaded < data.length / 4, `fetched ${st.swarm.downloaded} bytes to repair one piece`);
+  } finally {
+    await c.teardown();
+  }
+});

@@ -20,6 +20,7 @@ import { NEAR_FULL } from './placement.js';
 import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
 import { ReadCache } from './cache.js';
+import { Scrubber } from './scrub.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, LOCK_CONTENT, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, UNLOCK_CONTENT, MirrorReply } from './methods.js';
 
@@ -41,6 +42,9 @@ export interface ReplicationOptions {
   zone?: string;
   /** Bytes of partial downloads kept for readers (default 2 GiB). */
   cacheBytes?: number;
+  /** Scrub reads per second (default 16 MiB/s; 0: no scrub) and the pause between passes (default 1 day). */
+  scrubRate?: number;
+  scrubPauseMs?: number;
 }
 
 export class Replication {
@@ -50,6 +54,7 @@ export class Replication {
   private planned: { id: ContentId; info: Info }[] = [];
   private plannedIds = new Set<ContentId>();
   private readonly cache: ReadCache;
+  readonly scrub: Scrubber;
   private readonly fetching = new Map<ContentId, number>();
   private closed = false;
   private readonly ac = new AbortController();
@@ -90,6 +95,20 @@ export class Replication {
       keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id),
       idleMs: Math.min(60_000, 2 * o.auditMs),
     });
+    this.scrub = new Scrubber({
+      store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log, rate: o.scrubRate, pauseMs: o.scrubPauseMs,
+      held: () => [...holdings.ids()].sort(),
+      info: (id) => node.ns.tree.info(id),
+      busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
+      repair: async (id, info, good) => {
+        this.fetching.set(id, info.length);
+        try {
+          await swarm.swarm.repair(id, info, good, AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(600_000, info.length / 1000))]));
+        } finally {
+          this.fetching.delete(id);
+        }
+      },
+    });
   }
 
   static async start(node: DelugeNode, cluster: ClusterNode, swarm: SwarmLink, log: Logger, o: ReplicationOptions = {}): Promise<Replication> {
@@ -98,6 +117,7 @@ export class Replication {
     const opts: Required<ReplicationOptions> = {
       nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000,
       deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000, gcGraceMs: o.gcGraceMs ?? 600_000, zone: o.zone ?? '', cacheBytes: o.cacheBytes ?? 2 * 1024 ** 3,
+      scrubRate: o.scrubRate ?? 16 << 20, scrubPauseMs: o.scrubPauseMs ?? 86_400_000,
     };
     const view = new ClusterView({ me: cluster.identity.nodeId, dir: join(node.opts.paths.root, 'replication'), deadAfterMs: opts.deadAfterMs });
     await view.load();
@@ -112,6 +132,7 @@ export class Replication {
     r.gateCollection();
     node.clusterSpace = (local) => r.clusterSpace(local);
     r.listen();
+    r.scrub.start();
     return r;
   }
 
@@ -210,7 +231,7 @@ export class Replication {
     rpc.register('replication_config', (params, peer) => this.config(params, peer));
     rpc.register('replication_status', (_p, peer) => {
       localOnly(peer, 'replication_status');
-      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length, round: this.loop.stats };
+      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length, round: this.loop.stats, scrub: this.scrub.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
     });
   }
 
@@ -310,6 +331,7 @@ export class Replication {
     for (const off of this.offs.splice(0)) off();
     if (this.audit) clearInterval(this.audit);
     this.loop.close();
+    await this.scrub.close();
     this.node.keeper.gate = null;
     this.node.clusterSpace = null;
     this.queue.clear();

@@ -8,8 +8,9 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect, Server, Socket } from 'node:net';
 import { randomBytes, KeyObject } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { readdir } from 'node:fs/promises';
-import { ContentId, Info, infoHash, isContentId } from '../content/metainfo.js';
+import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
+import { ContentId, Info, infoHash, isContentId, pieceCount } from '../content/metainfo.js';
+import { Bitfield } from './bitfield.js';
 import type { ContentStore } from '../content/store.js';
 import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
@@ -626,6 +627,27 @@ export class Swarm extends EventEmitter {
   async fetch(id: ContentId, info: Info, signal?: AbortSignal): Promise<void> {
     const t = await this.open(id, info);
     await t.fetchAll(signal);
+  }
+
+  /**
+   * Repairs stored content whose pieces `good` rejects (a scrub found them corrupt): the copy
+   * leaves the store as a partial download that keeps its good pieces, and only the others are
+   * fetched from peers (verified) before it is stored again. Resolves when stored.
+   */
+  async repair(id: ContentId, info: Info, good: (piece: number) => boolean, signal?: AbortSignal): Promise<void> {
+    await this.drop(id); // nothing serves it from the store meanwhile
+    const path = join(this.ctx.partialDir, id);
+    const bits = new Bitfield(pieceCount(info));
+    for (let i = 0; i < bits.size; i++) if (good(i)) bits.set(i);
+    await mkdir(this.ctx.partialDir, { recursive: true, mode: 0o700 });
+    // The bitfield first: a crash before the move leaves a bitfield without its file, which a
+    // partial download ignores (it trusts no piece of a file it has to create).
+    await writeFile(`${path}.bits`, bits.bytes, { mode: 0o600 });
+    if (!(await this.opts.store.take(id, path))) {
+      await unlink(`${path}.bits`).catch(() => {});
+      throw new Error(`${id} is not stored here`);
+    }
+    await this.fetch(id, info, signal);
   }
 
   /** Resolves once bytes [start, end) are verified and readable (see read()); fetches them first. */
