@@ -17,7 +17,7 @@ import type { Holdings } from './holdings.js';
 import type { ClusterView, Member } from './view.js';
 import type { Disk } from './placement.js';
 import { judge } from './plan.js';
-import { place } from './placement.js';
+import { canTake, place } from './placement.js';
 import { ACTIVE_TORRENTS, ActivePage, FREESPACE, LOCK_CONTENT, MAX_IDS, UNLOCK_CONTENT } from './methods.js';
 
 export interface LoopDeps {
@@ -173,7 +173,7 @@ export class ReplicationLoop {
       else if (!info) out.accepted.push(id); // unreferenced: the garbage collection's (its grace period)
       else if (unknown.length) out.declined.push({ id, reason: 'view_incomplete' });
       else {
-        const j = judge({ id, copies, writer: d.writer(id), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull });
+        const j = judge({ id, copies, writer: d.writer(id), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length });
         if (j.action.kind === 'drop' && !d.busy(id)) out.accepted.push(id);
         else out.declined.push({ id, reason: j.live <= copies ? 'needed' : 'placed' });
       }
@@ -199,14 +199,17 @@ export class ReplicationLoop {
     this.waitingLogged = '';
     const fetch: { id: ContentId; info: Info; live: number }[] = [];
     const drop: ContentId[] = [];
-    const takes = (x: Disk) => x.state === 'up' && x.total > 0 && (x.total - x.free) / x.total < d.nearFull;
+    const takes = (x: Disk) => canTake(x, d.nearFull);
     const sig = `${copies}|${d.nearFull}|${disks.map((x) => `${x.node}:${x.machine}:${x.zone ?? ''}:${x.total}:${x.state}:${takes(x) ? 1 : 0}`).sort().join(',')}`;
     if (sig !== this.placedFor) {
       this.placed.clear();
       this.placedFor = sig;
     }
-    // Where a near-full disk holds a copy, its place depends on that: not cached.
+    // Where a near-full disk holds a copy, its place depends on that: not cached; nor where the
+    // content's size decides whether a disk still takes it.
     const nearFull = new Set(disks.filter((x) => x.state === 'up' && !takes(x)).map((x) => x.node));
+    const open = disks.filter(takes);
+    const sizeMatters = (bytes: number) => open.some((x) => !canTake(x, d.nearFull, bytes));
     let n = 0;
     for (const id of d.ids()) {
       if (++n % 2000 === 0) await yieldLoop();
@@ -219,12 +222,12 @@ export class ReplicationLoop {
       let j;
       try {
         let placed: string[] | undefined;
-        if (!(mine && nearFull.has(d.me)) && !others.some((x) => nearFull.has(x))) {
+        if (!(mine && nearFull.has(d.me)) && !others.some((x) => nearFull.has(x)) && !sizeMatters(info.length)) {
           const hit = this.placed.get(id);
           placed = hit && hit.writer === writer ? hit.nodes : place({ id, copies, writer, disks, nearFull: d.nearFull }).nodes;
           if (placed !== hit?.nodes) this.placed.set(id, { writer, nodes: placed });
         }
-        j = judge({ id, copies, writer, me: d.me, disks, mine, others, reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, placed });
+        j = judge({ id, copies, writer, me: d.me, disks, mine, others, reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length, placed });
       } catch (e) {
         d.log.warn('replication.placement_failed', { id, error: (e as Error).message });
         continue;
@@ -240,7 +243,7 @@ export class ReplicationLoop {
     let room = s.available - s.reserved - (1 - d.nearFull) * s.total;
     const take: { id: ContentId; info: Info }[] = [];
     for (const f of fetch) {
-      if (f.info.length > room) continue;
+      if (f.info.length >= room) continue;
       room -= f.info.length;
       take.push(f);
     }

@@ -254,3 +254,15 @@ test('a near-full disk takes no new copies but keeps its place for what it holds
   }
   assert.ok(kept > 100, `the near-full disk kept its place for ${kept} of 200 ids it holds`);
 });
+
+test('a disk takes a new copy only if it stays below the near-full ratio with it', () => {
+  // 4 TB disks; 'edge' is 84.9 % full: room for 4 GB more before 85 %.
+  const disks = [disk('a1', 'A', 4), disk('b1', 'B', 4), disk('edge', 'E', 4, { free: 0.151 * 4 * TB })];
+  let small = 0;
+  for (const id of ids(200, 'b')) {
+    if (place({ id, copies: 2, disks, bytes: 1e6 }).nodes.includes('edge')) small++;
+    assert.ok(!place({ id, copies: 2, disks, bytes: 10e9 }).nodes.includes('edge'));
+  }
+  assert.ok(small > 50, `the edge disk took ${small} of 200 small copies`);
+  assert.throws(() => place({ id: ids(1)[0]!, copies: 2, disks, bytes: -1 }), /bytes/);
+});

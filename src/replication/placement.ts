@@ -44,6 +44,11 @@ export interface PlacementRequest {
   /** Fill ratio at and above which a disk takes no new copies (default NEAR_FULL). */
   nearFull?: number;
   /**
+   * Size of the content: a disk takes a new copy only if it stays below `nearFull` with it, so
+   * a disk never holds a place it has no room for (and the content would stay a copy short).
+   */
+  bytes?: number;
+  /**
    * Node ids holding a complete copy: a near-full disk keeps its place for content it holds
    * (it takes no *new* copies), or every disk crossing the threshold would shed all it holds.
    */
@@ -78,7 +83,8 @@ export function score(id: string, node: string, weight: number): number {
 export function place(req: PlacementRequest): Placement {
   const { nearFull } = check(req);
   const held = new Set(req.holders ?? []);
-  const eligible = req.disks.filter((d) => canTake(d, nearFull) || (d.state === 'up' && d.total > 0 && held.has(d.node)));
+  const bytes = req.bytes ?? 0;
+  const eligible = req.disks.filter((d) => canTake(d, nearFull, bytes) || (d.state === 'up' && d.total > 0 && held.has(d.node)));
   const writer = eligible.filter((d) => d.node === req.writer);
   const nodes = pick(ranked(req.id, eligible), req.copies, writer).map((d) => d.node);
   return { nodes, short: req.copies - nodes.length };
@@ -108,7 +114,7 @@ export function surplus(req: SurplusRequest): string[] {
   const tier = (n: string): number => {
     const d = byNode.get(n);
     if (!d) return TIER.down;
-    return d.state === 'up' && !canTake(d, nearFull) ? 0.5 : TIER[d.state];
+    return d.state === 'up' && !canTake(d, nearFull, req.bytes ?? 0) ? 0.5 : TIER[d.state];
   };
   const key = new Map(held.map((n) => [n, { t: tier(n), s: score(req.id, n, byNode.get(n)?.total ?? 0) }]));
   const order = held.sort((a, b) => key.get(a)!.t - key.get(b)!.t || byScore(a, key.get(a)!.s, b, key.get(b)!.s));
@@ -121,7 +127,8 @@ export function surplus(req: SurplusRequest): string[] {
 
 const TIER: Record<DiskState, number> = { up: 0, maintenance: 1, draining: 2, down: 3 };
 
-const canTake = (d: Disk, nearFull: number) => d.state === 'up' && d.total > 0 && (d.total - d.free) / d.total < nearFull;
+/** A new copy of `bytes` keeps the disk below `nearFull`. */
+export const canTake = (d: Disk, nearFull: number, bytes = 0) => d.state === 'up' && d.total > 0 && (d.total - d.free + bytes) / d.total < nearFull;
 
 function byScore(a: string, sa: number, b: string, sb: number): number {
   return sa > sb ? -1 : sa < sb ? 1 : a < b ? -1 : a > b ? 1 : 0;
@@ -158,6 +165,7 @@ function check(req: PlacementRequest): { nearFull: number } {
   if (!Number.isSafeInteger(req.copies) || req.copies < 1) fail(`copies must be an integer >= 1 (got ${String(req.copies)})`);
   if (req.writer !== undefined && !isName(req.writer)) fail('writer must be a node id or undefined');
   if (req.holders !== undefined && (!Array.isArray(req.holders) || !req.holders.every(isName))) fail('holders must be a list of node ids');
+  if (req.bytes !== undefined && !(Number.isSafeInteger(req.bytes) && req.bytes >= 0)) fail(`bytes must be a whole number >= 0 (got ${String(req.bytes)})`);
   const nearFull = req.nearFull ?? NEAR_FULL;
   if (typeof nearFull !== 'number' || !(nearFull > 0 && nearFull <= 1)) fail(`nearFull must be a fill ratio in (0, 1] (got ${String(nearFull)})`);
   if (!Array.isArray(req.disks)) fail('disks must be a list');

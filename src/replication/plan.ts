@@ -21,13 +21,15 @@ export function judge(o: {
   /** Of those, the ones that answered lately (where a fetch can get pieces). */
   reachable: (node: string) => boolean;
   nearFull?: number;
+  /** The content's size (placement's room check). */
+  bytes?: number;
   /** place()'s nodes for these inputs, if known already (the loop caches them). */
   placed?: readonly string[];
 }): Judged {
   const state = new Map(o.disks.map((d) => [d.node, d.state]));
   const holders = o.mine ? [o.me, ...o.others] : [...o.others];
   const live = holders.filter((n) => state.get(n) === 'up' || state.get(n) === 'maintenance' || state.get(n) === 'draining').length;
-  const req = { id: o.id, copies: o.copies, writer: o.writer, disks: o.disks, holders, nearFull: o.nearFull };
+  const req = { id: o.id, copies: o.copies, writer: o.writer, disks: o.disks, holders, nearFull: o.nearFull, bytes: o.bytes };
   const nodes = o.placed ?? place(req).nodes;
   const short = o.copies - nodes.length;
   if (nodes.includes(o.me)) {

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, stat, statfs } from 'node:fs/promises';
+import { open, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProc } from '../testing/proc.js';
 import { netnsAvailable } from '../testing/netns.js';
@@ -308,6 +308,35 @@ test('scrub: a corrupt piece of a stored copy is found and repaired from a membe
     assert.equal(st.scrub.bad, 1);
     assert.equal(st.scrub.repaired, 1);
     assert.ok(st.swarm.downloaded > 0 && st.swarm.downloaded < data.length / 4, `fetched ${st.swarm.downloaded} bytes to repair one piece`);
+  } finally {
+    await c.teardown();
+  }
+});
+
+test('a near-full disk takes no new copies: they go elsewhere, mirror requests are declined, every file still on two disks', { skip, timeout: 240_000 }, async () => {
+  // Three disks of one size (placement weighs by size); gamma's is 70 % full of something else.
+  const c = await startCluster({ nodes: 3, subnet: '10.91.0', machines: ['alpha', 'beta', 'gamma'], rootSizes: ['64m', '64m', '64m'], settle: 'heads', extra: ['--audit-every', '1s'] });
+  const running = new Set([0, 1, 2]);
+  try {
+    const junk = Math.floor(0.7 * (await statfs(c.nodes[2]!.root)).blocks * (await statfs(c.nodes[2]!.root)).bsize);
+    await writeFile(join(c.nodes[2]!.root, 'other-data'), Buffer.alloc(junk, 1));
+    const N = 60;
+    for (let k = 0; k < N; k++) await c.write(k % 2, `/full/f${k}.bin`, randomBytes(450_000));
+    await c.converged(60_000);
+    await eventually('every file on two disks', async () => {
+      const where = byContent(await holdings(c, running));
+      return where.size === N && [...where.values()].every((at) => at.length === 2);
+    }, 120_000);
+    const small = await statfs(c.nodes[2]!.root);
+    const fill = 1 - small.bavail / small.blocks;
+    const onSmall = (await holdings(c, running)).get(2)!.size;
+    // Its share would be about half of the second copies (30 files, 13.5 MB): it stops near 85 %.
+    assert.ok(fill > 0.8 && fill < 0.9, `the full disk is ${(fill * 100).toFixed(0)} % full`);
+    assert.ok(onSmall > 0 && onSmall < N / 2, `${onSmall} copies on the full disk`);
+    // A member asking it to mirror more is told it is full.
+    const big = [...byContent(await holdings(c, running))].filter(([, at]) => !at.includes(2)).map(([id]) => id);
+    const r = await c.rpc<{ accepted: string[]; declined: { id: string; reason: string }[] }>(2, 'please_mirror', { ids: big.slice(0, 20) });
+    assert.ok(r.declined.some((d) => d.reason === 'full'), JSON.stringify(r));
   } finally {
     await c.teardown();
   }

@@ -47,6 +47,8 @@ export interface ClusterOptions {
    * UTS namespace with that name. Default: every node is on the test machine's host name.
    */
   machines?: string[];
+  /** A tmpfs of this size (e.g. '12m') as node i's root: a small disk that fills up. */
+  rootSizes?: (string | undefined)[];
 }
 
 export interface ClusterNode {
@@ -109,12 +111,21 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
   const procs = new Set<ChildProcess>();
   const logs: WriteStream[] = [];
   const mounts: string[] = [];
+  /** tmpfs roots (rootSizes), unmounted after the nodes stop. */
+  const roots: string[] = [];
   const keep = o.keep ?? process.env.DFS_CLUSTER_LOGS;
   let torn = false;
 
   async function startNode(i: number, host: NetnsHost, extra: string[]): Promise<ClusterNode> {
     const root = join(dir, host.name);
     const mnt = o.mount ? join(dir, `mnt-${host.name}`) : undefined;
+    const size = o.rootSizes?.[i];
+    if (size && !roots.includes(root)) {
+      await mkdir(root, { recursive: true });
+      const r = await runProc('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', root]);
+      if (r.code !== 0) throw new Error(`tmpfs for ${root}: ${r.stderr}`);
+      roots.push(root);
+    }
     if (mnt) {
       await mkdir(mnt, { recursive: true });
       mounts.push(mnt);
@@ -176,6 +187,7 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
     torn = true;
     await Promise.all([...procs].map((p) => stopProc(p)));
     for (const m of mounts) await forceUnmount(m).catch(() => {});
+    for (const r of roots) await runProc('umount', ['-l', r]).catch(() => {});
     await lan.teardown();
     await Promise.all(logs.map((l) => new Promise<void>((r) => l.end(() => r()))));
     if (keep) {
