@@ -11,6 +11,8 @@ export interface PeerInfo {
   publicKey?: string;
   /** False for a non-member admitted only to the guest methods (joining with a token). */
   member?: boolean;
+  /** Aborted when the caller's connection closes (what a lock held "for the connection" ends with). */
+  closed?: AbortSignal;
 }
 
 /** `signal` aborts when the caller went away (channel closed): long handlers may stop early. */

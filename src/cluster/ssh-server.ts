@@ -162,7 +162,11 @@ function handleClient(
   let peer: PeerKey | undefined;
   let member = false;
   client.on('error', (err: Error) => logAs()('connection_error', { address, peer: peer?.nodeId, error: err.message }));
-  client.on('close', () => conns.delete(slot));
+  const gone = new AbortController();
+  client.on('close', () => {
+    conns.delete(slot);
+    gone.abort();
+  });
 
   let attempts = 0;
   client.on('authentication', (ctx: AuthContext) => {
@@ -190,7 +194,7 @@ function handleClient(
   client.on('ready', () => {
     if (!peer || slot.dropped) return client.end();
     logAs()(member ? 'authenticated' : 'guest_authenticated', { address, peer: peer.nodeId, fingerprint: peer.fingerprint });
-    const who: PeerInfo = { nodeId: peer.nodeId, fingerprint: peer.fingerprint, address, publicKey: peer.line, member };
+    const who: PeerInfo = { nodeId: peer.nodeId, fingerprint: peer.fingerprint, address, publicKey: peer.line, member, closed: gone.signal };
     client.on('session', (accept, reject) => {
       if (!admission.openChannel(slot)) return reject();
       const session = accept();

@@ -16,7 +16,7 @@ export interface PartialView {
 }
 
 /** Most locks held on this node at once (by all peers): a peer cannot grow our memory without bound. */
-const MAX_LOCKS = 256;
+export const MAX_LOCKS = 256;
 
 export class Holdings {
   private held = new Set<ContentId>();
@@ -90,6 +90,12 @@ export class Holdings {
     const token = randomBytes(16).toString('hex');
     if (locked.length) this.locks.set(token, { ids: new Set(locked), until: this.now() + ms });
     return { token, locked, missing, ms };
+  }
+
+  /** The lock is held (not expired nor unlocked). */
+  holds(token: string): boolean {
+    this.expire();
+    return this.locks.has(token);
   }
 
   unlock(token: string): void {

@@ -16,13 +16,14 @@ import { LOCAL_PEER } from '../cluster/control-socket.js';
 import { PeerClients } from '../cluster/peer-clients.js';
 import { isNodeId } from '../cluster/identity.js';
 import { Holdings } from './holdings.js';
+import { serveLocks } from './locks.js';
 import { NEAR_FULL } from './placement.js';
 import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
 import { ReadCache } from './cache.js';
 import { Scrubber } from './scrub.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
-import { ACTIVE_TORRENTS, FREESPACE, LOCK_CONTENT, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, UNLOCK_CONTENT, MirrorReply } from './methods.js';
+import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, MirrorReply } from './methods.js';
 
 export interface ReplicationOptions {
   /** Fill ratio from which this disk takes no new copies (default 0.85). */
@@ -226,8 +227,7 @@ export class Replication {
     serve(rpc, PLEASE_MIRROR, async (p) => this.mirror(p.ids));
     // Copies go only where this node's own checks find them surplus (and the drop's locks hold).
     serve(rpc, PLEASE_STOP_MIRRORING, (p): Promise<MirrorReply> => this.loop.mayDrop(p.ids));
-    serve(rpc, LOCK_CONTENT, (p) => this.holdings.lock(p.ids, p.ms));
-    serve(rpc, UNLOCK_CONTENT, (p) => { this.holdings.unlock(p.token); return null; });
+    serveLocks(rpc, this.holdings);
     rpc.register('replication_config', (params, peer) => this.config(params, peer));
     rpc.register('replication_status', (_p, peer) => {
       localOnly(peer, 'replication_status');
