@@ -190,3 +190,46 @@ test('a second disk joins through the running member on this machine, with no to
   await n2.stop();
   await n.stop();
 });
+
+test('config, maintenance and drain: through the running node, settings shown and set, bad input refused', async () => {
+  for (const c of ['config', 'maintenance', 'drain']) {
+    const r = await cli([c, '--help']);
+    assert.equal(r.code, 0, c);
+    assert.match(r.out, new RegExp(`^Usage: delugefs ${c}`));
+  }
+  const b = await box();
+  const n = await b.start(['--interface', 'lo'], { create: true, mount: false });
+  const me = String(n.ready.node);
+  let r = await cli(['config', b.root, '--json']);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(JSON.parse(r.out), { copies: 2, copiesSetBy: null, copiesSetAt: null, maintenance: [], draining: [] });
+  r = await cli(['config', b.root, 'copies', '3']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, new RegExp(`^copies 3 \\(set by ${me} at `));
+  r = await cli(['config', b.root, 'copies']);
+  assert.equal(r.out.trim(), '3');
+  for (const [args, code, msg] of [
+    [['config', b.root, 'copies', '0'], 1, /copies must be an integer in \[1, 16\]/], [['config', b.root, 'copies', 'two'], 2, /copies must be a whole number/],
+    [['config', b.root, 'colour', 'red'], 2, /unknown setting "colour"/], [['maintenance', b.root, me, 'maybe'], 2, /say on or off/],
+    [['maintenance', b.root, 'notanode', 'on'], 1, /not a node id/], [['drain', b.root, 'aaaaaaaaaaaaaaaa'], 1, /is not a member/],
+  ] as [string[], number, RegExp][]) {
+    r = await cli(args);
+    assert.equal(r.code, code, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, msg);
+  }
+  r = await cli(['maintenance', b.root, me, 'on', '--json']);
+  assert.deepEqual(JSON.parse(r.out), { nodeId: me, maintenance: true });
+  r = await cli(['drain', b.root, me]);
+  assert.equal(r.out.trim(), `node ${me}: draining on`);
+  r = await cli(['config', b.root, '--json']);
+  assert.deepEqual(JSON.parse(r.out).maintenance, [me]);
+  assert.deepEqual(JSON.parse(r.out).draining, [me]);
+  // The settings are records in the namespace: they survive a restart.
+  await n.stop();
+  r = await cli(['config', b.root]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /no node is running/);
+  await b.start(['--interface', 'lo'], { mount: false });
+  r = await cli(['config', b.root, 'copies']);
+  assert.equal(r.out.trim(), '3');
+});

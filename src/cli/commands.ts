@@ -19,6 +19,9 @@ import { refusalFromRepo } from '../cluster/repo-members.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
 import { MAX_PUT_BYTES, PUT_METHOD, PutResult, putPathProblem } from '../node/put-file.js';
+import { callLocal, Method } from '../daemon/methods.js';
+import { REPLICATION_CONFIG } from '../replication/methods.js';
+import { MAX_COPIES } from '../replication/settings.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -106,6 +109,16 @@ async function viaControl<T>(root: string, method: string, params: unknown): Pro
   } catch (e) {
     if (e instanceof RpcCallError && e.code === 'not_running') return undefined;
     throw new CheckError(`${method}: ${(e as Error).message}`);
+  }
+}
+
+/** A typed method of the running node (daemon/methods.ts); undefined when no node runs on ROOT. */
+async function viaControlM<P, R>(root: string, m: Method<P, R>, params: P): Promise<R | undefined> {
+  try {
+    return await callLocal(join(root, CONTROL_SOCKET), m, params);
+  } catch (e) {
+    if (e instanceof RpcCallError && e.code === 'not_running') return undefined;
+    throw new CheckError(`${m.name}: ${(e as Error).message}`);
   }
 }
 
@@ -226,7 +239,8 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const [, key, value] = a.pos;
       if (key !== undefined && key !== 'copies') throw new UsageError(`config: unknown setting "${key}" (known: copies)\n${HELP.config}`);
       await nodeRoot(root);
-      const r = await viaControl<{ copies: number; copiesSetBy: string | null; copiesSetAt: string | null; maintenance: string[] }>(root, 'replication_config', value === undefined ? {} : { copies: value });
+      if (value !== undefined && !/^\d{1,2}$/.test(value)) throw new UsageError(`config: copies must be a whole number from 1 to ${MAX_COPIES}, not "${value}"`);
+      const r = await viaControlM(root, REPLICATION_CONFIG, value === undefined ? {} : { copies: Number(value) });
       if (!r) throw new CheckError(`config: no node is running on ${root}; start it first`);
       if (key && value === undefined) return print(a.json, { copies: r.copies }, String(r.copies));
       return print(a.json, r, `copies ${r.copies}${r.copiesSetBy ? ` (set by ${r.copiesSetBy} at ${r.copiesSetAt})` : ' (default)'}${r.maintenance.length ? `\nmaintenance ${r.maintenance.join(' ')}` : ''}`);
@@ -236,7 +250,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       if (!isNodeId(id)) throw new CheckError(`${cmd}: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
       if (onOff !== 'on' && onOff !== 'off') throw new UsageError(`${cmd}: say on or off, not "${onOff}"`);
       await nodeRoot(root);
-      const r = await viaControl<{ maintenance: string[]; draining: string[] }>(root, 'replication_config', { [cmd]: id, on: onOff === 'on' });
+      const r = await viaControlM(root, REPLICATION_CONFIG, { [cmd === 'drain' ? 'drain' : 'maintenance']: id, on: onOff === 'on' });
       if (!r) throw new CheckError(`${cmd}: no node is running on ${root}; start it first`);
       const on = (cmd === 'drain' ? r.draining : r.maintenance).includes(id);
       return print(a.json, { nodeId: id, [cmd === 'drain' ? 'draining' : 'maintenance']: on }, `node ${id}: ${cmd === 'drain' ? 'draining' : 'maintenance'} ${on ? 'on' : 'off'}`);

@@ -4,6 +4,7 @@
 // own folder (e.g. replication/methods.ts) and register handlers with serve().
 import { RpcError, RpcRegistry, PeerInfo } from '../cluster/rpc.js';
 import { RpcCallError, RpcClient } from '../cluster/rpc-client.js';
+import { controlCall } from '../cluster/control-socket.js';
 
 export interface Method<P, R> {
   readonly name: string;
@@ -33,6 +34,16 @@ export function serve<P, R>(rpc: RpcRegistry, m: Method<P, R>, h: (p: P, peer: P
 /** Calls a peer and checks its answer against the method's result checker. */
 export async function call<P, R>(client: RpcClient, m: Method<P, R>, params: P, opts: { timeoutMs?: number } = {}): Promise<R> {
   const raw = await client.call<unknown>(m.name, params, opts);
+  try {
+    return m.result(raw);
+  } catch (e) {
+    throw new RpcCallError('bad_reply', `${m.name}: ${(e as Error).message}`);
+  }
+}
+
+/** Calls the node's control socket (CLI) and checks its answer the same way. */
+export async function callLocal<P, R>(socket: string, m: Method<P, R>, params: P, timeoutMs = 30_000): Promise<R> {
+  const raw = await controlCall<unknown>(socket, m.name, params, timeoutMs);
   try {
     return m.result(raw);
   } catch (e) {

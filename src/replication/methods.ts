@@ -93,4 +93,28 @@ export const LOCK_CONTENT = method('lock_content', (v): { ids: ContentId[]; ms: 
 
 export const UNLOCK_CONTENT = method('unlock_content', (v): { token: string } => ({ token: str(obj(v).token, 'token', TOKEN_RE) }), none);
 
-export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT] as const;
+/** Control socket: shows or sets the cluster's replication settings (records). */
+export interface ConfigParams { copies?: number; maintenance?: string; drain?: string; on?: boolean }
+export interface ConfigReply { copies: number; copiesSetBy: string | null; copiesSetAt: string | null; maintenance: string[]; draining: string[] }
+const nodeIds = (v: unknown, what: string) => list(v, what, 10_000, (x, w) => str(x, w, NODE_RE));
+export const REPLICATION_CONFIG = method('replication_config', (v): ConfigParams => {
+  const o = v === null || v === undefined ? {} : obj(v);
+  const out: ConfigParams = {};
+  if (o.copies !== undefined) out.copies = int(typeof o.copies === 'string' && /^\d{1,3}$/.test(o.copies) ? Number(o.copies) : o.copies, 'copies', 1, 16);
+  for (const k of ['maintenance', 'drain'] as const) if (o[k] !== undefined) out[k] = str(o[k], k, NODE_RE);
+  if (o.on !== undefined) out.on = bool(o.on, 'on');
+  if ((out.maintenance || out.drain) && out.on === undefined) throw new Bad('maintenance and drain need "on": true or false');
+  return out;
+}, (v): ConfigReply => {
+  const o = obj(v, 'reply');
+  const when = (x: unknown, w: string) => (x === null ? null : str(x, w, /^[0-9TZ:.-]{10,30}$/));
+  return {
+    copies: int(o.copies, 'copies', 1, 16), copiesSetBy: o.copiesSetBy === null ? null : str(o.copiesSetBy, 'copiesSetBy', /^[a-z2-7]{1,64}$/),
+    copiesSetAt: when(o.copiesSetAt, 'copiesSetAt'), maintenance: nodeIds(o.maintenance, 'maintenance'), draining: nodeIds(o.draining, 'draining'),
+  };
+});
+
+/** Control socket: what replication on this node is doing (for people and tests; loosely checked). */
+export const REPLICATION_STATUS = method('replication_status', none, (v) => obj(v, 'reply'));
+
+export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS] as const;

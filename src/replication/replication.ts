@@ -22,8 +22,8 @@ import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
 import { ReadCache } from './cache.js';
 import { Scrubber } from './scrub.js';
-import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting, parseCopies } from './settings.js';
-import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, MirrorReply } from './methods.js';
+import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
+import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, ConfigParams, ConfigReply, MirrorReply } from './methods.js';
 
 export interface ReplicationOptions {
   /** Fill ratio from which this disk takes no new copies (default 0.85). */
@@ -228,26 +228,20 @@ export class Replication {
     // Copies go only where this node's own checks find them surplus (and the drop's locks hold).
     serve(rpc, PLEASE_STOP_MIRRORING, (p): Promise<MirrorReply> => this.loop.mayDrop(p.ids));
     serveLocks(rpc, this.holdings);
-    rpc.register('replication_config', (params, peer) => this.config(params, peer));
-    rpc.register('replication_status', (_p, peer) => {
+    serve(rpc, REPLICATION_CONFIG, (params, peer) => this.config(params, peer));
+    serve(rpc, REPLICATION_STATUS, (_p, peer) => {
       localOnly(peer, 'replication_status');
       return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length, round: this.loop.stats, scrub: this.scrub.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
     });
   }
 
   /** `delugefs config ROOT [copies [N]]` and `delugefs maintenance ROOT NODE on|off`: cluster records, committed now. */
-  private async config(params: unknown, peer: PeerInfo): Promise<unknown> {
+  private async config(p: ConfigParams, peer: PeerInfo): Promise<ConfigReply> {
     localOnly(peer, 'replication_config');
-    const p = (params ?? {}) as { copies?: unknown; maintenance?: unknown; drain?: unknown; on?: unknown };
     const ns = this.node.ns;
     const me = this.cluster.identity.nodeId;
     if (p.copies !== undefined) {
-      let n: number;
-      try {
-        n = parseCopies(p.copies);
-      } catch (e) {
-        throw new RpcError('malformed', (e as Error).message);
-      }
+      const n = p.copies;
       if (n !== this.copies()) {
         await ns.setRecord(COPIES_RECORD, encodeSetting(n, me));
         await ns.commit();
@@ -257,8 +251,8 @@ export class Replication {
     for (const [key, record] of [['maintenance', MAINTENANCE_RECORD], ['drain', DRAIN_RECORD]] as const) {
       const id = p[key];
       if (id === undefined) continue;
-      if (typeof id !== 'string' || !isNodeId(id) || !this.cluster.membership.get(id) || this.cluster.membership.isRevoked(id)) throw new RpcError('malformed', `${key} needs the node id of a member`);
-      if (typeof p.on !== 'boolean') throw new RpcError('malformed', `${key} needs "on": true or false`);
+      if (!isNodeId(id) || !this.cluster.membership.get(id) || this.cluster.membership.isRevoked(id)) throw new RpcError('not_found', `${key}: ${id} is not a member`);
+      if (p.on === undefined) throw new RpcError('malformed', `${key} needs "on": true or false`);
       if (p.on !== this.flag(record, id)) {
         await ns.setRecord(record + id, encodeSetting(p.on ? 1 : 0, me));
         await ns.commit();

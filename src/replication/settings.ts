@@ -54,9 +54,3 @@ function parse(data: Buffer | undefined): Setting<unknown> | null {
   if (!r || typeof r !== 'object' || typeof r.at !== 'string' || !/^\d{16}$/.test(r.at) || typeof r.by !== 'string' || r.by.length > 64) return null;
   return { value: r.value, at: Number(r.at), by: r.by };
 }
-
-export function parseCopies(v: unknown): number {
-  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (!Number.isSafeInteger(n) || (n as number) < 1 || (n as number) > MAX_COPIES) throw new Error(`copies must be a whole number from 1 to ${MAX_COPIES}`);
-  return n as number;
-}
