@@ -202,16 +202,20 @@ test('config, maintenance and drain: through the running node, settings shown an
   const me = String(n.ready.node);
   let r = await cli(['config', b.root, '--json']);
   assert.equal(r.code, 0, r.err);
-  assert.deepEqual(JSON.parse(r.out), { copies: 2, copiesSetBy: null, copiesSetAt: null, maintenance: [], draining: [] });
+  assert.deepEqual(JSON.parse(r.out), { copies: 2, copiesSetBy: null, copiesSetAt: null, maintenance: [], draining: [], dirs: [] });
   r = await cli(['config', b.root, 'copies', '3']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, new RegExp(`^copies 3 \\(set by ${me} at `));
   r = await cli(['config', b.root, 'copies']);
   assert.equal(r.out.trim(), '3');
+  r = await cli(['config', b.root, 'copies', '1', '--dir', '/scratch/']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^copies 3 .*\ncopies 1 under \/scratch\n$/);
   for (const [args, code, msg] of [
     [['config', b.root, 'copies', '0'], 1, /copies must be an integer in \[1, 16\]/], [['config', b.root, 'copies', 'two'], 2, /copies must be a whole number/],
     [['config', b.root, 'colour', 'red'], 2, /unknown setting "colour"/], [['maintenance', b.root, me, 'maybe'], 2, /say on or off/],
     [['maintenance', b.root, 'notanode', 'on'], 1, /not a node id/], [['drain', b.root, 'aaaaaaaaaaaaaaaa'], 1, /is not a member/],
+    [['config', b.root, '--dir', '/x'], 2, /needs "copies N"/], [['config', b.root, 'copies', '2', '--dir', 'rel'], 2, /absolute path/],
   ] as [string[], number, RegExp][]) {
     r = await cli(args);
     assert.equal(r.code, code, `${args.join(' ')}: ${r.err}`);

@@ -44,10 +44,13 @@ running behind your own sshd. --bin: how sshd starts delugefs (default: this pro
 The forced command of an authorized_keys line (see authorized-keys): serves git fetch/push of the
 metadata repository and delugefs-rpc for member NODE, from SSH_ORIGINAL_COMMAND. Every call
 first checks that NODE is a member and not removed (exit 1 with a message when not).`,
-  config: `Usage: delugefs config ROOT [copies [N]] [--json]
+  config: `Usage: delugefs config ROOT [copies [N]] [--dir PATH] [--json]
 On a running node: shows the cluster's settings, or sets one. copies: on how many disks (on
-different machines where there are enough) every file is kept, 1-16, default 2. A setting is a
-record in the cluster's namespace: every member follows it once synced (the later change wins).`,
+different machines where there are enough) every file is kept, 1-16, default 2. With --dir, for
+the files under directory PATH of the namespace (e.g. /photos) instead; 0 removes that setting.
+A file takes its nearest directory's setting, content shared by several files the largest. A
+setting is a record in the cluster's namespace: every member follows it once synced (the later
+change wins).`,
   maintenance: `Usage: delugefs maintenance ROOT NODE on|off [--json]
 On a running node: NODE (a member's id, see "delugefs members") is out for planned work (a
 reboot, a disk swap): while on, its copies are not made again elsewhere however long it is
@@ -63,7 +66,7 @@ mount. At most ${MAX_PUT_BYTES >> 10} KiB; write larger files through a mount. -
 };
 export const SUBCOMMANDS = Object.keys(HELP);
 
-interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean }
+interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string }
 
 const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
 
@@ -82,6 +85,7 @@ function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed
     else if (a === '--bin' && cmd === 'authorized-keys') out.bin = val();
     else if (a === '--peer' && cmd === 'shell') out.peer = val();
     else if ((a === '--parents' || a === '-p') && cmd === 'put') out.parents = true;
+    else if (a === '--dir' && cmd === 'config') out.dir = val();
     else if (a.startsWith('-') && !(a === '-' && cmd === 'put') && !a.startsWith('ssh-')) throw new UsageError(`${cmd}: unknown option ${a}`);
     else out.pos.push(a);
   }
@@ -240,10 +244,16 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       if (key !== undefined && key !== 'copies') throw new UsageError(`config: unknown setting "${key}" (known: copies)\n${HELP.config}`);
       await nodeRoot(root);
       if (value !== undefined && !/^\d{1,2}$/.test(value)) throw new UsageError(`config: copies must be a whole number from 1 to ${MAX_COPIES}, not "${value}"`);
-      const r = await viaControlM(root, REPLICATION_CONFIG, value === undefined ? {} : { copies: Number(value) });
+      if (a.dir !== undefined && (value === undefined || !a.dir.startsWith('/'))) throw new UsageError('config: --dir takes an absolute path inside the namespace and needs "copies N"');
+      const r = await viaControlM(root, REPLICATION_CONFIG, value === undefined ? {} : { copies: Number(value), ...(a.dir !== undefined ? { dir: a.dir } : {}) });
       if (!r) throw new CheckError(`config: no node is running on ${root}; start it first`);
       if (key && value === undefined) return print(a.json, { copies: r.copies }, String(r.copies));
-      return print(a.json, r, `copies ${r.copies}${r.copiesSetBy ? ` (set by ${r.copiesSetBy} at ${r.copiesSetAt})` : ' (default)'}${r.maintenance.length ? `\nmaintenance ${r.maintenance.join(' ')}` : ''}`);
+      return print(a.json, r, [
+        `copies ${r.copies}${r.copiesSetBy ? ` (set by ${r.copiesSetBy} at ${r.copiesSetAt})` : ' (default)'}`,
+        ...r.dirs.map((d) => `copies ${d.copies} under ${d.path}`),
+        ...(r.maintenance.length ? [`maintenance ${r.maintenance.join(' ')}`] : []),
+        ...(r.draining.length ? [`draining ${r.draining.join(' ')}`] : []),
+      ].join('\n'));
     }
     case 'maintenance': case 'drain': {
       const [, id, onOff = 'on'] = a.pos as [string, string, string?];

@@ -88,6 +88,11 @@ export class Tree {
     return this.refs.keys();
   }
 
+  /** How many entries reference this content. */
+  refCount(id: ContentId): number {
+    return this.refs.get(id)?.n ?? 0;
+  }
+
   /** The node that wrote content some entry references, if the entry names it. */
   writer(id: ContentId): string | undefined {
     return this.refs.get(id)?.writer;

@@ -33,7 +33,9 @@ export interface LoopDeps {
   /** Content being written here now: never dropped meanwhile. */
   busy(id: ContentId): boolean;
   members(): Member[];
+  /** The cluster's copies, and per content (directory settings) for this round. */
   copies(): number;
+  copiesFor(): (id: ContentId) => number;
   space(): Promise<{ total: number; free: number; available: number; reserved: number }>;
   /** Queues fetches (in this order) for the fetcher; replaces what an earlier round queued. */
   fetch(list: { id: ContentId; info: Info }[]): void;
@@ -72,7 +74,7 @@ export class ReplicationLoop {
    * Placements of the last rounds, valid while the disks (their sizes, states and whether they
    * take new copies) and `copies` stay the same: a round then hashes only new content.
    */
-  private placed = new Map<ContentId, { writer: string | undefined; nodes: string[] }>();
+  private placed = new Map<ContentId, { writer: string | undefined; copies: number; nodes: string[] }>();
   private placedFor = '';
   stats: LoopStats | null = null;
 
@@ -164,10 +166,11 @@ export class ReplicationLoop {
   async mayDrop(ids: ContentId[]): Promise<{ accepted: ContentId[]; declined: { id: ContentId; reason: string }[] }> {
     const { d } = this;
     const out = { accepted: [] as ContentId[], declined: [] as { id: ContentId; reason: string }[] };
-    const copies = d.copies();
+    const copiesOf = d.copiesFor();
     const s = await d.space();
     const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
     for (const id of ids) {
+      const copies = copiesOf(id);
       const info = d.info(id);
       if (!d.holdings.has(id)) out.declined.push({ id, reason: 'not_held' });
       else if (!info) out.accepted.push(id); // unreferenced: the garbage collection's (its grace period)
@@ -185,6 +188,7 @@ export class ReplicationLoop {
   private async plan(): Promise<void> {
     const { d } = this;
     const copies = d.copies();
+    const copiesOf = d.copiesFor();
     const s = await d.space();
     const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
     const stats: LoopStats = { at: Date.now(), copies, ids: 0, under: 0, lost: 0, waiting: unknown, disks, fetchQueued: 0, dropped: 0 };
@@ -198,9 +202,9 @@ export class ReplicationLoop {
     }
     this.waitingLogged = '';
     const fetch: { id: ContentId; info: Info; live: number }[] = [];
-    const drop: ContentId[] = [];
+    const drop: { id: ContentId; copies: number }[] = [];
     const takes = (x: Disk) => canTake(x, d.nearFull);
-    const sig = `${copies}|${d.nearFull}|${disks.map((x) => `${x.node}:${x.machine}:${x.zone ?? ''}:${x.total}:${x.state}:${takes(x) ? 1 : 0}`).sort().join(',')}`;
+    const sig = `${d.nearFull}|${disks.map((x) => `${x.node}:${x.machine}:${x.zone ?? ''}:${x.total}:${x.state}:${takes(x) ? 1 : 0}`).sort().join(',')}`;
     if (sig !== this.placedFor) {
       this.placed.clear();
       this.placedFor = sig;
@@ -219,13 +223,14 @@ export class ReplicationLoop {
       const mine = d.holdings.has(id);
       const writer = d.writer(id);
       const others = d.view.holdersOf(id);
+      const copies = copiesOf(id);
       let j;
       try {
         let placed: string[] | undefined;
         if (!(mine && nearFull.has(d.me)) && !others.some((x) => nearFull.has(x)) && !sizeMatters(info.length)) {
           const hit = this.placed.get(id);
-          placed = hit && hit.writer === writer ? hit.nodes : place({ id, copies, writer, disks, nearFull: d.nearFull }).nodes;
-          if (placed !== hit?.nodes) this.placed.set(id, { writer, nodes: placed });
+          placed = hit && hit.writer === writer && hit.copies === copies ? hit.nodes : place({ id, copies, writer, disks, nearFull: d.nearFull }).nodes;
+          if (placed !== hit?.nodes) this.placed.set(id, { writer, copies, nodes: placed });
         }
         j = judge({ id, copies, writer, me: d.me, disks, mine, others, reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length, placed });
       } catch (e) {
@@ -235,7 +240,7 @@ export class ReplicationLoop {
       if (j.live < copies) stats.under++;
       if (j.live === 0) stats.lost++;
       if (j.action.kind === 'fetch' && j.action.live > 0) fetch.push({ id, info, live: j.action.live });
-      else if (j.action.kind === 'drop' && !d.busy(id)) drop.push(id);
+      else if (j.action.kind === 'drop' && !d.busy(id)) drop.push({ id, copies });
     }
     if (this.placed.size > 2 * stats.ids + 1000) this.placed.clear(); // deleted content's entries
     // Healing order: the content with the fewest copies left first (HDFS's priority queues).
@@ -249,14 +254,16 @@ export class ReplicationLoop {
     }
     d.fetch(take);
     stats.fetchQueued = take.length;
-    for (let i = 0; i < drop.length && !this.closed; i += DROP_BATCH) stats.dropped += await this.dropSome(drop.slice(i, i + DROP_BATCH), copies);
+    for (let i = 0; i < drop.length && !this.closed; i += DROP_BATCH) stats.dropped += await this.dropSome(drop.slice(i, i + DROP_BATCH));
     this.stats = stats;
     if (take.length || stats.dropped || stats.under) d.log.info('replication.round', { ids: stats.ids, under: stats.under, lost: stats.lost, fetch: take.length, dropped: stats.dropped, surplus: drop.length });
   }
 
-  /** Drops our copies of `ids` where `copies` others can be locked first. Returns how many went. */
-  private async dropSome(ids: ContentId[], copies: number): Promise<number> {
+  /** Drops our copies where their `copies` others can be locked first. Returns how many went. */
+  private async dropSome(batch: { id: ContentId; copies: number }[]): Promise<number> {
     const { d } = this;
+    const ids = batch.map((b) => b.id);
+    const need = new Map(batch.map((b) => [b.id, b.copies]));
     const byPeer = new Map<string, ContentId[]>();
     for (const id of ids) for (const p of d.view.holdersOf(id)) if (d.view.reachable(p)) (byPeer.get(p) ?? byPeer.set(p, []).get(p)!).push(id);
     const lockedBy = new Map<ContentId, number>();
@@ -283,7 +290,7 @@ export class ReplicationLoop {
       const results = await Promise.all(ids.map((id) => d.holdings.drop(id, async () => {
         await lockAll();
         // Well inside the locks' lease, or not at all.
-        return (lockedBy.get(id) ?? 0) >= copies && Date.now() - t0 < d.lockMs / 2;
+        return (lockedBy.get(id) ?? 0) >= need.get(id)! && Date.now() - t0 < d.lockMs / 2;
       }, () => !d.busy(id))));
       for (let i = 0; i < ids.length; i++) if (results[i]) {
         dropped++;

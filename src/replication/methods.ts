@@ -94,13 +94,16 @@ export const LOCK_CONTENT = method('lock_content', (v): { ids: ContentId[]; ms: 
 export const UNLOCK_CONTENT = method('unlock_content', (v): { token: string } => ({ token: str(obj(v).token, 'token', TOKEN_RE) }), none);
 
 /** Control socket: shows or sets the cluster's replication settings (records). */
-export interface ConfigParams { copies?: number; maintenance?: string; drain?: string; on?: boolean }
-export interface ConfigReply { copies: number; copiesSetBy: string | null; copiesSetAt: string | null; maintenance: string[]; draining: string[] }
+export interface ConfigParams { copies?: number; dir?: string; maintenance?: string; drain?: string; on?: boolean }
+export interface ConfigReply { copies: number; copiesSetBy: string | null; copiesSetAt: string | null; maintenance: string[]; draining: string[]; dirs: { path: string; copies: number }[] }
 const nodeIds = (v: unknown, what: string) => list(v, what, 10_000, (x, w) => str(x, w, NODE_RE));
 export const REPLICATION_CONFIG = method('replication_config', (v): ConfigParams => {
   const o = v === null || v === undefined ? {} : obj(v);
   const out: ConfigParams = {};
-  if (o.copies !== undefined) out.copies = int(typeof o.copies === 'string' && /^\d{1,3}$/.test(o.copies) ? Number(o.copies) : o.copies, 'copies', 1, 16);
+  if (o.dir !== undefined) out.dir = str(o.dir, 'dir', /^\/[^\0]*$/, 4096);
+  // A directory's setting 0 removes it; the cluster's is at least 1.
+  if (o.copies !== undefined) out.copies = int(typeof o.copies === 'string' && /^\d{1,3}$/.test(o.copies) ? Number(o.copies) : o.copies, 'copies', out.dir ? 0 : 1, 16);
+  if (out.dir !== undefined && out.copies === undefined) throw new Bad('dir needs copies');
   for (const k of ['maintenance', 'drain'] as const) if (o[k] !== undefined) out[k] = str(o[k], k, NODE_RE);
   if (o.on !== undefined) out.on = bool(o.on, 'on');
   if ((out.maintenance || out.drain) && out.on === undefined) throw new Bad('maintenance and drain need "on": true or false');
@@ -111,6 +114,10 @@ export const REPLICATION_CONFIG = method('replication_config', (v): ConfigParams
   return {
     copies: int(o.copies, 'copies', 1, 16), copiesSetBy: o.copiesSetBy === null ? null : str(o.copiesSetBy, 'copiesSetBy', /^[a-z2-7]{1,64}$/),
     copiesSetAt: when(o.copiesSetAt, 'copiesSetAt'), maintenance: nodeIds(o.maintenance, 'maintenance'), draining: nodeIds(o.draining, 'draining'),
+    dirs: list(o.dirs ?? [], 'dirs', 10_000, (x, w) => {
+      const d = obj(x, w);
+      return { path: str(d.path, `${w}.path`, /^\/[^\0]*$/, 4096), copies: int(d.copies, `${w}.copies`, 1, 16) };
+    }),
   };
 });
 

@@ -13,6 +13,8 @@ import { netnsAvailable } from '../testing/netns.js';
 import { startCluster, TestCluster } from '../testing/cluster.js';
 import { eventually } from '../testing/eventually.js';
 import type { ActivePage } from './methods.js';
+import { hashBuffer } from '../content/hasher.js';
+import { infoHash } from '../content/metainfo.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
 const MACHINES = ['alpha', 'alpha', 'beta', 'gamma'];
@@ -60,9 +62,11 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
   const running = new Set(c.nodes.map((n) => n.index));
   try {
     // Mixed sizes, written on every node; distinct content each.
+    const inD0 = new Set<string>();
     for (let k = 0; k < FILES; k++) {
-      const size = [100, 5000, 70_000, 300_000][k % 4]!;
-      await c.write(k % 4, `/d${k % 3}/f${k}.bin`, randomBytes(size));
+      const data = randomBytes([100, 5000, 70_000, 300_000][k % 4]!);
+      if (k % 3 === 0) inD0.add(infoHash(hashBuffer(data)));
+      await c.write(k % 4, `/d${k % 3}/f${k}.bin`, data);
     }
     await c.converged(60_000);
     const all = new Set<string>();
@@ -127,6 +131,16 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
     const cfg = await c.rpc<{ copies: number; copiesSetBy: string }>(0, 'replication_config', {});
     assert.equal(cfg.copies, 1);
     assert.equal(cfg.copiesSetBy, c.nodes[3]!.id);
+
+    // A directory's own setting: /d0 on three disks of three machines, the rest stays at one.
+    await c.rpc(2, 'replication_config', { copies: 3, dir: '/d0' });
+    await eventually('/d0 on three machines, the rest on one disk', async () => {
+      const where = byContent(await holdings(c, running));
+      return [...all].every((id) => {
+        const at = where.get(id) ?? [];
+        return inD0.has(id) ? at.length === 3 && new Set(at.map((i) => MACHINES[i])).size === 3 : at.length === 1;
+      });
+    }, 90_000);
   } finally {
     await c.teardown();
   }

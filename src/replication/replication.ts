@@ -22,6 +22,7 @@ import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
 import { ReadCache } from './cache.js';
 import { Scrubber } from './scrub.js';
+import { DIR_COPIES_RECORD, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, ConfigParams, ConfigReply, MirrorReply } from './methods.js';
 
@@ -82,6 +83,7 @@ export class Replication {
       busy: (id) => node.keeper.busy(id),
       members: () => this.members(),
       copies: () => this.copies(),
+      copiesFor: () => this.copiesFor(),
       space: () => this.space(),
       fetch: (list) => {
         this.planned = list;
@@ -164,6 +166,19 @@ export class Replication {
     return decodeCopies(this.node.ns.getRecord(COPIES_RECORD))?.value ?? DEFAULT_COPIES;
   }
 
+  /** Per-content copies from directory settings, recomputed after a change to the namespace. */
+  private byDir: { head: string | null; copies: number; map: Map<ContentId, number> } | null = null;
+  copiesFor(): (id: ContentId) => number {
+    const ns = this.node.ns;
+    const fallback = this.copies();
+    if (this.byDir?.head !== ns.head || this.byDir.copies !== fallback) {
+      const settings = dirSettings(ns.listRecords(DIR_COPIES_RECORD));
+      this.byDir = { head: ns.head, copies: fallback, map: settings.size ? copiesByContent(ns.tree, settings, fallback) : new Map() };
+    }
+    const map = this.byDir.map;
+    return (id) => map.get(id) ?? fallback;
+  }
+
   private flag(record: string, id: string): boolean {
     return decodeFlag(this.node.ns.getRecord(record + id))?.value === 1;
   }
@@ -240,7 +255,15 @@ export class Replication {
     localOnly(peer, 'replication_config');
     const ns = this.node.ns;
     const me = this.cluster.identity.nodeId;
-    if (p.copies !== undefined) {
+    if (p.dir !== undefined) {
+      const path = normalize(p.dir);
+      const now = dirSettings(ns.listRecords(DIR_COPIES_RECORD)).get(path) ?? 0;
+      if (p.copies !== now) {
+        await ns.setRecord(DIR_COPIES_RECORD + dirKey(path), encodeSetting({ path, copies: p.copies! }, me));
+        await ns.commit();
+        this.log.info('replication.dir_copies_set', { dir: path, copies: p.copies });
+      }
+    } else if (p.copies !== undefined) {
       const n = p.copies;
       if (n !== this.copies()) {
         await ns.setRecord(COPIES_RECORD, encodeSetting(n, me));
@@ -264,6 +287,7 @@ export class Replication {
       copies: this.copies(), copiesSetBy: c?.by ?? null, copiesSetAt: c ? new Date(c.at).toISOString() : null,
       maintenance: this.members().filter((m) => m.maintenance).map((m) => m.nodeId),
       draining: this.members().filter((m) => m.draining).map((m) => m.nodeId),
+      dirs: [...dirSettings(ns.listRecords(DIR_COPIES_RECORD))].sort().map(([path, copies]) => ({ path, copies })),
     };
   }
 

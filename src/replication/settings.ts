@@ -18,7 +18,7 @@ export const MAX_COPIES = 16;
 export interface Setting<T> { value: T; at: number; by: string }
 
 /** A fixed-width time first: records compare as bytes in time order (then by node). */
-export function encodeSetting(value: number | string, by: string, at = Date.now()): Buffer {
+export function encodeSetting(value: number | string | Record<string, unknown>, by: string, at = Date.now()): Buffer {
   return Buffer.from(JSON.stringify({ at: String(Math.max(0, Math.floor(at))).padStart(16, '0'), by, value }) + '\n');
 }
 

@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Tree } from '../meta/tree.js';
+import { hashBuffer } from '../content/hasher.js';
+import { infoHash } from '../content/metainfo.js';
+import type { DirEntry, FileEntry } from '../meta/entry.js';
+import { copiesByContent, dirKey, dirSettings, DIR_COPIES_RECORD } from './dir-copies.js';
+import { encodeSetting } from './settings.js';
+
+const attrs = { mode: 0o755, uid: 0, gid: 0, mtime: 1, ctime: 1 };
+const dir = (): DirEntry => ({ type: 'dir', ...attrs });
+function file(data: string): FileEntry {
+  const info = hashBuffer(Buffer.from(data));
+  return { type: 'file', ...attrs, info, id: infoHash(info) };
+}
+
+test('per-directory copies: nearest setting wins, shared content takes the largest, the cluster value where a file has none', () => {
+  const t = new Tree(dir());
+  for (const d of ['/a', '/b', '/photos', '/photos/raw', '/scratch']) t.put(d, dir());
+  const [x, p, q, shared, s] = ['x', 'p', 'q', 'shared', 's'].map(file);
+  t.put('/a/x', x!);
+  t.put('/photos/p', p!);
+  t.put('/photos/raw/q', q!);
+  t.put('/scratch/shared', shared!);
+  t.put('/b/shared', shared!);
+  t.put('/scratch/s', s!);
+  t.put('/photos/raw/p-again', p!);
+  const records = new Map<string, Buffer>([
+    [dirKey('/photos'), encodeSetting({ path: '/photos', copies: 3 }, 'n')],
+    [dirKey('/photos/raw/'), encodeSetting({ path: '/photos/raw/', copies: 4 }, 'n')],
+    [dirKey('/scratch'), encodeSetting({ path: '/scratch', copies: 1 }, 'n')],
+    [dirKey('/gone'), encodeSetting({ path: '/gone', copies: 0 }, 'n')], // removed
+    [dirKey('/forged'), encodeSetting({ path: '/elsewhere', copies: 9 }, 'n')], // key is not the path's
+    ['garbage', Buffer.from('not json')],
+  ]);
+  const settings = dirSettings(records);
+  assert.deepEqual([...settings].sort(), [['/photos', 3], ['/photos/raw', 4], ['/scratch', 1]]);
+  const m = copiesByContent(t, settings, 2);
+  assert.equal(m.get(x!.id), undefined); // the cluster's
+  assert.equal(m.get(p!.id), 4); // in /photos (3) and /photos/raw (4)
+  assert.equal(m.get(q!.id), 4);
+  assert.equal(m.get(shared!.id), 2); // /scratch says 1, /b has no setting: 2
+  assert.equal(m.get(s!.id), 1);
+  assert.equal(DIR_COPIES_RECORD, 'config/copies-dir/');
+});
