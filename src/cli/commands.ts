@@ -11,14 +11,15 @@ import { acquireLock, inspectRoot, paths } from '../node/layout.js';
 import { DelugeNode } from '../node/node.js';
 import { CONTROL_SOCKET } from '../node/cluster-node.js';
 import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
-import { Membership, MemberRecord, RecordStore } from '../cluster/membership.js';
-import { controlCall, controlDispatcher } from '../cluster/control-socket.js';
+import { Membership, RecordStore } from '../cluster/membership.js';
+import { controlDispatcher } from '../cluster/control-socket.js';
 import { RpcCallError } from '../cluster/rpc-client.js';
 import { runForcedCommand, authorizedKeysText } from '../cluster/forced-command.js';
 import { refusalFromRepo } from '../cluster/repo-members.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
-import { MAX_PUT_BYTES, PUT_METHOD, PutResult, putPathProblem } from '../node/put-file.js';
+import { MAX_PUT_BYTES, PUT, putPathProblem } from '../node/put-file.js';
+import { AUTHORIZE, INVITE, MEMBERS, PUSH_RECEIVED, REMOVE_NODE } from '../node/control-methods.js';
 import { callLocal, Method } from '../daemon/methods.js';
 import { REPLICATION_CONFIG } from '../replication/methods.js';
 import { MAX_COPIES } from '../replication/settings.js';
@@ -106,16 +107,6 @@ async function nodeRoot(root: string): Promise<string> {
   return root;
 }
 
-/** Calls the running node; undefined when no node runs on ROOT. */
-async function viaControl<T>(root: string, method: string, params: unknown): Promise<T | undefined> {
-  try {
-    return await controlCall<T>(join(root, CONTROL_SOCKET), method, params, 30_000);
-  } catch (e) {
-    if (e instanceof RpcCallError && e.code === 'not_running') return undefined;
-    throw new CheckError(`${method}: ${(e as Error).message}`);
-  }
-}
-
 /** A typed method of the running node (daemon/methods.ts); undefined when no node runs on ROOT. */
 async function viaControlM<P, R>(root: string, m: Method<P, R>, params: P): Promise<R | undefined> {
   try {
@@ -190,7 +181,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
         throw new CheckError(`authorize: ${(e as Error).message} (expected the line "delugefs key" prints)`);
       }
       await nodeRoot(root);
-      const r = (await viaControl<MemberRecord>(root, 'authorize', { publicKey: keyLine, hostname: 'unknown' })) ??
+      const r = (await viaControlM(root, AUTHORIZE, { publicKey: keyLine, hostname: 'unknown' })) ??
         (await offline(root, (m) => m.admit({ publicKey: keyLine, hostname: 'unknown' })));
       return print(a.json, r, `admitted node ${r.nodeId} (${r.fingerprint})`);
     }
@@ -198,7 +189,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       if (a.peer) throw new UsageError('invite: unknown option --peer');
       const ttlMs = a.ttl ? parseTtl(a.ttl) : undefined;
       await nodeRoot(root);
-      const r = await viaControl<{ token: string; expires: string }>(root, 'invite', { ttlMs });
+      const r = await viaControlM(root, INVITE, { ttlMs });
       if (!r) throw new CheckError(`invite: no node is running on ${root}; start it first (the token is redeemed at the running node)`);
       return print(a.json, r, r.token);
     }
@@ -206,7 +197,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const id = a.pos[1]!;
       if (!isNodeId(id)) throw new CheckError(`remove-node: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
       await nodeRoot(root);
-      const r = (await viaControl<{ nodeId: string; already: boolean }>(root, 'remove_node', { nodeId: id })) ??
+      const r = (await viaControlM(root, REMOVE_NODE, { nodeId: id })) ??
         (await offline(root, async (m, node) => {
           if (id === node.nodeId) throw new CheckError('remove-node: a node cannot remove itself; run it on another member');
           if (m.isRevoked(id)) return { nodeId: id, already: true };
@@ -218,13 +209,13 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
     }
     case 'members': {
       await nodeRoot(root);
-      const list = (await viaControl<MemberRecord[]>(root, 'members', null)) ?? (await offline(root, (m) => m.list()));
+      const list = (await viaControlM(root, MEMBERS, null)) ?? (await offline(root, (m) => m.list()));
       return print(a.json, list, list.map((m) => `${m.nodeId}  ${m.hostname}  ${m.addresses.join(',') || '-'}  added ${m.addedAt} by ${m.addedBy}`).join('\n'));
     }
     case 'authorized-keys': {
       await nodeRoot(root);
       const me = (await Identity.loadOrCreate(root)).nodeId;
-      const list = (await viaControl<MemberRecord[]>(root, 'members', null)) ?? (await offline(root, (m) => m.list()));
+      const list = (await viaControlM(root, MEMBERS, null)) ?? (await offline(root, (m) => m.list()));
       const bin = a.bin ?? (process.argv[1]?.endsWith('/delugefs') ? process.argv[1] : `${process.argv[1] ?? 'delugefs'}`);
       const text = authorizedKeysText(list.filter((m) => m.nodeId !== me).map((m) => m.publicKey), bin, root);
       return print(a.json, text.split('\n').filter(Boolean), text.trimEnd());
@@ -235,7 +226,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       if (why) throw new CheckError(`put: ${why}`);
       await nodeRoot(root);
       const data = await readBounded(a.pos[2] ?? '-', MAX_PUT_BYTES);
-      const r = await viaControl<PutResult>(root, PUT_METHOD, { path, data: data.toString('base64'), parents: a.parents === true });
+      const r = await viaControlM(root, PUT, { path, data: data.toString('base64'), parents: a.parents === true });
       if (!r) throw new CheckError(`put: no node is running on ${root}; start it first (put writes through the running node)`);
       return print(a.json, r, `${r.created ? 'created' : 'replaced'} ${r.path} (${r.size} bytes)`);
     }
@@ -273,7 +264,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
         repoPath, peerNodeId: a.peer, rpc: controlDispatcher(sock),
         // On every call: a removed member's authorized_keys line may still be there.
         refusal: (id) => refusalFromRepo(repoPath, id),
-        onReceivePack: (peer) => controlCall(sock, 'push_received', { peer: peer.nodeId }).catch(() => {}),
+        onReceivePack: (peer) => callLocal(sock, PUSH_RECEIVED, { peer: peer.nodeId }).catch(() => {}),
       });
       return;
     }

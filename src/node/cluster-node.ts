@@ -7,7 +7,9 @@ import type { DelugeNode } from './node.js';
 import type { RootPaths, NodeConfig } from './layout.js';
 import type { Logger } from '../util/log.js';
 import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
-import { Membership, RecordStore, MEMBERS, MemberRecord, checkRecordChange } from '../cluster/membership.js';
+import { Membership, RecordStore, MEMBERS as MEMBERS_PREFIX, MemberRecord, checkRecordChange } from '../cluster/membership.js';
+import { serve } from '../daemon/methods.js';
+import { AUTHORIZE, INVITE, JOIN_LOCAL, MEMBERS, PUSH_RECEIVED, REMOVE_NODE, STATUS } from './control-methods.js';
 import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
@@ -87,7 +89,7 @@ export class ClusterNode {
         await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() })
           .catch((e) => log('self_record_not_updated', { error: (e as Error).message, hint: 'peers may use the old address until a later start updates it' }));
       } else if (!self) {
-        const invalid = membership.view().invalid.get(MEMBERS + me);
+        const invalid = membership.view().invalid.get(MEMBERS_PREFIX + me);
         log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : invalid ? `this node's member record does not count: ${invalid}` : 'no member record for this node yet' });
       }
 
@@ -175,20 +177,18 @@ function localOnly(peer: PeerInfo, method: string): void {
   if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);
 }
 
-function keyParam(params: unknown): string {
-  const k = (params as { publicKey?: unknown } | null)?.publicKey;
-  if (typeof k !== 'string') throw new RpcError('malformed', 'needs {"publicKey": "ssh-ed25519 AAAA..."}');
+function hostnameParam(params: unknown): string {
+  const h = (params as { hostname?: unknown } | null)?.hostname;
+  return typeof h === 'string' && h.length <= 255 ? h : 'unknown';
+}
+
+function checkKey(k: string): string {
   try {
     parsePublicKeyLine(k);
   } catch (e) {
     throw new RpcError('malformed', (e as Error).message);
   }
   return k;
-}
-
-function hostnameParam(params: unknown): string {
-  const h = (params as { hostname?: unknown } | null)?.hostname;
-  return typeof h === 'string' && h.length <= 255 ? h : 'unknown';
 }
 
 function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns: ClusterNamespace, config: NodeConfig, log: Log): void {
@@ -206,13 +206,13 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     return r;
   };
 
-  rpc.register('status', () => ({
+  serve(rpc, STATUS, () => ({
     cluster: config.cluster, nodeId: me, head: ns.head, sshPort: cn.sshPort, addresses: cn.addresses,
     members: cn.membership.list().map((m) => m.nodeId), revoked: cn.membership.revokedIds(),
     peers: cn.discovery.peers.list().map((p) => ({ nodeId: p.nodeId, host: p.host, sshPort: p.sshPort, source: p.source })),
     sync: cn.sync.peerHeads(),
   }));
-  rpc.register('members', () => cn.membership.list());
+  serve(rpc, MEMBERS, () => cn.membership.list());
   // New sync values and their objects from a member (cluster/sync-push.ts): in place of a git push.
   rpc.register(SYNC_PUSH, (params, peer) => {
     if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !cn.membership.get(peer.nodeId)) throw new RpcError('forbidden', 'sync_push is for members');
@@ -231,40 +231,33 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   });
 
   // Control socket only: whoever reaches it runs this machine's node.
-  rpc.register('invite', (params, peer) => {
+  serve(rpc, INVITE, (p, peer) => {
     localOnly(peer, 'invite');
-    const ttl = (params as { ttlMs?: unknown } | null)?.ttlMs;
-    const ttlMs = typeof ttl === 'number' && ttl > 0 ? ttl : 24 * 3600_000;
-    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, clusterId: cn.membership.cluster()?.id, addresses: cn.addresses, ttlMs });
+    const { token, payload } = createInvite(cn.identity, { cluster: config.cluster, clusterId: cn.membership.cluster()?.id, addresses: cn.addresses, ttlMs: p.ttlMs });
     return { token, expires: new Date(payload.e).toISOString(), addresses: payload.a };
   });
-  rpc.register('authorize', async (params, peer) => {
+  serve(rpc, AUTHORIZE, async (p, peer) => {
     localOnly(peer, 'authorize');
-    return admit(keyParam(params), hostnameParam(params));
+    return admit(checkKey(p.publicKey), p.hostname);
   });
-  rpc.register('join_local', async (params, peer) => {
+  serve(rpc, JOIN_LOCAL, async (p, peer) => {
     localOnly(peer, 'join_local');
-    const r = await admit(keyParam(params), hostnameParam(params));
+    const r = await admit(checkKey(p.publicKey), p.hostname);
     return { cluster: config.cluster, inviter: me, member: r, repo: ns.repo.dir, head: ns.head };
   });
-  rpc.register('remove_node', async (params, peer) => {
+  serve(rpc, REMOVE_NODE, async ({ nodeId: id }, peer) => {
     localOnly(peer, 'remove_node');
-    const id = (params as { nodeId?: unknown } | null)?.nodeId;
-    if (typeof id !== 'string' || !isNodeId(id)) throw new RpcError('malformed', 'needs {"nodeId": "<16 base32 chars>"}');
     if (id === me) throw new RpcError('refused', 'a node cannot remove itself; run remove-node on another member');
     if (cn.membership.isRevoked(id)) return { nodeId: id, already: true };
-    if (!ns.getRecord(MEMBERS + id)) throw new RpcError('not_found', `node ${id} is not a member of cluster ${config.cluster}`);
+    if (!ns.getRecord(MEMBERS_PREFIX + id)) throw new RpcError('not_found', `node ${id} is not a member of cluster ${config.cluster}`);
     await cn.membership.revoke(id);
     await ns.commit();
     cn.ssh.dropPeer(id);
     log('member_removed', { nodeId: id });
     return { nodeId: id, already: false };
   });
-  // `delugefs shell` (under a foreign sshd) tells us a member pushed.
-  rpc.register('push_received', (params, peer) => {
+  serve(rpc, PUSH_RECEIVED, ({ peer: id }, peer) => {
     localOnly(peer, 'push_received');
-    const id = (params as { peer?: unknown } | null)?.peer;
-    if (typeof id !== 'string' || !isNodeId(id)) throw new RpcError('malformed', 'needs {"peer": "<node id>"}');
     cn.sync.received(id);
     return null;
   });

@@ -10,7 +10,8 @@ import { GitRepo, gitEnv } from '../meta/repo.js';
 import { Identity, isNodeId, nodeIdOf } from '../cluster/identity.js';
 import { redeemInvite, decodeInvite, InviteError } from '../cluster/invite.js';
 import { RpcCallError } from '../cluster/rpc-client.js';
-import { controlCall } from '../cluster/control-socket.js';
+import { callLocal } from '../daemon/methods.js';
+import { JOIN_LOCAL } from './control-methods.js';
 import { gitSshEnv, knownHostsText, metaRepoUrl } from '../cluster/git-ssh.js';
 import { parseHostPort, probeHostKey } from '../cluster/static-peers.js';
 import { boundedFetch, removeStaleQuarantines } from '../cluster/bounded-fetch.js';
@@ -111,7 +112,7 @@ export async function joinLocal(root: string, repoDir: string, cluster: string, 
   const what = `joining through the local member ${member.nodeId} (${member.root})`;
   let r: { inviter: string; repo: string };
   try {
-    r = checkJoinLocalReply(await controlCall(member.control, 'join_local', { publicKey: identity.publicKeyLine, hostname: os.hostname() }, 30_000), cluster);
+    r = checkJoinLocalReply(await callLocal(member.control, JOIN_LOCAL, { publicKey: identity.publicKeyLine, hostname: os.hostname() }), cluster);
   } catch (e) {
     throw new JoinError(`${what} failed: ${(e as Error).message}`);
   }

@@ -8,6 +8,8 @@
 import { constants as fsc } from 'node:fs';
 import { FsError } from '../util/errors.js';
 import type { FileSystem, Stat } from './fs-api.js';
+import { serve } from '../daemon/methods.js';
+import { Bad, bool, int, method, obj, str } from '../daemon/methods.js';
 import { LOCAL_PEER } from '../cluster/control-socket.js';
 import { RpcError, RpcRegistry } from '../cluster/rpc.js';
 import { MAX_NAME_BYTES, splitPath } from '../meta/names.js';
@@ -67,18 +69,26 @@ export async function putFile(fs: FileSystem, path: string, data: Buffer, o: { p
   return { path, size: data.length, created: !st };
 }
 
-/** Registers `put {path, data (base64), parents?}` for the local control socket only. */
+/** `put {path, data (base64), parents?}`: a small file written through the node (at most MAX_PUT_BYTES). */
+export const PUT = method(PUT_METHOD, (v): { path: string; data: string; parents: boolean } => {
+  const o = obj(v);
+  const why = putPathProblem(o.path);
+  if (why) throw new Bad(why);
+  const data = o.data;
+  if (typeof data !== 'string' || data.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw new Bad('needs {"path": "/…", "data": "<base64>"}');
+  if ((data.length / 4) * 3 - data.match(/=*$/)![0].length > MAX_PUT_BYTES) throw new RpcError('too_large', `a put takes at most ${MAX_PUT_BYTES} bytes; write larger files through a mount`);
+  return { path: o.path as string, data, parents: o.parents === true };
+}, (v): PutResult => {
+  const o = obj(v, 'reply');
+  return { path: str(o.path, 'path', /^\//, 8192), size: int(o.size, 'size', 0, MAX_PUT_BYTES), created: bool(o.created, 'created') };
+});
+
+/** Registers `put` for the local control socket only. */
 export function registerPut(rpc: RpcRegistry, fs: FileSystem): void {
-  rpc.register(PUT_METHOD, async (params, peer) => {
+  serve(rpc, PUT, async (p, peer) => {
     if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${PUT_METHOD} is only for the local control socket`);
-    const p = params as { path?: unknown; data?: unknown; parents?: unknown } | null;
-    const why = putPathProblem(p?.path);
-    if (why) throw new RpcError('malformed', why);
-    const data = p?.data;
-    if (typeof data !== 'string' || data.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw new RpcError('malformed', 'needs {"path": "/…", "data": "<base64>"}');
-    if ((data.length / 4) * 3 - (data.match(/=*$/)![0].length) > MAX_PUT_BYTES) throw new RpcError('too_large', `a put takes at most ${MAX_PUT_BYTES} bytes; write larger files through a mount`);
     try {
-      return await putFile(fs, p!.path as string, Buffer.from(data, 'base64'), { parents: p?.parents === true });
+      return await putFile(fs, p.path, Buffer.from(p.data, 'base64'), { parents: p.parents });
     } catch (e) {
       if (e instanceof FsError) throw new RpcError(e.code, e.message);
       throw e;
