@@ -68,7 +68,7 @@ Options:
   --scrub-every D   pause between two scrub passes (default 1d)
   --zone NAME       the rack or site of this machine: copies go to different zones first
   --gc-grace D      deleted content stays on the disks for D (default 10m), and until every
-                    member that is not down has synced the delete
+                    member has synced the delete and we hold its latest change
   --json            print the ready line as JSON
   --log-level L     debug, info, warn or error (default info); logs are JSON lines on stderr
   -h, --help        show this help

@@ -264,6 +264,11 @@ export class MetaSync {
     return s;
   }
 
+  /** The latest commit of node `id` we hold and have adopted (its refs/nodes value), if any. */
+  adopted(id: string): string | undefined {
+    return this.known.get(id);
+  }
+
   /** What we pass on: the adopted values, and those being adopted. */
   private offered(): Map<string, string> {
     if (!this.fwd.size) return this.known;

@@ -46,9 +46,11 @@ export class Tree {
   private recordsOid: string | null = null;
   /**
    * Content id -> how many entries reference it, its metainfo (to serve it to peers) and the
-   * node that made the first entry seen with it (where its first copy is: a placement hint).
+   * nodes that made those entries (`writers`, counted; only once a second entry shares the
+   * content). `writer` is the least of them: a placement hint every node derives the same way
+   * from the same tree, whatever order it saw the entries in.
    */
-  private refs = new Map<ContentId, { n: number; info: Info; writer?: string }>();
+  private refs = new Map<ContentId, { n: number; info: Info; writer?: string; writers?: Map<string, number> }>();
   /** Called when the last entry referencing a content id goes away. */
   onUnreferenced: (id: ContentId) => void = () => {};
 
@@ -215,13 +217,29 @@ export class Tree {
     }
     if (node.entry.type !== 'file') return;
     const { id, info } = node.entry;
+    const by = node.entry.node ?? '';
     const r = this.refs.get(id);
     const n = (r?.n ?? 0) + delta;
-    if (n > 0) this.refs.set(id, r ? { n, info: r.info, writer: r.writer } : { n, info, writer: node.entry.node });
-    else if (r) {
-      this.refs.delete(id);
-      this.onUnreferenced(id);
+    if (n <= 0) {
+      if (r) {
+        this.refs.delete(id);
+        this.onUnreferenced(id);
+      }
+      return;
     }
+    if (!r) {
+      this.refs.set(id, { n, info, writer: by || undefined });
+      return;
+    }
+    r.n = n;
+    const ws = (r.writers ??= new Map([[r.writer ?? '', r.n - delta]]));
+    const k = (ws.get(by) ?? 0) + delta;
+    if (k > 0) ws.set(by, k);
+    else ws.delete(by);
+    let least: string | undefined;
+    for (const w of ws.keys()) if (w && (least === undefined || w < least)) least = w;
+    r.writer = least;
+    if (ws.size === 1 && r.n === [...ws.values()][0]) r.writers = undefined;
   }
 
   /**

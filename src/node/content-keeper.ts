@@ -19,7 +19,13 @@ export class ContentKeeper {
   /** Unreferenced content waiting for the grace period and the gate, with when it became so. */
   private trash = new Map<ContentId, number>();
   /** Set by replication on a member of a cluster; none: content goes as soon as it is unreferenced. */
-  gate: { graceMs(): number; clear(): boolean } | null = null;
+  gate: {
+    graceMs(): number;
+    /** Every member had every change we have, and we have theirs, since `since` (urgent: members down are not waited for). */
+    clear(since: number, urgent: boolean): boolean;
+    /** A copy a member locked (it counts on it): kept meanwhile. */
+    locked(id: ContentId): boolean;
+  } | null = null;
   /** Small content whose bytes are in the journal and on their way into the store. */
   private pendingSmall = new Map<ContentId, Buffer>();
   /** Those of them whose last attempt failed, with its error; retried by drain(). */
@@ -152,13 +158,13 @@ export class ContentKeeper {
     this.queue.clear();
     if (!this.trash.size) return;
     const grace = this.gate?.graceMs() ?? 0;
-    const clear = grace === 0 || !this.gate || this.gate.clear();
     for (const [id, since] of [...this.trash]) {
       if (this.isReferenced(id)) {
         this.trash.delete(id); // referenced again (a merge brought it back): queued again when it goes
         continue;
       }
-      if (!clear || (!urgent && now - since < grace) || !this.unused(id)) continue;
+      if ((!urgent && now - since < grace) || !this.unused(id)) continue;
+      if (this.gate && grace > 0 && (this.gate.locked(id) || !this.gate.clear(since, urgent))) continue;
       this.trash.delete(id);
       if (await this.store.remove(id, () => this.unused(id))) this.log.debug('content.removed', { id });
     }

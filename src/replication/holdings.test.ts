@@ -108,7 +108,27 @@ test('replication methods refuse malformed params and check replies', async () =
     assert.throws(() => FREESPACE.result({ nodeId: 'aaaaaaaaaaaaaaaa', total: 10, free: 20, available: 1 }), /larger than the disk/);
     assert.throws(() => ACTIVE_TORRENTS.result({ items: [{ id: id(2), complete: true, pieces: 0, have: 0 }, { id: id(1), complete: true, pieces: 0, have: 0 }], next: null }), /out of order/);
     assert.throws(() => ACTIVE_TORRENTS.result({ items: [{ id: id(1), complete: false, pieces: 2, have: 3 }], next: null }));
-    assert.deepEqual(FREESPACE.result({ nodeId: 'aaaaaaaaaaaaaaaa', total: 10, free: 5, available: 4 }), { nodeId: 'aaaaaaaaaaaaaaaa', total: 10, free: 5, available: 4, reserved: 0 });
+    assert.deepEqual(FREESPACE.result({ nodeId: 'aaaaaaaaaaaaaaaa', total: 10, free: 5, available: 4 }), { nodeId: 'aaaaaaaaaaaaaaaa', total: 10, free: 5, available: 4, reserved: 0, own: null });
+    assert.throws(() => FREESPACE.result({ nodeId: 'aaaaaaaaaaaaaaaa', total: 10, free: 5, available: 4, own: '--upload-pack=x' }), /own/);
+  } finally {
+    s.h.close();
+    await rm(s.dir, { recursive: true, force: true });
+  }
+});
+
+test('the sorted index follows stores and removals in place', async () => {
+  const s = await setup();
+  try {
+    for (const n of [8, 2, 6]) await s.put(n);
+    await s.h.load();
+    assert.deepEqual(s.h.page(null, 10).items.map((x) => x.id), [id(2), id(6), id(8)]);
+    await s.put(4);
+    await s.put(9);
+    await s.put(1);
+    await s.store.remove(id(6));
+    await s.store.remove(id(7)); // not held: nothing changes
+    assert.deepEqual(s.h.page(null, 10).items.map((x) => x.id), [id(1), id(2), id(4), id(8), id(9)]);
+    assert.deepEqual(s.h.page(id(4), 10).items.map((x) => x.id), [id(8), id(9)]);
   } finally {
     s.h.close();
     await rm(s.dir, { recursive: true, force: true });

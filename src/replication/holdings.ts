@@ -24,7 +24,13 @@ export class Holdings {
   private locks = new Map<string, { ids: Set<ContentId>; until: number }>();
   private dropping = new Set<ContentId>();
 
-  constructor(private readonly store: ContentStore, private readonly swarm: PartialView, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly store: ContentStore,
+    private readonly swarm: PartialView,
+    private readonly now: () => number = Date.now,
+    /** Content the namespace references: a copy of anything else (deleted, in the trash) is never locked. */
+    private readonly referenced: (id: ContentId) => boolean = () => true,
+  ) {}
 
   /** Reads the store once; from then on the store's change hook keeps the index. */
   async load(): Promise<void> {
@@ -32,7 +38,12 @@ export class Holdings {
       if (held ? this.held.has(id) : !this.held.has(id)) return;
       if (held) this.held.add(id);
       else this.held.delete(id);
-      this.sorted = null;
+      // The sorted index follows in place (a splice, not a sort of everything per change).
+      const s = this.sorted;
+      if (!s) return;
+      const at = lowerBound(s.length, (k) => s[k]! < id);
+      if (held) s.splice(at, 0, id);
+      else if (s[at] === id) s.splice(at, 1);
     };
     for await (const id of this.store.list()) this.held.add(id);
     this.sorted = null;
@@ -85,7 +96,7 @@ export class Holdings {
   lock(ids: ContentId[], ms: number): { token: string; locked: ContentId[]; missing: ContentId[]; ms: number } {
     this.expire();
     if (this.locks.size >= MAX_LOCKS) throw new Error(`${MAX_LOCKS} locks held already`);
-    const locked = ids.filter((id) => this.held.has(id) && !this.dropping.has(id));
+    const locked = ids.filter((id) => this.held.has(id) && !this.dropping.has(id) && this.referenced(id));
     const missing = ids.filter((id) => !locked.includes(id));
     const token = randomBytes(16).toString('hex');
     if (locked.length) this.locks.set(token, { ids: new Set(locked), until: this.now() + ms });

@@ -2,16 +2,27 @@
 // longer than the connection of the member that took it (git-annex's LOCKCONTENT is held for a
 // connection): a node that locked our copies and died, or lost its link, does not keep them
 // locked until the lease runs out.
-import type { RpcRegistry } from '../cluster/rpc.js';
+import { RpcError, RpcRegistry } from '../cluster/rpc.js';
 import { serve } from '../daemon/methods.js';
 import { Holdings, MAX_LOCKS } from './holdings.js';
 import { LOCK_CONTENT, UNLOCK_CONTENT } from './methods.js';
 
+/** Leases one member may hold at once: no member takes the node's whole lock table. */
+export const LOCKS_PER_MEMBER = 16;
+
 export function serveLocks(rpc: RpcRegistry, holdings: Holdings): void {
-  /** Lock tokens by the connection that took them. */
+  /** Lock tokens by the connection that took them, and by the member. */
   const locksOf = new WeakMap<AbortSignal, Set<string>>();
+  const byMember = new Map<string, Set<string>>();
   serve(rpc, LOCK_CONTENT, (p, peer) => {
+    const mine = byMember.get(peer.nodeId);
+    if (mine) for (const t of mine) if (!holdings.holds(t)) mine.delete(t);
+    if (mine && mine.size >= LOCKS_PER_MEMBER) throw new RpcError('busy', `${LOCKS_PER_MEMBER} locks held by ${peer.nodeId} already`);
     const r = holdings.lock(p.ids, p.ms);
+    if (r.locked.length) {
+      if (!mine) byMember.set(peer.nodeId, new Set([r.token]));
+      else mine.add(r.token);
+    }
     const c = peer.closed;
     if (!r.locked.length || !c) return r;
     if (c.aborted) {
@@ -30,6 +41,11 @@ export function serveLocks(rpc: RpcRegistry, holdings: Holdings): void {
     return r;
   });
   serve(rpc, UNLOCK_CONTENT, (p, peer) => {
+    // Only the member that took a lock gives it back.
+    const mine = byMember.get(peer.nodeId);
+    if (!mine?.has(p.token)) return null;
+    mine.delete(p.token);
+    if (!mine.size) byMember.delete(peer.nodeId);
     holdings.unlock(p.token);
     if (peer.closed) locksOf.get(peer.closed)?.delete(p.token);
     return null;

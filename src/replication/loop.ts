@@ -32,6 +32,8 @@ export interface LoopDeps {
   writer(id: ContentId): string | undefined;
   /** Content being written here now: never dropped meanwhile. */
   busy(id: ContentId): boolean;
+  /** Held content no entry references: garbage collection's. */
+  unreferenced(id: ContentId): void;
   members(): Member[];
   /** The cluster's copies, and per content (directory settings) for this round. */
   copies(): number;
@@ -60,6 +62,8 @@ export interface LoopStats {
 
 /** Most active_torrents pages read from one member per audit (2 million ids). */
 const MAX_PAGES = 2000;
+/** A whole poll of one member (freespace and every page of active_torrents). */
+const POLL_DEADLINE_MS = 120_000;
 /** Surplus copies dropped per batch (one lock per holder for the batch). */
 const DROP_BATCH = 500;
 
@@ -134,20 +138,31 @@ export class ReplicationLoop {
       this.d.view.failed(id);
       return false;
     }
+    // One deadline for the whole poll: a member answering each page slowly must not hold up the
+    // round (and so everyone's healing); it counts as failed and keeps what it said before.
+    const deadline = Date.now() + POLL_DEADLINE_MS;
+    const left = () => {
+      const ms = deadline - Date.now();
+      if (ms <= 0) throw new Error(`no full answer within ${POLL_DEADLINE_MS / 1000} s`);
+      return { timeoutMs: Math.min(15_000, ms) };
+    };
     try {
-      const fs = await call(client, FREESPACE, null);
+      const fs = await call(client, FREESPACE, null, left());
       if (fs.nodeId !== id) throw new Error(`answered as ${fs.nodeId}`);
       const machine = this.d.members().find((m) => m.nodeId === id)?.machine ?? '';
-      this.d.view.reported(id, { total: fs.total, free: Math.max(0, fs.available - fs.reserved), machine });
+      this.d.view.reported(id, { total: fs.total, free: Math.max(0, fs.available - fs.reserved), machine, own: fs.own });
       const held = new Set<ContentId>();
       let after: ContentId | null = null;
-      for (let page = 0; page < MAX_PAGES; page++) {
-        const r: ActivePage = await call(client, ACTIVE_TORRENTS, { after, limit: MAX_IDS });
+      let page = 0;
+      for (; page < MAX_PAGES; page++) {
+        const r: ActivePage = await call(client, ACTIVE_TORRENTS, { after, limit: MAX_IDS }, left());
         if (after !== null && r.items.length && r.items[0]!.id <= after) throw new Error('active_torrents went backwards');
-        for (const h of r.items) if (h.complete) held.add(h.id);
+        // Only content our namespace references counts (and takes memory here).
+        for (const h of r.items) if (h.complete && this.d.info(h.id)) held.add(h.id);
         if (r.next === null) break;
         after = r.next;
       }
+      if (page === MAX_PAGES) this.d.log.warn('replication.poll_truncated', { peer: id, pages: MAX_PAGES, why: 'more content than one poll reads; what lies beyond counts as not held there' });
       this.d.view.holding(id, held);
       return true;
     } catch (e) {
@@ -189,6 +204,9 @@ export class ReplicationLoop {
     const { d } = this;
     const copies = d.copies();
     const copiesOf = d.copiesFor();
+    d.view.retain(new Set(d.members().map((m) => m.nodeId)));
+    // Held here but referenced by nothing (stored after its delete was collected): to the trash.
+    for (const id of d.holdings.ids()) if (!d.info(id)) d.unreferenced(id);
     const s = await d.space();
     const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
     const stats: LoopStats = { at: Date.now(), copies, ids: 0, under: 0, lost: 0, waiting: unknown, disks, fetchQueued: 0, dropped: 0 };
@@ -278,8 +296,12 @@ export class ReplicationLoop {
         try {
           const r = await call(client, LOCK_CONTENT, { ids: list, ms: d.lockMs });
           if (r.locked.length) tokens.push({ peer, token: r.token });
-          for (const id of r.locked) lockedBy.set(id, (lockedBy.get(id) ?? 0) + 1);
-          for (const id of r.missing) d.view.holds(peer, id, false);
+          // Only what we asked for, once, under a lease as long as asked: a reply naming an id
+          // twice (or one we never asked about) counts for nothing more.
+          if (r.ms < d.lockMs) return;
+          const asked = new Set(list);
+          for (const id of new Set(r.locked)) if (asked.has(id)) lockedBy.set(id, (lockedBy.get(id) ?? 0) + 1);
+          for (const id of r.missing) if (asked.has(id)) d.view.holds(peer, id, false);
         } catch (e) {
           d.log.debug('replication.lock_failed', { peer, error: (e as Error).message });
         }

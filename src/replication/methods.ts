@@ -25,6 +25,8 @@ export interface FreeSpace {
   available: number;
   /** Bytes this node has promised to copies it is fetching now (not yet on the disk). */
   reserved: number;
+  /** Its own latest commit (refs/nodes/<it>): once we hold it, we have every change it had made. */
+  own: string | null;
 }
 
 export const FREESPACE = method('freespace', none, (v): FreeSpace => {
@@ -35,6 +37,7 @@ export const FREESPACE = method('freespace', none, (v): FreeSpace => {
     free: int(o.free, 'free', 0, BYTES),
     available: int(o.available, 'available', 0, BYTES),
     reserved: int(o.reserved ?? 0, 'reserved', 0, BYTES),
+    own: o.own === undefined || o.own === null ? null : str(o.own, 'own', /^[0-9a-f]{40}$/),
   };
   if (r.free > r.total || r.available > r.free) throw new Bad('free space larger than the disk');
   return r;

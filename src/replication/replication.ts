@@ -52,8 +52,10 @@ export interface ReplicationOptions {
 export class Replication {
   /** Waiting mirror requests, in arrival order (a Set: a peer's 1,000 ids are checked against it cheaply). */
   private readonly queue = new Set<ContentId>();
+  private queuedBytes = 0;
   /** What the loop's last round wants fetched, in healing order (replaced by each round). */
   private planned: { id: ContentId; info: Info }[] = [];
+  private plannedAt = 0;
   private plannedIds = new Set<ContentId>();
   private readonly cache: ReadCache;
   readonly scrub: Scrubber;
@@ -81,12 +83,14 @@ export class Replication {
       info: (id) => ns.tree.info(id),
       writer: (id) => ns.tree.writer(id),
       busy: (id) => node.keeper.busy(id),
+      unreferenced: (id) => node.keeper.maybeUnused(id),
       members: () => this.members(),
       copies: () => this.copies(),
       copiesFor: () => this.copiesFor(),
       space: () => this.space(),
       fetch: (list) => {
         this.planned = list;
+        this.plannedAt = 0;
         this.plannedIds = new Set(list.map((x) => x.id));
         this.pump();
       },
@@ -95,7 +99,9 @@ export class Replication {
     });
     this.cache = new ReadCache({
       dir: join(node.opts.paths.root, 'partial'), budget: o.cacheBytes, swarm: swarm.swarm, log: this.log,
-      keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id),
+      // A placed copy on its way, or bytes that may be the only ones (a repair that did not
+      // finish, content no member that answers holds): not a cache.
+      keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id) || (node.ns.tree.isReferenced(id) && !this.view.holdersOf(id).some((h) => this.view.reachable(h))),
       idleMs: Math.min(60_000, 2 * o.auditMs),
     });
     this.scrub = new Scrubber({
@@ -103,6 +109,9 @@ export class Replication {
       held: () => [...holdings.ids()].sort(),
       info: (id) => node.ns.tree.info(id),
       busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
+      // Only from a complete copy elsewhere that answers, and never a copy a member has locked
+      // (it counts on it) or that is being dropped: until then the copy stays as it is.
+      canRepair: (id) => this.view.holdersOf(id).some((h) => this.view.reachable(h)) && !this.holdings.isLocked(id),
       repair: async (id, info, good) => {
         this.fetching.set(id, info.length);
         try {
@@ -115,7 +124,7 @@ export class Replication {
   }
 
   static async start(node: DelugeNode, cluster: ClusterNode, swarm: SwarmLink, log: Logger, o: ReplicationOptions = {}): Promise<Replication> {
-    const holdings = new Holdings(node.store, swarm.swarm);
+    const holdings = new Holdings(node.store, swarm.swarm, Date.now, (id) => node.ns.tree.isReferenced(id));
     await holdings.load();
     const opts: Required<ReplicationOptions> = {
       nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000,
@@ -149,10 +158,22 @@ export class Replication {
     const me = this.cluster.identity.nodeId;
     this.node.keeper.gate = {
       graceMs: () => (this.members().length > 1 ? this.o.gcGraceMs : 0),
-      clear: () => {
+      // Both ways, for every member: it has every change we have (sync's record of what it
+      // holds), and we hold its own latest commit as it reported it after the content went to
+      // the trash, so a change it made before it saw the delete has reached us and been merged.
+      // A member down is waited for too (its last change may reference the content) unless the
+      // disk is full; one that is gone for good is removed with delugefs remove-node.
+      clear: (since, urgent) => {
         const heads = this.cluster.sync.peerHeads();
-        return this.members().every((m) => m.nodeId === me || this.view.state(m.nodeId, m) === 'down' || (this.view.reachable(m.nodeId) && heads[m.nodeId]?.behind === 0));
+        return this.members().every((m) => {
+          if (m.nodeId === me) return true;
+          if (urgent && this.view.state(m.nodeId, m) === 'down') return true;
+          const r = this.view.lastReport(m.nodeId);
+          if (!r || r.okAt <= since || !this.view.reachable(m.nodeId) || heads[m.nodeId]?.behind !== 0) return false;
+          return !r.own || this.cluster.sync.adopted(m.nodeId) === r.own;
+        });
       },
+      locked: (id) => this.holdings.isLocked(id),
     };
   }
 
@@ -229,7 +250,8 @@ export class Replication {
   /** Free, total and reserved bytes of this disk (reserved: copies being fetched). */
   async space(): Promise<{ total: number; free: number; available: number; reserved: number }> {
     const s = await this.node.store.space();
-    let reserved = 0;
+    // Copies being fetched and members' requests waiting: room promised already.
+    let reserved = this.queuedBytes;
     for (const n of this.fetching.values()) reserved += n;
     return { total: s.total, free: s.free, available: s.available, reserved };
   }
@@ -237,7 +259,7 @@ export class Replication {
   private register(cluster: ClusterNode): void {
     const rpc = cluster.rpc;
     const me = cluster.identity.nodeId;
-    serve(rpc, FREESPACE, async () => ({ nodeId: me, ...(await this.space()) }));
+    serve(rpc, FREESPACE, async () => ({ nodeId: me, ...(await this.space()), own: this.cluster.sync.adopted(me) ?? null }));
     serve(rpc, ACTIVE_TORRENTS, (p) => this.holdings.page(p.after, p.limit));
     serve(rpc, PLEASE_MIRROR, async (p) => this.mirror(p.ids));
     // Copies go only where this node's own checks find them surplus (and the drop's locks hold).
@@ -246,7 +268,7 @@ export class Replication {
     serve(rpc, REPLICATION_CONFIG, (params, peer) => this.config(params, peer));
     serve(rpc, REPLICATION_STATUS, (_p, peer) => {
       localOnly(peer, 'replication_status');
-      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length, round: this.loop.stats, scrub: this.scrub.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
+      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length - this.plannedAt, round: this.loop.stats, scrub: this.scrub.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
     });
   }
 
@@ -305,6 +327,7 @@ export class Replication {
       else {
         room -= info.length;
         this.queue.add(id);
+        this.queuedBytes += info.length;
         out.accepted.push(id);
       }
     }
@@ -317,13 +340,14 @@ export class Replication {
     const id = this.queue.values().next().value;
     if (id !== undefined) {
       this.queue.delete(id);
+      this.queuedBytes = Math.max(0, this.queuedBytes - (this.node.ns.tree.info(id)?.length ?? 0));
       return id;
     }
-    return this.planned.shift()?.id;
+    return this.planned[this.plannedAt++]?.id;
   }
 
   private pump(): void {
-    while (!this.closed && this.fetching.size < this.o.concurrent && (this.queue.size || this.planned.length)) {
+    while (!this.closed && this.fetching.size < this.o.concurrent && (this.queue.size || this.plannedAt < this.planned.length)) {
       const id = this.next()!;
       const info = this.node.ns.tree.info(id);
       if (!info || this.holdings.has(id) || this.fetching.has(id)) continue;
@@ -353,6 +377,7 @@ export class Replication {
     this.node.keeper.gate = null;
     this.node.clusterSpace = null;
     this.queue.clear();
+    this.queuedBytes = 0;
     this.planned = [];
     this.plannedIds.clear();
     this.ac.abort();

@@ -19,6 +19,8 @@ export interface ScrubDeps {
   info(id: ContentId): Info | undefined;
   /** Content being written or fetched here now: not scrubbed meanwhile. */
   busy(id: ContentId): boolean;
+  /** Another member holds a complete copy and answers, and nothing counts on ours as it is. */
+  canRepair(id: ContentId): boolean;
   /** Turns the copy into a partial download with only `good` pieces and fetches the rest. */
   repair(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void>;
   dir: string;
@@ -88,13 +90,20 @@ export class Scrubber {
     for (let first = 0; first < n && !this.closed; first += per) {
       const count = Math.min(per, n - first);
       const t0 = Date.now();
-      let got: Buffer;
-      try {
-        got = await hashPieces(this.d.store.path(id), info.pieceLength, first, count, info.length);
-      } catch (e) {
-        if (!(await this.d.store.has(id))) return; // dropped or deleted meanwhile
-        // A read error of the disk is a bad piece too: repaired from the members.
-        this.d.log.warn('replication.scrub.read_failed', { id, first, error: (e as Error).message });
+      let got: Buffer | null = null;
+      let error: Error | null = null;
+      // A failed read is tried once more (a worker or a transient error is not bit rot).
+      for (let attempt = 0; attempt < 2 && !got; attempt++) {
+        try {
+          got = await hashPieces(this.d.store.path(id), info.pieceLength, first, count, info.length);
+        } catch (e) {
+          error = e as Error;
+          if (!(await this.d.store.has(id))) return; // dropped or deleted meanwhile
+        }
+      }
+      if (!got) {
+        // The disk fails to read these pieces: bad, repaired from the members.
+        this.d.log.warn('replication.scrub.read_failed', { id, first, error: error?.message });
         for (let k = 0; k < count; k++) bad.push(first + k);
         continue;
       }
@@ -110,6 +119,11 @@ export class Scrubber {
     if (!bad.length || this.closed) return;
     this.stats.bad += bad.length;
     this.d.log.warn('replication.scrub.bad_pieces', { id, pieces: bad.length, first: bad.slice(0, 10), why: 'the stored copy differs from its piece hashes; repairing those pieces from the members' });
+    if (!this.d.canRepair(id)) {
+      // Ours may be the best copy there is: kept as it is, found again by the next pass.
+      this.d.log.error('replication.scrub.unrepairable', { id, pieces: bad.length, why: 'no other member that answers holds a complete copy (or ours is locked); the copy is kept as it is' });
+      return;
+    }
     const badSet = new Set(bad);
     try {
       await this.d.repair(id, info, (i) => !badSet.has(i));

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { ContentId } from '../content/metainfo.js';
 import type { Disk, DiskState } from './placement.js';
 
-export interface Report { total: number; free: number; machine: string; okAt: number }
+export interface Report { total: number; free: number; machine: string; okAt: number; /** Its own latest commit at okAt. */ own?: string | null }
 
 export interface Member { nodeId: string; machine: string; zone?: string; maintenance: boolean; draining: boolean }
 
@@ -62,7 +62,7 @@ export class ClusterView {
   }
 
   /** A member answered freespace. */
-  reported(id: string, r: { total: number; free: number; machine: string }): void {
+  reported(id: string, r: { total: number; free: number; machine: string; own?: string | null }): void {
     const k = this.entry(id);
     const before = k.report;
     k.report = { ...r, okAt: this.now() };
@@ -92,15 +92,29 @@ export class ClusterView {
 
   state(id: string, flags: { maintenance: boolean; draining: boolean }): DiskState | 'unknown' {
     const r = this.known.get(id)?.report;
-    const flagged: DiskState | null = flags.draining ? 'draining' : flags.maintenance ? 'maintenance' : null;
-    if (id === this.o.me) return flagged ?? 'up';
-    if (flagged === 'maintenance') return r ? 'maintenance' : 'unknown';
-    if (flagged === 'draining' && this.reachable(id)) return 'draining';
-    if (this.reachable(id)) return 'up';
+    if (id === this.o.me) return flags.draining ? 'draining' : flags.maintenance ? 'maintenance' : 'up';
+    const reachable = this.reachable(id);
     // Silent since its last answer, or since our start if it has not answered since.
     const since = r && r.okAt >= this.startedAt ? r.okAt : this.startedAt;
-    if (this.now() - since > this.o.deadAfterMs) return 'down';
+    const gone = !reachable && this.now() - since > this.o.deadAfterMs;
+    // Draining goes on however its polls go (a missed one must not make it take copies again);
+    // maintenance keeps its place however long it is away. Without any report a member can be
+    // placed on neither way: unknown until dead-after, then left out (its size is unknown).
+    if (flags.draining) return gone ? 'down' : r ? 'draining' : 'unknown';
+    if (flags.maintenance) return r ? 'maintenance' : gone ? 'down' : 'unknown';
+    if (reachable) return 'up';
+    if (gone) return 'down';
     return r ? 'up' : 'unknown';
+  }
+
+  /** Its last answer: when, and its own latest commit then. */
+  lastReport(id: string): Report | undefined {
+    return this.known.get(id)?.report;
+  }
+
+  /** Only these members (the records' current ones) are known: removed ones are forgotten. */
+  retain(ids: Set<string>): void {
+    for (const id of [...this.known.keys()]) if (!ids.has(id)) this.forget(id);
   }
 
   /** Reachable now: answered and not failing since. */

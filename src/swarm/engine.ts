@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect, Server, Socket } from 'node:net';
 import { randomBytes, KeyObject } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { ContentId, Info, infoHash, isContentId, pieceCount } from '../content/metainfo.js';
 import { Bitfield } from './bitfield.js';
 import type { ContentStore } from '../content/store.js';
@@ -642,7 +642,13 @@ export class Swarm extends EventEmitter {
     await mkdir(this.ctx.partialDir, { recursive: true, mode: 0o700 });
     // The bitfield first: a crash before the move leaves a bitfield without its file, which a
     // partial download ignores (it trusts no piece of a file it has to create).
-    await writeFile(`${path}.bits`, bits.bytes, { mode: 0o600 });
+    const fh = await open(`${path}.bits`, 'w', 0o600);
+    try {
+      await fh.writeFile(bits.bytes);
+      await fh.sync(); // on the disk before the copy leaves the store: its good pieces stay trusted
+    } finally {
+      await fh.close();
+    }
     if (!(await this.opts.store.take(id, path))) {
       await unlink(`${path}.bits`).catch(() => {});
       throw new Error(`${id} is not stored here`);
