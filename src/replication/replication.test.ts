@@ -176,7 +176,8 @@ test('deleted content: kept while a member that may still use it is cut off (a d
     }, 20_000);
     const other = 1 - holder;
 
-    // Cut off, the holder deletes the file while the other changes its mode.
+    // Cut off (once the other has the whole file), the holder deletes it while the other changes its mode.
+    await eventually('the file whole on the other node', async () => (await stat(join(c.nodes[other]!.mnt!, 'f.bin')).catch(() => null))?.size === data.length, 60_000);
     await c.partition([other]);
     step('cut off');
     await sh('rm', join(c.nodes[holder]!.mnt!, 'f.bin'));
@@ -274,7 +275,8 @@ test('the read cache: pieces fetched for a reader stay in partial downloads with
     await c.rpc(0, 'replication_config', { copies: 1 });
     const data = randomBytes(48 << 20);
     await c.write(0, '/big.bin', data);
-    await c.converged(60_000);
+    // Its whole size on the reader (converged heads may still be those of the create, size 0).
+    await eventually('the file whole on node 1', async () => (await stat(join(c.nodes[1]!.mnt!, 'big.bin')).catch(() => null))?.size === data.length, 60_000);
     const read = async (at: number, len: number) => {
       const fh = await open(join(c.nodes[1]!.mnt!, 'big.bin'), 'r');
       try {
