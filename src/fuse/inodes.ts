@@ -3,7 +3,7 @@
 // reused, so a stale id can only miss, never hit another file.
 import { FsError } from '../util/errors.js';
 
-export type Kind = 'file' | 'dir' | 'symlink';
+export type Kind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'chr' | 'blk';
 
 export interface Inode {
   readonly id: number;

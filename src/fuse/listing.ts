@@ -5,7 +5,9 @@ import type { FileSystem, Stat } from '../node/fs-api.js';
 import { FsError } from '../util/errors.js';
 import { joinPath } from '../meta/names.js';
 import type { Inodes } from './inodes.js';
-import { Attr, DT_DIR, DT_LNK, DT_REG, ENTRY_OUT_SIZE, entryOut, putDirent } from './proto.js';
+import { Attr, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, ENTRY_OUT_SIZE, entryOut, putDirent } from './proto.js';
+
+const DT_OF: Record<Stat['type'], number> = { file: DT_REG, dir: DT_DIR, symlink: DT_LNK, fifo: DT_FIFO, socket: DT_SOCK, chr: DT_CHR, blk: DT_BLK };
 
 /** What libfuse puts in d_ino for inodes it does not know. */
 const UNKNOWN_INO = 0xffffffff;
@@ -54,7 +56,7 @@ export class Listings {
           continue; // gone since opendir
         }
       }
-      const type = st ? (st.type === 'dir' ? DT_DIR : st.type === 'symlink' ? DT_LNK : DT_REG) : DT_DIR;
+      const type = st ? DT_OF[st.type] : DT_DIR;
       let ino = i === 0 ? dirId : (st && this.inodes.idOf(path)) || UNKNOWN_INO;
       if (plus && st) {
         // Counted only now that it is certain to be in the reply.

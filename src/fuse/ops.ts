@@ -9,7 +9,7 @@ import { Inodes, Inode } from './inodes.js';
 import { Listings } from './listing.js';
 import {
   Attr, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init, MAJOR, MINOR,
-  NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFREG, attrOut, entryOut,
+  NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, attrOut, entryOut,
   WRITE_IN_SIZE, invalEntryOut, invalInodeOut, openOut, putU64, u64,
 } from './proto.js';
 import { joinPath } from '../meta/names.js';
@@ -33,8 +33,11 @@ export function toErrno(e: unknown): number {
 /** New files belong to the process that made them, as on any local filesystem. */
 const owner = (req: Request) => ({ uid: req.uid, gid: req.gid });
 
+const KIND_BITS: Record<Stat['type'], number> = { file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, fifo: S_IFIFO, socket: S_IFSOCK, chr: S_IFCHR, blk: S_IFBLK };
+const SPECIAL_OF: Record<number, 'fifo' | 'socket' | 'chr' | 'blk'> = { [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket', [S_IFCHR]: 'chr', [S_IFBLK]: 'blk' };
+
 function kindBits(st: Stat): number {
-  return st.type === 'dir' ? S_IFDIR : st.type === 'symlink' ? S_IFLNK : S_IFREG;
+  return KIND_BITS[st.type];
 }
 
 export interface OpsOptions { log: Logger; onInit?: () => void }
@@ -72,7 +75,8 @@ export class FuseOps {
       case Op.RMDIR: return this.remove(req, true);
       case Op.RENAME: return this.rename(req, IN_HEADER + 8, 0);
       case Op.RENAME2: return this.rename(req, IN_HEADER + 16, req.buf.readUInt32LE(IN_HEADER + 8));
-      case Op.LINK: case Op.MKNOD: throw new FsError('EPERM'); // content is shared by id, not by inode
+      case Op.LINK: throw new FsError('EPERM'); // content is shared by id, not by inode
+      case Op.MKNOD: return this.mknod(req);
       case Op.OPEN: return this.open(req);
       case Op.CREATE: return this.create(req);
       case Op.READ: return this.read(req);
@@ -139,7 +143,7 @@ export class FuseOps {
   /** A node whose path is gone (unlinked while open) has no links, as on a local filesystem. */
   private attr(ino: number, st: Stat): Attr {
     const nlink = this.inodes.find(ino)?.path === null ? 0 : 1;
-    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink };
+    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink, rdev: st.rdev };
   }
 
   /** A counted lookup of an existing path: the kernel now holds its id. */
@@ -281,6 +285,18 @@ export class FuseOps {
     const nul = req.buf.indexOf(0, end);
     const target = req.buf.toString('utf8', end, nul < 0 || nul > req.len ? req.len : nul);
     await this.fs.symlink(target, path, owner(req));
+    return [this.entry(path).out];
+  }
+
+  /** fuse_mknod_in: mode (type and permission bits, umask applied by the kernel), rdev, umask, padding; then the name. */
+  private async mknod(req: Request): Promise<Buffer[]> {
+    const mode = req.buf.readUInt32LE(IN_HEADER);
+    const rdev = req.buf.readUInt32LE(IN_HEADER + 4);
+    const { path } = this.child(req, IN_HEADER + 16);
+    const type = SPECIAL_OF[mode & S_IFMT];
+    // A regular file by mknod is a create without an open; anything else is not a kind we keep.
+    if (!type) throw new FsError((mode & S_IFMT) === S_IFREG ? 'EPERM' : 'EINVAL');
+    await this.fs.mknod(path, type, mode & 0o7777, rdev, owner(req));
     return [this.entry(path).out];
   }
 

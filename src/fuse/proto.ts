@@ -48,6 +48,10 @@ export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
 export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFSOCK = 0o140000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
 
 /** A 64-bit field as a JS number: exact below 2^53, which covers every offset and id used. */
 export function u64(b: Buffer, off: number): number {
@@ -70,6 +74,8 @@ export interface Attr {
   ctime: number;
   /** 1, or 0 for a file unlinked while open. */
   nlink: number;
+  /** Device number of a device node (new_encode_dev, as FUSE carries it). */
+  rdev?: number;
 }
 
 export const ATTR_SIZE = 88;
@@ -95,7 +101,7 @@ export function putAttr(b: Buffer, off: number, a: Attr): void {
   b.writeUInt32LE(a.nlink, off + 64);
   b.writeUInt32LE(a.uid >>> 0, off + 68);
   b.writeUInt32LE(a.gid >>> 0, off + 72);
-  b.writeUInt32LE(0, off + 76); // rdev
+  b.writeUInt32LE((a.rdev ?? 0) >>> 0, off + 76);
   b.writeUInt32LE(4096, off + 80); // blksize
   b.writeUInt32LE(0, off + 84); // flags
 }
@@ -148,6 +154,10 @@ export function putDirent(b: Buffer, off: number, ino: number, next: number, typ
 export const DT_DIR = 4;
 export const DT_REG = 8;
 export const DT_LNK = 10;
+export const DT_FIFO = 1;
+export const DT_CHR = 2;
+export const DT_BLK = 6;
+export const DT_SOCK = 12;
 
 /** fuse_notify_inval_inode_out: offset 0, length 0 drop the attributes and every cached page. */
 export function invalInodeOut(ino: number): Buffer {

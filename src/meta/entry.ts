@@ -20,11 +20,16 @@ export interface Attrs {
 export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId }
 export interface LinkEntry extends Attrs { type: 'symlink'; target: string }
 export interface DirEntry extends Attrs { type: 'dir' }
-export type Entry = FileEntry | LinkEntry | DirEntry;
+/** FIFOs, sockets and device nodes: no content (the kernel does their I/O); `rdev` for devices. */
+export type SpecialType = 'fifo' | 'socket' | 'chr' | 'blk';
+export interface SpecialEntry extends Attrs { type: SpecialType; rdev: number }
+export type Entry = FileEntry | LinkEntry | DirEntry | SpecialEntry;
+export const SPECIAL_TYPES: readonly SpecialType[] = ['fifo', 'socket', 'chr', 'blk'];
 
 export function encodeEntry(e: Entry): Buffer {
   const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
   if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
+  if ((e.type === 'chr' || e.type === 'blk') && e.rdev) attrs.rdev = e.rdev;
   if (e.node) attrs.node = Buffer.from(e.node);
   const top: BDict = { delugefs: attrs };
   if (e.type === 'file') top.info = infoDict(e.info);
@@ -53,6 +58,15 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
       return { type, ...attrs, target: getBytes(a, 'target', ctx).toString() };
     case 'dir':
       return { type, ...attrs };
+    case 'fifo':
+    case 'socket':
+      return { type, ...attrs, rdev: 0 };
+    case 'chr':
+    case 'blk': {
+      const rdev = a.rdev === undefined ? 0 : getInt(a, 'rdev', ctx);
+      if (!Number.isSafeInteger(rdev) || rdev < 0 || rdev > 0xffffffff) throw new Error(`${ctx}: rdev out of range`);
+      return { type, ...attrs, rdev };
+    }
     default:
       throw new Error(`${ctx}: unknown entry type ${JSON.stringify(type)}`);
   }

@@ -534,7 +534,7 @@ function describe(op: Op): string {
   if (op.o === 'rm') return `delete ${q(op.p)}`;
   if (op.o === 'mv') return `rename ${q(op.p)} -> ${q(op.to)}`;
   if (op.o === 'rec') return `${op.d ? 'record' : 'drop record'} ${op.p}`;
-  return `${op.e.type === 'dir' ? 'dir' : op.e.type === 'symlink' ? 'link' : 'write'} ${q(op.p)}`;
+  return `${op.e.type === 'dir' ? 'dir' : op.e.type === 'symlink' ? 'link' : op.e.type === 'file' ? 'write' : op.e.type} ${q(op.p)}`;
 }
 
 function trailerGen(message: string, nodeId: string): number {

@@ -3,7 +3,7 @@
 // getattr/readdir/lookup are served from here; nothing on a read path spawns a process.
 import { createHash } from 'node:crypto';
 import { FsError } from '../util/errors.js';
-import { DirEntry, Entry, FileEntry, LinkEntry, encodeEntry } from './entry.js';
+import { DirEntry, Entry, FileEntry, LinkEntry, SpecialEntry, encodeEntry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, encodeName, splitPath } from './names.js';
 import type { ContentId, Info } from '../content/metainfo.js';
 
@@ -18,7 +18,7 @@ export class DirNode {
 export class LeafNode {
   readonly kind = 'leaf';
   oid: string | null = null;
-  constructor(public entry: FileEntry | LinkEntry) {}
+  constructor(public entry: FileEntry | LinkEntry | SpecialEntry) {}
 }
 
 export type Node = DirNode | LeafNode;

@@ -1,7 +1,7 @@
 // The narrow interface between the FUSE adapter and a node (like Syncthing's fs.Filesystem):
 // paths are absolute mount paths, errors are FsError with a POSIX code, handles are numbers > 0.
 export interface Stat {
-  type: 'file' | 'dir' | 'symlink';
+  type: 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'chr' | 'blk';
   /** Permission bits only. */
   mode: number;
   uid: number;
@@ -10,6 +10,8 @@ export interface Stat {
   /** Milliseconds since the epoch. */
   mtime: number;
   ctime: number;
+  /** Device number of a character or block device node (the kernel's encoding). */
+  rdev?: number;
 }
 
 /** Lets a write's caller lend its buffer past the write: it reuses it once `until` settles. */
@@ -46,6 +48,8 @@ export interface FileSystem {
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   symlink(target: string, path: string, owner?: Owner): Promise<void>;
+  /** A FIFO, socket or device node (no content: the kernel does its I/O). */
+  mknod(path: string, type: 'fifo' | 'socket' | 'chr' | 'blk', mode: number, rdev: number, owner?: Owner): Promise<void>;
   readlink(path: string): string;
   chmod(path: string, mode: number): Promise<void>;
   chown(path: string, uid: number, gid: number): Promise<void>;

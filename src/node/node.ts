@@ -7,7 +7,7 @@ import type { Logger } from '../util/log.js';
 import { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
-import type { DirEntry, Entry } from '../meta/entry.js';
+import type { DirEntry, Entry, SpecialType } from '../meta/entry.js';
 import { FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
@@ -84,8 +84,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     if (!e) throw new FsError('ENOENT', path);
     const st: Stat = {
       type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime,
-      size: e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : 4096,
+      size: e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : e.type === 'dir' ? 4096 : 0,
     };
+    if (e.type === 'chr' || e.type === 'blk') st.rdev = e.rdev;
     return e.type === 'file' ? this.files.overlay(path, st) : st;
   }
 
@@ -147,6 +148,13 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
     const now = Date.now();
     await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
+  }
+
+  async mknod(path: string, type: SpecialType, mode: number, rdev: number, owner: Owner = this.owner): Promise<void> {
+    if (this.ns.get(path)) throw new FsError('EEXIST', path);
+    const now = Date.now();
+    const dev = type === 'chr' || type === 'blk' ? rdev >>> 0 : 0;
+    await this.ns.apply({ o: 'put', p: path, e: { type, rdev: dev, mode: mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
   }
 
   readlink(path: string): string {
