@@ -148,11 +148,14 @@ async function viaFusermount(dev: Dev, mnt: string, options: string): Promise<nu
  * wait for the INIT answer, which only a running session gives.
  */
 async function openDevice(dev: Dev, mnt: string, opts: MountOptions): Promise<{ fd: number; attach: () => Promise<void> }> {
+  // nosuid, nodev and noatime everywhere (mount(2)'s flags in devfuse.c). noatime: reads never
+  // move a file's access time (a commit per read would be too dear for a replicated namespace);
+  // utimensat does. Said so in the mount options, as it behaves.
   const options = ['default_permissions', ...(opts.allowOther ? ['allow_other'] : [])];
   const fsname = `delugefs:${opts.cluster}`;
   if (viaFusermount3(opts)) {
     // fusermount3 opens the device itself and mounts before handing it over.
-    const fd = await viaFusermount(dev, mnt, [...options, `fsname=${fsname}`, 'subtype=delugefs'].join(','));
+    const fd = await viaFusermount(dev, mnt, [...options, 'noatime', `fsname=${fsname}`, 'subtype=delugefs'].join(','));
     return { fd, attach: async () => {} };
   }
   const fd = dev.open('/dev/fuse');
@@ -164,7 +167,7 @@ async function openDevice(dev: Dev, mnt: string, opts: MountOptions): Promise<{ 
       if (r < 0) throw new Error(`mount ${mnt} failed: ${errText(-r)}`);
     } else {
       // FreeBSD: mount_fusefs takes the open device as an inherited fd number (as libfuse does).
-      const child = spawn('mount_fusefs', ['-o', options.join(','), '3', resolve(mnt)], {
+      const child = spawn('mount_fusefs', ['-o', [...options, 'nosuid', 'noatime'].join(','), '3', resolve(mnt)], {
         stdio: ['ignore', 'ignore', 'pipe', fd],
         env: { ...process.env, MOUNT_FUSEFS_SAFE: '1', MOUNT_FUSEFS_CALL_BY_LIB: '1' },
       });

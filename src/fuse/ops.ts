@@ -143,7 +143,7 @@ export class FuseOps {
   /** A node whose path is gone (unlinked while open) has no links, as on a local filesystem. */
   private attr(ino: number, st: Stat): Attr {
     const nlink = this.inodes.find(ino)?.path === null ? 0 : 1;
-    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink, rdev: st.rdev };
+    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink, rdev: st.rdev, atime: st.atime };
   }
 
   /** A counted lookup of an existing path: the kernel now holds its id. */
@@ -272,10 +272,10 @@ export class FuseOps {
       // Seconds are signed: times before 1970 exist.
       const time = (set: number, now: number, secAt: number, nsecAt: number) =>
         valid & now ? Date.now() : valid & set ? Number(b.readBigInt64LE(secAt)) * 1000 + Math.floor(b.readUInt32LE(nsecAt) / 1e6) : null;
+      // Either may be left out (UTIME_OMIT): it keeps what it was.
       const atime = time(Fattr.ATIME, Fattr.ATIME_NOW, at + 32, at + 56);
-      // Only atime given: it is not stored, so mtime stays what it was.
-      const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, at + 40, at + 60) ?? this.fs.stat(node.path).mtime;
-      await this.fs.utimens(node.path, atime ?? mtime, mtime);
+      const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, at + 40, at + 60);
+      await this.fs.utimens(node.path, atime, mtime);
     }
     return [attrOut(this.attr(req.nodeid, this.statOf(req, fh)), TTL)];
   }

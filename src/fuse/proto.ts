@@ -76,6 +76,8 @@ export interface Attr {
   nlink: number;
   /** Device number of a device node (new_encode_dev, as FUSE carries it). */
   rdev?: number;
+  /** Absent: mtime. */
+  atime?: number;
 }
 
 export const ATTR_SIZE = 88;
@@ -93,7 +95,7 @@ export function putAttr(b: Buffer, off: number, a: Attr): void {
   putU64(b, off, a.ino);
   putU64(b, off + 8, a.size);
   putU64(b, off + 16, Math.ceil(a.size / 512));
-  putTime(b, off + 24, off + 48, a.mtime); // atime: not tracked, shown as mtime
+  putTime(b, off + 24, off + 48, a.atime ?? a.mtime);
   putTime(b, off + 32, off + 52, a.mtime);
   putTime(b, off + 40, off + 56, a.ctime);
   b.writeUInt32LE(a.mode >>> 0, off + 60);

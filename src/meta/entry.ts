@@ -13,6 +13,8 @@ export interface Attrs {
   /** Milliseconds since the epoch. */
   mtime: number;
   ctime: number;
+  /** Set by utimensat, or kept from before a file's first content change; absent: as mtime. */
+  atime?: number;
   /** The node that made this version (names conflict copies). */
   node?: string;
 }
@@ -28,6 +30,7 @@ export const SPECIAL_TYPES: readonly SpecialType[] = ['fifo', 'socket', 'chr', '
 
 export function encodeEntry(e: Entry): Buffer {
   const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
+  if (e.atime !== undefined && e.atime !== e.mtime) attrs.atime = e.atime;
   if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
   if ((e.type === 'chr' || e.type === 'blk') && e.rdev) attrs.rdev = e.rdev;
   if (e.node) attrs.node = Buffer.from(e.node);
@@ -49,6 +52,7 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
     ctime: getInt(a, 'ctime', ctx),
   };
   if (Buffer.isBuffer(a.node)) attrs.node = a.node.toString();
+  if (a.atime !== undefined) attrs.atime = getInt(a, 'atime', ctx);
   switch (type) {
     case 'file': {
       const info = parseInfo(getDict(top, 'info', ctx), ctx);

@@ -78,7 +78,7 @@ export class OpenFiles {
     const h = this.handle(fh);
     const b = h.base;
     if (!b) throw new FsError('EBADF', String(fh));
-    return { type: 'file', mode: b.mode, uid: b.uid, gid: b.gid, size: h.size, mtime: h.mtime, ctime: b.ctime };
+    return { type: 'file', mode: b.mode, uid: b.uid, gid: b.gid, size: h.size, mtime: h.mtime, ctime: b.ctime, atime: b.atime ?? b.mtime };
   }
 
   /** Handles on a path that is removed or replaced keep their bytes but store nothing. */
@@ -430,7 +430,8 @@ export class OpenFiles {
       const path = h.path;
       const cur = path === null ? undefined : ns.get(path)?.entry;
       const attrs = cur && cur.type === 'file' ? cur : h.base!;
-      const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), node: this.c.nodeId };
+      // A write moves mtime, not atime: the access time stays what it showed before (noatime).
+      const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), atime: attrs.atime ?? attrs.mtime, node: this.c.nodeId };
       if (path !== null) {
         try {
           // Journal and tree in one step: throws ENOSPC/EIO with nothing published.

@@ -12,6 +12,8 @@ export interface Stat {
   ctime: number;
   /** Device number of a character or block device node (the kernel's encoding). */
   rdev?: number;
+  /** Last access as utimensat set it (the mount is noatime: reads do not move it); absent: mtime. */
+  atime?: number;
 }
 
 /** Lets a write's caller lend its buffer past the write: it reuses it once `until` settles. */
@@ -53,7 +55,8 @@ export interface FileSystem {
   readlink(path: string): string;
   chmod(path: string, mode: number): Promise<void>;
   chown(path: string, uid: number, gid: number): Promise<void>;
-  utimens(path: string, atime: number, mtime: number): Promise<void>;
+  /** Sets either time or both; null leaves it (UTIME_OMIT). */
+  utimens(path: string, atime: number | null, mtime: number | null): Promise<void>;
   statfs(): Promise<Space>;
   /** Paths changed by something other than this interface's callers (merges from peers). */
   onExternalChange?(listener: (paths: string[]) => void): void;

@@ -87,6 +87,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       size: e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : e.type === 'dir' ? 4096 : 0,
     };
     if (e.type === 'chr' || e.type === 'blk') st.rdev = e.rdev;
+    if (e.atime !== undefined) st.atime = e.atime;
     return e.type === 'file' ? this.files.overlay(path, st) : st;
   }
 
@@ -174,9 +175,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     await this.setAttrs(path, (e) => ({ ...e, uid: keep(uid) ? e.uid : uid, gid: keep(gid) ? e.gid : gid }));
   }
 
-  async utimens(path: string, _atime: number, mtime: number): Promise<void> {
-    this.files.setMtime(path, mtime);
-    await this.setAttrs(path, (e) => ({ ...e, mtime }));
+  async utimens(path: string, atime: number | null, mtime: number | null): Promise<void> {
+    if (mtime !== null) this.files.setMtime(path, mtime);
+    // An atime left alone keeps what it showed (an entry without one showed its mtime).
+    await this.setAttrs(path, (e) => ({ ...e, atime: atime ?? e.atime ?? e.mtime, mtime: mtime ?? e.mtime }));
   }
 
   private async setAttrs(path: string, change: (e: Entry) => Entry): Promise<void> {

@@ -94,7 +94,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *src = arg_str(env, argv[0]), *dst = arg_str(env, argv[1]), *type = arg_str(env, argv[2]), *data = arg_str(env, argv[3]);
   int r = -1, e = EINVAL;
   if (src && dst && type && data) {
-    r = mount(src, dst, type, MS_NOSUID | MS_NODEV, data);
+    r = mount(src, dst, type, MS_NOSUID | MS_NODEV | MS_NOATIME, data);
     e = errno;
   }
   free(src); free(dst); free(type); free(data);
