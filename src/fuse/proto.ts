@@ -72,7 +72,7 @@ export interface Attr {
   gid: number;
   mtime: number;
   ctime: number;
-  /** 1, or 0 for a file unlinked while open. */
+  /** 1 (a directory: 2 + its subdirectories), or 0 for a file unlinked while open. */
   nlink: number;
   /** Device number of a device node (new_encode_dev, as FUSE carries it). */
   rdev?: number;
@@ -99,7 +99,6 @@ export function putAttr(b: Buffer, off: number, a: Attr): void {
   putTime(b, off + 32, off + 52, a.mtime);
   putTime(b, off + 40, off + 56, a.ctime);
   b.writeUInt32LE(a.mode >>> 0, off + 60);
-  // 1 even for directories: "unknown", so tools never skip subdirectories by link count.
   b.writeUInt32LE(a.nlink, off + 64);
   b.writeUInt32LE(a.uid >>> 0, off + 68);
   b.writeUInt32LE(a.gid >>> 0, off + 72);

@@ -10,6 +10,8 @@ import type { ContentId, Info } from '../content/metainfo.js';
 export class DirNode {
   readonly kind = 'dir';
   children = new Map<string, Node>();
+  /** Children that are directories (st_nlink = 2 + this), kept by setChild/deleteChild. */
+  subdirs = 0;
   /** Git tree id; null while this directory or anything below it has uncommitted changes. */
   oid: string | null = null;
   constructor(public entry: DirEntry) {}
@@ -22,6 +24,19 @@ export class LeafNode {
 }
 
 export type Node = DirNode | LeafNode;
+
+/** Every change of a directory's children goes through these two, so `subdirs` stays true. */
+export function setChild(dir: DirNode, name: string, node: Node): void {
+  const old = dir.children.get(name);
+  if (old?.kind === 'dir') dir.subdirs--;
+  if (node.kind === 'dir') dir.subdirs++;
+  dir.children.set(name, node);
+}
+
+export function deleteChild(dir: DirNode, name: string): void {
+  if (dir.children.get(name)?.kind === 'dir') dir.subdirs--;
+  dir.children.delete(name);
+}
 
 export interface GitObject { type: 'blob' | 'tree'; oid: string; data: Buffer }
 
@@ -159,7 +174,7 @@ export class Tree {
         return;
       }
       if (old) this.unref(old);
-      dir.children.set(name, new DirNode(entry));
+      setChild(dir, name, new DirNode(entry));
       return;
     }
     if (old?.kind === 'dir') throw new FsError('EISDIR', path);
@@ -167,14 +182,14 @@ export class Tree {
     if (old) this.unref(old);
     const leaf = new LeafNode(entry);
     leaf.oid = oid;
-    dir.children.set(name, leaf);
+    setChild(dir, name, leaf);
   }
 
   remove(path: string): Node {
     const { dir, name } = this.parentFor(path, true);
     const old = dir.children.get(name);
     if (!old) throw new FsError('ENOENT', path);
-    dir.children.delete(name);
+    deleteChild(dir, name);
     this.unref(old);
     return old;
   }
@@ -195,14 +210,14 @@ export class Tree {
     }
     this.parentFor(from, true);
     this.parentFor(to, true);
-    src.dir.children.delete(src.name);
+    deleteChild(src.dir, src.name);
     if (old) this.unref(old);
-    dst.dir.children.set(dst.name, node);
+    setChild(dst.dir, dst.name, node);
   }
 
   /** Adds a loaded subtree without touching cached ids (used while rebuilding from Git). */
   attach(parent: DirNode, name: string, node: Node): void {
-    parent.children.set(name, node);
+    setChild(parent, name, node);
     this.walkRefs(node, 1);
   }
 

@@ -80,7 +80,8 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   // ---- attributes and directories -------------------------------------------------------
 
   stat(path: string): Stat {
-    const e = this.ns.get(path)?.entry;
+    const n = this.ns.get(path);
+    const e = n?.entry;
     if (!e) throw new FsError('ENOENT', path);
     const st: Stat = {
       type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime,
@@ -88,6 +89,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     };
     if (e.type === 'chr' || e.type === 'blk') st.rdev = e.rdev;
     if (e.atime !== undefined) st.atime = e.atime;
+    if (n.kind === 'dir') st.nlink = 2 + n.subdirs;
     return e.type === 'file' ? this.files.overlay(path, st) : st;
   }
 
@@ -104,7 +106,22 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   async mkdir(path: string, mode: number, owner?: Owner): Promise<void> {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
-    await this.ns.apply({ o: 'put', p: path, e: this.dirEntry(mode, owner) });
+    // In a setgid directory a new directory keeps S_ISGID (as on ext4), and takes its group.
+    const setgid = this.setgidParent(path);
+    await this.ns.apply({ o: 'put', p: path, e: this.dirEntry(setgid ? mode | 0o2000 : mode, this.ownerIn(path, owner ?? this.owner)) });
+  }
+
+  /** The setgid directory `path` is created in, if it is one. */
+  private setgidParent(path: string): DirEntry | undefined {
+    const i = path.lastIndexOf('/');
+    const parent = this.ns.get(i <= 0 ? '/' : path.slice(0, i));
+    return parent?.kind === 'dir' && parent.entry.mode & 0o2000 ? parent.entry : undefined;
+  }
+
+  /** Who owns a new entry: its creator, with the group of a setgid directory it is made in. */
+  ownerIn(path: string, owner: Owner): Owner {
+    const p = this.setgidParent(path);
+    return p ? { uid: owner.uid, gid: p.gid } : owner;
   }
 
   async rmdir(path: string): Promise<void> {
@@ -147,12 +164,14 @@ export class DelugeNode extends EventEmitter implements FileSystem {
 
   async symlink(target: string, path: string, owner: Owner = this.owner): Promise<void> {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
+    owner = this.ownerIn(path, owner);
     const now = Date.now();
     await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
   }
 
   async mknod(path: string, type: SpecialType, mode: number, rdev: number, owner: Owner = this.owner): Promise<void> {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
+    owner = this.ownerIn(path, owner);
     const now = Date.now();
     const dev = type === 'chr' || type === 'blk' ? rdev >>> 0 : 0;
     await this.ns.apply({ o: 'put', p: path, e: { type, rdev: dev, mode: mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
@@ -205,7 +224,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   // ---- files ---------------------------------------------------------------------------
 
   open(path: string, flags: number) { return this.files.open(path, flags); }
-  create(path: string, mode: number, owner?: Owner) { return this.files.create(path, mode, owner); }
+  create(path: string, mode: number, owner?: Owner) { return this.files.create(path, mode, this.ownerIn(path, owner ?? this.owner)); }
   read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal) { return this.files.read(fh, buf, len, pos, signal); }
   write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep) { return this.files.write(fh, buf, len, pos, keep); }
   truncate(path: string, size: number) { return this.files.truncate(path, size); }

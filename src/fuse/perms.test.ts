@@ -1,0 +1,59 @@
+// Directory link counts and the directory permission bits on a real mount (issue 11), each
+// compared with the same calls on the root's own disk in the same run: st_nlink = 2 +
+// subdirectories; a setgid directory gives new entries its group and new subdirectories its
+// S_ISGID; a sticky directory lets only an entry's owner remove it (callers are other users,
+// let in by --allow-other).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+import { sandbox, sh, Sandbox } from '../testing/node-proc.js';
+
+let sb: Sandbox | undefined;
+after(async () => {
+  await sb?.cleanup();
+});
+
+const as = (uid: number, cmd: string) => sh(`setpriv --reuid=${uid} --regid=${uid} --clear-groups sh -c '${cmd}'`, { allowFail: true });
+const nlink = async (p: string) => (await fs.stat(p)).nlink;
+
+test('directory st_nlink, setgid and sticky directories as on a local disk', { timeout: 120_000 }, async () => {
+  sb = await sandbox('dfs-perms');
+  await sb.start(['--allow-other'], { create: true });
+  const local = join(sb.dir, 'local');
+  await fs.mkdir(local);
+  await fs.chmod(sb.dir, 0o755);
+  await fs.chmod(sb.mnt, 0o777);
+  await fs.chmod(local, 0o777);
+  for (const dir of [sb.mnt, local]) {
+    const where = dir === local ? 'local' : 'mount';
+    // Link counts.
+    await sh(`cd ${dir} && mkdir -p a/b a/c && touch a/f`);
+    assert.equal(await nlink(join(dir, 'a')), 4, `${where}: 2 + two subdirectories`);
+    assert.equal(await nlink(join(dir, 'a', 'b')), 2, where);
+    assert.equal(await nlink(join(dir, 'a', 'f')), 1, where);
+    await fs.rmdir(join(dir, 'a', 'b'));
+    await fs.rename(join(dir, 'a', 'c'), join(dir, 'c'));
+    assert.equal(await nlink(join(dir, 'a')), 2, `${where}: after rmdir and a rename out`);
+
+    // setgid: the directory's group for everything made in it; S_ISGID for new subdirectories.
+    await sh(`cd ${dir} && mkdir g && chown 0:1234 g && chmod 2777 g`);
+    const r = await as(4321, `cd ${dir}/g && touch f && mkdir sub && mkfifo p && ln -s f l && echo ok`);
+    assert.equal(r.out.trim(), 'ok', `${where}: ${r.err}`);
+    for (const n of ['f', 'sub', 'p', 'l']) {
+      const st = await fs.lstat(join(dir, 'g', n));
+      assert.deepEqual([st.uid, st.gid], [4321, 1234], `${where}: ${n} takes the directory's group`);
+    }
+    assert.ok((await fs.stat(join(dir, 'g', 'sub'))).mode & 0o2000, `${where}: a new subdirectory keeps S_ISGID`);
+    assert.equal((await fs.stat(join(dir, 'g', 'f'))).mode & 0o2000, 0, where);
+
+    // sticky: in a 1777 directory only an entry's owner (or root) removes or renames it.
+    await sh(`cd ${dir} && mkdir t && chmod 1777 t`);
+    assert.equal((await as(4321, `echo mine > ${dir}/t/a && echo ok`)).out.trim(), 'ok');
+    const other = await as(4322, `rm -f ${dir}/t/a`);
+    assert.notEqual(other.code, 0, `${where}: another user removed an entry of a sticky directory`);
+    assert.match(other.err, /Operation not permitted/);
+    assert.notEqual((await as(4322, `mv ${dir}/t/a ${dir}/t/b`)).code, 0, `${where}: renamed`);
+    assert.equal((await as(4321, `rm ${dir}/t/a && echo ok`)).out.trim(), 'ok', `${where}: the owner removes it`);
+  }
+});
