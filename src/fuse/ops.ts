@@ -21,7 +21,7 @@ const E = constants.errno;
 const TTL = 1;
 /** Largest write and read: 256 pages, when the kernel allows more than its default 32. */
 export const MAX_WRITE = 1 << 20;
-const { O_EXCL, O_APPEND, O_WRONLY } = fsConstants;
+const { O_EXCL, O_APPEND, O_WRONLY, O_TRUNC, O_RDONLY } = fsConstants;
 const O_ACCMODE = 3;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -358,10 +358,26 @@ export class FuseOps {
     return keep ? FOPEN_KEEP_CACHE : 0;
   }
 
+  /**
+   * A write or truncating open by a caller other than root clears S_ISUID, and S_ISGID where
+   * group execution is on or the caller is not of the file's group (Linux since 6.2; the
+   * caller's other groups are not known here, its own group is). The kernel does it itself for writes through the
+   * page cache (a SETATTR first); not for handles that bypass it (write-only and O_APPEND ones
+   * here) nor for an atomic O_TRUNC open, so it is done here for every one (a no-op once clear).
+   */
+  private async dropPrivs(req: Request, path: string | null): Promise<void> {
+    if (req.uid === 0 || path === null) return;
+    const st = this.statOrNull(path);
+    if (!st || st.type !== 'file') return;
+    const kill = (st.mode & 0o4000) | (st.mode & 0o2000 && (st.mode & 0o010 || req.gid !== st.gid) ? 0o2000 : 0);
+    if (kill) await this.fs.chmod(path, st.mode & ~kill);
+  }
+
   private async open(req: Request): Promise<Buffer[]> {
     const flags = req.buf.readUInt32LE(IN_HEADER);
     const node = this.inodes.get(req.nodeid);
     const path = this.inodes.path(req.nodeid);
+    if (flags & O_TRUNC && (flags & O_ACCMODE) !== O_RDONLY) await this.dropPrivs(req, path);
     const fh = await this.fs.open(path, flags);
     this.opened(node, fh);
     return [openOut(fh, this.openFlags(node, this.fs.fstat(fh), flags))];
@@ -416,6 +432,7 @@ export class FuseOps {
     // comes from the file's shared size and would leave a hole when another handle grew it).
     const offset = flags & O_APPEND ? this.fs.fstat(fh).size : offsetIn;
     if (data.length !== size) throw new FsError('EINVAL', 'short write request');
+    await this.dropPrivs(req, this.inodes.find(req.nodeid)?.path ?? null);
     const n = await this.fs.write(fh, data, size, offset, (until) => (req.held = until));
     const out = Buffer.alloc(8);
     out.writeUInt32LE(n, 0);
