@@ -143,7 +143,7 @@ export class FuseOps {
   /** A node whose path is gone (unlinked while open) has no links, as on a local filesystem. */
   private attr(ino: number, st: Stat): Attr {
     const nlink = this.inodes.find(ino)?.path === null ? 0 : st.nlink ?? 1;
-    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink, rdev: st.rdev, atime: st.atime };
+    return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink, rdev: st.rdev, atime: st.atime, blocks: st.blocks };
   }
 
   /** A counted lookup of an existing path: the kernel now holds its id. */

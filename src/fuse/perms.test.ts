@@ -91,3 +91,29 @@ test('a write or truncating open by another user clears setuid (and setgid with 
     await box.cleanup();
   }
 });
+
+test('st_blocks as on a local disk: a sparse file its real allocation, small files whole 4 KiB blocks, directories one, short symlinks none', { timeout: 120_000 }, async () => {
+  const box = await sandbox('dfs-blocks');
+  try {
+    const node = await box.start([], { create: true });
+    const local = join(box.dir, 'local');
+    await fs.mkdir(local);
+    const blocks = async (dir: string) => (await sh(`cd ${dir} && stat -c '%n %b' sparse one big d l | sort`)).out;
+    for (const dir of [box.mnt, local]) {
+      await sh(`python3 -c "f = open('${dir}/sparse', 'wb'); f.seek(50 << 20); f.write(b'x' * 8192); f.close()"`);
+      await fs.writeFile(join(dir, 'one'), 'x');
+      await fs.writeFile(join(dir, 'big'), Buffer.alloc(300_000, 7));
+      await fs.mkdir(join(dir, 'd'));
+      await fs.symlink('one', join(dir, 'l'));
+    }
+    assert.equal(await blocks(box.mnt), await blocks(local));
+    assert.ok((await fs.stat(join(box.mnt, 'sparse'))).blocks < 64, 'a 50 MiB sparse file with 8 KiB of data');
+    // Kept with the entry: the same after a restart.
+    const before = await blocks(box.mnt);
+    await node.stop();
+    await box.start([]);
+    assert.equal(await blocks(box.mnt), before);
+  } finally {
+    await box.cleanup();
+  }
+});

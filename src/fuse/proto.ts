@@ -78,6 +78,8 @@ export interface Attr {
   rdev?: number;
   /** Absent: mtime. */
   atime?: number;
+  /** 512-byte blocks; absent: the size's. */
+  blocks?: number;
 }
 
 export const ATTR_SIZE = 88;
@@ -94,7 +96,7 @@ function putTime(b: Buffer, secOff: number, nsecOff: number, ms: number): void {
 export function putAttr(b: Buffer, off: number, a: Attr): void {
   putU64(b, off, a.ino);
   putU64(b, off + 8, a.size);
-  putU64(b, off + 16, Math.ceil(a.size / 512));
+  putU64(b, off + 16, a.blocks ?? Math.ceil(a.size / 512));
   putTime(b, off + 24, off + 48, a.atime ?? a.mtime);
   putTime(b, off + 32, off + 52, a.mtime);
   putTime(b, off + 40, off + 56, a.ctime);

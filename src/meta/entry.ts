@@ -19,7 +19,8 @@ export interface Attrs {
   node?: string;
 }
 
-export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId }
+/** `alloc`: bytes the content really takes (a sparse file's); absent: its size in 4 KiB blocks. */
+export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId; alloc?: number }
 export interface LinkEntry extends Attrs { type: 'symlink'; target: string }
 export interface DirEntry extends Attrs { type: 'dir' }
 /** FIFOs, sockets and device nodes: no content (the kernel does their I/O); `rdev` for devices. */
@@ -31,6 +32,7 @@ export const SPECIAL_TYPES: readonly SpecialType[] = ['fifo', 'socket', 'chr', '
 export function encodeEntry(e: Entry): Buffer {
   const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
   if (e.atime !== undefined && e.atime !== e.mtime) attrs.atime = e.atime;
+  if (e.type === 'file' && e.alloc !== undefined) attrs.alloc = e.alloc;
   if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
   if ((e.type === 'chr' || e.type === 'blk') && e.rdev) attrs.rdev = e.rdev;
   if (e.node) attrs.node = Buffer.from(e.node);
@@ -56,7 +58,13 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
   switch (type) {
     case 'file': {
       const info = parseInfo(getDict(top, 'info', ctx), ctx);
-      return { type, ...attrs, info, id: infoHash(info) };
+      const e: FileEntry = { type, ...attrs, info, id: infoHash(info) };
+      if (a.alloc !== undefined) {
+        const alloc = getInt(a, 'alloc', ctx);
+        if (!Number.isSafeInteger(alloc) || alloc < 0) throw new Error(`${ctx}: alloc out of range`);
+        e.alloc = alloc;
+      }
+      return e;
     }
     case 'symlink':
       return { type, ...attrs, target: getBytes(a, 'target', ctx).toString() };

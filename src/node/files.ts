@@ -16,7 +16,7 @@ import { SequentialHasher } from '../content/sequential-hasher.js';
 import type { Namespace } from '../meta/namespace.js';
 import type { FileEntry } from '../meta/entry.js';
 import type { Keep, Owner, RemoteContent, Stat } from './fs-api.js';
-import { OpenFile, fdClose, fdOpen, fdSync, fdTruncate } from './open-file.js';
+import { OpenFile, fdClose, fdOpen, fdStat, fdSync, fdTruncate } from './open-file.js';
 import { WriteBehind } from './write-behind.js';
 import type { ContentKeeper } from './content-keeper.js';
 
@@ -412,6 +412,12 @@ export class OpenFiles {
       info = h.hasher ? await h.hasher.finish(h.size) : await hashFile(h.tmpPath!, h.size);
     }
     const id = infoHash(info);
+    // A file with holes keeps them (the store takes the temp file as it is): say what it takes.
+    let alloc: number | undefined;
+    if (h.tmpFd !== null && h.tmpFd !== undefined && info.length > 0) {
+      const st = await fdStat(h.tmpFd);
+      if (st.blocks * 512 < Math.ceil(info.length / 4096) * 4096) alloc = st.blocks * 512;
+    }
     keeper.pin(id);
     let stored = false;
     let published = false;
@@ -432,6 +438,7 @@ export class OpenFiles {
       const attrs = cur && cur.type === 'file' ? cur : h.base!;
       // A write moves mtime, not atime: the access time stays what it showed before (noatime).
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), atime: attrs.atime ?? attrs.mtime, node: this.c.nodeId };
+      if (alloc !== undefined) entry.alloc = alloc;
       if (path !== null) {
         try {
           // Journal and tree in one step: throws ENOSPC/EIO with nothing published.

@@ -12,6 +12,8 @@ export interface Stat {
   ctime: number;
   /** Device number of a character or block device node (the kernel's encoding). */
   rdev?: number;
+  /** 512-byte blocks the entry takes (st_blocks). */
+  blocks?: number;
   /** Links: a directory has 2 + its subdirectories (absent: 1). */
   nlink?: number;
   /** Last access as utimensat set it (the mount is noatime: reads do not move it); absent: mtime. */

@@ -90,6 +90,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     if (e.type === 'chr' || e.type === 'blk') st.rdev = e.rdev;
     if (e.atime !== undefined) st.atime = e.atime;
     if (n.kind === 'dir') st.nlink = 2 + n.subdirs;
+    // st_blocks: a sparse file's real allocation, else the size in 4 KiB blocks (ext4's); a
+    // directory one block; symlinks (kept in the entry, like ext4's fast ones) and special files none.
+    st.blocks = e.type === 'file' ? (e.alloc !== undefined ? Math.ceil(e.alloc / 512) : Math.ceil(st.size / 4096) * 8) : e.type === 'dir' ? 8 : 0;
     return e.type === 'file' ? this.files.overlay(path, st) : st;
   }
 

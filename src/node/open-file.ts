@@ -1,7 +1,7 @@
 // One open file handle. Reads come from the stored version the handle was opened on (a raw fd
 // on the store file, valid even after that version is replaced or deleted); the first change
 // copies it to a private temp file (copy on write), which becomes new content on flush.
-import { open as openCb, close as closeCb, read as readCb, write as writeCb, writev as writevCb, ftruncate as ftruncateCb, fsync as fsyncCb } from 'node:fs';
+import { open as openCb, close as closeCb, read as readCb, write as writeCb, writev as writevCb, ftruncate as ftruncateCb, fsync as fsyncCb, fstat as fstatCb } from 'node:fs';
 import { promisify } from 'node:util';
 import type { FileEntry } from '../meta/entry.js';
 import type { WriteBehind } from './write-behind.js';
@@ -15,6 +15,7 @@ export const fdWritev = promisify(writevCb);
 export const fdTruncate = promisify(ftruncateCb);
 export const fdClose = promisify(closeCb);
 export const fdSync = promisify(fsyncCb);
+export const fdStat = promisify(fstatCb);
 
 export class OpenFile {
   /** Current path; null once the file was unlinked while open (then its changes are dropped). */
