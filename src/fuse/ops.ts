@@ -91,7 +91,11 @@ export class FuseOps {
       case Op.FSYNCDIR: return this.fs.syncNamespace().then(() => []);
       case Op.ACCESS: this.fs.stat(this.path(req)); return []; // default_permissions: the kernel checks modes
       case Op.STATFS: return this.statfs();
-      default: throw new FsError('ENOSYS'); // xattrs, locks, fallocate, ioctl...: the kernel falls back or says so
+      case Op.SETXATTR: return this.setxattr(req);
+      case Op.GETXATTR: return this.getxattr(req);
+      case Op.LISTXATTR: return this.listxattr(req);
+      case Op.REMOVEXATTR: return this.removexattr(req);
+      default: throw new FsError('ENOSYS'); // locks, fallocate, ioctl...: the kernel falls back or says so
     }
   };
 
@@ -356,6 +360,54 @@ export class FuseOps {
     const keep = node.seen === seen;
     node.seen = seen;
     return keep ? FOPEN_KEEP_CACHE : 0;
+  }
+
+  // ---- extended attributes (fuse_setxattr_in: size, flags; fuse_getxattr_in: size, padding) ----
+
+  private xattrName(req: Request, at: number): string {
+    const nul = req.buf.indexOf(0, at);
+    const end = nul < 0 || nul > req.len ? req.len : nul;
+    try {
+      return utf8.decode(req.buf.subarray(at, end));
+    } catch {
+      throw new FsError('EOPNOTSUPP', 'attribute name is not UTF-8');
+    }
+  }
+
+  private async setxattr(req: Request): Promise<Buffer[]> {
+    const size = req.buf.readUInt32LE(IN_HEADER);
+    const flags = req.buf.readUInt32LE(IN_HEADER + 4);
+    const name = this.xattrName(req, IN_HEADER + 8);
+    const at = IN_HEADER + 8 + Buffer.byteLength(name) + 1;
+    if (at + size > req.len) throw new FsError('EINVAL', 'short setxattr request');
+    await this.fs.setxattr(this.inodes.path(req.nodeid), name, req.buf.subarray(at, at + size), flags);
+    return [];
+  }
+
+  /** A value (or a list) the caller asked the size of (size 0), or that must fit in `size` (else ERANGE). */
+  private sized(req: Request, data: Buffer): Buffer[] {
+    const size = req.buf.readUInt32LE(IN_HEADER);
+    if (size === 0) {
+      const out = Buffer.alloc(8);
+      out.writeUInt32LE(data.length, 0);
+      return [out];
+    }
+    if (data.length > size) throw new FsError('ERANGE');
+    return [data];
+  }
+
+  private getxattr(req: Request): Buffer[] {
+    return this.sized(req, this.fs.getxattr(this.inodes.path(req.nodeid), this.xattrName(req, IN_HEADER + 8)));
+  }
+
+  private listxattr(req: Request): Buffer[] {
+    const names = this.fs.listxattr(this.inodes.path(req.nodeid));
+    return this.sized(req, Buffer.concat(names.map((n) => Buffer.from(`${n}\0`))));
+  }
+
+  private async removexattr(req: Request): Promise<Buffer[]> {
+    await this.fs.removexattr(this.inodes.path(req.nodeid), this.xattrName(req, IN_HEADER));
+    return [];
   }
 
   /**

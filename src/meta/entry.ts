@@ -15,6 +15,8 @@ export interface Attrs {
   ctime: number;
   /** Set by utimensat, or kept from before a file's first content change; absent: as mtime. */
   atime?: number;
+  /** Extended attributes (user.*, trusted.*, security.*): name -> value; travel with the entry. */
+  xattrs?: Record<string, Buffer>;
   /** The node that made this version (names conflict copies). */
   node?: string;
 }
@@ -33,6 +35,7 @@ export function encodeEntry(e: Entry): Buffer {
   const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
   if (e.atime !== undefined && e.atime !== e.mtime) attrs.atime = e.atime;
   if (e.type === 'file' && e.alloc !== undefined) attrs.alloc = e.alloc;
+  if (e.xattrs && Object.keys(e.xattrs).length) attrs.xattr = { ...e.xattrs };
   if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
   if ((e.type === 'chr' || e.type === 'blk') && e.rdev) attrs.rdev = e.rdev;
   if (e.node) attrs.node = Buffer.from(e.node);
@@ -55,6 +58,14 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
   };
   if (Buffer.isBuffer(a.node)) attrs.node = a.node.toString();
   if (a.atime !== undefined) attrs.atime = getInt(a, 'atime', ctx);
+  if (a.xattr !== undefined) {
+    const x: Record<string, Buffer> = {};
+    for (const [k, v] of Object.entries(getDict(a, 'xattr', ctx))) {
+      if (!Buffer.isBuffer(v)) throw new Error(`${ctx}: xattr ${JSON.stringify(k)} is not bytes`);
+      x[k] = v;
+    }
+    attrs.xattrs = x;
+  }
   switch (type) {
     case 'file': {
       const info = parseInfo(getDict(top, 'info', ctx), ctx);

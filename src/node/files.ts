@@ -439,6 +439,7 @@ export class OpenFiles {
       // A write moves mtime, not atime: the access time stays what it showed before (noatime).
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), atime: attrs.atime ?? attrs.mtime, node: this.c.nodeId };
       if (alloc !== undefined) entry.alloc = alloc;
+      if (attrs.xattrs) entry.xattrs = attrs.xattrs; // they belong to the file, not to one version of its bytes
       if (path !== null) {
         try {
           // Journal and tree in one step: throws ENOSPC/EIO with nothing published.

@@ -54,6 +54,11 @@ export interface FileSystem {
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   symlink(target: string, path: string, owner?: Owner): Promise<void>;
+  /** Extended attributes; flags: 1 XATTR_CREATE, 2 XATTR_REPLACE. */
+  getxattr(path: string, name: string): Buffer;
+  listxattr(path: string): string[];
+  setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void>;
+  removexattr(path: string, name: string): Promise<void>;
   /** A FIFO, socket or device node (no content: the kernel does its I/O). */
   mknod(path: string, type: 'fifo' | 'socket' | 'chr' | 'blk', mode: number, rdev: number, owner?: Owner): Promise<void>;
   readlink(path: string): string;

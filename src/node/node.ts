@@ -16,6 +16,10 @@ import { EMPTY_ID, OpenFiles } from './files.js';
 
 export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
 
+/** Room for an entry's extended attributes, and what each takes besides its name and value (ext4-like). */
+const XATTR_SPACE = 4096;
+const XATTR_OVERHEAD = 16;
+
 export class DelugeNode extends EventEmitter implements FileSystem {
   readonly store: ContentStore;
   ns!: Namespace;
@@ -178,6 +182,51 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     const now = Date.now();
     const dev = type === 'chr' || type === 'blk' ? rdev >>> 0 : 0;
     await this.ns.apply({ o: 'put', p: path, e: { type, rdev: dev, mode: mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
+  }
+
+  // ---- extended attributes -----------------------------------------------------------------
+
+  getxattr(path: string, name: string): Buffer {
+    const v = this.entryAt(path).xattrs?.[name];
+    if (!v) throw new FsError('ENODATA', name);
+    return v;
+  }
+
+  listxattr(path: string): string[] {
+    return Object.keys(this.entryAt(path).xattrs ?? {});
+  }
+
+  /**
+   * user.*, trusted.* and security.* (the kernel checks who may set which); system.* (POSIX ACLs)
+   * is refused: stored but not enforced it would mislead. All of an entry's names and values fit
+   * in XATTR_SPACE like ext4's one block (ENOSPC beyond, as ext4 says).
+   */
+  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    if (!/^(user|trusted|security)\.[^\0]+$/.test(name)) throw new FsError('EOPNOTSUPP', name);
+    const e = this.entryAt(path);
+    const has = !!e.xattrs?.[name];
+    if (flags & 1 && has) throw new FsError('EEXIST', name);
+    if (flags & 2 && !has) throw new FsError('ENODATA', name);
+    const next = { ...e.xattrs, [name]: Buffer.from(value) };
+    let used = 0;
+    for (const [k, v] of Object.entries(next)) used += XATTR_OVERHEAD + Buffer.byteLength(k) + v.length;
+    if (used > XATTR_SPACE) throw new FsError('ENOSPC', `extended attributes of ${path}`);
+    await this.setAttrs(path, (x) => ({ ...x, xattrs: { ...x.xattrs, [name]: Buffer.from(value) } }));
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    if (!this.entryAt(path).xattrs?.[name]) throw new FsError('ENODATA', name);
+    await this.setAttrs(path, (x) => {
+      const rest = { ...x.xattrs };
+      delete rest[name];
+      return { ...x, xattrs: rest };
+    });
+  }
+
+  private entryAt(path: string): Entry {
+    const e = this.ns.get(path)?.entry;
+    if (!e) throw new FsError('ENOENT', path);
+    return e;
   }
 
   readlink(path: string): string {

@@ -1,7 +1,8 @@
 // Filesystem errors carry a POSIX code so every layer can fail precisely and FUSE can map it.
 export type Errno =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'EPERM' | 'EACCES'
-  | 'EBADF' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EXDEV' | 'EROFS' | 'EBUSY' | 'ENOSYS' | 'EMLINK';
+  | 'EBADF' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EXDEV' | 'EROFS' | 'EBUSY' | 'ENOSYS' | 'EMLINK'
+  | 'ENODATA' | 'ERANGE' | 'EOPNOTSUPP' | 'E2BIG';
 
 export class FsError extends Error {
   constructor(readonly code: Errno, message?: string) {
