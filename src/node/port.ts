@@ -4,7 +4,10 @@ import { createServer, Server } from 'node:net';
 
 export async function listenFirstFree(start: number, host = '0.0.0.0', tries = 200): Promise<{ server: Server; port: number }> {
   for (let port = start; port < Math.min(65536, start + tries); port++) {
-    const server = createServer();
+    // Only holds the port: a peer that connects meanwhile (a member's swarm finding us back) is
+    // cut off at once, or close() would wait for it and the node's start with it (seen: a
+    // restarted node never became ready).
+    const server = createServer((s) => s.destroy());
     const ok = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));
       server.listen({ port, host, exclusive: true }, () => resolve(true));
