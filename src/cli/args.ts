@@ -1,5 +1,6 @@
 // Command-line parsing for `delugefs`. Positional CLUSTER ROOT [MOUNTPOINT] and the flags
 // --cluster/--root/--mount are the same thing; errors name the problem and point to --help.
+import { ZONE_RE } from '../replication/settings.js';
 
 export interface RunArgs {
   command: 'run';
@@ -149,7 +150,7 @@ export function parseArgs(argv: string[]): Args {
       case '--scrub-every': scrubPauseMs = parseDuration(flag, value()); break;
       case '--zone': {
         zone = value();
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(zone)) throw new UsageError(`--zone must be 1-64 letters, digits, '.', '_' or '-', not "${zone}"`);
+        if (!ZONE_RE.test(zone)) throw new UsageError(`--zone must be 1-64 letters, digits, '.', '_' or '-', not "${zone}"`);
         break;
       }
       case '--peer': {

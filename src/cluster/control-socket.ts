@@ -15,6 +15,11 @@ const MAX_LINE = 1 << 20;
 /** Who local callers are, for handlers that care (e.g. a local join is trusted). */
 export const LOCAL_PEER: PeerInfo = { nodeId: 'local', address: 'unix', member: true };
 
+/** Refuses a method to anyone but the local control socket (whoever reaches it runs this machine's node). */
+export function localOnly(peer: PeerInfo, method: string): void {
+  if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);
+}
+
 export class ControlServer {
   private constructor(private readonly server: net.Server, readonly path: string) {}
 
@@ -158,7 +163,7 @@ export function controlDispatcher(path: string): RpcDispatcher {
  */
 export function registerForward(registry: RpcRegistry): void {
   registry.register('forward', async (params, peer, signal) => {
-    if (peer !== LOCAL_PEER) throw new RpcError('forbidden', 'forward is only for the local control socket');
+    localOnly(peer, 'forward');
     const p = params as { method?: unknown; params?: unknown; peer?: unknown } | null;
     if (!p || typeof p.method !== 'string' || p.method === 'forward' || typeof p.peer !== 'string' || !isNodeId(p.peer)) {
       throw new RpcError('malformed', 'forward needs {method, params, peer}');

@@ -15,7 +15,7 @@ import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
 import { SYNC_PUSH, PushRefused } from '../cluster/sync-push.js';
 import { SshServer, DEFAULT_SSH_PORT } from '../cluster/ssh-server.js';
-import { ControlServer, LOCAL_PEER, registerForward } from '../cluster/control-socket.js';
+import { ControlServer, LOCAL_PEER, localOnly, registerForward } from '../cluster/control-socket.js';
 import { startDiscovery, resolveInterface, Discovery } from '../cluster/discovery.js';
 import { registerJoin, JOIN_METHOD, FileNonceStore, createInvite } from '../cluster/invite.js';
 import { registerLocal } from '../cluster/local-registry.js';
@@ -173,9 +173,6 @@ function memberAddresses(m: Membership, me: string): string[] {
   });
 }
 
-function localOnly(peer: PeerInfo, method: string): void {
-  if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);
-}
 
 function hostnameParam(params: unknown): string {
   const h = (params as { hostname?: unknown } | null)?.hostname;

@@ -4,8 +4,9 @@
 // in put-file.ts, replication's in replication/methods.ts.)
 import { Bad, bool, int, list, method, obj, str } from '../daemon/methods.js';
 import type { MemberRecord } from '../cluster/membership.js';
+import { NODE_ID_RE } from '../cluster/identity.js';
 
-const NODE_RE = /^[a-z2-7]{16}$/;
+const NODE_RE = NODE_ID_RE;
 const none = () => null;
 const hostname = (v: unknown) => (typeof v === 'string' && v.length <= 255 ? v : 'unknown');
 

@@ -10,7 +10,7 @@ import { FsError } from '../util/errors.js';
 import type { FileSystem, Stat } from './fs-api.js';
 import { serve } from '../daemon/methods.js';
 import { Bad, bool, int, method, obj, str } from '../daemon/methods.js';
-import { LOCAL_PEER } from '../cluster/control-socket.js';
+import { localOnly } from '../cluster/control-socket.js';
 import { RpcError, RpcRegistry } from '../cluster/rpc.js';
 import { MAX_NAME_BYTES, splitPath } from '../meta/names.js';
 
@@ -86,7 +86,7 @@ export const PUT = method(PUT_METHOD, (v): { path: string; data: string; parents
 /** Registers `put` for the local control socket only. */
 export function registerPut(rpc: RpcRegistry, fs: FileSystem): void {
   serve(rpc, PUT, async (p, peer) => {
-    if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${PUT_METHOD} is only for the local control socket`);
+    localOnly(peer, PUT_METHOD);
     try {
       return await putFile(fs, p.path, Buffer.from(p.data, 'base64'), { parents: p.parents });
     } catch (e) {

@@ -1,13 +1,14 @@
 // The replication RPC methods (the original's, working): their params and replies, checked on
 // both ends. Handlers are in rpc.ts.
 import { isContentId, ContentId } from '../content/metainfo.js';
+import { NODE_ID_RE } from '../cluster/identity.js';
 import { Bad, bool, int, list, method, obj, str } from '../daemon/methods.js';
 
 /** Most ids in one request or one page of active_torrents. */
 export const MAX_IDS = 1000;
 /** Longest lock a peer may take on our copies (a drop finishes well within it). */
 export const MAX_LOCK_MS = 120_000;
-const NODE_RE = /^[a-z2-7]{16}$/;
+const NODE_RE = NODE_ID_RE;
 const TOKEN_RE = /^[0-9a-f]{32}$/;
 const BYTES = Number.MAX_SAFE_INTEGER;
 

@@ -12,7 +12,7 @@ import type { Info } from '../content/metainfo.js';
 import { join } from 'node:path';
 import { serve } from '../daemon/methods.js';
 import { RpcError, PeerInfo } from '../cluster/rpc.js';
-import { LOCAL_PEER } from '../cluster/control-socket.js';
+import { localOnly } from '../cluster/control-socket.js';
 import { PeerClients } from '../cluster/peer-clients.js';
 import { isNodeId } from '../cluster/identity.js';
 import { Holdings } from './holdings.js';
@@ -387,6 +387,3 @@ export class Replication {
   }
 }
 
-function localOnly(peer: PeerInfo, method: string): void {
-  if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);
-}
