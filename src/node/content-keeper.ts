@@ -21,8 +21,12 @@ export class ContentKeeper {
   /** Set by replication on a member of a cluster; none: content goes as soon as it is unreferenced. */
   gate: {
     graceMs(): number;
-    /** Every member had every change we have, and we have theirs, since `since` (urgent: members down are not waited for). */
-    clear(since: number, urgent: boolean): boolean;
+    /**
+     * Content trashed before this time is clear to go: every member has had every change we
+     * have, and we have theirs, since then (urgent: members down are not waited for).
+     * -Infinity: nothing is. Asked once per collect, not per trashed id.
+     */
+    clearBefore(urgent: boolean): number;
     /** A copy a member locked (it counts on it): kept meanwhile. */
     locked(id: ContentId): boolean;
   } | null = null;
@@ -140,7 +144,7 @@ export class ContentKeeper {
   }
 
   private unused(id: ContentId): boolean {
-    return !this.isReferenced(id) && !this.pins.has(id) && !this.pendingSmall.has(id);
+    return !this.isReferenced(id) && !this.busy(id);
   }
 
   /** Remembers content that may have lost its last reference; collect() decides. */
@@ -158,13 +162,14 @@ export class ContentKeeper {
     this.queue.clear();
     if (!this.trash.size) return;
     const grace = this.gate?.graceMs() ?? 0;
+    const clearBefore = this.gate && grace > 0 ? this.gate.clearBefore(urgent) : Infinity;
     for (const [id, since] of [...this.trash]) {
       if (this.isReferenced(id)) {
         this.trash.delete(id); // referenced again (a merge brought it back): queued again when it goes
         continue;
       }
       if ((!urgent && now - since < grace) || !this.unused(id)) continue;
-      if (this.gate && grace > 0 && (this.gate.locked(id) || !this.gate.clear(since, urgent))) continue;
+      if (since >= clearBefore || (this.gate && grace > 0 && this.gate.locked(id))) continue;
       this.trash.delete(id);
       if (await this.store.remove(id, () => this.unused(id))) this.log.debug('content.removed', { id });
     }

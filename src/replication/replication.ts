@@ -149,10 +149,10 @@ export class Replication {
   }
 
   /**
-   * Deleted content leaves this disk only after the grace period, and only while every member
-   * that is not down has every namespace change we have (sync's view of it): a member's change
-   * made before it saw the delete (a chmod of the deleted file) then has reached us and, merged,
-   * references the content again. A member down past dead-after is not waited for.
+   * Deleted content leaves this disk only after the grace period, and only once every member
+   * and we have each other's namespace changes from after it was trashed: a member's change made
+   * before it saw the delete (a chmod of the deleted file) has then reached us and, merged,
+   * references the content again.
    */
   private gateCollection(): void {
     const me = this.cluster.identity.nodeId;
@@ -163,15 +163,19 @@ export class Replication {
       // the trash, so a change it made before it saw the delete has reached us and been merged.
       // A member down is waited for too (its last change may reference the content) unless the
       // disk is full; one that is gone for good is removed with delugefs remove-node.
-      clear: (since, urgent) => {
+      // Content trashed before the oldest of those reports is clear (`since < report` for each).
+      clearBefore: (urgent) => {
         const heads = this.cluster.sync.peerHeads();
-        return this.members().every((m) => {
-          if (m.nodeId === me) return true;
-          if (urgent && this.view.state(m.nodeId, m) === 'down') return true;
+        let before = Infinity;
+        for (const m of this.members()) {
+          if (m.nodeId === me) continue;
+          if (urgent && this.view.state(m.nodeId, m) === 'down') continue;
           const r = this.view.lastReport(m.nodeId);
-          if (!r || r.okAt <= since || !this.view.reachable(m.nodeId) || heads[m.nodeId]?.behind !== 0) return false;
-          return !r.own || this.cluster.sync.adopted(m.nodeId) === r.own;
-        });
+          if (!r || !this.view.reachable(m.nodeId) || heads[m.nodeId]?.behind !== 0) return -Infinity;
+          if (r.own && this.cluster.sync.adopted(m.nodeId) !== r.own) return -Infinity;
+          before = Math.min(before, r.okAt);
+        }
+        return before;
       },
       locked: (id) => this.holdings.isLocked(id),
     };
