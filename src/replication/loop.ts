@@ -17,7 +17,7 @@ import type { Holdings } from './holdings.js';
 import type { ClusterView, Member } from './view.js';
 import type { Disk } from './placement.js';
 import { judge } from './plan.js';
-import { canTake, place } from './placement.js';
+import { canTake, place, roomOf } from './placement.js';
 import { ACTIVE_TORRENTS, ActivePage, FREESPACE, LOCK_CONTENT, MAX_IDS, UNLOCK_CONTENT } from './methods.js';
 
 export interface LoopDeps {
@@ -173,6 +173,13 @@ export class ReplicationLoop {
     }
   }
 
+  /** The disks as placement sees them now, this one with its free space less what is promised. */
+  private async disks(): Promise<{ disks: Disk[]; unknown: string[]; self: { total: number; free: number } }> {
+    const s = await this.d.space();
+    const self = { total: s.total, free: Math.max(0, s.available - s.reserved) };
+    return { ...this.d.view.disks(this.d.members(), self), self };
+  }
+
   /**
    * A member's please_stop_mirroring: which of `ids` this disk may drop now (its own checks:
    * not placed here, surplus by the rule every node applies), dropped in the next round; the
@@ -182,8 +189,7 @@ export class ReplicationLoop {
     const { d } = this;
     const out = { accepted: [] as ContentId[], declined: [] as { id: ContentId; reason: string }[] };
     const copiesOf = d.copiesFor();
-    const s = await d.space();
-    const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
+    const { disks, unknown } = await this.disks();
     for (const id of ids) {
       const copies = copiesOf(id);
       const info = d.info(id);
@@ -207,8 +213,7 @@ export class ReplicationLoop {
     d.view.retain(new Set(d.members().map((m) => m.nodeId)));
     // Held here but referenced by nothing (stored after its delete was collected): to the trash.
     for (const id of d.holdings.ids()) if (!d.info(id)) d.unreferenced(id);
-    const s = await d.space();
-    const { disks, unknown } = d.view.disks(d.members(), { total: s.total, free: Math.max(0, s.available - s.reserved) });
+    const { disks, unknown, self } = await this.disks();
     const stats: LoopStats = { at: Date.now(), copies, ids: 0, under: 0, lost: 0, waiting: unknown, disks, fetchQueued: 0, dropped: 0 };
     if (unknown.length) {
       // Placement without a member's size would differ from the members' own: wait for it (or dead-after).
@@ -263,7 +268,7 @@ export class ReplicationLoop {
     if (this.placed.size > 2 * stats.ids + 1000) this.placed.clear(); // deleted content's entries
     // Healing order: the content with the fewest copies left first (HDFS's priority queues).
     fetch.sort((a, b) => a.live - b.live);
-    let room = s.available - s.reserved - (1 - d.nearFull) * s.total;
+    let room = roomOf(self, d.nearFull);
     const take: { id: ContentId; info: Info }[] = [];
     for (const f of fetch) {
       if (f.info.length >= room) continue;
@@ -283,7 +288,7 @@ export class ReplicationLoop {
     const ids = batch.map((b) => b.id);
     const need = new Map(batch.map((b) => [b.id, b.copies]));
     const byPeer = new Map<string, ContentId[]>();
-    for (const id of ids) for (const p of d.view.holdersOf(id)) if (d.view.reachable(p)) (byPeer.get(p) ?? byPeer.set(p, []).get(p)!).push(id);
+    for (const id of ids) for (const p of d.view.reachableHolders(id)) (byPeer.get(p) ?? byPeer.set(p, []).get(p)!).push(id);
     const lockedBy = new Map<ContentId, number>();
     const tokens: { peer: string; token: string }[] = [];
     let t0 = 0;

@@ -127,8 +127,11 @@ export function surplus(req: SurplusRequest): string[] {
 
 const TIER: Record<DiskState, number> = { up: 0, maintenance: 1, draining: 2, down: 3 };
 
+/** Bytes a disk can still take before it reaches `nearFull` (negative past it). */
+export const roomOf = (d: { total: number; free: number }, nearFull: number) => d.free - (1 - nearFull) * d.total;
+
 /** A new copy of `bytes` keeps the disk below `nearFull`. */
-export const canTake = (d: Disk, nearFull: number, bytes = 0) => d.state === 'up' && d.total > 0 && (d.total - d.free + bytes) / d.total < nearFull;
+export const canTake = (d: Disk, nearFull: number, bytes = 0) => d.state === 'up' && d.total > 0 && bytes < roomOf(d, nearFull);
 
 function byScore(a: string, sa: number, b: string, sb: number): number {
   return sa > sb ? -1 : sa < sb ? 1 : a < b ? -1 : a > b ? 1 : 0;

@@ -17,7 +17,7 @@ import { PeerClients } from '../cluster/peer-clients.js';
 import { isNodeId } from '../cluster/identity.js';
 import { Holdings } from './holdings.js';
 import { serveLocks } from './locks.js';
-import { NEAR_FULL } from './placement.js';
+import { NEAR_FULL, roomOf } from './placement.js';
 import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
 import { ReadCache } from './cache.js';
@@ -50,8 +50,11 @@ export interface ReplicationOptions {
 }
 
 export class Replication {
-  /** Waiting mirror requests, in arrival order (a Set: a peer's 1,000 ids are checked against it cheaply). */
-  private readonly queue = new Set<ContentId>();
+  /**
+   * Members' mirror requests waiting, in arrival order (a map: a peer's 1,000 ids are checked
+   * against it cheaply), with the bytes each reserved, given back exactly when it leaves.
+   */
+  private readonly queue = new Map<ContentId, number>();
   private queuedBytes = 0;
   /** What the loop's last round wants fetched, in healing order (replaced by each round). */
   private planned: { id: ContentId; info: Info }[] = [];
@@ -101,7 +104,7 @@ export class Replication {
       dir: join(node.opts.paths.root, 'partial'), budget: o.cacheBytes, swarm: swarm.swarm, log: this.log,
       // A placed copy on its way, or bytes that may be the only ones (a repair that did not
       // finish, content no member that answers holds): not a cache.
-      keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id) || (node.ns.tree.isReferenced(id) && !this.view.holdersOf(id).some((h) => this.view.reachable(h))),
+      keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id) || (node.ns.tree.isReferenced(id) && !this.view.reachableHolders(id).length),
       idleMs: Math.min(60_000, 2 * o.auditMs),
     });
     this.scrub = new Scrubber({
@@ -111,7 +114,7 @@ export class Replication {
       busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
       // Only from a complete copy elsewhere that answers, and never a copy a member has locked
       // (it counts on it) or that is being dropped: until then the copy stays as it is.
-      canRepair: (id) => this.view.holdersOf(id).some((h) => this.view.reachable(h)) && !this.holdings.isLocked(id),
+      canRepair: (id) => this.view.reachableHolders(id).length > 0 && !this.holdings.isLocked(id),
       repair: async (id, info, good) => {
         this.fetching.set(id, info.length);
         try {
@@ -321,7 +324,7 @@ export class Replication {
   private async mirror(ids: ContentId[]): Promise<MirrorReply> {
     const out: MirrorReply = { accepted: [], declined: [] };
     const s = await this.space();
-    let room = s.available - s.reserved - (1 - this.o.nearFull) * s.total;
+    let room = roomOf({ total: s.total, free: s.available - s.reserved }, this.o.nearFull);
     for (const id of ids) {
       const info = this.node.ns.tree.info(id);
       if (!info) out.declined.push({ id, reason: 'unknown' });
@@ -330,7 +333,7 @@ export class Replication {
       else if (this.queue.size >= this.o.queue) out.declined.push({ id, reason: 'busy' });
       else {
         room -= info.length;
-        this.queue.add(id);
+        this.queue.set(id, info.length);
         this.queuedBytes += info.length;
         out.accepted.push(id);
       }
@@ -341,10 +344,11 @@ export class Replication {
 
   /** The next content to fetch: members' requests first, then the loop's plan. */
   private next(): ContentId | undefined {
-    const id = this.queue.values().next().value;
-    if (id !== undefined) {
+    const first = this.queue.entries().next().value;
+    if (first) {
+      const [id, bytes] = first;
       this.queue.delete(id);
-      this.queuedBytes = Math.max(0, this.queuedBytes - (this.node.ns.tree.info(id)?.length ?? 0));
+      this.queuedBytes -= bytes;
       return id;
     }
     return this.planned[this.plannedAt++]?.id;

@@ -151,6 +151,11 @@ export class ClusterView {
     return out;
   }
 
+  /** Of those, the ones that answer now (where pieces and locks can come from). */
+  reachableHolders(content: ContentId): string[] {
+    return this.holdersOf(content).filter((h) => this.reachable(h));
+  }
+
   forget(id: string): void {
     if (this.known.delete(id)) this.save();
   }
