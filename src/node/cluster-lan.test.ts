@@ -169,6 +169,8 @@ test("a peer's change reaches the kernel's caches on the other mounts at once", 
   const { a, b } = nodes as Record<string, N>;
   await sh(`printf 1 > ${a.mnt}/cached.txt`);
   await listedEverywhere([b], 'cached.txt');
+  // The name can arrive before the bytes (the create committed on its own first): wait for both.
+  await eventually('the whole first version on b', async () => (await sh(`stat -c %s ${b.mnt}/cached.txt`)).out.trim() === '1');
   // b's kernel now holds the name and attributes for 1 s; the change from a must not wait for that.
   assert.equal((await sh(`stat -c %s ${b.mnt}/cached.txt`)).out.trim(), '1');
   const before = await head(b);
