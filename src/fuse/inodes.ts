@@ -15,6 +15,9 @@ export interface Inode {
   seen: string | null;
   /** Open file handles: they still stat a file whose path is gone (fstat after unlink). */
   handles?: Set<number>;
+  /** A hard-linked file: its inode record, and every name of it the kernel looked up (`path` is one of them). */
+  link?: string;
+  names?: Set<string>;
 }
 
 export const ROOT_ID = 1;
@@ -22,6 +25,8 @@ export const ROOT_ID = 1;
 export class Inodes {
   private byId = new Map<number, Inode>();
   private byPath = new Map<string, Inode>();
+  /** Hard-linked files by inode record: one kernel inode for all their names. */
+  private byLink = new Map<string, Inode>();
   private next = ROOT_ID + 1;
 
   constructor() {
@@ -56,21 +61,49 @@ export class Inodes {
     return this.byPath.get(path)?.id;
   }
 
-  /** A lookup the kernel will count: the path's id (a new one if the path changed kind). */
-  lookup(path: string, kind: Kind): Inode {
+  /**
+   * A lookup the kernel will count: the path's id (a new one if the path changed kind). `link`:
+   * the inode record of a hard-linked file, whose names all share one id.
+   */
+  lookup(path: string, kind: Kind, link?: string): Inode {
     let n = this.byPath.get(path);
     if (n && n.kind !== kind) {
       // Same name, other kind of file (replaced by a peer): the kernel must see a new inode.
-      n.path = null;
+      this.removed(path);
       n = undefined;
+    }
+    if (n && n.link !== link) {
+      const other = link === undefined ? undefined : this.byLink.get(link);
+      if (n.link === undefined && link !== undefined && !other) this.linked(n, link); // the file became linked (a peer's link)
+      else {
+        this.removed(path); // now a name of another file
+        n = undefined;
+      }
+    }
+    if (!n && link !== undefined) {
+      n = this.byLink.get(link);
+      if (n) {
+        n.names!.add(path);
+        n.path ??= path;
+        this.byPath.set(path, n);
+      }
     }
     if (!n) {
       n = { id: this.next++, path, kind, lookups: 0, seen: null };
       this.byId.set(n.id, n);
       this.byPath.set(path, n);
+      if (link !== undefined) this.linked(n, link);
     }
     n.lookups++;
     return n;
+  }
+
+  /** The file of `n` is now hard-linked (inode record `link`): its other names find it by that. */
+  linked(n: Inode, link: string): void {
+    if (n.link === link) return;
+    n.link = link;
+    n.names = new Set(n.path === null ? [] : [n.path]);
+    this.byLink.set(link, n);
   }
 
   forget(id: number, count: number): void {
@@ -80,14 +113,22 @@ export class Inodes {
     if (n.lookups > 0) return;
     this.byId.delete(id);
     if (n.path !== null && this.byPath.get(n.path) === n) this.byPath.delete(n.path);
+    for (const p of n.names ?? []) if (this.byPath.get(p) === n) this.byPath.delete(p);
+    if (n.link !== undefined && this.byLink.get(n.link) === n) this.byLink.delete(n.link);
   }
 
-  /** The path is gone (unlink, rmdir, replaced by a rename); its id lives on until forgotten. */
+  /**
+   * The path is gone (unlink, rmdir, replaced by a rename); its id lives on until forgotten. A
+   * hard-linked file keeps its id under its other names.
+   */
   removed(path: string): void {
     const n = this.byPath.get(path);
     if (!n) return;
     this.byPath.delete(path);
-    n.path = null;
+    if (n.names) {
+      n.names.delete(path);
+      if (n.path === path) n.path = n.names.values().next().value ?? null;
+    } else n.path = null;
   }
 
   /** A rename: the node and, for a directory, everything below it take the new path. */
@@ -100,7 +141,11 @@ export class Inodes {
     for (const [p, n] of moves) {
       const np = to + p.slice(from.length);
       this.removed(np); // a stale child id under the replaced target
-      n.path = np;
+      if (n.names) {
+        n.names.delete(p);
+        n.names.add(np);
+        if (n.path === p || n.path === null) n.path = np;
+      } else n.path = np;
       this.byPath.set(np, n);
     }
   }

@@ -60,7 +60,7 @@ export class Listings {
       let ino = i === 0 ? dirId : (st && this.inodes.idOf(path)) || UNKNOWN_INO;
       if (plus && st) {
         // Counted only now that it is certain to be in the reply.
-        const node = this.inodes.lookup(path, st.type);
+        const node = this.inodes.lookup(path, st.type, st.inode);
         ino = node.id;
         entryOut(node.id, this.attr(node.id, st), this.ttl, this.ttl, out, used);
       }

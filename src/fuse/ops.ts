@@ -75,7 +75,7 @@ export class FuseOps {
       case Op.RMDIR: return this.remove(req, true);
       case Op.RENAME: return this.rename(req, IN_HEADER + 8, 0);
       case Op.RENAME2: return this.rename(req, IN_HEADER + 16, req.buf.readUInt32LE(IN_HEADER + 8));
-      case Op.LINK: throw new FsError('EPERM'); // content is shared by id, not by inode
+      case Op.LINK: return this.link(req);
       case Op.MKNOD: return this.mknod(req);
       case Op.OPEN: return this.open(req);
       case Op.CREATE: return this.create(req);
@@ -152,7 +152,7 @@ export class FuseOps {
 
   /** A counted lookup of an existing path: the kernel now holds its id. */
   private entry(path: string, st = this.fs.stat(path)): { node: Inode; out: Buffer } {
-    const node = this.inodes.lookup(path, st.type);
+    const node = this.inodes.lookup(path, st.type, st.inode);
     return { node, out: entryOut(node.id, this.attr(node.id, st), TTL, TTL) };
   }
 
@@ -290,6 +290,18 @@ export class FuseOps {
     const target = req.buf.toString('utf8', end, nul < 0 || nul > req.len ? req.len : nul);
     await this.fs.symlink(target, path, owner(req));
     return [this.entry(path).out];
+  }
+
+  /** fuse_link_in: the node id of the file; then the new name (in the request's node, a directory). */
+  private async link(req: Request): Promise<Buffer[]> {
+    const old = this.inodes.get(Number(u64(req.buf, IN_HEADER)));
+    const from = this.inodes.path(old.id);
+    const { path } = this.child(req, IN_HEADER + 8);
+    await this.fs.link(from, path);
+    // The kernel keeps its inode for the file: every name answers with that id.
+    const st = this.fs.stat(path);
+    if (st.inode !== undefined) this.inodes.linked(old, st.inode);
+    return [this.entry(path, st).out];
   }
 
   /** fuse_mknod_in: mode (type and permission bits, umask applied by the kernel), rdev, umask, padding; then the name. */

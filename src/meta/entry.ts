@@ -95,6 +95,35 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
   }
 }
 
+/**
+ * A name of a hard-linked file: it points to an inode record (`%inodes/<bucket>/<id>`, a file
+ * entry blob) that holds the content and attributes every name shares. The blob is the id alone,
+ * so every name of one inode is one blob (the merge finds a record's names by that blob's id).
+ */
+export interface InodeRef { type: 'ref'; inode: string }
+/** 32 lower-case hex digits (128 random bits, made by the node that first links the file). */
+export const INODE_ID_RE = /^[0-9a-f]{32}$/;
+
+export function encodeRef(inode: string): Buffer {
+  return encode({ delugefs: { type: Buffer.from('ref'), inode: Buffer.from(inode) } });
+}
+
+/** A stored name: an entry, or a reference to an inode record. */
+export function decodeStored(buf: Buffer, ctx = 'entry'): Entry | InodeRef {
+  const top = decode(buf);
+  if (isDict(top)) {
+    const a = top.delugefs;
+    if (isDict(a) && Buffer.isBuffer(a.type) && a.type.toString() === 'ref') {
+      const inode = getBytes(a, 'inode', ctx).toString();
+      if (!INODE_ID_RE.test(inode)) throw new Error(`${ctx}: malformed inode id`);
+      // Only the bytes encodeRef writes: the merge finds a record's names by this blob's id.
+      if (!encodeRef(inode).equals(buf)) throw new Error(`${ctx}: an inode reference not as DelugeFS writes it`);
+      return { type: 'ref', inode };
+    }
+  }
+  return decodeEntry(buf, ctx);
+}
+
 export function entrySize(e: Entry): number {
   return e.type === 'file' ? e.info.length : e.type === 'symlink' ? Buffer.byteLength(e.target) : 4096;
 }

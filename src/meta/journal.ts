@@ -9,7 +9,7 @@ import { readdir, readFile, unlink, mkdir } from 'node:fs/promises';
 import { closeSync, constants as fsc, fsync as fsyncCb, ftruncateSync, fstatSync, openSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { Entry, decodeEntry, encodeEntry } from './entry.js';
+import { Entry, INODE_ID_RE, decodeEntry, encodeEntry } from './entry.js';
 
 const fdSync = promisify(fsyncCb);
 
@@ -26,7 +26,11 @@ export type Op =
   | { o: 'rm'; p: string }
   | { o: 'mv'; p: string; to: string }
   /** A cluster record set (d) or removed (no d). */
-  | { o: 'rec'; p: string; d?: Buffer };
+  | { o: 'rec'; p: string; d?: Buffer }
+  /** link(2): `to` names the file at `p` too; `id`: the inode record made if it has none yet; `t`: its new ctime. */
+  | { o: 'link'; p: string; to: string; id: string; t: number }
+  /** A new version of an inode record (`p` is its id): a write or attribute change through any of its names. */
+  | { o: 'iput'; p: string; e: Entry; d?: Buffer };
 
 interface Segment {
   gen: number;
@@ -44,11 +48,12 @@ function fileName(gen: number): string {
 
 export function encodeOp(op: Op): Buffer {
   const j: Record<string, string> = { o: op.o, p: op.p };
-  if (op.o === 'put') {
+  if (op.o === 'put' || op.o === 'iput') {
     j.e = encodeEntry(op.e).toString('base64');
     if (op.d) j.d = op.d.toString('base64');
   }
   if (op.o === 'mv') j.to = op.to;
+  if (op.o === 'link') Object.assign(j, { to: op.to, id: op.id, t: String(op.t) });
   if (op.o === 'rec' && op.d) j.d = op.d.toString('base64');
   return Buffer.from(JSON.stringify(j) + '\n');
 }
@@ -56,12 +61,14 @@ export function encodeOp(op: Op): Buffer {
 export function decodeOp(line: string): Op {
   const j = JSON.parse(line) as Record<string, string>;
   if (typeof j.p !== 'string') throw new Error('journal line without a path');
-  if (j.o === 'put') {
-    const op: Op = { o: 'put', p: j.p, e: decodeEntry(Buffer.from(j.e ?? '', 'base64'), `journal ${j.p}`) };
-    if (typeof j.d === 'string') op.d = Buffer.from(j.d, 'base64');
-    return op;
+  if (j.o === 'put' || j.o === 'iput') {
+    if (j.o === 'iput' && !INODE_ID_RE.test(j.p)) throw new Error('journal iput without an inode id');
+    const e = decodeEntry(Buffer.from(j.e ?? '', 'base64'), `journal ${j.p}`);
+    const d = typeof j.d === 'string' ? Buffer.from(j.d, 'base64') : undefined;
+    return d ? { o: j.o, p: j.p, e, d } : { o: j.o, p: j.p, e };
   }
   if (j.o === 'rm') return { o: 'rm', p: j.p };
+  if (j.o === 'link' && typeof j.to === 'string' && typeof j.id === 'string' && INODE_ID_RE.test(j.id) && /^\d{1,16}$/.test(j.t ?? '')) return { o: 'link', p: j.p, to: j.to, id: j.id, t: Number(j.t) };
   if (j.o === 'mv' && typeof j.to === 'string') return { o: 'mv', p: j.p, to: j.to };
   if (j.o === 'rec') return typeof j.d === 'string' ? { o: 'rec', p: j.p, d: Buffer.from(j.d, 'base64') } : { o: 'rec', p: j.p };
   throw new Error(`unknown journal op ${JSON.stringify(j.o)}`);

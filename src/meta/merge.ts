@@ -21,9 +21,9 @@
 import { MAX_HEAD_BYTES, MAX_TREE_ROWS, type GitRepo } from './repo.js';
 import { rowsFrom } from './tree-diff.js';
 import type { PackObject } from './pack.js';
-import { decodeEntry, Entry } from './entry.js';
+import { decodeEntry, decodeStored, Entry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
-import { buildTrees, objectId, RECORDS, GitObject } from './tree.js';
+import { buildTrees, objectId, RECORDS, GitObject, INODES, inodePath, refOid } from './tree.js';
 
 interface Row { mode: string; oid: string }
 type Flat = Map<string, Row>; // encoded blob path -> row
@@ -286,16 +286,24 @@ async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string,
   // Every directory of the result, known up front (each conflict path's winner goes in below):
   // a free name is checked against it in O(1), not by scanning every path (quadratic in conflicts).
   const dirs = dirsOf([...result.keys(), ...conflicts.map((c) => c.path)]);
-  // Resolve conflicts: contents are needed to order them.
-  const blobData = await repo.readBlobs([...new Set(conflicts.flatMap((c) => [c.a.oid, c.b.oid]))]);
+  // Resolve conflicts: contents are needed to order them. A hard-linked name stands for its
+  // inode record (as its side has it), whose times order it.
+  const versions = new Versions(repo, [o.blobs, t.blobs]);
+  await versions.load(conflicts.flatMap((c) => [c.a.oid, c.b.oid]));
+  // Inode records changed on both sides: after the names, beside which a losing version is kept.
+  const inodeConflicts: typeof conflicts = [];
   for (const c of conflicts) {
     const slash = c.path.lastIndexOf('/');
     const name = c.path.slice(slash + 1);
     if (c.path.startsWith(RECORDS + '/')) {
-      result.set(c.path, Buffer.compare(blobData.get(c.a.oid)!, blobData.get(c.b.oid)!) >= 0 ? c.a : c.b);
+      result.set(c.path, Buffer.compare(versions.raw(c.a.oid), versions.raw(c.b.oid)) >= 0 ? c.a : c.b);
       continue;
     }
-    const ea = safeDecode(blobData.get(c.a.oid)!), eb = safeDecode(blobData.get(c.b.oid)!);
+    if (c.path.startsWith(INODES + '/')) {
+      inodeConflicts.push(c);
+      continue;
+    }
+    const ea = versions.entry(c.a.oid, 0), eb = versions.entry(c.b.oid, 1);
     const aWins = ea.mtime !== eb.mtime ? ea.mtime > eb.mtime : c.a.oid > c.b.oid;
     const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
     result.set(c.path, win);
@@ -303,6 +311,7 @@ async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string,
     place(result, dirs, leftOut, c.path, lose, loser);
   }
   await fixStructure(result, dirs, [o.blobs, t.blobs, ...bs.map((x) => x.blobs)], repo, leftOut);
+  await fixInodes(result, dirs, [o.blobs, t.blobs, ...bs.map((x) => x.blobs)], inodeConflicts, versions, leftOut);
   const objects: GitObject[] = [];
   const trees = new Map<string, string>();
   const root = buildTrees(result, objects, trees);
@@ -318,6 +327,118 @@ async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string,
 /** Directories their side made since the base (an empty one holds no blob to check the name of). */
 function addedDirs(base: Map<string, string>, theirs: Map<string, string>): string[] {
   return [...theirs.keys()].filter((p) => p !== '' && !base.has(p));
+}
+
+/**
+ * Blobs a merge orders conflicts by. A name that is an inode reference is judged by its record
+ * as the side it came from (0: ours, 1: theirs) has it.
+ */
+class Versions {
+  private blobs = new Map<string, Buffer>();
+  constructor(private readonly repo: GitRepo, private readonly sides: Flat[]) {}
+
+  async load(oids: string[]): Promise<void> {
+    const want = (xs: string[]) => [...new Set(xs)].filter((x) => !this.blobs.has(x));
+    for (const [k, v] of await this.repo.readBlobs(want(oids))) this.blobs.set(k, v);
+    // The records the references among them name, from either side.
+    const recs: string[] = [];
+    for (const oid of oids) {
+      const e = this.stored(oid);
+      if (e?.type !== 'ref') continue;
+      for (const side of this.sides) {
+        const row = side.get(inodePath(e.inode));
+        if (row) recs.push(row.oid);
+      }
+    }
+    for (const [k, v] of await this.repo.readBlobs(want(recs))) this.blobs.set(k, v);
+  }
+
+  raw(oid: string): Buffer {
+    return this.blobs.get(oid)!;
+  }
+
+  private stored(oid: string): ReturnType<typeof decodeStored> | undefined {
+    try {
+      return decodeStored(this.blobs.get(oid)!);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The entry a version stands for; `side` says whose record a reference reads. */
+  entry(oid: string, side: number): Entry {
+    const e = this.stored(oid);
+    if (e?.type !== 'ref') return e ?? safeDecode(Buffer.alloc(0));
+    const row = this.sides[side]?.get(inodePath(e.inode)) ?? this.sides.map((s) => s.get(inodePath(e.inode))).find(Boolean);
+    return row && this.blobs.has(row.oid) ? safeDecode(this.blobs.get(row.oid)!) : safeDecode(Buffer.alloc(0));
+  }
+}
+
+/**
+ * Keeps hard-linked files whole after the path-wise merge:
+ * - an inode record changed on both sides keeps the later version; the other is kept as a
+ *   plain file beside the record's first name (path order), under a conflict name;
+ * - a record left without names (its names were deleted on one side while the other changed
+ *   it) gets back its names from either side, where they are free (delete racing modify keeps
+ *   the modify, as for a plain file); one with no name to come back to is dropped;
+ * - a name whose record went (deleted on one side, renamed or linked on the other) gets the
+ *   record back from the side that still has it.
+ * Costs nothing when no side has a record.
+ */
+async function fixInodes(result: Flat, dirs: Set<string>, sides: Flat[], conflicts: { path: string; a: Row; b: Row }[], versions: Versions, leftOut: MergeResult['leftOut']): Promise<void> {
+  const prefix = INODES + '/';
+  const ids = new Map<string, string>(); // reference blob id -> inode id
+  for (const side of [result, ...sides]) {
+    for (const p of side.keys()) if (p.startsWith(prefix)) ids.set(refOid(p.slice(p.lastIndexOf('/') + 1)), p.slice(p.lastIndexOf('/') + 1));
+  }
+  if (!ids.size) return;
+  const namesOf = () => {
+    const names = new Map<string, string[]>();
+    for (const [p, r] of result) {
+      const id = ids.get(r.oid);
+      if (id !== undefined && !p.startsWith(prefix) && !p.startsWith(RECORDS + '/')) (names.get(id) ?? names.set(id, []).get(id)!).push(p);
+    }
+    for (const v of names.values()) v.sort();
+    return names;
+  };
+  const names = namesOf();
+  // Names whose record is gone: it comes back from a side that has it.
+  for (const id of names.keys()) {
+    const at = inodePath(id);
+    if (!result.has(at)) {
+      const row = sides.map((s) => s.get(at)).find(Boolean);
+      if (row) result.set(at, row);
+    }
+  }
+  // Records changed on both sides.
+  for (const c of conflicts) {
+    const ea = versions.entry(c.a.oid, 0), eb = versions.entry(c.b.oid, 1);
+    const aWins = ea.mtime !== eb.mtime ? ea.mtime > eb.mtime : c.a.oid > c.b.oid;
+    const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
+    result.set(c.path, win);
+    const first = names.get(c.path.slice(c.path.lastIndexOf('/') + 1))?.[0];
+    if (first) place(result, dirs, leftOut, first, lose, loser);
+    else leftOut.push({ path: c.path, oid: lose.oid, reason: 'a version of a hard-linked file with no name to keep it beside' });
+  }
+  // Records without names: their names come back where they are free.
+  for (const p of [...result.keys()].filter((x) => x.startsWith(prefix)).sort()) {
+    const id = p.slice(p.lastIndexOf('/') + 1);
+    if (names.has(id)) continue;
+    const ref = refOid(id);
+    const former = new Set<string>();
+    for (const side of sides) for (const [q, r] of side) if (r.oid === ref) former.add(q);
+    let back = 0;
+    for (const q of [...former].sort()) {
+      const parent = q.slice(0, Math.max(0, q.lastIndexOf('/')));
+      if (result.has(q) || dirs.has(q) || (parent && !result.has(`${parent}/${DIR_MARKER}`))) continue;
+      result.set(q, { mode: '100644', oid: ref });
+      back++;
+    }
+    if (!back) {
+      result.delete(p);
+      leftOut.push({ path: p, oid: ref, reason: 'a hard-linked file none of whose names can come back' });
+    }
+  }
 }
 
 function safeDecode(data: Buffer): Entry {

@@ -6,13 +6,14 @@ import { join } from 'node:path';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { BRANCH, GitRepo, NODE_REFS } from './repo.js';
 import { Journal, Op } from './journal.js';
-import { DirNode, LeafNode, Node, RECORDS, Tree, checkRecordPath, objectId } from './tree.js';
-import { DirEntry, Entry, decodeEntry } from './entry.js';
+import { DirNode, INODES, LeafNode, Node, RECORDS, Tree, checkRecordPath, inodeBucket, objectId } from './tree.js';
+import { DirEntry, Entry, INODE_ID_RE, InodeRef, decodeEntry, decodeStored } from './entry.js';
 import { DIR_MARKER, decodeName, encodeName, isMarker, storedNameProblem } from './names.js';
 import { computeMerge, computeView, MergeResult } from './merge.js';
 import type { PackObject } from './pack.js';
 import { TouchedPaths } from './touched.js';
 import type { Logger } from '../util/log.js';
+import { FsError } from '../util/errors.js';
 
 export interface NamespaceOptions {
   /** ROOT/meta: holds repo.git and journal/. */
@@ -110,7 +111,7 @@ export class Namespace extends EventEmitter {
     for (const op of ops) {
       try {
         ns.applyToTree(op);
-        if (op.o === 'put' && op.d && op.e.type === 'file') ns.recovered.set(op.e.id, op.d);
+        if ((op.o === 'put' || op.o === 'iput') && op.d && op.e.type === 'file') ns.recovered.set(op.e.id, op.d);
         replayed++;
       } catch (e) {
         opts.log.warn('journal.replay.skip', { op: op.o, path: op.p, error: (e as Error).message });
@@ -169,14 +170,24 @@ export class Namespace extends EventEmitter {
    */
   apply(op: Op): Promise<void> {
     if (this.closed) throw new Error('namespace is closed');
+    // A new version of a hard-linked file, through any of its names, is a new version of its
+    // inode record: every name shows it.
+    if (op.o === 'put' && op.e.type !== 'dir') {
+      const n = this.tree.get(op.p);
+      if (n?.kind === 'leaf' && n.rec && n.entry.type === op.e.type) op = { o: 'iput', p: n.rec.id, e: op.e, ...(op.d ? { d: op.d } : {}) };
+    }
     this.journal.append(op);
+    const inodes: string[] = (this.tree.inodeLog = []);
     try {
       this.applyToTree(op);
     } catch (e) {
       this.journal.retract(op);
       throw e;
+    } finally {
+      this.tree.inodeLog = null;
     }
     this.touched.add(op);
+    for (const id of inodes) this.touched.addInode(id);
     this.note(describe(op));
     return Promise.resolve();
   }
@@ -185,7 +196,14 @@ export class Namespace extends EventEmitter {
     if (op.o === 'put') this.tree.put(op.p, op.e);
     else if (op.o === 'rm') this.tree.remove(op.p);
     else if (op.o === 'mv') this.tree.rename(op.p, op.to);
-    else this.tree.setRecord(op.p, op.d ?? null);
+    else if (op.o === 'link') this.tree.link(op.p, op.to, op.id, op.t);
+    else if (op.o === 'iput') {
+      if (!this.tree.inodes.has(op.p)) throw new FsError('ENOENT', `inode ${op.p}`);
+      if (op.e.type === 'dir') throw new FsError('EISDIR', `inode ${op.p}`);
+      this.tree.setInode(op.p, op.e);
+    } else this.tree.setRecord(op.p, op.d ?? null);
+    // A record whose last name went goes with it (never in a merge: its names may come later in it).
+    this.tree.dropOrphans();
   }
 
   getRecord(path: string): Buffer | undefined {
@@ -330,18 +348,23 @@ export class Namespace extends EventEmitter {
    * Applies a merge's blob-level changes to the in-memory tree (synchronously); says whether
    * records changed and which paths of the filesystem did.
    */
-  private applyMerge(r: MergeResult, entries: Map<string, Entry>, underLocal: boolean): { records: boolean; paths: string[] } {
+  private applyMerge(r: MergeResult, entries: Map<string, Entry | InodeRef>, underLocal: boolean): { records: boolean; paths: string[] } {
     // A directory's marker ('d/%dir') stands for the directory itself: one level up. Git's path
     // order puts an escaped dotfile ('d/%2Ehidden') before the marker, so by depth alone the file
     // came before its directory existed and was skipped.
     const depth = (p: string) => p.split('/').length - (p.endsWith('/' + DIR_MARKER) || p === DIR_MARKER ? 1 : 0);
     const recordsPrefix = RECORDS + '/';
+    const inodesPrefix = INODES + '/';
     let records = false;
     const paths: string[] = [];
+    // Inode records first (the names that point to them may come in this merge), and their
+    // removals last (after the names that pointed to them went).
+    const isInode = (c: { path: string }) => c.path.startsWith(inodesPrefix);
+    for (const c of r.changes) if (isInode(c) && c.row) this.mergeInode(c.path, entries.get(c.path) as Entry, c.row.oid);
     // Removals deepest first, then additions shallowest first, so a path can turn from a file
     // into a directory (or back) within one merge.
-    const removals = r.changes.filter((c) => !c.row).sort((a, b) => depth(b.path) - depth(a.path));
-    const additions = r.changes.filter((c) => c.row).sort((a, b) => depth(a.path) - depth(b.path));
+    const removals = r.changes.filter((c) => !c.row && !isInode(c)).sort((a, b) => depth(b.path) - depth(a.path));
+    const additions = r.changes.filter((c) => c.row && !isInode(c)).sort((a, b) => depth(a.path) - depth(b.path));
     for (const c of [...removals, ...additions]) {
       if (c.path.startsWith(recordsPrefix)) {
         this.tree.setRecord(c.path.slice(recordsPrefix.length), c.row ? r.blobs.get(c.row.oid)! : null);
@@ -359,7 +382,9 @@ export class Namespace extends EventEmitter {
         if (!c.row) {
           if (path !== '/' && this.tree.get(path)) this.tree.remove(path);
         } else {
-          this.tree.put(path, entries.get(c.path)!, last === DIR_MARKER ? null : c.row.oid);
+          const e = entries.get(c.path)!;
+          if (e.type === 'ref') this.tree.putRef(path, e.inode);
+          else this.tree.put(path, e, last === DIR_MARKER ? null : c.row.oid);
         }
       } catch (e) {
         // The directories above it keep the merge's ids (below), not their old ones.
@@ -372,10 +397,23 @@ export class Namespace extends EventEmitter {
     // under them: directories holding none of those take the result's tree ids (so an entry the
     // tree could not take stays in the next commit); those holding one are written anew by the
     // next snapshot (given the result's id, it would leave the local change out).
+    for (const c of r.changes) if (isInode(c) && !c.row) this.mergeInode(c.path, null, null);
     const keep = underLocal ? (at: string) => !this.touched.holds(at) : () => true;
     this.adoptTreeIds(this.tree.root, '', r.trees, keep);
     if (!underLocal || !this.touched.holdsRecords()) this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
+    if (!underLocal || !this.touched.holdsInodes()) this.tree.adoptInodeOids(r.trees);
     return { records, paths };
+  }
+
+  /** A merge's change of an inode record ('%inodes/ab/<id>'); one the tree cannot take is logged and skipped. */
+  private mergeInode(gitPath: string, entry: Entry | null, oid: string | null): void {
+    const id = gitPath.slice(gitPath.lastIndexOf('/') + 1);
+    try {
+      if (entry?.type === 'dir') throw new Error('a directory entry');
+      this.tree.setInode(id, entry, oid);
+    } catch (e) {
+      this.opts.log.warn('meta.merge.skip', { inode: id, error: (e as Error).message });
+    }
   }
 
   private adoptTreeIds(dir: DirNode, at: string, trees: Map<string, string>, keep: (at: string) => boolean): void {
@@ -488,12 +526,13 @@ export class Namespace extends EventEmitter {
 }
 
 /** Decodes every entry a merge brings in; a malformed one (from a faulty or hostile peer) rejects the merge. */
-function validate(r: MergeResult): Map<string, Entry> {
-  const out = new Map<string, Entry>();
+function validate(r: MergeResult): Map<string, Entry | InodeRef> {
+  const out = new Map<string, Entry | InodeRef>();
   const badName = (enc: string, path: string, why: string) => new Error(`merge rejected: invalid name ${JSON.stringify(enc)} in ${JSON.stringify(path)}: ${why}`);
   // Directories that hold no changed blob (e.g. an empty tree named "%2F" in a fast-forward).
   for (const d of r.addedDirs) {
     if (d === RECORDS || d.startsWith(RECORDS + '/')) continue;
+    if (d === INODES || /^%inodes\/[0-9a-f]{2}$/.test(d)) continue;
     for (const enc of d.split('/')) {
       const why = storedNameProblem(enc);
       if (why) throw badName(enc, d, why);
@@ -505,6 +544,20 @@ function validate(r: MergeResult): Map<string, Entry> {
       checkRecordPath(c.path.slice(RECORDS.length + 1));
       continue;
     }
+    if (c.path.startsWith(INODES + '/')) {
+      const [, b, id, more] = c.path.split('/');
+      if (more !== undefined || !id || !INODE_ID_RE.test(id) || b !== inodeBucket(id)) throw new Error(`merge rejected: unknown internal entry ${JSON.stringify(c.path)}`);
+      if (c.row.mode !== '100644') throw new Error(`merge rejected: ${JSON.stringify(c.path)} has mode ${c.row.mode}`);
+      let e: Entry;
+      try {
+        e = decodeEntry(r.blobs.get(c.row.oid)!, `inode ${id}`);
+      } catch (err) {
+        throw new Error(`merge rejected: malformed inode record ${id}: ${(err as Error).message}`);
+      }
+      if (e.type === 'dir') throw new Error(`merge rejected: inode record ${id} is a directory`);
+      out.set(c.path, e);
+      continue;
+    }
     const parts = c.path.split('/');
     const last = parts[parts.length - 1]!;
     if (isMarker(last) && last !== DIR_MARKER) throw new Error(`merge rejected: unknown internal entry ${JSON.stringify(c.path)}`);
@@ -513,9 +566,9 @@ function validate(r: MergeResult): Map<string, Entry> {
       if (why) throw badName(enc, c.path, why);
     }
     if (c.row.mode !== '100644') throw new Error(`merge rejected: ${JSON.stringify(c.path)} has mode ${c.row.mode}`);
-    let e: Entry;
+    let e: Entry | InodeRef;
     try {
-      e = decodeEntry(r.blobs.get(c.row.oid)!, `entry ${c.path}`);
+      e = (last === DIR_MARKER ? decodeEntry : decodeStored)(r.blobs.get(c.row.oid)!, `entry ${c.path}`);
     } catch (err) {
       throw new Error(`merge rejected: malformed entry ${JSON.stringify(c.path)}: ${(err as Error).message}`);
     }
@@ -534,6 +587,8 @@ function describe(op: Op): string {
   if (op.o === 'rm') return `delete ${q(op.p)}`;
   if (op.o === 'mv') return `rename ${q(op.p)} -> ${q(op.to)}`;
   if (op.o === 'rec') return `${op.d ? 'record' : 'drop record'} ${op.p}`;
+  if (op.o === 'link') return `hard link ${q(op.p)} -> ${q(op.to)}`;
+  if (op.o === 'iput') return `${op.e.type === 'file' ? 'write' : 'change'} inode ${op.p}`;
   return `${op.e.type === 'dir' ? 'dir' : op.e.type === 'symlink' ? 'link' : op.e.type === 'file' ? 'write' : op.e.type} ${q(op.p)}`;
 }
 
@@ -552,20 +607,45 @@ export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: s
   const rows = await repo.lsTree(rootTree);
   const blobOids = [...new Set(rows.filter((r) => r.type === 'blob').map((r) => r.oid))];
   const blobs = await repo.readBlobs(blobOids);
-  const decoded = new Map<string, Entry>();
-  const entryOf = (oid: string, path: string): Entry => {
+  const decoded = new Map<string, Entry | InodeRef>();
+  const storedOf = (oid: string, path: string): Entry | InodeRef => {
     let e = decoded.get(oid);
     if (!e) {
-      e = decodeEntry(blobs.get(oid)!, `entry ${path}`);
+      e = decodeStored(blobs.get(oid)!, `entry ${path}`);
       decoded.set(oid, e);
     }
     return e;
   };
+  const entryOf = (oid: string, path: string): Entry => {
+    const e = storedOf(oid, path);
+    if (e.type === 'ref') throw new Error(`entry ${path}: an inode reference where an entry must be`);
+    return e;
+  };
   const rootRow = rows.find((r) => r.path === DIR_MARKER);
+  const inodesPrefix = INODES + '/';
   const rootEntry = rootRow ? entryOf(rootRow.oid, '/') : undefined;
   if (rootEntry?.type !== 'dir') throw new Error(`tree ${rootTree} has no root directory entry`);
   const tree = new Tree(rootEntry);
   tree.root.oid = rootTree;
+  // Inode records before the names that point to them (git's order puts '%2E...' names first).
+  const inodeTrees = new Map<string, string>();
+  for (const r of rows) {
+    if (r.path === INODES || r.path.startsWith(inodesPrefix)) {
+      if (r.type === 'tree') inodeTrees.set(r.path, r.oid);
+      if (r.type !== 'blob') continue;
+      const [, b, id, more] = r.path.split('/');
+      try {
+        if (more !== undefined || !id || !INODE_ID_RE.test(id) || b !== inodeBucket(id)) throw new Error('not an inode record path');
+        const e = entryOf(r.oid, r.path);
+        if (e.type === 'dir') throw new Error('a directory entry');
+        tree.loadInode(id, e, r.oid);
+      } catch (e) {
+        tree.root.oid = null;
+        onSkip(r.path, (e as Error).message);
+      }
+    }
+  }
+  if (tree.root.oid) tree.adoptInodeOids(inodeTrees);
   const dirs = new Map<string, DirNode>([['', tree.root]]);
   const recordsPrefix = RECORDS + '/';
   for (const r of rows) {
@@ -577,6 +657,7 @@ export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: s
       tree.setRecordsOid(r.oid);
       continue;
     }
+    if (r.path === INODES || r.path.startsWith(inodesPrefix)) continue;
     const slash = r.path.lastIndexOf('/');
     const parentPath = slash < 0 ? '' : r.path.slice(0, slash);
     const enc = r.path.slice(slash + 1);
@@ -617,9 +698,24 @@ export async function loadTree(repo: GitRepo, rootTree: string, onSkip: (path: s
       dirs.set(r.path, d);
       tree.attach(parent, name, d);
     } else {
-      const e = entry();
-      if (!e || e.type === 'dir') continue;
-      const leaf = new LeafNode(e);
+      let stored: Entry | InodeRef;
+      try {
+        stored = storedOf(r.oid, r.path);
+      } catch (e) {
+        skip(r.path, (e as Error).message);
+        continue;
+      }
+      if (stored.type === 'dir') continue;
+      let leaf: LeafNode;
+      if (stored.type === 'ref') {
+        const rec = tree.inodes.get(stored.inode);
+        if (!rec) {
+          skip(r.path, `inode ${stored.inode} has no record`);
+          continue;
+        }
+        leaf = new LeafNode(rec.entry);
+        leaf.rec = rec;
+      } else leaf = new LeafNode(stored);
       leaf.oid = r.oid;
       tree.attach(parent, name, leaf);
     }

@@ -7,7 +7,7 @@
 // or a marker, and none with a code point HFS+ ignores; blobs up to the entry limit. Anything else is refused whole, and the sender
 // pushes with git instead, where fsck and the hooks judge it.
 import { isUtf8 } from 'node:buffer';
-import { objectId, RECORDS } from './tree.js';
+import { INODES, objectId, RECORDS } from './tree.js';
 import { parseTree } from './tree-diff.js';
 import { DIR_MARKER, isMarker, storedNameProblem } from './names.js';
 
@@ -68,7 +68,7 @@ function nameOk(raw: Buffer): boolean {
   if (!raw.length || !isUtf8(raw)) return false;
   const name = raw.toString('utf8');
   if (HFS_IGNORED.test(name) || name.startsWith('.')) return false;
-  return isMarker(name) ? name === DIR_MARKER || name === RECORDS : storedNameProblem(name) === undefined;
+  return isMarker(name) ? name === DIR_MARKER || name === RECORDS || name === INODES : storedNameProblem(name) === undefined;
 }
 
 function treeLinks(oid: string, data: Buffer): Link[] {

@@ -6,7 +6,7 @@
 // until it stopped: 11-15 s per view with 8 nodes writing).
 import type { Op } from './journal.js';
 import { DIR_MARKER, decodeName, splitPath } from './names.js';
-import { RECORDS } from './tree.js';
+import { INODES, RECORDS } from './tree.js';
 
 /** Past this many paths the set stops tracking and says "not disjoint" (a burst commits soon anyway). */
 const MAX_PATHS = 10_000;
@@ -25,10 +25,17 @@ export class TouchedPaths {
 
   add(op: Op): void {
     if (op.o === 'rec') this.addKey(['r', ...op.p.split('/')]);
+    else if (op.o === 'iput') this.addInode(op.p);
     else {
       this.addKey(['f', ...splitPath(op.p)]);
-      if (op.o === 'mv') this.addKey(['f', ...splitPath(op.to)]);
+      if (op.o === 'mv' || op.o === 'link') this.addKey(['f', ...splitPath(op.to)]);
+      if (op.o === 'link') this.addInode(op.id);
     }
+  }
+
+  /** An inode record changed (or was made, or went with its last name). */
+  addInode(id: string): void {
+    this.addKey(['i', id]);
   }
 
   /** The tree differs from the head in ways not listed here. */
@@ -66,6 +73,11 @@ export class TouchedPaths {
     return this.unknown || this.above.has('r');
   }
 
+  /** True when an inode record is touched. */
+  holdsInodes(): boolean {
+    return this.unknown || this.above.has('i');
+  }
+
   private addKey(parts: string[]): void {
     if (this.unknown) return;
     if (this.exact.size >= MAX_PATHS) {
@@ -83,6 +95,7 @@ export class TouchedPaths {
 function keyOf(gitPath: string): string[] {
   const parts = gitPath.split('/');
   if (parts[0] === RECORDS) return ['r', ...parts.slice(1)];
+  if (parts[0] === INODES) return ['i', ...parts.slice(2)]; // '%inodes/ab/<id>' -> the id
   if (parts[parts.length - 1] === DIR_MARKER) parts.pop();
   return ['f', ...parts.map(decodeName)];
 }

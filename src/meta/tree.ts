@@ -3,7 +3,7 @@
 // getattr/readdir/lookup are served from here; nothing on a read path spawns a process.
 import { createHash } from 'node:crypto';
 import { FsError } from '../util/errors.js';
-import { DirEntry, Entry, FileEntry, LinkEntry, SpecialEntry, encodeEntry } from './entry.js';
+import { DirEntry, Entry, FileEntry, LinkEntry, SpecialEntry, encodeEntry, encodeRef } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, encodeName, splitPath } from './names.js';
 import type { ContentId, Info } from '../content/metainfo.js';
 
@@ -17,10 +17,34 @@ export class DirNode {
   constructor(public entry: DirEntry) {}
 }
 
+export type LeafEntry = FileEntry | LinkEntry | SpecialEntry;
+
 export class LeafNode {
   readonly kind = 'leaf';
   oid: string | null = null;
-  constructor(public entry: FileEntry | LinkEntry | SpecialEntry) {}
+  /** A hard-linked name: `entry` is always `rec.entry`, and `oid` the reference blob's id. */
+  rec: InodeRec | null = null;
+  constructor(public entry: LeafEntry) {}
+}
+
+/**
+ * An inode record: what every name of a hard-linked file shares (content, mode, owner, times,
+ * xattrs). Stored at `%inodes/<first two hex digits>/<id>` as an entry blob; its names are
+ * reference blobs (entry.ts encodeRef). `names` are the leaves that point here (st_nlink).
+ */
+export class InodeRec {
+  oid: string | null = null;
+  names = new Set<LeafNode>();
+  constructor(readonly id: string, public entry: LeafEntry) {}
+}
+
+/** Where inode records live in the root tree. */
+export const INODES = '%inodes';
+export const inodeBucket = (id: string) => id.slice(0, 2);
+export const inodePath = (id: string) => `${INODES}/${inodeBucket(id)}/${id}`;
+/** The blob every name of an inode has (one id per inode: the merge finds names by it). */
+export function refOid(id: string): string {
+  return objectId('blob', encodeRef(id));
 }
 
 export type Node = DirNode | LeafNode;
@@ -59,6 +83,11 @@ export class Tree {
   /** Record path ('members/abc') -> bytes; never part of the mounted namespace. */
   records = new Map<string, Buffer>();
   private recordsOid: string | null = null;
+  /** Hard-linked files' records by id, their ids by bucket, and the buckets' tree ids (absent: changed). */
+  inodes = new Map<string, InodeRec>();
+  private buckets = new Map<string, Set<string>>();
+  private bucketOids = new Map<string, string>();
+  private inodesOid: string | null = null;
   /**
    * Content id -> how many entries reference it, its metainfo (to serve it to peers) and the
    * nodes that made those entries (`writers`, counted; only once a second entry shares the
@@ -178,11 +207,135 @@ export class Tree {
       return;
     }
     if (old?.kind === 'dir') throw new FsError('EISDIR', path);
-    if (entry.type === 'file') this.walkRefs(new LeafNode(entry), 1);
+    if (entry.type === 'file') this.countContent(entry, 1);
     if (old) this.unref(old);
     const leaf = new LeafNode(entry);
     leaf.oid = oid;
     setChild(dir, name, leaf);
+  }
+
+  /** link(2): `to` becomes another name of the file at `from` (made an inode record `id` if it is not one yet). */
+  link(from: string, to: string, id: string, ctime: number): void {
+    const src = this.get(from);
+    if (!src) throw new FsError('ENOENT', from);
+    if (src.kind === 'dir') throw new FsError('EPERM', `${from} is a directory`);
+    if (this.get(to)) throw new FsError('EEXIST', to);
+    const { dir, name } = this.parentFor(to, false);
+    let rec = src.rec;
+    if (rec) this.setInode(rec.id, { ...rec.entry, ctime });
+    else {
+      if (this.inodes.has(id)) throw new FsError('EEXIST', `inode ${id}`);
+      // The name's content reference moves to the record: counts are unchanged.
+      rec = this.addInode(id, { ...src.entry, ctime });
+      this.parentFor(from, true);
+      this.attachName(src, rec);
+    }
+    this.parentFor(to, true);
+    const leaf = new LeafNode(rec.entry);
+    this.attachName(leaf, rec);
+    setChild(dir, name, leaf);
+  }
+
+  /** A name pointing to inode `id` (a merge or a load); the record must be there. */
+  putRef(path: string, id: string): void {
+    const rec = this.inodes.get(id);
+    if (!rec) throw new FsError('EIO', `${path} names inode ${id}, which has no record`);
+    const { dir, name } = this.parentFor(path, true);
+    const old = dir.children.get(name);
+    if (old?.kind === 'dir') throw new FsError('EISDIR', path);
+    if (old?.kind === 'leaf' && old.rec === rec) return;
+    if (old) this.unref(old);
+    const leaf = new LeafNode(rec.entry);
+    this.attachName(leaf, rec);
+    setChild(dir, name, leaf);
+  }
+
+  private attachName(leaf: LeafNode, rec: InodeRec): void {
+    leaf.rec = rec;
+    leaf.entry = rec.entry;
+    leaf.oid = null; // the reference blob is written by the next snapshot
+    rec.names.add(leaf);
+  }
+
+  private addInode(id: string, entry: LeafEntry, oid: string | null = null): InodeRec {
+    const rec = new InodeRec(id, entry);
+    rec.oid = oid;
+    this.inodes.set(id, rec);
+    const b = inodeBucket(id);
+    let ids = this.buckets.get(b);
+    if (!ids) this.buckets.set(b, (ids = new Set()));
+    ids.add(id);
+    if (!oid) this.dirtyInode(id);
+    return rec;
+  }
+
+  /** While set, collects the ids of inode records changed (the namespace's touched paths). */
+  inodeLog: string[] | null = null;
+
+  private dirtyInode(id: string): void {
+    this.inodeLog?.push(id);
+    this.bucketOids.delete(inodeBucket(id));
+    this.inodesOid = null;
+    this.root.oid = null;
+  }
+
+  /**
+   * Sets (or with null removes) an inode record; every name shows the new attributes. A new
+   * record counts its content; `oid`: its blob id when it comes from Git as is.
+   */
+  setInode(id: string, entry: LeafEntry | null, oid: string | null = null): void {
+    const rec = this.inodes.get(id);
+    if (!entry) {
+      if (!rec) return;
+      if (rec.names.size) throw new FsError('EBUSY', `inode ${id} still has ${rec.names.size} names`);
+      this.dropInode(rec);
+      return;
+    }
+    if (entry.type === 'file') this.countContent(entry, 1);
+    if (!rec) {
+      this.addInode(id, entry, oid);
+      if (oid) this.dirtyInode(id);
+      return;
+    }
+    if (rec.entry.type === 'file') this.countContent(rec.entry, -1);
+    rec.entry = entry;
+    rec.oid = oid;
+    for (const leaf of rec.names) leaf.entry = entry;
+    this.dirtyInode(id);
+  }
+
+  private dropInode(rec: InodeRec): void {
+    this.inodes.delete(rec.id);
+    const b = inodeBucket(rec.id);
+    const ids = this.buckets.get(b)!;
+    ids.delete(rec.id);
+    if (!ids.size) this.buckets.delete(b);
+    this.dirtyInode(rec.id);
+    if (rec.entry.type === 'file') this.countContent(rec.entry, -1);
+  }
+
+  /** Records whose last name went (a local unlink, rename over, or replace): removed with their content reference. */
+  dropOrphans(): void {
+    for (const rec of this.orphans) if (!rec.names.size && this.inodes.get(rec.id) === rec) this.dropInode(rec);
+    this.orphans.clear();
+  }
+
+  private orphans = new Set<InodeRec>();
+
+  /** After loading or a merge: the inode subtrees as stored (null for those touched here since). */
+  adoptInodeOids(trees: Map<string, string>): void {
+    for (const b of this.buckets.keys()) {
+      const oid = trees.get(`${INODES}/${b}`);
+      if (oid) this.bucketOids.set(b, oid);
+      else this.bucketOids.delete(b);
+    }
+    this.inodesOid = trees.get(INODES) ?? null;
+  }
+
+  /** Loading from Git: a record as stored (its blob id and its bucket's tree id known). */
+  loadInode(id: string, entry: LeafEntry, oid: string): void {
+    if (entry.type === 'file') this.countContent(entry, 1);
+    this.addInode(id, entry, oid);
   }
 
   remove(path: string): Node {
@@ -200,6 +353,8 @@ export class Tree {
     const node = src.dir.children.get(src.name);
     if (!node) throw new FsError('ENOENT', from);
     if (from === to) return;
+    const same = this.get(to);
+    if (node.kind === 'leaf' && node.rec && same?.kind === 'leaf' && same.rec === node.rec) return; // two names of one file: rename(2) does nothing
     if (node.kind === 'dir' && (to + '/').startsWith(from + '/')) throw new FsError('EINVAL', `${to} is inside ${from}`);
     const dst = this.parentFor(to, false);
     const old = dst.dir.children.get(dst.name);
@@ -230,9 +385,18 @@ export class Tree {
       for (const c of node.children.values()) this.walkRefs(c, delta);
       return;
     }
-    if (node.entry.type !== 'file') return;
-    const { id, info } = node.entry;
-    const by = node.entry.node ?? '';
+    if (node.rec) {
+      // A name of an inode: the record holds the content reference.
+      if (delta > 0) node.rec.names.add(node);
+      else if (node.rec.names.delete(node) && !node.rec.names.size) this.orphans.add(node.rec);
+      return;
+    }
+    if (node.entry.type === 'file') this.countContent(node.entry, delta);
+  }
+
+  private countContent(entry: FileEntry, delta: number): void {
+    const { id, info } = entry;
+    const by = entry.node ?? '';
     const r = this.refs.get(id);
     const n = (r?.n ?? 0) + delta;
     if (n <= 0) {
@@ -278,6 +442,7 @@ export class Tree {
       this.recordsOid ??= encodeRecords(this.records, out);
       rows.push({ key: Buffer.from(RECORDS + '/'), mode: '40000', oid: this.recordsOid });
     }
+    if (dir === this.root && this.inodes.size) rows.push({ key: Buffer.from(INODES + '/'), mode: '40000', oid: this.encodeInodes(out) });
     for (const [name, child] of dir.children) {
       const enc = Buffer.from(encodeName(name));
       if (child.kind === 'dir') {
@@ -285,7 +450,7 @@ export class Tree {
         rows.push({ key: Buffer.concat([enc, SLASH]), mode: '40000', oid: this.encodeDir(child, out) });
       } else {
         if (!child.oid) {
-          const data = encodeEntry(child.entry);
+          const data = child.rec ? encodeRef(child.rec.id) : encodeEntry(child.entry);
           child.oid = objectId('blob', data);
           out.push({ type: 'blob', oid: child.oid, data });
         }
@@ -294,6 +459,31 @@ export class Tree {
     }
     dir.oid = writeTree(rows, out);
     return dir.oid;
+  }
+
+  /** The `%inodes` tree: one subtree per bucket, only changed buckets encoded again. */
+  private encodeInodes(out: GitObject[]): string {
+    if (this.inodesOid) return this.inodesOid;
+    const top: { key: Buffer; mode: string; oid: string }[] = [];
+    for (const [b, ids] of this.buckets) {
+      let oid = this.bucketOids.get(b);
+      if (!oid) {
+        const rows = [...ids].map((id) => {
+          const rec = this.inodes.get(id)!;
+          if (!rec.oid) {
+            const data = encodeEntry(rec.entry);
+            rec.oid = objectId('blob', data);
+            out.push({ type: 'blob', oid: rec.oid, data });
+          }
+          return { key: Buffer.from(id), mode: '100644', oid: rec.oid };
+        });
+        oid = writeTree(rows, out);
+        this.bucketOids.set(b, oid);
+      }
+      top.push({ key: Buffer.from(b + '/'), mode: '40000', oid });
+    }
+    this.inodesOid = writeTree(top, out);
+    return this.inodesOid;
   }
 }
 

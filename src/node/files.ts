@@ -81,9 +81,20 @@ export class OpenFiles {
     return { type: 'file', mode: b.mode, uid: b.uid, gid: b.gid, size: h.size, mtime: h.mtime, ctime: b.ctime, atime: b.atime ?? b.mtime };
   }
 
-  /** Handles on a path that is removed or replaced keep their bytes but store nothing. */
-  detach(path: string): void {
-    for (const h of this.handles.values()) if (h.path === path || h.path?.startsWith(path + '/')) h.path = null;
+  /**
+   * Handles on a path that is removed or replaced keep their bytes but store nothing, unless
+   * `inode` says the name was one of a hard-linked file that other names keep: they store there.
+   */
+  detach(path: string, inode?: string): void {
+    for (const h of this.handles.values()) {
+      if (h.path === path && inode) h.inode = inode;
+      if (h.path === path || h.path?.startsWith(path + '/')) h.path = null;
+    }
+  }
+
+  /** The file at `path` was hard-linked: its handles store into inode `id` from now on. */
+  linked(path: string, id: string): void {
+    for (const h of this.handles.values()) if (h.path === path) h.inode = id;
   }
 
   moved(from: string, to: string): void {
@@ -116,6 +127,8 @@ export class OpenFiles {
 
   private async newHandle(path: string, writable: boolean, base: FileEntry): Promise<OpenFile> {
     const h = new OpenFile(this.nextHandle, path, writable, base);
+    const n = this.c.ns.get(path);
+    if (n?.kind === 'leaf' && n.rec) h.inode = n.rec.id;
     this.nextHandle = this.nextHandle >= 0x7fffffff ? 1 : this.nextHandle + 1;
     const small = this.c.keeper.small(base.id);
     if (small) {
@@ -390,7 +403,7 @@ export class OpenFiles {
   private async commit(h: OpenFile, sync = false): Promise<void> {
     if (h.failed) throw h.failed;
     // Clean, or unlinked while open: nothing to store (a create() was journaled when it ran).
-    if (!h.dirty || h.path === null) return;
+    if (!h.dirty || (h.path === null && !h.inode)) return;
     try {
       await this.keep(h, sync);
     } catch (e) {
@@ -434,16 +447,19 @@ export class OpenFiles {
         h.tmpPath = null;
       }
       const path = h.path;
-      const cur = path === null ? undefined : ns.get(path)?.entry;
+      // A hard-linked file whose name went while open: another name keeps it.
+      const rec = path === null && h.inode ? ns.tree.inodes.get(h.inode) : undefined;
+      const cur = path === null ? rec?.entry : ns.get(path)?.entry;
       const attrs = cur && cur.type === 'file' ? cur : h.base!;
       // A write moves mtime, not atime: the access time stays what it showed before (noatime).
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), atime: attrs.atime ?? attrs.mtime, node: this.c.nodeId };
       if (alloc !== undefined) entry.alloc = alloc;
       if (attrs.xattrs) entry.xattrs = attrs.xattrs; // they belong to the file, not to one version of its bytes
-      if (path !== null) {
+      if (path !== null || rec) {
         try {
           // Journal and tree in one step: throws ENOSPC/EIO with nothing published.
-          await ns.apply({ o: 'put', p: path, e: entry, d: inline?.length ? inline : undefined });
+          const d = inline?.length ? inline : undefined;
+          await ns.apply(path !== null ? { o: 'put', p: path, e: entry, d } : { o: 'iput', p: rec!.id, e: entry, d });
           published = true;
         } catch (e) {
           if (!(e instanceof FsError)) throw e;

@@ -16,6 +16,8 @@ export interface Stat {
   blocks?: number;
   /** Links: a directory has 2 + its subdirectories (absent: 1). */
   nlink?: number;
+  /** A hard-linked file's inode record id: every name of it is one inode to the kernel. */
+  inode?: string;
   /** Last access as utimensat set it (the mount is noatime: reads do not move it); absent: mtime. */
   atime?: number;
 }
@@ -54,6 +56,8 @@ export interface FileSystem {
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   symlink(target: string, path: string, owner?: Owner): Promise<void>;
+  /** link(2): `to` becomes another name of the file at `from`. */
+  link(from: string, to: string): Promise<void>;
   /** Extended attributes; flags: 1 XATTR_CREATE, 2 XATTR_REPLACE. */
   getxattr(path: string, name: string): Buffer;
   listxattr(path: string): string[];

@@ -2,12 +2,14 @@
 // implements the FileSystem interface that fuse/ calls; open files live in files.ts, content
 // retention in content-keeper.ts. The cluster, swarm and replication attach to this object.
 import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { FsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry, SpecialType } from '../meta/entry.js';
+import type { Node } from '../meta/tree.js';
 import { FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
@@ -94,6 +96,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     if (e.type === 'chr' || e.type === 'blk') st.rdev = e.rdev;
     if (e.atime !== undefined) st.atime = e.atime;
     if (n.kind === 'dir') st.nlink = 2 + n.subdirs;
+    else if (n.rec) {
+      st.nlink = n.rec.names.size;
+      st.inode = n.rec.id;
+    }
     // st_blocks: a sparse file's real allocation, else the size in 4 KiB blocks (ext4's); a
     // directory one block; symlinks (kept in the entry, like ext4's fast ones) and special files none.
     st.blocks = e.type === 'file' ? (e.alloc !== undefined ? Math.ceil(e.alloc / 512) : Math.ceil(st.size / 4096) * 8) : e.type === 'dir' ? 8 : 0;
@@ -156,15 +162,24 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       if (!this.ns.get(path)) throw new FsError('ENOENT', path);
       journaled = this.ns.apply({ o: 'rm', p: path });
     }
-    this.files.detach(path);
+    this.files.detach(path, this.stillLinked(n));
     await journaled;
+  }
+
+  /** The inode of a hard-linked name that is going, if other names keep it: its open handles keep writing there. */
+  private stillLinked(n: Node | undefined): string | undefined {
+    const rec = n?.kind === 'leaf' ? n.rec : null;
+    return rec && this.ns.tree.inodes.get(rec.id) === rec && rec.names.size ? rec.id : undefined;
   }
 
   async rename(from: string, to: string): Promise<void> {
     if (from === to) return;
     const target = this.ns.get(to);
+    const source = this.ns.get(from);
+    // Two names of one file: rename(2) does nothing and succeeds.
+    if (source?.kind === 'leaf' && source.rec && target?.kind === 'leaf' && target.rec === source.rec) return;
     const journaled = this.ns.apply({ o: 'mv', p: from, to }); // throws before anything changes if invalid
-    if (target) this.files.detach(to);
+    if (target) this.files.detach(to, this.stillLinked(target));
     this.files.moved(from, to);
     await journaled;
   }
@@ -174,6 +189,16 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     owner = this.ownerIn(path, owner);
     const now = Date.now();
     await this.ns.apply({ o: 'put', p: path, e: { type: 'symlink', target, mode: 0o777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
+  }
+
+  async link(from: string, to: string): Promise<void> {
+    const src = this.ns.get(from);
+    if (!src) throw new FsError('ENOENT', from);
+    if (src.kind === 'dir') throw new FsError('EPERM', from);
+    if (this.ns.get(to)) throw new FsError('EEXIST', to);
+    const id = src.rec?.id ?? randomBytes(16).toString('hex');
+    await this.ns.apply({ o: 'link', p: from, to, id, t: Date.now() });
+    this.files.linked(from, id);
   }
 
   async mknod(path: string, type: SpecialType, mode: number, rdev: number, owner: Owner = this.owner): Promise<void> {
