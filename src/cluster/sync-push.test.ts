@@ -60,6 +60,8 @@ test('sync push: the objects one node works out are what the other needs; refs m
     await a.apply({ o: 'put', p: '/new', e: dir });
     await a.apply({ o: 'put', p: '/new/g', e: file('g') });
     await a.apply({ o: 'rm', p: '/docs/one' });
+    // A hard link: the '%inodes' tree and a reference blob go through the same checks.
+    await a.apply({ o: 'link', p: '/new/g', to: '/docs/g', id: '00112233445566778899aabbccddeeff', t: T0 });
     await a.commit();
     const objects = (await objectsToSend(a.repo, [a.head!], [base], LIMITS))!;
     const commits = objects.filter((o) => o.type === 'commit').length;
