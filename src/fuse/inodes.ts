@@ -56,6 +56,11 @@ export class Inodes {
     return p;
   }
 
+  /** Known id of a hard-linked file (by its inode record), if the kernel holds one. */
+  idOfLink(link: string): number | undefined {
+    return this.byLink.get(link)?.id;
+  }
+
   /** Known id of a path, if the kernel holds one. */
   idOf(path: string): number | undefined {
     return this.byPath.get(path)?.id;

@@ -250,7 +250,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     throw e;
   }
   void raiseReadahead(mnt, log);
-  fs.onExternalChange?.((paths) => ops.invalidate(paths, (code, payload) => session.notify(code, payload)));
+  fs.onExternalChange?.((paths, inodes) => ops.invalidate(paths, (code, payload) => session.notify(code, payload), inodes));
   const timer = setTimeout(() => initDone(), 10_000); // no INIT: the first access will tell
   await inited;
   clearTimeout(timer);

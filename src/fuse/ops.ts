@@ -103,7 +103,11 @@ export class FuseOps {
    * Paths a peer changed: the kernel drops their cached attributes, pages and names now instead
    * of trusting them until the TTL runs out.
    */
-  invalidate(paths: string[], notify: (code: number, payload: Buffer) => void): void {
+  invalidate(paths: string[], notify: (code: number, payload: Buffer) => void, inodes: string[] = []): void {
+    for (const link of inodes) {
+      const id = this.inodes.idOfLink(link);
+      if (id !== undefined) notify(NOTIFY_INVAL_INODE, invalInodeOut(id));
+    }
     for (const path of paths) {
       const id = this.inodes.idOf(path);
       if (id !== undefined) notify(NOTIFY_INVAL_INODE, invalInodeOut(id));

@@ -328,6 +328,8 @@ export class Namespace extends EventEmitter {
     this.emit('commit', result.commit);
     if (recordsChanged) this.emit('records');
     if (paths.length) this.emit('changed', paths);
+    const inodes = result.changes.filter((c) => c.path.startsWith(INODES + '/')).map((c) => c.path.slice(c.path.lastIndexOf('/') + 1));
+    if (inodes.length) this.emit('changedInodes', inodes);
   }
 
   /** Throws (nothing changed yet) when the cluster's guard refuses what a merge does to the records. */

@@ -72,7 +72,8 @@ export interface FileSystem {
   utimens(path: string, atime: number | null, mtime: number | null): Promise<void>;
   statfs(): Promise<Space>;
   /** Paths changed by something other than this interface's callers (merges from peers). */
-  onExternalChange?(listener: (paths: string[]) => void): void;
+  /** `inodes`: hard-linked files (inode record ids) changed there, whichever names they have. */
+  onExternalChange?(listener: (paths: string[], inodes: string[]) => void): void;
 }
 
 /** Where a node gets content it does not hold (the swarm); a lone node has none. */

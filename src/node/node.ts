@@ -70,8 +70,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     return node;
   }
 
-  onExternalChange(listener: (paths: string[]) => void): void {
-    this.ns.on('changed', listener);
+  onExternalChange(listener: (paths: string[], inodes: string[]) => void): void {
+    this.ns.on('changed', (paths: string[]) => listener(paths, []));
+    this.ns.on('changedInodes', (ids: string[]) => listener([], ids));
   }
 
   /** Lets open() read content held by peers (the swarm) instead of failing with EIO. */
