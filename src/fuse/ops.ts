@@ -17,8 +17,11 @@ import { checkOpen } from './access.js';
 import type { Handler, Request } from './session.js';
 
 const E = constants.errno;
-/** Seconds the kernel may cache names and attributes (libfuse's default); peers' changes are invalidated at once. */
-const TTL = 1;
+/**
+ * Seconds the kernel may cache names and attributes (libfuse's default); peers' changes are
+ * invalidated at once. DELUGEFS_ATTR_TTL_S: longer, for tests that show an invalidation is sent.
+ */
+const TTL = Number(process.env.DELUGEFS_ATTR_TTL_S) || 1;
 /** Largest write and read: 256 pages, when the kernel allows more than its default 32. */
 export const MAX_WRITE = 1 << 20;
 const { O_EXCL, O_APPEND, O_WRONLY, O_TRUNC, O_RDONLY } = fsConstants;
