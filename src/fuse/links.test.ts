@@ -97,7 +97,7 @@ test('hard links behave as on a local disk, and survive a restart', { timeout: 1
 test('a second node sees the same links, and its writes through one name reach the other', { skip: !(await netnsAvailable()) && 'needs root and iproute2', timeout: 120_000 }, async () => {
   // The kernel keeps attributes for 30 s here: what a peer changed shows at once only when invalidated.
   process.env.DELUGEFS_ATTR_TTL_S = '30';
-  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.93.0', settle: 'heads' }).finally(() => delete process.env.DELUGEFS_ATTR_TTL_S);
+  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.94.0', settle: 'heads' }).finally(() => delete process.env.DELUGEFS_ATTR_TTL_S);
   try {
     const [a, b] = [c.nodes[0]!.mnt!, c.nodes[1]!.mnt!];
     await sh(`mkdir ${a}/l && echo first > ${a}/l/one && ln ${a}/l/one ${a}/l/two && mkdir ${a}/m && ln ${a}/l/two ${a}/m/three`);

@@ -34,7 +34,7 @@ export function toErrno(e: unknown): number {
 }
 
 /** New files belong to the process that made them, as on any local filesystem. */
-const owner = (req: Request) => ({ uid: req.uid, gid: req.gid });
+const owner = (req: Request, umask = 0) => ({ uid: req.uid, gid: req.gid, umask });
 
 const KIND_BITS: Record<Stat['type'], number> = { file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, fifo: S_IFIFO, socket: S_IFSOCK, chr: S_IFCHR, blk: S_IFBLK };
 const SPECIAL_OF: Record<number, 'fifo' | 'socket' | 'chr' | 'blk'> = { [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket', [S_IFCHR]: 'chr', [S_IFBLK]: 'blk' };
@@ -49,6 +49,9 @@ export class FuseOps {
   readonly inodes = new Inodes();
   private readonly listings: Listings;
   maxWrite = 128 * 1024;
+  /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL), and leaves the umask to us (FUSE_DONT_MASK). */
+  acl = false;
+  private dontMask = false;
 
   constructor(private readonly fs: FileSystem, private readonly opts: OpsOptions) {
     this.listings = new Listings(fs, this.inodes, (ino, st) => this.attr(ino, st), TTL);
@@ -180,9 +183,13 @@ export class FuseOps {
     // find or du one lookup round trip per name.
     // No ASYNC_DIO: with it the kernel waits for an O_DIRECT read uninterruptibly and never sends
     // INTERRUPT, so a reader waiting for an absent peer could not even be killed.
+    // POSIX ACLs: the kernel enforces them, and hands the umask over so that a directory's
+    // default ACL can stand in for it (posix_acl_create is the filesystem's to do).
     const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.PARALLEL_DIROPS | Init.MAX_PAGES
-      | Init.DO_READDIRPLUS;
+      | Init.DO_READDIRPLUS | (process.env.DELUGEFS_NO_ACL ? 0 : Init.POSIX_ACL | Init.DONT_MASK);
     const flags = kflags & want;
+    this.acl = !!(flags & Init.POSIX_ACL);
+    this.dontMask = !!(flags & Init.DONT_MASK);
     this.maxWrite = flags & Init.MAX_PAGES ? MAX_WRITE : 128 * 1024;
     out.writeUInt32LE(readahead, 8);
     out.writeUInt32LE(flags, 12);
@@ -319,14 +326,14 @@ export class FuseOps {
     const type = SPECIAL_OF[mode & S_IFMT];
     // A regular file by mknod is a create without an open; anything else is not a kind we keep.
     if (!type) throw new FsError((mode & S_IFMT) === S_IFREG ? 'EPERM' : 'EINVAL');
-    await this.fs.mknod(path, type, mode & 0o7777, rdev, owner(req));
+    await this.fs.mknod(path, type, mode & 0o7777, rdev, owner(req, this.umask(req, IN_HEADER + 8)));
     return [this.entry(path).out];
   }
 
   private async mkdir(req: Request): Promise<Buffer[]> {
     const mode = req.buf.readUInt32LE(IN_HEADER);
     const { path } = this.child(req, IN_HEADER + 8);
-    await this.fs.mkdir(path, mode & 0o7777, owner(req));
+    await this.fs.mkdir(path, mode & 0o7777, owner(req, this.umask(req, IN_HEADER + 4)));
     return [this.entry(path).out];
   }
 
@@ -354,6 +361,11 @@ export class FuseOps {
     if (from !== to && !this.exists(from)) this.inodes.moved(from, to);
     await done;
     return [];
+  }
+
+  /** The umask a create, mkdir or mknod carries, when the kernel left applying it to us. */
+  private umask(req: Request, at: number): number {
+    return this.dontMask ? req.buf.readUInt32LE(at) & 0o777 : 0;
   }
 
   private exists(path: string): boolean {
@@ -386,11 +398,15 @@ export class FuseOps {
   private xattrName(req: Request, at: number): string {
     const nul = req.buf.indexOf(0, at);
     const end = nul < 0 || nul > req.len ? req.len : nul;
+    let name: string;
     try {
-      return utf8.decode(req.buf.subarray(at, end));
+      name = utf8.decode(req.buf.subarray(at, end));
     } catch {
       throw new FsError('EOPNOTSUPP', 'attribute name is not UTF-8');
     }
+    // ACLs stored where the kernel does not enforce them would mislead.
+    if (name.startsWith('system.') && !this.acl) throw new FsError('EOPNOTSUPP', name);
+    return name;
   }
 
   private async setxattr(req: Request): Promise<Buffer[]> {
@@ -469,7 +485,7 @@ export class FuseOps {
       await checkOpen(existing, req, flags, path);
       fh = await this.fs.open(path, flags);
     } else {
-      fh = await this.fs.create(path, mode & 0o7777, owner(req));
+      fh = await this.fs.create(path, mode & 0o7777, owner(req, this.umask(req, IN_HEADER + 8)));
     }
     const st = this.fs.fstat(fh);
     const node = this.inodes.lookup(path, 'file');

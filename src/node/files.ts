@@ -155,11 +155,12 @@ export class OpenFiles {
     return h.id;
   }
 
-  async create(path: string, mode: number, owner?: Owner): Promise<number> {
+  async create(path: string, mode: number, owner?: Owner, xattrs?: Record<string, Buffer>): Promise<number> {
     const now = Date.now();
     const { nodeId } = this.c;
     const { uid, gid } = owner ?? this.c;
     const entry: FileEntry = { type: 'file', info: EMPTY_INFO, id: EMPTY_ID, mode: mode & 0o7777, uid, gid, mtime: now, ctime: now, node: nodeId };
+    if (xattrs) entry.xattrs = xattrs;
     if (this.c.ns.get(path)?.kind === 'dir') throw new FsError('EISDIR', path);
     // Journaled at once (one write(2)): a disk too full for it fails the create, not a later close.
     await this.c.ns.apply({ o: 'put', p: path, e: entry });

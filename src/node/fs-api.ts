@@ -26,7 +26,12 @@ export interface Stat {
 export type Keep = (until: Promise<unknown>) => void;
 
 /** Who creates a file: the caller's ids as the kernel reports them. */
-export interface Owner { uid: number; gid: number }
+export interface Owner {
+  uid: number;
+  gid: number;
+  /** The caller's umask, where the kernel leaves applying it to the filesystem (it enforces ACLs). */
+  umask?: number;
+}
 
 export interface Space { blockSize: number; blocks: number; free: number; available: number; files: number }
 

@@ -15,6 +15,7 @@ import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { makeRootPrivate } from './private-root.js';
 import { EMPTY_ID, OpenFiles } from './files.js';
+import { ACL_ACCESS, ACL_DEFAULT, chmodAcl, encodeAcl, inherit, isMinimal, modeOf, parseAcl } from './acl.js';
 
 export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
 
@@ -122,7 +123,22 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     if (this.ns.get(path)) throw new FsError('EEXIST', path);
     // In a setgid directory a new directory keeps S_ISGID (as on ext4), and takes its group.
     const setgid = this.setgidParent(path);
-    await this.ns.apply({ o: 'put', p: path, e: this.dirEntry(setgid ? mode | 0o2000 : mode, this.ownerIn(path, owner ?? this.owner)) });
+    const made = this.modeIn(path, mode, owner, true);
+    const e = this.dirEntry(setgid ? made.mode | 0o2000 : made.mode, this.ownerIn(path, owner ?? this.owner));
+    if (made.xattrs) e.xattrs = made.xattrs;
+    await this.ns.apply({ o: 'put', p: path, e });
+  }
+
+  /**
+   * The mode (and ACLs) of a new entry: from the default ACL of the directory it is made in, if
+   * it has one, else the mode less the caller's umask (the kernel leaves both to the filesystem
+   * once it enforces ACLs).
+   */
+  modeIn(path: string, mode: number, owner: Owner | undefined, isDir: boolean): { mode: number; xattrs?: Record<string, Buffer> } {
+    const i = path.lastIndexOf('/');
+    const dflt = this.ns.get(i <= 0 ? '/' : path.slice(0, i))?.entry.xattrs?.[ACL_DEFAULT];
+    if (dflt) return inherit(dflt, mode & 0o7777, isDir);
+    return { mode: mode & 0o7777 & ~(owner?.umask ?? 0) };
   }
 
   /** The setgid directory `path` is created in, if it is one. */
@@ -207,7 +223,8 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     owner = this.ownerIn(path, owner);
     const now = Date.now();
     const dev = type === 'chr' || type === 'blk' ? rdev >>> 0 : 0;
-    await this.ns.apply({ o: 'put', p: path, e: { type, rdev: dev, mode: mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId } });
+    const made = this.modeIn(path, mode, owner, false);
+    await this.ns.apply({ o: 'put', p: path, e: { type, rdev: dev, mode: made.mode, uid: owner.uid, gid: owner.gid, mtime: now, ctime: now, node: this.nodeId, ...(made.xattrs ? { xattrs: made.xattrs } : {}) } });
   }
 
   // ---- extended attributes -----------------------------------------------------------------
@@ -228,16 +245,48 @@ export class DelugeNode extends EventEmitter implements FileSystem {
    * in XATTR_SPACE like ext4's one block (ENOSPC beyond, as ext4 says).
    */
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    if (name === ACL_ACCESS || name === ACL_DEFAULT) return this.setAcl(path, name, value);
     if (!/^(user|trusted|security)\.[^\0]+$/.test(name)) throw new FsError('EOPNOTSUPP', name);
     const e = this.entryAt(path);
     const has = !!e.xattrs?.[name];
     if (flags & 1 && has) throw new FsError('EEXIST', name);
     if (flags & 2 && !has) throw new FsError('ENODATA', name);
     const next = { ...e.xattrs, [name]: Buffer.from(value) };
-    let used = 0;
-    for (const [k, v] of Object.entries(next)) used += XATTR_OVERHEAD + Buffer.byteLength(k) + v.length;
-    if (used > XATTR_SPACE) throw new FsError('ENOSPC', `extended attributes of ${path}`);
+    this.checkSpace(path, next);
     await this.setAttrs(path, (x) => ({ ...x, xattrs: { ...x.xattrs, [name]: Buffer.from(value) } }));
+  }
+
+  private checkSpace(path: string, xattrs: Record<string, Buffer>): void {
+    let used = 0;
+    for (const [k, v] of Object.entries(xattrs)) used += XATTR_OVERHEAD + Buffer.byteLength(k) + v.length;
+    if (used > XATTR_SPACE) throw new FsError('ENOSPC', `extended attributes of ${path}`);
+  }
+
+  /**
+   * POSIX ACLs (the kernel checks who may set them and enforces them; the mount asks for that
+   * where the kernel can). An access ACL sets the mode's bits, and one that says no more than the
+   * mode is not kept; a default ACL only on a directory (the kernel refuses others).
+   */
+  private async setAcl(path: string, name: string, value: Buffer): Promise<void> {
+    let acl;
+    try {
+      acl = parseAcl(value);
+    } catch {
+      throw new FsError('EINVAL', `${name} of ${path}`);
+    }
+    const e = this.entryAt(path);
+    if (name === ACL_DEFAULT && e.type !== 'dir') throw new FsError('EACCES', `${path} is not a directory`);
+    const keep = name === ACL_DEFAULT || !isMinimal(acl);
+    const xattrs = { ...e.xattrs };
+    if (keep) xattrs[name] = encodeAcl(acl);
+    else delete xattrs[name];
+    this.checkSpace(path, xattrs);
+    await this.setAttrs(path, (x) => {
+      const next = { ...x.xattrs };
+      if (keep) next[name] = encodeAcl(acl);
+      else delete next[name];
+      return { ...x, mode: name === ACL_ACCESS ? modeOf(acl, x.mode) : x.mode, xattrs: next };
+    });
   }
 
   async removexattr(path: string, name: string): Promise<void> {
@@ -263,7 +312,12 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   }
 
   async chmod(path: string, mode: number): Promise<void> {
-    await this.setAttrs(path, (e) => ({ ...e, mode: mode & 0o7777 }));
+    await this.setAttrs(path, (e) => {
+      const acl = e.xattrs?.[ACL_ACCESS];
+      // An access ACL follows the mode (its owner, mask or group, and other entries).
+      const xattrs = acl ? { ...e.xattrs, [ACL_ACCESS]: encodeAcl(chmodAcl(parseAcl(acl), mode)) } : e.xattrs;
+      return { ...e, mode: mode & 0o7777, ...(xattrs ? { xattrs } : {}) };
+    });
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
@@ -302,7 +356,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   // ---- files ---------------------------------------------------------------------------
 
   open(path: string, flags: number) { return this.files.open(path, flags); }
-  create(path: string, mode: number, owner?: Owner) { return this.files.create(path, mode, this.ownerIn(path, owner ?? this.owner)); }
+  create(path: string, mode: number, owner?: Owner) {
+    const made = this.modeIn(path, mode, owner, false);
+    return this.files.create(path, made.mode, this.ownerIn(path, owner ?? this.owner), made.xattrs);
+  }
   read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal) { return this.files.read(fh, buf, len, pos, signal); }
   write(fh: number, buf: Buffer, len: number, pos: number, keep?: Keep) { return this.files.write(fh, buf, len, pos, keep); }
   truncate(path: string, size: number) { return this.files.truncate(path, size); }
