@@ -9,6 +9,11 @@
       "target_name": "flock",
       "sources": ["src/native/flock.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "fileops",
+      "sources": ["src/native/fileops.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

@@ -101,7 +101,10 @@ export class FuseOps {
       case Op.GETXATTR: return this.getxattr(req);
       case Op.LISTXATTR: return this.listxattr(req);
       case Op.REMOVEXATTR: return this.removexattr(req);
-      default: throw new FsError('ENOSYS'); // locks, fallocate, ioctl...: the kernel falls back or says so
+      case Op.FALLOCATE: return this.lost(req, this.fallocate(req));
+      case Op.LSEEK: return this.lseek(req);
+      case Op.COPY_FILE_RANGE: return this.lost(req, this.copyFileRange(req));
+      default: throw new FsError('ENOSYS'); // locks, ioctl...: the kernel falls back or says so
     }
   };
 
@@ -521,6 +524,35 @@ export class FuseOps {
     if (data.length !== size) throw new FsError('EINVAL', 'short write request');
     await this.dropPrivs(req, this.inodes.find(req.nodeid)?.path ?? null);
     const n = await this.fs.write(fh, data, size, offset, (until) => (req.held = until));
+    const out = Buffer.alloc(8);
+    out.writeUInt32LE(n, 0);
+    return [out];
+  }
+
+  /** fuse_fallocate_in: fh, offset, length, mode. */
+  private async fallocate(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    await this.fs.fallocate(u64(b, IN_HEADER), u64(b, IN_HEADER + 8), u64(b, IN_HEADER + 16), b.readUInt32LE(IN_HEADER + 24));
+    return [];
+  }
+
+  /** fuse_lseek_in: fh, offset, whence (only SEEK_DATA and SEEK_HOLE come here); fuse_lseek_out: offset. */
+  private async lseek(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    const at = await this.fs.seekData(u64(b, IN_HEADER), u64(b, IN_HEADER + 8), b.readUInt32LE(IN_HEADER + 16));
+    const out = Buffer.alloc(8);
+    putU64(out, 0, at);
+    return [out];
+  }
+
+  /**
+   * fuse_copy_file_range_in: fh_in, off_in, nodeid_out, fh_out, off_out, len, flags; answered
+   * with fuse_write_out (the bytes copied, 32 bits: the kernel asks for at most that much).
+   */
+  private async copyFileRange(req: Request): Promise<Buffer[]> {
+    const b = req.buf;
+    const len = Math.min(u64(b, IN_HEADER + 40), 0xfffff000);
+    const n = await this.fs.copyRange(u64(b, IN_HEADER), u64(b, IN_HEADER + 8), u64(b, IN_HEADER + 24), u64(b, IN_HEADER + 32), len);
     const out = Buffer.alloc(8);
     out.writeUInt32LE(n, 0);
     return [out];

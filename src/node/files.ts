@@ -18,6 +18,15 @@ import type { FileEntry } from '../meta/entry.js';
 import type { Keep, Owner, RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdStat, fdSync, fdTruncate } from './open-file.js';
 import { WriteBehind } from './write-behind.js';
+import { loadFileOps } from '../native/fileops.js';
+import { copySparse } from './sparse-copy.js';
+import { constants } from 'node:os';
+
+/** An errno from a native call, as an error the FUSE layer maps back. */
+function errnoError(errno: number, what: string): Error {
+  const code = Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? 'EIO';
+  return Object.assign(new Error(`${code}: ${what}`), { code });
+}
 import type { ContentKeeper } from './content-keeper.js';
 
 /** Errors that name why a change could not be kept; anything else is reported as EIO. */
@@ -130,6 +139,13 @@ export class OpenFiles {
     const n = this.c.ns.get(path);
     if (n?.kind === 'leaf' && n.rec) h.inode = n.rec.id;
     this.nextHandle = this.nextHandle >= 0x7fffffff ? 1 : this.nextHandle + 1;
+    await this.readFrom(h, base, path);
+    this.handles.set(h.id, h);
+    return h;
+  }
+
+  /** Where a handle reads the version `base` from: memory (small, not yet stored), the store, or peers. */
+  private async readFrom(h: OpenFile, base: FileEntry, path: string): Promise<void> {
     const small = this.c.keeper.small(base.id);
     if (small) {
       h.mem = Buffer.alloc(Math.max(4096, small.length));
@@ -144,8 +160,6 @@ export class OpenFiles {
         h.remote = (start, end, signal) => remote.read(base.id, base.info, start, end, signal);
       }
     }
-    this.handles.set(h.id, h);
-    return h;
   }
 
   async open(path: string, flags: number): Promise<number> {
@@ -251,6 +265,118 @@ export class OpenFiles {
     return h.failed;
   }
 
+  /**
+   * fallocate(2): on the handle's temp file (made first, as for a write), so holes punched and
+   * ranges zeroed are in the content it stores, and space reserved is the disk's. Small files in
+   * memory zero or grow there.
+   */
+  fallocate(fh: number, offset: number, length: number, mode: number): Promise<void> {
+    const h = this.handle(fh);
+    if (!h.writable) throw new FsError('EBADF', 'not open for writing');
+    const KEEP_SIZE = 1, PUNCH_HOLE = 2, ZERO_RANGE = 0x10;
+    if (![0, KEEP_SIZE, PUNCH_HOLE | KEEP_SIZE, ZERO_RANGE, ZERO_RANGE | KEEP_SIZE].includes(mode)) throw new FsError('EOPNOTSUPP', `fallocate mode ${mode}`);
+    if (offset < 0 || length <= 0) throw new FsError('EINVAL', 'fallocate range');
+    return h.serial(async () => {
+      if (h.failed) throw h.failed;
+      const end = offset + length;
+      const grows = !(mode & KEEP_SIZE) && end > h.size;
+      const zeroes = (mode & (PUNCH_HOLE | ZERO_RANGE)) !== 0;
+      if (!grows && !zeroes && h.tmpFd === null) return; // a reservation of what is kept in memory or stored
+      if (h.tmpFd === null && (grows ? end : h.size) <= INLINE_MAX && (await this.ensureMem(h))) {
+        const mem = this.growMem(h, Math.max(h.size, grows ? end : 0));
+        if (zeroes) mem.fill(0, Math.min(offset, h.size), Math.min(end, Math.max(h.size, grows ? end : h.size)));
+      } else {
+        const fd = await this.ensureTemp(h);
+        await this.guard(h, () => h.wb!.drain());
+        const rc = loadFileOps().fallocate(fd, mode, offset, length);
+        if (rc < 0) throw errnoError(-rc, 'fallocate');
+      }
+      if (zeroes || grows) {
+        this.breakSequence(h);
+        h.mtime = Date.now();
+      }
+      if (grows) h.size = end;
+      this.markDirty(h);
+    });
+  }
+
+  /** SEEK_DATA / SEEK_HOLE: from the file the handle reads (holes punched or never written); content in memory or at peers is all data. */
+  seekData(fh: number, offset: number, whence: number): Promise<number> {
+    const h = this.handle(fh);
+    if (whence !== 3 && whence !== 4) throw new FsError('EINVAL', `whence ${whence}`);
+    return h.serial(async () => {
+      if (offset < 0) throw new FsError('EINVAL', 'offset');
+      if (offset >= h.size) throw new FsError('ENXIO', 'past the end');
+      if (h.tmpFd !== null) await this.guard(h, () => h.wb?.drain());
+      const fd = h.mem ? null : h.tmpFd ?? h.readFd;
+      if (fd === null) return whence === 3 ? offset : h.size;
+      const at = loadFileOps().seek(fd, whence, offset);
+      if (at < 0) {
+        // No data past offset in what is on disk (a file ending in a hole): the rest is a hole.
+        if (at === -constants.errno.ENXIO && whence === 4) return h.size;
+        throw errnoError(-at, 'lseek');
+      }
+      return Math.min(at, h.size);
+    });
+  }
+
+  /**
+   * copy_file_range(2). The whole of a stored version onto an empty (or shorter) file is a clone:
+   * the target takes the same content id, and nothing is read or stored. Anything else is copied
+   * through reads and writes.
+   */
+  async copyRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number): Promise<number> {
+    const src = this.handle(fhIn);
+    const dst = this.handle(fhOut);
+    if (!dst.writable) throw new FsError('EBADF', 'not open for writing');
+    const b = src.base;
+    if (src !== dst && !src.dirty && !src.failed && b && b.info.length > 0 && offIn === 0 && offOut === 0 && len >= b.info.length && dst.size <= b.info.length) {
+      const cloned = await dst.serial(async () => {
+        if (dst.failed) throw dst.failed;
+        if (dst.size > b.info.length || src.dirty) return false; // changed while waiting: copy instead
+        await this.dropWorkingCopy(dst);
+        const base: FileEntry = { ...(dst.base ?? b), info: b.info, id: b.id };
+        if (b.alloc !== undefined) base.alloc = b.alloc;
+        else delete base.alloc;
+        await this.readFrom(dst, base, dst.path ?? 'file');
+        // Kept until the handle goes: the clone's content must outlive its source's entry.
+        if (dst.clone) this.c.keeper.unpin(dst.clone);
+        this.c.keeper.pin((dst.clone = b.id));
+        dst.base = base;
+        dst.size = b.info.length;
+        dst.mtime = Date.now();
+        dst.seqEnd = -1;
+        this.markDirty(dst);
+        return true;
+      });
+      if (cloned) return b.info.length;
+    }
+    let done = 0;
+    const chunk = Buffer.allocUnsafe(Math.min(len, 1 << 20));
+    while (done < len) {
+      const n = await this.read(fhIn, chunk, Math.min(chunk.length, len - done), offIn + done);
+      if (!n) break;
+      await this.write(fhOut, Buffer.from(chunk.subarray(0, n)), n, offOut + done);
+      done += n;
+    }
+    return done;
+  }
+
+  /** A handle's working copy goes (its temp file, memory copy, fds): it is about to read another version. */
+  private async dropWorkingCopy(h: OpenFile): Promise<void> {
+    const { wb, hasher } = h;
+    h.wb = null;
+    h.hasher = null;
+    h.mem = null;
+    h.remote = null;
+    await wb?.drain().catch(() => {});
+    hasher?.invalidate();
+    await hasher?.idle();
+    await h.closeFds();
+    if (h.tmpPath) await unlink(h.tmpPath).catch(() => {});
+    h.tmpPath = null;
+  }
+
   async truncate(path: string, size: number): Promise<void> {
     // Handles whose changes were lost store nothing: truncate(2) acts on what the others will store.
     const writers = [...this.handles.values()].filter((h) => h.writable && h.path === path && !h.failed);
@@ -297,6 +423,7 @@ export class OpenFiles {
         if (!h.failed) await this.commit(h);
       } finally {
         this.handles.delete(fh);
+        if (h.clone) this.c.keeper.unpin(h.clone);
         if (h.dirty) this.dirtyCount--;
         await h.closeFds();
         if (h.tmpPath) await unlink(h.tmpPath).catch(() => {});
@@ -377,8 +504,9 @@ export class OpenFiles {
       } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
         // Changing a version held elsewhere: fetch it whole first (copy on write needs all of it).
         if (h.remote && !(await this.c.store.has(h.base.id))) await this.c.remote!.fetch(h.base.id, h.base.info);
-        // A reflink where the filesystem can, a plain copy elsewhere.
-        await copyFile(this.c.store.path(h.base.id), tmp, fsc.COPYFILE_FICLONE);
+        // Holes kept where it has them; else a reflink where the filesystem can, a plain copy elsewhere.
+        const src = this.c.store.path(h.base.id);
+        if (!(await copySparse(src, tmp, h.base.info.length))) await copyFile(src, tmp, fsc.COPYFILE_FICLONE);
       }
       fd = await fdOpen(tmp, fsc.O_RDWR | fsc.O_CREAT, 0o600);
     } catch (e) {
@@ -421,13 +549,16 @@ export class OpenFiles {
       // the store in the background, before the commit that drops that journal.
       inline = Buffer.from(h.mem.subarray(0, h.size));
       info = hashBuffer(inline);
+    } else if (!h.tmpPath) {
+      // A clone (copy_file_range of a whole version): that version's content as it is.
+      info = h.base!.info;
     } else {
       await h.wb!.drain();
       info = h.hasher ? await h.hasher.finish(h.size) : await hashFile(h.tmpPath!, h.size);
     }
     const id = infoHash(info);
     // A file with holes keeps them (the store takes the temp file as it is): say what it takes.
-    let alloc: number | undefined;
+    let alloc: number | undefined = !h.mem && !h.tmpPath ? h.base?.alloc : undefined;
     if (h.tmpFd !== null && h.tmpFd !== undefined && info.length > 0) {
       const st = await fdStat(h.tmpFd);
       if (st.blocks * 512 < Math.ceil(info.length / 4096) * 4096) alloc = st.blocks * 512;
@@ -471,8 +602,8 @@ export class OpenFiles {
       if (published && inline?.length) void keeper.storeSmall(id, inline);
       // What the handle wrote is now the stored version; it reads from there (memory, or the
       // temp fd, which now names the stored file).
-      const oldFd = h.readFd;
-      h.readFd = h.tmpFd;
+      const oldFd = h.tmpFd === null ? null : h.readFd;
+      if (h.tmpFd !== null) h.readFd = h.tmpFd;
       h.tmpFd = null;
       h.wb = null;
       h.hasher = null;

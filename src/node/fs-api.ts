@@ -56,6 +56,15 @@ export interface FileSystem {
   /** fsync(2) of a directory: every namespace change made so far (creates, renames, deletes) reaches the disk. */
   syncNamespace(): Promise<void>;
   release(fh: number): Promise<void>;
+  /** fallocate(2) on an open handle: mode 0, KEEP_SIZE (1), PUNCH_HOLE|KEEP_SIZE (3), ZERO_RANGE (0x10, | KEEP_SIZE). */
+  fallocate(fh: number, offset: number, length: number, mode: number): Promise<void>;
+  /** lseek(2) SEEK_DATA (3) or SEEK_HOLE (4) on an open handle; ENXIO at or past the end. */
+  seekData(fh: number, offset: number, whence: number): Promise<number>;
+  /**
+   * copy_file_range(2) between two open handles; the bytes copied. A copy of a whole stored
+   * version onto an empty or shorter file takes the same content id: nothing is read or stored.
+   */
+  copyRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number): Promise<number>;
   unlink(path: string): Promise<void>;
   mkdir(path: string, mode: number, owner?: Owner): Promise<void>;
   rmdir(path: string): Promise<void>;

@@ -368,6 +368,9 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   fsync(fh: number) { return this.files.fsync(fh); }
   syncNamespace() { return this.ns.sync(); }
   release(fh: number) { return this.files.release(fh); }
+  fallocate(fh: number, offset: number, length: number, mode: number) { return this.files.fallocate(fh, offset, length, mode); }
+  seekData(fh: number, offset: number, whence: number) { return this.files.seekData(fh, offset, whence); }
+  copyRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number) { return this.files.copyRange(fhIn, offIn, fhOut, offOut, len); }
 
   async close(): Promise<void> {
     await this.files.closeAll();

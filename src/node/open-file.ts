@@ -20,6 +20,8 @@ export const fdStat = promisify(fstatCb);
 export class OpenFile {
   /** Current path; null once the file was unlinked while open (then its changes are dropped). */
   path: string | null;
+  /** Content this handle took whole by copy_file_range: pinned until the handle goes. */
+  clone: string | null = null;
   /** The inode record of a hard-linked file: where its changes go once `path` is gone. */
   inode: string | null = null;
   readFd: number | null = null;

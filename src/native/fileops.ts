@@ -1,0 +1,16 @@
+// fallocate(2) and SEEK_DATA/SEEK_HOLE from the small native module src/native/fileops.c.
+import { createRequire } from 'node:module';
+
+export interface FileOpsModule {
+  /** 0, or -errno. */
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  /** The new offset, or -errno (-ENXIO: nothing of that kind past the offset). */
+  seek(fd: number, whence: number, offset: number): number;
+}
+
+let mod: FileOpsModule | null = null;
+
+export function loadFileOps(): FileOpsModule {
+  if (!mod) mod = createRequire(import.meta.url)('../../build/Release/fileops.node') as FileOpsModule;
+  return mod;
+}
