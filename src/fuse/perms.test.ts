@@ -46,6 +46,13 @@ test('directory st_nlink, setgid and sticky directories as on a local disk', { t
     }
     assert.ok((await fs.stat(join(dir, 'g', 'sub'))).mode & 0o2000, `${where}: a new subdirectory keeps S_ISGID`);
     assert.equal((await fs.stat(join(dir, 'g', 'f'))).mode & 0o2000, 0, where);
+    // A file asked for with S_ISGID (and group execute) by a creator outside the directory's group does not get it.
+    const sg = await as(4321, `cd ${dir}/g && python3 -c "import os; os.close(os.open(\\"sg\\", os.O_CREAT | os.O_WRONLY, 0o2775))" && echo ok`);
+    assert.equal(sg.out.trim(), 'ok', `${where}: ${sg.err}`);
+    assert.equal(((await fs.stat(join(dir, 'g', 'sg'))).mode & 0o7777).toString(8), '755', `${where}: S_ISGID of a creator outside the group`);
+    // chown clears setuid, and setgid with group execute, as Linux does.
+    await sh(`cd ${dir} && touch su && chmod 6755 su && chown 77:88 su`);
+    assert.equal(((await fs.stat(join(dir, 'su'))).mode & 0o7777).toString(8), '755', `${where}: chown keeps setuid`);
 
     // sticky: in a 1777 directory only an entry's owner (or root) removes or renames it.
     await sh(`cd ${dir} && mkdir t && chmod 1777 t`);
