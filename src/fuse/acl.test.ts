@@ -2,12 +2,15 @@
 // disk (ext4) in the same run: setfacl/getfacl, the mode following the access ACL and chmod
 // following back into it (the mask), the kernel obeying a named user's entry and the mask
 // (callers are other users, let in by --allow-other), default ACLs inherited by new files and
-// directories in place of the umask, removal, and the same after a restart.
+// directories in place of the umask, removal, and the same after a restart; a second node sees them.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { sandbox, sh, Sandbox } from '../testing/node-proc.js';
+import { netnsAvailable } from '../testing/netns.js';
+import { startCluster } from '../testing/cluster.js';
+import { eventually } from '../testing/eventually.js';
 
 let sb: Sandbox | undefined;
 after(async () => {
@@ -68,4 +71,17 @@ test('POSIX ACLs are kept, inherited and obeyed as on a local disk, and survive 
   assert.equal(await acls(sb.mnt), before, 'the same after a restart');
   assert.equal((await as(4321, `touch ${sb.mnt}/s/sub/after && echo ok`)).out.trim(), 'ok', 'still obeyed after a restart');
   await node.stop();
+});
+
+test('ACLs travel to a second node with their entry', { skip: !(await netnsAvailable()) && 'needs root and iproute2', timeout: 120_000 }, async () => {
+  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.95.0', settle: 'heads' });
+  try {
+    const [a, b] = [c.nodes[0]!.mnt!, c.nodes[1]!.mnt!];
+    await sh(`mkdir ${a}/acl && echo x > ${a}/acl/f && setfacl -m u:4321:rw,g:5555:r ${a}/acl/f && setfacl -d -m u:4321:rwx ${a}/acl && touch ${a}/acl/inherited`);
+    const want = await acls(`${a}/acl`);
+    assert.match(want, /user:4321:rw-/);
+    await eventually('the ACLs on the second node', async () => (await acls(`${b}/acl`).catch(() => '')) === want, 60_000);
+  } finally {
+    await c.teardown();
+  }
 });
