@@ -40,12 +40,7 @@ export function nodeIdOf(blob: Buffer): string {
   return base32(createHash('sha256').update(blob).digest().subarray(0, 10));
 }
 
-/** A node id: 16 base32 characters. */
-export const NODE_ID_RE = /^[a-z2-7]{16}$/;
-
-export function isNodeId(s: string): boolean {
-  return NODE_ID_RE.test(s);
-}
+export { NODE_ID_RE, isNodeId } from './node-id.js';
 
 /** OpenSSH-style fingerprint, `SHA256:` + unpadded base64 of SHA-256 of the key blob. */
 export function fingerprintOf(blob: Buffer): string {

@@ -4,6 +4,7 @@
 // "delugefs" dictionary alone.
 import { BDict, decode, encode, getBytes, getDict, getInt, isDict } from '../util/bencode.js';
 import { ContentId, Info, infoDict, infoHash, parseInfo } from '../content/metainfo.js';
+import { isNodeId } from '../cluster/node-id.js';
 
 export interface Attrs {
   /** Permission bits only (mode & 0o7777); the type is `type`. */
@@ -21,8 +22,15 @@ export interface Attrs {
   node?: string;
 }
 
-/** `alloc`: bytes the content really takes (a sparse file's); absent: its size in 4 KiB blocks. */
-export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId; alloc?: number }
+/**
+ * `alloc`: bytes the content really takes (a sparse file's); absent: its size in 4 KiB blocks.
+ * `at`: the disks (node ids) chosen for the content when it was written, most wanted first (the
+ * writer's own disk, then disks picked by their fill then): replication's placement hint, part of
+ * the entry so that every node reads the same choice (replication/placement.ts).
+ */
+export interface FileEntry extends Attrs { type: 'file'; info: Info; id: ContentId; alloc?: number; at?: string[] }
+/** Most disks an entry's placement hint names. */
+export const MAX_AT = 8;
 export interface LinkEntry extends Attrs { type: 'symlink'; target: string }
 export interface DirEntry extends Attrs { type: 'dir' }
 /** FIFOs, sockets and device nodes: no content (the kernel does their I/O); `rdev` for devices. */
@@ -35,6 +43,7 @@ export function encodeEntry(e: Entry): Buffer {
   const attrs: BDict = { type: Buffer.from(e.type), mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ctime: e.ctime };
   if (e.atime !== undefined && e.atime !== e.mtime) attrs.atime = e.atime;
   if (e.type === 'file' && e.alloc !== undefined) attrs.alloc = e.alloc;
+  if (e.type === 'file' && e.at?.length) attrs.at = e.at.map((n) => Buffer.from(n));
   if (e.xattrs && Object.keys(e.xattrs).length) attrs.xattr = { ...e.xattrs };
   if (e.type === 'symlink') attrs.target = Buffer.from(e.target);
   if ((e.type === 'chr' || e.type === 'blk') && e.rdev) attrs.rdev = e.rdev;
@@ -75,6 +84,7 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
         if (!Number.isSafeInteger(alloc) || alloc < 0) throw new Error(`${ctx}: alloc out of range`);
         e.alloc = alloc;
       }
+      if (a.at !== undefined) e.at = decodeAt(a.at, ctx);
       return e;
     }
     case 'symlink':
@@ -122,6 +132,14 @@ export function decodeStored(buf: Buffer, ctx = 'entry'): Entry | InodeRef {
     }
   }
   return decodeEntry(buf, ctx);
+}
+
+/** A placement hint: 1..MAX_AT distinct node ids (a peer's entry may say anything). */
+function decodeAt(v: unknown, ctx: string): string[] {
+  if (!Array.isArray(v) || v.length < 1 || v.length > MAX_AT) throw new Error(`${ctx}: at must list 1 to ${MAX_AT} node ids`);
+  const out = v.map((b) => (Buffer.isBuffer(b) ? b.toString('latin1') : ''));
+  if (!out.every(isNodeId) || new Set(out).size !== out.length) throw new Error(`${ctx}: at must list distinct node ids`);
+  return out;
 }
 
 export function entrySize(e: Entry): number {

@@ -90,9 +90,10 @@ export class Tree {
   private inodesOid: string | null = null;
   /**
    * Content id -> how many entries reference it, its metainfo (to serve it to peers) and the
-   * nodes that made those entries (`writers`, counted; only once a second entry shares the
-   * content). `writer` is the least of them: a placement hint every node derives the same way
-   * from the same tree, whatever order it saw the entries in.
+   * placement hints of those entries (`writers`, counted; only once a second entry shares the
+   * content): each entry's `at` joined by commas, or without one the node that made it. `writer`
+   * is the least of them: a hint every node derives the same way from the same tree, whatever
+   * order it saw the entries in.
    */
   private refs = new Map<ContentId, { n: number; info: Info; writer?: string; writers?: Map<string, number> }>();
   /** Called when the last entry referencing a content id goes away. */
@@ -139,9 +140,12 @@ export class Tree {
     return this.refs.get(id)?.n ?? 0;
   }
 
-  /** The node that wrote content some entry references, if the entry names it. */
-  writer(id: ContentId): string | undefined {
-    return this.refs.get(id)?.writer;
+  /**
+   * Where content some entry references was placed when written, most wanted first: the entry's
+   * `at`, or the node that wrote it; undefined when the entry names neither.
+   */
+  placer(id: ContentId): string[] | undefined {
+    return this.refs.get(id)?.writer?.split(',');
   }
 
   /** The metainfo of content some entry references. */
@@ -396,7 +400,7 @@ export class Tree {
 
   private countContent(entry: FileEntry, delta: number): void {
     const { id, info } = entry;
-    const by = entry.node ?? '';
+    const by = entry.at?.length ? entry.at.join(',') : entry.node ?? ''; // node ids have no commas
     const r = this.refs.get(id);
     const n = (r?.n ?? 0) + delta;
     if (n <= 0) {

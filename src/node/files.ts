@@ -11,7 +11,7 @@ import { FsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { ContentStore } from '../content/store.js';
 import { hashBuffer, hashFile, INLINE_MAX } from '../content/hasher.js';
-import { Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
+import { ContentId, Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { SequentialHasher } from '../content/sequential-hasher.js';
 import type { Namespace } from '../meta/namespace.js';
 import type { FileEntry } from '../meta/entry.js';
@@ -55,7 +55,12 @@ export interface FilesContext {
   log: Logger;
   /** Content from peers, once the node is in a cluster. */
   remote: RemoteContent | null;
+  /** Replication's choice of disks for new content (the entry's `at`), once it runs. */
+  placer?: Placer | null;
 }
+
+/** The disks new content of `bytes` at `path` (null: a name that went) should go to, or none. */
+export type Placer = (path: string | null, id: ContentId, bytes: number) => string[] | undefined;
 
 export class OpenFiles {
   private handles = new Map<number, OpenFile>();
@@ -66,6 +71,10 @@ export class OpenFiles {
 
   setRemote(remote: RemoteContent | null): void {
     this.c.remote = remote;
+  }
+
+  setPlacer(placer: Placer | null): void {
+    this.c.placer = placer;
   }
 
   // ---- what the rest of the node needs to know about open files ---------------------------
@@ -586,6 +595,8 @@ export class OpenFiles {
       // A write moves mtime, not atime: the access time stays what it showed before (noatime).
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), atime: attrs.atime ?? attrs.mtime, node: this.c.nodeId };
       if (alloc !== undefined) entry.alloc = alloc;
+      const at = info.length > 0 ? this.c.placer?.(path, id, info.length) : undefined;
+      if (at?.length) entry.at = at;
       if (attrs.xattrs) entry.xattrs = attrs.xattrs; // they belong to the file, not to one version of its bytes
       if (path !== null || rec) {
         try {

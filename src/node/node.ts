@@ -14,7 +14,7 @@ import { FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { makeRootPrivate } from './private-root.js';
-import { EMPTY_ID, OpenFiles } from './files.js';
+import { EMPTY_ID, OpenFiles, Placer } from './files.js';
 import { ACL_ACCESS, ACL_DEFAULT, chmodAcl, encodeAcl, inherit, isMinimal, modeOf, parseAcl } from './acl.js';
 
 export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
@@ -79,6 +79,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   /** Lets open() read content held by peers (the swarm) instead of failing with EIO. */
   setRemote(remote: RemoteContent | null): void {
     this.files.setRemote(remote);
+  }
+
+  /** Replication's choice of disks for the content of new versions (their entries' `at`). */
+  setPlacer(placer: Placer | null): void {
+    this.files.setPlacer(placer);
   }
 
   get nodeId(): string {

@@ -44,19 +44,24 @@ test('per-directory copies: nearest setting wins, shared content takes the large
   assert.equal(DIR_COPIES_RECORD, 'config/copies-dir/');
 });
 
-test("the writer hint is the least of the content's writers, whatever the order the entries came in", () => {
+test("the placement hint is the least of the content's entries' hints, whatever the order the entries came in", () => {
   const f = file('same');
   const trees = [['n2', 'n1', 'n3'], ['n3', 'n1', 'n2']].map((order) => {
     const t = new Tree(dir());
     order.forEach((n, k) => t.put(`/f${k}`, { ...f, node: n }));
     return t;
   });
-  for (const t of trees) assert.equal(t.writer(f.id), 'n1');
+  for (const t of trees) assert.deepEqual(t.placer(f.id), ['n1']);
   // The least one's entry goes: the next least.
   const t = trees[0]!;
   t.remove('/f1'); // n1's
-  assert.equal(t.writer(f.id), 'n2');
+  assert.deepEqual(t.placer(f.id), ['n2']);
+  // An entry's `at` is its hint (the writer first), whichever node made that version.
+  t.put('/g', { ...f, node: 'n9', at: ['n2', 'n7'] });
+  assert.deepEqual(t.placer(f.id), ['n2']); // 'n2' < 'n2,n7'
   t.remove('/f0');
-  assert.equal(t.writer(f.id), 'n3');
+  assert.deepEqual(t.placer(f.id), ['n2', 'n7']);
+  t.remove('/f2');
+  assert.deepEqual(t.placer(f.id), ['n2', 'n7']);
   assert.equal(t.refCount(f.id), 1);
 });

@@ -61,3 +61,14 @@ export function copiesByContent(tree: Tree, settings: Map<string, number>, fallb
   for (const [id, n] of seen) if (n < tree.refCount(id)) out.set(id, Math.max(out.get(id)!, fallback));
   return out;
 }
+
+/** Copies for a file at `path`: its nearest directory's setting, else `fallback`. */
+export function copiesAtPath(settings: Map<string, number>, path: string, fallback: number): number {
+  if (!settings.size) return fallback;
+  const parts = splitPath(normalize(path)).filter((p) => p !== '');
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const c = settings.get('/' + parts.slice(0, i).join('/'));
+    if (c !== undefined) return c;
+  }
+  return fallback;
+}

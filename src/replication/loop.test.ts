@@ -58,7 +58,7 @@ test('two holders dropping the same content at once: neither goes below copies',
       const peers = { get: (id: string) => byId.get(id) ?? null, drop: () => {}, close: () => {} } as unknown as PeerClients;
       return new ReplicationLoop({
         me: me.id, holdings: me.holdings, view, clients: peers, log: createLogger({}, 'error'),
-        ids: () => [X][Symbol.iterator](), info: () => undefined, writer: () => undefined, busy: () => false, unreferenced: () => {}, members: () => [],
+        ids: () => [X][Symbol.iterator](), info: () => undefined, placer: () => undefined, busy: () => false, unreferenced: () => {}, members: () => [],
         copies: () => 2, copiesFor: () => () => 2, space: async () => ({ total: 1e12, free: 5e11, available: 5e11, reserved: 0 }), fetch: () => {},
         nearFull: 0.85, lockMs: 60_000,
       });

@@ -29,7 +29,8 @@ export interface LoopDeps {
   /** The namespace's referenced content. */
   ids(): IterableIterator<ContentId>;
   info(id: ContentId): Info | undefined;
-  writer(id: ContentId): string | undefined;
+  /** Where the content was placed when written (tree.placer): the writer, then its `at`. */
+  placer(id: ContentId): string[] | undefined;
   /** Content being written here now: never dropped meanwhile. */
   busy(id: ContentId): boolean;
   /** Held content no entry references: garbage collection's. */
@@ -78,7 +79,7 @@ export class ReplicationLoop {
    * Placements of the last rounds, valid while the disks (their sizes, states and whether they
    * take new copies) and `copies` stay the same: a round then hashes only new content.
    */
-  private placed = new Map<ContentId, { writer: string | undefined; copies: number; nodes: string[] }>();
+  private placed = new Map<ContentId, { by: string | undefined; copies: number; nodes: string[] }>();
   private placedFor = '';
   stats: LoopStats | null = null;
 
@@ -197,7 +198,8 @@ export class ReplicationLoop {
       else if (!info) out.accepted.push(id); // unreferenced: the garbage collection's (its grace period)
       else if (unknown.length) out.declined.push({ id, reason: 'view_incomplete' });
       else {
-        const j = judge({ id, copies, writer: d.writer(id), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length });
+        const p = d.placer(id);
+        const j = judge({ id, copies, writer: p?.[0], prefer: p?.slice(1), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length });
         if (j.action.kind === 'drop' && !d.busy(id)) out.accepted.push(id);
         else out.declined.push({ id, reason: j.live <= copies ? 'needed' : 'placed' });
       }
@@ -244,7 +246,8 @@ export class ReplicationLoop {
       if (!info || info.length === 0) continue; // the empty file is never stored
       stats.ids++;
       const mine = d.holdings.has(id);
-      const writer = d.writer(id);
+      const p = d.placer(id);
+      const writer = p?.[0], prefer = p?.slice(1), by = p?.join(',');
       const others = d.view.holdersOf(id);
       const copies = copiesOf(id);
       let j;
@@ -252,10 +255,10 @@ export class ReplicationLoop {
         let placed: string[] | undefined;
         if (!(mine && nearFull.has(d.me)) && !others.some((x) => nearFull.has(x)) && !sizeMatters(info.length)) {
           const hit = this.placed.get(id);
-          placed = hit && hit.writer === writer && hit.copies === copies ? hit.nodes : place({ id, copies, writer, disks, nearFull: d.nearFull }).nodes;
-          if (placed !== hit?.nodes) this.placed.set(id, { writer, copies, nodes: placed });
+          placed = hit && hit.by === by && hit.copies === copies ? hit.nodes : place({ id, copies, writer, prefer, disks, nearFull: d.nearFull }).nodes;
+          if (placed !== hit?.nodes) this.placed.set(id, { by, copies, nodes: placed });
         }
-        j = judge({ id, copies, writer, me: d.me, disks, mine, others, reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length, placed });
+        j = judge({ id, copies, writer, prefer, me: d.me, disks, mine, others, reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length, placed });
       } catch (e) {
         d.log.warn('replication.placement_failed', { id, error: (e as Error).message });
         continue;

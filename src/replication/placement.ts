@@ -11,6 +11,10 @@
 // - Eligible for new copies: state 'up', total > 0, fill (total-free)/total below `nearFull`
 //   (0.85, Ceph's nearfull ratio); a near-full disk keeps its place for what it holds already.
 // - The writer's disk first when it is eligible: the bytes are already there.
+// - Then the disks the entry's `at` names (its writer chose them by fill with choose(), below),
+//   where eligible, ahead of the hash ranking: hashing alone leaves the small disks fuller (the
+//   multi-pick bias) with noise that no stateless rule removes at a few thousand files, so the
+//   balance comes from a choice made once and recorded where every node reads it.
 // - Distinct disks always; first distinct zones (where labelled) on distinct machines, then
 //   distinct machines, then any disk. One ranking walked up to three times: a machine wins with
 //   the sum of its disks' weights, and adding a disk changes only placements that now choose it.
@@ -40,6 +44,8 @@ export interface PlacementRequest {
   copies: number;
   /** Node id of the disk that wrote the content, if known. */
   writer?: string;
+  /** Disks chosen for it when written (the entry's `at` after the writer), most wanted first. */
+  prefer?: readonly string[];
   disks: readonly Disk[];
   /** Fill ratio at and above which a disk takes no new copies (default NEAR_FULL). */
   nearFull?: number;
@@ -86,8 +92,56 @@ export function place(req: PlacementRequest): Placement {
   const bytes = req.bytes ?? 0;
   const eligible = req.disks.filter((d) => canTake(d, nearFull, bytes) || (d.state === 'up' && d.total > 0 && held.has(d.node)));
   const writer = eligible.filter((d) => d.node === req.writer);
-  const nodes = pick(ranked(req.id, eligible), req.copies, writer).map((d) => d.node);
+  const byNode = new Map(eligible.map((d) => [d.node, d]));
+  const hinted = [...new Set(req.prefer ?? [])].flatMap((n) => byNode.get(n) ?? []);
+  const rest = hinted.length ? eligible.filter((d) => !hinted.includes(d)) : eligible;
+  const nodes = pick([...hinted, ...ranked(req.id, rest)], req.copies, writer).map((d) => d.node);
   return { nodes, short: req.copies - nodes.length };
+}
+
+export interface ChooseRequest {
+  id: string;
+  /** Disks to choose (the first copy being the writer's when it can take it). */
+  copies: number;
+  writer?: string;
+  /** As the writer sees them now: free space counting what it has itself sent their way since. */
+  disks: readonly Disk[];
+  nearFull?: number;
+  bytes?: number;
+  /** Candidates compared per copy (default 2). */
+  choices?: number;
+}
+
+/**
+ * The disks new content should go to, chosen once by its writer and recorded in its entry
+ * (`at`): the writer's disk, then for each further copy the emptiest (fill after taking it) of
+ * the `choices` best-ranked disks that can take it on a new zone and machine (else a new machine,
+ * else any new disk). The power of two choices (Mitzenmacher 2001): comparing two hash-ranked
+ * candidates evens fill nearly as well as taking the emptiest disk, and writers whose free-space
+ * reports are minutes old do not all pile onto the same emptiest one. Pure, like place().
+ */
+export function choose(req: ChooseRequest): string[] {
+  const { nearFull } = check(req);
+  const k = req.choices ?? 2;
+  if (!Number.isSafeInteger(k) || k < 1) fail(`choices must be an integer >= 1 (got ${String(k)})`);
+  const bytes = req.bytes ?? 0;
+  const eligible = req.disks.filter((d) => canTake(d, nearFull, bytes));
+  const out: Disk[] = [], machines = new Set<string>(), zones = new Set<string>();
+  const take = (d: Disk) => { out.push(d); machines.add(d.machine); zones.add(zoneOf(d)); };
+  const w = eligible.find((d) => d.node === req.writer);
+  if (w) take(w);
+  const order = ranked(req.id, eligible);
+  const fill = (d: Disk) => (d.total - d.free + bytes) / d.total;
+  while (out.length < req.copies) {
+    let cand: Disk[] = [];
+    for (const pass of [0, 1, 2]) {
+      cand = order.filter((d) => !out.includes(d) && (pass === 2 || (!machines.has(d.machine) && (pass === 1 || !zones.has(zoneOf(d)))))).slice(0, k);
+      if (cand.length) break;
+    }
+    if (!cand.length) break;
+    take(cand.reduce((best, d) => (fill(d) < fill(best) ? d : best))); // ties: the better ranked
+  }
+  return out.map((d) => d.node);
 }
 
 export interface SurplusRequest extends PlacementRequest {
@@ -167,6 +221,7 @@ function check(req: PlacementRequest): { nearFull: number } {
   if (typeof req.id !== 'string' || !isContentId(req.id)) fail(`content id must be 40 lowercase hex digits (got ${JSON.stringify(req.id)})`);
   if (!Number.isSafeInteger(req.copies) || req.copies < 1) fail(`copies must be an integer >= 1 (got ${String(req.copies)})`);
   if (req.writer !== undefined && !isName(req.writer)) fail('writer must be a node id or undefined');
+  if (req.prefer !== undefined && (!Array.isArray(req.prefer) || req.prefer.length > 64 || !req.prefer.every(isName))) fail('prefer must be a list of at most 64 node ids');
   if (req.holders !== undefined && (!Array.isArray(req.holders) || !req.holders.every(isName))) fail('holders must be a list of node ids');
   if (req.bytes !== undefined && !(Number.isSafeInteger(req.bytes) && req.bytes >= 0)) fail(`bytes must be a whole number >= 0 (got ${String(req.bytes)})`);
   const nearFull = req.nearFull ?? NEAR_FULL;

@@ -15,7 +15,7 @@ export interface Judged {
 }
 
 export function judge(o: {
-  id: string; copies: number; writer?: string; me: string; disks: readonly Disk[]; mine: boolean;
+  id: string; copies: number; writer?: string; prefer?: readonly string[]; me: string; disks: readonly Disk[]; mine: boolean;
   /** Other nodes known to hold a complete copy. */
   others: readonly string[];
   /** Of those, the ones that answered lately (where a fetch can get pieces). */
@@ -29,7 +29,7 @@ export function judge(o: {
   const state = new Map(o.disks.map((d) => [d.node, d.state]));
   const holders = o.mine ? [o.me, ...o.others] : [...o.others];
   const live = holders.filter((n) => state.get(n) === 'up' || state.get(n) === 'maintenance' || state.get(n) === 'draining').length;
-  const req = { id: o.id, copies: o.copies, writer: o.writer, disks: o.disks, holders, nearFull: o.nearFull, bytes: o.bytes };
+  const req = { id: o.id, copies: o.copies, writer: o.writer, prefer: o.prefer, disks: o.disks, holders, nearFull: o.nearFull, bytes: o.bytes };
   const nodes = o.placed ?? place(req).nodes;
   const short = o.copies - nodes.length;
   if (nodes.includes(o.me)) {

@@ -22,7 +22,8 @@ import { ClusterView, Member } from './view.js';
 import { ReplicationLoop } from './loop.js';
 import { ReadCache } from './cache.js';
 import { Scrubber } from './scrub.js';
-import { DIR_COPIES_RECORD, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
+import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
+import { PlacementHints } from './hints.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, ConfigParams, ConfigReply, MirrorReply } from './methods.js';
 
@@ -68,6 +69,7 @@ export class Replication {
   private readonly offs: (() => void)[] = [];
   private audit: NodeJS.Timeout | null = null;
   readonly loop: ReplicationLoop;
+  readonly hints: PlacementHints;
 
   private constructor(
     readonly holdings: Holdings,
@@ -84,7 +86,7 @@ export class Replication {
       me: cluster.identity.nodeId, holdings, view, clients, log,
       ids: () => ns.tree.contentIds(),
       info: (id) => ns.tree.info(id),
-      writer: (id) => ns.tree.writer(id),
+      placer: (id) => ns.tree.placer(id),
       busy: (id) => node.keeper.busy(id),
       unreferenced: (id) => node.keeper.maybeUnused(id),
       members: () => this.members(),
@@ -99,6 +101,13 @@ export class Replication {
       },
       nearFull: o.nearFull,
       lockMs: o.lockMs,
+    });
+    this.hints = new PlacementHints({
+      me: cluster.identity.nodeId, nearFull: o.nearFull,
+      disks: () => (this.lastSpace ? view.disks(this.members(), this.lastSpace) : null),
+      reportedAt: (n) => (n === cluster.identity.nodeId ? this.lastSpace?.at : view.lastReport(n)?.okAt),
+      copiesAt: (path) => this.copiesAt(path),
+      placer: (id) => ns.tree.placer(id),
     });
     this.cache = new ReadCache({
       dir: join(node.opts.paths.root, 'partial'), budget: o.cacheBytes, swarm: swarm.swarm, log: this.log,
@@ -146,6 +155,7 @@ export class Replication {
     r.register(cluster);
     r.gateCollection();
     node.clusterSpace = (local) => r.clusterSpace(local);
+    node.setPlacer((path, id, bytes) => r.hints.hint(path, id, bytes));
     r.listen();
     r.scrub.start();
     return r;
@@ -260,8 +270,22 @@ export class Replication {
     // Copies being fetched and members' requests waiting: room promised already.
     let reserved = this.queuedBytes;
     for (const n of this.fetching.values()) reserved += n;
+    this.lastSpace = { total: s.total, free: Math.max(0, s.available - reserved), at: Date.now() };
     return { total: s.total, free: s.free, available: s.available, reserved };
   }
+
+  /** This disk as last measured (placement hints need it without waiting for the disk). */
+  private lastSpace: { total: number; free: number; at: number } | null = null;
+
+  /** Copies for a file at `path`: the nearest directory setting, else the cluster's. */
+  private copiesAt(path: string | null): number {
+    const fallback = this.copies();
+    if (path === null) return fallback;
+    const ns = this.node.ns;
+    if (this.dirSettingsAt?.head !== ns.head) this.dirSettingsAt = { head: ns.head, settings: dirSettings(ns.listRecords(DIR_COPIES_RECORD)) };
+    return copiesAtPath(this.dirSettingsAt.settings, path, fallback);
+  }
+  private dirSettingsAt: { head: string | null; settings: Map<string, number> } | null = null;
 
   private register(cluster: ClusterNode): void {
     const rpc = cluster.rpc;
@@ -384,6 +408,7 @@ export class Replication {
     await this.scrub.close();
     this.node.keeper.gate = null;
     this.node.clusterSpace = null;
+    this.node.setPlacer(null);
     this.queue.clear();
     this.queuedBytes = 0;
     this.planned = [];
