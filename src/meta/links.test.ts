@@ -156,3 +156,125 @@ test('a link on one node racing an edit of the plain file on the other keeps bot
     await rm(d, { recursive: true, force: true });
   }
 });
+
+/** Each side merges the other's head as it was (not one after the other): the commits must agree. */
+async function both(a: Namespace, b: Namespace): Promise<void> {
+  await a.commit();
+  await b.commit();
+  const [ha, hb] = [a.head!, b.head!];
+  await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b']);
+  await run('git', [`--git-dir=${b.repo.dir}`, 'fetch', '-q', '--', a.repo.dir, '+refs/heads/main:refs/peers/a']);
+  const ma = (await a.mergeFrom(hb)).head, mb = (await b.mergeFrom(ha)).head;
+  assert.equal(ma, mb, 'both sides make the same merge commit');
+}
+const rows = async (ns: Namespace) => (await run('git', [`--git-dir=${ns.repo.dir}`, 'ls-tree', '-r', '--name-only', 'main'])).stdout.toString().trim().split('\n');
+
+test('every name replaced on one node while the other writes through one: the write is kept as a plain conflict copy', () => withPair(async (a, b) => {
+  await a.apply({ o: 'put', p: '/x', e: file('xx') });
+  await a.apply({ o: 'put', p: '/y', e: file('yyy') });
+  await a.apply({ o: 'mv', p: '/x', to: '/shared' });
+  await a.apply({ o: 'mv', p: '/y', to: '/docs/alias' });
+  await b.apply({ o: 'put', p: '/shared', e: file('written on B meanwhile', T0 + 2000, 'nodeB') });
+  await both(a, b);
+  for (const ns of [a, b]) {
+    assert.equal(text(ns, '/shared'), 2);
+    assert.equal(text(ns, '/docs/alias'), 3);
+    assert.deepEqual(files(ns, '/docs'), ['alias', 'alias.sync-conflict-20260102-030407-nodeB']);
+    assert.equal(text(ns, '/docs/alias.sync-conflict-20260102-030407-nodeB'), 'written on B meanwhile'.length);
+    assert.equal(links(ns, '/docs/alias.sync-conflict-20260102-030407-nodeB'), 0, 'a plain file now');
+    assert.equal(ns.tree.inodes.size, 0);
+  }
+}));
+
+test('a directory holding every name removed on one node while the other writes: the directory and the names come back with the write', () => withPair(async (a, b) => {
+  await a.apply({ o: 'rm', p: '/shared' });
+  await a.apply({ o: 'rm', p: '/docs/alias' });
+  await a.apply({ o: 'rm', p: '/docs' });
+  await b.apply({ o: 'put', p: '/docs/alias', e: file('written on B meanwhile', T0 + 2000, 'nodeB') });
+  await both(a, b);
+  for (const ns of [a, b]) {
+    assert.equal(text(ns, '/docs/alias'), 'written on B meanwhile'.length);
+    assert.equal(text(ns, '/shared'), 'written on B meanwhile'.length);
+    assert.equal(links(ns, '/shared'), 2);
+    assert.equal(ns.get('/docs')?.entry.type, 'dir');
+  }
+}));
+
+test('two nodes each deleting one name (or replacing one and deleting the other): the file is gone everywhere', async () => {
+  for (const onA of [async (a: Namespace) => a.apply({ o: 'rm', p: '/shared' }), async (a: Namespace) => {
+    await a.apply({ o: 'put', p: '/x', e: file('xx') });
+    await a.apply({ o: 'mv', p: '/x', to: '/shared' });
+  }]) {
+    await withPair(async (a, b) => {
+      await onA(a);
+      await b.apply({ o: 'rm', p: '/docs/alias' });
+      await both(a, b);
+      for (const ns of [a, b]) {
+        assert.equal(ns.get('/docs/alias'), undefined, 'deleted on B: stays deleted');
+        assert.equal(links(ns, '/shared'), 0);
+        assert.equal(ns.tree.inodes.size, 0, 'no record left');
+        assert.ok(!(await rows(ns)).some((r) => r.startsWith('%inodes')), 'none in Git either');
+      }
+    });
+  }
+});
+
+test('a merge installed under a local unlink of the last other name: the record goes with it, in memory and in the next commit', () => withPair(async (a, b) => {
+  await b.apply({ o: 'rm', p: '/docs/alias' });
+  await b.commit();
+  await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, '+refs/heads/main:refs/peers/b']);
+  // A's unlink of /shared lands while the merge is computed (disjoint paths: installed under it).
+  const repo = a.repo as unknown as { mergeBases: (...x: unknown[]) => Promise<unknown> };
+  const orig = repo.mergeBases.bind(repo);
+  let once = true;
+  repo.mergeBases = async (...x: unknown[]) => {
+    if (once) {
+      once = false;
+      await a.apply({ o: 'rm', p: '/shared' });
+    }
+    return orig(...x);
+  };
+  await a.mergeFrom(b.head!);
+  assert.equal(a.tree.inodes.size, 0);
+  assert.equal([...a.tree.contentIds()].length, 0, 'its content is no longer referenced');
+  await a.commit();
+  assert.ok(!(await rows(a)).some((r) => r.startsWith('%inodes')), `the commit holds no record: ${await rows(a)}`);
+}));
+
+test("a peer's head is refused when a record has no name, when it keeps names of a record it removed, or names a record that does not exist", async () => {
+  const { buildTrees, objectId } = await import('./tree.js');
+  const { encodeRef, encodeEntry } = await import('./entry.js');
+  type Row = { mode: string; oid: string };
+  const forge = async (ns: Namespace, edit: (m: Map<string, Row>, blob: (data: Buffer) => Row) => void) => {
+    const c = await ns.repo.readCommit(ns.head!);
+    const m = new Map<string, Row>();
+    for (const r of await ns.repo.lsTree(c.tree)) if (r.type === 'blob') m.set(r.path, { mode: r.mode, oid: r.oid });
+    const objects: { type: 'blob' | 'tree' | 'commit'; oid: string; data: Buffer }[] = [];
+    edit(m, (data) => {
+      const oid = objectId('blob', data);
+      objects.push({ type: 'blob', oid, data });
+      return { mode: '100644', oid };
+    });
+    const root = buildTrees(m, objects as never);
+    const data = Buffer.from(`tree ${root}\nparent ${ns.head}\nauthor e <e@x> 1767323045 +0000\ncommitter e <e@x> 1767323045 +0000\n\nforged\n`);
+    const oid = objectId('commit', data);
+    await ns.repo.writeObjects([...objects, { type: 'commit', oid, data }] as never);
+    return oid;
+  };
+  const other = 'fe'.repeat(16);
+  const cases: [string, (m: Map<string, Row>, blob: (d: Buffer) => Row) => void, RegExp][] = [
+    ['a record no name points to', (m, blob) => m.set(`%inodes/fe/${other}`, blob(encodeEntry(file('pinned')))), /record .* with no name/],
+    ['the record removed, its names kept', (m) => m.delete(`%inodes/01/${ID}`), /keeps names of a hard-linked file whose record it removed/],
+    ['a new name of a record that does not exist', (m, blob) => m.set('dangling', blob(encodeRef(other))), /names a hard-linked file whose record is missing/],
+  ];
+  for (const [what, edit, why] of cases) {
+    await withPair(async (a, b) => {
+      const head = await forge(b, edit);
+      await run('git', [`--git-dir=${a.repo.dir}`, 'fetch', '-q', '--', b.repo.dir, `${head}:refs/peers/b`]);
+      const before = a.head;
+      await assert.rejects(a.mergeFrom(head), why, what);
+      assert.equal(a.head, before, `${what}: nothing taken`);
+      assert.equal(links(a, '/shared'), 2);
+    });
+  }
+});

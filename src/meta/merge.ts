@@ -125,9 +125,36 @@ async function checkTheirs(repo: GitRepo, theirs: Flattened, base: Flattened, oi
   for (const d of addedDirs(base.trees, theirs.trees)) {
     if (theirs.blobs.has(d)) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a file and a directory named ${JSON.stringify(d)}`);
   }
+  checkInodes(theirs.blobs, base.blobs, oid);
   // From the object headers, before any blob of theirs is read: the whole head, so every node judges it alike.
   const total = await repo.totalSize([...new Set([...theirs.blobs.values()].map((r) => r.oid))]);
   if (total > maxBytes) throw new Error(`merge rejected: the entries of ${oid.slice(0, 12)} add up to ${total} bytes, more than the ${maxBytes} a head may hold`);
+}
+
+/**
+ * Their hard-linked files are whole: every inode record they bring has a name (one without would
+ * pin its content for good), and no name is left of a record they removed. Names are found by
+ * their blob id (every name of one record is one blob), so no blob is read. A record without
+ * names that the base had as it is was there before (not theirs to answer for).
+ */
+function checkInodes(theirs: Flat, base: Flat, oid: string): void {
+  const prefix = INODES + '/';
+  const records = new Map<string, string>(); // reference blob id -> record path
+  for (const p of theirs.keys()) if (p.startsWith(prefix)) records.set(refOid(p.slice(p.lastIndexOf('/') + 1)), p);
+  const gone: string[] = [];
+  for (const p of base.keys()) if (p.startsWith(prefix) && !theirs.has(p)) gone.push(refOid(p.slice(p.lastIndexOf('/') + 1)));
+  if (!records.size && !gone.length) return;
+  const named = new Set<string>(), oids = new Set<string>();
+  for (const [p, r] of theirs) {
+    if (p.startsWith(prefix) || p.startsWith(RECORDS + '/')) continue;
+    oids.add(r.oid);
+    const rec = records.get(r.oid);
+    if (rec !== undefined) named.add(rec);
+  }
+  for (const [, p] of records) {
+    if (!named.has(p) && base.get(p)?.oid !== theirs.get(p)!.oid) throw new Error(`merge rejected: ${oid.slice(0, 12)} has a hard-linked file's record ${JSON.stringify(p)} with no name`);
+  }
+  for (const ref of gone) if (oids.has(ref)) throw new Error(`merge rejected: ${oid.slice(0, 12)} keeps names of a hard-linked file whose record it removed`);
 }
 
 function diff(from: Flat, to: Flat): MergeChange[] {
@@ -311,7 +338,7 @@ async function merge2(repo: GitRepo, ours: string, o: Flattened, theirs: string,
     place(result, dirs, leftOut, c.path, lose, loser);
   }
   await fixStructure(result, dirs, [o.blobs, t.blobs, ...bs.map((x) => x.blobs)], repo, leftOut);
-  await fixInodes(result, dirs, [o.blobs, t.blobs, ...bs.map((x) => x.blobs)], inodeConflicts, versions, leftOut);
+  await fixInodes(result, dirs, [o.blobs, t.blobs, ...bs.map((x) => x.blobs)], bs.map((x) => x.blobs), inodeConflicts, versions, leftOut);
   const objects: GitObject[] = [];
   const trees = new Map<string, string>();
   const root = buildTrees(result, objects, trees);
@@ -378,30 +405,31 @@ class Versions {
  * Keeps hard-linked files whole after the path-wise merge:
  * - an inode record changed on both sides keeps the later version; the other is kept as a
  *   plain file beside the record's first name (path order), under a conflict name;
- * - a record left without names (its names were deleted on one side while the other changed
- *   it) gets back its names from either side, where they are free (delete racing modify keeps
- *   the modify, as for a plain file); one with no name to come back to is dropped;
+ * - a record left without names that some side changed since the bases (its names were deleted
+ *   on one side while the other wrote it) gets back its names from the sides, where they are
+ *   free, with their directories (delete racing modify keeps the modify, as for a plain file);
+ *   where none can come back, its version is kept as a plain file beside its first former name;
+ * - a record left without names that no side changed goes: every name was deleted somewhere,
+ *   and deletes that do not race a change stand (two nodes each deleting one name);
  * - a name whose record went (deleted on one side, renamed or linked on the other) gets the
  *   record back from the side that still has it.
- * Costs nothing when no side has a record.
+ * Linear in the rows of the sides; costs nothing when no side has a record.
  */
-async function fixInodes(result: Flat, dirs: Set<string>, sides: Flat[], conflicts: { path: string; a: Row; b: Row }[], versions: Versions, leftOut: MergeResult['leftOut']): Promise<void> {
+async function fixInodes(result: Flat, dirs: Set<string>, sides: Flat[], bases: Flat[], conflicts: { path: string; a: Row; b: Row }[], versions: Versions, leftOut: MergeResult['leftOut']): Promise<void> {
   const prefix = INODES + '/';
+  const idOf = (p: string) => p.slice(p.lastIndexOf('/') + 1);
   const ids = new Map<string, string>(); // reference blob id -> inode id
   for (const side of [result, ...sides]) {
-    for (const p of side.keys()) if (p.startsWith(prefix)) ids.set(refOid(p.slice(p.lastIndexOf('/') + 1)), p.slice(p.lastIndexOf('/') + 1));
+    for (const p of side.keys()) if (p.startsWith(prefix)) ids.set(refOid(idOf(p)), idOf(p));
   }
   if (!ids.size) return;
-  const namesOf = () => {
-    const names = new Map<string, string[]>();
-    for (const [p, r] of result) {
-      const id = ids.get(r.oid);
-      if (id !== undefined && !p.startsWith(prefix) && !p.startsWith(RECORDS + '/')) (names.get(id) ?? names.set(id, []).get(id)!).push(p);
-    }
-    for (const v of names.values()) v.sort();
-    return names;
-  };
-  const names = namesOf();
+  const isName = (p: string) => !p.startsWith(prefix) && !p.startsWith(RECORDS + '/');
+  const names = new Map<string, string[]>();
+  for (const [p, r] of result) {
+    const id = ids.get(r.oid);
+    if (id !== undefined && isName(p)) (names.get(id) ?? names.set(id, []).get(id)!).push(p);
+  }
+  for (const v of names.values()) v.sort();
   // Names whose record is gone: it comes back from a side that has it.
   for (const id of names.keys()) {
     const at = inodePath(id);
@@ -416,29 +444,67 @@ async function fixInodes(result: Flat, dirs: Set<string>, sides: Flat[], conflic
     const aWins = ea.mtime !== eb.mtime ? ea.mtime > eb.mtime : c.a.oid > c.b.oid;
     const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
     result.set(c.path, win);
-    const first = names.get(c.path.slice(c.path.lastIndexOf('/') + 1))?.[0];
+    const first = names.get(idOf(c.path))?.[0];
     if (first) place(result, dirs, leftOut, first, lose, loser);
     else leftOut.push({ path: c.path, oid: lose.oid, reason: 'a version of a hard-linked file with no name to keep it beside' });
   }
-  // Records without names: their names come back where they are free.
-  for (const p of [...result.keys()].filter((x) => x.startsWith(prefix)).sort()) {
-    const id = p.slice(p.lastIndexOf('/') + 1);
-    if (names.has(id)) continue;
-    const ref = refOid(id);
-    const former = new Set<string>();
-    for (const side of sides) for (const [q, r] of side) if (r.oid === ref) former.add(q);
-    let back = 0;
-    for (const q of [...former].sort()) {
-      const parent = q.slice(0, Math.max(0, q.lastIndexOf('/')));
-      if (result.has(q) || dirs.has(q) || (parent && !result.has(`${parent}/${DIR_MARKER}`))) continue;
-      result.set(q, { mode: '100644', oid: ref });
-      back++;
-    }
-    if (!back) {
-      result.delete(p);
-      leftOut.push({ path: p, oid: ref, reason: 'a hard-linked file none of whose names can come back' });
+  // Records without names. Their former names from every side, in one pass over the rows.
+  const nameless = [...result.keys()].filter((x) => x.startsWith(prefix) && !names.has(idOf(x))).sort();
+  if (!nameless.length) return;
+  const want = new Map(nameless.map((p) => [refOid(idOf(p)), p]));
+  const former = new Map<string, Set<string>>();
+  for (const side of sides) {
+    for (const [q, r] of side) {
+      const p = want.get(r.oid);
+      if (p !== undefined && isName(q)) (former.get(p) ?? former.set(p, new Set()).get(p)!).add(q);
     }
   }
+  await versions.load(nameless.map((p) => result.get(p)!.oid));
+  for (const p of nameless) {
+    const row = result.get(p)!;
+    const was = [...(former.get(p) ?? [])].sort();
+    if (bases.some((b) => b.get(p)?.oid === row.oid)) {
+      result.delete(p); // unchanged: the deletes of its names stand
+      continue;
+    }
+    let back = 0;
+    for (const q of was) {
+      if (result.has(q) || dirs.has(q) || !restoreDirs(result, dirs, sides, q)) continue;
+      result.set(q, { mode: '100644', oid: refOid(idOf(p)) });
+      back++;
+    }
+    if (back) continue;
+    // No name can come back (all taken, or a directory stands there): the written version stays
+    // as a plain file, its record's blob being an ordinary entry.
+    result.delete(p);
+    const beside = was.find((q) => restoreDirs(result, dirs, sides, q));
+    if (beside) place(result, dirs, leftOut, beside, row, versions.entry(row.oid, 0));
+    else leftOut.push({ path: p, oid: row.oid, reason: 'a hard-linked file none of whose names can come back' });
+  }
+}
+
+/**
+ * Gives path's directories their markers back from the sides (a directory deleted on one side
+ * while a record its name points to was written on the other). False, changing nothing, when a
+ * file of the result stands where one of them would be, or no side has a marker for it.
+ */
+function restoreDirs(result: Flat, dirs: Set<string>, sides: Flat[], path: string): boolean {
+  const parts = path.split('/');
+  const missing: [string, Row][] = [];
+  for (let i = 1; i < parts.length; i++) {
+    const d = parts.slice(0, i).join('/');
+    if (result.has(d)) return false;
+    const marker = `${d}/${DIR_MARKER}`;
+    if (result.has(marker)) continue;
+    const row = sides.map((s) => s.get(marker)).find(Boolean);
+    if (!row) return false;
+    missing.push([marker, row]);
+  }
+  for (const [marker, row] of missing) {
+    result.set(marker, row);
+    dirs.add(marker.slice(0, marker.lastIndexOf('/')));
+  }
+  return true;
 }
 
 function safeDecode(data: Buffer): Entry {

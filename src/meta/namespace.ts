@@ -319,6 +319,7 @@ export class Namespace extends EventEmitter {
   /** Validates a merge or view (throws, changing nothing, on a malformed entry), then makes it the head. */
   private async install(result: MergeResult, ours: string, reason: string, logged: Record<string, unknown>, underLocal: boolean): Promise<void> {
     const entries = validate(result);
+    this.checkRefs(result, entries);
     this.guardRecords(result);
     for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...logged, ...l });
     const { records: recordsChanged, paths } = this.applyMerge(result, entries, underLocal);
@@ -330,6 +331,18 @@ export class Namespace extends EventEmitter {
     if (paths.length) this.emit('changed', paths);
     const inodes = result.changes.filter((c) => c.path.startsWith(INODES + '/')).map((c) => c.path.slice(c.path.lastIndexOf('/') + 1));
     if (inodes.length) this.emit('changedInodes', inodes);
+  }
+
+  /** Throws (nothing changed yet) when a name the merge brings points to a record the result does not have. */
+  private checkRefs(r: MergeResult, entries: Map<string, Entry | InodeRef>): void {
+    const prefix = INODES + '/';
+    const added = new Set<string>(), removed = new Set<string>();
+    for (const c of r.changes) if (c.path.startsWith(prefix)) (c.row ? added : removed).add(c.path.slice(c.path.lastIndexOf('/') + 1));
+    for (const [path, e] of entries) {
+      if (e.type === 'ref' && !added.has(e.inode) && (removed.has(e.inode) || !this.tree.inodes.has(e.inode))) {
+        throw new Error(`merge rejected: ${JSON.stringify(path)} names a hard-linked file whose record is missing`);
+      }
+    }
   }
 
   /** Throws (nothing changed yet) when the cluster's guard refuses what a merge does to the records. */
@@ -399,22 +412,37 @@ export class Namespace extends EventEmitter {
     // under them: directories holding none of those take the result's tree ids (so an entry the
     // tree could not take stays in the next commit); those holding one are written anew by the
     // next snapshot (given the result's id, it would leave the local change out).
-    for (const c of r.changes) if (isInode(c) && !c.row) this.mergeInode(c.path, null, null);
+    const kept: string[] = [];
+    for (const c of r.changes) if (isInode(c) && !c.row && !this.mergeInode(c.path, null, null)) kept.push(c.path.slice(c.path.lastIndexOf('/') + 1));
     const keep = underLocal ? (at: string) => !this.touched.holds(at) : () => true;
     this.adoptTreeIds(this.tree.root, '', r.trees, keep);
     if (!underLocal || !this.touched.holdsRecords()) this.tree.setRecordsOid(r.trees.get(RECORDS) ?? null);
     if (!underLocal || !this.touched.holdsInodes()) this.tree.adoptInodeOids(r.trees);
+    // What the tree holds differs from the result there: the next commit writes what it holds.
+    // A record the result removed but that names still point to stays (with its bucket rewritten);
+    // one whose last name went between the result and local changes made meanwhile (a local unlink
+    // and a merged one of the other name) goes, as a local unlink of the last name would do.
+    const inodes: string[] = (this.tree.inodeLog = []);
+    try {
+      for (const id of kept) this.tree.rewriteInode(id);
+      this.tree.dropOrphans();
+    } finally {
+      this.tree.inodeLog = null;
+    }
+    for (const id of inodes) this.touched.addInode(id);
     return { records, paths };
   }
 
   /** A merge's change of an inode record ('%inodes/ab/<id>'); one the tree cannot take is logged and skipped. */
-  private mergeInode(gitPath: string, entry: Entry | null, oid: string | null): void {
+  private mergeInode(gitPath: string, entry: Entry | null, oid: string | null): boolean {
     const id = gitPath.slice(gitPath.lastIndexOf('/') + 1);
     try {
       if (entry?.type === 'dir') throw new Error('a directory entry');
       this.tree.setInode(id, entry, oid);
+      return true;
     } catch (e) {
       this.opts.log.warn('meta.merge.skip', { inode: id, error: (e as Error).message });
+      return false;
     }
   }
 

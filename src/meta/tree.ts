@@ -318,6 +318,11 @@ export class Tree {
     if (rec.entry.type === 'file') this.countContent(rec.entry, -1);
   }
 
+  /** The record's bucket is written again by the next snapshot (the tree holds it as Git does not). */
+  rewriteInode(id: string): void {
+    if (this.inodes.has(id)) this.dirtyInode(id);
+  }
+
   /** Records whose last name went (a local unlink, rename over, or replace): removed with their content reference. */
   dropOrphans(): void {
     for (const rec of this.orphans) if (!rec.names.size && this.inodes.get(rec.id) === rec) this.dropInode(rec);
