@@ -91,6 +91,17 @@ test('hard links behave as on a local disk, and survive a restart', { timeout: 1
   // Still one file after the restart: a write through one name shows through the other.
   await sh(`echo again >> ${sb.mnt}/src/2`);
   assert.equal(await fs.readFile(join(sb.mnt, 'src', '1'), 'utf8'), 'one\nagain\n');
+  // After a restart the kernel knows only the names it looks up: one name opened and unlinked,
+  // fstat and fchmod/fchown/futimens through the handle still reach the file its other name shows.
+  const viaHandle = `python3 -c "import os; f = open('h1', 'a'); os.unlink('h1'); n = os.fstat(f.fileno()).st_nlink; os.fchmod(f.fileno(), 0o640); os.fchown(f.fileno(), 7, 8); os.utime(f.fileno(), (1000000000, 1200000000)); st = os.stat('h2'); print(n, os.fstat(f.fileno()).st_nlink, oct(st.st_mode), st.st_uid, st.st_gid, int(st.st_atime), int(st.st_mtime))"`;
+  const prep = 'echo linked > h1 && ln h1 h2';
+  await sh(`cd ${local} && ${prep}`);
+  await sh(`cd ${sb.mnt} && ${prep}`);
+  await node.stop();
+  node = await sb.start([]);
+  const wantH = (await sh(`cd ${local} && ${viaHandle}`)).out;
+  assert.equal(wantH.trim(), '1 1 0o100640 7 8 1000000000 1200000000');
+  assert.equal((await sh(`cd ${sb.mnt} && ${viaHandle}`)).out, wantH, 'through a handle whose looked-up name went');
   await node.stop();
 });
 

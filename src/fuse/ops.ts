@@ -2,7 +2,7 @@
 // and back. No Git, no sockets, no sync I/O on the mount (this process serves it).
 import { constants } from 'node:os';
 import { constants as fsConstants } from 'node:fs';
-import type { FileSystem, Stat } from '../node/fs-api.js';
+import type { AttrTarget, FileSystem, Stat } from '../node/fs-api.js';
 import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { Inodes, Inode } from './inodes.js';
@@ -157,9 +157,13 @@ export class FuseOps {
     return { path: joinPath(this.path(req), name), end };
   }
 
-  /** A node whose path is gone (unlinked while open) has no links, as on a local filesystem. */
+  /**
+   * A node whose path is gone (unlinked while open) has no links, as on a local filesystem; a
+   * hard-linked one has what its record has (names the kernel never looked up count).
+   */
   private attr(ino: number, st: Stat): Attr {
-    const nlink = this.inodes.find(ino)?.path === null ? 0 : st.nlink ?? 1;
+    const n = this.inodes.find(ino);
+    const nlink = n?.path === null ? (n.link !== undefined ? this.fs.linkCount(n.link) : 0) : st.nlink ?? 1;
     return { ino, size: st.size, mode: kindBits(st) | st.mode, uid: st.uid, gid: st.gid, mtime: st.mtime, ctime: st.ctime, nlink, rdev: st.rdev, atime: st.atime, blocks: st.blocks };
   }
 
@@ -284,19 +288,24 @@ export class FuseOps {
     }
     // The path is read again after each wait: a rename may have moved it meanwhile. A file
     // unlinked while open has none: mode, owner and times of a file that is gone are not kept
-    // anywhere, and succeed as on a local filesystem (ftruncate above went to its handle).
-    if (valid & Fattr.MODE && node.path !== null) await this.fs.chmod(node.path, b.readUInt32LE(at + 68) & 0o7777);
-    if (valid & (Fattr.UID | Fattr.GID) && node.path !== null) {
-      await this.fs.chown(node.path, valid & Fattr.UID ? b.readUInt32LE(at + 76) : -1, valid & Fattr.GID ? b.readUInt32LE(at + 80) : -1);
+    // anywhere, and succeed as on a local filesystem (ftruncate above went to its handle). A
+    // hard-linked file whose looked-up names went may have others: its record takes them.
+    const target = (): AttrTarget | null => node.path ?? (node.link !== undefined ? { inode: node.link } : null);
+    let to = target();
+    if (valid & Fattr.MODE && to !== null) await this.fs.chmod(to, b.readUInt32LE(at + 68) & 0o7777);
+    to = target();
+    if (valid & (Fattr.UID | Fattr.GID) && to !== null) {
+      await this.fs.chown(to, valid & Fattr.UID ? b.readUInt32LE(at + 76) : -1, valid & Fattr.GID ? b.readUInt32LE(at + 80) : -1);
     }
-    if (valid & (Fattr.MTIME | Fattr.MTIME_NOW | Fattr.ATIME | Fattr.ATIME_NOW) && node.path !== null) {
+    to = target();
+    if (valid & (Fattr.MTIME | Fattr.MTIME_NOW | Fattr.ATIME | Fattr.ATIME_NOW) && to !== null) {
       // Seconds are signed: times before 1970 exist.
       const time = (set: number, now: number, secAt: number, nsecAt: number) =>
         valid & now ? Date.now() : valid & set ? Number(b.readBigInt64LE(secAt)) * 1000 + Math.floor(b.readUInt32LE(nsecAt) / 1e6) : null;
       // Either may be left out (UTIME_OMIT): it keeps what it was.
       const atime = time(Fattr.ATIME, Fattr.ATIME_NOW, at + 32, at + 56);
       const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, at + 40, at + 60);
-      await this.fs.utimens(node.path, atime, mtime);
+      await this.fs.utimens(to, atime, mtime);
     }
     return [attrOut(this.attr(req.nodeid, this.statOf(req, fh)), TTL)];
   }

@@ -94,7 +94,9 @@ export class OpenFiles {
   /** Attributes through a handle, for a file whose path is gone (unlinked while open). */
   fstat(fh: number): Stat {
     const h = this.handle(fh);
-    const b = h.base;
+    // A hard-linked file shows its record as its other names have it (a chmod through one of them).
+    const rec = h.inode ? this.c.ns.tree.inodes.get(h.inode) : undefined;
+    const b = rec?.entry.type === 'file' ? rec.entry : h.base;
     if (!b) throw new FsError('EBADF', String(fh));
     return { type: 'file', mode: b.mode, uid: b.uid, gid: b.gid, size: h.size, mtime: h.mtime, ctime: b.ctime, atime: b.atime ?? b.mtime };
   }
@@ -123,8 +125,8 @@ export class OpenFiles {
   }
 
   /** utimens on a file being written: its close stores that mtime. */
-  setMtime(path: string, mtime: number): void {
-    for (const h of this.handles.values()) if (h.dirty && h.path === path) h.mtime = mtime;
+  setMtime(path: string | { inode: string }, mtime: number): void {
+    for (const h of this.handles.values()) if (h.dirty && (typeof path === 'string' ? h.path === path : h.inode === path.inode)) h.mtime = mtime;
   }
 
   // ---- handle operations -----------------------------------------------------------------

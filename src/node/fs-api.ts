@@ -26,6 +26,9 @@ export interface Stat {
 export type Keep = (until: Promise<unknown>) => void;
 
 /** Who creates a file: the caller's ids as the kernel reports them. */
+/** A path, or a hard-linked file by its inode record id. */
+export type AttrTarget = string | { inode: string };
+
 export interface Owner {
   uid: number;
   gid: number;
@@ -80,10 +83,16 @@ export interface FileSystem {
   /** A FIFO, socket or device node (no content: the kernel does its I/O). */
   mknod(path: string, type: 'fifo' | 'socket' | 'chr' | 'blk', mode: number, rdev: number, owner?: Owner): Promise<void>;
   readlink(path: string): string;
-  chmod(path: string, mode: number): Promise<void>;
-  chown(path: string, uid: number, gid: number): Promise<void>;
+  /**
+   * Attribute changes name a path, or a hard-linked file by its inode record (a handle whose
+   * name went while the file keeps others: they all change). A record that is gone: nothing to do.
+   */
+  chmod(path: AttrTarget, mode: number): Promise<void>;
+  chown(path: AttrTarget, uid: number, gid: number): Promise<void>;
   /** Sets either time or both; null leaves it (UTIME_OMIT). */
-  utimens(path: string, atime: number | null, mtime: number | null): Promise<void>;
+  utimens(path: AttrTarget, atime: number | null, mtime: number | null): Promise<void>;
+  /** How many names a hard-linked file (inode record id) has now: 0 when none. */
+  linkCount(inode: string): number;
   statfs(): Promise<Space>;
   /** Paths changed by something other than this interface's callers (merges from peers). */
   /** `inodes`: hard-linked files (inode record ids) changed there, whichever names they have. */

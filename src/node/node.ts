@@ -10,7 +10,7 @@ import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry, SpecialType } from '../meta/entry.js';
 import type { Node } from '../meta/tree.js';
-import { FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
+import { AttrTarget, FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
 import { ContentKeeper } from './content-keeper.js';
 import { makeRootPrivate } from './private-root.js';
@@ -316,7 +316,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     return n.entry.target;
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
+  async chmod(path: AttrTarget, mode: number): Promise<void> {
     await this.setAttrs(path, (e) => {
       const acl = e.xattrs?.[ACL_ACCESS];
       // An access ACL follows the mode (its owner, mask or group, and other entries).
@@ -325,19 +325,30 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     });
   }
 
-  async chown(path: string, uid: number, gid: number): Promise<void> {
+  async chown(path: AttrTarget, uid: number, gid: number): Promise<void> {
     // -1 (as unsigned 32 bit from the kernel) leaves that id unchanged.
     const keep = (v: number) => v === -1 || v === 0xffffffff;
     await this.setAttrs(path, (e) => ({ ...e, uid: keep(uid) ? e.uid : uid, gid: keep(gid) ? e.gid : gid }));
   }
 
-  async utimens(path: string, atime: number | null, mtime: number | null): Promise<void> {
+  async utimens(path: AttrTarget, atime: number | null, mtime: number | null): Promise<void> {
     if (mtime !== null) this.files.setMtime(path, mtime);
     // An atime left alone keeps what it showed (an entry without one showed its mtime).
     await this.setAttrs(path, (e) => ({ ...e, atime: atime ?? e.atime ?? e.mtime, mtime: mtime ?? e.mtime }));
   }
 
-  private async setAttrs(path: string, change: (e: Entry) => Entry): Promise<void> {
+  linkCount(inode: string): number {
+    return this.ns.tree.inodes.get(inode)?.names.size ?? 0;
+  }
+
+  private async setAttrs(path: AttrTarget, change: (e: Entry) => Entry): Promise<void> {
+    if (typeof path !== 'string') {
+      // A hard-linked file by its record: every name changes; gone with its last name, nothing to keep.
+      const rec = this.ns.tree.inodes.get(path.inode);
+      if (!rec?.names.size) return;
+      await this.ns.apply({ o: 'iput', p: path.inode, e: { ...change(rec.entry), ctime: Date.now(), node: this.nodeId } as Entry });
+      return;
+    }
     const n = this.ns.get(path);
     if (!n) throw new FsError('ENOENT', path);
     await this.ns.apply({ o: 'put', p: path, e: { ...change(n.entry), ctime: Date.now(), node: this.nodeId } as Entry });
