@@ -2,6 +2,7 @@
 // v1 metainfo whose info dictionary depends on the content only, plus a "delugefs" dictionary
 // with the POSIX attributes; symlinks and directories (the "%dir" blob in each tree) carry the
 // "delugefs" dictionary alone.
+import { createHash } from 'node:crypto';
 import { BDict, decode, encode, getBytes, getDict, getInt, isDict } from '../util/bencode.js';
 import { ContentId, Info, infoDict, infoHash, parseInfo } from '../content/metainfo.js';
 import { isNodeId } from '../cluster/node-id.js';
@@ -113,6 +114,15 @@ export function decodeEntry(buf: Buffer, ctx = 'entry'): Entry {
 export interface InodeRef { type: 'ref'; inode: string }
 /** 32 lower-case hex digits (128 random bits, made by the node that first links the file). */
 export const INODE_ID_RE = /^[0-9a-f]{32}$/;
+
+/**
+ * The id a plain file's first hard link gives its record: from the name and the entry it links,
+ * so that two nodes linking the same file at once make one record (their links merge as names
+ * of one file) rather than splitting it in two.
+ */
+export function firstLinkId(path: string, e: Entry): string {
+  return createHash('sha256').update('delugefs-inode\0').update(path).update('\0').update(encodeEntry(e)).digest('hex').slice(0, 32);
+}
 
 export function encodeRef(inode: string): Buffer {
   return encode({ delugefs: { type: Buffer.from('ref'), inode: Buffer.from(inode) } });

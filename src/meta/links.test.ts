@@ -278,3 +278,32 @@ test("a peer's head is refused when a record has no name, when it keeps names of
     });
   }
 });
+
+test('two nodes linking one plain file at once make one file with every name, and no conflict copy', async () => {
+  const { firstLinkId } = await import('./entry.js');
+  const d = await mkdtemp(join(tmpdir(), 'dfs-links-'));
+  try {
+    const a = await Namespace.create({ dir: join(d, 'a'), nodeId: 'nodeA', log: silentLogger }, dir, 'create');
+    await a.apply({ o: 'put', p: '/f', e: file('base') });
+    await a.commit();
+    await run('git', ['clone', '--bare', '-q', '--', a.repo.dir, join(d, 'b', 'repo.git')]);
+    const b = await Namespace.open({ dir: join(d, 'b'), nodeId: 'nodeB', log: silentLogger });
+    await b.finishRecovery();
+    // As DelugeNode.link names the record: from the file, so both nodes agree.
+    const id = firstLinkId('/f', a.get('/f')!.entry);
+    assert.equal(firstLinkId('/f', b.get('/f')!.entry), id);
+    await a.apply({ o: 'link', p: '/f', to: '/l1', id, t: T0 + 10 });
+    await b.apply({ o: 'link', p: '/f', to: '/l2', id, t: T0 + 20 });
+    await both(a, b);
+    for (const ns of [a, b]) {
+      assert.deepEqual(files(ns, '/'), ['f', 'l1', 'l2']);
+      assert.equal(links(ns, '/f'), 3);
+      assert.equal(ns.tree.inodes.size, 1);
+      assert.equal(ns.get('/l1')!.entry.ctime, T0 + 20, 'the later ctime');
+    }
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -21,7 +21,7 @@
 import { MAX_HEAD_BYTES, MAX_TREE_ROWS, type GitRepo } from './repo.js';
 import { rowsFrom } from './tree-diff.js';
 import type { PackObject } from './pack.js';
-import { decodeEntry, decodeStored, Entry } from './entry.js';
+import { decodeEntry, decodeStored, encodeEntry, Entry } from './entry.js';
 import { DIR_MARKER, MAX_NAME_BYTES, decodeName, encodeName, storedNameProblem } from './names.js';
 import { buildTrees, objectId, RECORDS, GitObject, INODES, inodePath, refOid } from './tree.js';
 
@@ -438,9 +438,15 @@ async function fixInodes(result: Flat, dirs: Set<string>, sides: Flat[], bases: 
       if (row) result.set(at, row);
     }
   }
-  // Records changed on both sides.
+  // Records changed on both sides. Versions that differ in ctime alone (both linked the file at
+  // once, or linked it again) are one version: the later ctime, no conflict copy.
+  const sansCtime = (e: Entry) => encodeEntry({ ...e, ctime: 0 });
   for (const c of conflicts) {
     const ea = versions.entry(c.a.oid, 0), eb = versions.entry(c.b.oid, 1);
+    if (sansCtime(ea).equals(sansCtime(eb))) {
+      result.set(c.path, ea.ctime !== eb.ctime ? (ea.ctime > eb.ctime ? c.a : c.b) : c.a.oid > c.b.oid ? c.a : c.b);
+      continue;
+    }
     const aWins = ea.mtime !== eb.mtime ? ea.mtime > eb.mtime : c.a.oid > c.b.oid;
     const [win, lose, loser] = aWins ? [c.a, c.b, eb] : [c.b, c.a, ea];
     result.set(c.path, win);

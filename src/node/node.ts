@@ -9,6 +9,7 @@ import { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry, SpecialType } from '../meta/entry.js';
+import { firstLinkId } from '../meta/entry.js';
 import type { Node } from '../meta/tree.js';
 import { AttrTarget, FileSystem, Keep, Owner, RemoteContent, Space, Stat } from './fs-api.js';
 import { NodeConfig, RootPaths } from './layout.js';
@@ -218,7 +219,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     if (!src) throw new FsError('ENOENT', from);
     if (src.kind === 'dir') throw new FsError('EPERM', from);
     if (this.ns.get(to)) throw new FsError('EEXIST', to);
-    const id = src.rec?.id ?? randomBytes(16).toString('hex');
+    // A first link's record id comes from the file (two nodes linking it at once agree); in the
+    // unlikely case a live record has it already (that name and entry linked before, then moved
+    // away and made again identical), a random one.
+    const derived = src.rec ? undefined : firstLinkId(from, src.entry);
+    const id = src.rec?.id ?? (derived && !this.ns.tree.inodes.has(derived) ? derived : randomBytes(16).toString('hex'));
     await this.ns.apply({ o: 'link', p: from, to, id, t: Date.now() });
     this.files.linked(from, id);
   }
