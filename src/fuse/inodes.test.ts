@@ -45,3 +45,21 @@ test('a path that changed kind gets a new id; the old id keeps no path', () => {
   t.removed('/a');
   assert.throws(() => t.path(b.id), { code: 'ENOENT' });
 });
+
+test("a LINK of an id held from before the file was linked: the new name shares the linked id, and every id of the file is invalidated", () => {
+  const R = '0123456789abcdef0123456789abcdef';
+  const t = new Inodes();
+  const x = t.lookup('/a', 'file'); // held while /a was a plain file
+  const y = t.lookup('/b', 'file', R); // a peer linked /a and /b; the kernel looked up /b first
+  t.linked(x, R); // LINK of x (linkat on an old fd): the kernel expects x for the new name
+  const c = t.lookup('/c', 'file', R);
+  assert.equal(c.id, x.id, "link(2)'s new name shows the linked file's st_ino");
+  assert.equal(t.lookup('/b', 'file', R).id, y.id, 'the other id keeps its name');
+  assert.deepEqual(t.idsOfLink(R).sort(), [x.id, y.id].sort(), 'both are invalidated when the record changes');
+  // Forgetting the first: the alias takes over.
+  t.forget(x.id, 2);
+  assert.deepEqual(t.idsOfLink(R), [y.id]);
+  assert.equal(t.lookup('/d', 'file', R).id, y.id);
+  t.forget(y.id, 3);
+  assert.deepEqual(t.idsOfLink(R), []);
+});

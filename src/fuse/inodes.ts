@@ -56,9 +56,17 @@ export class Inodes {
     return p;
   }
 
-  /** Known id of a hard-linked file (by its inode record), if the kernel holds one. */
-  idOfLink(link: string): number | undefined {
-    return this.byLink.get(link)?.id;
+  /**
+   * Other ids the kernel holds for a hard-linked file: an id it held from before the file became
+   * linked, when the kernel had already looked up another name of it under another id (a link by
+   * a peer, then a LINK of the old id). Rare; each stays right, and each is invalidated.
+   */
+  private aliases = new Map<string, Set<Inode>>();
+
+  /** Known ids of a hard-linked file (by its inode record) the kernel holds: the one new names get first. */
+  idsOfLink(link: string): number[] {
+    const n = this.byLink.get(link);
+    return [...(n ? [n.id] : []), ...[...(this.aliases.get(link) ?? [])].map((x) => x.id)];
   }
 
   /** Known id of a path, if the kernel holds one. */
@@ -108,6 +116,10 @@ export class Inodes {
     if (n.link === link) return;
     n.link = link;
     n.names = new Set(n.path === null ? [] : [n.path]);
+    // Another id of this file already (see aliases): this one takes the new names, as link(2)'s
+    // new name must show the linked file's st_ino; the other keeps its names and invalidations.
+    const m = this.byLink.get(link);
+    if (m && m !== n) (this.aliases.get(link) ?? this.aliases.set(link, new Set()).get(link)!).add(m);
     this.byLink.set(link, n);
   }
 
@@ -119,7 +131,17 @@ export class Inodes {
     this.byId.delete(id);
     if (n.path !== null && this.byPath.get(n.path) === n) this.byPath.delete(n.path);
     for (const p of n.names ?? []) if (this.byPath.get(p) === n) this.byPath.delete(p);
-    if (n.link !== undefined && this.byLink.get(n.link) === n) this.byLink.delete(n.link);
+    if (n.link === undefined) return;
+    const aliases = this.aliases.get(n.link);
+    aliases?.delete(n);
+    if (this.byLink.get(n.link) === n) {
+      // An alias still held takes over, so the names it has keep one id.
+      const next = aliases?.values().next().value;
+      if (next) aliases!.delete(next);
+      if (next) this.byLink.set(n.link, next);
+      else this.byLink.delete(n.link);
+    }
+    if (aliases && !aliases.size) this.aliases.delete(n.link);
   }
 
   /**

@@ -113,10 +113,7 @@ export class FuseOps {
    * of trusting them until the TTL runs out.
    */
   invalidate(paths: string[], notify: (code: number, payload: Buffer) => void, inodes: string[] = []): void {
-    for (const link of inodes) {
-      const id = this.inodes.idOfLink(link);
-      if (id !== undefined) notify(NOTIFY_INVAL_INODE, invalInodeOut(id));
-    }
+    for (const link of inodes) for (const id of this.inodes.idsOfLink(link)) notify(NOTIFY_INVAL_INODE, invalInodeOut(id));
     for (const path of paths) {
       const id = this.inodes.idOf(path);
       if (id !== undefined) notify(NOTIFY_INVAL_INODE, invalInodeOut(id));
