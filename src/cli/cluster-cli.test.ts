@@ -237,3 +237,53 @@ test('config, maintenance and drain: through the running node, settings shown an
   r = await cli(['config', b.root, 'copies']);
   assert.equal(r.out.trim(), '3');
 });
+
+test('status: the health of the cluster through the running node, its counts, a conflict copy as a warning', async () => {
+  const r0 = await cli(['status', '--help']);
+  assert.equal(r0.code, 0);
+  assert.match(r0.out, /^Usage: delugefs status ROOT/);
+  const b = await box();
+  const n = await b.start(['--interface', 'lo', '--audit-every', '1s'], { create: true, mount: false });
+  const me = String(n.ready.node);
+  const status = async () => {
+    const r = await cli(['status', b.root, '--json']);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out);
+  };
+  let h = await status();
+  for (let i = 0; h.verdict !== 'OK' && i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 100)); // until replication's first round
+    h = await status();
+  }
+  assert.equal(h.verdict, 'OK', JSON.stringify(h.checks));
+  assert.equal(h.nodeId, me);
+  assert.deepEqual(h.nodes, { members: 1, up: 1, down: 0, maintenance: 0, draining: 0, unknown: 0, machines: 1 });
+  assert.equal(h.content.copies, 2);
+  assert.ok(h.disks[0].total > 0);
+  for (const [path, body] of [['/a.txt', 'hello'], ['/d/b.txt', 'world!'], ['/d/b.sync-conflict-20260102-030405-x.txt', 'other']]) {
+    const r = await cli(['put', b.root, path, '-', '--parents'], {}, body);
+    assert.equal(r.code, 0, r.err);
+  }
+  const until = async (codes: string) => {
+    for (let i = 0; i < 100; i++, await new Promise((r) => setTimeout(r, 100))) {
+      h = await status();
+      if (h.checks.map((c: { code: string }) => c.code).join() === codes) return;
+    }
+    assert.fail(`checks ${JSON.stringify(h.checks)}, not ${codes}`);
+  };
+  // One disk cannot hold copies=2: every content id is under its copies.
+  await until('CONTENT_UNDER,CONFLICTS');
+  assert.equal(h.verdict, 'WARN');
+  assert.equal(h.checks[0].count, 3);
+  assert.deepEqual(h.namespace, { files: 3, dirs: 1, bytes: 16, conflicts: 1 });
+  assert.equal((await cli(['config', b.root, 'copies', '1'])).code, 0);
+  await until('CONFLICTS');
+  assert.equal(h.content.copies, 1);
+  const text = await cli(['status', b.root]);
+  assert.match(text.out, new RegExp(`^cluster \\S+, node ${me}: HEALTH_WARN\\n  WARN  CONFLICTS: 1 conflict copy`));
+  assert.match(text.out, /\nnamespace: 3 files, 1 directories, 16 B, 1 conflict copy/);
+  await n.stop();
+  const r = await cli(['status', b.root]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /no node is running/);
+});

@@ -1,4 +1,4 @@
-// The cluster subcommands: key, authorize, invite, remove-node, members, authorized-keys, shell,
+// The cluster subcommands: key, authorize, invite, remove-node, members, status, authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
 // maintenance and drain (replication settings, through the running node).
 // Commands that change membership go through the running node's control socket when it runs
@@ -23,6 +23,8 @@ import { AUTHORIZE, INVITE, MEMBERS, PUSH_RECEIVED, REMOVE_NODE } from '../node/
 import { callLocal, Method } from '../daemon/methods.js';
 import { REPLICATION_CONFIG } from '../replication/methods.js';
 import { MAX_COPIES } from '../replication/settings.js';
+import { HEALTH } from '../daemon/health-method.js';
+import { renderHealth } from '../daemon/health.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -38,6 +40,11 @@ On a member: revokes node NODE (its 16-character id, see "delugefs members"). It
 everywhere once the change has synced; a removed key cannot be admitted again.`,
   members: `Usage: delugefs members ROOT [--json]
 Lists the cluster's members as this node knows them.`,
+  status: `Usage: delugefs status ROOT [--json]
+On a running node: one health verdict for the cluster as this node sees it, HEALTH_OK, _WARN or
+_ERROR, with coded checks (CONTENT_LOST, CONTENT_UNDER, DISK_DOWN, DISK_NEARFULL, SYNC_FAILING,
+CONFLICTS, ...) and the counts behind them: members and disks with their fill, content under its
+copies, files and bytes, sync with each peer.`,
   'authorized-keys': `Usage: delugefs authorized-keys ROOT [--bin PATH] [--json]
 Prints the other members' keys as authorized_keys lines restricted to "delugefs shell", for
 running behind your own sshd. --bin: how sshd starts delugefs (default: this program's path).`,
@@ -211,6 +218,12 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       await nodeRoot(root);
       const list = (await viaControlM(root, MEMBERS, null)) ?? (await offline(root, (m) => m.list()));
       return print(a.json, list, list.map((m) => `${m.nodeId}  ${m.hostname}  ${m.addresses.join(',') || '-'}  added ${m.addedAt} by ${m.addedBy}`).join('\n'));
+    }
+    case 'status': {
+      await nodeRoot(root);
+      const h = await viaControlM(root, HEALTH, null);
+      if (!h) throw new CheckError(`status: no node is running on ${root}; start it first`);
+      return print(a.json, h, renderHealth(h));
     }
     case 'authorized-keys': {
       await nodeRoot(root);

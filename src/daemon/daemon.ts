@@ -9,6 +9,7 @@ import { ClusterNode, ClusterOptions } from '../node/cluster-node.js';
 import { SwarmLink } from '../node/swarm-link.js';
 import { Replication, ReplicationOptions } from '../replication/replication.js';
 import { mount, Mounted } from '../fuse/mount.js';
+import { serveHealth } from './health-method.js';
 
 export interface DaemonOptions {
   paths: RootPaths;
@@ -56,6 +57,7 @@ export class Daemon {
       this.onStop('swarm', () => swarm.close());
       const replication = (this.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
       this.onStop('replication', () => replication.close());
+      serveHealth(node, cluster, replication);
       if (o.mount) {
         const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));
         this.onStop('mount', () => mounted.unmount());

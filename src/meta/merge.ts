@@ -46,6 +46,8 @@ export interface MergeResult {
 }
 
 const MERGER = 'delugefs <merge@delugefs>';
+/** What every conflict copy's name holds (`name.sync-conflict-YYYYMMDD-HHMMSS-NODE.ext`). */
+export const CONFLICT_TAG = '.sync-conflict-';
 
 interface Flattened { blobs: Flat; trees: Map<string, string>; /** Rows whose path is not UTF-8: `path oid`. */ badUtf8: Set<string> }
 
@@ -175,7 +177,7 @@ export function conflictName(name: string, mtime: number, node: string, n = 1): 
   const pad = (v: number) => String(v).padStart(2, '0');
   const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
   const safeNode = node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown';
-  const tag = `.sync-conflict-${stamp}-${safeNode}`;
+  const tag = `${CONFLICT_TAG}${stamp}-${safeNode}`;
   const count = n > 1 ? `.${n}` : '';
   const room = MAX_NAME_BYTES - Buffer.byteLength(tag) - Buffer.byteLength(count);
   const dot = name.lastIndexOf('.');
@@ -547,7 +549,7 @@ function place(result: Flat, dirs: Set<string>, leftOut: MergeResult['leftOut'],
  */
 function keptAlready(result: Flat, dir: string, name: string, row: Row, loser: Entry): boolean {
   const node = loser.node ?? 'unknown';
-  const tagBytes = '.sync-conflict-'.length + 15 + 1 + (node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown').length;
+  const tagBytes = CONFLICT_TAG.length + 15 + 1 + (node.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'unknown').length;
   if (Buffer.byteLength(conflictName(name, loser.mtime, node, 1)) !== Buffer.byteLength(name) + tagBytes) return false;
   for (let i = 1; ; i++) {
     const r = result.get(dir + encodeName(conflictName(name, loser.mtime, node, i)));

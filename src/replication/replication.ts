@@ -19,7 +19,7 @@ import { Holdings } from './holdings.js';
 import { serveLocks } from './locks.js';
 import { NEAR_FULL, roomOf } from './placement.js';
 import { ClusterView, Member } from './view.js';
-import { ReplicationLoop } from './loop.js';
+import { ReplicationLoop, LoopStats } from './loop.js';
 import { ReadCache } from './cache.js';
 import { Scrubber } from './scrub.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
@@ -301,6 +301,11 @@ export class Replication {
       localOnly(peer, 'replication_status');
       return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length - this.plannedAt, round: this.loop.stats, scrub: this.scrub.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
     });
+  }
+
+  /** What `delugefs status` judges (daemon/health.ts): the last round, the near-full mark, transfers. */
+  summary(): { round: LoopStats | null; nearFull: number; fetching: number; queued: number } {
+    return { round: this.loop.stats, nearFull: this.o.nearFull, fetching: this.fetching.size, queued: this.queue.size + this.planned.length - this.plannedAt };
   }
 
   /** `delugefs config ROOT [copies [N]]` and `delugefs maintenance ROOT NODE on|off`: cluster records, committed now. */

@@ -1,0 +1,95 @@
+// One health verdict for a running node (`delugefs status`), in the spirit of `ceph -s`: coded
+// checks, each WARN or ERROR, and the counts they come from. Pure: the daemon gathers what the
+// node, the cluster and replication know (health-method.ts) and this judges it, so the rules
+// are tested without a cluster.
+import type { Disk } from '../replication/placement.js';
+
+export type Severity = 'WARN' | 'ERROR';
+export type Verdict = 'OK' | Severity;
+
+export interface Check { code: string; severity: Severity; message: string; count: number }
+
+export interface HealthInput {
+  cluster: string;
+  nodeId: string;
+  head: string | null;
+  members: string[];
+  /** Replication's last round (null: none finished yet): the disks as placement saw them. */
+  round: { at: number; copies: number; ids: number; under: number; lost: number; waiting: string[]; disks: Disk[] } | null;
+  nearFull: number;
+  fetching: number;
+  queued: number;
+  /** Per member: how many of its heads we have not merged, failed pushes in a row, pushes sent. */
+  sync: Record<string, { behind: number; failures: number; pushes: number }>;
+  namespace: { files: number; dirs: number; bytes: number; conflicts: number };
+}
+
+export interface DiskReport { node: string; machine: string; state: string; total: number; free: number; fill: number }
+
+export interface Health {
+  verdict: Verdict;
+  checks: Check[];
+  cluster: string;
+  nodeId: string;
+  head: string | null;
+  nodes: { members: number; up: number; down: number; maintenance: number; draining: number; unknown: number; machines: number };
+  disks: DiskReport[];
+  content: { ids: number; copies: number | null; under: number; lost: number; fetching: number; queued: number; judgedAt: string | null };
+  sync: { peer: string; behind: number; failures: number }[];
+  namespace: HealthInput['namespace'];
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+export function judgeHealth(i: HealthInput): Health {
+  const checks: Check[] = [];
+  const add = (code: string, severity: Severity, count: number, message: string) => {
+    if (count > 0) checks.push({ code, severity, message, count });
+  };
+  const r = i.round;
+  const disks: DiskReport[] = (r?.disks ?? []).map((d) => ({ node: d.node, machine: d.machine, state: d.state, total: d.total, free: d.free, fill: d.total > 0 ? (d.total - d.free) / d.total : 0 })).sort((a, b) => (a.node < b.node ? -1 : 1));
+  const count = (s: string) => disks.filter((d) => d.state === s).length;
+  const known = new Set(disks.map((d) => d.node));
+  const unknown = i.members.filter((m) => !known.has(m)).length;
+  if (!r) add('REPLICATION_STARTING', 'WARN', 1, 'replication has not finished its first round: copies are not judged yet');
+  else {
+    add('CONTENT_LOST', 'ERROR', r.lost, `${plural(r.lost, 'content id')} with no live copy on any disk this node knows of`);
+    add('CONTENT_UNDER', 'WARN', r.under - r.lost, `${plural(r.under - r.lost, 'content id')} on fewer than ${r.copies} disks (being copied again)`);
+    add('VIEW_INCOMPLETE', 'WARN', r.waiting.length, `no free-space report yet from ${r.waiting.join(', ')}: nothing is placed until ${r.waiting.length === 1 ? 'it answers' : 'they answer'} or ${r.waiting.length === 1 ? 'is' : 'are'} dead-after silent`);
+  }
+  add('DISK_DOWN', 'WARN', count('down'), `${plural(count('down'), 'disk')} down: ${disks.filter((d) => d.state === 'down').map((d) => d.node).join(', ')}`);
+  add('DISK_MAINTENANCE', 'WARN', count('maintenance'), `${plural(count('maintenance'), 'disk')} in maintenance (not healed around)`);
+  add('DISK_DRAINING', 'WARN', count('draining'), `${plural(count('draining'), 'disk')} draining`);
+  const full = disks.filter((d) => d.state !== 'down' && d.total > 0 && d.fill >= i.nearFull);
+  add('DISK_NEARFULL', 'WARN', full.length, `${plural(full.length, 'disk')} at or past ${Math.round(i.nearFull * 100)} % (no new copies): ${full.map((d) => `${d.node} ${Math.round(d.fill * 100)} %`).join(', ')}`);
+  const sync = Object.entries(i.sync).map(([peer, s]) => ({ peer, behind: s.behind, failures: s.failures })).sort((a, b) => (a.peer < b.peer ? -1 : 1));
+  const failing = sync.filter((s) => s.failures > 0);
+  add('SYNC_FAILING', 'WARN', failing.length, `namespace sync failing to ${failing.map((s) => `${s.peer} (${s.failures} in a row)`).join(', ')}`);
+  add('CONFLICTS', 'WARN', i.namespace.conflicts, `${plural(i.namespace.conflicts, 'conflict copy', 'conflict copies')} (*.sync-conflict-*) waiting for someone to choose`);
+  const verdict: Verdict = checks.some((c) => c.severity === 'ERROR') ? 'ERROR' : checks.length ? 'WARN' : 'OK';
+  return {
+    verdict, checks, cluster: i.cluster, nodeId: i.nodeId, head: i.head,
+    nodes: { members: i.members.length, up: count('up'), down: count('down'), maintenance: count('maintenance'), draining: count('draining'), unknown, machines: new Set(disks.map((d) => d.machine)).size },
+    disks,
+    content: { ids: r?.ids ?? 0, copies: r?.copies ?? null, under: r?.under ?? 0, lost: r?.lost ?? 0, fetching: i.fetching, queued: i.queued, judgedAt: r ? new Date(r.at).toISOString() : null },
+    sync,
+    namespace: i.namespace,
+  };
+}
+
+const size = (b: number) => (b >= 1e12 ? `${(b / 1e12).toFixed(1)} TB` : b >= 1e9 ? `${(b / 1e9).toFixed(1)} GB` : b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kB` : `${b} B`);
+
+/** The verdict as a terminal shows it. */
+export function renderHealth(h: Health): string {
+  const out = [`cluster ${h.cluster}, node ${h.nodeId}: HEALTH_${h.verdict}`];
+  for (const c of h.checks) out.push(`  ${c.severity.padEnd(5)} ${c.code}: ${c.message}`);
+  const n = h.nodes;
+  out.push(`nodes: ${n.members} members on ${plural(n.machines, 'machine')}: ${n.up} up, ${n.down} down, ${n.maintenance} in maintenance, ${n.draining} draining${n.unknown ? `, ${n.unknown} not heard from` : ''}`);
+  for (const d of h.disks) out.push(`  ${d.node} ${d.machine.padEnd(12)} ${d.state.padEnd(11)} ${String(Math.round(d.fill * 100)).padStart(3)} % of ${size(d.total)} (${size(d.free)} free)`);
+  const c = h.content;
+  out.push(`content: ${c.ids} ids, copies ${c.copies ?? '?'}: ${c.under} under, ${c.lost} lost; fetching ${c.fetching}, queued ${c.queued}${c.judgedAt ? ` (judged ${c.judgedAt})` : ''}`);
+  const ns = h.namespace;
+  out.push(`namespace: ${ns.files} files, ${ns.dirs} directories, ${size(ns.bytes)}, ${plural(ns.conflicts, 'conflict copy', 'conflict copies')}; head ${h.head?.slice(0, 12) ?? 'none'}`);
+  for (const s of h.sync) out.push(`  sync ${s.peer}: ${s.behind} heads behind, ${s.failures} failures`);
+  return out.join('\n');
+}
