@@ -144,6 +144,11 @@ export function decodeStored(buf: Buffer, ctx = 'entry'): Entry | InodeRef {
   return decodeEntry(buf, ctx);
 }
 
+/** What an entry's `at` may hold: 1..MAX_AT distinct node ids. */
+export function isValidAt(at: readonly string[]): boolean {
+  return at.length >= 1 && at.length <= MAX_AT && at.every(isNodeId) && new Set(at).size === at.length;
+}
+
 /** A placement hint: 1..MAX_AT distinct node ids (a peer's entry may say anything). */
 function decodeAt(v: unknown, ctx: string): string[] {
   if (!Array.isArray(v) || v.length < 1 || v.length > MAX_AT) throw new Error(`${ctx}: at must list 1 to ${MAX_AT} node ids`);

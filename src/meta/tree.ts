@@ -1,6 +1,7 @@
 // The in-memory index of the namespace: every directory, file and symlink of the current tree,
 // with the Git object id of each clean subtree cached so a commit only re-encodes what changed.
 // getattr/readdir/lookup are served from here; nothing on a read path spawns a process.
+import { isNodeId } from '../cluster/node-id.js';
 import { createHash } from 'node:crypto';
 import { FsError } from '../util/errors.js';
 import { DirEntry, Entry, FileEntry, LinkEntry, SpecialEntry, encodeEntry, encodeRef } from './entry.js';
@@ -405,7 +406,8 @@ export class Tree {
 
   private countContent(entry: FileEntry, delta: number): void {
     const { id, info } = entry;
-    const by = entry.at?.length ? entry.at.join(',') : entry.node ?? ''; // node ids have no commas
+    // Node ids have no commas; a `node` that is no node id (a peer may write anything there) is no hint.
+    const by = entry.at?.length ? entry.at.join(',') : entry.node && isNodeId(entry.node) ? entry.node : '';
     const r = this.refs.get(id);
     const n = (r?.n ?? 0) + delta;
     if (n <= 0) {

@@ -14,7 +14,7 @@ import { hashBuffer, hashFile, INLINE_MAX } from '../content/hasher.js';
 import { ContentId, Info, infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { SequentialHasher } from '../content/sequential-hasher.js';
 import type { Namespace } from '../meta/namespace.js';
-import type { FileEntry } from '../meta/entry.js';
+import { isValidAt, type FileEntry } from '../meta/entry.js';
 import type { Keep, Owner, RemoteContent, Stat } from './fs-api.js';
 import { OpenFile, fdClose, fdOpen, fdStat, fdSync, fdTruncate } from './open-file.js';
 import { WriteBehind } from './write-behind.js';
@@ -598,7 +598,7 @@ export class OpenFiles {
       const entry: FileEntry = { type: 'file', info, id, mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtime: h.mtime, ctime: Date.now(), atime: attrs.atime ?? attrs.mtime, node: this.c.nodeId };
       if (alloc !== undefined) entry.alloc = alloc;
       const at = info.length > 0 ? this.c.placer?.(path, id, info.length) : undefined;
-      if (at?.length) entry.at = at;
+      if (at?.length && isValidAt(at)) entry.at = at; // never an entry the peers (or a restart) would refuse
       if (attrs.xattrs) entry.xattrs = attrs.xattrs; // they belong to the file, not to one version of its bytes
       if (path !== null || rec) {
         try {

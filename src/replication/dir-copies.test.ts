@@ -46,22 +46,31 @@ test('per-directory copies: nearest setting wins, shared content takes the large
 
 test("the placement hint is the least of the content's entries' hints, whatever the order the entries came in", () => {
   const f = file('same');
-  const trees = [['n2', 'n1', 'n3'], ['n3', 'n1', 'n2']].map((order) => {
+  const trees = [['aaaaaaaaaaaaaaa3', 'aaaaaaaaaaaaaaa2', 'aaaaaaaaaaaaaaa4'], ['aaaaaaaaaaaaaaa4', 'aaaaaaaaaaaaaaa2', 'aaaaaaaaaaaaaaa3']].map((order) => {
     const t = new Tree(dir());
     order.forEach((n, k) => t.put(`/f${k}`, { ...f, node: n }));
     return t;
   });
-  for (const t of trees) assert.deepEqual(t.placer(f.id), ['n1']);
+  for (const t of trees) assert.deepEqual(t.placer(f.id), ['aaaaaaaaaaaaaaa2']);
   // The least one's entry goes: the next least.
   const t = trees[0]!;
-  t.remove('/f1'); // n1's
-  assert.deepEqual(t.placer(f.id), ['n2']);
+  t.remove('/f1'); // the least's
+  assert.deepEqual(t.placer(f.id), ['aaaaaaaaaaaaaaa3']);
   // An entry's `at` is its hint (the writer first), whichever node made that version.
-  t.put('/g', { ...f, node: 'n9', at: ['n2', 'n7'] });
-  assert.deepEqual(t.placer(f.id), ['n2']); // 'n2' < 'n2,n7'
+  t.put('/g', { ...f, node: 'aaaaaaaaaaaaaaab', at: ['aaaaaaaaaaaaaaa3', 'aaaaaaaaaaaaaaa7'] });
+  assert.deepEqual(t.placer(f.id), ['aaaaaaaaaaaaaaa3']); // 'aaaaaaaaaaaaaaa3' < 'aaaaaaaaaaaaaaa3,aaaaaaaaaaaaaaa7'
   t.remove('/f0');
-  assert.deepEqual(t.placer(f.id), ['n2', 'n7']);
+  assert.deepEqual(t.placer(f.id), ['aaaaaaaaaaaaaaa3', 'aaaaaaaaaaaaaaa7']);
   t.remove('/f2');
-  assert.deepEqual(t.placer(f.id), ['n2', 'n7']);
+  assert.deepEqual(t.placer(f.id), ['aaaaaaaaaaaaaaa3', 'aaaaaaaaaaaaaaa7']);
   assert.equal(t.refCount(f.id), 1);
+});
+
+test("a `node` that is no node id (a peer's entry may say anything: ',', 'x', ids with commas) is no placement hint", () => {
+  const f = file('poison');
+  const t = new Tree(dir());
+  for (const [k, node] of [',', 'x', 'bbbbbbbbbbbbbbbb,bbbbbbbbbbbbbbbb', ''].entries()) t.put(`/p${k}`, { ...f, node });
+  assert.equal(t.placer(f.id), undefined);
+  t.put('/honest', { ...f, node: 'cccccccccccccccc' });
+  assert.deepEqual(t.placer(f.id), ['cccccccccccccccc']);
 });

@@ -25,8 +25,9 @@ test('a hint names this disk first and then another machine; content already nam
   assert.equal(at.length, 2);
   assert.equal(at[0], 'me');
   assert.ok(['x', 'y'].includes(at[1]!));
-  const known = hints({ placer: () => ['y', 'x'] }).h;
-  assert.deepEqual(known.hint('/a', id('a'), 1e9), ['y', 'x']);
+  const [Y, X] = ['yyyyyyyyyyyyyyyy', 'xxxxxxxxxxxxxxxx'];
+  const known = hints({ placer: () => [Y, X] }).h;
+  assert.deepEqual(known.hint('/a', id('a'), 1e9), [Y, X]);
 });
 
 test('no hint while alone or while a member has not reported its size (placement hashes then)', () => {
@@ -58,4 +59,11 @@ test('bytes sent to a disk count against it until its next report', () => {
   const after = { x: 0, y: 0 };
   for (let i = 0; i < 40; i++) after[h.hint('/g', id(`g${i}`), 1)![1] as 'x' | 'y']++;
   assert.ok(after.x > 5 && after.y > 5, JSON.stringify(after));
+});
+
+test("a known placement an entry could not hold is not copied into the new entry: a fresh choice", () => {
+  for (const bad of [['x'], ['me', 'me'], ['', '']]) {
+    const at = hints({ placer: () => bad }).h.hint('/a', id('a'), 1)!;
+    assert.equal(at[0], 'me', JSON.stringify(bad));
+  }
 });

@@ -4,7 +4,7 @@
 // sent their way since their last report: one writer saving many files in a row spreads them
 // instead of piling them onto the disk that looked emptiest at the last report.
 import type { ContentId } from '../content/metainfo.js';
-import { MAX_AT } from '../meta/entry.js';
+import { MAX_AT, isValidAt } from '../meta/entry.js';
 import { choose, Disk } from './placement.js';
 
 export interface HintDeps {
@@ -32,8 +32,9 @@ export class PlacementHints {
   /** The `at` for a new version of `path` whose content is `id` of `bytes`, or none (placement hashes). */
   hint(path: string | null, id: ContentId, bytes: number): string[] | undefined {
     // Content some entry names already keeps where it was placed (a copy, an identical rewrite).
+    // (Only as an entry may hold it: an entry it could not decode would cut this node off.)
     const known = this.d.placer(id);
-    if (known) return known;
+    if (known && isValidAt(known)) return known;
     const view = this.d.disks();
     if (!view || view.unknown.length || view.disks.length < 2) return undefined; // alone, or a member's size unknown
     const disks = view.disks.map((x) => ({ ...x, free: Math.max(0, x.free - this.pending(x.node)) }));

@@ -199,7 +199,13 @@ export class ReplicationLoop {
       else if (unknown.length) out.declined.push({ id, reason: 'view_incomplete' });
       else {
         const p = d.placer(id);
-        const j = judge({ id, copies, writer: p?.[0], prefer: p?.slice(1), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length });
+        let j;
+        try {
+          j = judge({ id, copies, writer: p?.[0], prefer: p?.slice(1), me: d.me, disks, mine: true, others: d.view.holdersOf(id), reachable: (x) => d.view.reachable(x), nearFull: d.nearFull, bytes: info.length });
+        } catch (e) {
+          out.declined.push({ id, reason: 'placement_failed' }); // that id alone, not the batch
+          continue;
+        }
         if (j.action.kind === 'drop' && !d.busy(id)) out.accepted.push(id);
         else out.declined.push({ id, reason: j.live <= copies ? 'needed' : 'placed' });
       }
