@@ -238,7 +238,7 @@ test('config, maintenance and drain: through the running node, settings shown an
   assert.equal(r.out.trim(), '3');
 });
 
-test('status: the health of the cluster through the running node, its counts, a conflict copy as a warning', async () => {
+test('status and conflicts: the health of the cluster through the running node, its counts, a conflict copy as a warning and listed', async () => {
   const r0 = await cli(['status', '--help']);
   assert.equal(r0.code, 0);
   assert.match(r0.out, /^Usage: delugefs status ROOT/);
@@ -282,8 +282,27 @@ test('status: the health of the cluster through the running node, its counts, a 
   const text = await cli(['status', b.root]);
   assert.match(text.out, new RegExp(`^cluster \\S+, node ${me}: HEALTH_WARN\\n  WARN  CONFLICTS: 1 conflict copy`));
   assert.match(text.out, /\nnamespace: 3 files, 1 directories, 16 B, 1 conflict copy/);
+  // `conflicts` names the copy, the original beside it and both versions.
+  const cj = await cli(['conflicts', b.root, '--json']);
+  assert.equal(cj.code, 0, cj.err);
+  const c = JSON.parse(cj.out);
+  assert.equal(c.total, 1);
+  assert.equal(c.items.length, 1);
+  const [i] = c.items;
+  assert.equal(i.path, '/d/b.sync-conflict-20260102-030405-x.txt');
+  assert.equal(i.original, '/d/b.txt');
+  assert.equal(i.stamp, '20260102-030405');
+  assert.equal(i.from, 'x');
+  assert.deepEqual([i.copy.type, i.copy.size, i.copy.node], ['file', 5, me]);
+  assert.deepEqual([i.current.type, i.current.size, i.current.node], ['file', 6, me]);
+  const ct = await cli(['conflicts', b.root]);
+  assert.equal(ct.code, 0, ct.err);
+  assert.match(ct.out, /^1 conflict copy\n\/d\/b\.sync-conflict-20260102-030405-x\.txt\n  kept aside: file of 5 B, written by \S+ at \S+\n  now at \/d\/b\.txt: file of 6 B/);
+  assert.match((await cli(['conflicts', '--help'])).out, /^Usage: delugefs conflicts ROOT/);
   await n.stop();
-  const r = await cli(['status', b.root]);
-  assert.equal(r.code, 1);
-  assert.match(r.err, /no node is running/);
+  for (const cmd of ['status', 'conflicts']) {
+    const r = await cli([cmd, b.root]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /no node is running/);
+  }
 });

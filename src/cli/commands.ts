@@ -1,4 +1,5 @@
-// The cluster subcommands: key, authorize, invite, remove-node, members, status, authorized-keys, shell,
+// The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts,
+// authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
 // maintenance and drain (replication settings, through the running node).
 // Commands that change membership go through the running node's control socket when it runs
@@ -25,6 +26,7 @@ import { REPLICATION_CONFIG } from '../replication/methods.js';
 import { MAX_COPIES } from '../replication/settings.js';
 import { HEALTH } from '../daemon/health-method.js';
 import { renderHealth } from '../daemon/health.js';
+import { CONFLICTS, MAX_LISTED, renderConflicts } from '../daemon/conflicts.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -45,6 +47,10 @@ On a running node: one health verdict for the cluster as this node sees it, HEAL
 _ERROR, with coded checks (CONTENT_LOST, CONTENT_UNDER, DISK_DOWN, DISK_NEARFULL, SYNC_FAILING,
 CONFLICTS, ...) and the counts behind them: members and disks with their fill, content under its
 copies, files and bytes, sync with each peer.`,
+  conflicts: `Usage: delugefs conflicts ROOT [--json]
+On a running node: the conflict copies merges kept (NAME.sync-conflict-TIME-NODE.EXT), each with
+the version kept aside and the one now under the original name: who wrote each, when, how big.
+Keep the one you want by renaming or deleting the other. At most ${MAX_LISTED} are listed in full.`,
   'authorized-keys': `Usage: delugefs authorized-keys ROOT [--bin PATH] [--json]
 Prints the other members' keys as authorized_keys lines restricted to "delugefs shell", for
 running behind your own sshd. --bin: how sshd starts delugefs (default: this program's path).`,
@@ -224,6 +230,12 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const h = await viaControlM(root, HEALTH, null);
       if (!h) throw new CheckError(`status: no node is running on ${root}; start it first`);
       return print(a.json, h, renderHealth(h));
+    }
+    case 'conflicts': {
+      await nodeRoot(root);
+      const c = await viaControlM(root, CONFLICTS, null);
+      if (!c) throw new CheckError(`conflicts: no node is running on ${root}; start it first`);
+      return print(a.json, c, renderConflicts(c));
     }
     case 'authorized-keys': {
       await nodeRoot(root);

@@ -10,6 +10,7 @@ import { SwarmLink } from '../node/swarm-link.js';
 import { Replication, ReplicationOptions } from '../replication/replication.js';
 import { mount, Mounted } from '../fuse/mount.js';
 import { serveHealth } from './health-method.js';
+import { serveConflicts } from './conflicts.js';
 
 export interface DaemonOptions {
   paths: RootPaths;
@@ -52,6 +53,7 @@ export class Daemon {
       o.afterNode?.(node);
       const cluster = (this.cluster = await ClusterNode.start(node, o.paths, o.config, o.log, o.cluster));
       this.onStop('cluster', () => cluster.close());
+      serveConflicts(node, cluster);
       await o.releasePort?.();
       const swarm = (this.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log }));
       this.onStop('swarm', () => swarm.close());
