@@ -63,7 +63,8 @@ Options:
   --audit-every D   how often every member is asked what it holds (default 1m); events (writes,
                     members seen or lost) act at once, the audit is the safety net
   --cache-size N    bytes of content read from other disks kept here for later reads (e.g.
-                    500M, 20G; default 2G), least recently used evicted first
+                    500M, 20G; default 2G): partial downloads and whole copies not placed
+                    here, least recently used evicted first
   --scrub-rate N    bytes per second the background scrub reads to check stored copies against
                     their piece hashes (default 16M; 0: off); bad pieces are fetched again
   --scrub-every D   pause between two scrub passes (default 1d)
@@ -88,7 +89,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs put ROOT PATH [FILE|-]       write a small file through the running node (no mount needed)
   delugefs config ROOT [copies [N]]     show or set cluster settings (copies: disks per file, default 2)
   delugefs maintenance ROOT NODE on|off a planned outage of NODE: its copies are not made again meanwhile
-  delugefs drain ROOT NODE [off]        move NODE's copies to other disks (before removing NODE)
+  delugefs drain ROOT NODE [off|status] [--wait]  move NODE's copies to other disks (before removing NODE)
   Each takes --json and --help.
 
 Examples:

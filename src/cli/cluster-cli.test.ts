@@ -216,6 +216,8 @@ test('config, maintenance and drain: through the running node, settings shown an
     [['config', b.root, 'colour', 'red'], 2, /unknown setting "colour"/], [['maintenance', b.root, me, 'maybe'], 2, /say on or off/],
     [['maintenance', b.root, 'notanode', 'on'], 1, /not a node id/], [['drain', b.root, 'aaaaaaaaaaaaaaaa'], 1, /is not a member/],
     [['config', b.root, '--dir', '/x'], 2, /needs "copies N"/], [['config', b.root, 'copies', '2', '--dir', 'rel'], 2, /absolute path/],
+    [['drain', b.root, me, 'off', '--wait'], 2, /--wait goes with on or status/], [['drain', b.root, me, 'maybe'], 2, /say on or off or status/],
+    [['drain', b.root, me, 'status', '--wait'], 1, /is not draining/], [['drain', b.root, 'aaaaaaaaaaaaaaaa', 'status'], 1, /is not a member/],
   ] as [string[], number, RegExp][]) {
     r = await cli(args);
     assert.equal(r.code, code, `${args.join(' ')}: ${r.err}`);
@@ -223,8 +225,14 @@ test('config, maintenance and drain: through the running node, settings shown an
   }
   r = await cli(['maintenance', b.root, me, 'on', '--json']);
   assert.deepEqual(JSON.parse(r.out), { nodeId: me, maintenance: true });
+  r = await cli(['drain', b.root, me, 'status']);
+  assert.match(r.out, new RegExp(`^node ${me}: not draining \\(maintenance\\); 0 copies left \\(0 B\\), 0 of them held by enough other disks\n$`));
   r = await cli(['drain', b.root, me]);
   assert.equal(r.out.trim(), `node ${me}: draining on`);
+  // Alone, with nothing stored: the drain has nothing left to move.
+  r = await cli(['drain', b.root, me, 'on', '--wait', '--json']);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(JSON.parse(r.out), { nodeId: me, draining: true, state: 'draining', known: true, reportedAt: null, left: 0, bytesLeft: 0, ready: 0 });
   r = await cli(['config', b.root, '--json']);
   assert.deepEqual(JSON.parse(r.out).maintenance, [me]);
   assert.deepEqual(JSON.parse(r.out).draining, [me]);

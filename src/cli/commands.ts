@@ -24,6 +24,9 @@ import { AUTHORIZE, INVITE, MEMBERS, PUSH_RECEIVED, REMOVE_NODE } from '../node/
 import { callLocal, Method } from '../daemon/methods.js';
 import { REPLICATION_CONFIG } from '../replication/methods.js';
 import { MAX_COPIES } from '../replication/settings.js';
+import { DRAIN_STATUS, DrainStatus } from '../replication/methods.js';
+import { formatBytes } from '../util/units.js';
+import { Progress } from './progress.js';
 import { HEALTH } from '../daemon/health-method.js';
 import { renderHealth } from '../daemon/health.js';
 import { CONFLICTS, MAX_LISTED, renderConflicts } from '../daemon/conflicts.js';
@@ -69,10 +72,14 @@ change wins).`,
 On a running node: NODE (a member's id, see "delugefs members") is out for planned work (a
 reboot, a disk swap): while on, its copies are not made again elsewhere however long it is
 away ("noout"). Turn it off when it is back.`,
-  drain: `Usage: delugefs drain ROOT NODE [on|off] [--json]
+  drain: `Usage: delugefs drain ROOT NODE [on|off|status] [--wait] [--json]
 On a running node: moves everything NODE holds to other disks before it is taken out: NODE takes
 no new copies, every file it holds is copied elsewhere until "copies" other disks hold it, and
-only then is NODE's copy dropped. "delugefs config ROOT" lists the nodes draining; "off" stops.`,
+only then is NODE's copy dropped. "delugefs config ROOT" lists the nodes draining; "off" stops.
+status: how far it is: NODE's copies left, their bytes, and how many of them "copies" other
+disks already hold (what NODE holds is its last answer to this node's audit, --audit-every).
+--wait: after "on" or "status", show progress (on a terminal) until NODE holds nothing more;
+Ctrl-C stops waiting, not the drain.`,
   put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
 On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
 the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
@@ -80,7 +87,7 @@ mount. At most ${MAX_PUT_BYTES >> 10} KiB; write larger files through a mount. -
 };
 export const SUBCOMMANDS = Object.keys(HELP);
 
-interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string }
+interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string; wait?: boolean }
 
 const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
 
@@ -100,6 +107,7 @@ function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed
     else if (a === '--peer' && cmd === 'shell') out.peer = val();
     else if ((a === '--parents' || a === '-p') && cmd === 'put') out.parents = true;
     else if (a === '--dir' && cmd === 'config') out.dir = val();
+    else if (a === '--wait' && cmd === 'drain') out.wait = true;
     else if (a.startsWith('-') && !(a === '-' && cmd === 'put') && !a.startsWith('ssh-')) throw new UsageError(`${cmd}: unknown option ${a}`);
     else out.pos.push(a);
   }
@@ -172,6 +180,42 @@ async function readBounded(file: string, max: number): Promise<Buffer> {
     await fh?.close().catch(() => {});
   }
   return Buffer.concat(chunks);
+}
+
+const drainLine = (d: DrainStatus): string =>
+  `node ${d.nodeId}: ${d.draining ? 'draining' : 'not draining'} (${d.state}); ` +
+  (d.known ? `${d.left} ${d.left === 1 ? 'copy' : 'copies'} left (${formatBytes(d.bytesLeft)}), ${d.ready} of them held by enough other disks${d.reportedAt ? `, as it answered at ${d.reportedAt}` : ''}` : 'what it holds is not known yet (it has not answered)');
+
+/** `drain ROOT NODE [on] status|--wait`: the drain's progress, once or until NODE holds nothing. */
+async function drain(root: string, id: string, on: boolean, wait: boolean, json: boolean): Promise<void> {
+  if (on) {
+    const r = await viaControlM(root, REPLICATION_CONFIG, { drain: id, on: true });
+    if (!r) throw new CheckError(`drain: no node is running on ${root}; start it first`);
+  }
+  const status = async () => {
+    const d = await viaControlM(root, DRAIN_STATUS, { node: id });
+    if (!d) throw new CheckError(`drain: no node is running on ${root}; start it first`);
+    return d;
+  };
+  let d = await status();
+  if (wait) {
+    if (!d.draining) throw new CheckError(`drain: ${id} is not draining; "delugefs drain ${root} ${id} on --wait" starts it`);
+    const bar = new Progress(`drain ${id}`);
+    let total = d.left;
+    while (!(d.known && d.left === 0)) {
+      total = Math.max(total, d.left);
+      bar.update(total - d.left, total, d.known ? `${d.left} left, ${formatBytes(d.bytesLeft)}; ${d.ready} held elsewhere` : 'waiting for its first answer');
+      await new Promise((r) => setTimeout(r, 1000));
+      d = await status();
+      if (!d.draining) {
+        bar.end();
+        throw new CheckError(`drain: ${id} stopped draining ("off" was set) with ${d.left} copies left`);
+      }
+    }
+    bar.update(total, total, 'done');
+    bar.end();
+  }
+  print(json, d, drainLine(d));
 }
 
 export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
@@ -274,8 +318,10 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
     case 'maintenance': case 'drain': {
       const [, id, onOff = 'on'] = a.pos as [string, string, string?];
       if (!isNodeId(id)) throw new CheckError(`${cmd}: "${id}" is not a node id (16 characters a-z 2-7; see "delugefs members")`);
-      if (onOff !== 'on' && onOff !== 'off') throw new UsageError(`${cmd}: say on or off, not "${onOff}"`);
+      if (onOff !== 'on' && onOff !== 'off' && !(cmd === 'drain' && onOff === 'status')) throw new UsageError(`${cmd}: say on or off${cmd === 'drain' ? ' or status' : ''}, not "${onOff}"`);
+      if (a.wait && onOff === 'off') throw new UsageError('drain: --wait goes with on or status');
       await nodeRoot(root);
+      if (cmd === 'drain' && (onOff === 'status' || a.wait)) return drain(root, id, onOff === 'on', !!a.wait, a.json);
       const r = await viaControlM(root, REPLICATION_CONFIG, { [cmd === 'drain' ? 'drain' : 'maintenance']: id, on: onOff === 'on' });
       if (!r) throw new CheckError(`${cmd}: no node is running on ${root}; start it first`);
       const on = (cmd === 'drain' ? r.draining : r.maintenance).includes(id);

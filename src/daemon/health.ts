@@ -3,6 +3,7 @@
 // node, the cluster and replication know (health-method.ts) and this judges it, so the rules
 // are tested without a cluster.
 import type { Disk } from '../replication/placement.js';
+import { formatBytes } from '../util/units.js';
 
 export type Severity = 'WARN' | 'ERROR';
 export type Verdict = 'OK' | Severity;
@@ -77,7 +78,7 @@ export function judgeHealth(i: HealthInput): Health {
   };
 }
 
-const size = (b: number) => (b >= 1e12 ? `${(b / 1e12).toFixed(1)} TB` : b >= 1e9 ? `${(b / 1e9).toFixed(1)} GB` : b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kB` : `${b} B`);
+const size = formatBytes;
 
 /** The verdict as a terminal shows it. */
 export function renderHealth(h: Health): string {

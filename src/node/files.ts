@@ -57,6 +57,8 @@ export interface FilesContext {
   remote: RemoteContent | null;
   /** Replication's choice of disks for new content (the entry's `at`), once it runs. */
   placer?: Placer | null;
+  /** Told of every stored content a handle opens for reading (the read cache's recency). */
+  used?: ((id: ContentId) => void) | null;
 }
 
 /** The disks new content of `bytes` at `path` (null: a name that went) should go to, or none. */
@@ -75,6 +77,10 @@ export class OpenFiles {
 
   setPlacer(placer: Placer | null): void {
     this.c.placer = placer;
+  }
+
+  setUsed(used: ((id: ContentId) => void) | null): void {
+    this.c.used = used;
   }
 
   // ---- what the rest of the node needs to know about open files ---------------------------
@@ -162,6 +168,7 @@ export class OpenFiles {
       h.mem = Buffer.alloc(Math.max(4096, small.length));
       small.copy(h.mem);
     } else if (base.info.length > 0) {
+      this.c.used?.(base.id);
       try {
         h.readFd = await this.c.store.openRead(base.id);
       } catch (e) {

@@ -87,6 +87,11 @@ export class DelugeNode extends EventEmitter implements FileSystem {
     this.files.setPlacer(placer);
   }
 
+  /** Told of the stored content readers open (replication's read cache keeps what is used). */
+  setUsed(used: ((id: string) => void) | null): void {
+    this.files.setUsed(used);
+  }
+
   get nodeId(): string {
     return this.opts.config.nodeId;
   }

@@ -59,7 +59,7 @@ test('two holders dropping the same content at once: neither goes below copies',
       return new ReplicationLoop({
         me: me.id, holdings: me.holdings, view, clients: peers, log: createLogger({}, 'error'),
         ids: () => [X][Symbol.iterator](), info: () => undefined, placer: () => undefined, busy: () => false, unreferenced: () => {}, members: () => [],
-        copies: () => 2, copiesFor: () => () => 2, space: async () => ({ total: 1e12, free: 5e11, available: 5e11, reserved: 0 }), fetch: () => {},
+        copies: () => 2, copiesFor: () => () => 2, space: async () => ({ total: 1e12, free: 5e11, available: 5e11, reserved: 0 }), cached: () => new Set(), fetch: () => {},
         nearFull: 0.85, lockMs: 60_000,
       });
     };

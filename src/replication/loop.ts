@@ -40,6 +40,8 @@ export interface LoopDeps {
   copies(): number;
   copiesFor(): (id: ContentId) => number;
   space(): Promise<{ total: number; free: number; available: number; reserved: number }>;
+  /** Of the surplus copies this round would drop, those the read cache keeps (readers used them). */
+  cached(surplus: readonly { id: ContentId; bytes: number }[]): Set<ContentId>;
   /** Queues fetches (in this order) for the fetcher; replaces what an earlier round queued. */
   fetch(list: { id: ContentId; info: Info }[]): void;
   nearFull: number;
@@ -59,6 +61,8 @@ export interface LoopStats {
   disks: Disk[];
   fetchQueued: number;
   dropped: number;
+  /** Surplus copies kept as the read cache. */
+  cached: number;
 }
 
 /** Most active_torrents pages read from one member per audit (2 million ids). */
@@ -81,6 +85,8 @@ export class ReplicationLoop {
    */
   private placed = new Map<ContentId, { by: string | undefined; copies: number; nodes: string[] }>();
   private placedFor = '';
+  /** Surplus copies a member asked us to stop mirroring (please_stop_mirroring): not kept as cache. */
+  private released = new Set<ContentId>();
   stats: LoopStats | null = null;
 
   constructor(private readonly d: LoopDeps) {}
@@ -210,7 +216,10 @@ export class ReplicationLoop {
         else out.declined.push({ id, reason: j.live <= copies ? 'needed' : 'placed' });
       }
     }
-    if (out.accepted.length) this.schedule('plan', 0);
+    if (out.accepted.length) {
+      for (const id of out.accepted) if (this.released.size < 10_000) this.released.add(id);
+      this.schedule('plan', 0);
+    }
     return out;
   }
 
@@ -222,7 +231,7 @@ export class ReplicationLoop {
     // Held here but referenced by nothing (stored after its delete was collected): to the trash.
     for (const id of d.holdings.ids()) if (!d.info(id)) d.unreferenced(id);
     const { disks, unknown, self } = await this.disks();
-    const stats: LoopStats = { at: Date.now(), copies, ids: 0, under: 0, lost: 0, waiting: unknown, disks, fetchQueued: 0, dropped: 0 };
+    const stats: LoopStats = { at: Date.now(), copies, ids: 0, under: 0, lost: 0, waiting: unknown, disks, fetchQueued: 0, dropped: 0, cached: 0 };
     if (unknown.length) {
       // Placement without a member's size would differ from the members' own: wait for it (or dead-after).
       const key = unknown.join();
@@ -233,7 +242,7 @@ export class ReplicationLoop {
     }
     this.waitingLogged = '';
     const fetch: { id: ContentId; info: Info; live: number }[] = [];
-    const drop: { id: ContentId; copies: number }[] = [];
+    const surplus: { id: ContentId; copies: number; bytes: number }[] = [];
     const takes = (x: Disk) => canTake(x, d.nearFull);
     const sig = `${d.nearFull}|${disks.map((x) => `${x.node}:${x.machine}:${x.zone ?? ''}:${x.total}:${x.state}:${takes(x) ? 1 : 0}`).sort().join(',')}`;
     if (sig !== this.placedFor) {
@@ -272,7 +281,7 @@ export class ReplicationLoop {
       if (j.live < copies) stats.under++;
       if (j.live === 0) stats.lost++;
       if (j.action.kind === 'fetch' && j.action.live > 0) fetch.push({ id, info, live: j.action.live });
-      else if (j.action.kind === 'drop' && !d.busy(id)) drop.push({ id, copies });
+      else if (j.action.kind === 'drop' && !d.busy(id)) surplus.push({ id, copies, bytes: info.length });
     }
     if (this.placed.size > 2 * stats.ids + 1000) this.placed.clear(); // deleted content's entries
     // Healing order: the content with the fewest copies left first (HDFS's priority queues).
@@ -284,11 +293,17 @@ export class ReplicationLoop {
       room -= f.info.length;
       take.push(f);
     }
+    // What readers used stays as the read cache (within its budget), unless a member asked for it.
+    const released = this.released;
+    this.released = new Set();
+    const cached = d.cached(surplus.filter((x) => !released.has(x.id)));
+    const drop = surplus.filter((x) => !cached.has(x.id));
+    stats.cached = cached.size;
     d.fetch(take);
     stats.fetchQueued = take.length;
     for (let i = 0; i < drop.length && !this.closed; i += DROP_BATCH) stats.dropped += await this.dropSome(drop.slice(i, i + DROP_BATCH));
     this.stats = stats;
-    if (take.length || stats.dropped || stats.under) d.log.info('replication.round', { ids: stats.ids, under: stats.under, lost: stats.lost, fetch: take.length, dropped: stats.dropped, surplus: drop.length });
+    if (take.length || stats.dropped || stats.under) d.log.info('replication.round', { ids: stats.ids, under: stats.under, lost: stats.lost, fetch: take.length, dropped: stats.dropped, surplus: drop.length, cached: cached.size });
   }
 
   /** Drops our copies where their `copies` others can be locked first. Returns how many went. */

@@ -128,4 +128,29 @@ export const REPLICATION_CONFIG = method('replication_config', (v): ConfigParams
 /** Control socket: what replication on this node is doing (for people and tests; loosely checked). */
 export const REPLICATION_STATUS = method('replication_status', none, (v) => obj(v, 'reply'));
 
-export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS] as const;
+
+export interface DrainStatus {
+  nodeId: string;
+  draining: boolean;
+  /** The disk's state as this node sees it (up, draining, down, ...). */
+  state: string;
+  /** Whether what it holds is known: its own holdings, or a member's last answer (`reportedAt`). */
+  known: boolean;
+  reportedAt: string | null;
+  /** Its copies of content the namespace references, their bytes, and how many of those `copies` other live disks hold already (it may drop those). */
+  left: number;
+  bytesLeft: number;
+  ready: number;
+}
+
+/** How far a drain is (`delugefs drain ROOT NODE status`, `--wait`): local callers only. */
+export const DRAIN_STATUS = method('drain_status', (v): { node: string } => ({ node: str(obj(v).node, 'node', NODE_RE) }), (v): DrainStatus => {
+  const o = obj(v, 'reply');
+  return {
+    nodeId: str(o.nodeId, 'nodeId', NODE_RE), draining: bool(o.draining, 'draining'), state: str(o.state, 'state', /^[a-z]{1,16}$/),
+    known: bool(o.known, 'known'), reportedAt: o.reportedAt === null ? null : str(o.reportedAt, 'reportedAt', /^[0-9TZ:.-]{10,30}$/),
+    left: int(o.left, 'left', 0, BYTES), bytesLeft: int(o.bytesLeft, 'bytesLeft', 0, BYTES), ready: int(o.ready, 'ready', 0, BYTES),
+  };
+});
+
+export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS] as const;

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProc } from '../testing/proc.js';
+import { runCli } from '../testing/node-proc.js';
 import { netnsAvailable } from '../testing/netns.js';
 import { startCluster, TestCluster } from '../testing/cluster.js';
 import { eventually } from '../testing/eventually.js';
@@ -134,7 +135,17 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
 
     // Drain gamma's disk: its copies move to the others before it lets them go, never below two.
     const drained = 3;
-    await c.rpc(0, 'replication_config', { drain: c.nodes[drained]!.id, on: true });
+    const gamma = c.nodes[drained]!.id;
+    let r0 = await runCli(['drain', c.nodes[0]!.root, gamma, 'status', '--json']);
+    assert.equal(r0.code, 0, r0.err);
+    let d = JSON.parse(r0.out);
+    assert.deepEqual([d.nodeId, d.draining, d.known], [gamma, false, true]);
+    assert.ok(d.left > 0 && d.bytesLeft > 0, r0.out);
+    // `drain ... on --wait` returns once gamma holds nothing more: its copies are elsewhere.
+    r0 = await runCli(['drain', c.nodes[0]!.root, gamma, 'on', '--wait', '--json']);
+    assert.equal(r0.code, 0, r0.err);
+    d = JSON.parse(r0.out);
+    assert.deepEqual([d.draining, d.known, d.left, d.bytesLeft], [true, true, 0, 0]);
     await eventually('gamma drained', async () => {
       const h = await holdings(c, running);
       const where = byContent(new Map([...h].filter(([i]) => i !== drained)));
@@ -142,7 +153,7 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
       for (const id of all) if ((all2.get(id) ?? []).length < 2) throw new Error(`${id} fell to ${(all2.get(id) ?? []).length} copies while draining`);
       return h.get(drained)!.size === 0 && placedRight(where, all, 2, 2) === null;
     }, 90_000);
-    await c.rpc(0, 'replication_config', { drain: c.nodes[drained]!.id, on: false });
+    await c.rpc(0, 'replication_config', { drain: gamma, on: false });
 
     // Run-time changes, from any member.
     const r = await c.rpc<{ copies: number }>(1, 'replication_config', { copies: 3 });
@@ -316,10 +327,60 @@ test('the read cache: pieces fetched for a reader stay in partial downloads with
     // Read-ahead brings well past the budget; once the reader is idle the cache is trimmed.
     await eventually('read-ahead past the cache budget', async () => (await partialBytes(1)) > 8 << 20, 30_000);
     await eventually('the cache trimmed to its budget', async () => (await partialBytes(1)) <= 4 << 20, 30_000);
-    assert.ok((await c.events(1, 'replication.cache.evicted')) >= 1);
+    // Read-ahead may have completed the file: then it is a whole copy in the cache, which goes
+    // too (once idle) since it does not fit.
+    await eventually('an eviction', async () => (await c.events(1, 'replication.cache.evicted')) >= 1, 30_000);
     // Evicted bytes are fetched again when read.
     await read(40 << 20, 1 << 20);
     await read(0, 4096);
+  } finally {
+    await c.teardown();
+  }
+});
+
+test('the read cache keeps whole copies readers fetched (surplus here) within --cache-size, across a restart; the least recently used go, safely', { skip, timeout: 240_000 }, async () => {
+  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.96.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--cache-size', '6M'] });
+  const running = new Set([0, 1]);
+  try {
+    await c.rpc(0, 'replication_config', { copies: 1 });
+    const a = randomBytes(4 << 20), b = randomBytes(4 << 20);
+    await c.write(0, '/a.bin', a);
+    await c.write(0, '/b.bin', b);
+    const idA = infoHash(hashBuffer(a)), idB = infoHash(hashBuffer(b));
+    for (const [name, data] of [['a.bin', a], ['b.bin', b]] as const) {
+      await eventually(`${name} whole on node 1`, async () => (await stat(join(c.nodes[1]!.mnt!, name)).catch(() => null))?.size === data.length, 60_000);
+    }
+    const held = async (i: number) => (await holdings(c, running)).get(i)!;
+    const readWhole = async (name: string, data: Buffer) => assert.ok((await readFile(join(c.nodes[1]!.mnt!, name))).equals(data), name);
+    // Read whole through the mount: the copy completes on node 1, where placement (copies=1) has no place for it.
+    await readWhole('a.bin', a);
+    await eventually('a whole copy of a.bin on node 1', async () => (await held(1)).has(idA), 60_000);
+    await sleep(5000); // five rounds: a surplus copy nobody read would have been dropped by now
+    assert.ok((await held(1)).has(idA), 'the copy a reader fetched was dropped');
+    const st = await c.rpc<{ cache: { wholeCopies: number; wholeBytes: number } }>(1, 'replication_status');
+    assert.deepEqual([st.cache.wholeCopies, st.cache.wholeBytes], [1, a.length]);
+    // The cache survives a crash and restart of the reader's node.
+    await c.kill9(1);
+    running.delete(1);
+    await c.restart(1);
+    running.add(1);
+    await eventually('node 1 back with its copy', async () => (await held(1).catch(() => new Set<string>())).has(idA), 60_000);
+    await eventually('node 1 places again', async () => (await c.rpc<{ round: { waiting: string[] } | null }>(1, 'replication_status')).round?.waiting.length === 0, 60_000);
+    await sleep(5000);
+    assert.ok((await held(1)).has(idA), 'the cached copy was dropped after the restart');
+    // A second file read whole: both do not fit 6 MiB, the least recently used (a.bin) goes, after
+    // its other copy was locked; node 0 keeps both.
+    await readWhole('b.bin', b);
+    await eventually('b.bin cached, a.bin evicted', async () => {
+      const h = await held(1);
+      return h.has(idB) && !h.has(idA);
+    }, 60_000);
+    const h0 = await held(0);
+    assert.ok(h0.has(idA) && h0.has(idB));
+    assert.ok((await c.events(1, 'replication.cache.evicted')) >= 1);
+    await sleep(3000);
+    assert.ok((await held(1)).has(idB), 'the copy within the budget stays');
+    await readWhole('a.bin', a);
   } finally {
     await c.teardown();
   }

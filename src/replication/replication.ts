@@ -25,7 +25,7 @@ import { Scrubber } from './scrub.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { PlacementHints } from './hints.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
-import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, ConfigParams, ConfigReply, MirrorReply } from './methods.js';
+import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, ConfigParams, ConfigReply, DrainStatus, MirrorReply } from './methods.js';
 
 export interface ReplicationOptions {
   /** Fill ratio from which this disk takes no new copies (default 0.85). */
@@ -93,6 +93,7 @@ export class Replication {
       copies: () => this.copies(),
       copiesFor: () => this.copiesFor(),
       space: () => this.space(),
+      cached: (surplus) => this.cache.keep(surplus),
       fetch: (list) => {
         this.planned = list;
         this.plannedAt = 0;
@@ -110,7 +111,8 @@ export class Replication {
       placer: (id) => ns.tree.placer(id),
     });
     this.cache = new ReadCache({
-      dir: join(node.opts.paths.root, 'partial'), budget: o.cacheBytes, swarm: swarm.swarm, log: this.log,
+      dir: join(node.opts.paths.root, 'partial'), stateDir: join(node.opts.paths.root, 'replication'), budget: o.cacheBytes, swarm: swarm.swarm, log: this.log,
+      evicted: () => this.loop.schedule('plan', 0),
       // A placed copy on its way, or bytes that may be the only ones (a repair that did not
       // finish, content no member that answers holds): not a cache.
       keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id) || (node.ns.tree.isReferenced(id) && !this.view.reachableHolders(id).length),
@@ -152,6 +154,8 @@ export class Replication {
       // Only placement depends on it: a full disk that cannot record it must not stop the node.
       await node.ns.setRecord(ZONE_RECORD + me, encodeSetting(opts.zone, me)).then(() => node.ns.commit()).catch((e) => log.warn('replication.zone_not_recorded', { error: (e as Error).message }));
     }
+    await r.cache.load();
+    node.setUsed((id) => r.cache.used(id));
     r.register(cluster);
     r.gateCollection();
     node.clusterSpace = (local) => r.clusterSpace(local);
@@ -258,7 +262,7 @@ export class Replication {
     this.audit = setInterval(() => {
       this.loop.schedule('poll', 0);
       void this.node.keeper.collect().catch(() => {}); // deleted content whose grace period ended
-      void this.cache.trim().catch((e) => this.log.warn('replication.cache.trim_failed', { error: (e as Error).message }));
+      void this.cache.trim().catch((e) => this.log.warn('replication.cache.trim_failed', { error: (e as Error).message })).then(() => this.cache.save());
     }, Math.min(this.o.auditMs, Math.max(1000, this.o.gcGraceMs / 4)));
     this.audit.unref();
     this.loop.schedule('poll', 1000);
@@ -297,10 +301,49 @@ export class Replication {
     serve(rpc, PLEASE_STOP_MIRRORING, (p): Promise<MirrorReply> => this.loop.mayDrop(p.ids));
     serveLocks(rpc, this.holdings);
     serve(rpc, REPLICATION_CONFIG, (params, peer) => this.config(params, peer));
+    serve(rpc, DRAIN_STATUS, (p, peer) => {
+      localOnly(peer, 'drain_status');
+      return this.drainStatus(p.node);
+    });
     serve(rpc, REPLICATION_STATUS, (_p, peer) => {
       localOnly(peer, 'replication_status');
-      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length - this.plannedAt, round: this.loop.stats, scrub: this.scrub.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
+      return { nodeId: me, copies: this.copies(), held: this.holdings.size, fetching: [...this.fetching.keys()], queued: this.queue.size + this.planned.length - this.plannedAt, round: this.loop.stats, scrub: this.scrub.stats, cache: this.cache.stats, trashed: this.node.keeper.trashed, swarm: this.swarm.swarm.summary() };
     });
+  }
+
+  /**
+   * How far a drain of `node` is: its copies of referenced content (this disk's own holdings, or
+   * what the member said at its last answer), and how many of those `copies` other disks that
+   * are up (or in maintenance) hold already, so that it may drop them.
+   */
+  drainStatus(node: string): DrainStatus {
+    const me = this.cluster.identity.nodeId;
+    const members = this.members();
+    const m = members.find((x) => x.nodeId === node);
+    if (!m) throw new RpcError('not_found', `drain_status: ${node} is not a member`);
+    const flags = new Map(members.map((x) => [x.nodeId, x]));
+    const live = (x: string) => {
+      const f = flags.get(x);
+      const st = f && this.view.state(x, f);
+      return st === 'up' || st === 'maintenance';
+    };
+    const report = node === me ? null : this.view.heldBy(node);
+    const held: Iterable<ContentId> | null = node === me ? this.holdings.ids() : report?.ids ?? null;
+    const copiesOf = this.copiesFor();
+    let left = 0, bytesLeft = 0, ready = 0;
+    for (const id of held ?? []) {
+      const info = this.node.ns.tree.info(id);
+      if (!info || info.length === 0) continue;
+      left++;
+      bytesLeft += info.length;
+      const others = this.view.holdersOf(id).filter((x) => x !== node && live(x));
+      if (node !== me && this.holdings.has(id) && live(me)) others.push(me);
+      if (others.length >= copiesOf(id)) ready++;
+    }
+    return {
+      nodeId: node, draining: m.draining, state: this.view.state(node, m), known: held !== null,
+      reportedAt: report ? new Date(report.at).toISOString() : null, left, bytesLeft, ready,
+    };
   }
 
   /** What `delugefs status` judges (daemon/health.ts): the last round, the near-full mark, transfers. */
@@ -414,6 +457,8 @@ export class Replication {
     this.node.keeper.gate = null;
     this.node.clusterSpace = null;
     this.node.setPlacer(null);
+    this.node.setUsed(null);
+    await this.cache.save();
     this.queue.clear();
     this.queuedBytes = 0;
     this.planned = [];

@@ -144,6 +144,11 @@ export class ClusterView {
     return { disks, unknown };
   }
 
+  /** What a member said it holds at its last full answer, and when (null: not known). */
+  heldBy(id: string): { ids: ReadonlySet<ContentId>; at: number } | null {
+    return this.known.get(id)?.held ?? null;
+  }
+
   /** Members known to hold a complete copy (as of their last answer), this node excluded. */
   holdersOf(content: ContentId): string[] {
     const out: string[] = [];
