@@ -35,6 +35,8 @@ export interface RunArgs {
   cacheBytes?: number;
   scrubRate?: number;
   scrubPauseMs?: number;
+  /** Stored pieces checked against their hashes before a read returns them (default on). */
+  verifyReads: boolean;
 }
 export type Args = RunArgs | { command: 'help' } | { command: 'version' };
 
@@ -56,6 +58,9 @@ Options:
   --interface IF    network interface (name or IPv4 address) to announce on over mDNS
   --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
   --no-mdns         no mDNS (only --peer and the members' last known addresses)
+  --no-verify-reads  return stored bytes without checking them against their piece hashes
+                    first (by default each piece is checked once per run before a read gets
+                    it; a bad one is repaired from the members, or the read fails with EIO)
   --port N          BitTorrent port: the first free port from N upward (default 6881)
   --allow-other     let other users use the mount (FUSE allow_other)
   --dead-after D    a member silent for D (e.g. 90s, 10m, 1h; default 10m) is down: its content
@@ -105,7 +110,7 @@ const CLUSTER_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function parseArgs(argv: string[]): Args {
   const pos: string[] = [];
   const named: { cluster?: string; root?: string; mount?: string } = {};
-  let create = false, allowOther = false, json = false, port = 6881, mdns = true;
+  let create = false, allowOther = false, json = false, port = 6881, mdns = true, verifyReads = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
   let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
   let scrubRate: number | undefined, scrubPauseMs: number | undefined;
@@ -145,6 +150,7 @@ export function parseArgs(argv: string[]): Args {
       }
       case '--interface': iface = value(); break;
       case '--no-mdns': mdns = false; break;
+      case '--no-verify-reads': verifyReads = false; break;
       case '--dead-after': deadAfterMs = parseDuration(flag, value()); break;
       case '--audit-every': auditMs = parseDuration(flag, value()); break;
       case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
@@ -188,7 +194,7 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, verifyReads };
 }
 
 /** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */

@@ -182,7 +182,7 @@ export async function runNode(a: RunArgs): Promise<void> {
   }
 
   await daemon.start({
-    paths: p, config, log, create: mode.kind === 'create',
+    paths: p, config, log, create: mode.kind === 'create', verifyReads: a.verifyReads,
     afterNode: (node) => {
       if (mode.kind !== 'join-peer' || !joined) return;
       // The host key was taken on first use: the repository it served must name it a member, and us too.

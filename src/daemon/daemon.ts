@@ -17,6 +17,8 @@ export interface DaemonOptions {
   config: NodeConfig;
   log: Logger;
   create: boolean;
+  /** Stored pieces checked against their hashes before reads get them (default on). */
+  verifyReads?: boolean;
   cluster: ClusterOptions;
   /** Runs after the node opened, before anything listens (e.g. a join's admission check). */
   afterNode?: (node: DelugeNode) => void;
@@ -48,7 +50,7 @@ export class Daemon {
    */
   async start(o: DaemonOptions): Promise<this> {
     try {
-      const node = (this.node = await DelugeNode.start({ paths: o.paths, config: o.config, log: o.log, create: o.create }));
+      const node = (this.node = await DelugeNode.start({ paths: o.paths, config: o.config, log: o.log, create: o.create, verifyReads: o.verifyReads }));
       this.onStop('node', () => node.close());
       o.afterNode?.(node);
       const cluster = (this.cluster = await ClusterNode.start(node, o.paths, o.config, o.log, o.cluster));

@@ -28,6 +28,7 @@ function errnoError(errno: number, what: string): Error {
   return Object.assign(new Error(`${code}: ${what}`), { code });
 }
 import type { ContentKeeper } from './content-keeper.js';
+import type { ReadVerifier } from './read-verify.js';
 
 /** Errors that name why a change could not be kept; anything else is reported as EIO. */
 const KEEP_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG']);
@@ -57,6 +58,8 @@ export interface FilesContext {
   remote: RemoteContent | null;
   /** Replication's choice of disks for new content (the entry's `at`), once it runs. */
   placer?: Placer | null;
+  /** Checks stored pieces before reads get them (null: --no-verify-reads). */
+  verifier?: ReadVerifier | null;
   /** Told of every stored content a handle opens for reading (the read cache's recency). */
   used?: ((id: ContentId) => void) | null;
 }
@@ -171,6 +174,7 @@ export class OpenFiles {
       this.c.used?.(base.id);
       try {
         h.readFd = await this.c.store.openRead(base.id);
+        this.verifyReads(h, base, h.readFd);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         const remote = this.c.remote;
@@ -178,6 +182,27 @@ export class OpenFiles {
         h.remote = (start, end, signal) => remote.read(base.id, base.info, start, end, signal);
       }
     }
+  }
+
+  /** Reads of the stored copy `fd` go through verification on read, if it is on. */
+  private verifyReads(h: OpenFile, base: FileEntry, fd: number): void {
+    const v = this.c.verifier;
+    if (!v) return;
+    h.verify = {
+      fd,
+      check: async (s, e, signal) => {
+        try {
+          await v.ensure(base.id, base.info, s, e);
+          return null;
+        } catch (err) {
+          // The copy left the store while open (dropped, evicted): its bytes are at the members.
+          const remote = this.c.remote;
+          if (remote && !(await this.c.store.has(base.id))) return remote.read(base.id, base.info, s, e, signal);
+          throw err;
+        }
+      },
+      again: (s, e) => v.forget(base.id, base.info, s, e),
+    };
   }
 
   async open(path: string, flags: number): Promise<number> {
@@ -522,6 +547,8 @@ export class OpenFiles {
       } else if (h.base && h.base.info.length > 0 && keep > 0 && h.size > 0) {
         // Changing a version held elsewhere: fetch it whole first (copy on write needs all of it).
         if (h.remote && !(await this.c.store.has(h.base.id))) await this.c.remote!.fetch(h.base.id, h.base.info);
+        // A new version is never made of bad bytes: the whole stored copy is checked (and repaired) first.
+        if (this.c.verifier && h.verify) await this.c.verifier.ensure(h.base.id, h.base.info, 0, h.base.info.length);
         // Holes kept where it has them; else a reflink where the filesystem can, a plain copy elsewhere.
         const src = this.c.store.path(h.base.id);
         if (!(await copySparse(src, tmp, h.base.info.length))) await copyFile(src, tmp, fsc.COPYFILE_FICLONE);
@@ -631,7 +658,10 @@ export class OpenFiles {
       h.base = entry;
       h.dirty = false;
       this.dirtyCount--;
-      if (oldFd !== null) await fdClose(oldFd).catch(() => {});
+      if (oldFd !== null) {
+        if (h.verify?.fd === oldFd) h.verify = null; // its number may come back as another file's
+        await fdClose(oldFd).catch(() => {});
+      }
     } finally {
       keeper.unpin(id);
       // Stored for an entry that never came to be: its space goes back now (no commit needed,

@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { FsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { ContentStore } from '../content/store.js';
-import type { ContentId } from '../content/metainfo.js';
+import type { ContentId, Info } from '../content/metainfo.js';
+import { hashPieces } from '../content/hasher.js';
+import { ReadVerifier } from './read-verify.js';
 import { Namespace } from '../meta/namespace.js';
 import type { DirEntry, Entry, SpecialType } from '../meta/entry.js';
 import { firstLinkId } from '../meta/entry.js';
@@ -18,7 +20,11 @@ import { makeRootPrivate } from './private-root.js';
 import { EMPTY_ID, OpenFiles, Placer } from './files.js';
 import { ACL_ACCESS, ACL_DEFAULT, chmodAcl, encodeAcl, inherit, isMinimal, modeOf, parseAcl } from './acl.js';
 
-export interface NodeOptions { paths: RootPaths; config: NodeConfig; log: Logger; create: boolean }
+export interface NodeOptions {
+  paths: RootPaths; config: NodeConfig; log: Logger; create: boolean;
+  /** Stored pieces checked against their hashes before reads get them (read-verify.ts; default on). */
+  verifyReads?: boolean;
+}
 
 /** Room for an entry's extended attributes, and what each takes besides its name and value (ext4-like). */
 const XATTR_SPACE = 4096;
@@ -52,7 +58,15 @@ export class DelugeNode extends EventEmitter implements FileSystem {
       ? await Namespace.create(nsOpts, node.dirEntry(0o755), `Create cluster ${opts.config.cluster}`)
       : await Namespace.open(nsOpts));
     const keeper = (node.keeper = new ContentKeeper(node.store, (id) => ns.tree.isReferenced(id), log, EMPTY_ID));
-    node.files = new OpenFiles({ ns, store: node.store, keeper, nodeId: node.nodeId, uid: node.uid, gid: node.gid, log, remote: null });
+    const verifier = opts.verifyReads === false ? null : (node.verifier = new ReadVerifier({
+      path: (id) => node.store.path(id),
+      hash: hashPieces,
+      repair: (id, info, good) => {
+        if (!node.repairer) return Promise.reject(new Error('no member to repair from'));
+        return node.repairer(id, info, good);
+      },
+    }));
+    node.files = new OpenFiles({ ns, store: node.store, keeper, nodeId: node.nodeId, uid: node.uid, gid: node.gid, log, remote: null, verifier });
     ns.addBarrier(() => keeper.drain());
     // Small files whose bytes only the journal held when the process died. On a full disk they
     // stay in memory (reads are served from there) and in the journal, and go into the store
@@ -86,6 +100,10 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   setPlacer(placer: Placer | null): void {
     this.files.setPlacer(placer);
   }
+
+  /** Verification on read (null: --no-verify-reads), and how it repairs a bad stored copy (replication's, once it runs). */
+  verifier: ReadVerifier | null = null;
+  repairer: ((id: ContentId, info: Info, good: (piece: number) => boolean) => Promise<void>) | null = null;
 
   /** Told of the stored content readers open (replication's read cache keeps what is used). */
   setUsed(used: ((id: string) => void) | null): void {

@@ -42,6 +42,12 @@ export class OpenFile {
   private chain: Promise<unknown> = Promise.resolve();
   /** For a version this node does not hold: reads it from peers. */
   remote: ((start: number, end: number, signal?: AbortSignal) => Promise<Buffer>) | null = null;
+  /**
+   * Verification on read (read-verify.ts) of the stored copy `fd`: resolves null
+   * once bytes [start, end) there are good, or with the bytes from peers where the copy left the
+   * store meanwhile; EIO where neither. `again` forgets what was verified (the disk failed a read).
+   */
+  verify: { fd: number; check: (start: number, end: number, signal?: AbortSignal) => Promise<Buffer | null>; again: (start: number, end: number) => void } | null = null;
 
   constructor(readonly id: number, path: string, readonly writable: boolean, public base: FileEntry | null) {
     this.path = path;
@@ -64,18 +70,37 @@ export class OpenFile {
     if (this.remote && this.tmpFd === null && end > 0) return (await this.remote(pos, pos + end, signal)).copy(buf, 0);
     const fd = this.tmpFd ?? this.readFd;
     if (fd === null || end <= 0) return 0;
-    let done = 0;
-    while (done < end) {
-      const { bytesRead } = await fdRead(fd, buf, done, end - done, pos + done);
-      if (!bytesRead) break;
-      done += bytesRead;
+    const v = this.verify?.fd === fd ? this.verify : null;
+    for (let attempt = 0; ; attempt++) {
+      if (v) {
+        const fromPeers = await v.check(pos, pos + end, signal);
+        if (fromPeers) return fromPeers.copy(buf, 0);
+      }
+      let done = 0;
+      try {
+        while (done < end) {
+          const { bytesRead } = await fdRead(fd, buf, done, end - done, pos + done);
+          if (!bytesRead) break;
+          done += bytesRead;
+        }
+      } catch (e) {
+        if (!v || attempt > 0) throw e;
+        v.again(pos, pos + end); // a disk error under verified pieces: check (and repair) again
+        continue;
+      }
+      // A stored copy shorter than its size lost bytes: repaired as a bad piece would be.
+      if (v && done < end && attempt === 0) {
+        v.again(pos, pos + end);
+        continue;
+      }
+      return done;
     }
-    return done;
   }
 
   async closeFds(): Promise<void> {
     for (const fd of [this.readFd, this.tmpFd]) if (fd !== null) await fdClose(fd).catch(() => {});
     this.readFd = null;
     this.tmpFd = null;
+    this.verify = null;
   }
 }

@@ -386,6 +386,44 @@ test('the read cache keeps whole copies readers fetched (surplus here) within --
   }
 });
 
+test('verification on read: a corrupt stored piece is never returned; it is repaired from a member first, and without one the read fails with EIO', { skip, timeout: 240_000 }, async () => {
+  const c = await startCluster({ nodes: 2, mount: true, subnet: '10.97.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--scrub-rate', '0'] });
+  const running = new Set([0, 1]);
+  try {
+    const v = randomBytes(3 << 20), w = randomBytes(3 << 20);
+    await c.write(0, '/v.bin', v);
+    await c.write(0, '/w.bin', w);
+    const idV = infoHash(hashBuffer(v)), idW = infoHash(hashBuffer(w));
+    await eventually('both files on both disks', async () => {
+      const h = await holdings(c, running);
+      return [0, 1].every((i) => h.get(i)!.has(idV) && h.get(i)!.has(idW));
+    }, 60_000);
+    for (const [name, data] of [['v.bin', v], ['w.bin', w]] as const) {
+      await eventually(`${name} whole on node 1`, async () => (await stat(join(c.nodes[1]!.mnt!, name)).catch(() => null))?.size === data.length, 60_000);
+    }
+    const flip = async (id: string, data: Buffer, at: number) => {
+      const path = join(c.nodes[1]!.root, 'content', id.slice(0, 2), id);
+      const fh = await open(path, 'r+');
+      await fh.write(Buffer.from([data[at]! ^ 0xff]), 0, 1, at);
+      await fh.close();
+      return path;
+    };
+    // Bit rot on node 1's disk: its mount returns the right bytes, repaired from node 0 first.
+    const pathV = await flip(idV, v, 1_500_000);
+    assert.ok((await readFile(join(c.nodes[1]!.mnt!, 'v.bin'))).equals(v), 'the mount returned the corrupt bytes');
+    assert.ok((await c.events(1, 'replication.read.bad_pieces')) >= 1);
+    assert.ok((await c.events(1, 'replication.read.repaired')) >= 1);
+    await eventually('the stored copy repaired', async () => (await readFile(pathV).catch(() => Buffer.alloc(0))).equals(v), 30_000);
+    // With the only other copy gone, a corrupt piece is EIO, not wrong bytes.
+    await c.kill9(0);
+    running.delete(0);
+    await flip(idW, w, 2_000_000);
+    await assert.rejects(readFile(join(c.nodes[1]!.mnt!, 'w.bin')), (e: NodeJS.ErrnoException) => e.code === 'EIO');
+  } finally {
+    await c.teardown();
+  }
+});
+
 test('scrub: a corrupt piece of a stored copy is found and repaired from a member, piece by piece', { skip, timeout: 180_000 }, async () => {
   const c = await startCluster({ nodes: 2, subnet: '10.90.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--scrub-rate', '64M', '--scrub-every', '1s'] });
   const running = new Set([0, 1]);

@@ -125,16 +125,33 @@ export class Replication {
       busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
       // Only from a complete copy elsewhere that answers, and never a copy a member has locked
       // (it counts on it) or that is being dropped: until then the copy stays as it is.
-      canRepair: (id) => this.view.reachableHolders(id).length > 0 && !this.holdings.isLocked(id),
-      repair: async (id, info, good) => {
-        this.fetching.set(id, info.length);
-        try {
-          await swarm.swarm.repair(id, info, good, AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(600_000, info.length / 1000))]));
-        } finally {
-          this.fetching.delete(id);
-        }
-      },
+      canRepair: (id) => this.canRepair(id),
+      repair: (id, info, good) => this.repair(id, info, good),
     });
+  }
+
+  /** A bad stored copy is repaired only from a complete copy elsewhere that answers, and never while a member counts on ours (locked). */
+  private canRepair(id: ContentId): boolean {
+    return this.view.reachableHolders(id).length > 0 && !this.holdings.isLocked(id);
+  }
+
+  /** Fetches again the pieces of our copy `good` says no to (the scrub's, and verification on read's). */
+  private async repair(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void> {
+    if (this.fetching.has(id)) throw new Error('being fetched or repaired already');
+    this.fetching.set(id, info.length);
+    try {
+      await this.swarm.swarm.repair(id, info, good, AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(600_000, info.length / 1000))]));
+    } finally {
+      this.fetching.delete(id);
+    }
+  }
+
+  /** Verification on read found bad pieces in a stored copy: repaired here, or the read fails (EIO). */
+  private async repairForRead(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void> {
+    if (!this.canRepair(id)) throw new Error('no other member that answers holds a complete copy, or a member counts on ours');
+    this.log.warn('replication.read.bad_pieces', { id, why: 'a read found stored pieces that do not match their hashes; repairing them from the members' });
+    await this.repair(id, info, good);
+    this.log.info('replication.read.repaired', { id });
   }
 
   static async start(node: DelugeNode, cluster: ClusterNode, swarm: SwarmLink, log: Logger, o: ReplicationOptions = {}): Promise<Replication> {
@@ -156,6 +173,7 @@ export class Replication {
     }
     await r.cache.load();
     node.setUsed((id) => r.cache.used(id));
+    node.repairer = (id, info, good) => r.repairForRead(id, info, good);
     r.register(cluster);
     r.gateCollection();
     node.clusterSpace = (local) => r.clusterSpace(local);
@@ -458,6 +476,7 @@ export class Replication {
     this.node.clusterSpace = null;
     this.node.setPlacer(null);
     this.node.setUsed(null);
+    this.node.repairer = null;
     await this.cache.save();
     this.queue.clear();
     this.queuedBytes = 0;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Bitfield } from './bitfield.js';
 import { ContentId, Info, pieceCount } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
+import { loadFileOps } from '../native/fileops.js';
 
 const open = promisify(openCb);
 const read = promisify(readCb);
@@ -34,6 +35,8 @@ export class PartialFile {
     readonly bitsPath: string,
     private fd: number,
     readonly have: Bitfield,
+    /** Created here: where nothing was written it is a hole. Else (a resume, a repair) old bytes may lie anywhere. */
+    private readonly fresh: boolean,
   ) {}
 
   static async open(dir: string, id: ContentId, info: Info): Promise<PartialFile> {
@@ -43,6 +46,7 @@ export class PartialFile {
     const n = pieceCount(info);
     let have = new Bitfield(n);
     let fd: number;
+    let fresh = false;
     try {
       fd = await open(path, 'r+');
       try {
@@ -53,25 +57,36 @@ export class PartialFile {
       }
     } catch {
       fd = await open(path, 'w+', 0o600);
+      fresh = true;
     }
     if ((await fstat(fd)).size !== info.length) await ftruncate(fd, info.length);
-    return new PartialFile(path, bitsPath, fd, have);
+    return new PartialFile(path, bitsPath, fd, have, fresh);
   }
 
   /**
-   * Writes a verified piece at its offset. All-zero chunks are skipped: the region is either a
-   * hole (reads as zeros) or holds these same verified bytes from before a crash, so sparse
-   * content stays sparse.
+   * Writes a verified piece at its offset. All-zero chunks of a file created here are skipped
+   * (the region is a hole, which reads as zeros), so sparse content stays sparse; in a file that
+   * held bytes before (a repaired copy's bad piece, a resume) they are punched as holes, or
+   * written where the filesystem cannot punch.
    */
   async writePiece(position: number, data: Buffer): Promise<void> {
     for (let off = 0; off < data.length; off += WRITE_CHUNK) {
       const chunk = data.subarray(off, Math.min(data.length, off + WRITE_CHUNK));
-      if (chunk.equals(ZERO.subarray(0, chunk.length))) continue;
+      if (chunk.equals(ZERO.subarray(0, chunk.length)) && (this.fresh || this.punch(position + off, chunk.length))) continue;
       let done = 0;
       while (done < chunk.length) {
         const { bytesWritten } = await write(this.fd, chunk, done, chunk.length - done, position + off + done);
         done += bytesWritten;
       }
+    }
+  }
+
+  /** FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: the range reads as zeros. False where it cannot. */
+  private punch(position: number, length: number): boolean {
+    try {
+      return loadFileOps().fallocate(this.fd, 3, position, length) === 0;
+    } catch {
+      return false;
     }
   }
 
