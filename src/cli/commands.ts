@@ -1,4 +1,4 @@
-// The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts,
+// The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts, whereis,
 // authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
 // maintenance and drain (replication settings, through the running node).
@@ -24,7 +24,8 @@ import { AUTHORIZE, INVITE, MEMBERS, PUSH_RECEIVED, REMOVE_NODE } from '../node/
 import { callLocal, Method } from '../daemon/methods.js';
 import { REPLICATION_CONFIG } from '../replication/methods.js';
 import { MAX_COPIES } from '../replication/settings.js';
-import { DRAIN_STATUS, DrainStatus } from '../replication/methods.js';
+import { DRAIN_STATUS, DrainStatus, WHEREIS } from '../replication/methods.js';
+import { MAX_WHEREIS_PATHS, renderWhere, type Where } from '../replication/whereis.js';
 import { formatBytes } from '../util/units.js';
 import { Progress } from './progress.js';
 import { HEALTH } from '../daemon/health-method.js';
@@ -54,6 +55,11 @@ copies, files and bytes, sync with each peer.`,
 On a running node: the conflict copies merges kept (NAME.sync-conflict-TIME-NODE.EXT), each with
 the version kept aside and the one now under the original name: who wrote each, when, how big.
 Keep the one you want by renaming or deleting the other. At most ${MAX_LISTED} are listed in full.`,
+  whereis: `Usage: delugefs whereis ROOT PATH... [--json]
+On a running node: which disks hold the content of each file, complete copies first, then partial
+downloads (pieces held), each disk with its machine and state, and how fresh that is: this disk
+now, a member as of its last answer to this node's audit (--audit-every). PATH is the cluster's
+(/docs/a.txt) or a path under this node's mount.`,
   'authorized-keys': `Usage: delugefs authorized-keys ROOT [--bin PATH] [--json]
 Prints the other members' keys as authorized_keys lines restricted to "delugefs shell", for
 running behind your own sshd. --bin: how sshd starts delugefs (default: this program's path).`,
@@ -89,7 +95,7 @@ export const SUBCOMMANDS = Object.keys(HELP);
 
 interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string; wait?: boolean }
 
-const POS_NAMES: Record<string, string[]> = { authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
+const POS_NAMES: Record<string, string[]> = { whereis: ['ROOT', 'PATH'], authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
 
 function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed | 'help' {
   const out: Parsed = { pos: [], json: false };
@@ -182,9 +188,12 @@ async function readBounded(file: string, max: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** How long `drain --wait` waits for a member to answer before it gives up. */
+const WAIT_UNKNOWN_MS = 60_000;
+
 const drainLine = (d: DrainStatus): string =>
   `node ${d.nodeId}: ${d.draining ? 'draining' : 'not draining'} (${d.state}); ` +
-  (d.known ? `${d.left} ${d.left === 1 ? 'copy' : 'copies'} left (${formatBytes(d.bytesLeft)}), ${d.ready} of them held by enough other disks${d.reportedAt ? `, as it answered at ${d.reportedAt}` : ''}` : 'what it holds is not known yet (it has not answered)');
+  (d.known ? `${d.left} ${d.left === 1 ? 'copy' : 'copies'} left (${formatBytes(d.bytesLeft)}), ${d.ready} of them held by enough other disks${d.reportedAt ? `, as it answered at ${d.reportedAt}` : ''}` : 'what it holds is not known yet (no answer within 2 s, or its latest namespace changes have not reached this node)');
 
 /** `drain ROOT NODE [on] status|--wait`: the drain's progress, once or until NODE holds nothing. */
 async function drain(root: string, id: string, on: boolean, wait: boolean, json: boolean): Promise<void> {
@@ -202,7 +211,18 @@ async function drain(root: string, id: string, on: boolean, wait: boolean, json:
     if (!d.draining) throw new CheckError(`drain: ${id} is not draining; "delugefs drain ${root} ${id} on --wait" starts it`);
     const bar = new Progress(`drain ${id}`);
     let total = d.left;
+    let since = Date.now();
     while (!(d.known && d.left === 0)) {
+      if (d.known) since = Date.now();
+      // Down: its copies are healed elsewhere, not drained; no answer for a minute: nothing to wait on.
+      if (d.state === 'down') {
+        bar.end();
+        throw new CheckError(`drain: ${id} is down (silent past --dead-after): its copies are being made again elsewhere instead; "delugefs status ${root}" shows how far`);
+      }
+      if (!d.known && Date.now() - since > WAIT_UNKNOWN_MS) {
+        bar.end();
+        throw new CheckError(`drain: ${id} has given no current answer of what it holds for ${WAIT_UNKNOWN_MS / 1000} s (${d.state}): is it running, and do its namespace changes reach this node?`);
+      }
       total = Math.max(total, d.left);
       bar.update(total - d.left, total, d.known ? `${d.left} left, ${formatBytes(d.bytesLeft)}; ${d.ready} held elsewhere` : 'waiting for its first answer');
       await new Promise((r) => setTimeout(r, 1000));
@@ -219,8 +239,8 @@ async function drain(root: string, id: string, on: boolean, wait: boolean, json:
 }
 
 export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
-  const n = cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' || cmd === 'drain' ? 2 : cmd === 'maintenance' ? 3 : 1;
-  const a = parse(cmd, argv, n, cmd === 'put' || cmd === 'config' || cmd === 'drain' ? 3 : n);
+  const n = cmd === 'whereis' || cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' || cmd === 'drain' ? 2 : cmd === 'maintenance' ? 3 : 1;
+  const a = parse(cmd, argv, n, cmd === 'put' || cmd === 'config' || cmd === 'drain' ? 3 : cmd === 'whereis' ? Infinity : n);
   if (a === 'help') return void process.stdout.write(HELP[cmd] + '\n');
   const root = resolve(a.pos[0]!);
   switch (cmd) {
@@ -280,6 +300,20 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const c = await viaControlM(root, CONFLICTS, null);
       if (!c) throw new CheckError(`conflicts: no node is running on ${root}; start it first`);
       return print(a.json, c, renderConflicts(c));
+    }
+    case 'whereis': {
+      await nodeRoot(root);
+      // Relative paths are taken from here (inside the mount, say); the node maps its mount's paths.
+      const paths = a.pos.slice(1).map((p) => (p.startsWith('/') ? p : resolve(p)));
+      const out: Where[] = [];
+      for (let i = 0; i < paths.length; i += MAX_WHEREIS_PATHS) {
+        const w = await viaControlM(root, WHEREIS, { paths: paths.slice(i, i + MAX_WHEREIS_PATHS) });
+        if (!w) throw new CheckError(`whereis: no node is running on ${root}; start it first`);
+        out.push(...w);
+      }
+      print(a.json, out, renderWhere(out));
+      if (out.some((x) => x.error)) process.exitCode = 1;
+      return;
     }
     case 'authorized-keys': {
       await nodeRoot(root);

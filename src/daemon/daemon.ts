@@ -11,6 +11,9 @@ import { Replication, ReplicationOptions } from '../replication/replication.js';
 import { mount, Mounted } from '../fuse/mount.js';
 import { serveHealth } from './health-method.js';
 import { serveConflicts } from './conflicts.js';
+import { serve } from './methods.js';
+import { localOnly } from '../cluster/control-socket.js';
+import { WHEREIS } from '../replication/methods.js';
 
 export interface DaemonOptions {
   paths: RootPaths;
@@ -62,6 +65,10 @@ export class Daemon {
       const replication = (this.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
       this.onStop('replication', () => replication.close());
       serveHealth(node, cluster, replication);
+      serve(cluster.rpc, WHEREIS, (p, peer) => {
+        localOnly(peer, 'whereis');
+        return replication.where(p.paths, o.mount?.dir ?? null);
+      });
       if (o.mount) {
         const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));
         this.onStop('mount', () => mounted.unmount());

@@ -1,7 +1,7 @@
 // Verification on read: the bytes of a stored copy reach a reader (or a copy on write) only once
 // the pieces they lie in matched the content's piece hashes in this run of the node, as a
 // checksumming filesystem reads. Pieces are hashed in the hash workers, a chunk of up to 8 MiB
-// at a time (the next chunk too while a reader goes sequentially, so it does not wait at every
+// at a time (the next two too while a reader goes sequentially, so it does not wait at every
 // boundary); a piece that matched is not hashed again until the node restarts (stored content is
 // immutable: rot after that is the scrub's to find). A piece that does not match, or that the
 // disk fails to read, is repaired from the members (the scrub's piece-by-piece repair) before
@@ -21,6 +21,8 @@ export interface VerifyDeps {
 }
 
 const CHUNK_BYTES = 8 << 20;
+/** Chunks hashed ahead of a sequential reader. */
+const AHEAD = 2;
 /** Longest a read waits for a repair of the pieces it needs (as long as a read waits for peers). */
 const REPAIR_WAIT_MS = 30_000;
 /** Contents whose verified pieces are remembered (least recently read forgotten first). */
@@ -73,10 +75,11 @@ export class ReadVerifier {
     const c0 = Math.floor(p0 / per), c1 = Math.floor(p1 / per);
     const jobs: Promise<void>[] = [];
     for (let c = c0; c <= c1; c++) if (!this.chunkGood(bits, c, per, n)) jobs.push(this.hashChunk(id, info, bits, c, per, n));
-    // A sequential reader: the next chunk is hashed while this one is read.
-    const next = c1 + 1;
-    if (next * per < n && (c0 === 0 || this.chunkGood(bits, c0 - 1, per, n)) && !this.chunkGood(bits, next, per, n)) {
-      void this.hashChunk(id, info, bits, next, per, n).catch(() => {});
+    // A sequential reader: the next chunks are hashed (one per hash worker) while this one is read.
+    if (c0 === 0 || this.chunkGood(bits, c0 - 1, per, n)) {
+      for (let next = c1 + 1; next <= c1 + AHEAD && next * per < n; next++) {
+        if (!this.chunkGood(bits, next, per, n)) void this.hashChunk(id, info, bits, next, per, n).catch(() => {});
+      }
     }
     await Promise.all(jobs);
     const bad: number[] = [];

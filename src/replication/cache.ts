@@ -28,6 +28,11 @@ export class ReadCache {
   private readonly uses = new Map<ContentId, number>();
   /** The whole copies the loop's last round keeps as cache (surplus here, used by readers): id -> bytes. */
   private whole = new Map<ContentId, number>();
+  /**
+   * Whole copies handed back to the loop that it has not dropped yet (its locks may fail): id ->
+   * bytes, still counted against the budget until the loop no longer finds them surplus here.
+   */
+  private readonly handedBack = new Map<ContentId, number>();
   private saved = '[]';
   private saving: Promise<void> = Promise.resolve();
 
@@ -44,6 +49,8 @@ export class ReadCache {
       keep: (id: ContentId) => boolean;
       /** A reader's pieces stay at least this long after its last read. */
       idleMs: number;
+      /** Bytes this disk can take before it is near full (negative past it): the cache never fills it further. */
+      room: () => Promise<number>;
     },
   ) {}
 
@@ -55,16 +62,26 @@ export class ReadCache {
       return; // none yet, or torn: the cache starts cold, nothing else is lost
     }
     if (!Array.isArray(raw)) return;
+    const now = Date.now();
+    const got: [ContentId, number][] = [];
+    // A time ahead of ours (a clock set back, a hand-edited file) would keep a copy forever: now at most.
     for (const x of raw.slice(-MAX_USES)) {
-      if (Array.isArray(x) && isContentId(x[0]) && Number.isFinite(x[1])) this.uses.set(x[0], x[1]);
+      if (Array.isArray(x) && isContentId(x[0]) && Number.isFinite(x[1])) got.push([x[0], Math.min(now, Math.max(0, x[1]))]);
     }
+    for (const [id, t] of got.sort((a, b) => a[1] - b[1])) this.uses.set(id, t); // oldest first, as used() keeps them
   }
 
   /** A reader opened or fetched `id` now. */
   used(id: ContentId): void {
     this.uses.delete(id);
     this.uses.set(id, Date.now());
-    if (this.uses.size > MAX_USES) this.uses.delete(this.uses.keys().next().value!);
+    if (this.uses.size <= MAX_USES) return;
+    // The oldest use that keeps nothing goes: a kept whole copy's use is what keeps it.
+    for (const old of this.uses.keys()) {
+      if (this.whole.has(old)) continue;
+      this.uses.delete(old);
+      break;
+    }
   }
 
   /**
@@ -73,7 +90,13 @@ export class ReadCache {
    */
   keep(surplus: readonly { id: ContentId; bytes: number }[]): Set<ContentId> {
     const whole = new Map<ContentId, number>();
-    for (const s of surplus) if (this.uses.has(s.id)) whole.set(s.id, s.bytes);
+    const still = new Set<ContentId>();
+    for (const s of surplus) {
+      if (this.uses.has(s.id)) whole.set(s.id, s.bytes);
+      else if (this.handedBack.has(s.id)) still.add(s.id);
+    }
+    // Handed back and gone (dropped), placed here after all, or a reader's again: no longer pending.
+    for (const id of this.handedBack.keys()) if (!still.has(id)) this.handedBack.delete(id);
     const grew = [...whole.keys()].some((id) => !this.whole.has(id));
     this.whole = whole;
     if (grew) void this.trim().catch((e) => this.o.log.warn('replication.cache.trim_failed', { error: (e as Error).message }));
@@ -142,15 +165,19 @@ export class ReadCache {
       total += bytes;
       items.push({ id, bytes, used, evictable: now - used >= this.o.idleMs, whole: true });
     }
-    if (total <= this.o.budget) return 0;
+    for (const bytes of this.handedBack.values()) total += bytes; // still here until the loop drops them
+    // Within --cache-size, and never into the space below the near-full mark placement keeps.
+    const budget = Math.max(0, Math.min(this.o.budget, total + (await this.o.room())));
+    if (total <= budget) return 0;
     let freed = 0;
     let handedBack = false;
     for (const it of items.filter((x) => x.evictable).sort((a, b) => a.used - b.used)) {
-      if (total - freed <= this.o.budget) break;
+      if (total - freed <= budget) break;
       if (it.whole) {
-        // The loop drops it, after locking `copies` others; until then it counts as gone here.
+        // The loop drops it, after locking `copies` others; until then it counts as here.
         this.whole.delete(it.id);
         this.uses.delete(it.id);
+        this.handedBack.set(it.id, it.bytes);
         handedBack = true;
       } else {
         await this.o.swarm.drop(it.id);

@@ -14,7 +14,8 @@ import type { Logger } from '../util/log.js';
 import type { PeerClients } from '../cluster/peer-clients.js';
 import { call } from '../daemon/methods.js';
 import type { Holdings } from './holdings.js';
-import type { ClusterView, Member } from './view.js';
+import { MAX_PARTIAL_PER_NODE } from './view.js';
+import type { ClusterView, Member, Partial } from './view.js';
 import type { Disk } from './placement.js';
 import { judge } from './plan.js';
 import { canTake, place, roomOf } from './placement.js';
@@ -71,6 +72,8 @@ const MAX_PAGES = 2000;
 const POLL_DEADLINE_MS = 120_000;
 /** Surplus copies dropped per batch (one lock per holder for the batch). */
 const DROP_BATCH = 500;
+/** How long a member's please_stop_mirroring keeps a surplus copy out of the read cache. */
+const RELEASED_MS = 10 * 60_000;
 
 export class ReplicationLoop {
   private running = false;
@@ -86,7 +89,8 @@ export class ReplicationLoop {
   private placed = new Map<ContentId, { by: string | undefined; copies: number; nodes: string[] }>();
   private placedFor = '';
   /** Surplus copies a member asked us to stop mirroring (please_stop_mirroring): not kept as cache. */
-  private released = new Set<ContentId>();
+  /** id -> when asked; forgotten after RELEASED_MS (a copy held again later may be cached again). */
+  private released = new Map<ContentId, number>();
   stats: LoopStats | null = null;
 
   constructor(private readonly d: LoopDeps) {}
@@ -159,18 +163,23 @@ export class ReplicationLoop {
       const machine = this.d.members().find((m) => m.nodeId === id)?.machine ?? '';
       this.d.view.reported(id, { total: fs.total, free: Math.max(0, fs.available - fs.reserved), machine, own: fs.own });
       const held = new Set<ContentId>();
+      const partial = new Map<ContentId, Partial>();
       let after: ContentId | null = null;
       let page = 0;
       for (; page < MAX_PAGES; page++) {
         const r: ActivePage = await call(client, ACTIVE_TORRENTS, { after, limit: MAX_IDS }, left());
         if (after !== null && r.items.length && r.items[0]!.id <= after) throw new Error('active_torrents went backwards');
         // Only content our namespace references counts (and takes memory here).
-        for (const h of r.items) if (h.complete && this.d.info(h.id)) held.add(h.id);
+        for (const h of r.items) {
+          if (!this.d.info(h.id)) continue;
+          if (h.complete) held.add(h.id);
+          else if (partial.size < MAX_PARTIAL_PER_NODE) partial.set(h.id, { have: h.have, pieces: h.pieces });
+        }
         if (r.next === null) break;
         after = r.next;
       }
       if (page === MAX_PAGES) this.d.log.warn('replication.poll_truncated', { peer: id, pages: MAX_PAGES, why: 'more content than one poll reads; what lies beyond counts as not held there' });
-      this.d.view.holding(id, held);
+      this.d.view.holding(id, held, partial);
       return true;
     } catch (e) {
       this.d.view.failed(id);
@@ -217,7 +226,7 @@ export class ReplicationLoop {
       }
     }
     if (out.accepted.length) {
-      for (const id of out.accepted) if (this.released.size < 10_000) this.released.add(id);
+      for (const id of out.accepted) if (this.released.size < 10_000) this.released.set(id, Date.now());
       this.schedule('plan', 0);
     }
     return out;
@@ -295,7 +304,7 @@ export class ReplicationLoop {
     }
     // What readers used stays as the read cache (within its budget), unless a member asked for it.
     const released = this.released;
-    this.released = new Set();
+    for (const [id, at] of released) if (Date.now() - at > RELEASED_MS) released.delete(id);
     const cached = d.cached(surplus.filter((x) => !released.has(x.id)));
     const drop = surplus.filter((x) => !cached.has(x.id));
     stats.cached = cached.size;

@@ -3,6 +3,7 @@
 import { isContentId, ContentId } from '../content/metainfo.js';
 import { NODE_ID_RE } from '../cluster/identity.js';
 import { Bad, bool, int, list, method, obj, str } from '../daemon/methods.js';
+import { MAX_WHEREIS_PATHS, type Holder, type Where } from './whereis.js';
 
 /** Most ids in one request or one page of active_torrents. */
 export const MAX_IDS = 1000;
@@ -153,4 +154,25 @@ export const DRAIN_STATUS = method('drain_status', (v): { node: string } => ({ n
   };
 });
 
-export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS] as const;
+/** `delugefs whereis`: paths (the cluster's, or under the node's mount), at most MAX_WHEREIS_PATHS. */
+export const WHEREIS = method('whereis', (v): { paths: string[] } => ({ paths: list(obj(v).paths, 'paths', MAX_WHEREIS_PATHS, (x, what) => str(x, what, /^[^\0]+$/, 4096)) }), (v): Where[] => {
+  return list(v, 'reply', MAX_WHEREIS_PATHS, (x, what) => {
+    const o = obj(x, what);
+    const holders = list(o.holders, `${what}.holders`, 10_000, (y, w2): Holder => {
+      const h = obj(y, w2);
+      const pieces = int(h.pieces, `${w2}.pieces`, 0, 1 << 30);
+      return {
+        nodeId: str(h.nodeId, `${w2}.nodeId`, NODE_RE), machine: str(h.machine, `${w2}.machine`, /^[^\0]*$/), state: str(h.state, `${w2}.state`, /^[a-z]{1,16}$/),
+        complete: bool(h.complete, `${w2}.complete`), have: int(h.have, `${w2}.have`, 0, pieces), pieces,
+        reportedAt: h.reportedAt === null ? null : str(h.reportedAt, `${w2}.reportedAt`, /^[0-9TZ:.-]{10,30}$/),
+      };
+    });
+    return {
+      path: str(o.path, `${what}.path`, /^[^\0]+$/, 4096), error: o.error === null ? null : str(o.error, `${what}.error`, /^[^\0]+$/),
+      size: int(o.size, `${what}.size`, 0, BYTES), id: o.id === null ? null : contentId(o.id, `${what}.id`),
+      copies: int(o.copies, `${what}.copies`, 0, 1000), holders,
+    };
+  });
+});
+
+export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, WHEREIS] as const;

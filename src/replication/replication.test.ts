@@ -324,6 +324,13 @@ test('the read cache: pieces fetched for a reader stay in partial downloads with
       }
     };
     await read(0, 1 << 20);
+    // whereis on the reader: its own download, partial (some pieces of all) or complete by now;
+    // node 0 learns of it at node 1's next answer.
+    type W = { holders: { nodeId: string; complete: boolean; have: number; pieces: number }[] };
+    const whereFrom = async (i: number) => (JSON.parse((await runCli(['whereis', c.nodes[i]!.root, '/big.bin', '--json'])).out) as W[])[0]!.holders;
+    const mine = (await whereFrom(1)).find((h) => h.nodeId === c.nodes[1]!.id);
+    assert.ok(mine && (mine.complete || (mine.have > 0 && mine.have < mine.pieces)), JSON.stringify(mine));
+    await eventually('node 0 knows of node 1\'s download', async () => (await whereFrom(0)).some((h) => h.nodeId === c.nodes[1]!.id && (h.complete || h.have > 0)), 30_000);
     // Read-ahead brings well past the budget; once the reader is idle the cache is trimmed.
     await eventually('read-ahead past the cache budget', async () => (await partialBytes(1)) > 8 << 20, 30_000);
     await eventually('the cache trimmed to its budget', async () => (await partialBytes(1)) <= 4 << 20, 30_000);
@@ -359,6 +366,29 @@ test('the read cache keeps whole copies readers fetched (surplus here) within --
     assert.ok((await held(1)).has(idA), 'the copy a reader fetched was dropped');
     const st = await c.rpc<{ cache: { wholeCopies: number; wholeBytes: number } }>(1, 'replication_status');
     assert.deepEqual([st.cache.wholeCopies, st.cache.wholeBytes], [1, a.length]);
+    // whereis: both disks hold a.bin whole, seen from node 0 (node 1 as of its last answer) and
+    // from node 1 through its mount's path; b.bin only on node 0; no such file, a directory.
+    const ids = [c.nodes[0]!.id, c.nodes[1]!.id].sort();
+    type W = { path: string; error: string | null; size: number; id: string; copies: number; holders: { nodeId: string; complete: boolean; state: string; reportedAt: string | null }[] };
+    const where = async (i: number, ...paths: string[]) => {
+      const r = await runCli(['whereis', c.nodes[i]!.root, ...paths, '--json']);
+      return { code: r.code, w: JSON.parse(r.out) as W[], err: r.err };
+    };
+    await eventually('node 0 knows node 1 holds a.bin', async () => (await where(0, '/a.bin')).w[0]!.holders.length === 2, 30_000);
+    let w = await where(0, '/a.bin', '/b.bin');
+    assert.equal(w.code, 0, w.err);
+    assert.deepEqual(w.w.map((x) => [x.path, x.size, x.id, x.copies, x.holders.map((h) => [h.nodeId, h.complete, h.state])]), [
+      ['/a.bin', a.length, idA, 1, ids.map((n) => [n, true, 'up'])],
+      ['/b.bin', b.length, idB, 1, [[c.nodes[0]!.id, true, 'up']]],
+    ]);
+    assert.equal(w.w[0]!.holders.find((h) => h.nodeId === c.nodes[0]!.id)!.reportedAt, null, 'this disk is known now');
+    assert.ok(Date.now() - Date.parse(w.w[0]!.holders.find((h) => h.nodeId === c.nodes[1]!.id)!.reportedAt!) < 60_000, 'a member as of its last answer');
+    w = await where(1, join(c.nodes[1]!.mnt!, 'a.bin'), '/nope', '/');
+    assert.equal(w.code, 1, 'a path that is no file is an error');
+    assert.deepEqual(w.w.map((x) => [x.path, x.error === null, x.holders.length]), [['/a.bin', true, 2], ['/nope', false, 0], ['/', false, 0]]);
+    const text = await runCli(['whereis', c.nodes[1]!.root, '/a.bin']);
+    assert.match(text.out, new RegExp(`^/a\\.bin: ${a.length} bytes, 2 complete copies \\(the cluster keeps 1\\)`));
+    assert.match(text.out, new RegExp(`${c.nodes[1]!.id} \\(beta, up\\): complete, this disk, now`));
     // The cache survives a crash and restart of the reader's node.
     await c.kill9(1);
     running.delete(1);
@@ -381,6 +411,15 @@ test('the read cache keeps whole copies readers fetched (surplus here) within --
     await sleep(3000);
     assert.ok((await held(1)).has(idB), 'the copy within the budget stays');
     await readWhole('a.bin', a);
+    // Draining the reader's disk: its cache goes too (a drain ends when the disk holds nothing),
+    // and node 0's `drain --wait` sees that from node 1's fresh answer.
+    const r = await runCli(['drain', c.nodes[0]!.root, c.nodes[1]!.id, 'on', '--wait', '--json']);
+    assert.equal(r.code, 0, r.err);
+    const d = JSON.parse(r.out) as { known: boolean; left: number };
+    assert.deepEqual([d.known, d.left], [true, 0]);
+    assert.equal((await held(1)).size, 0, 'node 1 still holds copies after its drain ended');
+    const h0b = await held(0);
+    assert.ok(h0b.has(idA) && h0b.has(idB), 'node 0 lost a copy');
   } finally {
     await c.teardown();
   }

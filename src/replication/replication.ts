@@ -21,11 +21,15 @@ import { NEAR_FULL, roomOf } from './placement.js';
 import { ClusterView, Member } from './view.js';
 import { ReplicationLoop, LoopStats } from './loop.js';
 import { ReadCache } from './cache.js';
+import { whereis, Where } from './whereis.js';
 import { Scrubber } from './scrub.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { PlacementHints } from './hints.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
 import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, ConfigParams, ConfigReply, DrainStatus, MirrorReply } from './methods.js';
+
+/** A member asked for drain_status is polled again once its last answer is this old. */
+const DRAIN_POLL_MS = 2000;
 
 export interface ReplicationOptions {
   /** Fill ratio from which this disk takes no new copies (default 0.85). */
@@ -93,7 +97,8 @@ export class Replication {
       copies: () => this.copies(),
       copiesFor: () => this.copiesFor(),
       space: () => this.space(),
-      cached: (surplus) => this.cache.keep(surplus),
+      // A draining disk keeps no cache: its drain ends when it holds nothing.
+      cached: (surplus) => this.cache.keep(this.flag(DRAIN_RECORD, cluster.identity.nodeId) ? [] : surplus),
       fetch: (list) => {
         this.planned = list;
         this.plannedAt = 0;
@@ -117,6 +122,10 @@ export class Replication {
       // finish, content no member that answers holds): not a cache.
       keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id) || (node.ns.tree.isReferenced(id) && !this.view.reachableHolders(id).length),
       idleMs: Math.min(60_000, 2 * o.auditMs),
+      room: async () => {
+        const s = await this.space();
+        return roomOf({ total: s.total, free: s.available - s.reserved }, o.nearFull);
+      },
     });
     this.scrub = new Scrubber({
       store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log, rate: o.scrubRate, pauseMs: o.scrubPauseMs,
@@ -332,11 +341,24 @@ export class Replication {
   /**
    * How far a drain of `node` is: its copies of referenced content (this disk's own holdings, or
    * what the member said at its last answer), and how many of those `copies` other disks that
-   * are up (or in maintenance) hold already, so that it may drop them.
+   * are up (or in maintenance) hold already, so that it may drop them. A member is asked again
+   * (at most every DRAIN_POLL_MS: the CLI's --wait asks every second); what it holds is known only
+   * from an answer that recent, given when our namespace had its latest commit (else content it
+   * holds that we do not know of yet would not count, and a drain could look done too early).
    */
-  drainStatus(node: string): DrainStatus {
+  async drainStatus(node: string): Promise<DrainStatus> {
     const me = this.cluster.identity.nodeId;
-    const members = this.members();
+    let members = this.members();
+    if (!members.some((x) => x.nodeId === node)) throw new RpcError('not_found', `drain_status: ${node} is not a member`);
+    const asked = Date.now();
+    let fresh = false;
+    if (node !== me) {
+      const last = this.view.heldBy(node);
+      if (!last || asked - last.at > DRAIN_POLL_MS) await this.loop.poll(node);
+      const held = this.view.heldBy(node), rep = this.view.lastReport(node);
+      fresh = !!held && !!rep && asked - held.at <= DRAIN_POLL_MS && (rep.own ?? null) === (this.cluster.sync.adopted(node) ?? null);
+      members = this.members(); // the poll may have taken long
+    }
     const m = members.find((x) => x.nodeId === node);
     if (!m) throw new RpcError('not_found', `drain_status: ${node} is not a member`);
     const flags = new Map(members.map((x) => [x.nodeId, x]));
@@ -346,7 +368,7 @@ export class Replication {
       return st === 'up' || st === 'maintenance';
     };
     const report = node === me ? null : this.view.heldBy(node);
-    const held: Iterable<ContentId> | null = node === me ? this.holdings.ids() : report?.ids ?? null;
+    const held: Iterable<ContentId> | null = node === me ? this.holdings.ids() : fresh ? report!.ids : null;
     const copiesOf = this.copiesFor();
     let left = 0, bytesLeft = 0, ready = 0;
     for (const id of held ?? []) {
@@ -362,6 +384,20 @@ export class Replication {
       nodeId: node, draining: m.draining, state: this.view.state(node, m), known: held !== null,
       reportedAt: report ? new Date(report.at).toISOString() : null, left, bytesLeft, ready,
     };
+  }
+
+  /** `delugefs whereis`: who holds the content of each path (whereis.ts). */
+  where(paths: readonly string[], mount: string | null): Where[] {
+    const swarm = this.swarm.swarm;
+    return whereis({
+      me: this.cluster.identity.nodeId, members: this.members(), view: this.view, mount,
+      get: (p) => this.node.ns.tree.get(p), copiesFor: this.copiesFor(),
+      local: (id) => {
+        if (this.holdings.has(id)) return { complete: true };
+        const st = swarm.stats(id);
+        return st && !st.complete ? { complete: false, have: st.piecesHave, pieces: st.pieces } : null;
+      },
+    }, paths);
   }
 
   /** What `delugefs status` judges (daemon/health.ts): the last round, the near-full mark, transfers. */

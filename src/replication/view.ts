@@ -23,8 +23,14 @@ interface Known {
   report?: Report;
   /** When this node first failed to answer since its last answer (for the log). */
   failedSince?: number;
-  held?: { ids: Set<ContentId>; at: number };
+  held?: { ids: Set<ContentId>; at: number; partial?: ReadonlyMap<ContentId, Partial> };
 }
+
+/** A partial download a member reported: pieces it has of how many. */
+export interface Partial { have: number; pieces: number }
+
+/** Most partial downloads remembered per member (for whereis; placement needs only complete copies). */
+export const MAX_PARTIAL_PER_NODE = 10_000;
 
 const MAX_HELD_PER_NODE = 2_000_000;
 
@@ -77,9 +83,9 @@ export class ClusterView {
   }
 
   /** What a member said it holds (complete copies), from a full walk of its active_torrents. */
-  holding(id: string, ids: Set<ContentId>): void {
+  holding(id: string, ids: Set<ContentId>, partial?: ReadonlyMap<ContentId, Partial>): void {
     if (ids.size > MAX_HELD_PER_NODE) return;
-    this.entry(id).held = { ids, at: this.now() };
+    this.entry(id).held = { ids, at: this.now(), partial };
   }
 
   /** A copy we just learnt of (a lock granted, a member's fetch done). */
@@ -153,6 +159,16 @@ export class ClusterView {
   holdersOf(content: ContentId): string[] {
     const out: string[] = [];
     for (const [id, k] of this.known) if (id !== this.o.me && k.held?.ids.has(content)) out.push(id);
+    return out;
+  }
+
+  /** Members whose last answer had a partial download of `content`, this node excluded. */
+  partialsOf(content: ContentId): { node: string; at: number; partial: Partial }[] {
+    const out: { node: string; at: number; partial: Partial }[] = [];
+    for (const [id, k] of this.known) {
+      const p = id !== this.o.me ? k.held?.partial?.get(content) : undefined;
+      if (p) out.push({ node: id, at: k.held!.at, partial: p });
+    }
     return out;
   }
 
