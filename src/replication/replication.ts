@@ -122,10 +122,7 @@ export class Replication {
       // finish, content no member that answers holds): not a cache.
       keep: (id) => this.fetching.has(id) || this.queue.has(id) || this.plannedIds.has(id) || (node.ns.tree.isReferenced(id) && !this.view.reachableHolders(id).length),
       idleMs: Math.min(60_000, 2 * o.auditMs),
-      room: async () => {
-        const s = await this.space();
-        return roomOf({ total: s.total, free: s.available - s.reserved }, o.nearFull);
-      },
+      room: () => this.room(),
     });
     this.scrub = new Scrubber({
       store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log, rate: o.scrubRate, pauseMs: o.scrubPauseMs,
@@ -305,6 +302,12 @@ export class Replication {
     return { total: s.total, free: s.free, available: s.available, reserved };
   }
 
+  /** Bytes this disk can still take, promised copies counted, before it is near full (negative past it). */
+  private async room(): Promise<number> {
+    const s = await this.space();
+    return roomOf({ total: s.total, free: s.available - s.reserved }, this.o.nearFull);
+  }
+
   /** This disk as last measured (placement hints need it without waiting for the disk). */
   private lastSpace: { total: number; free: number; at: number } | null = null;
 
@@ -449,8 +452,7 @@ export class Replication {
   /** Takes copies of content the namespace references, while there is room; fetched in the background. */
   private async mirror(ids: ContentId[]): Promise<MirrorReply> {
     const out: MirrorReply = { accepted: [], declined: [] };
-    const s = await this.space();
-    let room = roomOf({ total: s.total, free: s.available - s.reserved }, this.o.nearFull);
+    let room = await this.room();
     for (const id of ids) {
       const info = this.node.ns.tree.info(id);
       if (!info) out.declined.push({ id, reason: 'unknown' });
