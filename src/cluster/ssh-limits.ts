@@ -1,9 +1,10 @@
 // Admission budgets of the SSH server, so nobody can exhaust it: every TCP connection takes a slot
 // in one of three pools. Pre-auth (everyone until authenticated: handshake + auth within a few
-// seconds, capped per address and in total, the oldest of the busiest address evicted when full),
-// guests (non-members for `join`: few, per address, short-lived, one or two channels) and members
-// (their own generous caps). A guest never takes a member's slot, so a member connects while the
-// guest pool is full. Modelled on OpenSSH's MaxStartups / PerSourceMaxStartups / LoginGraceTime.
+// seconds, capped per address and in total; when full, the longest silent connection of the
+// busiest address is evicted), guests (non-members for `join`: few, per address, short-lived, one
+// or two channels) and members (their own generous caps). A guest never takes a member's slot, so
+// a member connects while the guest pool is full. Modelled on OpenSSH's MaxStartups /
+// PerSourceMaxStartups / LoginGraceTime.
 import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Log, LogFields } from './log.js';
@@ -129,10 +130,13 @@ export class Admission {
       return null;
     }
     if (this.count.preauth >= l.maxPreauth) {
-      // Full: the connection silent for longest goes (slowloris sockets, stalled handshakes; a
-      // member's handshake sends every round trip); an address is never evicted in favour of itself.
-      const victim = this.evictable();
-      if (!victim || victim.ip === ip) {
+      // Full: one of the busiest other address's connections goes, its longest silent. By
+      // address first, because a flood churns the pool faster than a member's handshake round
+      // trips on a loaded node: "longest silent" alone evicted a member waiting on our reply to
+      // make room for the flood's newest socket. A newcomer from an address at least as busy is
+      // refused instead, so one address never displaces another of its size.
+      const victim = this.evictable(ip);
+      if (!victim) {
         this.refuse(socket, { reason: 'preauth_total', address, limit: l.maxPreauth });
         return null;
       }
@@ -251,10 +255,17 @@ export class Admission {
     else m.delete(k);
   }
 
-  private evictable(): Slot | undefined {
+  /** The pre-auth slot to evict for a newcomer from `ip`, or undefined when it should be refused. */
+  private evictable(ip: string): Slot | undefined {
+    const held = this.perIp.preauth;
     let best: Slot | undefined;
-    for (const x of this.slots.values()) if (x.kind === 'preauth' && (!best || x.active < best.active)) best = x;
-    return best;
+    let bestHeld = 0;
+    for (const x of this.slots.values()) {
+      if (x.kind !== 'preauth' || x.ip === ip) continue;
+      const n = held.get(x.ip) ?? 0;
+      if (n > bestHeld || (n === bestHeld && x.active < best!.active)) [best, bestHeld] = [x, n];
+    }
+    return best && bestHeld > (held.get(ip) ?? 0) ? best : undefined;
   }
 
   private refuse(socket: Socket, fields: LogFields): void {
