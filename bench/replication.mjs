@@ -104,8 +104,10 @@ if (SIZE > 0) {
       firsts.push(now() - t0);
       await fh.close();
     }
-    out.first_byte_ms = { p50: +pct(firsts, 50).toFixed(1), p90: +pct(firsts, 90).toFixed(1) };
-    say(`  first 4 KiB of a remote 1 MiB file: p50 ${out.first_byte_ms.p50} ms, p90 ${out.first_byte_ms.p90} ms (target p50 <= 50 ms)`);
+    if (firsts.length) {
+      out.first_byte_ms = { p50: +pct(firsts, 50).toFixed(1), p90: +pct(firsts, 90).toFixed(1) };
+      say(`  first 4 KiB of a remote 1 MiB file: p50 ${out.first_byte_ms.p50} ms, p90 ${out.first_byte_ms.p90} ms (target p50 <= 50 ms)`);
+    }
   } finally {
     await c.teardown();
   }

@@ -5,6 +5,7 @@ import { constants as fsConstants } from 'node:fs';
 import type { AttrTarget, FileSystem, Stat } from '../node/fs-api.js';
 import { FsError, errnoOf } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { ReadBuffers } from './read-buffers.js';
 import { Inodes, Inode } from './inodes.js';
 import { Listings } from './listing.js';
 import {
@@ -47,6 +48,7 @@ export interface OpsOptions { log: Logger; onInit?: () => void }
 
 export class FuseOps {
   readonly inodes = new Inodes();
+  private readonly readBuffers = new ReadBuffers();
   private readonly listings: Listings;
   maxWrite = 128 * 1024;
   /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL), and leaves the umask to us (FUSE_DONT_MASK). */
@@ -512,7 +514,8 @@ export class FuseOps {
     // The kernel bounds a read by max_pages of its page size (more than max_write where pages
     // are 16 or 64 KiB); a shorter answer would read as end of file.
     const size = b.readUInt32LE(IN_HEADER + 16);
-    const out = Buffer.allocUnsafe(size);
+    const out = this.readBuffers.take(size);
+    req.after = () => this.readBuffers.give(out);
     const n = await this.fs.read(fh, out, size, offset, req.signal);
     return [out.subarray(0, n)];
   }

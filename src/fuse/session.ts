@@ -27,6 +27,8 @@ export interface Request {
   signal?: AbortSignal;
   /** An answer went out already (EINTR after an interrupt): the handler's result is dropped. */
   answered?: boolean;
+  /** Set by a handler: runs once its result was written to the kernel, or dropped (a pooled buffer goes back). */
+  after?: () => void;
 }
 
 /** Returns reply payload buffers, or nothing for ops the kernel expects no answer to. */
@@ -167,6 +169,7 @@ export class Session extends EventEmitter {
   private finish(req: Request, errno: number, out?: Buffer[] | void): void {
     if (req.signal) this.interruptible.delete(u64(req.buf, 8));
     if ((out !== undefined || errno) && !req.answered) this.reply(req.buf, errno, out || []);
+    req.after?.(); // the reply was written synchronously: nothing refers to its payload now
     if (req.held) req.held.then(() => this.recycle(req.buf), () => this.recycle(req.buf));
     else this.recycle(req.buf);
   }

@@ -179,7 +179,7 @@ export class OpenFiles {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         const remote = this.c.remote;
         if (!remote) throw new FsError('EIO', `content of ${path} is not on this node`);
-        h.remote = (start, end, signal) => remote.read(base.id, base.info, start, end, signal);
+        h.remote = (start, end, signal, into) => remote.read(base.id, base.info, start, end, signal, into);
       }
     }
   }
@@ -190,14 +190,14 @@ export class OpenFiles {
     if (!v) return;
     h.verify = {
       fd,
-      check: async (s, e, signal) => {
+      check: async (s, e, signal, into) => {
         try {
           await v.ensure(base.id, base.info, s, e);
           return null;
         } catch (err) {
           // The copy left the store while open (dropped, evicted): its bytes are at the members.
           const remote = this.c.remote;
-          if (remote && !(await this.c.store.has(base.id))) return remote.read(base.id, base.info, s, e, signal);
+          if (remote && !(await this.c.store.has(base.id))) return remote.read(base.id, base.info, s, e, signal, into);
           throw err;
         }
       },

@@ -101,8 +101,8 @@ export interface FileSystem {
 
 /** Where a node gets content it does not hold (the swarm); a lone node has none. */
 export interface RemoteContent {
-  /** Bytes [start, end) of content, verified. */
-  read(id: string, info: import('../content/metainfo.js').Info, start: number, end: number, signal?: AbortSignal): Promise<Buffer>;
+  /** Bytes [start, end) of content, verified; into `into` when given (the result is a view of it). */
+  read(id: string, info: import('../content/metainfo.js').Info, start: number, end: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer>;
   /** The whole content, verified, into the local store. */
   fetch(id: string, info: import('../content/metainfo.js').Info): Promise<void>;
 }

@@ -17,6 +17,12 @@ export const fdClose = promisify(closeCb);
 export const fdSync = promisify(fsyncCb);
 export const fdStat = promisify(fstatCb);
 
+/** Bytes a source gave for `buf`: none to copy when it wrote them into buf itself. */
+function into(buf: Buffer, got: Buffer): number {
+  if (got.buffer === buf.buffer && got.byteOffset === buf.byteOffset) return got.length;
+  return got.copy(buf, 0);
+}
+
 export class OpenFile {
   /** Current path; null once the file was unlinked while open (then its changes are dropped). */
   path: string | null;
@@ -41,13 +47,13 @@ export class OpenFile {
   mtime: number;
   private chain: Promise<unknown> = Promise.resolve();
   /** For a version this node does not hold: reads it from peers. */
-  remote: ((start: number, end: number, signal?: AbortSignal) => Promise<Buffer>) | null = null;
+  remote: ((start: number, end: number, signal?: AbortSignal, into?: Buffer) => Promise<Buffer>) | null = null;
   /**
    * Verification on read (read-verify.ts) of the stored copy `fd`: resolves null
    * once bytes [start, end) there are good, or with the bytes from peers where the copy left the
    * store meanwhile; EIO where neither. `again` forgets what was verified (the disk failed a read).
    */
-  verify: { fd: number; check: (start: number, end: number, signal?: AbortSignal) => Promise<Buffer | null>; again: (start: number, end: number) => void } | null = null;
+  verify: { fd: number; check: (start: number, end: number, signal?: AbortSignal, into?: Buffer) => Promise<Buffer | null>; again: (start: number, end: number) => void } | null = null;
 
   constructor(readonly id: number, path: string, readonly writable: boolean, public base: FileEntry | null) {
     this.path = path;
@@ -67,14 +73,14 @@ export class OpenFile {
   async read(buf: Buffer, len: number, pos: number, signal?: AbortSignal): Promise<number> {
     const end = Math.min(len, Math.max(0, this.size - pos));
     if (this.mem) return end > 0 ? this.mem.copy(buf, 0, pos, pos + end) : 0;
-    if (this.remote && this.tmpFd === null && end > 0) return (await this.remote(pos, pos + end, signal)).copy(buf, 0);
+    if (this.remote && this.tmpFd === null && end > 0) return into(buf, await this.remote(pos, pos + end, signal, buf));
     const fd = this.tmpFd ?? this.readFd;
     if (fd === null || end <= 0) return 0;
     const v = this.verify?.fd === fd ? this.verify : null;
     for (let attempt = 0; ; attempt++) {
       if (v) {
-        const fromPeers = await v.check(pos, pos + end, signal);
-        if (fromPeers) return fromPeers.copy(buf, 0);
+        const fromPeers = await v.check(pos, pos + end, signal, buf);
+        if (fromPeers) return into(buf, fromPeers);
       }
       let done = 0;
       try {

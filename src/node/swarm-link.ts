@@ -60,14 +60,24 @@ export class SwarmLink {
     node.setRemote({
       // A read no member can serve (every holder down) fails with EIO after READ_DEADLINE_MS
       // instead of leaving the reader in uninterruptible sleep on the mount for good.
-      read: async (id, info, s, e, signal) => {
-        const deadline = AbortSignal.timeout(READ_DEADLINE_MS);
+      // One controller and timer per read, both gone when it ends: AbortSignal.timeout/any per
+      // read (thousands per GiB) left a live 30 s timer and weak references each for the GC.
+      read: async (id, info, s, e, signal, into) => {
+        const ac = new AbortController();
+        let late = false;
+        const timer = setTimeout(() => { late = true; ac.abort(new Error('read deadline')); }, READ_DEADLINE_MS);
+        const onAbort = () => ac.abort(signal!.reason);
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          return await swarm.read(id, info, s, e, signal ? AbortSignal.any([signal, deadline]) : deadline);
+          return await swarm.read(id, info, s, e, ac.signal, into);
         } catch (err) {
-          if (!deadline.aborted) throw err;
+          if (!late) throw err;
           log.warn('swarm.read.timeout', { id, start: s, end: e, ms: READ_DEADLINE_MS, why: 'no member that holds these pieces answered; the read fails with EIO' });
           throw new FsError('EIO', `no member served ${id} bytes ${s}-${e} within ${READ_DEADLINE_MS / 1000} s`);
+        } finally {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
         }
       },
       fetch: (id, info) => swarm.fetch(id, info),

@@ -663,10 +663,11 @@ export class Swarm extends EventEmitter {
   }
 
   /** Bytes [start, end) of the content, fetched first if needed. */
-  async read(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal): Promise<Buffer> {
+  /** Bytes [start, end), verified: into `into` when given (returned as a view of it). */
+  async read(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
     const t = await this.open(id, info);
     await t.fetchRange(start, end, signal);
-    return t.read(start, end);
+    return t.read(start, end, into);
   }
 
   /** True when the content is complete in the store. */

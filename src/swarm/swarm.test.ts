@@ -68,6 +68,25 @@ test('whole-file and range fetches between two engines', async () => {
   await Promise.all([a.stop(), b.stop()]);
 });
 
+test('a sequential reader keeps its own read-ahead: nothing is cancelled, every byte arrives once', async () => {
+  const dir = await tmp('seq');
+  const data = content(96 * 1024 * 1024, 7);
+  const file = join(dir, 'f');
+  await writeFile(file, data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { id, torrent } = await a.call('add', { path: file });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`] });
+  // What the kernel asks of a mount: 128 KiB reads, four in flight, front to back.
+  const r = await b.call('seqRead', { torrent, chunk: 128 * 1024, depth: 4 });
+  assert.equal(r.sha1, sha1(data));
+  const st = await b.call('stats', { id });
+  // Each read used to take back the read-ahead requests of the previous one (a sixth of the
+  // content was cancelled and asked for again, some of it already on the wire).
+  assert.equal(st.cancelledBytes, 0, `${st.cancelledBytes} bytes of requests cancelled`);
+  assert.ok(st.downloaded <= data.length + 1024 * 1024, `${st.downloaded} bytes downloaded for ${data.length}`);
+  await Promise.all([a.stop(), b.stop()]);
+});
+
 test('several sources, each with only part of the content (served from partial downloads)', async () => {
   const dir = await tmp('multi');
   const data = content(40 * 1024 * 1024 + 999, 2);

@@ -67,6 +67,8 @@ export interface TorrentStats {
   inFlight: number;
   /** Since a reader last asked for bytes (a range or a read). */
   idleMs: number;
+  /** Bytes of requests taken back with a cancel to the peer (for a reader elsewhere, a choke aside). */
+  cancelledBytes: number;
 }
 
 export class Torrent extends EventEmitter {
@@ -89,6 +91,7 @@ export class Torrent extends EventEmitter {
   private reopening: Promise<number> | null = null;
   /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
   private writeError: Error | null = null;
+  private cancelledBytes = 0;
   downloaded = 0;
   uploaded = 0;
   badPieces = 0;
@@ -157,19 +160,22 @@ export class Torrent extends EventEmitter {
     this.picker.readAhead(last + 1, last + ahead);
     const p = this.waitFor(first, last, signal, true);
     this.ctx.wantPeers(this);
-    this.yieldToReader();
+    this.yieldToReader(first, last + ahead);
     this.scheduleFill();
     return p;
   }
 
   /**
-   * A reader waits: take back requests for pieces nobody waits for (read-ahead, replication) so
-   * the reader's blocks are not queued behind megabytes of them at the sender.
+   * A reader waits: take back requests for pieces nobody waits for (another region's read-ahead,
+   * replication) so the reader's blocks are not queued behind megabytes of them at the sender.
+   * Its own read-ahead window [first, windowEnd] is kept: a sequential reader asks for the next
+   * pieces in a moment, and cancelling them at every read re-requested a sixth of a 1 GiB read
+   * (blocks already sent arrived unasked and were thrown away).
    */
-  private yieldToReader(): void {
+  private yieldToReader(first: number, windowEnd: number): void {
     for (const c of this.conns) {
       for (const r of new Set(c.outstanding.values())) {
-        if (!this.picker.isUrgent(r.piece)) this.dropReq(c, r, true);
+        if ((r.piece < first || r.piece > windowEnd) && !this.picker.isUrgent(r.piece)) this.dropReq(c, r, true);
       }
     }
   }
@@ -183,7 +189,10 @@ export class Torrent extends EventEmitter {
       this.picker.release(conn, b);
     }
     // The wire calls our callback with an error; the request is no longer outstanding by then.
-    if (cancel) conn.wire.cancel(r.piece, r.offset, r.length);
+    if (cancel) {
+      this.cancelledBytes += r.length;
+      conn.wire.cancel(r.piece, r.offset, r.length);
+    }
   }
 
   /**
@@ -210,9 +219,13 @@ export class Torrent extends EventEmitter {
     });
   }
 
-  /** Reads bytes of content already verified (callers fetchRange first). */
-  async read(start: number, end: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(end - start);
+  /**
+   * Reads bytes of content already verified (callers fetchRange first), into `out` when given
+   * (a reader's own buffer: a fresh 1 MiB buffer per read faults in fresh pages every time).
+   */
+  async read(start: number, end: number, out: Buffer = Buffer.allocUnsafe(end - start)): Promise<Buffer> {
+    if (out.length < end - start) throw new RangeError(`read of ${end - start} bytes into ${out.length}`);
+    out = out.subarray(0, end - start);
     this.reads++;
     try {
       // Complete content idle for a while has its fd closed (see releaseIdleFd): reopen it.
@@ -562,6 +575,7 @@ export class Torrent extends EventEmitter {
       badPieces: this.badPieces,
       inFlight: [...this.conns].reduce((a, c) => a + c.outstanding.size, 0) + this.picker.busy.size,
       idleMs: Date.now() - this.lastUse,
+      cancelledBytes: this.cancelledBytes,
     };
   }
 
