@@ -1,7 +1,7 @@
 // The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts, whereis,
 // authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
-// maintenance and drain (replication settings, through the running node).
+// maintenance and drain (replication settings, through the running node), fsck (cli/fsck.ts).
 // Commands that change membership go through the running node's control socket when it runs
 // (the node serialises its own changes), and open the root directly when it does not.
 import { resolve, join } from 'node:path';
@@ -31,6 +31,7 @@ import { Progress } from './progress.js';
 import { HEALTH } from '../daemon/health-method.js';
 import { renderHealth } from '../daemon/health.js';
 import { CONFLICTS, MAX_LISTED, renderConflicts } from '../daemon/conflicts.js';
+import { FSCK_HELP, runFsck } from './fsck.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -86,6 +87,7 @@ status: how far it is: NODE's copies left, their bytes, and how many of them "co
 disks already hold (what NODE holds is its last answer to this node's audit, --audit-every).
 --wait: after "on" or "status", show progress (on a terminal) until NODE holds nothing more;
 Ctrl-C stops waiting, not the drain.`,
+  fsck: FSCK_HELP,
   put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
 On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
 the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
@@ -93,7 +95,7 @@ mount. At most ${MAX_PUT_BYTES >> 10} KiB; write larger files through a mount. -
 };
 export const SUBCOMMANDS = Object.keys(HELP);
 
-interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string; wait?: boolean }
+interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string; wait?: boolean; repair?: boolean; restart?: boolean }
 
 const POS_NAMES: Record<string, string[]> = { whereis: ['ROOT', 'PATH'], authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
 
@@ -114,6 +116,8 @@ function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed
     else if ((a === '--parents' || a === '-p') && cmd === 'put') out.parents = true;
     else if (a === '--dir' && cmd === 'config') out.dir = val();
     else if (a === '--wait' && cmd === 'drain') out.wait = true;
+    else if (a === '--repair' && cmd === 'fsck') out.repair = true;
+    else if (a === '--restart' && cmd === 'fsck') out.restart = true;
     else if (a.startsWith('-') && !(a === '-' && cmd === 'put') && !a.startsWith('ssh-')) throw new UsageError(`${cmd}: unknown option ${a}`);
     else out.pos.push(a);
   }
@@ -294,6 +298,17 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const h = await viaControlM(root, HEALTH, null);
       if (!h) throw new CheckError(`status: no node is running on ${root}; start it first`);
       return print(a.json, h, renderHealth(h));
+    }
+    case 'fsck': {
+      // fsck's own exit codes (e2fsck's): an operational error is 8, not 1 ("all repaired").
+      try {
+        await nodeRoot(root);
+      } catch (e) {
+        process.stderr.write(`delugefs: ${(e as Error).message}\n`);
+        process.exitCode = 8;
+        return;
+      }
+      return runFsck(root, { repair: !!a.repair, restart: !!a.restart, json: a.json });
     }
     case 'conflicts': {
       await nodeRoot(root);

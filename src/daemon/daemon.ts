@@ -13,7 +13,7 @@ import { serveHealth } from './health-method.js';
 import { serveConflicts } from './conflicts.js';
 import { serve } from './methods.js';
 import { localOnly } from '../cluster/control-socket.js';
-import { WHEREIS } from '../replication/methods.js';
+import { FSCK, WHEREIS } from '../replication/methods.js';
 
 export interface DaemonOptions {
   paths: RootPaths;
@@ -68,6 +68,10 @@ export class Daemon {
       serve(cluster.rpc, WHEREIS, (p, peer) => {
         localOnly(peer, 'whereis');
         return replication.where(p.paths, o.mount?.dir ?? null);
+      });
+      serve(cluster.rpc, FSCK, (p, peer) => {
+        localOnly(peer, 'fsck');
+        return p.action === 'start' ? replication.fsck.start(p) : p.action === 'stop' ? replication.fsck.stop() : replication.fsck.status();
       });
       if (o.mount) {
         const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));

@@ -4,6 +4,7 @@ import { isContentId, ContentId } from '../content/metainfo.js';
 import { NODE_ID_RE } from '../cluster/identity.js';
 import { Bad, bool, int, list, method, obj, str } from '../daemon/methods.js';
 import { MAX_WHEREIS_PATHS, type Holder, type Where } from './whereis.js';
+import { MAX_FSCK_LISTED, type FsckBad, type FsckStatus } from './fsck.js';
 
 /** Most ids in one request or one page of active_torrents. */
 export const MAX_IDS = 1000;
@@ -175,4 +176,32 @@ export const WHEREIS = method('whereis', (v): { paths: string[] } => ({ paths: l
   });
 });
 
-export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, WHEREIS] as const;
+export type FsckAction = 'start' | 'stop' | 'status';
+const TIME_RE = /^[0-9TZ:.-]{10,30}$/;
+
+/** `delugefs fsck`: start (or go on with) a pass, stop it, or ask how far it is; local callers only. */
+export const FSCK = method('fsck', (v): { action: FsckAction; repair: boolean; restart: boolean } => {
+  const o = obj(v);
+  const action = str(o.action, 'action', /^(start|stop|status)$/) as FsckAction;
+  return { action, repair: o.repair === undefined ? false : bool(o.repair, 'repair'), restart: o.restart === undefined ? false : bool(o.restart, 'restart') };
+}, (v): FsckStatus => {
+  const o = obj(v, 'reply');
+  const n = (k: string) => int(o[k], k, 0, BYTES);
+  const time = (k: string) => (o[k] === null ? null : str(o[k], k, TIME_RE));
+  const bad = list(o.bad, 'bad', MAX_FSCK_LISTED, (x, what): FsckBad => {
+    const b = obj(x, what);
+    const pieces = int(b.pieces, `${what}.pieces`, 0, 1 << 30);
+    return {
+      id: contentId(b.id, `${what}.id`), paths: list(b.paths, `${what}.paths`, 16, (y, w) => str(y, w, /^\/[^\0]*$/, 4096)), files: int(b.files, `${what}.files`, 0, BYTES),
+      pieces, badPieces: int(b.badPieces, `${what}.badPieces`, 0, pieces), state: str(b.state, `${what}.state`, /^(found|repaired|unrepairable|failed)$/) as FsckBad['state'],
+      error: b.error === null ? null : str(b.error, `${what}.error`, /^[^\0]*$/, 4096),
+    };
+  });
+  return {
+    state: str(o.state, 'state', /^(idle|running|stopped|done)$/) as FsckStatus['state'], repair: bool(o.repair, 'repair'), startedAt: time('startedAt'), endedAt: time('endedAt'),
+    total: n('total'), checked: n('checked'), totalBytes: n('totalBytes'), bytes: n('bytes'), skipped: n('skipped'), badCopies: n('badCopies'), badPieces: n('badPieces'),
+    repaired: n('repaired'), unrepaired: n('unrepaired'), resumed: n('resumed'), bad,
+  };
+});
+
+export const REPLICATION_METHODS = [FREESPACE, ACTIVE_TORRENTS, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, LOCK_CONTENT, UNLOCK_CONTENT, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, WHEREIS, FSCK] as const;

@@ -490,6 +490,62 @@ test('scrub: a corrupt piece of a stored copy is found and repaired from a membe
   }
 });
 
+test('delugefs fsck: a full pass with progress finds bit rot and names the files; --repair fetches the bad pieces from the member', { skip, timeout: 180_000 }, async () => {
+  // No background scrub: only fsck looks.
+  const c = await startCluster({ nodes: 2, subnet: '10.98.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--scrub-rate', '0'] });
+  const running = new Set([0, 1]);
+  try {
+    const a = randomBytes(500_000);
+    const b = randomBytes(300_000);
+    await c.write(0, '/a.bin', a);
+    await c.write(0, '/b.bin', b);
+    await c.converged(60_000);
+    const both = await eventually('both files on both disks', async () => {
+      const w = byContent(await holdings(c, running));
+      const two = [...w].filter(([, at]) => at.length === 2).map(([id]) => id);
+      return two.length === 2 && two;
+    }, 60_000);
+    const root = c.nodes[1]!.root;
+    const fsck = async (...args: string[]) => {
+      const r = await runCli(['fsck', root, '--json', ...args]);
+      return { code: r.code, st: JSON.parse(r.out || 'null') as { state: string; checked: number; total: number; badCopies: number; repaired: number; unrepaired: number; bad: { id: string; paths: string[]; badPieces: number; state: string }[] }, err: r.err };
+    };
+    let r = await fsck();
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual([r.st.state, r.st.checked, r.st.total, r.st.badCopies], ['done', 2, 2, 0]);
+    // Bit rot in a.bin's copy on beta.
+    const which = new Map<string, Buffer>();
+    for (const id of both) which.set(id, (await stat(join(root, 'content', id.slice(0, 2), id))).size === a.length ? a : b);
+    const [rotten] = [...which].find(([, d]) => d === a)!;
+    const path = join(root, 'content', rotten.slice(0, 2), rotten);
+    const fh = await open(path, 'r+');
+    await fh.write(Buffer.from([a[400_000]! ^ 0xff]), 0, 1, 400_000);
+    await fh.close();
+    r = await fsck();
+    assert.equal(r.code, 4, `bad pieces left: exit 4 (${r.err})`);
+    assert.equal(r.st.badCopies, 1);
+    assert.deepEqual([r.st.bad[0]!.id, r.st.bad[0]!.paths, r.st.bad[0]!.badPieces, r.st.bad[0]!.state], [rotten, ['/a.bin'], 1, 'found']);
+    assert.ok(!(await readFile(path)).equals(a), 'fsck without --repair changed the copy');
+    const text = await runCli(['fsck', root]);
+    assert.match(text.out, /1 bad copy \(1 bad pieces\): 0 repaired, 1 not[\s\S]*\/a\.bin[\s\S]*--repair/);
+    r = await fsck('--repair');
+    assert.equal(r.code, 1, `all repaired: exit 1 (${r.err})`);
+    assert.deepEqual([r.st.badCopies, r.st.repaired, r.st.bad[0]!.state], [1, 1, 'repaired']);
+    assert.ok((await readFile(path)).equals(a), 'the copy is whole again once fsck --repair returns');
+    assert.ok((await c.events(1, 'replication.fsck.repaired')) >= 1);
+    r = await fsck();
+    assert.equal(r.code, 0, r.err);
+    // The node down: said so, exit 8.
+    await c.kill9(1);
+    running.delete(1);
+    const down = await runCli(['fsck', root]);
+    assert.equal(down.code, 8);
+    assert.match(down.err, /no node is running/);
+  } finally {
+    await c.teardown();
+  }
+});
+
 test('a near-full disk takes no new copies: they go elsewhere, mirror requests are declined, every file still on two disks', { skip, timeout: 240_000 }, async () => {
   // Three disks of one size (placement weighs by size); gamma's is 87 % full of something else,
   // past the near-full mark (85 %): neither the writers' choice nor the hash sends it a copy, a

@@ -23,6 +23,7 @@ import { ReplicationLoop, LoopStats } from './loop.js';
 import { ReadCache } from './cache.js';
 import { whereis, Where } from './whereis.js';
 import { Scrubber } from './scrub.js';
+import { Fsck } from './fsck.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { PlacementHints } from './hints.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
@@ -67,6 +68,7 @@ export class Replication {
   private plannedIds = new Set<ContentId>();
   private readonly cache: ReadCache;
   readonly scrub: Scrubber;
+  readonly fsck: Fsck;
   private readonly fetching = new Map<ContentId, number>();
   private closed = false;
   private readonly ac = new AbortController();
@@ -133,6 +135,15 @@ export class Replication {
       // (it counts on it) or that is being dropped: until then the copy stays as it is.
       canRepair: (id) => this.canRepair(id),
       repair: (id, info, good) => this.repair(id, info, good),
+    });
+    this.fsck = new Fsck({
+      store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log,
+      held: () => [...holdings.ids()].sort(),
+      info: (id) => node.ns.tree.info(id),
+      busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
+      canRepair: (id) => this.canRepair(id),
+      repair: (id, info, good) => this.repair(id, info, good),
+      root: () => node.ns.tree.root,
     });
   }
 
@@ -510,6 +521,7 @@ export class Replication {
     if (this.audit) clearInterval(this.audit);
     this.loop.close();
     await this.scrub.close();
+    await this.fsck.close();
     this.node.keeper.gate = null;
     this.node.clusterSpace = null;
     this.node.setPlacer(null);

@@ -84,39 +84,10 @@ export class Scrubber {
   private async check(id: ContentId): Promise<void> {
     const info = this.d.info(id);
     if (!info || info.length === 0 || this.d.busy(id)) return;
-    const n = pieceCount(info);
-    const per = Math.max(1, Math.floor(CHUNK_BYTES / info.pieceLength));
-    const bad: number[] = [];
-    for (let first = 0; first < n && !this.closed; first += per) {
-      const count = Math.min(per, n - first);
-      const t0 = Date.now();
-      let got: Buffer | null = null;
-      let error: Error | null = null;
-      // A failed read is tried once more (a worker or a transient error is not bit rot).
-      for (let attempt = 0; attempt < 2 && !got; attempt++) {
-        try {
-          got = await hashPieces(this.d.store.path(id), info.pieceLength, first, count, info.length);
-        } catch (e) {
-          error = e as Error;
-          if (!(await this.d.store.has(id))) return; // dropped or deleted meanwhile
-        }
-      }
-      if (!got) {
-        // The disk fails to read these pieces: bad, repaired from the members.
-        this.d.log.warn('replication.scrub.read_failed', { id, first, error: error?.message });
-        for (let k = 0; k < count; k++) bad.push(first + k);
-        continue;
-      }
-      for (let k = 0; k < count; k++) {
-        if (!got.subarray(k * 20, k * 20 + 20).equals(info.pieces.subarray((first + k) * 20, (first + k) * 20 + 20))) bad.push(first + k);
-      }
-      const bytes = Math.min(count * info.pieceLength, info.length - first * info.pieceLength);
-      this.stats.bytes += bytes;
-      const ms = (bytes / this.d.rate) * 1000 - (Date.now() - t0);
-      if (ms > 0) await sleep(ms, undefined, { signal: this.ac.signal }).catch(() => {});
-    }
+    const bad = await checkCopy(this.d.store, id, info, { rate: this.d.rate, signal: this.ac.signal, log: this.d.log, onBytes: (n) => { this.stats.bytes += n; } });
+    if (!bad || this.closed) return;
     this.stats.scrubbed++;
-    if (!bad.length || this.closed) return;
+    if (!bad.length) return;
     this.stats.bad += bad.length;
     this.d.log.warn('replication.scrub.bad_pieces', { id, pieces: bad.length, first: bad.slice(0, 10), why: 'the stored copy differs from its piece hashes; repairing those pieces from the members' });
     if (!this.d.canRepair(id)) {
@@ -133,4 +104,45 @@ export class Scrubber {
       this.d.log.error('replication.scrub.repair_failed', { id, error: (e as Error).message });
     }
   }
+}
+
+/**
+ * Reads a stored copy back and checks every piece against its hash: the bad pieces (an
+ * unreadable piece is bad), or null when the copy left the store meanwhile or `signal` ended it.
+ * `rate` bytes per second (0: as fast as the disk goes).
+ */
+export async function checkCopy(store: ContentStore, id: ContentId, info: Info, o: { rate: number; signal: AbortSignal; log: Logger; onBytes?: (n: number) => void }): Promise<number[] | null> {
+  const n = pieceCount(info);
+  const per = Math.max(1, Math.floor(CHUNK_BYTES / info.pieceLength));
+  const bad: number[] = [];
+  for (let first = 0; first < n; first += per) {
+    if (o.signal.aborted) return null;
+    const count = Math.min(per, n - first);
+    const t0 = Date.now();
+    let got: Buffer | null = null;
+    let error: Error | null = null;
+    // A failed read is tried once more (a worker or a transient error is not bit rot).
+    for (let attempt = 0; attempt < 2 && !got; attempt++) {
+      try {
+        got = await hashPieces(store.path(id), info.pieceLength, first, count, info.length);
+      } catch (e) {
+        error = e as Error;
+        if (!(await store.has(id))) return null; // dropped or deleted meanwhile
+      }
+    }
+    if (!got) {
+      // The disk fails to read these pieces: bad, repaired from the members.
+      o.log.warn('replication.scrub.read_failed', { id, first, error: error?.message });
+      for (let k = 0; k < count; k++) bad.push(first + k);
+      continue;
+    }
+    for (let k = 0; k < count; k++) {
+      if (!got.subarray(k * 20, k * 20 + 20).equals(info.pieces.subarray((first + k) * 20, (first + k) * 20 + 20))) bad.push(first + k);
+    }
+    const bytes = Math.min(count * info.pieceLength, info.length - first * info.pieceLength);
+    o.onBytes?.(bytes);
+    const ms = o.rate > 0 ? (bytes / o.rate) * 1000 - (Date.now() - t0) : 0;
+    if (ms > 0) await sleep(ms, undefined, { signal: o.signal }).catch(() => {});
+  }
+  return o.signal.aborted ? null : bad;
 }

@@ -1,0 +1,269 @@
+// `delugefs fsck ROOT [--repair]`: one full pass over every copy this disk holds, as fast as the
+// disk reads, each piece checked against its hash (the scrub's check, unthrottled), with progress.
+// Resumable: the pass's cursor and findings are saved after every copy (ROOT/replication/fsck.json),
+// so a pass stopped (Ctrl-C, a restart) goes on where it was. Without --repair it only reports;
+// with it, bad pieces are fetched again from a member holding a complete copy, as the scrub does.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ContentId, Info } from '../content/metainfo.js';
+import type { ContentStore } from '../content/store.js';
+import type { DirNode } from '../meta/tree.js';
+import type { Logger } from '../util/log.js';
+import { checkCopy } from './scrub.js';
+
+/** Bad copies listed in full (the counts go on past it). */
+export const MAX_FSCK_LISTED = 200;
+/** Paths named per bad copy (content shared by more files says how many in `files`). */
+const PATHS_PER_COPY = 4;
+
+export type FsckState = 'idle' | 'running' | 'stopped' | 'done';
+export type BadState = 'found' | 'repaired' | 'unrepairable' | 'failed';
+
+export interface FsckBad {
+  id: ContentId;
+  /** Files of the namespace with this content (at most a few), and how many there are. */
+  paths: string[];
+  files: number;
+  pieces: number;
+  badPieces: number;
+  state: BadState;
+  error: string | null;
+}
+
+export interface FsckStatus {
+  state: FsckState;
+  repair: boolean;
+  startedAt: string | null;
+  endedAt: string | null;
+  /** Copies and bytes in this pass, and how far it is. */
+  total: number;
+  checked: number;
+  totalBytes: number;
+  bytes: number;
+  /** Copies not checked: left the store, or being written or fetched when their turn came. */
+  skipped: number;
+  badCopies: number;
+  badPieces: number;
+  repaired: number;
+  /** Bad copies found and not repaired (no --repair, no member to repair from, a failed repair). */
+  unrepaired: number;
+  /** Times this pass was stopped and went on again. */
+  resumed: number;
+  bad: FsckBad[];
+}
+
+export interface FsckDeps {
+  store: ContentStore;
+  held(): ContentId[];
+  info(id: ContentId): Info | undefined;
+  busy(id: ContentId): boolean;
+  canRepair(id: ContentId): boolean;
+  repair(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void>;
+  /** The namespace's root, to name the files of a bad copy. */
+  root(): DirNode;
+  dir: string;
+  log: Logger;
+}
+
+interface Saved extends FsckStatus {
+  /** Copies in id order up to and including this one are done. */
+  after: ContentId | null;
+}
+
+const fresh = (repair: boolean): Saved => ({
+  state: 'idle', repair, startedAt: null, endedAt: null, total: 0, checked: 0, totalBytes: 0, bytes: 0, skipped: 0,
+  badCopies: 0, badPieces: 0, repaired: 0, unrepaired: 0, resumed: 0, bad: [], after: null,
+});
+
+export class Fsck {
+  private s: Saved = fresh(false);
+  private loaded = false;
+  private ac: AbortController | null = null;
+  private running: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(private readonly d: FsckDeps) {}
+
+  private get file(): string {
+    return join(this.d.dir, 'fsck.json');
+  }
+
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    try {
+      const o = JSON.parse(await readFile(this.file, 'utf8')) as Saved;
+      // Anything malformed is a pass that never happened (the next one starts afresh).
+      if (o && typeof o === 'object' && ['stopped', 'done', 'running'].includes(o.state) && Array.isArray(o.bad) && (o.after === null || typeof o.after === 'string')) {
+        this.s = { ...fresh(!!o.repair), ...o, bad: o.bad.slice(0, MAX_FSCK_LISTED) };
+        if (this.s.state === 'running') this.s.state = 'stopped'; // the node stopped during it
+      }
+    } catch { /* no pass yet */ }
+  }
+
+  private async save(): Promise<void> {
+    await mkdir(this.d.dir, { recursive: true });
+    await writeFile(`${this.file}.tmp`, JSON.stringify(this.s), { mode: 0o600 });
+    await rename(`${this.file}.tmp`, this.file);
+  }
+
+  async status(): Promise<FsckStatus> {
+    await this.load();
+    const { after: _after, ...st } = this.s;
+    return { ...st, bad: st.bad.map((b) => ({ ...b, paths: [...b.paths] })) };
+  }
+
+  /**
+   * Starts a pass, or goes on with a stopped one (`restart`: a new one instead). A pass already
+   * running is left as it is (its status is the answer), unless --repair is asked of one that
+   * does not repair: it repairs from the next copy on.
+   */
+  async start(o: { repair: boolean; restart: boolean }): Promise<FsckStatus> {
+    await this.load();
+    if (this.closed) throw new Error('the node is stopping');
+    if (this.s.state === 'running') {
+      if (o.repair) this.s.repair = true;
+      return this.status();
+    }
+    if (o.restart || this.s.state === 'idle' || this.s.state === 'done') this.s = fresh(o.repair);
+    else {
+      this.s.resumed++;
+      this.s.repair ||= o.repair;
+    }
+    this.s.state = 'running';
+    this.s.endedAt = null;
+    this.s.startedAt ??= new Date().toISOString();
+    // What is left to check: the copies held now after the cursor (copies stored meanwhile are
+    // in, copies dropped meanwhile are out).
+    const ids = this.d.held().filter((id) => this.s.after === null || id > this.s.after);
+    const left = ids.reduce((a, id) => a + (this.d.info(id)?.length ?? 0), 0);
+    this.s.total = this.s.checked + this.s.skipped + ids.length;
+    this.s.totalBytes = this.s.bytes + left;
+    const ac = (this.ac = new AbortController());
+    this.d.log.info('replication.fsck.started', { copies: ids.length, bytes: left, repair: this.s.repair, resumed: this.s.resumed });
+    this.running = this.pass(ids, ac.signal).catch((e) => {
+      this.d.log.error('replication.fsck.failed', { error: (e as Error).message });
+      this.s.state = 'stopped';
+    });
+    await this.save().catch(() => {});
+    return this.status();
+  }
+
+  /** Stops a running pass; its cursor stays, so the next start goes on from there. */
+  async stop(): Promise<FsckStatus> {
+    await this.load();
+    if (this.s.state === 'running') {
+      this.ac?.abort();
+      await this.running;
+    }
+    return this.status();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.ac?.abort();
+    await this.running;
+  }
+
+  private async pass(ids: ContentId[], signal: AbortSignal): Promise<void> {
+    for (const id of ids) {
+      if (signal.aborted) break;
+      await this.one(id, signal);
+      if (signal.aborted) break; // that copy is checked again on resume
+      this.s.after = id;
+      await this.save().catch(() => {});
+    }
+    if (signal.aborted) {
+      this.s.state = 'stopped';
+      this.d.log.info('replication.fsck.stopped', { checked: this.s.checked, of: this.s.total });
+    } else {
+      this.s.state = 'done';
+      this.s.endedAt = new Date().toISOString();
+      this.s.after = null;
+      this.d.log.info('replication.fsck.done', { checked: this.s.checked, skipped: this.s.skipped, badCopies: this.s.badCopies, repaired: this.s.repaired, unrepaired: this.s.unrepaired });
+    }
+    await this.save().catch(() => {});
+  }
+
+  private async one(id: ContentId, signal: AbortSignal): Promise<void> {
+    const info = this.d.info(id);
+    if (!info || info.length === 0 || this.d.busy(id)) {
+      this.s.skipped++;
+      return;
+    }
+    let done = 0;
+    const bad = await checkCopy(this.d.store, id, info, { rate: 0, signal, log: this.d.log, onBytes: (n) => { done += n; this.s.bytes += n; } });
+    if (!bad) {
+      this.s.bytes -= done; // not counted: it is checked again (resume) or it is gone
+      if (!signal.aborted) this.s.skipped++;
+      return;
+    }
+    // Bytes of a copy that shrank or grew since the pass began are what was read.
+    this.s.totalBytes += done - info.length;
+    this.s.checked++;
+    if (!bad.length) return;
+    this.s.badCopies++;
+    this.s.badPieces += bad.length;
+    const found: FsckBad = { id, paths: [], files: 0, pieces: Math.ceil(info.length / info.pieceLength), badPieces: bad.length, state: 'found', error: null };
+    const named = filesOf(this.d.root(), new Set([id]), PATHS_PER_COPY).get(id);
+    if (named) [found.paths, found.files] = [named.paths, named.count];
+    this.d.log.warn('replication.fsck.bad_pieces', { id, pieces: bad.length, first: bad.slice(0, 10), paths: found.paths, repair: this.s.repair });
+    if (this.s.repair) {
+      if (!this.d.canRepair(id)) {
+        found.state = 'unrepairable';
+        found.error = 'no other member that answers holds a complete copy, or a member counts on ours (locked); the copy is kept as it is';
+      } else {
+        const badSet = new Set(bad);
+        try {
+          await this.d.repair(id, info, (i) => !badSet.has(i));
+          found.state = 'repaired';
+          this.d.log.info('replication.fsck.repaired', { id, pieces: bad.length });
+        } catch (e) {
+          found.state = 'failed';
+          found.error = (e as Error).message;
+          this.d.log.error('replication.fsck.repair_failed', { id, error: found.error });
+        }
+      }
+    }
+    if (found.state === 'repaired') this.s.repaired++;
+    else this.s.unrepaired++;
+    if (this.s.bad.length < MAX_FSCK_LISTED) this.s.bad.push(found);
+  }
+}
+
+/** The files (first `max` paths in walk order, and how many) whose content is one of `ids`. */
+export function filesOf(root: DirNode, ids: ReadonlySet<ContentId>, max: number): Map<ContentId, { paths: string[]; count: number }> {
+  const out = new Map<ContentId, { paths: string[]; count: number }>();
+  const stack: [string, DirNode][] = [['', root]];
+  while (stack.length) {
+    const [at, d] = stack.pop()!;
+    for (const [name, c] of d.children) {
+      const path = `${at}/${name}`;
+      if (c.kind === 'dir') stack.push([path, c]);
+      else if (c.entry.type === 'file' && ids.has(c.entry.id)) {
+        let f = out.get(c.entry.id);
+        if (!f) out.set(c.entry.id, (f = { paths: [], count: 0 }));
+        f.count++;
+        if (f.paths.length < max) f.paths.push(path);
+      }
+    }
+  }
+  for (const f of out.values()) f.paths.sort();
+  return out;
+}
+
+const size = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+
+/** The report a person reads. */
+export function renderFsck(s: FsckStatus): string {
+  const lines = [`fsck ${s.state}${s.repair ? ' (--repair)' : ''}: ${s.checked} of ${s.total} copies checked (${size(s.bytes)} of ${size(s.totalBytes)})${s.skipped ? `, ${s.skipped} skipped (gone or busy)` : ''}${s.resumed ? `, resumed ${s.resumed}x` : ''}`];
+  if (!s.badCopies) lines.push('no bad pieces');
+  else lines.push(`${s.badCopies} bad ${s.badCopies === 1 ? 'copy' : 'copies'} (${s.badPieces} bad pieces): ${s.repaired} repaired, ${s.unrepaired} not`);
+  for (const b of s.bad) {
+    const files = b.paths.length ? `${b.paths.join(', ')}${b.files > b.paths.length ? ` and ${b.files - b.paths.length} more` : ''}` : 'no file refers to it now';
+    lines.push(`  ${b.id.slice(0, 12)}  ${b.badPieces}/${b.pieces} pieces bad, ${b.state}${b.error ? ` (${b.error})` : ''}: ${files}`);
+  }
+  if (s.bad.length < s.badCopies) lines.push(`  (the first ${s.bad.length} listed)`);
+  if (s.unrepaired && !s.repair) lines.push('run again with --repair to fetch the bad pieces from a member');
+  return lines.join('\n');
+}
