@@ -87,6 +87,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs invite ROOT [--ttl 1d]       print a one-time join token (on a running member)
   delugefs remove-node ROOT NODE        revoke a member (its key is refused once synced)
   delugefs members ROOT                 list the members
+  delugefs peers ROOT                   every member as the running node sees it: state, address, last answer, disk, sync, swarm
   delugefs status ROOT                  the cluster's health (OK, WARN or ERROR) with its checks and counts
   delugefs conflicts ROOT               the conflict copies merges kept, with both versions' writers and times
   delugefs whereis ROOT PATH...         which disks hold each file's content (complete or partial), as of when

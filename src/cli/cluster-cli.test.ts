@@ -308,8 +308,13 @@ test('status and conflicts: the health of the cluster through the running node, 
   assert.equal(ct.code, 0, ct.err);
   assert.match(ct.out, /^1 conflict copy\n\/d\/b\.sync-conflict-20260102-030405-x\.txt\n  kept aside: file of 5 B, written by \S+ at \S+\n  now at \/d\/b\.txt: file of 6 B/);
   assert.match((await cli(['conflicts', '--help'])).out, /^Usage: delugefs conflicts ROOT/);
+  // peers on a lone node: itself only.
+  const pj = await cli(['peers', b.root, '--json']);
+  assert.equal(pj.code, 0, pj.err);
+  assert.deepEqual(JSON.parse(pj.out).map((r: { nodeId: string; self: boolean; state: string }) => [r.nodeId, r.self, r.state]), [[me, true, 'up']]);
+  assert.match((await cli(['peers', '--help'])).out, /^Usage: delugefs peers ROOT/);
   await n.stop();
-  for (const cmd of ['status', 'conflicts']) {
+  for (const cmd of ['status', 'conflicts', 'peers']) {
     const r = await cli([cmd, b.root]);
     assert.equal(r.code, 1);
     assert.match(r.err, /no node is running/);

@@ -1,7 +1,7 @@
 // The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts, whereis,
 // authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
-// maintenance and drain (replication settings, through the running node), fsck (cli/fsck.ts).
+// maintenance and drain (replication settings, through the running node), fsck (cli/fsck.ts), peers.
 // Commands that change membership go through the running node's control socket when it runs
 // (the node serialises its own changes), and open the root directly when it does not.
 import { resolve, join } from 'node:path';
@@ -32,6 +32,7 @@ import { HEALTH } from '../daemon/health-method.js';
 import { renderHealth } from '../daemon/health.js';
 import { CONFLICTS, MAX_LISTED, renderConflicts } from '../daemon/conflicts.js';
 import { FSCK_HELP, runFsck } from './fsck.js';
+import { PEERS, renderPeers } from '../daemon/peers.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -88,6 +89,12 @@ disks already hold (what NODE holds is its last answer to this node's audit, --a
 --wait: after "on" or "status", show progress (on a terminal) until NODE holds nothing more;
 Ctrl-C stops waiting, not the drain.`,
   fsck: FSCK_HELP,
+  peers: `Usage: delugefs peers ROOT [--json]
+On a running node: every member as this node sees it, itself first: machine (and zone), disk
+state (up, down, maintenance, draining, unknown), the address it is reached at now and how it
+was found (mdns, static, member record), when it last answered this node's replication poll,
+its disk's fill, namespace sync with it (in step, changes still to send, or failing: failed
+exchanges in a row) and the swarm connections open to it.`,
   put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
 On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
 the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
@@ -309,6 +316,12 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
         return;
       }
       return runFsck(root, { repair: !!a.repair, restart: !!a.restart, json: a.json });
+    }
+    case 'peers': {
+      await nodeRoot(root);
+      const rows = await viaControlM(root, PEERS, null);
+      if (!rows) throw new CheckError(`peers: no node is running on ${root}; start it first`);
+      return print(a.json, rows, renderPeers(rows));
     }
     case 'conflicts': {
       await nodeRoot(root);

@@ -11,6 +11,7 @@ import { Replication, ReplicationOptions } from '../replication/replication.js';
 import { mount, Mounted } from '../fuse/mount.js';
 import { serveHealth } from './health-method.js';
 import { serveConflicts } from './conflicts.js';
+import { servePeers } from './peers.js';
 import { serve } from './methods.js';
 import { localOnly } from '../cluster/control-socket.js';
 import { FSCK, WHEREIS } from '../replication/methods.js';
@@ -65,6 +66,7 @@ export class Daemon {
       const replication = (this.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
       this.onStop('replication', () => replication.close());
       serveHealth(node, cluster, replication);
+      servePeers(cluster, swarm, replication);
       serve(cluster.rpc, WHEREIS, (p, peer) => {
         localOnly(peer, 'whereis');
         return replication.where(p.paths, o.mount?.dir ?? null);

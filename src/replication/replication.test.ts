@@ -490,7 +490,7 @@ test('scrub: a corrupt piece of a stored copy is found and repaired from a membe
   }
 });
 
-test('delugefs fsck: a full pass with progress finds bit rot and names the files; --repair fetches the bad pieces from the member', { skip, timeout: 180_000 }, async () => {
+test('delugefs peers lists both disks as each sees the other; delugefs fsck: a full pass with progress finds bit rot and names the files, --repair fetches the bad pieces from the member', { skip, timeout: 180_000 }, async () => {
   // No background scrub: only fsck looks.
   const c = await startCluster({ nodes: 2, subnet: '10.98.0', machines: ['alpha', 'beta'], settle: 'heads', extra: ['--audit-every', '1s', '--scrub-rate', '0'] });
   const running = new Set([0, 1]);
@@ -506,6 +506,26 @@ test('delugefs fsck: a full pass with progress finds bit rot and names the files
       return two.length === 2 && two;
     }, 60_000);
     const root = c.nodes[1]!.root;
+    // peers, from beta: itself first, then alpha up, answering, reached over the network, in step.
+    type Row = { nodeId: string; self: boolean; machine: string; state: string; seen: { host: string } | null; lastAnswerAt: string | null; disk: { total: number } | null; held: number | null; sync: { behind: number; failures: number } | null; swarm: number };
+    const peers = async () => {
+      const r = await runCli(['peers', root, '--json']);
+      assert.equal(r.code, 0, r.err);
+      return JSON.parse(r.out) as Row[];
+    };
+    const rows = await eventually('alpha answered and in step', async () => {
+      const p = await peers();
+      return p[1]?.lastAnswerAt && p[1].held === 2 && p[1].sync?.behind === 0 ? p : false;
+    }, 60_000);
+    assert.deepEqual(rows.map((r) => [r.self, r.machine, r.state]), [[true, 'beta', 'up'], [false, 'alpha', 'up']]);
+    assert.equal(rows[0]!.nodeId, c.nodes[1]!.id);
+    assert.equal(rows[1]!.nodeId, c.nodes[0]!.id);
+    assert.equal(rows[1]!.seen?.host, c.nodes[0]!.host.ip);
+    assert.equal(rows[1]!.sync?.failures, 0);
+    assert.ok(rows[1]!.disk && rows[1]!.disk.total > 0);
+    assert.ok(Number.isInteger(rows[1]!.swarm)); // connections last while content is exchanged: 0 once idle
+    const table = await runCli(['peers', root]);
+    assert.match(table.out, new RegExp(`^NODE +MACHINE +STATE[^\\n]*\\n${c.nodes[1]!.id} \\(this\\) +beta +up[\\s\\S]*\\n${c.nodes[0]!.id} +alpha +up +${c.nodes[0]!.host.ip.replace(/\./g, '\\.')}:\\d+ \\(\\w+\\)`));
     const fsck = async (...args: string[]) => {
       const r = await runCli(['fsck', root, '--json', ...args]);
       return { code: r.code, st: JSON.parse(r.out || 'null') as { state: string; checked: number; total: number; badCopies: number; repaired: number; unrepaired: number; bad: { id: string; paths: string[]; badPieces: number; state: string }[] }, err: r.err };

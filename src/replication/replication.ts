@@ -239,6 +239,19 @@ export class Replication {
     return m.list().filter((r) => !m.isRevoked(r.nodeId)).map((r) => ({ nodeId: r.nodeId, machine: r.hostname || r.nodeId, zone: decodeZone(this.node.ns.getRecord(ZONE_RECORD + r.nodeId))?.value, maintenance: this.flag(MAINTENANCE_RECORD, r.nodeId), draining: this.flag(DRAIN_RECORD, r.nodeId) }));
   }
 
+  /** What replication knows of each member's disk, for `delugefs peers`: state, its last answer, fill, copies held. */
+  disksOf(): Map<string, { zone: string | null; state: string; reachable: boolean; lastAnswerAt: number | null; total: number | null; free: number | null; held: number | null }> {
+    const out = new Map<string, { zone: string | null; state: string; reachable: boolean; lastAnswerAt: number | null; total: number | null; free: number | null; held: number | null }>();
+    for (const m of this.members()) {
+      const r = this.view.lastReport(m.nodeId);
+      out.set(m.nodeId, {
+        zone: m.zone ?? null, state: this.view.state(m.nodeId, m), reachable: this.view.reachable(m.nodeId), lastAnswerAt: r?.okAt ?? null,
+        total: r?.total ?? null, free: r?.free ?? null, held: this.view.heldBy(m.nodeId)?.ids.size ?? null,
+      });
+    }
+    return out;
+  }
+
   copies(): number {
     return decodeCopies(this.node.ns.getRecord(COPIES_RECORD))?.value ?? DEFAULT_COPIES;
   }

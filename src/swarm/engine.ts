@@ -285,6 +285,13 @@ export class Swarm extends EventEmitter {
     return dropped;
   }
 
+  /** Open member connections per member node id (one per content exchanged with it). */
+  connectionsByNode(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const c of this.conns) if (c.node && !c.closed) out.set(c.node, (out.get(c.node) ?? 0) + 1);
+    return out;
+  }
+
   private track(c: Conn): Conn {
     this.conns.add(c);
     c.once('close', () => this.conns.delete(c));
