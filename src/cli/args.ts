@@ -34,6 +34,8 @@ export interface RunArgs {
   /** Bytes of partial downloads kept for readers. */
   cacheBytes?: number;
   scrubRate?: number;
+  /** Bytes per second replication's copies may fetch together (undefined/0: no cap). */
+  healRate?: number;
   scrubPauseMs?: number;
   /** Stored pieces checked against their hashes before a read returns them (default on). */
   verifyReads: boolean;
@@ -73,6 +75,9 @@ Options:
   --scrub-rate N    bytes per second the background scrub reads to check stored copies against
                     their piece hashes (default 16M; 0: off); bad pieces are fetched again
   --scrub-every D   pause between two scrub passes (default 1d)
+  --heal-rate N     bytes per second this disk's replication copies (healing a dead disk,
+                    placement, drains) fetch together, e.g. 50M (default: no cap); reads
+                    through a mount and copies someone waits for are never held to it
   --zone NAME       the rack or site of this machine: copies go to different zones first
   --gc-grace D      deleted content stays on the disks for D (default 10m), and until every
                     member has synced the delete and we hold its latest change
@@ -116,7 +121,7 @@ export function parseArgs(argv: string[]): Args {
   let create = false, allowOther = false, json = false, port = 6881, mdns = true, verifyReads = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
   let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
-  let scrubRate: number | undefined, scrubPauseMs: number | undefined;
+  let scrubRate: number | undefined, scrubPauseMs: number | undefined, healRate: number | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -159,6 +164,7 @@ export function parseArgs(argv: string[]): Args {
       case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
       case '--cache-size': cacheBytes = parseSize(flag, value()); break;
       case '--scrub-rate': scrubRate = parseSize(flag, value()); break;
+      case '--heal-rate': healRate = parseSize(flag, value()); break;
       case '--scrub-every': scrubPauseMs = parseDuration(flag, value()); break;
       case '--zone': {
         zone = value();
@@ -197,7 +203,7 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, verifyReads };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads };
 }
 
 /** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */

@@ -251,8 +251,9 @@ test('status and conflicts: the health of the cluster through the running node, 
   assert.equal(r0.code, 0);
   assert.match(r0.out, /^Usage: delugefs status ROOT/);
   const b = await box();
-  const n = await b.start(['--interface', 'lo', '--audit-every', '1s'], { create: true, mount: false });
+  const n = await b.start(['--interface', 'lo', '--audit-every', '1s', '--heal-rate', '50M'], { create: true, mount: false });
   const me = String(n.ready.node);
+  assert.match(n.stderr(), /"swarm\.listening".*"backgroundRate":52428800/, '--heal-rate reaches the swarm');
   const status = async () => {
     const r = await cli(['status', b.root, '--json']);
     assert.equal(r.code, 0, r.err);

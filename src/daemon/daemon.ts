@@ -61,7 +61,7 @@ export class Daemon {
       this.onStop('cluster', () => cluster.close());
       serveConflicts(node, cluster);
       await o.releasePort?.();
-      const swarm = (this.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log }));
+      const swarm = (this.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log, backgroundRate: o.replication?.healRate }));
       this.onStop('swarm', () => swarm.close());
       const replication = (this.replication = await Replication.start(node, cluster, swarm, o.log, o.replication));
       this.onStop('replication', () => replication.close());

@@ -20,7 +20,7 @@ export class SwarmLink {
 
   private constructor(readonly swarm: Swarm, readonly port: number, private readonly node: DelugeNode) {}
 
-  static async start(node: DelugeNode, cluster: ClusterNode, o: { root: string; clusterName: string; port: number; log: Logger }): Promise<SwarmLink> {
+  static async start(node: DelugeNode, cluster: ClusterNode, o: { root: string; clusterName: string; port: number; log: Logger; backgroundRate?: number }): Promise<SwarmLink> {
     const { identity, membership } = cluster;
     const log = o.log.child({ c: 'swarm' });
     const swarm = new Swarm({
@@ -31,6 +31,7 @@ export class SwarmLink {
       secure: memberWire(identity, (id) => (membership.isRevoked(id) ? undefined : membership.get(id)?.publicKey)),
       // Content a member asks for that no open transfer has: anything our namespace references.
       resolve: (id) => node.ns.tree.info(id),
+      backgroundRate: o.backgroundRate,
     });
     const port = await swarm.listen();
     const link = new SwarmLink(swarm, port, node);
@@ -82,7 +83,7 @@ export class SwarmLink {
       },
       fetch: (id, info) => swarm.fetch(id, info),
     });
-    log.info('swarm.listening', { port });
+    log.info('swarm.listening', { port, backgroundRate: o.backgroundRate || null });
     return link;
   }
 

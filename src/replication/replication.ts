@@ -53,6 +53,8 @@ export interface ReplicationOptions {
   /** Scrub reads per second (default 16 MiB/s; 0: no scrub) and the pause between passes (default 1 day). */
   scrubRate?: number;
   scrubPauseMs?: number;
+  /** Bytes per second replication's own fetches take together (the swarm's background rate; 0: no cap). */
+  healRate?: number;
 }
 
 export class Replication {
@@ -177,7 +179,7 @@ export class Replication {
     const opts: Required<ReplicationOptions> = {
       nearFull: o.nearFull ?? NEAR_FULL, concurrent: o.concurrent ?? 2, queue: o.queue ?? 10_000,
       deadAfterMs: o.deadAfterMs ?? 600_000, auditMs: o.auditMs ?? 60_000, lockMs: o.lockMs ?? 60_000, gcGraceMs: o.gcGraceMs ?? 600_000, zone: o.zone ?? '', cacheBytes: o.cacheBytes ?? 2 * 1024 ** 3,
-      scrubRate: o.scrubRate ?? 16 << 20, scrubPauseMs: o.scrubPauseMs ?? 86_400_000,
+      scrubRate: o.scrubRate ?? 16 << 20, scrubPauseMs: o.scrubPauseMs ?? 86_400_000, healRate: o.healRate ?? 0,
     };
     const view = new ClusterView({ me: cluster.identity.nodeId, dir: join(node.opts.paths.root, 'replication'), deadAfterMs: opts.deadAfterMs });
     await view.load();
@@ -515,7 +517,7 @@ export class Replication {
       this.log.info('replication.fetch', { id, bytes: info.length });
       // A copy no holder serves (gone since the plan) is given up, not waited on forever: at least 1 MB/s.
       const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(120_000, info.length / 1000))]);
-      void this.swarm.swarm.fetch(id, info, signal).then(
+      void this.swarm.swarm.fetch(id, info, signal, { background: true }).then(
         () => {
           this.log.info('replication.fetched', { id });
           this.loop.schedule('plan', 1000);

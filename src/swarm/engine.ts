@@ -16,6 +16,7 @@ import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
 import { warmVerifiers } from './verify.js';
 import { PieceCache } from './cache.js';
+import { RateLimiter } from './rate.js';
 import { MemberChannel, WireSecurity, TLS_HANDSHAKE_BYTE } from './secure.js';
 import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
 
@@ -76,6 +77,8 @@ export interface SwarmOptions {
   idleFdMs?: number;
   /** A private DHT (off unless given): bootstrapped only from `dht.nodes` / addDhtNode(). */
   dht?: DhtOptions;
+  /** Bytes per second that background fetches (fetch(..., {background})) ask for together; 0: no cap. */
+  backgroundRate?: number;
 }
 
 interface AddrState { next: number; failures: number; conn: Conn | null; connecting: boolean }
@@ -163,6 +166,7 @@ export class Swarm extends EventEmitter {
       log,
       ban: (t, conn) => this.ban(t, conn),
       wantPeers: (t) => this.connectPeers(t),
+      background: opts.backgroundRate ? new RateLimiter(opts.backgroundRate) : null,
     };
     for (const p of opts.peers ?? []) {
       const { host, port } = parsePeer(p);
@@ -631,9 +635,10 @@ export class Swarm extends EventEmitter {
    * Fetches the whole content into the store (resuming a partial download); resolves when stored.
    * Waits for peers as long as it takes; `signal` gives up waiting (the download stays open).
    */
-  async fetch(id: ContentId, info: Info, signal?: AbortSignal): Promise<void> {
+  /** `background`: replication's copy, held to `backgroundRate` unless someone else wants the content too. */
+  async fetch(id: ContentId, info: Info, signal?: AbortSignal, o: { background?: boolean } = {}): Promise<void> {
     const t = await this.open(id, info);
-    await t.fetchAll(signal);
+    await t.fetchAll(signal, !!o.background);
   }
 
   /**
@@ -735,6 +740,7 @@ export class Swarm extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.ctx.background?.close();
     await this.dht?.close();
     for (const s of this.incoming) s.destroy();
     for (const c of this.conns) c.close('shutting down');

@@ -78,6 +78,11 @@ export class Picker<K> {
     return free;
   }
 
+  /** A reader waits for some of this content. */
+  hasRanges(): boolean {
+    return this.ranges.length > 0;
+  }
+
   /** A reader gave up waiting: its range loses its priority. */
   removeRange(first: number, last: number): void {
     const i = this.ranges.findIndex((r) => r.first === first && r.last === last);

@@ -1,6 +1,7 @@
 // One content id in the swarm: its pieces on disk (complete in the store, or partial), the
 // admitted connections that carry it, serving their requests, and fetching what readers and
 // replication want. Every received piece is verified before it is written, marked, or served.
+import type { RateLimiter } from './rate.js';
 import { EventEmitter } from 'node:events';
 import { read as readCb, close as closeCb } from 'node:fs';
 import { promisify } from 'node:util';
@@ -45,6 +46,8 @@ export interface TorrentContext {
   ban(t: Torrent, conn: Conn): void;
   /** Peers may have become useful (new wants): connect to those not yet connected. */
   wantPeers(t: Torrent): void;
+  /** Caps what background fetches ask for (SwarmOptions.backgroundRate); null: no cap. */
+  background: RateLimiter | null;
 }
 
 interface Waiter { first: number; last: number; next: number; resolve: () => void; reject: (e: Error) => void }
@@ -92,6 +95,9 @@ export class Torrent extends EventEmitter {
   /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
   private writeError: Error | null = null;
   private cancelledBytes = 0;
+  /** Foreground fetchAll calls waiting (a copy-up, a fetch for a user): no background cap then. */
+  private foreground = 0;
+  private throttleWaiting = false;
   downloaded = 0;
   uploaded = 0;
   badPieces = 0;
@@ -134,13 +140,19 @@ export class Torrent extends EventEmitter {
 
   // ---- what we want ------------------------------------------------------------------------
 
-  /** Resolves once all content is verified and in the store. */
-  fetchAll(signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves once all content is verified and in the store. A background fetch (replication's
+   * copies) is held to the engine's background rate while no reader or foreground fetch wants
+   * this content too.
+   */
+  fetchAll(signal?: AbortSignal, background = false): Promise<void> {
     this.writeError = null;
+    if (!background) this.foreground++;
     this.picker.wantAll();
     const p = this.waitFor(0, this.n - 1, signal).then(() => this.finishing ?? undefined);
     this.ctx.wantPeers(this);
     this.scheduleFill();
+    if (!background) void p.catch(() => {}).finally(() => { this.foreground--; });
     return p;
   }
 
@@ -410,11 +422,34 @@ export class Torrent extends EventEmitter {
       if (!w.amInterested) w.interested();
       return;
     }
-    const room = this.ctx.pipeline - conn.outstanding.size;
+    let room = this.ctx.pipeline - conn.outstanding.size;
     if (room <= 0) return;
+    // Only replication wants this content: what no reader waits for is asked for no faster than
+    // the background rate allows (a reader's blocks go at once).
+    const limiter = this.foreground === 0 ? this.ctx.background : null;
+    const allowed = limiter ? limiter.available(BLOCK) / BLOCK : Infinity;
+    const throttle = (): void => {
+      if (this.throttleWaiting) return;
+      this.throttleWaiting = true;
+      limiter!.whenAvailable(() => { this.throttleWaiting = false; this.scheduleFill(); });
+    };
+    if (limiter && allowed <= 0 && !this.picker.hasRanges()) return throttle();
+    if (!this.picker.hasRanges()) room = Math.min(room, allowed);
     let sources = 0;
     for (const c of this.conns) if (!c.wire.peerChoking) sources++;
-    const blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, sources);
+    let blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, sources);
+    if (limiter) {
+      let left = allowed;
+      blocks = blocks.filter((b) => {
+        if (this.picker.isUrgent(b.piece)) return true;
+        if (left-- > 0) return true;
+        this.picker.release(conn, b); // no tokens for it now: back to the picker
+        return false;
+      });
+      const bytes = blocks.reduce((a, b) => a + (this.picker.isUrgent(b.piece) ? 0 : b.length), 0);
+      limiter.spend(bytes);
+      if (left < 0 || allowed <= 0) throttle();
+    }
     if (!blocks.length) return;
     if (!w.amInterested) w.interested();
     // The request timeout counts from now if the pipeline was empty.

@@ -31,7 +31,7 @@ const handlers: Record<string, Handler> = {
    */
   async start(a: { root: string; port?: number; peers?: string[]; requestTimeout?: number; pipeline?: number; progress?: boolean; readAhead?: number;
     plain?: boolean; share?: string[]; plainPeers?: string[];
-    auth?: { node: string; key: string; members: Record<string, string> }; dht?: { nodes?: string[] }; idleFdMs?: number }) {
+    auth?: { node: string; key: string; members: Record<string, string> }; dht?: { nodes?: string[] }; idleFdMs?: number; backgroundRate?: number }) {
     store = new ContentStore(join(a.root, 'content'), join(a.root, 'tmp'));
     await store.init();
     const opts: SwarmOptions = {
@@ -45,6 +45,7 @@ const handlers: Record<string, Handler> = {
       readAhead: a.readAhead,
       handshakeTimeout: 5000,
       idleFdMs: a.idleFdMs,
+      backgroundRate: a.backgroundRate,
     };
     opts.resolve = (id) => known.get(id);
     for (const id of a.share ?? []) shared.add(id);
@@ -109,9 +110,9 @@ const handlers: Record<string, Handler> = {
     await swarm!.seed(id, info);
     return { id };
   },
-  async fetch(a: { torrent: string }) {
+  async fetch(a: { torrent: string; background?: boolean }) {
     const { id, info } = torrent(a.torrent);
-    await swarm!.fetch(id, info);
+    await swarm!.fetch(id, info, undefined, { background: a.background });
     return { path: store!.path(id) };
   },
   async read(a: { torrent: string; start: number; end: number }) {
