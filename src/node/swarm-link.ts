@@ -27,7 +27,7 @@ export class SwarmLink {
       store: node.store,
       partialDir: join(o.root, 'partial'),
       port: o.port,
-      log: (msg) => log.debug('swarm', { msg }),
+      log: (level, event, fields) => log[level](event, fields),
       secure: memberWire(identity, (id) => (membership.isRevoked(id) ? undefined : membership.get(id)?.publicKey)),
       // Content a member asks for that no open transfer has: anything our namespace references.
       resolve: (id) => node.ns.tree.info(id),

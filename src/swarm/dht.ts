@@ -1,6 +1,7 @@
 // The DHT (BEP 5, `bittorrent-dht`) as a private directory of who holds what: bootstrapped only
 // from cluster members given to it, never from the public routers, and the engine refuses to
 // start it if the library would fall back to them.
+import type { SwarmLog } from './log.js';
 import { EventEmitter } from 'node:events';
 import DHT from 'bittorrent-dht';
 import type { ContentId } from '../content/metainfo.js';
@@ -23,7 +24,7 @@ export class SwarmDht extends EventEmitter {
   private dht: DHT;
   port = 0;
 
-  constructor(private readonly o: DhtOptions & { host: string }, private readonly log: (m: string) => void) {
+  constructor(private readonly o: DhtOptions & { host: string }, private readonly log: SwarmLog) {
     super();
     // `bootstrap: false` gives k-rpc an empty bootstrap list; anything else might mean the
     // public routers.
@@ -41,8 +42,8 @@ export class SwarmDht extends EventEmitter {
     dht.on('announce', (peer: { host: string; port: number }, infoHash: Buffer) => {
       this.emit('peer', peer.host, peer.port, infoHash.toString('hex'));
     });
-    dht.on('warning', (e: Error) => this.log(`dht: ${e.message}`));
-    dht.on('error', (e: Error) => this.log(`dht error: ${e.message}`));
+    dht.on('warning', (e: Error) => this.log('debug', 'swarm.dht.warning', { error: e.message }));
+    dht.on('error', (e: Error) => this.log('warn', 'swarm.dht.error', { error: e.message }));
     return dht;
   }
 
@@ -81,7 +82,7 @@ export class SwarmDht extends EventEmitter {
   /** Resolves false if no node took the announce (e.g. none known yet). */
   announce(id: ContentId, port: number): Promise<boolean> {
     return new Promise((resolve) => this.dht.announce(id, port, (err) => {
-      if (err) this.log(`dht announce ${id.slice(0, 8)}: ${err.message}`);
+      if (err) this.log('debug', 'swarm.dht.announce_failed', { id, error: err.message });
       resolve(!err);
     }));
   }

@@ -16,6 +16,7 @@ import { Conn } from './peer.js';
 import { SwarmDht, DhtOptions } from './dht.js';
 import { warmVerifiers } from './verify.js';
 import { PieceCache } from './cache.js';
+import type { SwarmLog, SwarmLevel } from './log.js';
 import { RateLimiter } from './rate.js';
 import { MemberChannel, WireSecurity, TLS_HANDSHAKE_BYTE } from './secure.js';
 import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
@@ -47,7 +48,8 @@ export interface SwarmOptions {
   host?: string;
   /** Member peers to fetch from: "host:port" or {host, port} (over TLS when `secure` is given). */
   peers?: Array<string | { host: string; port: number }>;
-  log?: (msg: string) => void;
+  /** Structured events with a level (swarm/log.ts); the node forwards them to its own log. */
+  log?: SwarmLog;
   /**
    * Members: the node key and the member check for the TLS channel (see WireSecurity). Without
    * it the engine has no members: every peer is an outsider.
@@ -174,8 +176,8 @@ export class Swarm extends EventEmitter {
     }
   }
 
-  private log(msg: string): void {
-    this.ctx.log(msg);
+  private log(level: SwarmLevel, event: string, fields: Record<string, unknown> = {}): void {
+    this.ctx.log(level, event, fields);
   }
 
   /** Starts listening on the first free port from `port` upward; resolves with the port. */
@@ -196,11 +198,11 @@ export class Swarm extends EventEmitter {
         if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && i + 1 < tries) continue;
         throw e;
       }
-      server.on('error', (e) => this.log(`listener: ${e.message}`));
+      server.on('error', (e) => this.log('error', 'swarm.listener_error', { error: e.message }));
       this.server = server;
       this.port = (server.address() as { port: number }).port;
       if (this.opts.dht) {
-        const dht = new SwarmDht({ ...this.opts.dht, host: this.opts.dht.host ?? this.opts.host ?? '0.0.0.0', port: this.opts.dht.port ?? this.port }, (m) => this.log(m));
+        const dht = new SwarmDht({ ...this.opts.dht, host: this.opts.dht.host ?? this.opts.host ?? '0.0.0.0', port: this.opts.dht.port ?? this.port }, this.ctx.log);
         await dht.listen();
         dht.on('peer', (host: string, port: number, id: ContentId) => this.addCandidate(host, port, id));
         dht.on('node', () => this.onDhtNode());
@@ -241,7 +243,7 @@ export class Swarm extends EventEmitter {
   /** A peer the DHT says holds `id`: tried for that content only, and admitted by the usual rule. */
   private addCandidate(host: string, port: number, id: ContentId): void {
     if (!this.torrents.has(id)) return;
-    this.log(`dht: ${id.slice(0, 8)} at ${host}:${port}`);
+    this.log('debug', 'swarm.dht.candidate', { id, peer: `${host}:${port}` });
     const key = `${host}:${port}`;
     let a = this.addrs.get(key);
     // Found in our private DHT, among members: spoken to like a member address.
@@ -282,7 +284,7 @@ export class Swarm extends EventEmitter {
         // a failing check counts as "not a member"
       }
       if (node === c.node) continue;
-      this.log(`${c.remoteAddress}:${c.remotePort}: node ${c.node} is no longer a member; dropped`);
+      this.log('info', 'swarm.member_dropped', { peer: `${c.remoteAddress}:${c.remotePort}`, node: c.node, why: 'no longer a member' });
       c.close('no longer a member');
       dropped++;
     }
@@ -335,7 +337,7 @@ export class Swarm extends EventEmitter {
           secured = await this.channel.open(raw, 'out', this.o.handshakeTimeout);
         } catch (e) {
           this.backoff(s, 0);
-          this.log(`${t.id.slice(0, 8)}: ${key}: ${(e as Error).message}`);
+          this.log('debug', 'swarm.connect_failed', { id: t.id, peer: key, error: (e as Error).message });
           return;
         }
         if (this.closed || t.closed) return void secured.socket.destroy();
@@ -351,7 +353,7 @@ export class Swarm extends EventEmitter {
       c.once('close', (why: string) => {
         if (s.conn === c) s.conn = null;
         this.backoff(s, c.downloaded);
-        this.log(`${t.id.slice(0, 8)}: ${key} closed: ${why}`);
+        this.log('debug', 'swarm.closed', { id: t.id, peer: key, why });
         t.scheduleFill();
       });
       this.prepareWire(c, a.host, t.id);
@@ -446,7 +448,7 @@ export class Swarm extends EventEmitter {
       try {
         sec = await this.channel.open(socket, 'in', this.o.handshakeTimeout, first);
       } catch (e) {
-        this.log(`${normalizeAddress(socket.remoteAddress)}:${socket.remotePort} refused: ${(e as Error).message}`);
+        this.log('info', 'swarm.handshake_refused', { peer: `${normalizeAddress(socket.remoteAddress)}:${socket.remotePort}`, error: (e as Error).message });
         if (!this.evicted.has(socket)) this.failing(normalizeAddress(socket.remoteAddress), true);
         this.emit('refused', { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0, direction: 'in', peerId: '', id: '', handshake: {}, node: null } satisfies PeerInfo);
         return;
@@ -513,7 +515,7 @@ export class Swarm extends EventEmitter {
     // outgoing side checked before connecting).
     const ok = conn.node !== null ? !conn.peerKey || this.channel?.check(conn.peerKey) === conn.node : this.isShared(t.id);
     if (!ok) {
-      this.log(`${t.id.slice(0, 8)}: ${info.address}:${info.port} not admitted`);
+      this.log('info', 'swarm.not_admitted', { id: t.id, peer: `${info.address}:${info.port}` });
       this.emit('refused', info);
       return conn.close('not admitted');
     }
@@ -539,7 +541,7 @@ export class Swarm extends EventEmitter {
       const s = this.addrs.get(conn.addrKey)?.per.get(t.id);
       if (s) s.next = Infinity;
     }
-    this.log(`${t.id.slice(0, 8)}: banned ${conn.remoteAddress}:${conn.remotePort} for bad data`);
+    this.log('warn', 'swarm.banned', { id: t.id, peer: `${conn.remoteAddress}:${conn.remotePort}`, node: conn.node, why: 'the sole sender of bad pieces, repeatedly' });
     conn.close('banned: bad data');
   }
 
@@ -550,7 +552,7 @@ export class Swarm extends EventEmitter {
       void t.releaseIdleFd(now, this.opts.idleFdMs ?? IDLE_FD_MS);
       for (const c of t.conns) {
         if (c.outstanding.size && now - c.lastRecv > this.o.requestTimeout) {
-          this.log(`${t.id.slice(0, 8)}: ${c.remoteAddress}:${c.remotePort} owes ${c.outstanding.size} blocks, silent; dropped`);
+          this.log('info', 'swarm.peer_silent', { id: t.id, peer: `${c.remoteAddress}:${c.remotePort}`, owed: c.outstanding.size, why: 'owes blocks and sent nothing within the request timeout; dropped' });
           c.close('request timeout');
         }
       }

@@ -63,6 +63,10 @@ test('a peer sending corrupt blocks is caught by verification, banned, and the t
   });
   const st = await b.call('stats', { id });
   assert.ok(st.badPieces >= 2, `bad pieces seen: ${st.badPieces}`);
+  // Reported where an operator looks: warnings, not free text at debug.
+  const ev = (await b.call('events')) as { level: string; event: string; fields: { id?: string } }[];
+  assert.ok(ev.some((e) => e.level === 'warn' && e.event === 'swarm.bad_piece' && e.fields.id === id), JSON.stringify(ev));
+  assert.ok(ev.some((e) => e.level === 'warn' && e.event === 'swarm.banned'), JSON.stringify(ev));
   await b.stop();
 });
 

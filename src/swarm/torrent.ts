@@ -1,6 +1,7 @@
 // One content id in the swarm: its pieces on disk (complete in the store, or partial), the
 // admitted connections that carry it, serving their requests, and fetching what readers and
 // replication want. Every received piece is verified before it is written, marked, or served.
+import type { SwarmLog } from './log.js';
 import type { RateLimiter } from './rate.js';
 import { EventEmitter } from 'node:events';
 import { read as readCb, close as closeCb } from 'node:fs';
@@ -41,7 +42,7 @@ export interface TorrentContext {
   pipeline: number;
   readAhead: number;
   cache: PieceCache;
-  log: (msg: string) => void;
+  log: SwarmLog;
   /** A peer sent bad data repeatedly: never talk to it about this content again. */
   ban(t: Torrent, conn: Conn): void;
   /** Peers may have become useful (new wants): connect to those not yet connected. */
@@ -379,7 +380,7 @@ export class Torrent extends EventEmitter {
         this.uploaded += r.length;
       }
     } catch (e) {
-      this.ctx.log(`${this.id.slice(0, 8)}: serving failed: ${(e as Error).message}`);
+      this.ctx.log('warn', 'swarm.serve_failed', { id: this.id, error: (e as Error).message });
       conn.close('local read error');
     } finally {
       conn.serving = false;
@@ -505,7 +506,7 @@ export class Torrent extends EventEmitter {
       giveBuffer(p.buf);
       this.badPieces++;
       this.picker.pieceFailed(p);
-      this.ctx.log(`${this.id.slice(0, 8)}: piece ${p.index} failed verification (${p.contributors.size} sender(s))`);
+      this.ctx.log('warn', 'swarm.bad_piece', { id: this.id, piece: p.index, senders: p.contributors.size, why: 'a received piece does not match its hash; fetched again' });
       if (p.contributors.size === 1) {
         for (const c of p.contributors) {
           if (++c.strikes >= MAX_STRIKES) this.ctx.ban(this, c);
@@ -520,7 +521,7 @@ export class Torrent extends EventEmitter {
     } catch (e) {
       giveBuffer(p.buf);
       this.picker.pieceLost(p.index);
-      this.ctx.log(`${this.id.slice(0, 8)}: writing piece ${p.index} failed: ${(e as Error).message}; fetching stops`);
+      this.ctx.log('error', 'swarm.write_failed', { id: this.id, piece: p.index, error: (e as Error).message, why: 'fetching this content stops until asked again' });
       this.writeError = e as Error;
       this.failWaiters(e as Error);
       return;
@@ -557,7 +558,7 @@ export class Torrent extends EventEmitter {
       try {
         await partial.finish(this.ctx.store, this.id);
       } catch (e) {
-        this.ctx.log(`${this.id.slice(0, 8)}: storing completed content failed: ${(e as Error).message}`);
+        this.ctx.log('error', 'swarm.store_failed', { id: this.id, error: (e as Error).message });
         this.failWaiters(e as Error);
         throw e;
       }

@@ -17,6 +17,8 @@ const known = new Map<string, import('../../content/metainfo.js').Info>();
 const shared = new Set<string>();
 /** With `auth`: member name -> public key (SPKI PEM); revoke removes one. */
 let members: Map<string, KeyObject> | null = null;
+/** The engine's warn and error events (the last 1000), for tests to check what it reported. */
+const events: { level: string; event: string; fields: Record<string, unknown> }[] = [];
 
 function torrent(hex: string) {
   return decodeTorrent(Buffer.from(hex, 'hex'));
@@ -39,7 +41,10 @@ const handlers: Record<string, Handler> = {
       host: '127.0.0.1',
       port: a.port ?? 0,
       peers: a.peers ?? [],
-      log: process.env.SWARM_DEBUG ? (m) => console.error(`[${process.pid} ${Date.now() % 100000}] ${m}`) : undefined,
+      log: (level, event, fields) => {
+        if (process.env.SWARM_DEBUG) console.error(`[${process.pid} ${Date.now() % 100000}] ${level} ${event} ${JSON.stringify(fields)}`);
+        if ((level === 'warn' || level === 'error') && events.push({ level, event, fields }) > 1000) events.shift();
+      },
       requestTimeout: a.requestTimeout,
       pipeline: a.pipeline,
       readAhead: a.readAhead,
@@ -187,6 +192,9 @@ const handlers: Record<string, Handler> = {
       if (!st || st.inFlight === 0) return {};
       await new Promise((r) => setTimeout(r, 20));
     }
+  },
+  async events() {
+    return events;
   },
   async usage() {
     const u = process.cpuUsage();
