@@ -1,10 +1,10 @@
 // Admission budgets of the SSH server, so nobody can exhaust it: every TCP connection takes a slot
 // in one of three pools. Pre-auth (everyone until authenticated: handshake + auth within a few
-// seconds, capped per address and in total; when full, the longest silent connection of the
-// busiest address is evicted), guests (non-members for `join`: few, per address, short-lived, one
-// or two channels) and members (their own generous caps). A guest never takes a member's slot, so
-// a member connects while the guest pool is full. Modelled on OpenSSH's MaxStartups /
-// PerSourceMaxStartups / LoginGraceTime.
+// seconds, capped per address and in total; when full, a connection of the busiest address
+// prefix is evicted: the one that sent least, then the longest silent), guests (non-members for
+// `join`: few, per address, short-lived, one or two channels) and members (their own generous
+// caps). A guest never takes a member's slot, so a member connects while the guest pool is full.
+// Modelled on OpenSSH's MaxStartups / PerSourceMaxStartups / PerSourceNetBlockSize / LoginGraceTime.
 import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Log, LogFields } from './log.js';
@@ -48,6 +48,22 @@ export const DEFAULT_LIMITS: SshLimits = {
 
 export type SlotKind = 'preauth' | 'guest' | 'member';
 
+/** Bytes after which connections count as equally far along (a member's handshake sends ~2-3 KiB before auth). */
+const PROGRESS_CAP = 2048;
+
+/** The eviction unit of an address: its /24 (IPv4, also IPv4-mapped) or its /64 (IPv6). */
+export function prefixOf(ip: string): string {
+  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.\d+$/i.exec(ip);
+  if (v4) return `${v4[1]}.${v4[2]}.${v4[3]}`;
+  if (!ip.includes(':')) return ip;
+  // Expand "::" to get the first four groups.
+  const [head, tail = ''] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  return groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':');
+}
+
 export interface Slot {
   /** The client's IP address (the unit of the per-address caps). */
   ip: string;
@@ -57,8 +73,11 @@ export interface Slot {
   nodeId?: string;
   socket: Socket;
   since: number;
-  /** When it last sent us something: eviction takes the longest silent (a handshaking member is never that). */
+  /** When it last sent us something, and how much it has sent: eviction takes the least progressed, then the longest silent. */
   active: number;
+  received: number;
+  /** Its counts were taken back (release runs once per slot, whatever the address map holds). */
+  released?: boolean;
   channels: number;
   /** Aborted when the connection is dropped: kills git children, aborts RPC handlers. */
   abort: AbortController;
@@ -108,6 +127,8 @@ export class Admission {
   private readonly slots = new Map<string, Slot>();
   private readonly count: Record<SlotKind, number> = { preauth: 0, guest: 0, member: 0 };
   private readonly perIp = { preauth: new Map<string, number>(), guest: new Map<string, number>() };
+  /** Pre-auth slots per address prefix (/24 of IPv4, /64 of IPv6): the unit of eviction. */
+  private readonly perPrefix = new Map<string, number>();
   private readonly perNode = new Map<string, number>();
   readonly guestInput: ByteBudget;
   readonly memberInput: ByteBudget;
@@ -135,7 +156,7 @@ export class Admission {
       // trips on a loaded node: "longest silent" alone evicted a member waiting on our reply to
       // make room for the flood's newest socket. A newcomer from an address at least as busy is
       // refused instead, so one address never displaces another of its size.
-      const victim = this.evictable(ip);
+      const victim = this.evictable(prefixOf(ip));
       if (!victim) {
         this.refuse(socket, { reason: 'preauth_total', address, limit: l.maxPreauth });
         return null;
@@ -143,8 +164,12 @@ export class Admission {
       this.refused('limit_refused', { reason: 'preauth_evicted', address: victim.address, for: address, limit: l.maxPreauth });
       this.destroy(victim);
     }
-    const slot: Slot = { ip, address, kind: 'preauth', socket, since: Date.now(), active: Date.now(), channels: 0, abort: new AbortController(), dropped: false };
+    const slot: Slot = { ip, address, kind: 'preauth', socket, since: Date.now(), active: Date.now(), received: 0, channels: 0, abort: new AbortController(), dropped: false };
     setMaxListeners(l.memberChannels + 16, slot.abort.signal); // one listener per open channel
+    // A reconnect from the same ip:port can arrive before the old socket's close: the old slot
+    // goes now (its counts with it), or its counts would never be taken back.
+    const old = this.slots.get(address);
+    if (old) this.destroy(old);
     this.slots.set(address, slot);
     this.add('preauth', slot, 1);
     slot.timer = setTimeout(() => {
@@ -153,7 +178,7 @@ export class Admission {
     }, l.preauthTimeoutMs);
     slot.timer.unref();
     socket.once('close', () => this.release(slot));
-    const onData = () => { slot.active = Date.now(); };
+    const onData = (d: Buffer) => { slot.active = Date.now(); slot.received += d.length; };
     socket.on('data', onData);
     slot.untrack = () => socket.off('data', onData);
     return slot;
@@ -239,8 +264,9 @@ export class Admission {
   }
 
   private release(slot: Slot): void {
-    if (this.slots.get(slot.address) !== slot) return;
-    this.slots.delete(slot.address);
+    if (slot.released) return;
+    slot.released = true;
+    if (this.slots.get(slot.address) === slot) this.slots.delete(slot.address);
     clearTimeout(slot.timer);
     this.add(slot.kind, slot, -1);
     slot.abort.abort();
@@ -248,6 +274,12 @@ export class Admission {
 
   private add(kind: SlotKind, slot: Slot, d: 1 | -1): void {
     this.count[kind] += d;
+    if (kind === 'preauth') {
+      const k = prefixOf(slot.ip);
+      const n = (this.perPrefix.get(k) ?? 0) + d;
+      if (n > 0) this.perPrefix.set(k, n);
+      else this.perPrefix.delete(k);
+    }
     const m = kind === 'member' ? this.perNode : this.perIp[kind];
     const k = kind === 'member' ? slot.nodeId! : slot.ip;
     const n = (m.get(k) ?? 0) + d;
@@ -255,17 +287,26 @@ export class Admission {
     else m.delete(k);
   }
 
-  /** The pre-auth slot to evict for a newcomer from `ip`, or undefined when it should be refused. */
-  private evictable(ip: string): Slot | undefined {
-    const held = this.perIp.preauth;
+  /**
+   * The pre-auth slot to evict for a newcomer from address prefix `prefix`, or undefined when it
+   * should be refused: one of the busiest other prefix (an attacker's many addresses in one /64
+   * or /24 are one), the one that has sent least (a socket that never sent a banner before a
+   * handshake under way), then the longest silent. A newcomer whose prefix is as busy is refused.
+   */
+  private evictable(prefix: string): Slot | undefined {
+    const held = this.perPrefix;
     let best: Slot | undefined;
     let bestHeld = 0;
+    const progress = (x: Slot) => Math.min(x.received, PROGRESS_CAP);
     for (const x of this.slots.values()) {
-      if (x.kind !== 'preauth' || x.ip === ip) continue;
-      const n = held.get(x.ip) ?? 0;
-      if (n > bestHeld || (n === bestHeld && x.active < best!.active)) [best, bestHeld] = [x, n];
+      if (x.kind !== 'preauth' || x.released) continue;
+      const p = prefixOf(x.ip);
+      if (p === prefix) continue;
+      const n = held.get(p) ?? 0;
+      const better = !best || n > bestHeld || (n === bestHeld && (progress(x) < progress(best) || (progress(x) === progress(best) && x.active < best.active)));
+      if (better) [best, bestHeld] = [x, n];
     }
-    return best && bestHeld > (held.get(ip) ?? 0) ? best : undefined;
+    return best && bestHeld > (held.get(prefix) ?? 0) ? best : undefined;
   }
 
   private refuse(socket: Socket, fields: LogFields): void {
