@@ -19,12 +19,15 @@ its bad pieces and the files that have that content. --repair: fetches the bad p
 a member holding a complete copy (the same repair the background scrub makes). The pass is saved
 as it goes: Ctrl-C stops it, and the next "delugefs fsck" goes on from there (--restart: from the
 start). Exit status: 0 no bad pieces, 1 bad pieces found and all repaired, 4 bad pieces left,
-8 operational error (no node running on ROOT), 32 stopped by Ctrl-C.`;
+8 operational error (no node running on ROOT, the node stopped meanwhile), 32 stopped by Ctrl-C
+(a second Ctrl-C leaves without waiting). A saved pass that cannot be read is dropped, logged,
+and a new one starts.`;
 
 const POLL_MS = 500;
 
-export function fsckExit(s: FsckStatus): number {
-  if (s.state !== 'done') return 32;
+/** `interrupted`: this fsck was stopped by Ctrl-C (32); a pass that ended otherwise unfinished (the node stopping) is 8. */
+export function fsckExit(s: FsckStatus, interrupted: boolean): number {
+  if (s.state !== 'done') return interrupted ? 32 : 8;
   if (s.unrepaired) return 4;
   return s.badCopies ? 1 : 0;
 }
@@ -41,7 +44,11 @@ export async function runFsck(root: string, o: { repair: boolean; restart: boole
   };
   let s: FsckStatus;
   let interrupted = false;
-  const onInt = () => { interrupted = true; };
+  // The first Ctrl-C stops the pass (saved, resumable); a second one leaves at once.
+  const onInt = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+  };
   process.on('SIGINT', onInt);
   const bar = new Progress('fsck');
   try {
@@ -63,5 +70,5 @@ export async function runFsck(root: string, o: { repair: boolean; restart: boole
   }
   bar.end();
   process.stdout.write((o.json ? JSON.stringify(s) : renderFsck(s)) + '\n');
-  process.exitCode = fsckExit(s);
+  process.exitCode = fsckExit(s, interrupted);
 }

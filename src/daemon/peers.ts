@@ -72,6 +72,9 @@ const ago = (iso: string | null, now: number): string => {
   return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 };
 
+/** A member's own words (its machine name, addresses) printed on a terminal: no control characters. */
+const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+
 /** The table a person reads. */
 export function renderPeers(rows: PeerRow[], now = Date.now()): string {
   if (!rows.length) return 'no members';
@@ -85,7 +88,7 @@ export function renderPeers(rows: PeerRow[], now = Date.now()): string {
     r.disk ? `${formatBytes(r.disk.total - r.disk.free)} of ${formatBytes(r.disk.total)} (${r.disk.total ? Math.round((100 * (r.disk.total - r.disk.free)) / r.disk.total) : 0} %)` : '?',
     r.self ? '-' : r.sync ? (r.sync.failures ? `failing (${r.sync.failures})` : r.sync.behind ? `${r.sync.behind} to send` : 'in step') : 'no exchange yet',
     r.self ? '-' : String(r.swarm),
-  ]);
+  ].map(printable));
   const w = head.map((h, k) => Math.max(h.length, ...body.map((b) => b[k]!.length)));
   return [head, ...body].map((cols) => cols.map((c, k) => (k === cols.length - 1 ? c : c.padEnd(w[k]!))).join('  ')).join('\n');
 }
@@ -103,7 +106,7 @@ export const PEERS = method('peers', () => null, (v): PeerRow[] => list(v, 'repl
     nodeId: str(o.nodeId, `${what}.nodeId`, NODE_ID_RE), self: bool(o.self, `${what}.self`), machine: str(o.machine, `${what}.machine`, TEXT_RE),
     zone: o.zone === null ? null : str(o.zone, `${what}.zone`, TEXT_RE), state: str(o.state, `${what}.state`, /^[a-z]{1,16}$/),
     seen: seen && { host: str(seen.host, `${what}.seen.host`, TEXT_RE), sshPort: int(seen.sshPort, `${what}.seen.sshPort`, 0, 65535), source: str(seen.source, `${what}.seen.source`, /^[a-z-]{1,16}$/) },
-    addresses: list(o.addresses, `${what}.addresses`, 64, (y, w) => str(y, w, TEXT_RE)),
+    addresses: list(o.addresses, `${what}.addresses`, 64, (y, w) => str(y, w, TEXT_RE, 300)),
     lastAnswerAt: o.lastAnswerAt === null ? null : str(o.lastAnswerAt, `${what}.lastAnswerAt`, TIME_RE),
     disk: disk && { total: n(disk.total, 'disk.total'), free: n(disk.free, 'disk.free') },
     held: o.held === null ? null : n(o.held, 'held'),

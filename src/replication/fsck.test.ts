@@ -16,6 +16,7 @@ import { Tree } from '../meta/tree.js';
 import type { FileEntry } from '../meta/entry.js';
 import { createLogger } from '../util/log.js';
 import { Fsck, FsckDeps, filesOf, renderFsck } from './fsck.js';
+import { FSCK } from './methods.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -53,6 +54,7 @@ async function setup() {
       for (let i = 0; i * info.pieceLength < info.length; i++) if (!good(i)) bad.push(i);
       repaired.push({ id, bad });
     },
+    check: (v) => FSCK.result(v),
     root: () => tree.root, ...o,
   });
   return { dir, store, tree, infos, add, deps, repaired };
@@ -147,9 +149,50 @@ test('a pass stopped half-way is saved; a restarted node goes on from there; --r
   st = await f.status();
   assert.deepEqual([seen.length, st.checked, st.resumed, st.badCopies], [6, 6, 0, 1]);
 
-  // A malformed saved pass is no pass at all.
-  await writeFile(join(s.dir, 'replication', 'fsck.json'), '{"state":"stopped","bad":"x"}');
-  assert.equal((await new Fsck(s.deps()).status()).state, 'idle');
+  // A malformed saved pass (the disk's word, checked like a peer's reply) is no pass at all.
+  const good = JSON.parse(await readFile(join(s.dir, 'replication', 'fsck.json'), 'utf8'));
+  for (const bad of [{ bad: 'x' }, { bad: [1] }, { checked: '1' }, { after: 'zz' }, { state: 'weird' }, { total: -1 }]) {
+    await writeFile(join(s.dir, 'replication', 'fsck.json'), JSON.stringify({ ...good, state: 'stopped', ...bad }));
+    const fk = new Fsck(s.deps());
+    assert.equal((await fk.status()).state, 'idle', JSON.stringify(bad));
+    await fk.start({ repair: false, restart: false }); // and a new pass runs from the start
+    for (let i = 0; i < 600 && (await fk.status()).state === 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await fk.status()).checked, 6, JSON.stringify(bad));
+  }
+});
+
+test('calls at once run one pass; a stop during a repair gives the repair up at once and the copy is not counted twice', async () => {
+  const s = await setup();
+  const ids: ContentId[] = [];
+  for (let i = 0; i < 4; i++) ids.push(await s.add([`/f${i}`], randomBytes(200_000 + i)));
+  ids.sort();
+  // Right after a start (nothing loaded yet): status, start, start together.
+  const f1 = new Fsck(s.deps());
+  const [, a, b] = await Promise.all([f1.status(), f1.start({ repair: false, restart: false }), f1.start({ repair: false, restart: false })]);
+  assert.equal(a.resumed + b.resumed, 0);
+  for (let i = 0; i < 600 && (await f1.status()).state === 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+  let st = await f1.status();
+  assert.deepEqual([st.state, st.checked, st.total], ['done', 4, 4]);
+
+  // A repair that would take for ever (no member answers) on the second copy: stop ends it.
+  await flip(s.store.path(ids[1]!), 100);
+  let repairing: () => void = () => {};
+  const started = new Promise<void>((r) => { repairing = r; });
+  const f2 = new Fsck(s.deps({
+    repair: (_id, _info, _good, signal) => new Promise((_res, rej) => { repairing(); signal.addEventListener('abort', () => rej(new Error('given up'))); }),
+  }));
+  await f2.start({ repair: true, restart: true });
+  await started;
+  const t0 = Date.now();
+  st = await f2.stop();
+  assert.ok(Date.now() - t0 < 5000, 'stop waited for the repair');
+  assert.equal(st.state, 'stopped');
+  // Resumed: that copy is behind the cursor, counted once; the pass ends with all four.
+  await f2.start({ repair: false, restart: false });
+  for (let i = 0; i < 600 && (await f2.status()).state === 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+  st = await f2.status();
+  assert.deepEqual([st.state, st.checked, st.total, st.badCopies, st.bad.length], ['done', 4, 4, 1, 1]);
+  assert.equal(st.bad[0]!.state, 'failed');
 });
 
 test('filesOf names a content by its files, sorted, a few of them, and counts the rest', () => {

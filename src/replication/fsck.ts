@@ -5,7 +5,7 @@
 // with it, bad pieces are fetched again from a member holding a complete copy, as the scrub does.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContentId, Info } from '../content/metainfo.js';
+import { isContentId, type ContentId, type Info } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import type { DirNode } from '../meta/tree.js';
 import type { Logger } from '../util/log.js';
@@ -15,6 +15,8 @@ import { checkCopy } from './scrub.js';
 export const MAX_FSCK_LISTED = 200;
 /** Paths named per bad copy (content shared by more files says how many in `files`). */
 const PATHS_PER_COPY = 4;
+/** Longest path or error text in a report (what the reply checker takes). */
+export const MAX_PATH = 4096;
 
 export type FsckState = 'idle' | 'running' | 'stopped' | 'done';
 export type BadState = 'found' | 'repaired' | 'unrepairable' | 'failed';
@@ -58,7 +60,9 @@ export interface FsckDeps {
   info(id: ContentId): Info | undefined;
   busy(id: ContentId): boolean;
   canRepair(id: ContentId): boolean;
-  repair(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void>;
+  repair(id: ContentId, info: Info, good: (piece: number) => boolean, signal: AbortSignal): Promise<void>;
+  /** The saved pass as the FSCK reply checker sees it (throws if malformed). */
+  check(v: unknown): FsckStatus;
   /** The namespace's root, to name the files of a bad copy. */
   root(): DirNode;
   dir: string;
@@ -77,10 +81,14 @@ const fresh = (repair: boolean): Saved => ({
 
 export class Fsck {
   private s: Saved = fresh(false);
-  private loaded = false;
+  private loading: Promise<void> | null = null;
   private ac: AbortController | null = null;
   private running: Promise<void> | null = null;
   private closed = false;
+  /** start/stop one at a time: two callers never run two passes. */
+  private chain: Promise<unknown> = Promise.resolve();
+  /** Saves one at a time, through one temp file. */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(private readonly d: FsckDeps) {}
 
@@ -88,23 +96,38 @@ export class Fsck {
     return join(this.d.dir, 'fsck.json');
   }
 
-  private async load(): Promise<void> {
-    if (this.loaded) return;
-    this.loaded = true;
-    try {
-      const o = JSON.parse(await readFile(this.file, 'utf8')) as Saved;
-      // Anything malformed is a pass that never happened (the next one starts afresh).
-      if (o && typeof o === 'object' && ['stopped', 'done', 'running'].includes(o.state) && Array.isArray(o.bad) && (o.after === null || typeof o.after === 'string')) {
-        this.s = { ...fresh(!!o.repair), ...o, bad: o.bad.slice(0, MAX_FSCK_LISTED) };
+  private load(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        const o = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, unknown>;
+        // Checked as a reply from elsewhere would be (it is the disk's word): anything malformed
+        // is a pass that never happened, and the next one starts afresh.
+        const st = this.d.check(o);
+        const after = o.after === null ? null : typeof o.after === 'string' && isContentId(o.after) ? o.after : undefined;
+        if (after === undefined || st.state === 'idle') throw new Error('malformed');
+        this.s = { ...st, after };
         if (this.s.state === 'running') this.s.state = 'stopped'; // the node stopped during it
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.d.log.warn('replication.fsck.saved_pass_unreadable', { error: (e as Error).message, why: 'the next fsck starts a new pass' });
       }
-    } catch { /* no pass yet */ }
+    })();
+    return this.loading;
   }
 
-  private async save(): Promise<void> {
-    await mkdir(this.d.dir, { recursive: true });
-    await writeFile(`${this.file}.tmp`, JSON.stringify(this.s), { mode: 0o600 });
-    await rename(`${this.file}.tmp`, this.file);
+  private save(): Promise<void> {
+    const json = JSON.stringify(this.s);
+    this.saving = this.saving.then(async () => {
+      await mkdir(this.d.dir, { recursive: true });
+      await writeFile(`${this.file}.tmp`, json, { mode: 0o600 });
+      await rename(`${this.file}.tmp`, this.file);
+    }).catch(() => {});
+    return this.saving;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
   }
 
   async status(): Promise<FsckStatus> {
@@ -114,13 +137,18 @@ export class Fsck {
   }
 
   /**
-   * Starts a pass, or goes on with a stopped one (`restart`: a new one instead). A pass already
-   * running is left as it is (its status is the answer), unless --repair is asked of one that
-   * does not repair: it repairs from the next copy on.
+   * Starts a pass, or goes on with a stopped one (`restart`: a new one instead; a running one is
+   * stopped first). A pass already running is otherwise left as it is (its status is the
+   * answer), except that --repair asked of one that does not repair repairs from the next copy on.
    */
-  async start(o: { repair: boolean; restart: boolean }): Promise<FsckStatus> {
+  start(o: { repair: boolean; restart: boolean }): Promise<FsckStatus> {
+    return this.serial(() => this.startNow(o));
+  }
+
+  private async startNow(o: { repair: boolean; restart: boolean }): Promise<FsckStatus> {
     await this.load();
     if (this.closed) throw new Error('the node is stopping');
+    if (this.s.state === 'running' && o.restart) await this.stopNow();
     if (this.s.state === 'running') {
       if (o.repair) this.s.repair = true;
       return this.status();
@@ -128,7 +156,7 @@ export class Fsck {
     if (o.restart || this.s.state === 'idle' || this.s.state === 'done') this.s = fresh(o.repair);
     else {
       this.s.resumed++;
-      this.s.repair ||= o.repair;
+      this.s.repair = o.repair; // what this fsck was asked for, for the rest of the pass
     }
     this.s.state = 'running';
     this.s.endedAt = null;
@@ -145,33 +173,37 @@ export class Fsck {
       this.d.log.error('replication.fsck.failed', { error: (e as Error).message });
       this.s.state = 'stopped';
     });
-    await this.save().catch(() => {});
+    await this.save();
     return this.status();
   }
 
-  /** Stops a running pass; its cursor stays, so the next start goes on from there. */
-  async stop(): Promise<FsckStatus> {
-    await this.load();
-    if (this.s.state === 'running') {
-      this.ac?.abort();
-      await this.running;
-    }
-    return this.status();
+  /** Stops a running pass (a repair under way is given up); its cursor stays, so the next start goes on from there. */
+  stop(): Promise<FsckStatus> {
+    return this.serial(async () => {
+      await this.load();
+      await this.stopNow();
+      return this.status();
+    });
+  }
+
+  private async stopNow(): Promise<void> {
+    this.ac?.abort();
+    await this.running;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.ac?.abort();
     await this.running;
+    await this.saving;
   }
 
   private async pass(ids: ContentId[], signal: AbortSignal): Promise<void> {
     for (const id of ids) {
       if (signal.aborted) break;
-      await this.one(id, signal);
-      if (signal.aborted) break; // that copy is checked again on resume
-      this.s.after = id;
-      await this.save().catch(() => {});
+      // Counted or not, it is behind the cursor: one that was not (stopped while read) is read again.
+      if (await this.one(id, signal)) this.s.after = id;
+      await this.save();
     }
     if (signal.aborted) {
       this.s.state = 'stopped';
@@ -182,31 +214,34 @@ export class Fsck {
       this.s.after = null;
       this.d.log.info('replication.fsck.done', { checked: this.s.checked, skipped: this.s.skipped, badCopies: this.s.badCopies, repaired: this.s.repaired, unrepaired: this.s.unrepaired });
     }
-    await this.save().catch(() => {});
+    await this.save();
   }
 
-  private async one(id: ContentId, signal: AbortSignal): Promise<void> {
+  /** Checks one copy; false when it was stopped before it was counted (it is checked again on resume). */
+  private async one(id: ContentId, signal: AbortSignal): Promise<boolean> {
     const info = this.d.info(id);
+    const expected = info?.length ?? 0;
     if (!info || info.length === 0 || this.d.busy(id)) {
-      this.s.skipped++;
-      return;
+      this.skip(expected);
+      return true;
     }
     let done = 0;
     const bad = await checkCopy(this.d.store, id, info, { rate: 0, signal, log: this.d.log, onBytes: (n) => { done += n; this.s.bytes += n; } });
     if (!bad) {
       this.s.bytes -= done; // not counted: it is checked again (resume) or it is gone
-      if (!signal.aborted) this.s.skipped++;
-      return;
+      if (signal.aborted) return false;
+      this.skip(expected);
+      return true;
     }
     // Bytes of a copy that shrank or grew since the pass began are what was read.
     this.s.totalBytes += done - info.length;
     this.s.checked++;
-    if (!bad.length) return;
+    if (!bad.length) return true;
     this.s.badCopies++;
     this.s.badPieces += bad.length;
     const found: FsckBad = { id, paths: [], files: 0, pieces: Math.ceil(info.length / info.pieceLength), badPieces: bad.length, state: 'found', error: null };
     const named = filesOf(this.d.root(), new Set([id]), PATHS_PER_COPY).get(id);
-    if (named) [found.paths, found.files] = [named.paths, named.count];
+    if (named) [found.paths, found.files] = [named.paths.map((x) => x.slice(0, MAX_PATH)), named.count];
     this.d.log.warn('replication.fsck.bad_pieces', { id, pieces: bad.length, first: bad.slice(0, 10), paths: found.paths, repair: this.s.repair });
     if (this.s.repair) {
       if (!this.d.canRepair(id)) {
@@ -215,12 +250,12 @@ export class Fsck {
       } else {
         const badSet = new Set(bad);
         try {
-          await this.d.repair(id, info, (i) => !badSet.has(i));
+          await this.d.repair(id, info, (i) => !badSet.has(i), signal);
           found.state = 'repaired';
           this.d.log.info('replication.fsck.repaired', { id, pieces: bad.length });
         } catch (e) {
           found.state = 'failed';
-          found.error = (e as Error).message;
+          found.error = (e as Error).message.slice(0, MAX_PATH);
           this.d.log.error('replication.fsck.repair_failed', { id, error: found.error });
         }
       }
@@ -228,6 +263,13 @@ export class Fsck {
     if (found.state === 'repaired') this.s.repaired++;
     else this.s.unrepaired++;
     if (this.s.bad.length < MAX_FSCK_LISTED) this.s.bad.push(found);
+    return true;
+  }
+
+  /** A copy not checked (gone, empty, busy): out of the totals it was counted in. */
+  private skip(bytes: number): void {
+    this.s.skipped++;
+    this.s.totalBytes -= bytes;
   }
 }
 
@@ -254,6 +296,9 @@ export function filesOf(root: DirNode, ids: ReadonlySet<ContentId>, max: number)
 
 const size = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
+/** File names are any member's words: no control characters on a terminal. */
+const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+
 /** The report a person reads. */
 export function renderFsck(s: FsckStatus): string {
   const lines = [`fsck ${s.state}${s.repair ? ' (--repair)' : ''}: ${s.checked} of ${s.total} copies checked (${size(s.bytes)} of ${size(s.totalBytes)})${s.skipped ? `, ${s.skipped} skipped (gone or busy)` : ''}${s.resumed ? `, resumed ${s.resumed}x` : ''}`];
@@ -265,5 +310,5 @@ export function renderFsck(s: FsckStatus): string {
   }
   if (s.bad.length < s.badCopies) lines.push(`  (the first ${s.bad.length} listed)`);
   if (s.unrepaired && !s.repair) lines.push('run again with --repair to fetch the bad pieces from a member');
-  return lines.join('\n');
+  return lines.map(printable).join('\n');
 }

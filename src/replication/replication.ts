@@ -27,7 +27,7 @@ import { Fsck } from './fsck.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { PlacementHints } from './hints.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
-import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, ConfigParams, ConfigReply, DrainStatus, MirrorReply } from './methods.js';
+import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, FSCK, ConfigParams, ConfigReply, DrainStatus, MirrorReply } from './methods.js';
 
 /** A member asked for drain_status is polled again once its last answer is this old. */
 const DRAIN_POLL_MS = 2000;
@@ -144,7 +144,8 @@ export class Replication {
       info: (id) => node.ns.tree.info(id),
       busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
       canRepair: (id) => this.canRepair(id),
-      repair: (id, info, good) => this.repair(id, info, good),
+      repair: (id, info, good, signal) => this.repair(id, info, good, signal),
+      check: (v) => FSCK.result(v),
       root: () => node.ns.tree.root,
     });
   }
@@ -155,11 +156,13 @@ export class Replication {
   }
 
   /** Fetches again the pieces of our copy `good` says no to (the scrub's, and verification on read's). */
-  private async repair(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void> {
+  private async repair(id: ContentId, info: Info, good: (piece: number) => boolean, signal?: AbortSignal): Promise<void> {
     if (this.fetching.has(id)) throw new Error('being fetched or repaired already');
     this.fetching.set(id, info.length);
     try {
-      await this.swarm.swarm.repair(id, info, good, AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(600_000, info.length / 1000))]));
+      const signals = [this.ac.signal, AbortSignal.timeout(Math.max(600_000, info.length / 1000))];
+      if (signal) signals.push(signal);
+      await this.swarm.swarm.repair(id, info, good, AbortSignal.any(signals));
     } finally {
       this.fetching.delete(id);
     }
@@ -535,6 +538,8 @@ export class Replication {
     for (const off of this.offs.splice(0)) off();
     if (this.audit) clearInterval(this.audit);
     this.loop.close();
+    // Repairs under way are given up first: the scrub and fsck wait for theirs to end.
+    this.ac.abort();
     await this.scrub.close();
     await this.fsck.close();
     this.node.keeper.gate = null;
