@@ -74,7 +74,7 @@ function serve(sock: net.Socket, rpc: RpcDispatcher, log: Log): void {
   sock.on('data', (chunk: string) => {
     buf += chunk;
     if (buf.length > MAX_LINE && !buf.includes('\n')) {
-      log('control_refused', { reason: 'request line too long' });
+      log('control_refused', { reason: 'request line too long' }, 'warn');
       sock.end(JSON.stringify({ id: null, ok: false, error: { code: 'too_large', message: 'request line too long' } }) + '\n');
       sock.destroy();
       return;
@@ -101,7 +101,7 @@ async function handle(line: string, sock: net.Socket, rpc: RpcDispatcher, log: L
       log('control_rpc', { method: req.method, ok: reply.ok });
     }
   } catch {
-    log('control_refused', { reason: 'malformed JSON' });
+    log('control_refused', { reason: 'malformed JSON' }, 'warn');
     reply = { ok: false, error: { code: 'bad_json', message: 'request is not valid JSON' } };
   }
   if (!sock.destroyed) sock.write(JSON.stringify({ id, ...reply }) + '\n');

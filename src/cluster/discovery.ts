@@ -93,7 +93,7 @@ export class MdnsDiscovery {
     const mdns = makeMdns({ bind: '0.0.0.0', interface: this.address, port: this.o.port, loopback: true, reuseAddr: true });
     this.mdns = mdns;
     mdns.on('warning', (err: Error) => this.warn(err.message));
-    mdns.on('error', (err: Error) => this.log('mdns_error', { error: err.message }));
+    mdns.on('error', (err: Error) => this.log('mdns_error', { error: err.message }, 'warn'));
     mdns.on('query', (q, rinfo) => this.onQuery(q.questions ?? [], rinfo));
     mdns.on('response', (r, rinfo) => this.onResponse([...(r.answers ?? []), ...(r.additionals ?? [])], rinfo));
     await new Promise<void>((resolve, reject) => {
@@ -128,7 +128,7 @@ export class MdnsDiscovery {
     const now = Date.now();
     if (now - (this.warned.get(message) ?? -Infinity) < 60_000) return;
     this.warned.set(message, now);
-    this.log('mdns_warning', { error: message });
+    this.log('mdns_warning', { error: message }, 'warn');
   }
 
   private records(ttl: number): Answer[] {
@@ -185,7 +185,7 @@ export class MdnsDiscovery {
     if (!isNodeId(node) || !validPort(sshPort) || !validPort(btPort) || !FP_RE.test(fp) || !CLUSTER_RE.test(cluster) || txt.name !== `${node}.${SERVICE}`) {
       if (!this.ignored.has(key)) {
         this.ignored.add(key);
-        this.log('mdns_malformed', { from: rinfo.address, name: txt.name.slice(0, 100) });
+        this.log('mdns_malformed', { from: rinfo.address, name: txt.name.slice(0, 100) }, 'warn');
       }
       return;
     }
@@ -251,9 +251,9 @@ export class MdnsDiscovery {
         this.log('mdns_host_key_mismatch', {
           nodeId: rec.nodeId, address, fingerprint: fingerprintOf(err.key), expected: expected ? fingerprintOf(expected) : undefined,
           hint: 'a forged or stale mDNS announcement; the address is not used',
-        });
+        }, 'warn');
       } else {
-        this.log('mdns_address_unverified', { nodeId: rec.nodeId, address, error: (err as Error).message });
+        this.log('mdns_address_unverified', { nodeId: rec.nodeId, address, error: (err as Error).message }, 'warn');
       }
     } finally {
       this.checking.delete(key);

@@ -38,20 +38,20 @@ export async function runForcedCommand(o: ForcedCommandOptions): Promise<number>
   const command = o.command ?? process.env.SSH_ORIGINAL_COMMAND;
   const address = o.address ?? process.env.SSH_CLIENT?.split(' ').slice(0, 2).join(':');
   if (!o.peerNodeId || !isNodeId(o.peerNodeId)) {
-    log('refused', { address, what: 'no --peer node id' });
+    log('refused', { address, what: 'no --peer node id' }, 'warn');
     io.stderr.write('delugefs: refused: the forced command names no member (--peer NODE)\n');
     return 1;
   }
   const peer: PeerInfo = { nodeId: o.peerNodeId, address, member: true };
   const why = await o.refusal(peer.nodeId).catch((e: Error) => `cannot check membership: ${e.message}`);
   if (why !== undefined) {
-    log('refused', { peer: peer.nodeId, address, what: 'not a member', reason: why });
+    log('refused', { peer: peer.nodeId, address, what: 'not a member', reason: why }, 'warn');
     io.stderr.write(`delugefs: refused: ${why}; this key may no longer be used (remove its line from authorized_keys)\n`);
     return 1;
   }
   if (!command) {
     // sshd runs the forced command with no SSH_ORIGINAL_COMMAND for an interactive login.
-    log('refused', { peer: peer.nodeId, address, what: 'interactive login' });
+    log('refused', { peer: peer.nodeId, address, what: 'interactive login' }, 'warn');
     io.stderr.write('delugefs: interactive login refused; only git and delugefs-rpc commands are served\n');
     return 1;
   }

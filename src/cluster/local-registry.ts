@@ -91,14 +91,14 @@ export async function registerLocal(e: LocalEntry, log: Log = () => {}): Promise
   const rd = runDir();
   const uid = euid();
   if (!rd.dir) {
-    log('registry_unavailable', { reason: rd.why });
+    log('registry_unavailable', { reason: rd.why }, 'warn');
     return async () => {};
   }
   let dir: string;
   try {
     dir = await ensureRunDir(rd.dir, uid);
   } catch (err) {
-    log('registry_refused', { reason: (err as Error).message });
+    log('registry_refused', { reason: (err as Error).message }, 'warn');
     return async () => {};
   }
   const f = fileOf(dir, e);
@@ -109,7 +109,7 @@ export async function registerLocal(e: LocalEntry, log: Log = () => {}): Promise
     await writeFile(tmp, JSON.stringify(e) + '\n', { mode: 0o600, flag: 'wx' });
     await rename(tmp, f);
   } catch (err) {
-    log('registry_failed', { file: f, error: (err as Error).message });
+    log('registry_failed', { file: f, error: (err as Error).message }, 'warn');
     return async () => {};
   }
   return async () => { await unlink(f).catch(() => {}); };

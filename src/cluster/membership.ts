@@ -351,7 +351,7 @@ export class Membership {
       // A bad record from a peer is ignored (and named once), never fatal.
       if (this.warned.has(key)) continue;
       this.warned.add(key);
-      this.log('member_record_malformed', { record: path.slice(0, 80), error: why.slice(0, 300) });
+      this.log('member_record_malformed', { record: path.slice(0, 80), error: why.slice(0, 300) }, 'warn');
     }
     return view;
   }

@@ -81,7 +81,7 @@ export class RpcClient {
       let seenKey = '';
       conn.on('ready', () => resolve(conn));
       conn.on('error', (err: Error) => {
-        this.log('connection_error', { host, port, error: err.message, hostKey: seenKey || undefined });
+        this.log('connection_error', { host, port, error: err.message, hostKey: seenKey || undefined }, 'warn');
         this.drop(conn);
         const code = seenKey && seenKey !== hostFingerprint ? 'host_key_mismatch' : 'unreachable';
         reject(new RpcCallError(code, code === 'host_key_mismatch' ? `host key ${seenKey} of ${host}:${port} is not ${hostFingerprint}` : err.message));

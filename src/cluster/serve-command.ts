@@ -44,12 +44,12 @@ export async function serveCommand(command: string, io: CommandIO, ctx: CommandC
     cmd = parseForcedCommand(command, allowedRepoPaths(ctx.repoPath));
   } catch (err) {
     if (!(err instanceof CommandRefused)) throw err;
-    ctx.log('command_refused', { peer: ctx.peer.nodeId, address: ctx.peer.address, reason: err.reason, command: err.command });
+    ctx.log('command_refused', { peer: ctx.peer.nodeId, address: ctx.peer.address, reason: err.reason, command: err.command }, 'warn');
     io.stderr.write(`delugefs: ${err.message}\n`);
     return 1;
   }
   if (ctx.peer.member === false && !(cmd.kind === 'rpc' && (ctx.guestMethods ?? []).includes(cmd.method))) {
-    ctx.log('command_refused', { peer: ctx.peer.nodeId, address: ctx.peer.address, reason: 'not a member', command: command.slice(0, 200) });
+    ctx.log('command_refused', { peer: ctx.peer.nodeId, address: ctx.peer.address, reason: 'not a member', command: command.slice(0, 200) }, 'warn');
     io.stderr.write('delugefs: refused command: not a member of this cluster\n');
     return 1;
   }
@@ -73,7 +73,7 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
     let failed = false;
     child.on('error', (err) => {
       failed = true;
-      ctx.log('git_spawn_failed', { service, error: err.message });
+      ctx.log('git_spawn_failed', { service, error: err.message }, 'warn');
       io.stderr.write(`delugefs: cannot run ${service}\n`);
       resolve(1);
     });
@@ -88,7 +88,7 @@ function serveGit(service: 'git-upload-pack' | 'git-receive-pack', io: CommandIO
         // embedded node's hook should only schedule its merge and return.
         Promise.resolve()
           .then(() => ctx.onReceivePack!(ctx.peer))
-          .catch((err) => ctx.log('receive_hook_failed', { error: (err as Error)?.message ?? String(err) }))
+          .catch((err) => ctx.log('receive_hook_failed', { error: (err as Error)?.message ?? String(err) }, 'warn'))
           .then(() => resolve(status));
         return;
       }
@@ -103,10 +103,10 @@ async function serveRpc(method: string, io: CommandIO, ctx: CommandContext): Pro
   let reply: RpcReply;
   const input = await readAll(io.stdin, max, ctx.inputBudget);
   if (input === 'busy') {
-    ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: 'input budget exhausted' });
+    ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: 'input budget exhausted' }, 'warn');
     reply = { ok: false, error: { code: 'busy', message: 'the node is buffering too much rpc input right now; retry in a moment' } };
   } else if (input === null) {
-    ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: `input larger than ${max} bytes` });
+    ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: `input larger than ${max} bytes` }, 'warn');
     reply = { ok: false, error: { code: 'too_large', message: `rpc input larger than ${max} bytes` } };
   } else {
     let params: unknown = null;
@@ -119,7 +119,7 @@ async function serveRpc(method: string, io: CommandIO, ctx: CommandContext): Pro
       }
     }
     if (!parsed) {
-      ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: 'malformed JSON input' });
+      ctx.log('rpc_refused', { method, peer: ctx.peer.nodeId, reason: 'malformed JSON input' }, 'warn');
       reply = { ok: false, error: { code: 'bad_json', message: 'rpc input is not valid JSON' } };
     } else {
       reply = await ctx.rpc.dispatch(method, params, ctx.peer, ctx.signal);

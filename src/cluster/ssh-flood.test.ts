@@ -98,7 +98,8 @@ test('a flood of strangers neither exhausts the node nor locks a member out', { 
     assert.ok(peak - before < FLOOD_RSS_BOUND, `VmRSS grew by ${((peak - before) / 2 ** 20).toFixed(0)} MiB under the flood (bound ${FLOOD_RSS_BOUND / 2 ** 20} MiB)`);
 
     // Refusals were logged with their reason, but rate-limited: thousands refused, few lines.
-    const lines = n.stderr().split('\n').filter((l) => l.includes('"limit_refused"')).map((l) => JSON.parse(l) as { reason: string });
+    const lines = n.stderr().split('\n').filter((l) => l.includes('"limit_refused"')).map((l) => JSON.parse(l) as { reason: string; level: string });
+    assert.ok(lines.every((l) => l.level === 'warn'), 'refusals are warnings');
     const reasons = new Set(lines.map((l) => l.reason));
     for (const want of ['guest_channels', 'guests_total']) assert.ok(reasons.has(want), `${want} refused and logged: ${[...reasons].join(',')}`);
     assert.ok([...reasons].some((x) => x.startsWith('preauth_')), `pre-auth connections refused or evicted: ${[...reasons].join(',')}`);

@@ -7,7 +7,7 @@
 // Modelled on OpenSSH's MaxStartups / PerSourceMaxStartups / PerSourceNetBlockSize / LoginGraceTime.
 import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
-import type { Log, LogFields } from './log.js';
+import type { Log, LogFields, LogLevel } from './log.js';
 
 export interface SshLimits {
   /** TCP accept to authenticated, for everyone (members too). */
@@ -110,7 +110,7 @@ export class ByteBudget {
  */
 export function rateLimitedLog(log: Log, everyMs = 5_000): Log {
   const last = new Map<string, { at: number; suppressed: number }>();
-  return (event: string, fields: LogFields = {}) => {
+  return (event: string, fields: LogFields = {}, level?: LogLevel) => {
     const key = `${event} ${String(fields.reason ?? '')}`;
     const now = Date.now();
     const s = last.get(key);
@@ -119,7 +119,7 @@ export function rateLimitedLog(log: Log, everyMs = 5_000): Log {
       return;
     }
     last.set(key, { at: now, suppressed: 0 });
-    log(event, s?.suppressed ? { ...fields, suppressed: s.suppressed } : fields);
+    log(event, s?.suppressed ? { ...fields, suppressed: s.suppressed } : fields, level);
   };
 }
 
@@ -161,7 +161,7 @@ export class Admission {
         this.refuse(socket, { reason: 'preauth_total', address, limit: l.maxPreauth });
         return null;
       }
-      this.refused('limit_refused', { reason: 'preauth_evicted', address: victim.address, for: address, limit: l.maxPreauth });
+      this.refused('limit_refused', { reason: 'preauth_evicted', address: victim.address, for: address, limit: l.maxPreauth }, 'warn');
       this.destroy(victim);
     }
     const slot: Slot = { ip, address, kind: 'preauth', socket, since: Date.now(), active: Date.now(), received: 0, channels: 0, abort: new AbortController(), dropped: false };
@@ -173,7 +173,7 @@ export class Admission {
     this.slots.set(address, slot);
     this.add('preauth', slot, 1);
     slot.timer = setTimeout(() => {
-      this.refused('limit_refused', { reason: 'preauth_timeout', address, limit: l.preauthTimeoutMs });
+      this.refused('limit_refused', { reason: 'preauth_timeout', address, limit: l.preauthTimeoutMs }, 'warn');
       this.destroy(slot);
     }, l.preauthTimeoutMs);
     slot.timer.unref();
@@ -206,7 +206,7 @@ export class Admission {
       else if ((this.perNode.get(nodeId) ?? 0) >= l.maxMemberConnectionsPerNode) [reason, limit] = ['member_connections', l.maxMemberConnectionsPerNode];
     }
     if (reason) {
-      this.refused('limit_refused', { reason, address: slot.address, nodeId, limit });
+      this.refused('limit_refused', { reason, address: slot.address, nodeId, limit }, 'warn');
       return reason;
     }
     this.add('preauth', slot, -1);
@@ -219,7 +219,7 @@ export class Admission {
     if (kind === 'guest') {
       const left = Math.max(0, slot.since + l.guestTimeoutMs - Date.now());
       slot.timer = setTimeout(() => {
-        this.refused('limit_refused', { reason: 'guest_timeout', address: slot.address, nodeId, limit: l.guestTimeoutMs });
+        this.refused('limit_refused', { reason: 'guest_timeout', address: slot.address, nodeId, limit: l.guestTimeoutMs }, 'warn');
         this.destroy(slot);
       }, left);
       slot.timer.unref();
@@ -231,7 +231,7 @@ export class Admission {
   openChannel(slot: Slot): boolean {
     const max = slot.kind === 'member' ? this.limits.memberChannels : slot.kind === 'guest' ? this.limits.guestChannels : 0;
     if (slot.dropped || slot.channels >= max) {
-      this.refused('limit_refused', { reason: `${slot.kind}_channels`, address: slot.address, nodeId: slot.nodeId, limit: max });
+      this.refused('limit_refused', { reason: `${slot.kind}_channels`, address: slot.address, nodeId: slot.nodeId, limit: max }, 'warn');
       return false;
     }
     slot.channels++;
@@ -310,7 +310,7 @@ export class Admission {
   }
 
   private refuse(socket: Socket, fields: LogFields): void {
-    this.refused('limit_refused', fields);
+    this.refused('limit_refused', fields, 'warn');
     socket.destroy();
   }
 }

@@ -97,7 +97,7 @@ export class SshServer {
     const server = new Server({ hostKeys: [opts.identity.privateKeyOpenSSH], ident: 'DelugeFS' }, (client, info) =>
       handleClient(client, info, opts, rpc, log, admission, conns, noisy),
     );
-    server.on('error', (err: Error) => log('server_error', { error: err.message }));
+    server.on('error', (err: Error) => log('server_error', { error: err.message }, 'warn'));
     // Our own listener: every socket is admitted (or refused) before ssh2 sees a byte of it, so
     // connections that never send an SSH banner are bounded and timed out too.
     const tcp = net.createServer((sock) => {
@@ -222,7 +222,7 @@ async function checkKey(
 ): Promise<void> {
   try {
     if (ctx.key.algo !== KEY_TYPE) {
-      log('auth_refused', { address, user: ctx.username, reason: `key type ${ctx.key.algo} (only ${KEY_TYPE})` });
+      log('auth_refused', { address, user: ctx.username, reason: `key type ${ctx.key.algo} (only ${KEY_TYPE})` }, 'warn');
       ctx.reject(['publickey']);
       return;
     }
@@ -230,14 +230,14 @@ async function checkKey(
     const member = await opts.isMember(key);
     const guest = !member && (opts.guestMethods?.length ?? 0) > 0;
     if (!member && !guest) {
-      log('auth_refused', { address, user: ctx.username, fingerprint: key.fingerprint, nodeId: key.nodeId, reason: 'not a member' });
+      log('auth_refused', { address, user: ctx.username, fingerprint: key.fingerprint, nodeId: key.nodeId, reason: 'not a member' }, 'warn');
       ctx.reject(['publickey']);
       return;
     }
     if (ctx.signature) {
       const parsed = utils.parseKey(ctx.key.data);
       if (parsed instanceof Error || !ctx.blob || parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
-        log('auth_refused', { address, fingerprint: key.fingerprint, reason: 'bad signature' });
+        log('auth_refused', { address, fingerprint: key.fingerprint, reason: 'bad signature' }, 'warn');
         ctx.reject(['publickey']);
         return;
       }
@@ -249,7 +249,7 @@ async function checkKey(
     }
     ctx.accept();
   } catch (err) {
-    log('auth_refused', { address, reason: `error: ${(err as Error).message}` });
+    log('auth_refused', { address, reason: `error: ${(err as Error).message}` }, 'warn');
     ctx.reject(['publickey']);
   }
 }
@@ -260,7 +260,7 @@ function handleSession(
 ): void {
   let gitProtocol: string | undefined;
   const refuse = (what: string) => (_a: unknown, reject?: () => void) => {
-    log('refused', { peer: peer.nodeId, address: peer.address, what });
+    log('refused', { peer: peer.nodeId, address: peer.address, what }, 'warn');
     reject?.();
   };
   session.on('pty', refuse('pty'));
@@ -278,13 +278,13 @@ function handleSession(
       accept?.();
       return;
     }
-    log('refused', { peer: peer.nodeId, address: peer.address, what: `env ${String(info.key).slice(0, 64)}` });
+    log('refused', { peer: peer.nodeId, address: peer.address, what: `env ${String(info.key).slice(0, 64)}` }, 'warn');
     reject?.();
   });
   session.on('exec', (accept, _reject, info) => {
     const channel: ServerChannel | undefined = accept();
     // ssh2 returns nothing for a second exec on one session (or one after close): ignore it.
-    if (!channel) return log('refused', { peer: peer.nodeId, address: peer.address, what: 'second exec on a session' });
+    if (!channel) return log('refused', { peer: peer.nodeId, address: peer.address, what: 'second exec on a session' }, 'warn');
     const abort = new AbortController();
     const onDrop = () => abort.abort();
     slot.abort.signal.addEventListener('abort', onDrop, { once: true });
@@ -293,9 +293,9 @@ function handleSession(
       slot.abort.signal.removeEventListener('abort', onDrop);
       abort.abort();
     });
-    channel.on('error', (err: Error) => log('channel_error', { peer: peer.nodeId, error: err.message }));
+    channel.on('error', (err: Error) => log('channel_error', { peer: peer.nodeId, error: err.message }, 'warn'));
     capUnread(channel, () => {
-      admission.refused('limit_refused', { reason: 'window_ignored', address: peer.address, nodeId: peer.nodeId, limit: MAX_UNREAD });
+      admission.refused('limit_refused', { reason: 'window_ignored', address: peer.address, nodeId: peer.nodeId, limit: MAX_UNREAD }, 'warn');
       admission.destroy(slot);
     });
     const guest = peer.member === false;
@@ -312,7 +312,7 @@ function handleSession(
       signal: abort.signal,
     })
       .catch((err) => {
-        log('command_failed', { peer: peer.nodeId, error: (err as Error).message });
+        log('command_failed', { peer: peer.nodeId, error: (err as Error).message }, 'warn');
         return 1;
       })
       .then((status) => {

@@ -248,7 +248,7 @@ export class MetaSync {
 
   /** Background work: never an unhandled rejection (a peer's bad day must not end this node). */
   private track(p: Promise<unknown>): void {
-    const q = p.catch((e) => this.o.log('sync_error', { error: (e as Error)?.message ?? String(e) }));
+    const q = p.catch((e) => this.o.log('sync_error', { error: (e as Error)?.message ?? String(e) }, 'warn'));
     this.inflight.add(q);
     void q.finally(() => this.inflight.delete(q));
   }
@@ -296,7 +296,7 @@ export class MetaSync {
     while (this.settleQueue.length && !this.closed) {
       // Everything queued is adopted in one step: the refs say what arrived, not the queue.
       const from = new Set(this.settleQueue.splice(0));
-      await this.settle(from).catch((e) => this.o.log('sync_settle_error', { error: (e as Error).message }));
+      await this.settle(from).catch((e) => this.o.log('sync_settle_error', { error: (e as Error).message }, 'warn'));
     }
     this.settling = undefined;
   }
@@ -360,7 +360,7 @@ export class MetaSync {
     } catch (e) {
       // Find the culprit: each new value on its own, in id order (every node that sees the same
       // values refuses the same ones).
-      this.o.log('sync_view_refused', { reason: (e as Error).message.slice(0, 300), heads: changed.length });
+      this.o.log('sync_view_refused', { reason: (e as Error).message.slice(0, 300), heads: changed.length }, 'warn');
       for (const id of changed.sort()) {
         const oid = refs.get(id)!;
         const trial = new Map(this.known).set(id, oid);
@@ -380,7 +380,7 @@ export class MetaSync {
   private async refuse(id: string, oid: string, why: string): Promise<void> {
     this.bad.add(oid);
     if (this.fwd.get(id) === oid) this.fwd.delete(id);
-    this.o.log('sync_merge_refused', { peer: id, oid, reason: why.slice(0, 500) });
+    this.o.log('sync_merge_refused', { peer: id, oid, reason: why.slice(0, 500) }, 'warn');
     await this.rollBack(id, oid);
   }
 
@@ -576,7 +576,7 @@ export class MetaSync {
         s.rpc?.client.close();
         s.rpc = undefined;
       }
-      this.o.log('sync_rpc_push_failed', { peer: id, error: (e as Error).message.slice(0, 300) });
+      this.o.log('sync_rpc_push_failed', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
       return null;
     }
     if (reply?.missing?.length || typeof reply?.results !== 'object') {
@@ -597,7 +597,7 @@ export class MetaSync {
     // (every command refused "not a member" until the guest timeout): it goes, the retry opens another.
     if (s.controlPath && /not a member/.test(e.message)) void this.closeMaster(s);
     const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
-    this.o.log(`sync_${what}_failed`, { peer: id, error: e.message.slice(0, 500), retryMs: wait });
+    this.o.log(`sync_${what}_failed`, { peer: id, error: e.message.slice(0, 500), retryMs: wait }, 'warn');
     clearTimeout(s.retry);
     s.retry = setTimeout(() => { if (!this.closed) this.track(this.exchange(id, 'retry')); }, wait);
     s.retry.unref();
@@ -651,7 +651,7 @@ export class MetaSync {
       // Bounded in size and time, and nothing kept when it fails: a member's server may be rogue.
       got = await boundedFetchRefs({ repo: this.repo, url: r.url, refs: ids.map(ref), env: r.env, maxBytes: this.o.maxFetchBytes, timeoutMs: this.o.fetchTimeoutMs });
     } catch (e) {
-      this.o.log('sync_fetch_failed', { peer: id, error: (e as Error).message.slice(0, 500) });
+      this.o.log('sync_fetch_failed', { peer: id, error: (e as Error).message.slice(0, 500) }, 'warn');
       return;
     }
     const updates: [string, string, string | null][] = [];
@@ -664,7 +664,7 @@ export class MetaSync {
       if (cur === oid) continue;
       if (cur && !(await this.o.ns.repo.isAncestor(cur, oid))) {
         // Behind what was pushed to us meanwhile: nothing to do. Otherwise two histories of one node.
-        if (!(await this.o.ns.repo.isAncestor(oid, cur))) this.o.log('sync_fetch_diverged', { peer: id, ref: x, ours: cur, theirs: oid });
+        if (!(await this.o.ns.repo.isAncestor(oid, cur))) this.o.log('sync_fetch_diverged', { peer: id, ref: x, ours: cur, theirs: oid }, 'warn');
         continue;
       }
       updates.push([ref(x), oid, cur]);

@@ -87,7 +87,7 @@ export class ClusterNode {
       } else if (self && (self.addresses.join() !== addresses.join() || self.sshPort !== ssh.port || self.btPort !== o.btPort || self.hostname !== os.hostname())) {
         // Only where peers find us, not needed to start: a full disk (ENOSPC from the journal) must not stop the node.
         await membership.updateSelf({ addresses, sshPort: ssh.port, btPort: o.btPort, hostname: os.hostname() })
-          .catch((e) => log('self_record_not_updated', { error: (e as Error).message, hint: 'peers may use the old address until a later start updates it' }));
+          .catch((e) => log('self_record_not_updated', { error: (e as Error).message, hint: 'peers may use the old address until a later start updates it' }, 'warn'));
       } else if (!self) {
         const invalid = membership.view().invalid.get(MEMBERS_PREFIX + me);
         log('not_a_member', { nodeId: me, hint: membership.isRevoked(me) ? 'this node was removed from the cluster' : invalid ? `this node's member record does not count: ${invalid}` : 'no member record for this node yet' });
@@ -95,7 +95,7 @@ export class ClusterNode {
 
       // The records' founder names the cluster they were signed for; another name here is a root mixed up with another cluster's.
       const named = membership.cluster()?.name;
-      if (named !== undefined && named !== config.cluster) log('cluster_name_mismatch', { config: config.cluster, records: named, hint: `this root's member records are of cluster "${named}"` });
+      if (named !== undefined && named !== config.cluster) log('cluster_name_mismatch', { config: config.cluster, records: named, hint: `this root's member records are of cluster "${named}"` }, 'warn');
 
       const statics = [...(o.peers ?? []), ...memberAddresses(membership, me)];
       const discovery = await startDiscovery({
