@@ -1,5 +1,6 @@
 // Command-line parsing for `delugefs`. Positional CLUSTER ROOT [MOUNTPOINT] and the flags
 // --cluster/--root/--mount are the same thing; errors name the problem and point to --help.
+import { isIP } from 'node:net';
 import { ZONE_RE } from '../replication/settings.js';
 
 export interface RunArgs {
@@ -19,6 +20,9 @@ export interface RunArgs {
   join?: { token: string } | { file: string } | { stdin: true };
   /** First SSH port to try (default 7422). */
   sshPort?: number;
+  /** The web port (GET /metrics) and the address it binds (default 127.0.0.1). */
+  webPort?: number;
+  webBind?: string;
   interface?: string;
   /** HOST:PORT peers outside the LAN. */
   peers: string[];
@@ -57,6 +61,8 @@ Options:
   --join-file FILE  to read the token from FILE, or
   --join -          to read it from stdin (e.g. delugefs ... --join - < token)
   --ssh-port N      SSH port: the first free port from N upward (default 7422)
+  --web-port N      serve GET /metrics (Prometheus) on port N (default: none)
+  --web-bind ADDR   the address the web port binds (default 127.0.0.1: this machine only)
   --interface IF    network interface (name or IPv4 address) to announce on over mDNS
   --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
   --no-mdns         no mDNS (only --peer and the members' last known addresses)
@@ -122,6 +128,7 @@ export function parseArgs(argv: string[]): Args {
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
   let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
   let scrubRate: number | undefined, scrubPauseMs: number | undefined, healRate: number | undefined;
+  let webPort: number | undefined, webBind: string | undefined;
   const peers: string[] = [];
   const portOf = (flag: string, v: string): number => {
     if (!/^\d+$/.test(v) || +v < 1 || +v > 65535) throw new UsageError(`${flag} must be a TCP port (1-65535), not "${v}"`);
@@ -149,6 +156,12 @@ export function parseArgs(argv: string[]): Args {
       case '--mount': named.mount = value(); break;
       case '--port': port = portOf(flag, value()); break;
       case '--ssh-port': sshPort = portOf(flag, value()); break;
+      case '--web-port': webPort = portOf(flag, value()); break;
+      case '--web-bind': {
+        webBind = value();
+        if (isIP(webBind) === 0) throw new UsageError(`--web-bind must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1), not "${webBind}"`);
+        break;
+      }
       case '--join': case '--join-file': {
         if (join) throw new UsageError('give the token once: --join TOKEN, --join - or --join-file FILE');
         const v = value();
@@ -203,7 +216,8 @@ export function parseArgs(argv: string[]): Args {
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads };
+  if (webBind !== undefined && webPort === undefined) throw new UsageError('--web-bind goes with --web-port');
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads, webPort, webBind };
 }
 
 /** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */

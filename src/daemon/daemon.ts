@@ -12,6 +12,9 @@ import { mount, Mounted } from '../fuse/mount.js';
 import { serveHealth } from './health-method.js';
 import { serveConflicts } from './conflicts.js';
 import { servePeers } from './peers.js';
+import { healthOf } from './health-method.js';
+import { FuseMetrics, renderMetrics } from './metrics.js';
+import { startWeb } from './web.js';
 import { serve } from './methods.js';
 import { localOnly } from '../cluster/control-socket.js';
 import { FSCK, WHEREIS } from '../replication/methods.js';
@@ -30,6 +33,8 @@ export interface DaemonOptions {
   releasePort?: () => Promise<void>;
   replication?: ReplicationOptions;
   mount?: { dir: string; cluster: string; allowOther: boolean };
+  /** The web port (metrics); none unless given. */
+  web?: { port: number; bind: string };
 }
 
 export class Daemon {
@@ -75,8 +80,25 @@ export class Daemon {
         localOnly(peer, 'fsck');
         return p.action === 'start' ? replication.fsck.start(p) : p.action === 'stop' ? replication.fsck.stop() : replication.fsck.status();
       });
+      const fuse = o.web && o.mount ? new FuseMetrics() : null;
+      if (o.web) {
+        const me = cluster.identity.nodeId;
+        const web = await startWeb({
+          port: o.web.port, bind: o.web.bind, log: o.log,
+          metrics: async () => {
+            const space = await node.store.space();
+            const r = replication.summary();
+            return renderMetrics({
+              node: me, health: healthOf(node, cluster, replication), disk: { total: space.total, free: space.free },
+              swarm: swarm.swarm.totals(), replication: { fetching: r.fetching, queued: r.queued, scrubBytes: replication.scrub.stats.bytes, scrubBad: replication.scrub.stats.bad },
+              commits: node.ns.counts.commits, merges: node.ns.counts.merges, fuse,
+            });
+          },
+        });
+        this.onStop('web', () => web.close());
+      }
       if (o.mount) {
-        const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther }, o.log));
+        const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther, onDone: fuse?.observe }, o.log));
         this.onStop('mount', () => mounted.unmount());
       }
     } catch (e) {

@@ -35,17 +35,22 @@ export function countNamespace(root: DirNode): Health['namespace'] {
   return out;
 }
 
+/** The health verdict from what the node, the cluster and replication know now (status and metrics both use it). */
+export function healthOf(node: DelugeNode, cluster: ClusterNode, replication: Replication): Health {
+  const m = cluster.membership;
+  const r = replication.summary();
+  return judgeHealth({
+    cluster: node.opts.config.cluster, nodeId: cluster.identity.nodeId, head: node.ns.head,
+    members: m.list().filter((x) => !m.isRevoked(x.nodeId)).map((x) => x.nodeId),
+    round: r.round, nearFull: r.nearFull, fetching: r.fetching, queued: r.queued,
+    sync: cluster.sync.peerHeads(),
+    namespace: countNamespace(node.ns.tree.root),
+  });
+}
+
 export function serveHealth(node: DelugeNode, cluster: ClusterNode, replication: Replication): void {
   serve(cluster.rpc, HEALTH, (_p, peer) => {
     localOnly(peer, 'health');
-    const m = cluster.membership;
-    const r = replication.summary();
-    return judgeHealth({
-      cluster: node.opts.config.cluster, nodeId: cluster.identity.nodeId, head: node.ns.head,
-      members: m.list().filter((x) => !m.isRevoked(x.nodeId)).map((x) => x.nodeId),
-      round: r.round, nearFull: r.nearFull, fetching: r.fetching, queued: r.queued,
-      sync: cluster.sync.peerHeads(),
-      namespace: countNamespace(node.ns.tree.root),
-    });
+    return healthOf(node, cluster, replication);
   });
 }

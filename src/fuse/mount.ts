@@ -108,6 +108,8 @@ export interface MountOptions {
   cluster: string;
   /** How to mount on Linux; see viaFusermount3. */
   via?: 'syscall' | 'fusermount';
+  /** Told of every request answered (metrics). */
+  onDone?: (op: number, seconds: number, errno: number) => void;
 }
 
 export interface Mounted { unmount(): Promise<void> }
@@ -228,6 +230,7 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
     concurrency: 64,
     onError: ops.onError,
     spinMicros: spinMicros(log),
+    onDone: opts.onDone,
   });
   let stopping = false;
   const ended = new Promise<void>((res) => session.once('end', (err: Error | null) => {

@@ -29,6 +29,8 @@ export interface Request {
   answered?: boolean;
   /** Set by a handler: runs once its result was written to the kernel, or dropped (a pooled buffer goes back). */
   after?: () => void;
+  /** performance.now() when it was read from the kernel (for onDone). */
+  t0?: number;
 }
 
 /** Returns reply payload buffers, or nothing for ops the kernel expects no answer to. */
@@ -46,6 +48,8 @@ export interface SessionOptions {
    * on a VM. 0 disables it.
    */
   spinMicros?: number;
+  /** Every request once answered (or dropped): its opcode, seconds since it was read, errno (0: none). */
+  onDone?: (op: number, seconds: number, errno: number) => void;
 }
 
 export class Session extends EventEmitter {
@@ -134,7 +138,7 @@ export class Session extends EventEmitter {
   private dispatch(buf: Buffer, len: number): void {
     const req: Request = {
       op: buf.readUInt32LE(4), nodeid: u64(buf, 16), uid: buf.readUInt32LE(24), gid: buf.readUInt32LE(28),
-      pid: buf.readUInt32LE(32), buf, len,
+      pid: buf.readUInt32LE(32), buf, len, t0: this.opts.onDone ? performance.now() : undefined,
     };
     this.inFlight++;
     if (req.op === Op.INTERRUPT) return this.interrupt(req);
@@ -170,6 +174,7 @@ export class Session extends EventEmitter {
     if (req.signal) this.interruptible.delete(u64(req.buf, 8));
     if ((out !== undefined || errno) && !req.answered) this.reply(req.buf, errno, out || []);
     req.after?.(); // the reply was written synchronously: nothing refers to its payload now
+    if (req.t0 !== undefined) this.opts.onDone?.(req.op, (performance.now() - req.t0) / 1000, errno);
     if (req.held) req.held.then(() => this.recycle(req.buf), () => this.recycle(req.buf));
     else this.recycle(req.buf);
   }

@@ -32,6 +32,8 @@ export interface NamespaceOptions {
 const TRAILER = 'DelugeFS-Journal';
 
 export class Namespace extends EventEmitter {
+  /** Own commits and merges/views installed by this process (metrics). */
+  readonly counts = { commits: 0, merges: 0 };
   readonly repo: GitRepo;
   readonly journal: Journal;
   tree!: Tree;
@@ -326,6 +328,7 @@ export class Namespace extends EventEmitter {
     this.head = result.commit;
     await this.repo.updateRef(result.commit, ours, reason);
     this.opts.log.info('meta.merged', { ...logged, head: result.commit, changes: result.changes.length });
+    this.counts.merges++;
     this.emit('commit', result.commit);
     if (recordsChanged) this.emit('records');
     if (paths.length) this.emit('changed', paths);
@@ -511,6 +514,7 @@ export class Namespace extends EventEmitter {
     await this.writeCommittedGen(gen, oid);
     await this.journal.drop(gen);
     this.journal.keepReserve();
+    this.counts.commits++;
     this.emit('commit', oid);
     // Housekeeping only: the commit is in already, so a failure (a full disk) must not undo it.
     if (++this.commits % 20 === 0) await this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message }));

@@ -138,6 +138,8 @@ export class Swarm extends EventEmitter {
   private evicted = new WeakSet<Socket>();
   /** Every open connection, for revalidate() and close(). */
   private conns = new Set<Conn>();
+  /** Bytes moved by content no longer open, so the totals only grow (metrics' counters). */
+  private readonly dropped = { downloaded: 0, uploaded: 0 };
   private readonly channel: MemberChannel | null;
   private timer: NodeJS.Timeout | null = null;
   dht: SwarmDht | null = null;
@@ -289,6 +291,16 @@ export class Swarm extends EventEmitter {
       dropped++;
     }
     return dropped;
+  }
+
+  /** Content bytes received and sent since the engine started (open and dropped content). */
+  totals(): { downloaded: number; uploaded: number; connections: number } {
+    let downloaded = this.dropped.downloaded, uploaded = this.dropped.uploaded;
+    for (const t of this.torrents.values()) {
+      downloaded += t.downloaded;
+      uploaded += t.uploaded;
+    }
+    return { downloaded, uploaded, connections: [...this.conns].filter((c) => !c.closed).length };
   }
 
   /** Open member connections per member node id (one per content exchanged with it). */
@@ -728,6 +740,8 @@ export class Swarm extends EventEmitter {
     const t = this.torrents.get(id) ?? (await this.opening.get(id)?.catch(() => undefined));
     if (!t) return;
     this.torrents.delete(id);
+    this.dropped.downloaded += t.downloaded;
+    this.dropped.uploaded += t.uploaded;
     this.lookups.delete(id);
     this.announced.delete(id);
     this.unannounced.delete(id);
