@@ -177,7 +177,11 @@ export function parseArgs(argv: string[]): Args {
       case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
       case '--cache-size': cacheBytes = parseSize(flag, value()); break;
       case '--scrub-rate': scrubRate = parseSize(flag, value()); break;
-      case '--heal-rate': healRate = parseSize(flag, value()); break;
+      case '--heal-rate': {
+        healRate = parseSize(flag, value());
+        if (healRate > 0 && healRate < 64 * 1024) throw new UsageError('--heal-rate must be 0 (no cap) or at least 64K');
+        break;
+      }
       case '--scrub-every': scrubPauseMs = parseDuration(flag, value()); break;
       case '--zone': {
         zone = value();

@@ -179,7 +179,7 @@ export function registerJoin(
       invite = await verifyInvite(prm.token, { ...o, clusterId: o.clusterId?.() });
     } catch (err) {
       if (!(err instanceof InviteError)) throw err;
-      o.log?.('join_refused', { peer: peer.nodeId, address: peer.address, code: err.code, reason: err.message });
+      o.log?.('join_refused', { peer: peer.nodeId, address: peer.address, code: err.code, reason: err.message }, 'warn');
       throw new RpcError(`invite_${err.code}`, err.message);
     }
     try {

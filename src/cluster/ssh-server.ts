@@ -161,7 +161,7 @@ function handleClient(
   const logAs = () => (slot.kind === 'member' ? log : noisy);
   let peer: PeerKey | undefined;
   let member = false;
-  client.on('error', (err: Error) => logAs()('connection_error', { address, peer: peer?.nodeId, error: err.message }));
+  client.on('error', (err: Error) => logAs()('connection_error', { address, peer: peer?.nodeId, error: err.message }, 'warn'));
   const gone = new AbortController();
   client.on('close', () => {
     conns.delete(slot);
@@ -172,13 +172,13 @@ function handleClient(
   client.on('authentication', (ctx: AuthContext) => {
     // Key probing (one connection trying key after key) is cut short.
     if (++attempts > MAX_AUTH_ATTEMPTS) {
-      noisy('auth_refused', { address, reason: `more than ${MAX_AUTH_ATTEMPTS} attempts` });
+      noisy('auth_refused', { address, reason: `more than ${MAX_AUTH_ATTEMPTS} attempts` }, 'warn');
       ctx.reject();
       client.end();
       return;
     }
     if (ctx.method !== 'publickey') {
-      if (ctx.method !== 'none') noisy('auth_refused', { address, user: ctx.username, method: ctx.method, reason: 'only publickey' });
+      if (ctx.method !== 'none') noisy('auth_refused', { address, user: ctx.username, method: ctx.method, reason: 'only publickey' }, 'warn');
       return ctx.reject(['publickey']);
     }
     void checkKey(ctx, opts, address, noisy, (key, isMember) => {
@@ -208,9 +208,9 @@ function handleClient(
     });
   });
   // Forwarding of any kind: listening for them is what lets us log the refusal.
-  client.on('tcpip', (_a, reject, i) => { logAs()('refused', { address, what: 'direct-tcpip', dest: `${i.destIP}:${i.destPort}` }); reject(); });
-  client.on('openssh.streamlocal', (_a, reject) => { logAs()('refused', { address, what: 'streamlocal' }); reject(); });
-  client.on('request', (_a, reject, name) => { logAs()('refused', { address, what: name }); reject?.(); });
+  client.on('tcpip', (_a, reject, i) => { logAs()('refused', { address, what: 'direct-tcpip', dest: `${i.destIP}:${i.destPort}` }, 'warn'); reject(); });
+  client.on('openssh.streamlocal', (_a, reject) => { logAs()('refused', { address, what: 'streamlocal' }, 'warn'); reject(); });
+  client.on('request', (_a, reject, name) => { logAs()('refused', { address, what: name }, 'warn'); reject?.(); });
 }
 
 async function checkKey(

@@ -89,7 +89,7 @@ export class Daemon {
             const space = await node.store.space();
             const r = replication.summary();
             return renderMetrics({
-              node: me, health: healthOf(node, cluster, replication), disk: { total: space.total, free: space.free },
+              node: me, machine: cluster.membership.get(me)?.hostname ?? '', health: healthOf(node, cluster, replication), disk: { total: space.total, free: space.available },
               swarm: swarm.swarm.totals(), replication: { fetching: r.fetching, queued: r.queued, scrubBytes: replication.scrub.stats.bytes, scrubBad: replication.scrub.stats.bad },
               commits: node.ns.counts.commits, merges: node.ns.counts.merges, fuse,
             });

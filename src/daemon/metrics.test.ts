@@ -62,7 +62,7 @@ test('the exposition format: types, _total counters, escaped labels, cumulative 
   for (const s of [0.00005, 0.0003, 0.0003, 0.02, 3, 60]) fuse.observe(15, s, 0);
   fuse.observe(1, 0.0001, 2);
   const text = renderMetrics({
-    node: 'aaaaaaaaaaaaaaaa', health, disk: { total: 1000, free: 250 }, swarm: { connections: 2, downloaded: 10, uploaded: 20 },
+    node: 'aaaaaaaaaaaaaaaa', machine: 'm', health, disk: { total: 1000, free: 250 }, swarm: { connections: 2, downloaded: 10, uploaded: 20 },
     replication: { fetching: 1, queued: 2, scrubBytes: 0, scrubBad: 0 }, commits: 3, merges: 4, fuse,
   });
   const { samples } = parse(text);

@@ -35,6 +35,8 @@ export class FuseMetrics {
 
 export interface MetricsInput {
   node: string;
+  /** This node's machine (its member record's host name). */
+  machine: string;
   health: Health;
   /** This node's disk (the store's filesystem). */
   disk: { total: number; free: number };
@@ -64,7 +66,7 @@ export function renderMetrics(i: MetricsInput): string {
   family('delugefs_health_check', 'gauge', 'Count behind each failing health check (delugefs status).', h.checks.map((c) => [{ code: c.code, severity: c.severity }, c.count]));
   // Every member disk as replication's last round saw it; this disk's numbers are live.
   const self = h.disks.find((d) => d.node === i.node);
-  const disks = [{ node: i.node, machine: self?.machine ?? '', total: i.disk.total, free: i.disk.free }, ...h.disks.filter((d) => d.node !== i.node)];
+  const disks = [{ node: i.node, machine: i.machine || self?.machine || '', total: i.disk.total, free: i.disk.free }, ...h.disks.filter((d) => d.node !== i.node)];
   family('delugefs_disk_size_bytes', 'gauge', 'Size of each member disk, as this node last heard (this disk: now).', disks.map((d) => [{ node: d.node, machine: d.machine }, d.total]));
   family('delugefs_disk_free_bytes', 'gauge', 'Free bytes of each member disk, as this node last heard (this disk: now).', disks.map((d) => [{ node: d.node, machine: d.machine }, d.free]));
   const states = ['up', 'down', 'maintenance', 'draining', 'unknown'] as const;

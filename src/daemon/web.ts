@@ -11,8 +11,24 @@ export interface Web {
   close(): Promise<void>;
 }
 
+/** A scrape walks the whole namespace: one render at a time, reused for this long. */
+const METRICS_TTL_MS = 2_000;
+const RENDER_TIMEOUT_MS = 10_000;
+
 export async function startWeb(o: { port: number; bind: string; metrics: () => Promise<string> | string; log: Logger }): Promise<Web> {
-  const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
+  let cached: { at: number; body: Promise<string> } | null = null;
+  const render = (): Promise<string> => {
+    if (cached && Date.now() - cached.at < METRICS_TTL_MS) return cached.body;
+    let timer: NodeJS.Timeout | undefined;
+    const body = Promise.race([
+      Promise.resolve().then(() => o.metrics()),
+      new Promise<never>((_r, rej) => { timer = setTimeout(() => rej(new Error(`no metrics within ${RENDER_TIMEOUT_MS / 1000} s`)), RENDER_TIMEOUT_MS); }),
+    ]).finally(() => clearTimeout(timer));
+    cached = { at: Date.now(), body };
+    body.catch(() => { if (cached?.body === body) cached = null; });
+    return body;
+  };
+  const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
@@ -22,8 +38,7 @@ export async function startWeb(o: { port: number; bind: string; metrics: () => P
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
       return;
     }
-    Promise.resolve()
-      .then(() => o.metrics())
+    render()
       .then((body) => {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : body);

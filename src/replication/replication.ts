@@ -518,8 +518,10 @@ export class Replication {
       if (!info || this.holdings.has(id) || this.fetching.has(id)) continue;
       this.fetching.set(id, info.length);
       this.log.info('replication.fetch', { id, bytes: info.length });
-      // A copy no holder serves (gone since the plan) is given up, not waited on forever: at least 1 MB/s.
-      const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(120_000, info.length / 1000))]);
+      // A copy no holder serves (gone since the plan) is given up, not waited on forever: at
+      // least 1 MB/s, or its share of --heal-rate when that is less.
+      const perMs = Math.min(1000, this.o.healRate > 0 ? this.o.healRate / this.o.concurrent / 1000 : 1000);
+      const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(120_000, (2 * info.length) / perMs))]);
       void this.swarm.swarm.fetch(id, info, signal, { background: true }).then(
         () => {
           this.log.info('replication.fetched', { id });

@@ -294,13 +294,13 @@ export class Swarm extends EventEmitter {
   }
 
   /** Content bytes received and sent since the engine started (open and dropped content). */
-  totals(): { downloaded: number; uploaded: number; connections: number } {
+  totals(): { downloaded: number; uploaded: number; connections: number; background: number } {
     let downloaded = this.dropped.downloaded, uploaded = this.dropped.uploaded;
     for (const t of this.torrents.values()) {
       downloaded += t.downloaded;
       uploaded += t.uploaded;
     }
-    return { downloaded, uploaded, connections: [...this.conns].filter((c) => !c.closed).length };
+    return { downloaded, uploaded, connections: [...this.conns].filter((c) => !c.closed).length, background: this.ctx.background?.spent ?? 0 };
   }
 
   /** Open member connections per member node id (one per content exchanged with it). */
@@ -460,7 +460,7 @@ export class Swarm extends EventEmitter {
       try {
         sec = await this.channel.open(socket, 'in', this.o.handshakeTimeout, first);
       } catch (e) {
-        this.log('info', 'swarm.handshake_refused', { peer: `${normalizeAddress(socket.remoteAddress)}:${socket.remotePort}`, error: (e as Error).message });
+        this.log('debug', 'swarm.handshake_refused', { peer: `${normalizeAddress(socket.remoteAddress)}:${socket.remotePort}`, error: (e as Error).message });
         if (!this.evicted.has(socket)) this.failing(normalizeAddress(socket.remoteAddress), true);
         this.emit('refused', { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0, direction: 'in', peerId: '', id: '', handshake: {}, node: null } satisfies PeerInfo);
         return;
@@ -527,7 +527,7 @@ export class Swarm extends EventEmitter {
     // outgoing side checked before connecting).
     const ok = conn.node !== null ? !conn.peerKey || this.channel?.check(conn.peerKey) === conn.node : this.isShared(t.id);
     if (!ok) {
-      this.log('info', 'swarm.not_admitted', { id: t.id, peer: `${info.address}:${info.port}` });
+      this.log('debug', 'swarm.not_admitted', { id: t.id, peer: `${info.address}:${info.port}` });
       this.emit('refused', info);
       return conn.close('not admitted');
     }

@@ -3,20 +3,24 @@
 // spend tokens when they are sent (what they ask for arrives about one round trip later); a
 // bucket holds a quarter second of the rate, so a pause never turns into a burst.
 
+/** Slowest cap taken: below it a single piece would take minutes. */
+export const MIN_RATE = 64 * 1024;
+
 export class RateLimiter {
   private tokens: number;
-  private at = Date.now();
+  private at = performance.now(); // monotonic: a clock stepped back must not drain the bucket
   private readonly waiting = new Set<() => void>();
   private timer: NodeJS.Timeout | null = null;
 
-  /** @param rate bytes per second (> 0) */
+  /** @param rate bytes per second (at least MIN_RATE) */
   constructor(readonly rate: number, private readonly burst = Math.max(256 * 1024, rate / 4)) {
+    if (!(rate >= MIN_RATE)) throw new RangeError(`a background rate of ${rate} B/s: at least ${MIN_RATE}`);
     this.tokens = this.burst;
   }
 
   private refill(): void {
-    const now = Date.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.rate);
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, now - this.at) / 1000) * this.rate);
     this.at = now;
   }
 
@@ -28,7 +32,11 @@ export class RateLimiter {
 
   spend(bytes: number): void {
     this.tokens -= bytes;
+    this.spent += bytes;
   }
+
+  /** Bytes asked for under this cap so far. */
+  spent = 0;
 
   /** Calls `fn` once when tokens are back (each waiting fill at most once). */
   whenAvailable(fn: () => void): void {

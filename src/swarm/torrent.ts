@@ -33,6 +33,8 @@ const MAX_QUEUED_REQUESTS = 8192;
 const SOCKET_HIGH_WATER = 1024 * 1024;
 /** Refill a peer's pipeline once this many blocks are free in it. */
 const REFILL_BATCH = 64;
+/** A reader's content keeps its full speed this long after its last range (a sequential reader asks again within ms). */
+const READER_GRACE_MS = 2000;
 /** Bad pieces (as their only sender) before a peer is dropped and banned. */
 const MAX_STRIKES = 2;
 
@@ -96,8 +98,11 @@ export class Torrent extends EventEmitter {
   /** Set when writing failed (e.g. disk full): fetching stops until someone asks again. */
   private writeError: Error | null = null;
   private cancelledBytes = 0;
-  /** Foreground fetchAll calls waiting (a copy-up, a fetch for a user): no background cap then. */
+  /** Foreground and background fetchAll calls waiting: the cap holds only while background ones are all there is. */
   private foreground = 0;
+  private background = 0;
+  /** When a reader last asked for a range: its read-ahead is never held to the background rate. */
+  private readerAt = 0;
   private throttleWaiting = false;
   downloaded = 0;
   uploaded = 0;
@@ -148,12 +153,13 @@ export class Torrent extends EventEmitter {
    */
   fetchAll(signal?: AbortSignal, background = false): Promise<void> {
     this.writeError = null;
-    if (!background) this.foreground++;
+    if (background) this.background++;
+    else this.foreground++;
     this.picker.wantAll();
     const p = this.waitFor(0, this.n - 1, signal).then(() => this.finishing ?? undefined);
     this.ctx.wantPeers(this);
     this.scheduleFill();
-    if (!background) void p.catch(() => {}).finally(() => { this.foreground--; });
+    void p.catch(() => {}).finally(() => { if (background) this.background--; else this.foreground--; });
     return p;
   }
 
@@ -162,7 +168,7 @@ export class Torrent extends EventEmitter {
     if (start < 0 || end > this.info.length || start > end) {
       return Promise.reject(new RangeError(`range ${start}-${end} outside content of ${this.info.length} bytes`));
     }
-    this.lastUse = Date.now();
+    this.lastUse = this.readerAt = Date.now();
     if (start === end) return Promise.resolve();
     this.writeError = null;
     const first = Math.floor(start / this.info.pieceLength);
@@ -426,8 +432,9 @@ export class Torrent extends EventEmitter {
     let room = this.ctx.pipeline - conn.outstanding.size;
     if (room <= 0) return;
     // Only replication wants this content: what no reader waits for is asked for no faster than
-    // the background rate allows (a reader's blocks go at once).
-    const limiter = this.foreground === 0 ? this.ctx.background : null;
+    // the background rate allows (a reader's blocks go at once). Content a reader used in the
+    // last seconds (its read-ahead), or that someone fetches in the foreground, is not held.
+    const limiter = this.background > 0 && this.foreground === 0 && Date.now() - this.readerAt > READER_GRACE_MS ? this.ctx.background : null;
     const allowed = limiter ? limiter.available(BLOCK) / BLOCK : Infinity;
     const throttle = (): void => {
       if (this.throttleWaiting) return;

@@ -185,6 +185,9 @@ const handlers: Record<string, Handler> = {
   async summary() {
     return swarm!.summary();
   },
+  async totals() {
+    return swarm!.totals();
+  },
   /** Waits until nothing is in flight for this content (benchmark: read-ahead settled). */
   async idle(a: { id: string }) {
     for (;;) {
