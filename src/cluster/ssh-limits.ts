@@ -151,11 +151,11 @@ export class Admission {
       return null;
     }
     if (this.count.preauth >= l.maxPreauth) {
-      // Full: one of the busiest other address's connections goes, its longest silent. By
-      // address first, because a flood churns the pool faster than a member's handshake round
-      // trips on a loaded node: "longest silent" alone evicted a member waiting on our reply to
-      // make room for the flood's newest socket. A newcomer from an address at least as busy is
-      // refused instead, so one address never displaces another of its size.
+      // Full: a connection of the busiest other address prefix goes (see evictable). By prefix
+      // and progress first, because a flood churns the pool faster than a member's handshake
+      // round trips on a loaded node: "longest silent" alone evicted a member waiting on our
+      // reply to make room for the flood's newest socket. A newcomer from a prefix at least as
+      // busy is refused instead, so one prefix never displaces another of its size.
       const victim = this.evictable(prefixOf(ip));
       if (!victim) {
         this.refuse(socket, { reason: 'preauth_total', address, limit: l.maxPreauth });
@@ -299,7 +299,7 @@ export class Admission {
     let bestHeld = 0;
     const progress = (x: Slot) => Math.min(x.received, PROGRESS_CAP);
     for (const x of this.slots.values()) {
-      if (x.kind !== 'preauth' || x.released) continue;
+      if (x.kind !== 'preauth') continue; // released slots are not in the map
       const p = prefixOf(x.ip);
       if (p === prefix) continue;
       const n = held.get(p) ?? 0;

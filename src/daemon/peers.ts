@@ -10,6 +10,7 @@ import type { ClusterNode } from '../node/cluster-node.js';
 import type { SwarmLink } from '../node/swarm-link.js';
 import type { Replication } from '../replication/replication.js';
 import { formatBytes } from '../util/units.js';
+import { printable } from '../util/text.js';
 
 /** Most members listed (the records cap a cluster well below this). */
 export const MAX_PEERS = 4096;
@@ -72,9 +73,6 @@ const ago = (iso: string | null, now: number): string => {
   return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 };
 
-/** A member's own words (its machine name, addresses) printed on a terminal: no control characters. */
-const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-
 /** The table a person reads. */
 export function renderPeers(rows: PeerRow[], now = Date.now()): string {
   if (!rows.length) return 'no members';
@@ -88,7 +86,7 @@ export function renderPeers(rows: PeerRow[], now = Date.now()): string {
     r.disk ? `${formatBytes(r.disk.total - r.disk.free)} of ${formatBytes(r.disk.total)} (${r.disk.total ? Math.round((100 * (r.disk.total - r.disk.free)) / r.disk.total) : 0} %)` : '?',
     r.self ? '-' : r.sync ? (r.sync.failures ? `failing (${r.sync.failures})` : r.sync.behind ? `${r.sync.behind} to send` : 'in step') : 'no exchange yet',
     r.self ? '-' : String(r.swarm),
-  ].map(printable));
+  ].map(printable)); // a member's own words (its machine name, addresses)
   const w = head.map((h, k) => Math.max(h.length, ...body.map((b) => b[k]!.length)));
   return [head, ...body].map((cols) => cols.map((c, k) => (k === cols.length - 1 ? c : c.padEnd(w[k]!))).join('  ')).join('\n');
 }

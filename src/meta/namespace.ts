@@ -47,7 +47,6 @@ export class Namespace extends EventEmitter {
   private touched = new TouchedPaths();
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<unknown> = Promise.resolve();
-  private commits = 0;
   /** Waited for before a commit drops journal generations (e.g. content the journal carries). */
   private barriers: (() => Promise<unknown>)[] = [];
   /** Content carried by replayed journal ops, for the node to store: id -> bytes. */
@@ -517,7 +516,7 @@ export class Namespace extends EventEmitter {
     this.counts.commits++;
     this.emit('commit', oid);
     // Housekeeping only: the commit is in already, so a failure (a full disk) must not undo it.
-    if (++this.commits % 20 === 0) await this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message }));
+    if (this.counts.commits % 20 === 0) await this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message }));
     return oid;
   }
 

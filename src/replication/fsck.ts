@@ -5,11 +5,11 @@
 // with it, bad pieces are fetched again from a member holding a complete copy, as the scrub does.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isContentId, type ContentId, type Info } from '../content/metainfo.js';
-import type { ContentStore } from '../content/store.js';
+import { isContentId, pieceCount, type ContentId } from '../content/metainfo.js';
 import type { DirNode } from '../meta/tree.js';
-import type { Logger } from '../util/log.js';
-import { checkCopy } from './scrub.js';
+import { formatBytes } from '../util/units.js';
+import { printable } from '../util/text.js';
+import { checkCopy, repairCopy, type StoredCopies } from './scrub.js';
 
 /** Bad copies listed in full (the counts go on past it). */
 export const MAX_FSCK_LISTED = 200;
@@ -54,19 +54,11 @@ export interface FsckStatus {
   bad: FsckBad[];
 }
 
-export interface FsckDeps {
-  store: ContentStore;
-  held(): ContentId[];
-  info(id: ContentId): Info | undefined;
-  busy(id: ContentId): boolean;
-  canRepair(id: ContentId): boolean;
-  repair(id: ContentId, info: Info, good: (piece: number) => boolean, signal: AbortSignal): Promise<void>;
+export interface FsckDeps extends StoredCopies {
   /** The saved pass as the FSCK reply checker sees it (throws if malformed). */
   check(v: unknown): FsckStatus;
   /** The namespace's root, to name the files of a bad copy. */
   root(): DirNode;
-  dir: string;
-  log: Logger;
 }
 
 interface Saved extends FsckStatus {
@@ -239,25 +231,18 @@ export class Fsck {
     if (!bad.length) return true;
     this.s.badCopies++;
     this.s.badPieces += bad.length;
-    const found: FsckBad = { id, paths: [], files: 0, pieces: Math.ceil(info.length / info.pieceLength), badPieces: bad.length, state: 'found', error: null };
+    const found: FsckBad = { id, paths: [], files: 0, pieces: pieceCount(info), badPieces: bad.length, state: 'found', error: null };
     const named = filesOf(this.d.root(), new Set([id]), PATHS_PER_COPY).get(id);
     if (named) [found.paths, found.files] = [named.paths.map((x) => x.slice(0, MAX_PATH)), named.count];
     this.d.log.warn('replication.fsck.bad_pieces', { id, pieces: bad.length, first: bad.slice(0, 10), paths: found.paths, repair: this.s.repair });
     if (this.s.repair) {
-      if (!this.d.canRepair(id)) {
-        found.state = 'unrepairable';
-        found.error = 'no other member that answers holds a complete copy, or a member counts on ours (locked); the copy is kept as it is';
-      } else {
-        const badSet = new Set(bad);
-        try {
-          await this.d.repair(id, info, (i) => !badSet.has(i), signal);
-          found.state = 'repaired';
-          this.d.log.info('replication.fsck.repaired', { id, pieces: bad.length });
-        } catch (e) {
-          found.state = 'failed';
-          found.error = (e as Error).message.slice(0, MAX_PATH);
-          this.d.log.error('replication.fsck.repair_failed', { id, error: found.error });
-        }
+      const r = await repairCopy(this.d, id, info, bad, signal);
+      found.state = r.state;
+      if (r.state === 'unrepairable') found.error = 'no other member that answers holds a complete copy, or a member counts on ours (locked); the copy is kept as it is';
+      else if (r.state === 'repaired') this.d.log.info('replication.fsck.repaired', { id, pieces: bad.length });
+      else {
+        found.error = r.error.slice(0, MAX_PATH);
+        this.d.log.error('replication.fsck.repair_failed', { id, error: found.error });
       }
     }
     if (found.state === 'repaired') this.s.repaired++;
@@ -294,14 +279,9 @@ export function filesOf(root: DirNode, ids: ReadonlySet<ContentId>, max: number)
   return out;
 }
 
-const size = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
-
-/** File names are any member's words: no control characters on a terminal. */
-const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-
 /** The report a person reads. */
 export function renderFsck(s: FsckStatus): string {
-  const lines = [`fsck ${s.state}${s.repair ? ' (--repair)' : ''}: ${s.checked} of ${s.total} copies checked (${size(s.bytes)} of ${size(s.totalBytes)})${s.skipped ? `, ${s.skipped} skipped (gone or busy)` : ''}${s.resumed ? `, resumed ${s.resumed}x` : ''}`];
+  const lines = [`fsck ${s.state}${s.repair ? ' (--repair)' : ''}: ${s.checked} of ${s.total} copies checked (${formatBytes(s.bytes)} of ${formatBytes(s.totalBytes)})${s.skipped ? `, ${s.skipped} skipped (gone or busy)` : ''}${s.resumed ? `, resumed ${s.resumed}x` : ''}`];
   if (!s.badCopies) lines.push('no bad pieces');
   else lines.push(`${s.badCopies} bad ${s.badCopies === 1 ? 'copy' : 'copies'} (${s.badPieces} bad pieces): ${s.repaired} repaired, ${s.unrepaired} not`);
   for (const b of s.bad) {
@@ -310,5 +290,6 @@ export function renderFsck(s: FsckStatus): string {
   }
   if (s.bad.length < s.badCopies) lines.push(`  (the first ${s.bad.length} listed)`);
   if (s.unrepaired && !s.repair) lines.push('run again with --repair to fetch the bad pieces from a member');
+  // File names are any member's words.
   return lines.map(printable).join('\n');
 }

@@ -22,7 +22,7 @@ import { ClusterView, Member } from './view.js';
 import { ReplicationLoop, LoopStats } from './loop.js';
 import { ReadCache } from './cache.js';
 import { whereis, Where } from './whereis.js';
-import { Scrubber } from './scrub.js';
+import { Scrubber, type StoredCopies } from './scrub.js';
 import { Fsck } from './fsck.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { PlacementHints } from './hints.js';
@@ -128,26 +128,19 @@ export class Replication {
       idleMs: Math.min(60_000, 2 * o.auditMs),
       room: () => this.room(),
     });
-    this.scrub = new Scrubber({
-      store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log, rate: o.scrubRate, pauseMs: o.scrubPauseMs,
+    // What the scrub and fsck check, and how they repair.
+    const copies: StoredCopies = {
+      store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log,
       held: () => [...holdings.ids()].sort(),
       info: (id) => node.ns.tree.info(id),
       busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
       // Only from a complete copy elsewhere that answers, and never a copy a member has locked
       // (it counts on it) or that is being dropped: until then the copy stays as it is.
       canRepair: (id) => this.canRepair(id),
-      repair: (id, info, good) => this.repair(id, info, good),
-    });
-    this.fsck = new Fsck({
-      store: node.store, dir: join(node.opts.paths.root, 'replication'), log: this.log,
-      held: () => [...holdings.ids()].sort(),
-      info: (id) => node.ns.tree.info(id),
-      busy: (id) => node.keeper.busy(id) || this.fetching.has(id),
-      canRepair: (id) => this.canRepair(id),
       repair: (id, info, good, signal) => this.repair(id, info, good, signal),
-      check: (v) => FSCK.result(v),
-      root: () => node.ns.tree.root,
-    });
+    };
+    this.scrub = new Scrubber({ ...copies, rate: o.scrubRate, pauseMs: o.scrubPauseMs });
+    this.fsck = new Fsck({ ...copies, check: (v) => FSCK.result(v), root: () => node.ns.tree.root });
   }
 
   /** A bad stored copy is repaired only from a complete copy elsewhere that answers, and never while a member counts on ours (locked). */

@@ -12,19 +12,24 @@ import { pieceCount, ContentId, Info } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import type { Logger } from '../util/log.js';
 
-export interface ScrubDeps {
+/** This disk's stored copies as the scrub and fsck see them, and how a bad one is repaired. */
+export interface StoredCopies {
   store: ContentStore;
-  /** Held ids in order, after `after`. */
+  /** Held ids, in id order. */
   held(): ContentId[];
   info(id: ContentId): Info | undefined;
-  /** Content being written or fetched here now: not scrubbed meanwhile. */
+  /** Content being written or fetched here now: not checked meanwhile. */
   busy(id: ContentId): boolean;
   /** Another member holds a complete copy and answers, and nothing counts on ours as it is. */
   canRepair(id: ContentId): boolean;
   /** Turns the copy into a partial download with only `good` pieces and fetches the rest. */
-  repair(id: ContentId, info: Info, good: (piece: number) => boolean): Promise<void>;
+  repair(id: ContentId, info: Info, good: (piece: number) => boolean, signal: AbortSignal): Promise<void>;
+  /** Where the cursors live (ROOT/replication). */
   dir: string;
   log: Logger;
+}
+
+export interface ScrubDeps extends StoredCopies {
   /** Bytes per second; 0: no scrub. */
   rate: number;
   /** Pause between passes. */
@@ -90,19 +95,29 @@ export class Scrubber {
     if (!bad.length) return;
     this.stats.bad += bad.length;
     this.d.log.warn('replication.scrub.bad_pieces', { id, pieces: bad.length, first: bad.slice(0, 10), why: 'the stored copy differs from its piece hashes; repairing those pieces from the members' });
-    if (!this.d.canRepair(id)) {
-      // Ours may be the best copy there is: kept as it is, found again by the next pass.
-      this.d.log.error('replication.scrub.unrepairable', { id, pieces: bad.length, why: 'no other member that answers holds a complete copy (or ours is locked); the copy is kept as it is' });
-      return;
-    }
-    const badSet = new Set(bad);
-    try {
-      await this.d.repair(id, info, (i) => !badSet.has(i));
+    const r = await repairCopy(this.d, id, info, bad, this.ac.signal);
+    if (r.state === 'repaired') {
       this.stats.repaired++;
       this.d.log.info('replication.scrub.repaired', { id, pieces: bad.length });
-    } catch (e) {
-      this.d.log.error('replication.scrub.repair_failed', { id, error: (e as Error).message });
-    }
+    } else if (r.state === 'unrepairable') {
+      // Ours may be the best copy there is: kept as it is, found again by the next pass.
+      this.d.log.error('replication.scrub.unrepairable', { id, pieces: bad.length, why: 'no other member that answers holds a complete copy (or ours is locked); the copy is kept as it is' });
+    } else this.d.log.error('replication.scrub.repair_failed', { id, error: r.error });
+  }
+}
+
+/**
+ * Fetches the `bad` pieces of a stored copy again, if a member can repair it (else the copy is
+ * kept as it is: ours may be the best there is). The scrub's and fsck's one rule.
+ */
+export async function repairCopy(d: Pick<StoredCopies, 'canRepair' | 'repair'>, id: ContentId, info: Info, bad: readonly number[], signal: AbortSignal): Promise<{ state: 'repaired'; error: null } | { state: 'unrepairable'; error: null } | { state: 'failed'; error: string }> {
+  if (!d.canRepair(id)) return { state: 'unrepairable', error: null };
+  const badSet = new Set(bad);
+  try {
+    await d.repair(id, info, (i) => !badSet.has(i), signal);
+    return { state: 'repaired', error: null };
+  } catch (e) {
+    return { state: 'failed', error: (e as Error).message };
   }
 }
 

@@ -648,8 +648,9 @@ export class Swarm extends EventEmitter {
   /**
    * Fetches the whole content into the store (resuming a partial download); resolves when stored.
    * Waits for peers as long as it takes; `signal` gives up waiting (the download stays open).
+   * `background`: replication's copy, held to `backgroundRate` unless someone else wants the
+   * content too.
    */
-  /** `background`: replication's copy, held to `backgroundRate` unless someone else wants the content too. */
   async fetch(id: ContentId, info: Info, signal?: AbortSignal, o: { background?: boolean } = {}): Promise<void> {
     const t = await this.open(id, info);
     await t.fetchAll(signal, !!o.background);
@@ -688,8 +689,7 @@ export class Swarm extends EventEmitter {
     await t.fetchRange(start, end, signal);
   }
 
-  /** Bytes [start, end) of the content, fetched first if needed. */
-  /** Bytes [start, end), verified: into `into` when given (returned as a view of it). */
+  /** Bytes [start, end) of the content, fetched first if needed: into `into` when given (returned as a view of it). */
   async read(id: ContentId, info: Info, start: number, end: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
     const t = await this.open(id, info);
     await t.fetchRange(start, end, signal);

@@ -441,21 +441,25 @@ export class Torrent extends EventEmitter {
       this.throttleWaiting = true;
       limiter!.whenAvailable(() => { this.throttleWaiting = false; this.scheduleFill(); });
     };
-    if (limiter && allowed <= 0 && !this.picker.hasRanges()) return throttle();
-    if (!this.picker.hasRanges()) room = Math.min(room, allowed);
+    const reading = this.picker.hasRanges();
+    if (limiter && allowed <= 0 && !reading) return throttle();
+    if (!reading) room = Math.min(room, allowed);
     let sources = 0;
     for (const c of this.conns) if (!c.wire.peerChoking) sources++;
     let blocks = this.picker.pick(conn, (i) => w.peerPieces.get(i), room, sources);
     if (limiter) {
       let left = allowed;
+      let spent = 0;
       blocks = blocks.filter((b) => {
         if (this.picker.isUrgent(b.piece)) return true;
-        if (left-- > 0) return true;
-        this.picker.release(conn, b); // no tokens for it now: back to the picker
-        return false;
+        if (left-- <= 0) {
+          this.picker.release(conn, b); // no tokens for it now: back to the picker
+          return false;
+        }
+        spent += b.length;
+        return true;
       });
-      const bytes = blocks.reduce((a, b) => a + (this.picker.isUrgent(b.piece) ? 0 : b.length), 0);
-      limiter.spend(bytes);
+      limiter.spend(spent);
       if (left < 0 || allowed <= 0) throttle();
     }
     if (!blocks.length) return;
