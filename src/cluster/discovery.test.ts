@@ -4,12 +4,13 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import { createLan, netnsAvailable, NetnsHost } from '../testing/netns.js';
 import { Identity } from './identity.js';
 import { PeerSet, PeerRecord } from './peer-set.js';
-import { StaticPeers, parseHostPort } from './static-peers.js';
+import { StaticPeers, parseHostPort, probeBanner } from './static-peers.js';
 import { SshServer } from './ssh-server.js';
 import { memoryLog } from './log.js';
 
@@ -184,6 +185,70 @@ test('static peers: host key learned by probe, lost when gone', { timeout: 30_00
     assert.deepEqual(peers.list(), []);
   } finally {
     sp.stop();
+    await server?.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A TCP relay to `port` that counts what each client connection sent. */
+async function countingRelay(port: number): Promise<{ port: number; sent: number[]; close(): Promise<void> }> {
+  const sent: number[] = [];
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((c) => {
+    const i = sent.push(0) - 1;
+    const up = net.connect({ host: '127.0.0.1', port });
+    for (const s of [c, up]) {
+      socks.add(s);
+      s.on('error', () => {});
+      s.on('close', () => { socks.delete(s); c.destroy(); up.destroy(); });
+    }
+    c.on('data', (d: Buffer) => { sent[i] += d.length; up.write(d); });
+    up.on('data', (d: Buffer) => c.write(d));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    sent,
+    close: () => { for (const s of socks) s.destroy(); return new Promise<void>((r) => srv.close(() => r())); },
+  };
+}
+
+test('static peers: liveness between identifications reads the banner; no key exchange', { timeout: 30_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-cl-banner-'));
+  let server: SshServer | undefined;
+  const relays: Awaited<ReturnType<typeof countingRelay>>[] = [];
+  const sps: StaticPeers[] = [];
+  try {
+    const id = await Identity.loadOrCreate(dir);
+    server = await SshServer.start({ identity: id, repoPath: dir, host: '127.0.0.1', port: 0, isMember: () => false, log: memoryLog() });
+    // A key exchange sends the client's KEXINIT and more (well over 100 bytes); a banner probe sends nothing.
+    const kexes = (sent: number[]) => sent.filter((n) => n > 100).length;
+    for (const identifyMs of [60_000, 300]) {
+      const relay = await countingRelay(server.port);
+      relays.push(relay);
+      const peers = new PeerSet();
+      const sp = new StaticPeers({ peers, intervalMs: 100, lostAfterMs: 3000, identifyMs, log: memoryLog() });
+      sps.push(sp);
+      const seen = new Promise<PeerRecord>((r) => peers.once('peer', r));
+      sp.add(`127.0.0.1:${relay.port}`);
+      sp.start();
+      assert.equal((await seen).nodeId, id.nodeId);
+      await new Promise((r) => setTimeout(r, 1500));
+      sp.stop();
+      assert.ok(relay.sent.length >= 8, `probed ${relay.sent.length} times`);
+      if (identifyMs === 60_000) assert.equal(kexes(relay.sent), 1, `key exchanges: ${relay.sent.join(' ')}`);
+      else assert.ok(kexes(relay.sent) >= 3, `the key is checked again every ${identifyMs} ms: ${relay.sent.join(' ')}`);
+      assert.equal(peers.list().length, 1, 'still seen');
+    }
+    // Not an SSH server: refused.
+    const http = net.createServer((c) => c.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    await assert.rejects(probeBanner('127.0.0.1', (http.address() as net.AddressInfo).port), /not an SSH server/);
+    http.close();
+    await probeBanner('127.0.0.1', server.port);
+  } finally {
+    for (const sp of sps) sp.stop();
+    for (const r of relays) await r.close();
     await server?.close();
     await rm(dir, { recursive: true, force: true });
   }
