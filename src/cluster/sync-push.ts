@@ -123,7 +123,7 @@ export async function receivePush(o: ReceiveOptions, params: unknown): Promise<P
       else updates.push([NODE_REFS + id, oid, was]);
     }
     if (!updates.length) break;
-    const done = await o.repo.updateRefsEach(updates, 'sync push');
+    const done = await o.repo.updateRefsEach(updates);
     const moved: [string, string][] = [];
     updates.forEach(([ref, oid], k) => {
       const id = ref.slice(NODE_REFS.length);

@@ -670,7 +670,7 @@ export class MetaSync {
       updates.push([ref(x), oid, cur]);
     }
     // One that moved meanwhile (a push) is left as it went.
-    const moved = (await this.o.ns.repo.updateRefsEach(updates, 'fetched')).filter(Boolean).length;
+    const moved = (await this.o.ns.repo.updateRefsEach(updates)).filter(Boolean).length;
     this.o.log('sync_fetched', { peer: id, refs: ids.length, moved, ms: Date.now() - t0 });
     if (moved) this.scheduleSettle(id);
   }

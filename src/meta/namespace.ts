@@ -88,12 +88,15 @@ export class Namespace extends EventEmitter {
   static async open(opts: NamespaceOptions): Promise<Namespace> {
     const ns = new Namespace(opts);
     if (!(await ns.repo.exists())) throw new Error(`no metadata repository at ${ns.repo.dir}`);
+    // A ref lock left by a crash would refuse every later update of that ref (git's, and ours).
+    const stale = await ns.repo.refs.sweepLocks();
+    if (stale) opts.log.warn('meta.stale_ref_locks_removed', { count: stale });
     ns.head = await ns.repo.head();
     if (!ns.head) throw new Error(`metadata repository ${ns.repo.dir} has no commits`);
     // A root from before per-node refs (or a joiner's first start): its head is where it stands.
     ns.own = await ns.repo.readRef(ns.ownRef);
     if (!ns.own) {
-      await ns.repo.updateRefs([[ns.ownRef, ns.head, null]], 'own ref');
+      await ns.repo.updateRefs([[ns.ownRef, ns.head, null]]);
       ns.own = ns.head;
     }
     const commit = await ns.repo.readCommit(ns.head);
@@ -325,7 +328,7 @@ export class Namespace extends EventEmitter {
     for (const l of result.leftOut) this.opts.log.warn('meta.merge.left_out', { ...logged, ...l });
     const { records: recordsChanged, paths } = this.applyMerge(result, entries, underLocal);
     this.head = result.commit;
-    await this.repo.updateRef(result.commit, ours, reason);
+    await this.repo.updateRef(result.commit, ours);
     this.opts.log.info('meta.merged', { ...logged, head: result.commit, changes: result.changes.length });
     this.counts.merges++;
     this.emit('commit', result.commit);
@@ -506,7 +509,7 @@ export class Namespace extends EventEmitter {
     const oid = objectId('commit', data);
     await this.repo.writeObjects([...snap.objects, { type: 'commit', oid, data }]);
     // This node's own ref moves with its own commits only (a view may move main sideways).
-    await this.repo.updateRefs([[BRANCH, oid, this.head], [this.ownRef, oid, undefined]], `commit: ${oneLine(subject)}`);
+    await this.repo.updateRefs([[BRANCH, oid, this.head], [this.ownRef, oid, undefined]]);
     this.head = oid;
     this.own = oid;
     this.lastCommitAt = Date.now();

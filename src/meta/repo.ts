@@ -9,6 +9,7 @@ import { writePack, PackObject } from './pack.js';
 import { MissingObjectError } from './cat-file.js';
 import { ObjectReader } from './object-reader.js';
 import { CommitGraph } from './commit-graph.js';
+import { LooseRefs, type RefUpdate } from './refs.js';
 
 /**
  * Largest blob a namespace entry or record may be: a file's metainfo holds 20 bytes per piece,
@@ -55,9 +56,12 @@ export class GitRepo {
   private readonly ancestry = new Map<string, boolean>();
 
   private readonly graph: CommitGraph;
+  /** Ref updates and listings without a process (refs.ts). */
+  readonly refs: LooseRefs;
 
   constructor(readonly dir: string) {
     this.reader = new ObjectReader(dir, gitEnv);
+    this.refs = new LooseRefs(dir);
     this.graph = new CommitGraph((oids) => this.readParents(oids));
   }
 
@@ -101,29 +105,27 @@ export class GitRepo {
   }
 
   /** Moves the branch from `old` (null: must not exist) to `next`, atomically. */
-  async updateRef(next: string, old: string | null, reason: string): Promise<void> {
-    await this.git(['update-ref', '-m', reason, BRANCH, next, old ?? '0'.repeat(40)]);
+  async updateRef(next: string, old: string | null): Promise<void> {
+    await this.refs.update([[BRANCH, next, old]]);
   }
 
   /** Updates several refs in one transaction: each `[ref, next, old]` (old null: must not exist; undefined: any). */
-  async updateRefs(updates: [string, string, string | null | undefined][], reason: string): Promise<void> {
-    const z = '0'.repeat(40);
-    const lines = updates.map(([ref, next, old]) => `update ${ref} ${next}${old === undefined ? '' : ` ${old ?? z}`}\n`).join('');
-    await this.git(['update-ref', '-m', reason, '--stdin'], lines);
+  async updateRefs(updates: RefUpdate[]): Promise<void> {
+    await this.refs.update(updates);
   }
 
   /**
    * Each update compare-and-swapped: all in one transaction, and when that fails (one of them
    * moved meanwhile: a push or fetch of the same ref) each alone. Says which went in.
    */
-  async updateRefsEach(updates: [string, string, string | null | undefined][], reason: string): Promise<boolean[]> {
+  async updateRefsEach(updates: RefUpdate[]): Promise<boolean[]> {
     if (!updates.length) return [];
     try {
-      await this.updateRefs(updates, reason);
+      await this.updateRefs(updates);
       return updates.map(() => true);
     } catch {
       const out: boolean[] = [];
-      for (const u of updates) out.push(await this.updateRefs([u], reason).then(() => true, () => false));
+      for (const u of updates) out.push(await this.updateRefs([u]).then(() => true, () => false));
       return out;
     }
   }
@@ -141,14 +143,8 @@ export class GitRepo {
   }
 
   /** Refs below a prefix (e.g. 'refs/nodes/'): name after the prefix -> commit. */
-  async listRefs(prefix: string): Promise<Map<string, string>> {
-    const r = await this.git(['for-each-ref', '--format=%(objectname) %(refname)', '--', prefix]);
-    const out = new Map<string, string>();
-    for (const line of r.stdout.toString().split('\n')) {
-      const [oid, ref] = line.split(' ');
-      if (oid && ref?.startsWith(prefix)) out.set(ref.slice(prefix.length), oid);
-    }
-    return out;
+  listRefs(prefix: string): Promise<Map<string, string>> {
+    return this.refs.list(prefix);
   }
 
   /** The commits of `oids` that are not ancestors of another of them (sorted, no duplicates). */
