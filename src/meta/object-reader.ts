@@ -1,11 +1,11 @@
 // One long-lived `git cat-file --batch-command` per repository: reading a commit, a few blobs or
 // their sizes is a line on a pipe, not a process. Views are made on every push a node receives,
 // and each spent ~6 ms per spawned reader (three of them) on a 2-core machine.
-// Requests run one at a time (the pipe is a conversation); sizes are asked first (`info`), so an
-// object over the caller's limit is refused from its header and never read. Object names are
+// Requests run one at a time (the pipe is a conversation); an object over the caller's limit is
+// refused from its header and never read (the process is replaced). Object names are
 // checked before they are written: a newline in one would be a second command.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { BatchParser, MissingObjectError, ObjectTooLargeError, type BatchObject } from './cat-file.js';
+import { BatchParser, type BatchObject } from './cat-file.js';
 
 export interface ObjectInfo { oid: string; type: string; size: number }
 
@@ -36,12 +36,9 @@ export class ObjectReader {
     return this.serial(async () => {
       const unique = [...new Set(oids)];
       for (const o of unique) if (!OID.test(o)) throw new Error(`not an object name: ${JSON.stringify(o.slice(0, 60))}`);
-      const infos = await this.infoNow(unique);
-      for (const oid of unique) {
-        const i = infos.get(oid);
-        if (!i) throw new MissingObjectError(`object ${oid} is missing`);
-        if (i.size > maxSize) throw new ObjectTooLargeError(oid, i.size, maxSize);
-      }
+      // One round trip: the parser refuses a missing object or one over maxSize from its header,
+      // before anything is allocated, and the process is then started afresh (what it still
+      // sends is never read).
       const out = new Map<string, BatchObject>();
       if (!unique.length) return out;
       let n = 0;

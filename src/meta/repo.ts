@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { run } from '../util/exec.js';
 import { writePack, PackObject } from './pack.js';
-import { MissingObjectError } from './cat-file.js';
-import { ObjectReader } from './object-reader.js';
+import { MissingObjectError, ObjectTooLargeError } from './cat-file.js';
+import { ObjectReader, type ObjectInfo } from './object-reader.js';
+import { ObjectCache } from './object-cache.js';
 import { CommitGraph } from './commit-graph.js';
 import { LooseRefs, type RefUpdate } from './refs.js';
 
@@ -56,6 +57,8 @@ export class GitRepo {
   private readonly ancestry = new Map<string, boolean>();
 
   private readonly graph: CommitGraph;
+  /** Objects read or written lately (object-cache.ts): answered without a round trip to git. */
+  private readonly cache = new ObjectCache();
   /** Ref updates and listings without a process (refs.ts). */
   readonly refs: LooseRefs;
 
@@ -130,6 +133,19 @@ export class GitRepo {
     }
   }
 
+  /** Type and size of objects (from the cache when there) or refs (always asked: they move); null when missing. */
+  private async info(names: string[]): Promise<Map<string, ObjectInfo | null>> {
+    const out = new Map<string, ObjectInfo | null>();
+    const ask: string[] = [];
+    for (const n of names) {
+      const hit = this.cache.get(n);
+      if (hit) out.set(n, { oid: n, type: hit.type, size: hit.data.length });
+      else ask.push(n);
+    }
+    if (ask.length) for (const [n, i] of await this.reader.info(ask)) out.set(n, i);
+    return out;
+  }
+
   /** The values of several refs in one exchange (null: no such ref). */
   async readRefs(refs: string[]): Promise<Map<string, string | null>> {
     const out = new Map<string, string | null>();
@@ -152,12 +168,14 @@ export class GitRepo {
     const set = [...new Set(oids)];
     if (set.length <= 1) return set;
     for (const oid of set) if (!/^[0-9a-f]{40}$/.test(oid)) throw new Error(`not a commit id: ${JSON.stringify(oid.slice(0, 60))}`);
-    for (const [oid, i] of await this.reader.info(set)) if (i?.type !== 'commit') throw new Error(`commit ${oid} is missing from ${this.dir}`);
+    for (const [oid, i] of await this.info(set)) if (i?.type !== 'commit') throw new Error(`commit ${oid} is missing from ${this.dir}`);
     return this.graph.independent(set);
   }
 
   async writeObjects(objects: PackObject[]): Promise<void> {
     await writePack(join(this.dir, 'objects'), objects);
+    // Read again soon: a view's next step reads the commit it just wrote, a view reads the trees a push brought.
+    for (const o of objects) this.cache.put(o.oid, o.type, o.data);
   }
 
   /** Commits never change: the last few thousand read are kept (views read the same ones over and over). */
@@ -228,14 +246,14 @@ export class GitRepo {
   async types(oids: string[]): Promise<Map<string, string | null>> {
     const out = new Map<string, string | null>();
     for (const o of oids) if (!/^[0-9a-f]{40}$/.test(o)) throw new Error(`not an object name: ${JSON.stringify(o.slice(0, 60))}`);
-    for (const [oid, i] of await this.reader.info(oids)) out.set(oid, i?.type ?? null);
+    for (const [oid, i] of await this.info(oids)) out.set(oid, i?.type ?? null);
     return out;
   }
 
   /** Sum of the sizes of `oids` (distinct), from their headers: no object is read. */
   async totalSize(oids: string[]): Promise<number> {
     let total = 0;
-    for (const [oid, i] of await this.reader.info(oids)) {
+    for (const [oid, i] of await this.info(oids)) {
       if (!i) throw new Error(`object ${oid} is missing from ${this.dir}`);
       total += i.size;
     }
@@ -259,9 +277,22 @@ export class GitRepo {
     return out;
   }
 
-  private async readObjects(oids: string[], maxSize: number) {
+  private async readObjects(oids: string[], maxSize: number): Promise<Map<string, { type: string; data: Buffer }>> {
+    const out = new Map<string, { type: string; data: Buffer }>();
+    const ask: string[] = [];
+    for (const oid of oids) {
+      const hit = this.cache.get(oid);
+      if (!hit) ask.push(oid);
+      else if (hit.data.length > maxSize) throw new ObjectTooLargeError(oid, hit.data.length, maxSize);
+      else out.set(oid, hit);
+    }
+    if (!ask.length) return out;
     try {
-      return await this.reader.read(oids, maxSize);
+      for (const [oid, o] of await this.reader.read(ask, maxSize)) {
+        this.cache.put(oid, o.type, o.data);
+        out.set(oid, o);
+      }
+      return out;
     } catch (e) {
       throw e instanceof MissingObjectError ? new Error(`${e.message} from ${this.dir}`) : e;
     }
@@ -288,7 +319,7 @@ export class GitRepo {
     const hit = this.ancestry.get(key);
     if (hit !== undefined) return hit;
     // A commit we lack cannot be in the history of one we hold (histories arrive whole): no process.
-    const here = await this.reader.info([a, b].filter((x) => /^[0-9a-f]{40}$/.test(x)));
+    const here = await this.info([a, b].filter((x) => /^[0-9a-f]{40}$/.test(x)));
     if ([...here.values()].some((i) => !i)) return false;
     const yes = await this.graph.isAncestor(a, b);
     remember(this.ancestry, key, yes);
@@ -297,7 +328,7 @@ export class GitRepo {
 
   async hasCommit(oid: string): Promise<boolean> {
     if (!/^[0-9a-f]{40}$/.test(oid)) return false;
-    return (await this.reader.info([oid])).get(oid)?.type === 'commit';
+    return (await this.info([oid])).get(oid)?.type === 'commit';
   }
 
   async fsck(): Promise<{ ok: boolean; output: string }> {
@@ -313,6 +344,8 @@ export class GitRepo {
   /** Folds small packs together when there are many; runs git's own gc heuristics. */
   async maintain(): Promise<void> {
     await this.git(['gc', '--auto', '--quiet'], undefined, true);
+    // gc may prune what nothing reaches: the cache must not say such an object is still here.
+    this.cache.clear();
     await this.reader.restart();
   }
 }
