@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { netnsAvailable } from '../testing/netns.js';
+import { readFile } from 'node:fs/promises';
 import { startCluster, TestCluster } from '../testing/cluster.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
@@ -17,6 +18,10 @@ const SHARED = 6;
 /** conflictName() in meta/merge.ts: NAME.sync-conflict-DATE-TIME-NODE.EXT, then .2, .3… when taken. */
 const CONFLICT = /^(shared-\d+|hot)\.sync-conflict-\d{8}-\d{6}-[a-z2-7]+\.txt(\.\d+)?$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Log lines of node i's event `ev` holding `with` (e.g. '"via":"rpc"'). */
+async function lines(c: TestCluster, i: number, ev: string, with_ = ''): Promise<number> {
+  return (await readFile(c.nodes[i]!.logPath, 'utf8')).split('\n').filter((l) => l.includes(`"event":"${ev}"`) && l.includes(with_)).length;
+}
 
 async function sum(c: TestCluster, f: (i: number) => Promise<number>): Promise<number> {
   let s = 0;
@@ -52,6 +57,9 @@ test(`${N} nodes write at once through a partition: one head, every file, every 
       ])),
     ]);
     await sleep(2000);
+    // Joins fetched with git (upload-pack); catching up after the heal is summaries and pulls over the member RPC.
+    const gitFetchesBefore = await sum(c, (i) => lines(c, i, 'git_served', 'git-upload-pack'));
+    const rpcPullsBefore = await sum(c, (i) => lines(c, i, 'sync_fetched', '"via":"rpc"'));
     await c.heal(cut);
     const lastWrite = Date.now();
     report.writes_ms = lastWrite - t0;
@@ -63,6 +71,8 @@ test(`${N} nodes write at once through a partition: one head, every file, every 
       throw e;
     });
     report.converge_after_heal_ms = ms;
+    report.git_fetches_after_heal = (await sum(c, (i) => lines(c, i, 'git_served', 'git-upload-pack'))) - gitFetchesBefore;
+    report.rpc_pulls_after_heal = (await sum(c, (i) => lines(c, i, 'sync_fetched', '"via":"rpc"'))) - rpcPullsBefore;
     const changes = N * FILES + N + 2 * SHARED;
     const commits = await c.commits(0);
     const pushes = (await sum(c, c.pushes)) - base.pushes;
@@ -96,6 +106,8 @@ test(`${N} nodes write at once through a partition: one head, every file, every 
       assert.deepEqual(unexpected, [], `node ${i}: unexpected names`);
     }
     report.conflict_copies = SHARED + hotCopies;
+    assert.ok((report.rpc_pulls_after_heal as number) > 0, 'the heal was caught up by sync_pull');
+    assert.equal(report.git_fetches_after_heal, 0, 'no git fetch after the heal');
   } finally {
     t.diagnostic(JSON.stringify(report));
     console.log('sync-scale:', JSON.stringify(report));

@@ -23,7 +23,8 @@ import { boundedFetchRefs, removeStaleQuarantines } from './bounded-fetch.js';
 import type { Log } from './log.js';
 import { RpcClient, RpcCallError } from './rpc-client.js';
 import { RpcError } from './rpc.js';
-import { encodePush, MAX_PUSH_BYTES, MAX_PUSH_OBJECTS, receivePush, SYNC_PUSH, type PushReply } from './sync-push.js';
+import { encodePush, MAX_PUSH_BYTES, MAX_PUSH_OBJECTS, PushRefused, receivePush, SYNC_PUSH, type PushParams, type PushReply } from './sync-push.js';
+import { parseSummary, servePull, summary, SYNC_PULL, SYNC_SUMMARY, type PullReply } from './sync-pull.js';
 import { objectsToSend } from '../meta/object-walk.js';
 
 /** The part of meta/namespace.ts sync needs. */
@@ -76,6 +77,8 @@ interface PeerState {
   rpc?: { client: RpcClient; at: string; used: number };
   /** It does not answer sync_push (an older version): git push only, until membership news. */
   noRpcPush?: boolean;
+  /** It does not answer sync_summary / sync_pull: ls-remote and git fetch, until membership news. */
+  noRpcPull?: boolean;
   /** It lacked objects we thought it had: git push only until a summary exchange tells what it holds. */
   rpcAfterExchange?: boolean;
 }
@@ -89,6 +92,8 @@ const RPC_PUSH = 'rpc push';
 /** sync_push calls served at once. */
 const MAX_RECEIVING = 4;
 const MAX_RECEIVE_WAITING = 16;
+/** sync_pull calls served at once (each walks and reads what the asker lacks); more are told `busy`. */
+const MAX_SERVING = 4;
 
 const ref = (id: string) => NODE_REFS + id;
 /** A node's view of the cluster holds at most this many refs (members, current and past). */
@@ -117,6 +122,7 @@ export class MetaSync {
   /** sync_push calls being served, and those waiting for a turn (the RPC layer bounds how many wait). */
   private receiving = 0;
   private receiveWaiters: (() => void)[] = [];
+  private serving = 0;
   /** Each sync_push that stored something is a pack: the repository is maintained every so many. */
   private packsReceived = 0;
   private idleRpc?: NodeJS.Timeout;
@@ -201,6 +207,22 @@ export class MetaSync {
     }
   }
 
+  /** A member's sync_summary: our refs/nodes map. */
+  summary(): Promise<{ refs: Record<string, string> }> {
+    return summary(this.o.ns.repo);
+  }
+
+  /** A member's sync_pull (sync-pull.ts): the values it asks for and the objects it lacks of them. */
+  async servePull(params: unknown): Promise<PullReply> {
+    if (this.serving >= MAX_SERVING) throw new RpcError('busy', 'too many sync pulls at once');
+    this.serving++;
+    try {
+      return await servePull(this.o.ns.repo, params, RPC_PUSH_LIMITS.maxCommits);
+    } finally {
+      this.serving--;
+    }
+  }
+
   /**
    * Membership news or a start: every backoff is forgotten and every reachable member compared
    * with at once (a member that was refused as a stranger a moment ago is one now).
@@ -213,6 +235,7 @@ export class MetaSync {
       s.failures = 0;
       s.refused.clear();
       s.noRpcPush = false;
+      s.noRpcPull = false;
       this.track(this.exchange(id, why));
     }
   }
@@ -550,32 +573,18 @@ export class MetaSync {
    */
   private async pushRpc(id: string, s: PeerState, ids: string[], offer: Map<string, string>): Promise<Map<string, boolean> | null> {
     if (s.noRpcPush || s.rpcAfterExchange || process.env.DFS_NO_RPC_PUSH) return null;
-    const member = this.o.membership.get(id);
-    const p = this.o.peers.get(id);
-    if (!member || !p) return null;
-    const at = `${p.host}:${p.sshPort} ${member.fingerprint}`;
-    if (s.rpc?.at !== at) {
-      s.rpc?.client.close();
-      s.rpc = { client: new RpcClient({ identity: this.o.identity, host: p.host, port: p.sshPort, hostFingerprint: member.fingerprint, connectTimeoutMs: 5000, timeoutMs: 20_000, log: () => {} }), at, used: 0 };
-    }
-    s.rpc.used = Date.now();
+    const client = this.rpcClient(id, s);
+    if (!client) return null;
     const values = new Map(ids.map((x) => [x, offer.get(x)!]));
     let reply: PushReply;
     try {
       // Anything odd in what we hold (a tree too big, an entry we never write): git push judges it.
       const objects = await objectsToSend(this.o.ns.repo, [...values.values()], [...new Set(s.has.values())], RPC_PUSH_LIMITS);
       if (!objects) return null;
-      reply = await s.rpc.client.call<PushReply>(SYNC_PUSH, encodePush(values, objects));
+      reply = await client.call<PushReply>(SYNC_PUSH, encodePush(values, objects));
     } catch (e) {
       // An older peer, or one served through `delugefs shell` (no member RPC there): git push until membership news.
-      const code = e instanceof RpcCallError ? e.code : '';
-      if (code === 'unknown_method' || code === 'forbidden') s.noRpcPush = true;
-      // The peer answered (busy, a refused call): the connection is fine. Anything else, e.g. a
-      // connection opened before the peer knew us (a guest's for good, its calls refused): the next call opens another.
-      if (!['busy', 'push_refused', 'unknown_method', 'forbidden'].includes(code)) {
-        s.rpc?.client.close();
-        s.rpc = undefined;
-      }
+      if (this.rpcFailed(s, e)) s.noRpcPush = true;
       this.o.log('sync_rpc_push_failed', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
       return null;
     }
@@ -588,6 +597,93 @@ export class MetaSync {
     const out = new Map<string, boolean>();
     for (const x of ids) out.set(ref(x), reply.results[x] === 'ok');
     return out;
+  }
+
+  /** The member RPC connection to a peer (opened on first use, closed when idle); null when it is not reachable. */
+  private rpcClient(id: string, s: PeerState): RpcClient | null {
+    const member = this.o.membership.get(id);
+    const p = this.o.peers.get(id);
+    if (!member || !p) return null;
+    const at = `${p.host}:${p.sshPort} ${member.fingerprint}`;
+    if (s.rpc?.at !== at) {
+      s.rpc?.client.close();
+      s.rpc = { client: new RpcClient({ identity: this.o.identity, host: p.host, port: p.sshPort, hostFingerprint: member.fingerprint, connectTimeoutMs: 5000, timeoutMs: 20_000, log: () => {} }), at, used: 0 };
+    }
+    s.rpc.used = Date.now();
+    return s.rpc.client;
+  }
+
+  /**
+   * A sync call failed: true when the peer does not serve it (an older version, or one served
+   * through `delugefs shell`: no member RPC there). A peer that answered (busy, a refused call)
+   * keeps its connection; anything else closes it (e.g. one opened before the peer knew us is a
+   * guest's for good): the next call opens another.
+   */
+  private rpcFailed(s: PeerState, e: unknown): boolean {
+    const code = e instanceof RpcCallError ? e.code : '';
+    if (!['busy', 'push_refused', 'pull_refused', 'unknown_method', 'forbidden'].includes(code)) {
+      s.rpc?.client.close();
+      s.rpc = undefined;
+    }
+    return code === 'unknown_method' || code === 'forbidden';
+  }
+
+  /** The peer's refs/nodes map over the member RPC; null when git must ask (ls-remote). */
+  private async summaryRpc(id: string, s: PeerState): Promise<Map<string, string> | null> {
+    if (s.noRpcPull || process.env.DFS_NO_RPC_PUSH) return null;
+    const client = this.rpcClient(id, s);
+    if (!client) return null;
+    try {
+      return parseSummary(await client.call(SYNC_SUMMARY, null));
+    } catch (e) {
+      if (this.rpcFailed(s, e)) s.noRpcPull = true;
+      this.o.log('sync_rpc_summary_failed', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
+      return null;
+    }
+  }
+
+  /**
+   * The values `ids` and what we lack of them over the member RPC, judged and stored as a push
+   * is; false when git must fetch them (too much for one reply, objects we lack, a failed call).
+   */
+  private async pullRpc(id: string, s: PeerState, ids: string[]): Promise<boolean> {
+    if (s.noRpcPull || process.env.DFS_NO_RPC_PUSH) return false;
+    const client = this.rpcClient(id, s);
+    if (!client) return false;
+    const t0 = Date.now();
+    let reply: PullReply;
+    try {
+      reply = await client.call<PullReply>(SYNC_PULL, { want: ids, have: [...new Set(this.offered().values())] });
+    } catch (e) {
+      if (this.rpcFailed(s, e)) s.noRpcPull = true;
+      this.o.log('sync_rpc_pull_failed', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
+      return false;
+    }
+    if (!reply || typeof reply !== 'object' || 'tooBig' in reply) return false;
+    const p = reply as PushParams;
+    // Only what was asked for; a value we refused before is not taken again.
+    if (!p.refs || typeof p.refs !== 'object') return false;
+    for (const x of Object.keys(p.refs)) if (!ids.includes(x) || this.bad.has(p.refs[x]!)) return false;
+    let res: PushReply;
+    try {
+      res = await receivePush({ repo: this.o.ns.repo, isMember: (x) => !!this.o.membership.get(x), self: this.me }, p);
+    } catch (e) {
+      this.o.log('sync_rpc_pull_refused', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
+      if (!(e instanceof PushRefused)) throw e;
+      return false;
+    }
+    if (res.missing?.length) return false;
+    let moved = 0;
+    for (const [x, why] of Object.entries(res.results)) {
+      if (why === 'ok') {
+        s.has.set(x, p.refs[x]!);
+        moved++;
+      } else if (why === 'not a fast-forward') this.o.log('sync_fetch_diverged', { peer: id, ref: x, theirs: p.refs[x] }, 'warn');
+    }
+    if (p.objects.length && ++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
+    this.o.log('sync_fetched', { peer: id, refs: ids.length, moved, via: 'rpc', ms: Date.now() - t0 });
+    if (moved) this.scheduleSettle(id);
+    return true;
   }
 
   /** Event-driven retry: 1 s, 2 s, 4 s ... 30 s after a failure (peer busy, link down), as a summary exchange. */
@@ -618,10 +714,13 @@ export class MetaSync {
     try {
       const r = await this.remote(id);
       if (!r) return;
-      const ls = await run('git', ['ls-remote', '--', r.url, `${NODE_REFS}*`], { env: r.env, allowFail: true });
-      if (ls.code !== 0) return this.failed(id, s, new Error(ls.stderr.trim() || `ls-remote failed (${ls.code})`), 'exchange');
+      let theirs = await this.summaryRpc(id, s);
+      if (!theirs) {
+        const ls = await run('git', ['ls-remote', '--', r.url, `${NODE_REFS}*`], { env: r.env, allowFail: true });
+        if (ls.code !== 0) return this.failed(id, s, new Error(ls.stderr.trim() || `ls-remote failed (${ls.code})`), 'exchange');
+        theirs = parseLsRemote(ls.stdout.toString());
+      }
       s.failures = 0;
-      const theirs = parseLsRemote(ls.stdout.toString());
       s.has = new Map(theirs);
       s.rpcAfterExchange = false;
       const need: string[] = [];
@@ -634,7 +733,7 @@ export class MetaSync {
         need.push(x);
       }
       this.o.log('sync_exchanged', { peer: id, why, theirs: theirs.size, fetch: need.length, push: this.lacking(s).length });
-      if (need.length) await this.fetchFrom(id, r, need);
+      if (need.length && !(await this.pullRpc(id, s, need))) await this.fetchFrom(id, r, need);
       if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.offered().get(x))) await this.pushTo(id);
     } finally {
       s.exchanging = false;

@@ -14,6 +14,7 @@ import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
 import { SYNC_PUSH, PushRefused } from '../cluster/sync-push.js';
+import { SYNC_PULL, SYNC_SUMMARY, PullRefused } from '../cluster/sync-pull.js';
 import { SshServer, DEFAULT_SSH_PORT } from '../cluster/ssh-server.js';
 import { ControlServer, LOCAL_PEER, localOnly, registerForward } from '../cluster/control-socket.js';
 import { startDiscovery, resolveInterface, Discovery } from '../cluster/discovery.js';
@@ -210,11 +211,26 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     sync: cn.sync.peerHeads(),
   }));
   serve(rpc, MEMBERS, () => cn.membership.list());
+  const memberOnly = (peer: PeerInfo, what: string) => {
+    if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !cn.membership.get(peer.nodeId)) throw new RpcError('forbidden', `${what} is for members`);
+  };
   // New sync values and their objects from a member (cluster/sync-push.ts): in place of a git push.
   rpc.register(SYNC_PUSH, (params, peer) => {
-    if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !cn.membership.get(peer.nodeId)) throw new RpcError('forbidden', 'sync_push is for members');
+    memberOnly(peer, SYNC_PUSH);
     return cn.sync.receivePush(peer.nodeId, params).catch((e: Error) => {
       throw e instanceof PushRefused ? new RpcError('push_refused', e.message) : e;
+    });
+  });
+
+  // Anti-entropy from a member (cluster/sync-pull.ts): in place of git ls-remote and git fetch.
+  rpc.register(SYNC_SUMMARY, (_params, peer) => {
+    memberOnly(peer, SYNC_SUMMARY);
+    return cn.sync.summary();
+  });
+  rpc.register(SYNC_PULL, (params, peer) => {
+    memberOnly(peer, SYNC_PULL);
+    return cn.sync.servePull(params).catch((e: Error) => {
+      throw e instanceof PullRefused ? new RpcError('pull_refused', e.message) : e;
     });
   });
 
