@@ -1,9 +1,11 @@
 // contrib/: the systemd unit passes `systemd-analyze verify` (a broken copy does not, so the check
 // can fail), its start guard refuses a root without a node, and its command line, expanded as
-// systemd does from the example config, parses to the node it describes.
+// systemd does from the example config, parses to the node it describes; the FreeBSD rc.d script
+// passes `sh -n`, and run against a recording stand-in for rc.subr (FreeBSD's is not here) gives
+// each profile its own root, mount, pidfile and daemon(8) command line.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runProc } from '../testing/proc.js';
@@ -12,6 +14,7 @@ import { parseArgs, RunArgs } from './args.js';
 
 const CONTRIB = new URL('../../contrib/', import.meta.url).pathname;
 const UNIT = join(CONTRIB, 'systemd/delugefs@.service');
+const RCD = join(CONTRIB, 'freebsd/delugefs');
 const dir = await mkdtemp(join(tmpdir(), 'dfs-contrib-'));
 after(() => rm(dir, { recursive: true, force: true }));
 
@@ -99,4 +102,78 @@ test('ExecStart with the example config is that node; an empty MOUNT is storage 
   assert.deepEqual([a.cluster, a.root, a.mount, a.allowOther, a.webPort], ['bigstore', '/tank/delugefs', '/mnt/bigstore', true, 9360]);
   const bare = parseArgs(expand(start!, { CLUSTER: 'bigstore', ROOT: '/mnt/disk2/.bigstoredb', MOUNT: '' }).slice(1)) as RunArgs;
   assert.deepEqual([bare.cluster, bare.root, bare.mount], ['bigstore', '/mnt/disk2/.bigstoredb', undefined]);
+});
+
+// A stand-in for rc.subr: the calls the script makes, and a run_rc_command that does what
+// FreeBSD's does before it starts a command (rcvar check, rc_flags from NAME_flags, start_precmd)
+// and then prints the command instead of running it.
+const RC_SUBR = `
+rc_service=$0
+load_rc_config() { . "$TEST_RC_CONF"; }
+err() { _x=$1; shift; echo "ERROR: $*" >&2; exit $_x; }
+warn() { echo "WARNING: $*" >&2; }
+checkyesno() { eval "_v=\\$$1"; case $_v in [Yy][Ee][Ss]) return 0 ;; *) return 1 ;; esac; }
+run_rc_command() {
+  checkyesno $rcvar || { echo "disabled $pidfile"; return 0; }
+  eval rc_flags=\\$\${name}_flags
+  eval _user=\\$\${name}_user
+  $start_precmd || { echo "precmd failed"; return 1; }
+  echo "run[$_user] $command $rc_flags $command_args"
+  echo "pidfile $pidfile modules $required_modules"
+}
+`;
+
+async function rcd(conf: string, ...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const d = await mkdtemp(join(dir, 'rcd-'));
+  const script = (await readFile(RCD, 'utf8')).replace('. /etc/rc.subr', `. ${join(d, 'rc.subr')}`);
+  assert.notEqual(script, await readFile(RCD, 'utf8'));
+  await writeFile(join(d, 'rc.subr'), RC_SUBR);
+  await writeFile(join(d, 'delugefs'), script);
+  await chmod(join(d, 'delugefs'), 0o755);
+  await writeFile(join(d, 'rc.conf'), conf);
+  const r = await runProc(join(d, 'delugefs'), args, { env: { TEST_RC_CONF: join(d, 'rc.conf'), PATH: '/usr/bin:/bin' } });
+  return { code: r.code, out: r.stdout.replaceAll(d, 'D'), err: r.stderr.replaceAll(d, 'D') };
+}
+
+test('the rc.d script: sh -n, knobs, profiles, and the checks before a start', async () => {
+  assert.equal((await runProc('sh', ['-n', RCD])).code, 0);
+  const node = join(dir, 'rcnode');
+  await mkdir(join(node, 'config'), { recursive: true });
+  await writeFile(join(node, 'config/node.json'), '{}');
+  const bin = 'delugefs_command=/bin/true\n';
+
+  const one = await rcd(`${bin}delugefs_enable=YES\ndelugefs_cluster=bigstore\ndelugefs_root=${node}\ndelugefs_mount=/mnt/bigstore\ndelugefs_flags="--allow-other --no-mdns"\n`, 'start');
+  assert.equal(one.code, 0, one.err);
+  // daemon(8) stays root (no su: its pidfile is in /var/run) and gets none of the node's flags.
+  assert.equal(one.out, `run[] /usr/sbin/daemon  -P /var/run/delugefs.pid -R 10 -S -T delugefs -t delugefs -u root /bin/true --cluster bigstore --root ${node} --mount /mnt/bigstore --allow-other --no-mdns\n`
+    + 'pidfile /var/run/delugefs.pid modules fusefs\n');
+
+  const profiles = `${bin}delugefs_enable=YES\ndelugefs_cluster=bigstore\ndelugefs_root=/plain\ndelugefs_mount=/mnt/plain\ndelugefs_profiles="main disk2 off"\n`
+    + `delugefs_main_root=${node}\ndelugefs_main_mount=/mnt/bigstore\ndelugefs_disk2_root=${node}\ndelugefs_disk2_user=dfs\n`
+    + `delugefs_off_root=/nowhere\ndelugefs_off_enable=NO\n`;
+  const all = await rcd(profiles, 'start');
+  assert.equal(all.code, 0, all.err);
+  const lines = all.out.split('\n');
+  assert.deepEqual(lines.filter((l) => l.startsWith('===>')), ['===> delugefs profile: main', '===> delugefs profile: disk2', '===> delugefs profile: off']);
+  const runs = lines.filter((l) => l.startsWith('run'));
+  assert.equal(runs.length, 2);
+  assert.match(runs[0]!, /-P \/var\/run\/delugefs\.main\.pid .*-T delugefs-main .*-u root .*--cluster bigstore --root \S+rcnode --mount \/mnt\/bigstore\s*$/);
+  // disk2: the cluster inherited, no mount (root and mount are never inherited), its own user.
+  assert.match(runs[1]!, /-P \/var\/run\/delugefs\.disk2\.pid .*-T delugefs-disk2 .*-u dfs .*--cluster bigstore --root \S+rcnode\s*$/);
+  assert.ok(lines.includes('disabled /var/run/delugefs.off.pid'));
+
+  const just = await rcd(profiles, 'start', 'disk2');
+  assert.equal(just.out.split('\n').filter((l) => l.startsWith('run')).length, 1);
+  assert.match(just.out, /delugefs\.disk2\.pid/);
+  const unknown = await rcd(profiles, 'start', 'nope');
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.err, /profile 'nope' is not in delugefs_profiles/);
+
+  const noNode = await rcd(`${bin}delugefs_enable=YES\ndelugefs_cluster=bigstore\ndelugefs_root=${join(dir, 'empty-root')}\n`, 'start');
+  assert.match(noNode.out, /precmd failed/);
+  assert.match(noNode.err, /empty-root holds no DelugeFS node: create or join it once by hand, or mount its disk first/);
+  const noCluster = await rcd(`${bin}delugefs_enable=YES\ndelugefs_root=${node}\n`, 'start');
+  assert.match(noCluster.err, /set the cluster and root knobs/);
+  const noBin = await rcd(`delugefs_enable=YES\ndelugefs_cluster=bigstore\ndelugefs_root=${node}\ndelugefs_command=/nonexistent/delugefs\n`, 'start');
+  assert.match(noBin.err, /\/nonexistent\/delugefs is missing/);
 });
