@@ -150,7 +150,7 @@ test('the rc.d script: sh -n, knobs, profiles, and the checks before a start', a
 
   const profiles = `${bin}delugefs_enable=YES\ndelugefs_cluster=bigstore\ndelugefs_root=/plain\ndelugefs_mount=/mnt/plain\ndelugefs_profiles="main disk2 off"\n`
     + `delugefs_main_root=${node}\ndelugefs_main_mount=/mnt/bigstore\ndelugefs_disk2_root=${node}\ndelugefs_disk2_user=dfs\n`
-    + `delugefs_off_root=/nowhere\ndelugefs_off_enable=NO\n`;
+    + `delugefs_off_root=/nowhere\ndelugefs_off_enable=NO\ndelugefs_main_user=\n`;
   const all = await rcd(profiles, 'start');
   assert.equal(all.code, 0, all.err);
   const lines = all.out.split('\n');
