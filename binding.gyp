@@ -14,6 +14,11 @@
       "target_name": "fileops",
       "sources": ["src/native/fileops.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "sdnotify",
+      "sources": ["src/native/sdnotify.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

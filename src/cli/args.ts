@@ -215,7 +215,8 @@ export function parseArgs(argv: string[]): Args {
   };
   const cluster = merge('cluster', pos[0]);
   const root = merge('root', pos[1]);
-  const mount = merge('mount', pos[2]);
+  // An empty mount point is none: the systemd unit passes --mount= for a storage-only disk.
+  const mount = merge('mount', pos[2]) || undefined;
   if (!cluster) throw new UsageError('missing CLUSTER (the cluster name)');
   if (!CLUSTER_RE.test(cluster)) throw new UsageError(`cluster name "${cluster}" must be 1-64 letters, digits, '.', '_' or '-'`);
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');

@@ -1,6 +1,7 @@
 // `delugefs CLUSTER ROOT [MOUNTPOINT]`: every check first (nothing is touched until all pass),
 // then the node (created, joined or opened), the cluster (SSH, discovery, sync), the mount, and a
-// clean stop on SIGINT/SIGTERM.
+// clean stop on SIGINT/SIGTERM; under systemd (Type=notify) READY=1 once all of it is up and
+// STOPPING=1 when the stop begins.
 import { resolve, join } from 'node:path';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import type { RunArgs } from './args.js';
@@ -14,6 +15,7 @@ import { listenFirstFree } from '../node/port.js';
 import { checkMountpoint, loadFuse } from '../fuse/mount.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
+import { sdNotifier, SdNotifier } from '../daemon/sd-notify.js';
 
 export class CheckError extends Error {}
 
@@ -78,6 +80,17 @@ export async function runNode(a: RunArgs): Promise<void> {
   const root = resolve(a.root);
   const mnt = a.mount ? resolve(a.mount) : undefined;
   let log = createLogger({ cluster: a.cluster }, a.logLevel);
+  // Read (and taken out of the environment) before any child process starts.
+  let sd: SdNotifier | null;
+  try {
+    sd = sdNotifier();
+  } catch (e) {
+    throw new CheckError((e as Error).message);
+  }
+  const notify = (fields: Record<string, string>) => {
+    const error = sd?.notify(fields);
+    if (error) log.warn('systemd.notify_failed', { socket: sd!.address, state: Object.keys(fields).join(','), error });
+  };
 
   const token = a.join ? await readToken(a.join) : undefined;
   const state = await inspectRoot(root);
@@ -167,7 +180,13 @@ export async function runNode(a: RunArgs): Promise<void> {
   daemon.onStop('hashers', () => closeHashers());
   daemon.onStop('port', async () => { btListener.close(); });
   let stopping: Promise<void> | null = null;
-  const stop = (why: string) => (stopping ??= daemon.stop(why));
+  const stop = (why: string) => {
+    if (!stopping) {
+      notify({ STOPPING: '1', STATUS: `stopping (${why})` });
+      stopping = daemon.stop(why);
+    }
+    return stopping;
+  };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
       if (stopping) {
@@ -203,5 +222,7 @@ export async function runNode(a: RunArgs): Promise<void> {
   log.info('node.ready', ready);
   process.stdout.write(a.json ? JSON.stringify({ event: 'ready', ...ready }) + '\n'
     : `delugefs: node ${config.nodeId} of cluster ${a.cluster} ready: root ${root}, ${mnt ? `mounted on ${mnt}` : 'storage only'}, BitTorrent port ${swarm.port}, SSH port ${cluster.sshPort}\n`);
+  // Only now: the mount has answered the kernel's INIT, so a unit ordered After= this one finds it.
+  if (!stopping) notify({ READY: '1', STATUS: `node ${config.nodeId} of cluster ${a.cluster} ready, ${mnt ? `mounted on ${mnt}` : 'storage only'}` });
 }
 

@@ -22,7 +22,7 @@ export interface Sandbox {
   root: string;
   mnt: string;
   /** mdns: off unless asked for, so a test never multicasts on the machine's real network. */
-  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string; mdns?: boolean; input?: string }): Promise<NodeProc>;
+  start(extra?: string[], opts?: { create?: boolean; mount?: boolean; root?: string; mnt?: string; mdns?: boolean; input?: string; env?: NodeJS.ProcessEnv }): Promise<NodeProc>;
   cleanup(): Promise<void>;
 }
 
@@ -41,7 +41,7 @@ export async function sandbox(name = 'dfs'): Promise<Sandbox> {
       const args = [CLI, 'testc', r, ...(o.mount === false ? [] : [m]), '--json', '--port', '17000', ...(o.create ? ['--create'] : []), ...(o.mdns ? [] : ['--no-mdns']), ...extra];
       if (o.mount !== false) mounts.add(m);
       // Each sandbox is its own "machine" for local joins (second disks).
-      const env = { ...process.env, DELUGEFS_RUN_DIR: process.env.DELUGEFS_RUN_DIR ?? join(dir, 'run') };
+      const env = { ...process.env, DELUGEFS_RUN_DIR: process.env.DELUGEFS_RUN_DIR ?? join(dir, 'run'), ...o.env };
       const p = spawn(process.execPath, args, { stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env });
       if (o.input !== undefined) p.stdin!.end(o.input);
       procs.add(p);
