@@ -652,8 +652,12 @@ export class MetaSync {
     if (!client) return false;
     const t0 = Date.now();
     let reply: PullReply;
+    let before: Map<string, string>;
     try {
-      reply = await client.call<PullReply>(SYNC_PULL, { want: ids, have: [...new Set(this.offered().values())] });
+      // Every value our refs hold: all of their objects are here (a ref moves only once they are).
+      before = await this.nodeRefs();
+      const have = [...new Set([...before.values(), ...this.offered().values()])];
+      reply = await client.call<PullReply>(SYNC_PULL, { want: ids, have });
     } catch (e) {
       if (this.rpcFailed(s, e)) s.noRpcPull = true;
       this.o.log('sync_rpc_pull_failed', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
@@ -677,7 +681,7 @@ export class MetaSync {
     for (const [x, why] of Object.entries(res.results)) {
       if (why === 'ok') {
         s.has.set(x, p.refs[x]!);
-        moved++;
+        if (before.get(x) !== p.refs[x]) moved++;
       } else if (why === 'not a fast-forward') this.o.log('sync_fetch_diverged', { peer: id, ref: x, theirs: p.refs[x] }, 'warn');
     }
     if (p.objects.length && ++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
@@ -724,10 +728,13 @@ export class MetaSync {
       s.has = new Map(theirs);
       s.rpcAfterExchange = false;
       const need: string[] = [];
+      // What our refs hold, adopted or not yet: a value that arrived meanwhile (a push, a pull)
+      // is not asked for again while the view that adopts it is made.
+      const held = await this.nodeRefs();
       for (const [x, oid] of theirs) {
-        if (x === this.me || this.known.get(x) === oid || this.bad.has(oid)) continue;
+        const mine = held.get(x) ?? this.known.get(x);
+        if (x === this.me || mine === oid || this.known.get(x) === oid || this.bad.has(oid)) continue;
         // Ours is newer if theirs is already in our history.
-        const mine = this.known.get(x);
         if (mine && (await this.o.ns.repo.isAncestor(oid, mine))) continue;
         if (!this.o.membership.get(x)) continue; // not a member (yet): its value waits
         need.push(x);
