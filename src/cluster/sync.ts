@@ -731,14 +731,22 @@ export class MetaSync {
       // What our refs hold, adopted or not yet: a value that arrived meanwhile (a push, a pull)
       // is not asked for again while the view that adopts it is made.
       const held = await this.nodeRefs();
+      let unadopted = false;
       for (const [x, oid] of theirs) {
         const mine = held.get(x) ?? this.known.get(x);
-        if (x === this.me || mine === oid || this.known.get(x) === oid || this.bad.has(oid)) continue;
+        if (x === this.me || this.known.get(x) === oid || this.bad.has(oid)) continue;
+        if (mine === oid) {
+          unadopted = true;
+          continue;
+        }
         // Ours is newer if theirs is already in our history.
         if (mine && (await this.o.ns.repo.isAncestor(oid, mine))) continue;
         if (!this.o.membership.get(x)) continue; // not a member (yet): its value waits
         need.push(x);
       }
+      // Here but not in our view: adopt it (a settle costs a ref listing when nothing is new),
+      // never leave it waiting for a push that will not come again.
+      if (unadopted) this.scheduleSettle(id);
       this.o.log('sync_exchanged', { peer: id, why, theirs: theirs.size, fetch: need.length, push: this.lacking(s).length });
       if (need.length && !(await this.pullRpc(id, s, need))) await this.fetchFrom(id, r, need);
       if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.offered().get(x))) await this.pushTo(id);

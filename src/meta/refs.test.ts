@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, utimes, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { run } from '../util/exec.js';
 import { gitEnv } from './repo.js';
 import { LooseRefs, RefCasError } from './refs.js';
@@ -107,6 +108,31 @@ test("loose refs: git's lock is waited for and respected, races compare-and-swap
       : run('git', [`--git-dir=${dir}`, 'update-ref', `refs/nodes/n${i}`, [a, b, c, d][i % 4]!], { env: gitEnv() }))));
     const listed = await refs.list('refs/nodes/');
     for (let i = 0; i < 40; i++) assert.equal(listed.get(`n${i}`), [a, b, c, d][i % 4]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('loose refs: a listing while git packs refs never shows a value older than the loose one', async () => {
+  const { dir, git, commits: [a, b] } = await repo();
+  try {
+    const refs = new LooseRefs(dir);
+    let listings = 0;
+    for (let round = 0; round < 40; round++) {
+      // Packed at a, loose at b: what git's pack-refs then packs (b) before it deletes the loose file.
+      await git('update-ref', 'refs/nodes/x', a!);
+      await git('pack-refs', '--all', '--prune');
+      await refs.update([['refs/nodes/x', b!, a!]]);
+      const p = spawn('git', [`--git-dir=${dir}`, 'pack-refs', '--all', '--prune'], { env: gitEnv(), stdio: 'ignore' });
+      let running = true;
+      const exited = new Promise<void>((r) => p.on('close', () => { running = false; r(); }));
+      while (running) {
+        assert.equal((await refs.list('refs/nodes/')).get('x'), b, `round ${round}: an old value was listed`);
+        listings++;
+      }
+      await exited;
+    }
+    assert.ok(listings > 40, `${listings} listings`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -50,8 +50,10 @@ export class LooseRefs {
   /** Refs below `prefix` (e.g. 'refs/nodes/'): the name after the prefix -> value. Loose ones over packed. */
   async list(prefix: string): Promise<Map<string, string>> {
     if (!/^refs\/(?:[A-Za-z0-9_-]+\/)*$/.test(prefix)) throw new Error(`not a ref prefix: ${JSON.stringify(prefix.slice(0, 80))}`);
-    const out = new Map<string, string>();
-    for (const [ref, oid] of await this.packed()) if (ref.startsWith(prefix)) out.set(ref.slice(prefix.length), oid);
+    // Loose refs first, packed-refs after: git's pack-refs writes packed-refs before it deletes
+    // the loose files, so a ref that leaves the loose walk is in the packed-refs read after it.
+    // (The other order could read the old packed value of a ref whose loose file just went.)
+    const loose = new Map<string, string | null>();
     const walk = async (rel: string): Promise<void> => {
       let names: import('node:fs').Dirent[];
       try {
@@ -65,12 +67,17 @@ export class LooseRefs {
         if (d.isDirectory()) await walk(ref + '/');
         else if (d.isFile() && REF.test(ref)) {
           const v = await this.loose(ref);
-          if (v) out.set(ref.slice(prefix.length), v);
-          else out.delete(ref.slice(prefix.length)); // as read(): a torn loose file hides the packed value
+          if (v !== undefined) loose.set(ref.slice(prefix.length), v);
         }
       }
     };
     await walk(prefix);
+    const out = new Map<string, string>();
+    for (const [ref, oid] of await this.packed()) if (ref.startsWith(prefix)) out.set(ref.slice(prefix.length), oid);
+    for (const [name, v] of loose) {
+      if (v) out.set(name, v);
+      else out.delete(name); // as read(): a torn loose file hides the packed value
+    }
     return out;
   }
 
