@@ -23,8 +23,18 @@ test('members: admit, key check, revoke by tombstone, malformed records ignored'
     // Records are canonical: same content, same bytes.
     assert.deepEqual(store.getRecord(MEMBERS + a.nodeId), encodeRecord(JSON.parse(store.getRecord(MEMBERS + a.nodeId)!.toString())));
 
+    // A watcher acts on changed records only (the swarm revalidates its connections then, not on every head).
+    let calls = 0;
+    const onHead = m.watch(() => calls++);
+    onHead();
+    await store.setRecord('other/path', Buffer.from('x')); // a head that changed no member record
+    onHead();
+    assert.equal(calls, 0);
     await m.revoke(b.nodeId);
     assert.ok(!m.hasKey(b.publicKeyBlob) && m.isRevoked(b.nodeId));
+    onHead();
+    onHead();
+    assert.equal(calls, 1, 'the revocation, once');
     await assert.rejects(m.admit({ publicKey: b.publicKeyLine, hostname: 'h2' }), /was removed/);
 
     // A record naming c under b's... no: a record whose key does not match its id is ignored.

@@ -356,6 +356,20 @@ export class Membership {
     return view;
   }
 
+  /**
+   * A handler for "records may have changed" (every new head) that calls `fn` only when the
+   * evaluated records did change since its last call: the view is the same object until then.
+   */
+  watch(fn: () => void): () => void {
+    let seen = this.view();
+    return () => {
+      const v = this.view();
+      if (v === seen) return;
+      seen = v;
+      fn();
+    };
+  }
+
   isRevoked(nodeId: string): boolean {
     return this.view().revoked.has(nodeId);
   }

@@ -57,14 +57,10 @@ export class SwarmLink {
     // acted on only when the member records changed: the evaluated view is the same object until
     // then. Revalidating every connection (a key check each) on every commit and view was a tenth
     // of a busy 16-node cluster's CPU.
-    let seen = membership.view();
-    const onHead = () => {
-      const v = membership.view();
-      if (v === seen) return;
-      seen = v;
+    const onHead = membership.watch(() => {
       fromRecords();
       revalidate();
-    };
+    });
     node.ns.on('commit', onHead);
     node.ns.on('records', onHead);
     link.offs.push(() => node.ns.off('commit', onHead), () => node.ns.off('records', onHead));
