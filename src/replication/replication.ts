@@ -3,6 +3,7 @@
 // copies (for the loop and for members' please_mirror), the replication RPC methods peers call
 // (freespace, active_torrents, please_mirror, please_stop_mirroring, lock_content,
 // unlock_content) and the control socket's (replication_config, replication_status).
+import { parseHostPort } from '../cluster/static-peers.js';
 import type { DelugeNode } from '../node/node.js';
 import type { ClusterNode } from '../node/cluster-node.js';
 import type { SwarmLink } from '../node/swarm-link.js';
@@ -515,7 +516,7 @@ export class Replication {
       // least 1 MB/s, or its share of --heal-rate when that is less.
       const perMs = Math.min(1000, this.o.healRate > 0 ? this.o.healRate / this.o.concurrent / 1000 : 1000);
       const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(120_000, (2 * info.length) / perMs))]);
-      void this.swarm.swarm.fetch(id, info, signal, { background: true }).then(
+      void this.swarm.swarm.fetch(id, info, signal, { background: true, from: this.holderAddresses(id) }).then(
         () => {
           this.log.info('replication.fetched', { id });
           this.loop.schedule('plan', 1000);
@@ -526,6 +527,29 @@ export class Replication {
         this.pump();
       });
     }
+  }
+
+  /**
+   * The swarm addresses (HOST:PORT) of the reachable disks said to hold `id`, from their member
+   * records and discovery, as the swarm link adds them: a copy connects to those, not to every
+   * member (empty when none is known: the swarm then asks everyone).
+   */
+  private holderAddresses(id: ContentId): string[] {
+    const out = new Set<string>();
+    for (const n of this.view.reachableHolders(id)) {
+      const m = this.cluster.membership.get(n);
+      const p = this.cluster.discovery.peers.get(n);
+      if (p?.btPort) out.add(`${p.host}:${p.btPort}`);
+      if (!m?.btPort) continue;
+      for (const a of m.addresses) {
+        try {
+          out.add(`${parseHostPort(a).host}:${m.btPort}`);
+        } catch {
+          // a malformed address in a record: the swarm link skipped it too
+        }
+      }
+    }
+    return [...out];
   }
 
   async close(): Promise<void> {

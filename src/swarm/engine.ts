@@ -115,6 +115,9 @@ function parsePeer(p: string | { host: string; port: number }): { host: string; 
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+/** A hinted fetch that got nothing from the hinted peers this long asks everyone. */
+const HINT_GRACE_MS = 3000;
+
 export class Swarm extends EventEmitter {
   readonly peerId: string;
   port = 0;
@@ -138,12 +141,21 @@ export class Swarm extends EventEmitter {
   private evicted = new WeakSet<Socket>();
   /** Every open connection, for revalidate() and close(). */
   private conns = new Set<Conn>();
+  /** Connections made or taken since the start (each a TLS handshake between members). */
+  private opened = 0;
   /** Bytes moved by content no longer open, so the totals only grow (metrics' counters). */
   private readonly dropped = { downloaded: 0, uploaded: 0 };
   private readonly channel: MemberChannel | null;
   private timer: NodeJS.Timeout | null = null;
   dht: SwarmDht | null = null;
   private lookups = new Map<ContentId, { next: number; wait: number }>();
+  /**
+   * Content whose fetch was told who holds it (replication knows): only those addresses are
+   * connected to, until the fetch ends or gets nothing from them for HINT_GRACE_MS. Every
+   * member address for every content meant a TLS handshake with every member per copy made:
+   * at 16 nodes, most of them with peers that had nothing to give.
+   */
+  private hints = new Map<ContentId, Set<string>>();
   private announced = new Map<ContentId, number>();
   private unannounced = new Set<ContentId>();
   private closed = false;
@@ -294,13 +306,13 @@ export class Swarm extends EventEmitter {
   }
 
   /** Content bytes received and sent since the engine started (open and dropped content). */
-  totals(): { downloaded: number; uploaded: number; connections: number; background: number } {
+  totals(): { downloaded: number; uploaded: number; connections: number; opened: number; background: number } {
     let downloaded = this.dropped.downloaded, uploaded = this.dropped.uploaded;
     for (const t of this.torrents.values()) {
       downloaded += t.downloaded;
       uploaded += t.uploaded;
     }
-    return { downloaded, uploaded, connections: [...this.conns].filter((c) => !c.closed).length, background: this.ctx.background?.spent ?? 0 };
+    return { downloaded, uploaded, connections: [...this.conns].filter((c) => !c.closed).length, opened: this.opened, background: this.ctx.background?.spent ?? 0 };
   }
 
   /** Open member connections per member node id (one per content exchanged with it). */
@@ -311,6 +323,7 @@ export class Swarm extends EventEmitter {
   }
 
   private track(c: Conn): Conn {
+    this.opened++;
     this.conns.add(c);
     c.once('close', () => this.conns.delete(c));
     return c;
@@ -324,8 +337,10 @@ export class Swarm extends EventEmitter {
   private connectPeers(t: Torrent): void {
     if (this.closed || !t.wanting) return;
     const now = Date.now();
+    const only = this.hints.get(t.id);
     for (const [key, a] of this.addrs) {
       if (this.isSelf(a) || (a.ids && !a.ids.has(t.id)) || (a.plain && !this.isShared(t.id))) continue;
+      if (only && !only.has(key)) continue;
       let s = a.per.get(t.id);
       if (!s) a.per.set(t.id, (s = { next: 0, failures: 0, conn: null, connecting: false }));
       if (s.conn || s.connecting || now < s.next) continue;
@@ -651,8 +666,33 @@ export class Swarm extends EventEmitter {
    * `background`: replication's copy, held to `backgroundRate` unless someone else wants the
    * content too.
    */
-  async fetch(id: ContentId, info: Info, signal?: AbortSignal, o: { background?: boolean } = {}): Promise<void> {
+  async fetch(id: ContentId, info: Info, signal?: AbortSignal, o: { background?: boolean; from?: string[] } = {}): Promise<void> {
     const t = await this.open(id, info);
+    // `from`: HOST:PORT of the peers said to hold it (known addresses only, else everyone is asked).
+    const from = (o.from ?? []).filter((k) => this.addrs.has(k));
+    let grace: NodeJS.Timeout | undefined;
+    if (from.length && !this.hints.has(id)) {
+      const hint = new Set(from);
+      this.hints.set(id, hint);
+      let got = t.downloaded;
+      const check = () => {
+        if (this.hints.get(id) !== hint || t.closed) return;
+        if (t.downloaded > got) {
+          got = t.downloaded;
+          return void (grace = setTimeout(check, HINT_GRACE_MS).unref());
+        }
+        this.hints.delete(id); // nothing (more) from them: everyone may have it
+        this.connectPeers(t);
+      };
+      grace = setTimeout(check, HINT_GRACE_MS).unref();
+      try {
+        await t.fetchAll(signal, !!o.background);
+      } finally {
+        clearTimeout(grace);
+        if (this.hints.get(id) === hint) this.hints.delete(id);
+      }
+      return;
+    }
     await t.fetchAll(signal, !!o.background);
   }
 

@@ -115,9 +115,9 @@ const handlers: Record<string, Handler> = {
     await swarm!.seed(id, info);
     return { id };
   },
-  async fetch(a: { torrent: string; background?: boolean }) {
+  async fetch(a: { torrent: string; background?: boolean; from?: string[] }) {
     const { id, info } = torrent(a.torrent);
-    await swarm!.fetch(id, info, undefined, { background: a.background });
+    await swarm!.fetch(id, info, undefined, { background: a.background, from: a.from });
     return { path: store!.path(id) };
   },
   async read(a: { torrent: string; start: number; end: number }) {
