@@ -106,8 +106,8 @@ export class Fsck {
     return this.loading;
   }
 
-  private save(): Promise<void> {
-    const json = JSON.stringify(this.s);
+  private save(state = this.s): Promise<void> {
+    const json = JSON.stringify(state);
     this.saving = this.saving.then(async () => {
       await mkdir(this.d.dir, { recursive: true });
       await writeFile(`${this.file}.tmp`, json, { mode: 0o600 });
@@ -197,16 +197,13 @@ export class Fsck {
       if (await this.one(id, signal)) this.s.after = id;
       await this.save();
     }
-    if (signal.aborted) {
-      this.s.state = 'stopped';
-      this.d.log.info('replication.fsck.stopped', { checked: this.s.checked, of: this.s.total });
-    } else {
-      this.s.state = 'done';
-      this.s.endedAt = new Date().toISOString();
-      this.s.after = null;
-      this.d.log.info('replication.fsck.done', { checked: this.s.checked, skipped: this.s.skipped, badCopies: this.s.badCopies, repaired: this.s.repaired, unrepaired: this.s.unrepaired });
-    }
-    await this.save();
+    // The end is shown only once it is on disk: a status that says the pass ended never races
+    // the write that records it (a caller writing the file next would be overwritten).
+    const end: typeof this.s = signal.aborted ? { ...this.s, state: 'stopped' } : { ...this.s, state: 'done', endedAt: new Date().toISOString(), after: null };
+    await this.save(end);
+    this.s = end;
+    if (signal.aborted) this.d.log.info('replication.fsck.stopped', { checked: end.checked, of: end.total });
+    else this.d.log.info('replication.fsck.done', { checked: end.checked, skipped: end.skipped, badCopies: end.badCopies, repaired: end.repaired, unrepaired: end.unrepaired });
   }
 
   /** Checks one copy; false when it was stopped before it was counted (it is checked again on resume). */
