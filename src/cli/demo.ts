@@ -128,7 +128,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, stop: ()
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new CheckError(`demo: gave up waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; the nodes' logs were in the demo directory`);
+    if (Date.now() > end) throw new CheckError(`demo: gave up waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; the nodes' last log lines follow`);
     await sleep(500);
   }
 }
@@ -145,11 +145,12 @@ export async function runDemo(argv: string[]): Promise<void> {
   const nodes: DemoNode[] = [];
   let lan: NetnsLan | null = null;
   let signalled: string | null = null;
-  let wake: (() => void) | null = null;
+  // Ctrl-C at any step: whatever is awaited gives up, then the cleanup runs.
+  const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
     if (signalled) return;
     signalled = sig;
-    wake?.();
+    ac.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -183,8 +184,10 @@ export async function runDemo(argv: string[]): Promise<void> {
         const line = buf.split('\n').find((l) => l.startsWith('{"event":"ready"'));
         if (line) resolve(JSON.parse(line));
       });
-      proc.once('exit', (code) => reject(new CheckError(`demo: node ${n} exited (${code}) before it was ready: ${join(dir, `node${n}.log`)} says why`)));
+      proc.once('exit', (code) => reject(new CheckError(`demo: node ${n} exited (${code}) before it was ready (its last log lines follow)`)));
       proc.once('error', reject);
+      ac.signal.addEventListener('abort', () => reject(new Interrupted()));
+      setTimeout(() => reject(new CheckError(`demo: node ${n} not ready after ${STEP_MS / 1000}s`)), STEP_MS).unref();
     });
     node.id = String(ready.node);
     node.sshPort = Number(ready.sshPort);
@@ -291,7 +294,7 @@ export async function runDemo(argv: string[]): Promise<void> {
         : `the cluster keeps running for ${a.keepMs / 1000}s`);
     if (!stop()) {
       await new Promise<void>((r) => {
-        wake = r;
+        ac.signal.addEventListener('abort', () => r());
         if (a.keepMs !== null) setTimeout(r, a.keepMs).unref();
       });
     }
