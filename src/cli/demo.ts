@@ -128,7 +128,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, stop: ()
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new CheckError(`demo: gave up waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; the nodes' last log lines follow`);
+    if (Date.now() > end) throw new CheckError(`demo: gave up waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; the nodes' last log lines are above`);
     await sleep(500);
   }
 }
@@ -184,7 +184,7 @@ export async function runDemo(argv: string[]): Promise<void> {
         const line = buf.split('\n').find((l) => l.startsWith('{"event":"ready"'));
         if (line) resolve(JSON.parse(line));
       });
-      proc.once('exit', (code) => reject(new CheckError(`demo: node ${n} exited (${code}) before it was ready (its last log lines follow)`)));
+      proc.once('exit', (code) => reject(new CheckError(`demo: node ${n} exited (${code}) before it was ready (its last log lines are above)`)));
       proc.once('error', reject);
       ac.signal.addEventListener('abort', () => reject(new Interrupted()));
       setTimeout(() => reject(new CheckError(`demo: node ${n} not ready after ${STEP_MS / 1000}s`)), STEP_MS).unref();
