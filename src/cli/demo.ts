@@ -105,7 +105,8 @@ class Out {
     if (text === this.status) return;
     this.status = text;
     if (this.json) return void process.stdout.write(JSON.stringify({ event: 'status', ...fields }) + '\n');
-    process.stdout.write(this.tty ? `\r\x1b[K  ${text}` : `  ${text}\n`);
+    // Cut to the terminal's width: a wrapped line cannot be redrawn in place.
+    process.stdout.write(this.tty ? `\r\x1b[K  ${text.slice(0, Math.max(20, (process.stdout.columns || 80) - 3))}` : `  ${text}\n`);
   }
   clear(): void {
     if (this.tty && this.status) process.stdout.write('\r\x1b[K');
@@ -291,7 +292,7 @@ export async function runDemo(argv: string[]): Promise<void> {
     // 7. Keep running until asked to stop.
     out.event('running', { mount: first.mnt, root: first.root, keepMs: a.keepMs },
       a.keepMs === null ? `the cluster keeps running: ls ${first.mnt}, delugefs status ${first.root}; Ctrl-C stops it and removes everything`
-        : `the cluster keeps running for ${a.keepMs / 1000}s`);
+        : a.keepMs === 0 ? 'done (--exit): stopping the cluster' : `the cluster keeps running for ${a.keepMs / 1000}s: ls ${first.mnt}`);
     if (!stop()) {
       await new Promise<void>((r) => {
         ac.signal.addEventListener('abort', () => r());
