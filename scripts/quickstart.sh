@@ -2,6 +2,8 @@
 # Runs DelugeFS for real on this machine: installs what it needs (Debian), builds, creates a
 # cluster on ROOT (default /var/lib/delugefs) and mounts it on MNT (default /mnt/delugefs).
 # Stop it with Ctrl-C (it unmounts cleanly). Run it again later to restart the same node.
+# `quickstart.sh demo [options]`: the same install and build, then `delugefs demo` (a throwaway
+# three-node cluster on this machine, removed on Ctrl-C) instead of the real node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER=${CLUSTER:-delugefs}
@@ -13,6 +15,7 @@ if command -v apt-get >/dev/null && ! dpkg -s fuse3 git openssh-client g++ make 
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent
+if [ "${1:-}" = demo ]; then shift; exec node dist/cli/main.js demo "$@"; fi
 mkdir -p "$MNT"
 create=()
 [ -f "$ROOT/config/node.json" ] || create=(--create)

@@ -111,6 +111,10 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs drain ROOT NODE [off|status] [--wait]  move NODE's copies to other disks (before removing NODE)
   Each takes --json and --help.
 
+Try it first:
+  delugefs demo                         a throwaway three-node cluster on this machine: mounts one,
+                                        writes files, kills a node, shows healing; Ctrl-C cleans up
+
 Examples:
   delugefs bigstore /tank/delugefs /mnt/bigstore --create
   delugefs invite /tank/delugefs                         # on server1: prints TOKEN

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, UsageError, USAGE } from './args.js';
 import { runNode, CheckError } from './run.js';
 import { runSubcommand, SUBCOMMANDS } from './commands.js';
+import { runDemo } from './demo.js';
 
 function version(): string {
   // Read once at start, before any mount exists.
@@ -18,9 +19,9 @@ async function main(argv: string[]): Promise<void> {
   let args;
   try {
     // Subcommand names are reserved words: they cannot be cluster names.
-    if (argv[0] && SUBCOMMANDS.includes(argv[0])) {
+    if (argv[0] && (SUBCOMMANDS.includes(argv[0]) || argv[0] === 'demo')) {
       try {
-        return await runSubcommand(argv[0], argv.slice(1));
+        return await (argv[0] === 'demo' ? runDemo(argv.slice(1)) : runSubcommand(argv[0], argv.slice(1)));
       } catch (e) {
         if (e instanceof UsageError) throw e;
         process.stderr.write(`delugefs: ${(e as Error).message}\n`);

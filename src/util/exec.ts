@@ -1,4 +1,5 @@
-// Runs a program asynchronously and returns its stdout; the error names the command and its stderr.
+// Runs programs asynchronously: run() returns stdout and rejects with the command and its stderr;
+// runProc() never rejects on an exit code (tests, `delugefs demo`).
 import { spawn } from 'node:child_process';
 
 export interface RunOptions { cwd?: string; input?: Buffer | string; env?: NodeJS.ProcessEnv; allowFail?: boolean }
@@ -21,3 +22,22 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
     p.stdin.end(opts.input ?? '');
   });
 }
+
+export interface ProcResult { code: number | null; stdout: string; stderr: string }
+
+/** Runs a process to completion with optional stdin; never rejects on a non-zero exit (killed after timeoutMs, default 30 s). */
+export function runProc(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string; timeoutMs?: number } = {}): Promise<ProcResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.stdin.on('error', () => {});
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
