@@ -275,12 +275,14 @@ export async function runDemo(argv: string[]): Promise<void> {
       // Under-replicated as the demo knows it (the killed node holds nothing); the cluster's own
       // count (health) rises only once the node is dead-after silent, and falls as copies land.
       const under = ws.filter((w) => holders(w, victim.id).length < w.copies).length;
+      maxUnder = Math.max(maxUnder, under);
       if (h.nodes.down > 0 && !seenDown) {
         seenDown = true;
-        out.event('down', { n: victim.n, node: victim.id, afterMs: Date.now() - killedAt, under, clusterUnder: h.content.under },
-          `6. node ${victim.n} is down (silent ${((Date.now() - killedAt) / 1000).toFixed(1)}s): ${under} files under ${ws[0]?.copies ?? 2} live copies, copying them again`);
+        // Small files may be copied again in the very round that judges the node down: what was
+        // under since the kill is what the node being down is about.
+        out.event('down', { n: victim.n, node: victim.id, afterMs: Date.now() - killedAt, under: maxUnder, underNow: under, clusterUnder: h.content.under },
+          `6. node ${victim.n} is down (silent ${((Date.now() - killedAt) / 1000).toFixed(1)}s): ${maxUnder} files were under ${ws[0]?.copies ?? 2} live copies, ${under} still are; copying them again`);
       }
-      maxUnder = Math.max(maxUnder, under);
       const secs = ((Date.now() - killedAt) / 1000).toFixed(0);
       out.refresh({ phase: seenDown ? 'healing' : 'waiting-dead-after', verdict: h.verdict, down: h.nodes.down, under, clusterUnder: h.content.under, fetching: h.content.fetching, files: ws.length },
         `${seenDown ? 'healing' : `waiting for dead-after (${secs}s)`}: ${under}/${ws.length} files under-replicated; cluster ${h.verdict}, ${h.nodes.down} down, ${h.content.under} content ids under, ${h.content.fetching} copying`);
