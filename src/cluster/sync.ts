@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { run } from '../util/exec.js';
-import { gitEnv, NODE_REFS } from '../meta/repo.js';
+import { gitEnv, NODE_REFS, ObjectMissingError } from '../meta/repo.js';
 import type { GitRepo } from '../meta/repo.js';
 import type { Identity } from './identity.js';
 import { isNodeId } from './identity.js';
@@ -392,12 +392,26 @@ export class MetaSync {
           this.known.set(id, oid);
           if (this.fwd.get(id) === oid) this.fwd.delete(id);
         } catch (err) {
-          await this.refuse(id, oid, (err as Error).message);
+          if (err instanceof ObjectMissingError) await this.incomplete(id, oid, err.message);
+          else await this.refuse(id, oid, (err as Error).message);
         }
       }
     }
     // Passed on already (fwd); what the view refused is dropped from there.
     for (const id of changed) if (this.fwd.get(id) === refs.get(id) && this.known.get(id) !== refs.get(id)) this.fwd.delete(id);
+  }
+
+  /**
+   * A value whose objects are not all here (a fact about this node, not the value): never marked
+   * bad. Its ref goes back to the adopted value, so the next summary exchange asks for it again
+   * with its objects; one is started now.
+   */
+  private async incomplete(id: string, oid: string, why: string): Promise<void> {
+    if (this.fwd.get(id) === oid) this.fwd.delete(id);
+    this.o.log('sync_value_incomplete', { peer: id, oid, reason: why.slice(0, 300) }, 'warn');
+    await this.rollBack(id, oid);
+    const t = this.targets();
+    if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, 'incomplete'));
   }
 
   private async refuse(id: string, oid: string, why: string): Promise<void> {

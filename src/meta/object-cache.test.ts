@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { ObjectCache } from './object-cache.js';
-import { GitRepo } from './repo.js';
+import { GitRepo, ObjectMissingError } from './repo.js';
 import { objectId } from './tree.js';
 import { ObjectTooLargeError } from './cat-file.js';
 
@@ -57,6 +57,11 @@ test('repository: what was written or read is answered without git; limits still
     assert.equal((await repo.types([missing])).get(missing), null);
     assert.equal((await repo.types([missing])).get(missing), null);
     assert.equal(asked, after + 2);
+    // Missing is its own error (sync retries such a value instead of refusing it for good); a
+    // non-commit named as a head is not.
+    await assert.rejects(repo.independent([oid, missing]), ObjectMissingError);
+    await assert.rejects(repo.readBlobs([missing]), ObjectMissingError);
+    await assert.rejects(repo.independent([oid, bid]), (e: Error) => !(e instanceof ObjectMissingError) && /not a commit/.test(e.message));
   } finally {
     repo.close();
     await rm(dir, { recursive: true, force: true });

@@ -35,6 +35,12 @@ export const MAX_TREE_ROWS = 4 * 2 ** 20;
  */
 export const MAX_HEAD_BYTES = 2 ** 30;
 
+/**
+ * An object this repository does not hold (yet): a fact about this node, not about the head that
+ * names it (sync must not refuse a value for it as every node would refuse a malformed one).
+ */
+export class ObjectMissingError extends Error {}
+
 export class TreeTooLargeError extends Error {
   constructor(readonly tree: string, readonly limit: number) {
     super(`tree ${tree.slice(0, 12)} expands to more than ${limit} entries (a subtree named over and over?)`);
@@ -168,7 +174,10 @@ export class GitRepo {
     const set = [...new Set(oids)];
     if (set.length <= 1) return set;
     for (const oid of set) if (!/^[0-9a-f]{40}$/.test(oid)) throw new Error(`not a commit id: ${JSON.stringify(oid.slice(0, 60))}`);
-    for (const [oid, i] of await this.info(set)) if (i?.type !== 'commit') throw new Error(`commit ${oid} is missing from ${this.dir}`);
+    for (const [oid, i] of await this.info(set)) {
+      if (!i) throw new ObjectMissingError(`commit ${oid} is missing from ${this.dir}`);
+      if (i.type !== 'commit') throw new Error(`${oid} is a ${i.type}, not a commit`);
+    }
     return this.graph.independent(set);
   }
 
@@ -254,7 +263,7 @@ export class GitRepo {
   async totalSize(oids: string[]): Promise<number> {
     let total = 0;
     for (const [oid, i] of await this.info(oids)) {
-      if (!i) throw new Error(`object ${oid} is missing from ${this.dir}`);
+      if (!i) throw new ObjectMissingError(`object ${oid} is missing from ${this.dir}`);
       total += i.size;
     }
     return total;
@@ -294,7 +303,7 @@ export class GitRepo {
       }
       return out;
     } catch (e) {
-      throw e instanceof MissingObjectError ? new Error(`${e.message} from ${this.dir}`) : e;
+      throw e instanceof MissingObjectError ? new ObjectMissingError(`${e.message} from ${this.dir}`) : e;
     }
   }
 
