@@ -6,21 +6,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Namespace } from '../meta/namespace.js';
-import type { DirEntry, FileEntry } from '../meta/entry.js';
-import { infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { silentLogger } from '../util/log.js';
 import { run } from '../util/exec.js';
 import { guardRepository } from './repo-guard.js';
+import { dir, file } from '../meta/entry.fixture.js';
 
-const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
-const dir: DirEntry = { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T0, ctime: T0 };
-function file(text: string): FileEntry {
-  const data = Buffer.from(text);
-  const info = { length: data.length, pieceLength: pieceLengthFor(data.length), pieces: createHash('sha1').update(data).digest() };
-  return { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: T0, ctime: T0, info, id: infoHash(info), node: 'n' };
-}
 const git = async (repo: string, args: string[], o: { env?: NodeJS.ProcessEnv; input?: string } = {}) =>
   run('git', [`--git-dir=${repo}`, ...args], { env: { ...process.env, ...o.env }, input: o.input, allowFail: true });
 const out = async (repo: string, args: string[], input?: string) => (await git(repo, args, { input })).stdout.toString().trim();

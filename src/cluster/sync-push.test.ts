@@ -8,24 +8,15 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import { Namespace } from '../meta/namespace.js';
-import type { DirEntry, FileEntry } from '../meta/entry.js';
-import { infoHash, pieceLengthFor } from '../content/metainfo.js';
 import { silentLogger } from '../util/log.js';
 import { run } from '../util/exec.js';
 import { objectsToSend } from '../meta/object-walk.js';
 import { objectId } from '../meta/tree.js';
 import { encodePush, receivePush, PushRefused, type PushParams } from './sync-push.js';
 import { checkObject, ObjectRefused } from '../meta/object-check.js';
+import { T0, dir, file } from '../meta/entry.fixture.js';
 
-const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
-const dir: DirEntry = { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: T0, ctime: T0 };
-function file(text: string): FileEntry {
-  const data = Buffer.from(text);
-  const info = { length: data.length, pieceLength: pieceLengthFor(data.length), pieces: createHash('sha1').update(data).digest() };
-  return { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: T0, ctime: T0, info, id: infoHash(info), node: 'n' };
-}
 const A = 'aaaaaaaaaaaaaaaa', B = 'bbbbbbbbbbbbbbbb', STRANGER = 'ssssssssssssssss';
 const git = async (repo: string, ...args: string[]) => (await run('git', [`--git-dir=${repo}`, ...args], { allowFail: true }));
 const out = async (repo: string, ...args: string[]) => (await git(repo, ...args)).stdout.toString().trim();
