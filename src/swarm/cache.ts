@@ -1,40 +1,24 @@
 // Pieces read for serving, shared by all content of an engine under one byte budget: peers ask
 // block by block, so a piece read once answers all its blocks (and other peers close behind).
-export class PieceCache {
-  private map = new Map<string, Buffer>();
-  private size = 0;
+import { ByteLru } from '../util/byte-lru.js';
 
-  constructor(private readonly budget: number) {}
+export class PieceCache {
+  // The newest piece is always kept, even if it alone exceeds the budget.
+  private readonly lru: ByteLru<Buffer>;
+
+  constructor(budget: number) {
+    this.lru = new ByteLru(budget);
+  }
 
   get(id: string, index: number): Buffer | undefined {
-    const k = `${id}:${index}`;
-    const hit = this.map.get(k);
-    if (hit) {
-      this.map.delete(k);
-      this.map.set(k, hit);
-    }
-    return hit;
+    return this.lru.get(`${id}:${index}`);
   }
 
   put(id: string, index: number, buf: Buffer): void {
-    const k = `${id}:${index}`;
-    if (this.map.has(k)) return;
-    this.map.set(k, buf);
-    this.size += buf.length;
-    for (const [key, v] of this.map) {
-      // Always keep the newest piece, even if it alone exceeds the budget.
-      if (this.size <= this.budget || key === k) break;
-      this.map.delete(key);
-      this.size -= v.length;
-    }
+    this.lru.set(`${id}:${index}`, buf, buf.length);
   }
 
   drop(id: string): void {
-    for (const [k, v] of this.map) {
-      if (k.startsWith(`${id}:`)) {
-        this.map.delete(k);
-        this.size -= v.length;
-      }
-    }
+    for (const k of [...this.lru.keys()]) if (k.startsWith(`${id}:`)) this.lru.delete(k);
   }
 }
