@@ -7,7 +7,7 @@
 // copies the node's page tables: ~8 ms at 150 MiB, blocking the event loop).
 // Not done here: reflogs (git writes them for refs/heads/* only, and nothing reads them) and
 // deletions (a ref in packed-refs would have to be taken out of it too: GitRepo asks git).
-import { constants } from 'node:fs';
+import { constants, type Dirent } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -54,24 +54,11 @@ export class LooseRefs {
     // the loose files, so a ref that leaves the loose walk is in the packed-refs read after it.
     // (The other order could read the old packed value of a ref whose loose file just went.)
     const loose = new Map<string, string | null>();
-    const walk = async (rel: string): Promise<void> => {
-      let names: import('node:fs').Dirent[];
-      try {
-        names = await readdir(join(this.dir, rel), { withFileTypes: true });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return;
-        throw e;
-      }
-      for (const d of names) {
-        const ref = rel + d.name;
-        if (d.isDirectory()) await walk(ref + '/');
-        else if (d.isFile() && REF.test(ref)) {
-          const v = await this.loose(ref);
-          if (v !== undefined) loose.set(ref.slice(prefix.length), v);
-        }
-      }
-    };
-    await walk(prefix);
+    for (const ref of await this.filesBelow(prefix, true)) {
+      if (!REF.test(ref)) continue;
+      const v = await this.loose(ref);
+      if (v !== undefined) loose.set(ref.slice(prefix.length), v);
+    }
     const out = new Map<string, string>();
     for (const [ref, oid] of await this.packed()) if (ref.startsWith(prefix)) out.set(ref.slice(prefix.length), oid);
     for (const [name, v] of loose) {
@@ -87,26 +74,36 @@ export class LooseRefs {
    */
   async sweepLocks(olderThanMs = 60_000): Promise<number> {
     let n = 0;
-    const walk = async (rel: string): Promise<void> => {
-      let names: import('node:fs').Dirent[];
-      try {
-        names = await readdir(join(this.dir, rel), { withFileTypes: true });
-      } catch {
-        return;
-      }
-      for (const d of names) {
-        if (d.isDirectory()) await walk(`${rel}${d.name}/`);
-        else if (d.name.endsWith('.lock')) {
-          const p = join(this.dir, rel, d.name);
-          const st = await stat(p).catch(() => null);
-          if (!st || Date.now() - st.mtimeMs < olderThanMs) continue;
-          await unlink(p).catch(() => {});
-          n++;
-        }
-      }
-    };
-    await walk('refs/');
+    for (const rel of await this.filesBelow('refs/', false)) {
+      if (!rel.endsWith('.lock')) continue;
+      const p = join(this.dir, rel);
+      const st = await stat(p).catch(() => null);
+      if (!st || Date.now() - st.mtimeMs < olderThanMs) continue;
+      await unlink(p).catch(() => {});
+      n++;
+    }
     return n;
+  }
+
+  /**
+   * The regular files below `rel` (paths from the repository), depth first. A directory that is
+   * gone holds none; any other error fails the walk when `strict`, else skips that directory.
+   */
+  private async filesBelow(rel: string, strict: boolean): Promise<string[]> {
+    let names: Dirent[];
+    try {
+      names = await readdir(join(this.dir, rel), { withFileTypes: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!strict || code === 'ENOENT' || code === 'ENOTDIR') return [];
+      throw e;
+    }
+    const out: string[] = [];
+    for (const d of names) {
+      if (d.isDirectory()) out.push(...(await this.filesBelow(`${rel}${d.name}/`, strict)));
+      else if (d.isFile()) out.push(rel + d.name);
+    }
+    return out;
   }
 
   private async transaction(updates: RefUpdate[]): Promise<void> {
