@@ -15,6 +15,23 @@ import { FsError } from '../util/errors.js';
 /** How long one read through the mount waits for pieces held elsewhere (DELUGEFS_READ_DEADLINE_MS for tests). */
 const READ_DEADLINE_MS = Number(process.env.DELUGEFS_READ_DEADLINE_MS) || 30_000;
 
+/**
+ * Where a member's swarm listens, as its record says: each of its addresses' hosts at its
+ * BitTorrent port (none before it reported one); a malformed address goes to `bad`.
+ */
+export function swarmAddresses(m: { addresses: string[]; btPort?: number }, bad: (address: string) => void = () => {}): { host: string; port: number }[] {
+  if (!m.btPort) return [];
+  const out: { host: string; port: number }[] = [];
+  for (const a of m.addresses) {
+    try {
+      out.push({ host: parseHostPort(a).host, port: m.btPort });
+    } catch {
+      bad(a);
+    }
+  }
+  return out;
+}
+
 export class SwarmLink {
   private offs: Array<() => void> = [];
 
@@ -38,14 +55,8 @@ export class SwarmLink {
     const me = identity.nodeId;
     const fromRecords = () => {
       for (const m of membership.list()) {
-        if (m.nodeId === me || membership.isRevoked(m.nodeId) || !m.btPort) continue;
-        for (const a of m.addresses) {
-          try {
-            swarm.addPeer(parseHostPort(a).host, m.btPort);
-          } catch {
-            log.warn('swarm.peer.bad_address', { node: m.nodeId, address: a });
-          }
-        }
+        if (m.nodeId === me || membership.isRevoked(m.nodeId)) continue;
+        for (const a of swarmAddresses(m, (address) => log.warn('swarm.peer.bad_address', { node: m.nodeId, address }))) swarm.addPeer(a.host, a.port);
       }
     };
     fromRecords();

@@ -3,10 +3,9 @@
 // copies (for the loop and for members' please_mirror), the replication RPC methods peers call
 // (freespace, active_torrents, please_mirror, please_stop_mirroring, lock_content,
 // unlock_content) and the control socket's (replication_config, replication_status).
-import { parseHostPort } from '../cluster/static-peers.js';
 import type { DelugeNode } from '../node/node.js';
 import type { ClusterNode } from '../node/cluster-node.js';
-import type { SwarmLink } from '../node/swarm-link.js';
+import { swarmAddresses, type SwarmLink } from '../node/swarm-link.js';
 import type { Logger } from '../util/log.js';
 import type { ContentId } from '../content/metainfo.js';
 import type { Info } from '../content/metainfo.js';
@@ -540,14 +539,7 @@ export class Replication {
       const m = this.cluster.membership.get(n);
       const p = this.cluster.discovery.peers.get(n);
       if (p?.btPort) out.add(`${p.host}:${p.btPort}`);
-      if (!m?.btPort) continue;
-      for (const a of m.addresses) {
-        try {
-          out.add(`${parseHostPort(a).host}:${m.btPort}`);
-        } catch {
-          // a malformed address in a record: the swarm link skipped it too
-        }
-      }
+      if (m) for (const a of swarmAddresses(m)) out.add(`${a.host}:${a.port}`);
     }
     return [...out];
   }
