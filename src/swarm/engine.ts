@@ -668,32 +668,41 @@ export class Swarm extends EventEmitter {
    */
   async fetch(id: ContentId, info: Info, signal?: AbortSignal, o: { background?: boolean; from?: string[] } = {}): Promise<void> {
     const t = await this.open(id, info);
-    // `from`: HOST:PORT of the peers said to hold it (known addresses only, else everyone is asked).
-    const from = (o.from ?? []).filter((k) => this.addrs.has(k));
-    let grace: NodeJS.Timeout | undefined;
-    if (from.length && !this.hints.has(id)) {
-      const hint = new Set(from);
-      this.hints.set(id, hint);
-      let got = t.downloaded;
-      const check = () => {
-        if (this.hints.get(id) !== hint || t.closed) return;
-        if (t.downloaded > got) {
-          got = t.downloaded;
-          return void (grace = setTimeout(check, HINT_GRACE_MS).unref());
-        }
-        this.hints.delete(id); // nothing (more) from them: everyone may have it
-        this.connectPeers(t);
-      };
-      grace = setTimeout(check, HINT_GRACE_MS).unref();
-      try {
-        await t.fetchAll(signal, !!o.background);
-      } finally {
-        clearTimeout(grace);
-        if (this.hints.get(id) === hint) this.hints.delete(id);
-      }
-      return;
+    const release = this.hint(t, o.from ?? []);
+    try {
+      await t.fetchAll(signal, !!o.background);
+    } finally {
+      release();
     }
-    await t.fetchAll(signal, !!o.background);
+  }
+
+  /**
+   * Connects for `t` only to `from` (HOST:PORT of the peers said to hold it; known addresses
+   * only, else everyone is asked) until the returned release, or until they give nothing for
+   * HINT_GRACE_MS. A content already hinted keeps its hint.
+   */
+  private hint(t: Torrent, from: string[]): () => void {
+    const keys = from.filter((k) => this.addrs.has(k));
+    if (!keys.length || this.hints.has(t.id)) return () => {};
+    const hint = new Set(keys);
+    this.hints.set(t.id, hint);
+    let got = t.downloaded;
+    let grace: NodeJS.Timeout;
+    const check = () => {
+      if (this.hints.get(t.id) !== hint || t.closed) return;
+      if (t.downloaded > got) {
+        got = t.downloaded;
+        grace = setTimeout(check, HINT_GRACE_MS).unref();
+        return;
+      }
+      this.hints.delete(t.id); // nothing (more) from them: everyone may have it
+      this.connectPeers(t);
+    };
+    grace = setTimeout(check, HINT_GRACE_MS).unref();
+    return () => {
+      clearTimeout(grace);
+      if (this.hints.get(t.id) === hint) this.hints.delete(t.id);
+    };
   }
 
   /**
