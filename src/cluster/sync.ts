@@ -138,10 +138,7 @@ export class MetaSync {
     this.o.ns.on('commit', this.onCommit);
     this.o.peers.on('peer', this.onPeer);
     this.o.peers.on('back', this.onBack);
-    this.audit = setInterval(() => {
-      const t = this.targets();
-      if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, 'audit'));
-    }, this.o.auditMs ?? 60_000);
+    this.audit = setInterval(() => this.exchangeAny('audit'), this.o.auditMs ?? 60_000);
     this.audit.unref();
     this.idleRpc = setInterval(() => {
       for (const s of this.state.values()) {
@@ -190,14 +187,14 @@ export class MetaSync {
     while (this.receiving >= MAX_RECEIVING) await new Promise<void>((r) => this.receiveWaiters.push(r));
     this.receiving++;
     try {
-      const reply = await receivePush({ repo: this.o.ns.repo, isMember: (id) => !!this.o.membership.get(id), self: this.me }, params);
+      const reply = await this.store(params);
       // The pusher holds every member value it sent (what came in meanwhile by other ways is not its).
       if (!reply.missing) {
         const has = this.peerState(nodeId).has;
         for (const [id, oid] of Object.entries((params as { refs: Record<string, string> }).refs)) if (this.o.membership.get(id)) has.set(id, oid);
       }
       if (Object.values(reply.results).includes('ok')) {
-        if (++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
+        this.packStored();
         this.scheduleSettle(RPC_PUSH);
       }
       return reply;
@@ -205,6 +202,16 @@ export class MetaSync {
       this.receiving--;
       this.receiveWaiters.shift()?.();
     }
+  }
+
+  /** Judges and stores what a sync_push or a pull's reply carries, by the hooks' rules (sync-push.ts). */
+  private store(params: unknown): Promise<PushReply> {
+    return receivePush({ repo: this.o.ns.repo, isMember: (id) => !!this.o.membership.get(id), self: this.me }, params);
+  }
+
+  /** Each call that stored something is a pack: the repository is maintained every so many. */
+  private packStored(): void {
+    if (++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
   }
 
   /** A member's sync_summary: our refs/nodes map. */
@@ -410,8 +417,13 @@ export class MetaSync {
     if (this.fwd.get(id) === oid) this.fwd.delete(id);
     this.o.log('sync_value_incomplete', { peer: id, oid, reason: why.slice(0, 300) }, 'warn');
     await this.rollBack(id, oid);
+    this.exchangeAny('incomplete');
+  }
+
+  /** A summary exchange with one reachable member, chosen at random. */
+  private exchangeAny(why: string): void {
     const t = this.targets();
-    if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, 'incomplete'));
+    if (t.length) this.track(this.exchange(t[Math.floor(Math.random() * t.length)]!, why));
   }
 
   private async refuse(id: string, oid: string, why: string): Promise<void> {
@@ -659,17 +671,17 @@ export class MetaSync {
   /**
    * The values `ids` and what we lack of them over the member RPC, judged and stored as a push
    * is; false when git must fetch them (too much for one reply, objects we lack, a failed call).
+   * `before`: our refs/nodes as the exchange listed them (what moved is counted against it).
    */
-  private async pullRpc(id: string, s: PeerState, ids: string[]): Promise<boolean> {
+  private async pullRpc(id: string, s: PeerState, ids: string[], before: Map<string, string>): Promise<boolean> {
     if (s.noRpcPull || process.env.DFS_NO_RPC_PUSH) return false;
     const client = this.rpcClient(id, s);
     if (!client) return false;
     const t0 = Date.now();
     let reply: PullReply;
-    let before: Map<string, string>;
     try {
-      // Every value our refs hold: all of their objects are here (a ref moves only once they are).
-      before = await this.nodeRefs();
+      // Every value our refs hold (`before`, listed by the exchange): all of their objects are
+      // here (a ref moves only once they are).
       const have = [...new Set([...before.values(), ...this.offered().values()])];
       reply = await client.call<PullReply>(SYNC_PULL, { want: ids, have });
     } catch (e) {
@@ -684,7 +696,7 @@ export class MetaSync {
     for (const x of Object.keys(p.refs)) if (!ids.includes(x) || this.bad.has(p.refs[x]!)) return false;
     let res: PushReply;
     try {
-      res = await receivePush({ repo: this.o.ns.repo, isMember: (x) => !!this.o.membership.get(x), self: this.me }, p);
+      res = await this.store(p);
     } catch (e) {
       this.o.log('sync_rpc_pull_refused', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
       if (!(e instanceof PushRefused)) throw e;
@@ -698,7 +710,7 @@ export class MetaSync {
         if (before.get(x) !== p.refs[x]) moved++;
       } else if (why === 'not a fast-forward') this.o.log('sync_fetch_diverged', { peer: id, ref: x, theirs: p.refs[x] }, 'warn');
     }
-    if (p.objects.length && ++this.packsReceived % 50 === 0) void this.o.ns.maintain?.().catch(() => {});
+    if (p.objects.length) this.packStored();
     this.o.log('sync_fetched', { peer: id, refs: ids.length, moved, via: 'rpc', ms: Date.now() - t0 });
     if (moved) this.scheduleSettle(id);
     return true;
@@ -762,7 +774,7 @@ export class MetaSync {
       // never leave it waiting for a push that will not come again.
       if (unadopted) this.scheduleSettle(id);
       this.o.log('sync_exchanged', { peer: id, why, theirs: theirs.size, fetch: need.length, push: this.lacking(s).length });
-      if (need.length && !(await this.pullRpc(id, s, need))) await this.fetchFrom(id, r, need);
+      if (need.length && !(await this.pullRpc(id, s, need, held))) await this.fetchFrom(id, r, need);
       if (this.lacking(s).some((x) => x !== id && s.refused.get(x) !== this.offered().get(x))) await this.pushTo(id);
     } finally {
       s.exchanging = false;
