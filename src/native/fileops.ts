@@ -1,4 +1,4 @@
-// fallocate(2) and SEEK_DATA/SEEK_HOLE from the small native module src/native/fileops.c.
+// fallocate(2), SEEK_DATA/SEEK_HOLE and buffer alignment from the small native module src/native/fileops.c.
 import { createRequire } from 'node:module';
 
 export interface FileOpsModule {
@@ -6,6 +6,8 @@ export interface FileOpsModule {
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   /** The new offset, or -errno (-ENXIO: nothing of that kind past the offset). */
   seek(fd: number, whence: number, offset: number): number;
+  /** The view's first byte's address modulo `alignment` (a power of two). */
+  misalign(view: Uint8Array, alignment: number): number;
 }
 
 let mod: FileOpsModule | null = null;

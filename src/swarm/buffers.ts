@@ -1,9 +1,15 @@
 // Piece buffers: shared memory (the verify workers hash them in place, nothing is transferred
 // or copied) and recycled (fresh 1-16 MiB buffers cost page faults and GC work on every piece).
 // A buffer is given back only once nothing refers to it any more (after its piece is written).
+// Each starts on a DIRECT_ALIGN boundary, so the piece can be written with O_DIRECT (partial.ts).
+import { loadFileOps } from '../native/fileops.js';
+
 const pools = new Map<number, Buffer[]>();
 let pooled = 0;
 const MAX_POOLED = 64 * 1024 * 1024;
+/** Memory, file offset and length alignment that O_DIRECT accepts on every Linux block device. */
+export const DIRECT_ALIGN = 4096;
+const made = new WeakSet<Buffer>();
 
 export function takeBuffer(size: number): Buffer {
   const p = pools.get(size);
@@ -11,11 +17,15 @@ export function takeBuffer(size: number): Buffer {
     pooled -= size;
     return p.pop()!;
   }
-  return Buffer.from(new SharedArrayBuffer(size));
+  const whole = Buffer.from(new SharedArrayBuffer(size + DIRECT_ALIGN));
+  const skew = loadFileOps().misalign(whole, DIRECT_ALIGN);
+  const buf = whole.subarray(skew ? DIRECT_ALIGN - skew : 0, (skew ? DIRECT_ALIGN - skew : 0) + size);
+  made.add(buf);
+  return buf;
 }
 
 export function giveBuffer(buf: Buffer): void {
-  if (!(buf.buffer instanceof SharedArrayBuffer) || buf.byteOffset !== 0 || buf.length !== buf.buffer.byteLength) return;
+  if (!made.has(buf)) return;
   if (pooled + buf.length > MAX_POOLED) return;
   let p = pools.get(buf.length);
   if (!p) pools.set(buf.length, (p = []));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { startEngine, EngineProc } from './testing/harness.js';
 import { decodeTorrent } from '../content/metainfo.js';
+import { directDir, resident } from './testing/page-cache.js';
 
 const dirs: string[] = [];
 const procs: EngineProc[] = [];
@@ -66,6 +67,21 @@ test('whole-file and range fetches between two engines', async () => {
   assert.equal(sum.fetching, 0);
   assert.ok(sum.downloaded >= data.length);
   await Promise.all([a.stop(), b.stop()]);
+});
+
+test('a copy nobody reads bypasses the page cache on the fetching disk', async () => {
+  const dir = await directDir();
+  dirs.push(dir);
+  const data = content(32 * 1024 * 1024, 7);
+  const file = join(dir, 'f');
+  await writeFile(file, data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { torrent } = await a.call('add', { path: file });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`] });
+  const { path } = await b.call('fetch', { torrent });
+  const copied = await resident(path);
+  assert.ok(copied < data.length / 8, `a replication-style copy left ${copied} of ${data.length} bytes in the page cache`);
+  assert.equal(sha1(await readFile(path)), sha1(data));
 });
 
 test('a sequential reader keeps its own read-ahead: nothing is cancelled, every byte arrives once', async () => {

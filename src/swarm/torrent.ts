@@ -528,7 +528,10 @@ export class Torrent extends EventEmitter {
     }
     try {
       if (!this.partial || this.closed) return;
-      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf);
+      // Content no reader is on goes to the disk without the page cache (partial.ts): a copy for
+      // replication would only push out what readers use. A reader reads the piece back at once.
+      const direct = Date.now() - this.readerAt > READER_GRACE_MS;
+      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf, direct);
     } catch (e) {
       giveBuffer(p.buf);
       this.picker.pieceLost(p.index);
@@ -540,7 +543,7 @@ export class Torrent extends EventEmitter {
     if (this.closed || !this.partial) return;
     this.picker.pieceDone(p.index);
     this.partial.markHave(p.index);
-    giveBuffer(p.buf); // written: peers asking for it get it from the file (page cache)
+    giveBuffer(p.buf); // written: peers asking for it get it from the file
     for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
     this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
     if (this.have.full()) await this.finish().catch(() => {});
