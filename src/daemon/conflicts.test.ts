@@ -67,3 +67,11 @@ test('one reply lists at most the cap, and counts them all', () => {
   assert.equal(c.items[0]!.original, '/f00');
   assert.match(renderConflicts(c), /^30 conflict copies \(the first 10 shown\)\n/);
 });
+
+test('names are shown without terminal control characters (they are any member\'s bytes)', () => {
+  const root = dir();
+  root.children.set(conflictName('\x1b]0;owned\x07a', T, 'nodeA'), file(1, 'nodeA'));
+  const text = renderConflicts(listConflicts(root));
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  assert.match(text, /\?\]0;owned\?a/);
+});

@@ -4,6 +4,7 @@
 import { method, obj, serve } from './methods.js';
 import { localOnly } from '../cluster/control-socket.js';
 import { CONFLICT_TAG } from '../meta/merge.js';
+import { printable } from '../util/text.js';
 import type { ClusterNode } from '../node/cluster-node.js';
 import type { DelugeNode } from '../node/node.js';
 import type { DirNode, Node } from '../meta/tree.js';
@@ -89,7 +90,7 @@ export function renderConflicts(c: Conflicts): string {
     lines.push(`  kept aside: ${side(i.copy)}`);
     lines.push(i.current ? `  now at ${i.original}: ${side(i.current)}` : `  ${i.original}: nothing there now`);
   }
-  return lines.join('\n');
+  return lines.map(printable).join('\n'); // names are any member's words: no terminal escapes
 }
 
 export const CONFLICTS = method('conflicts', () => null, (v): Conflicts => {

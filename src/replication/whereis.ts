@@ -3,6 +3,7 @@
 // poll). Paths are the cluster's ("/a/b") or under this node's mount. Served by the control
 // socket; the method is in methods.ts.
 import type { ContentId } from '../content/metainfo.js';
+import { printable } from '../util/text.js';
 import type { Node } from '../meta/tree.js';
 import type { ClusterView, Member } from './view.js';
 
@@ -100,5 +101,5 @@ export function renderWhere(w: readonly Where[]): string {
     }
     if (x.size > 0 && !x.holders.length) lines.push('  no disk is known to hold it');
   }
-  return lines.join('\n');
+  return lines.map(printable).join('\n'); // names and machines are any member's words: no terminal escapes
 }
