@@ -181,12 +181,9 @@ export class MetaSync {
 
   /** A member's sync_push (the RPC layer authenticated it as `nodeId`): judged, stored, then adopted. */
   async receivePush(nodeId: string, params: unknown): Promise<PushReply> {
-    // A few at a time (each holds up to a call's objects); refs are compare-and-swapped, so concurrent ones are safe.
     // Each waiting call holds its parsed objects: past a few, the pusher is told to use git push.
     if (this.receiving >= MAX_RECEIVING && this.receiveWaiters.length >= MAX_RECEIVE_WAITING) throw new RpcError('busy', 'too many sync pushes at once');
-    while (this.receiving >= MAX_RECEIVING) await new Promise<void>((r) => this.receiveWaiters.push(r));
-    this.receiving++;
-    try {
+    return this.receiveSlot(async () => {
       const reply = await this.store(params);
       // The pusher holds every member value it sent (what came in meanwhile by other ways is not its).
       if (!reply.missing) {
@@ -198,6 +195,19 @@ export class MetaSync {
         this.scheduleSettle(RPC_PUSH);
       }
       return reply;
+    });
+  }
+
+  /**
+   * Runs `fn` when fewer than MAX_RECEIVING stores are under way: received pushes and our pulls'
+   * replies share the bound (each parses and writes up to a call's objects). Refs are
+   * compare-and-swapped, so concurrent ones are safe.
+   */
+  private async receiveSlot<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.receiving >= MAX_RECEIVING) await new Promise<void>((r) => this.receiveWaiters.push(r));
+    this.receiving++;
+    try {
+      return await fn();
     } finally {
       this.receiving--;
       this.receiveWaiters.shift()?.();
@@ -696,7 +706,8 @@ export class MetaSync {
     for (const x of Object.keys(p.refs)) if (!ids.includes(x) || this.bad.has(p.refs[x]!)) return false;
     let res: PushReply;
     try {
-      res = await this.store(p);
+      // A reply (at most one per peer, each bounded) is judged and stored in a receive slot.
+      res = await this.receiveSlot(() => this.store(p));
     } catch (e) {
       this.o.log('sync_rpc_pull_refused', { peer: id, error: (e as Error).message.slice(0, 300) }, 'warn');
       if (!(e instanceof PushRefused)) throw e;
