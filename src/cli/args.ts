@@ -61,7 +61,8 @@ Options:
   --join-file FILE  to read the token from FILE, or
   --join -          to read it from stdin (e.g. delugefs ... --join - < token)
   --ssh-port N      SSH port: the first free port from N upward (default 7422)
-  --web-port N      serve GET /metrics (Prometheus) on port N (default: none)
+  --web-port N      serve the dashboard (/, see "delugefs dashboard") and GET /metrics
+                    (Prometheus) on port N (default: none)
   --web-bind ADDR   the address the web port binds (default 127.0.0.1: this machine only)
   --interface IF    network interface (name or IPv4 address) to announce on over mDNS
   --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
