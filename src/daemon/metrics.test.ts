@@ -116,8 +116,8 @@ test('a mounted node serves /metrics on 127.0.0.1: FUSE work counted by operatio
   assert.equal(one('delugefs_namespace_directories'), st.namespace.dirs);
   assert.equal(one('delugefs_namespace_file_bytes'), st.namespace.bytes);
   assert.equal(one('delugefs_namespace_files'), 5);
-  // Read-only and nothing else: other paths 404, other methods 405.
-  assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 404);
+  // Read-only: other paths 404, other methods 405 (the dashboard at / is web/dashboard.test.ts').
+  assert.equal((await fetch(`http://127.0.0.1:${port}/nothing`)).status, 404);
   assert.equal((await fetch(url, { method: 'POST', body: 'x' })).status, 405);
   assert.equal(await node.stop(), 0);
   await assert.rejects(fetch(url), 'still listening after stop');
