@@ -3,8 +3,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../testing/free-port.js';
 import { sandbox, runCli, Sandbox } from '../testing/node-proc.js';
 import { FuseMetrics, renderMetrics, FUSE_BUCKETS } from './metrics.js';
 import { judgeHealth } from './health.js';
@@ -79,14 +79,6 @@ test('the exposition format: types, _total counters, escaped labels, cumulative 
   assert.equal(get('delugefs_fuse_request_duration_seconds_count', { op: 'read' })[0]!.value, 6);
   assert.equal(get('delugefs_fuse_errors_total', { op: 'lookup' })[0]!.value, 1);
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 test('a mounted node serves /metrics on 127.0.0.1: FUSE work counted by operation, the same counts as status', { timeout: 120_000 }, async () => {
   sb = await sandbox('dfs-metrics');

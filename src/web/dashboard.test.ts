@@ -10,7 +10,7 @@ import { access, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import net from 'node:net';
+import { freePort } from '../testing/free-port.js';
 import { sandbox, runCli, Sandbox, NodeProc } from '../testing/node-proc.js';
 import { eventually } from '../testing/eventually.js';
 import { callLocal } from '../daemon/methods.js';
@@ -34,14 +34,6 @@ after(async () => {
   await extraWeb?.close().catch(() => {});
   await sb?.cleanup();
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 /** A raw request (fetch cannot set Host or Origin). */
 function raw(port: number, path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
