@@ -59,9 +59,10 @@ export class Feed {
     return this.latest;
   }
 
-  /** A new client: everything now, to it alone (the others have it). */
+  /** A new client: what the others were sent last, to it alone; or, the first, everything now. */
   async welcome(res: ServerResponse): Promise<void> {
-    for (const [event, data] of await this.gather()) this.o.hub.send(event, data, res);
+    if (this.timer && this.last.size) for (const [event, json] of this.last) this.o.hub.sendJson(event, json, res);
+    else for (const [event, data] of await this.gather()) this.push(event, data);
     this.start();
   }
 
@@ -79,6 +80,7 @@ export class Feed {
     if (this.o.hub.size === 0) {
       clearInterval(this.timer!);
       this.timer = null;
+      this.last.clear(); // stale by the next listener's time
       return;
     }
     if (this.busy) return;

@@ -39,7 +39,11 @@ export class SseHub {
 
   /** One event to every client; `data` is JSON, so it never holds a newline that could end the event. */
   send(event: string, data: unknown, only?: ServerResponse): void {
-    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    this.sendJson(event, JSON.stringify(data), only);
+  }
+
+  sendJson(event: string, json: string, only?: ServerResponse): void {
+    const frame = `event: ${event}\ndata: ${json}\n\n`;
     if (only) this.writeTo(only, frame);
     else this.write(frame);
   }
