@@ -5,7 +5,7 @@
 // every other listener: few connections, short timeouts, small requests.
 import { createServer, type Server } from 'node:http';
 import type { Logger } from '../util/log.js';
-import { allowedHost, baseHeaders, API_CSP } from '../web/guard.js';
+import { allowedHost, baseHeaders, refusalLog, API_CSP } from '../web/guard.js';
 import { PAGE, PAGE_CSP } from '../web/page.js';
 import { SseHub } from '../web/sse.js';
 import { Feed } from '../web/feed.js';
@@ -54,6 +54,7 @@ export async function startWeb(o: { port: number; bind: string; metrics: () => P
   const hub = d ? new SseHub({ max: d.maxEventClients }) : null;
   const feed = d && hub ? new Feed({ call: d.call, hub, joins: d.joins, log: o.log, everyMs: d.feedMs }) : null;
   const apiHeaders = baseHeaders(API_CSP);
+  const refused = refusalLog(o.log);
   let port = o.port;
   const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 8192 }, (req, res) => {
     const text = (status: number, body: string, extra: Record<string, string> = {}) => res.writeHead(status, { ...apiHeaders, 'content-type': 'text/plain; charset=utf-8', ...extra }).end(body);
@@ -62,11 +63,11 @@ export async function startWeb(o: { port: number; bind: string; metrics: () => P
     const path = url.pathname;
     // /metrics stays as scrapers know it (any Host): read-only counts. The dashboard holds names.
     if (feed && path !== '/metrics' && !allowedHost(req.headers.host, o.bind, port)) {
-      o.log.warn('web.refused', { reason: 'host', host: String(req.headers.host).slice(0, 200), remote: req.socket.remoteAddress });
+      refused('host', { host: String(req.headers.host).slice(0, 200), remote: req.socket.remoteAddress });
       return text(421, 'wrong Host: use the address the web port listens on\n');
     }
     if (feed && path.startsWith('/api/')) {
-      void handleApi(req, res, url, { call: d!.call, token: d!.token, joins: d!.joins, hub: hub!, feed, log: o.log, headers: apiHeaders });
+      void handleApi(req, res, url, { call: d!.call, token: d!.token, joins: d!.joins, hub: hub!, feed, log: o.log, headers: apiHeaders, refused });
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n', { allow: 'GET, HEAD' });

@@ -27,6 +27,8 @@ export interface ApiContext {
   feed: Feed;
   log: Logger;
   headers: Record<string, string>;
+  /** Logs a refused request (rate-limited: guard.ts refusalLog). */
+  refused: (reason: string, fields: Record<string, unknown>) => void;
 }
 
 class HttpError extends Error {
@@ -41,7 +43,8 @@ const intParam = (v: string | null, what: string, def: number, max: number): num
 
 /** One page of a directory, each regular file with the disks holding it (whereis). */
 async function files(call: Caller, url: URL): Promise<unknown> {
-  const path = url.searchParams.get('path') ?? '/';
+  const asked = url.searchParams.get('path') ?? '/';
+  const path = asked.length > 1 ? asked.replace(/\/+$/, '') || '/' : asked;
   if (!path.startsWith('/') || path.length > 4096 || path.includes('\0')) throw new HttpError(400, 'path must be an absolute path in the cluster (e.g. /docs)');
   const offset = intParam(url.searchParams.get('offset'), 'offset', 0, 1 << 30);
   const limit = Math.max(1, intParam(url.searchParams.get('limit'), 'limit', 100, MAX_DIR_PAGE));
@@ -74,13 +77,13 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, url: 
   };
   try {
     if (!tokenMatches(req.headers[TOKEN_HEADER] as string | undefined, c.token)) {
-      c.log.warn('web.refused', { reason: 'token', path: url.pathname.slice(0, 100), remote: req.socket.remoteAddress });
+      c.refused('token', { path: url.pathname.slice(0, 100), remote: req.socket.remoteAddress });
       throw new HttpError(401, 'missing or wrong token: open the URL "delugefs dashboard ROOT" prints');
     }
     const p = url.pathname;
     if (req.method === 'POST') {
       if (!sameOrigin(req.headers.origin, req.headers['sec-fetch-site'] as string | undefined, req.headers.host ?? '')) {
-        c.log.warn('web.refused', { reason: 'origin', origin: String(req.headers.origin).slice(0, 200) });
+        c.refused('origin', { origin: String(req.headers.origin).slice(0, 200), remote: req.socket.remoteAddress });
         throw new HttpError(403, 'cross-origin request refused');
       }
       await body(req);
@@ -91,11 +94,16 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, url: 
       if (!JOIN_CODE_RE.test(code)) throw new HttpError(400, 'not a join code');
       if (!c.joins.list().some((j) => j.code === code)) throw new HttpError(404, `no pending join ${code} (approved, refused or expired)`);
       if (m[2] === 'approve') {
-        const r = await c.joins.approve(code);
+        // Expired or decided elsewhere between the check and now: the joiner's problem, not ours.
+        const r = await c.joins.approve(code).catch((e: Error) => { throw new HttpError(409, e.message); });
         c.log.info('web.join_approved', { code, nodeId: r.nodeId });
         return json(200, { approved: true, nodeId: r.nodeId });
       }
-      c.joins.refuse(code);
+      try {
+        c.joins.refuse(code);
+      } catch (e) {
+        throw new HttpError(409, (e as Error).message);
+      }
       c.log.info('web.join_refused', { code });
       return json(200, { refused: true });
     }

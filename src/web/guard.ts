@@ -4,6 +4,7 @@
 // the Host check) and cross-site requests (refused by the Origin check, and by the token header,
 // which no cross-origin page can set without a CORS preflight we never answer).
 import { isIP } from 'node:net';
+import type { Logger } from '../util/log.js';
 
 /** Hosts a request may name: the bound address, and loopback names when it listens there. */
 export function allowedHost(hostHeader: string | undefined, bind: string, port: number): boolean {
@@ -44,3 +45,18 @@ export function baseHeaders(csp: string): Record<string, string> {
 
 /** For JSON and SSE answers: no script, style or frame at all. */
 export const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+
+/** `web.refused` warnings, at most one a second: a flood of bad requests must not flood the log. */
+export function refusalLog(log: Logger, everyMs = 1000): (reason: string, fields: Record<string, unknown>) => void {
+  let last = 0, suppressed = 0;
+  return (reason, fields) => {
+    const now = Date.now();
+    if (now - last < everyMs) {
+      suppressed++;
+      return;
+    }
+    log.warn('web.refused', { reason, ...fields, ...(suppressed ? { suppressed } : {}) });
+    last = now;
+    suppressed = 0;
+  };
+}
