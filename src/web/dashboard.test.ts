@@ -15,6 +15,8 @@ import { sandbox, runCli, Sandbox, NodeProc } from '../testing/node-proc.js';
 import { eventually } from '../testing/eventually.js';
 import { callLocal } from '../daemon/methods.js';
 import { INVITE } from '../node/control-methods.js';
+import { PUT } from '../node/put-file.js';
+import { CONFLICTS } from '../daemon/conflicts.js';
 import { CONTROL_SOCKET } from '../node/cluster-node.js';
 import { startWeb, type Web } from '../daemon/web.js';
 import { MAX_SSE_CLIENTS } from './sse.js';
@@ -136,6 +138,14 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
   await mkdir(join(sb.mnt, 'docs'));
   await writeFile(join(sb.mnt, 'docs', 'b.bin'), Buffer.alloc(300_000, 7));
   await writeFile(join(sb.mnt, HOSTILE), 'x');
+  // A real conflict copy: one path written on node 1 (its mount) and node 2 (put) at once.
+  const sock2 = join(sb.dir, 'root2', CONTROL_SOCKET);
+  for (let i = 0; ; i++) {
+    await Promise.all([writeFile(join(sb.mnt, `same${i}.txt`), 'from node 1\n'), callLocal(sock2, PUT, { path: `/same${i}.txt`, data: Buffer.from('from node 2, longer\n').toString('base64'), parents: false })]);
+    const made = await eventually('a conflict copy', async () => (await callLocal(sock1, CONFLICTS, null)).total > 0, 5000).catch(() => false);
+    if (made) break;
+    if (i === 4) assert.fail('no conflict copy after 5 concurrent writes of one path');
+  }
   // Settled: three members up, every file on its copies.
   const status = await eventually('three members up and every file on its copies', async () => {
     const st = await cli(['status', sb!.root]);
@@ -218,7 +228,13 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     assert.deepEqual(shown, [...ids].sort(), 'the three disks by node id');
     const machines = await pg.$$eval('#map .machine-name', (els) => els.map((e) => e.textContent));
     assert.deepEqual(machines.sort(), [...new Set(st.disks.map((d: { machine: string }) => d.machine))].sort());
+    const peers = await cli(['peers', sb.root]);
+    assert.deepEqual(await pg.$$eval('#peers tr', (els) => els.map((e) => (e as HTMLElement).dataset.node)), peers.map((r: { nodeId: string }) => r.nodeId), 'the peers as delugefs peers lists them');
     assert.equal(await pg.textContent('#conflicts-count'), String(st.namespace.conflicts));
+    assert.ok(st.namespace.conflicts >= 1);
+    const conflicts = await cli(['conflicts', sb.root]);
+    assert.equal(conflicts.total, st.namespace.conflicts);
+    assert.deepEqual(await pg.$$eval('#conflicts tr td:first-child', (els) => els.map((e) => e.textContent)), conflicts.items.map((c: { path: string }) => c.path));
     assert.equal(await pg.textContent('#ns-files'), String(st.namespace.files));
     assert.deepEqual(await pg.$$eval('#checks li[data-code]', (els) => els.map((e) => (e as HTMLElement).dataset.code)), st.checks.map((c: { code: string }) => c.code));
     // A file's holders in the browser = whereis --json.
