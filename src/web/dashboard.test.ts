@@ -183,6 +183,17 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
   assert.equal((await post({ origin: `http://127.0.0.1:${webPort}` })).status, 401, 'POST without token');
   assert.equal((await raw(webPort, '/api/files?path=/docs&limit=999', { headers: auth })).status, 400, 'page size bounded');
   assert.equal((await raw(webPort, '/api/files?path=/nope', { headers: auth })).status, 404);
+  // Paging: two names at a time, in order, all of them once.
+  const pageOf = async (offset: number) => JSON.parse((await raw(webPort, `/api/files?path=/&offset=${offset}&limit=2`, { headers: auth })).body);
+  const p0 = await pageOf(0), p1 = await pageOf(2);
+  assert.equal(p0.items.length, 2);
+  assert.equal(p0.total, p1.total);
+  const all = JSON.parse((await raw(webPort, '/api/files?path=/', { headers: auth })).body);
+  assert.deepEqual([...p0.items, ...p1.items].map((i: { name: string }) => i.name), all.items.slice(0, 4).map((i: { name: string }) => i.name));
+  assert.equal(all.total, all.items.length);
+  const docs = JSON.parse((await raw(webPort, '/api/files?path=/docs/', { headers: auth })).body);
+  assert.equal(docs.items[0].name, 'b.bin');
+  assert.ok(docs.items[0].holders.length >= 2, 'holders from whereis');
   assert.equal((await raw(webPort, '/metrics')).status, 200, '/metrics as before');
   // The SSE bound: MAX_SSE_CLIENTS streams, the next is refused; closing one frees a place.
   const streams = [];

@@ -74,6 +74,7 @@ const SCRIPT = String.raw`
       return r.json().then(function (j) { if (!r.ok) throw new Error(j.error || ('HTTP ' + r.status)); return j; });
     });
   }
+  // Counts the updates applied (the browser test reads it).
   function bump() { document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); }
   function fail(where, e) { var t = $(where); if (t) { t.textContent = e.message; t.className = 'msg err'; } }
 
