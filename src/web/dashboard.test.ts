@@ -195,6 +195,7 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
   assert.equal(docs.items[0].name, 'b.bin');
   assert.ok(docs.items[0].holders.length >= 2, 'holders from whereis');
   assert.equal((await raw(webPort, '/metrics')).status, 200, '/metrics as before');
+  assert.match(n1.stderr(), /"level":"warn","event":"web\.refused".*"reason":"token"/, 'refusals are logged');
   // The SSE bound: MAX_SSE_CLIENTS streams, the next is refused; closing one frees a place.
   const streams = [];
   for (let i = 0; i < MAX_SSE_CLIENTS; i++) streams.push(await openStream(webPort, token));
@@ -271,6 +272,10 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     assert.equal(await pg.evaluate(() => (window as unknown as { __same?: number }).__same), 42, 'the same document: no reload');
     assert.ok(Number(await pg.getAttribute('body', 'data-updates')) > before, 'updates came over the event stream');
     assert.match(await pg.textContent('#down-rate') ?? '', /\/s$/);
+    // Transfers move live too: node 1 sends a new file's copies to the others.
+    const sent = await pg.textContent('#uploaded');
+    await writeFile(join(sb.mnt, 'big.bin'), Buffer.alloc(2 << 20, 3));
+    await pg.waitForFunction((s) => document.getElementById('uploaded')?.textContent !== s, sent, { timeout: 30_000 });
     assert.equal(await pg.textContent('#joins-count'), '0');
 
     // ---- a pending join, approved from the page ----------------------------------------------
@@ -298,6 +303,10 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     await row.waitFor({ state: 'detached', timeout: 10_000 });
     assert.deepEqual(pj.approved(), [pj.code]);
     assert.equal(await pg.textContent('#joins-count'), '1');
+    await pg.locator('#joins tr[data-code="other-1"] button.refuse').click();
+    await pg.locator('#joins tr[data-code="other-1"]').waitFor({ state: 'detached', timeout: 10_000 });
+    assert.deepEqual(pj.refused(), ['other-1']);
+    assert.equal(await pg.textContent('#joins-count'), '0');
     // Live: the verdict follows status (it may move while the last file is copied).
     await eventually('the page\'s verdict to be status\' verdict', async () => (await pg.textContent('#verdict')) === `HEALTH_${(await cli(['status', sb!.root])).verdict}`, 15_000);
     assert.deepEqual(problems, [], 'no script errors and no CSP violations');
