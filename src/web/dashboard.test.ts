@@ -248,6 +248,8 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     assert.equal(conflicts.total, st.namespace.conflicts);
     assert.deepEqual(await pg.$$eval('#conflicts tr td:first-child', (els) => els.map((e) => e.textContent)), conflicts.items.map((c: { path: string }) => c.path));
     assert.equal(await pg.textContent('#ns-files'), String(st.namespace.files));
+    assert.equal(await pg.textContent('#under'), String(st.content.under));
+    assert.equal(await pg.textContent('#repl-text'), `${st.content.ids - st.content.under} of ${st.content.ids} on their copies`);
     assert.deepEqual(await pg.$$eval('#checks li[data-code]', (els) => els.map((e) => (e as HTMLElement).dataset.code)), st.checks.map((c: { code: string }) => c.code));
     // A file's holders in the browser = whereis --json.
     await pg.click('#files tr[data-name="docs"] button.fname');

@@ -18,7 +18,8 @@ export interface Sample { at: number; downloaded: number; uploaded: number }
 export interface Transfers {
   at: string;
   swarm: { connections: number; active: number; fetching: number; downloaded: number; uploaded: number; downloadRate: number; uploadRate: number };
-  replication: { held: number; fetching: number; queued: number };
+  /** This disk's copies: held, being fetched, queued; of the last round: surplus dropped, kept as read cache. */
+  replication: { held: number; fetching: number; queued: number; dropped: number; cached: number };
 }
 
 const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
@@ -46,6 +47,7 @@ export class Feed {
   async transfers(): Promise<Transfers> {
     const r = (await this.o.call(REPLICATION_STATUS, null)) as Record<string, unknown>;
     const s = (r.swarm ?? {}) as Record<string, unknown>;
+    const round = (r.round ?? {}) as Record<string, unknown>;
     const cur: Sample = { at: Date.now(), downloaded: n(s.downloaded), uploaded: n(s.uploaded) };
     // Samples closer than a second apart (a page's own fetch beside the feed) would make noisy rates.
     if (this.latest && this.prev && cur.at - this.prev.at < 1000) return this.latest;
@@ -54,7 +56,7 @@ export class Feed {
     this.latest = {
       at: new Date(cur.at).toISOString(),
       swarm: { connections: n(s.connections), active: n(s.active), fetching: n(s.fetching), downloaded: cur.downloaded, uploaded: cur.uploaded, ...rt },
-      replication: { held: n(r.held), fetching: Array.isArray(r.fetching) ? r.fetching.length : 0, queued: n(r.queued) },
+      replication: { held: n(r.held), fetching: Array.isArray(r.fetching) ? r.fetching.length : 0, queued: n(r.queued), dropped: n(round.dropped), cached: n(round.cached) },
     };
     return this.latest;
   }

@@ -123,6 +123,10 @@ const SCRIPT = String.raw`
     $('fetching').textContent = String(c.fetching);
     $('queued').textContent = String(c.queued);
     $('judged').textContent = c.judgedAt || 'not yet';
+    // Progress: content on its copies, of all content the namespace references.
+    var placed = c.ids ? (c.ids - c.under) / c.ids : 1;
+    $('repl-fill').style.width = (placed * 100).toFixed(1) + '%';
+    $('repl-text').textContent = c.judgedAt ? (c.ids - c.under) + ' of ' + c.ids + ' on their copies' : 'not judged yet';
     var ns = h.namespace;
     $('ns-files').textContent = String(ns.files);
     $('ns-dirs').textContent = String(ns.dirs);
@@ -156,6 +160,7 @@ const SCRIPT = String.raw`
     $('repl-held').textContent = String(t.replication.held);
     $('repl-fetching').textContent = String(t.replication.fetching);
     $('repl-queued').textContent = String(t.replication.queued);
+    $('repl-dropped').textContent = t.replication.dropped + ' dropped, ' + t.replication.cached + ' kept as read cache';
   }
 
   function renderJoins(list) {
@@ -287,13 +292,13 @@ const BODY = String.raw`
 <section id="health"><h2>Health</h2><ul id="checks"></ul><div id="checks-msg" class="msg"></div>
 <div class="nums"><span>members</span><span id="members"></span><span>machines</span><span id="machines"></span><span>disks</span><span id="disk-count"></span><span>states</span><span id="up"></span><span>last update</span><span id="updated"></span></div></section>
 <section><h2>Cluster map</h2><div id="map"></div></section>
-<section id="replication"><h2>Replication</h2><div class="nums">
+<section id="replication"><h2>Replication</h2><div class="bar"><div id="repl-fill" class="fill"></div></div><div id="repl-text" class="msg"></div><div class="nums">
 <span>content ids</span><span id="ids"></span><span>copies kept</span><span id="copies"></span><span>under target</span><span id="under"></span><span>lost</span><span id="lost"></span>
 <span>fetching (this disk)</span><span id="fetching"></span><span>queued</span><span id="queued"></span><span>judged at</span><span id="judged"></span>
 <span>files</span><span id="ns-files"></span><span>directories</span><span id="ns-dirs"></span><span>bytes</span><span id="ns-bytes"></span></div></section>
 <section id="transfer"><h2>Transfers</h2><div class="nums">
 <span>receiving</span><span id="down-rate"></span><span>sending</span><span id="up-rate"></span><span>received</span><span id="downloaded"></span><span>sent</span><span id="uploaded"></span>
-<span>connections</span><span id="conns"></span><span>torrents</span><span id="torrents"></span><span>copies held here</span><span id="repl-held"></span><span>copies being fetched</span><span id="repl-fetching"></span><span>copies queued</span><span id="repl-queued"></span></div></section>
+<span>connections</span><span id="conns"></span><span>torrents</span><span id="torrents"></span><span>copies held here</span><span id="repl-held"></span><span>copies being fetched</span><span id="repl-fetching"></span><span>copies queued</span><span id="repl-queued"></span><span>surplus (last round)</span><span id="repl-dropped"></span></div></section>
 <section><h2>Peers</h2><table><thead><tr><th>node</th><th>machine</th><th>state</th><th>reached at</th><th>sync</th><th>swarm</th></tr></thead><tbody id="peers"></tbody></table></section>
 <section id="joins-box"><h2>Pending joins (<span id="joins-count">0</span>)</h2><table><thead><tr><th>node</th><th>machine</th><th>address</th><th>since</th><th></th></tr></thead><tbody id="joins"></tbody></table><div id="joins-msg" class="msg"></div></section>
 <section id="files-box"><h2>Files</h2><div id="files-nav"><button id="files-up">up</button><span id="path" class="mono"></span><span id="files-count"></span><button id="files-prev">prev</button><button id="files-next">next</button></div>
