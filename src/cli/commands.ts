@@ -35,13 +35,7 @@ import { FSCK_HELP, runFsck } from './fsck.js';
 import { PEERS, renderPeers } from '../daemon/peers.js';
 import { WEB_INFO } from '../web/methods.js';
 import { readToken } from '../web/token.js';
-
-/** Where a browser on this machine reaches a web port bound to `bind`. */
-export function dashboardHost(bind: string): string {
-  if (bind === '0.0.0.0') return '127.0.0.1';
-  if (bind === '::') return '[::1]';
-  return bind.includes(':') ? `[${bind}]` : bind;
-}
+import { dashboardHost } from '../web/guard.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allowedHost, sameOrigin } from './guard.js';
+import { allowedHost, dashboardHost, sameOrigin } from './guard.js';
 import { loadOrCreateToken, tokenMatches, TOKEN_FILE } from './token.js';
 import { rates } from './feed.js';
 
@@ -22,6 +22,15 @@ test('Host: the bound address or, on loopback, localhost; a name resolving here 
   assert.ok(!allowedHost('localhost:80', '10.1.2.3', 80), 'localhost is not the bound LAN address');
   assert.ok(allowedHost('192.168.1.9:80', '0.0.0.0', 80), 'wildcard: any address literal');
   assert.ok(!allowedHost('nas.local:80', '0.0.0.0', 80), 'wildcard: still no names');
+});
+
+test('the URL delugefs dashboard prints names a Host the check takes, for every kind of bind', () => {
+  for (const bind of ['127.0.0.1', '0.0.0.0', '::', '::1', '10.1.2.3', 'fe80::1']) {
+    const host = `${dashboardHost(bind)}:8080`;
+    assert.ok(allowedHost(host, bind, 8080), `${bind} -> ${host}`);
+  }
+  assert.equal(dashboardHost('0.0.0.0'), '127.0.0.1');
+  assert.equal(dashboardHost('::'), '[::1]');
 });
 
 test('Origin: same origin or none (a script), never another site', () => {

@@ -20,6 +20,13 @@ export function allowedHost(hostHeader: string | undefined, bind: string, port: 
   return host === bind.toLowerCase();
 }
 
+/** Where a browser on this machine reaches a web port bound to `bind` (a Host allowedHost takes). */
+export function dashboardHost(bind: string): string {
+  if (bind === '0.0.0.0') return '127.0.0.1';
+  if (bind === '::') return '[::1]';
+  return bind.includes(':') ? `[${bind}]` : bind;
+}
+
 /**
  * A state-changing request from a browser carries Origin: it must be this page's own. Without
  * one (curl, scripts) the token alone decides; `Sec-Fetch-Site` other than same-origin is refused.
