@@ -90,7 +90,8 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, url: 
       const m = /^\/api\/joins\/([^/]+)\/(approve|refuse)$/.exec(p);
       if (!m) throw new HttpError(404, 'no such action');
       if (!c.joins) throw new HttpError(404, 'this node takes no join requests');
-      const code = decodeURIComponent(m[1]!);
+      // Codes are plain (JOIN_CODE_RE): nothing to decode, and anything encoded is not one.
+      const code = m[1]!;
       if (!JOIN_CODE_RE.test(code)) throw new HttpError(400, 'not a join code');
       if (!c.joins.list().some((j) => j.code === code)) throw new HttpError(404, `no pending join ${code} (approved, refused or expired)`);
       if (m[2] === 'approve') {

@@ -291,7 +291,8 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     // Refused before anything is decided: wrong token, cross-origin.
     assert.equal((await raw(jp, `/api/joins/${pj.code}/approve`, { method: 'POST', headers: { 'x-delugefs-token': 'b'.repeat(64), origin: `http://127.0.0.1:${jp}` } })).status, 401);
     assert.equal((await raw(jp, `/api/joins/${pj.code}/approve`, { method: 'POST', headers: { 'x-delugefs-token': jtoken, origin: 'http://evil.example' } })).status, 403);
-    assert.equal((await raw(jp, '/api/joins/no%20such/approve', { method: 'POST', headers: { 'x-delugefs-token': jtoken } })).status, 400);
+    for (const bad of ['no%20such', '%E0%A4%A', 'a.b', 'x'.repeat(65)]) assert.equal((await raw(jp, `/api/joins/${bad}/approve`, { method: 'POST', headers: { 'x-delugefs-token': jtoken } })).status, 400, bad);
+    assert.equal((await raw(jp, '/api/joins/ZZZZ-ZZZZ/approve', { method: 'POST', headers: { 'x-delugefs-token': jtoken } })).status, 404, 'no such join');
     assert.deepEqual(pj.approved(), [], 'nothing approved by refused requests');
     await pg.route('**/*', (r) => r.continue());
     await pg.goto(`http://127.0.0.1:${jp}/#token=${jtoken}`);
