@@ -103,6 +103,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs status ROOT                  the cluster's health (OK, WARN or ERROR) with its checks and counts
   delugefs conflicts ROOT               the conflict copies merges kept, with both versions' writers and times
   delugefs whereis ROOT PATH...         which disks hold each file's content (complete or partial), as of when
+  delugefs dashboard ROOT               the web dashboard's URL with its token (node started with --web-port)
   delugefs fsck ROOT [--repair]         check every stored copy against its piece hashes now, with progress
   delugefs authorized-keys ROOT [--bin PATH]  members' keys as authorized_keys lines (own sshd)
   delugefs shell ROOT --peer NODE       forced command for an sshd authorized_keys line
