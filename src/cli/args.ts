@@ -61,7 +61,8 @@ Options:
   --join-file FILE  to read the token from FILE, or
   --join -          to read it from stdin (e.g. delugefs ... --join - < token)
   --ssh-port N      SSH port: the first free port from N upward (default 7422)
-  --web-port N      serve GET /metrics (Prometheus) on port N (default: none)
+  --web-port N      serve the dashboard (/, see "delugefs dashboard") and GET /metrics
+                    (Prometheus) on port N (default: none)
   --web-bind ADDR   the address the web port binds (default 127.0.0.1: this machine only)
   --interface IF    network interface (name or IPv4 address) to announce on over mDNS
   --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
@@ -102,6 +103,7 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs status ROOT                  the cluster's health (OK, WARN or ERROR) with its checks and counts
   delugefs conflicts ROOT               the conflict copies merges kept, with both versions' writers and times
   delugefs whereis ROOT PATH...         which disks hold each file's content (complete or partial), as of when
+  delugefs dashboard ROOT               the web dashboard's URL with its token (node started with --web-port)
   delugefs fsck ROOT [--repair]         check every stored copy against its piece hashes now, with progress
   delugefs authorized-keys ROOT [--bin PATH]  members' keys as authorized_keys lines (own sshd)
   delugefs shell ROOT --peer NODE       forced command for an sshd authorized_keys line

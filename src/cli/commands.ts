@@ -1,7 +1,7 @@
 // The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts, whereis,
 // authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
-// maintenance and drain (replication settings, through the running node), fsck (cli/fsck.ts), peers.
+// maintenance and drain (replication settings, through the running node), fsck (cli/fsck.ts), peers, dashboard (the web port's URL with its token).
 // Commands that change membership go through the running node's control socket when it runs
 // (the node serialises its own changes), and open the root directly when it does not.
 import { resolve, join } from 'node:path';
@@ -33,6 +33,9 @@ import { renderHealth } from '../daemon/health.js';
 import { CONFLICTS, MAX_LISTED, renderConflicts } from '../daemon/conflicts.js';
 import { FSCK_HELP, runFsck } from './fsck.js';
 import { PEERS, renderPeers } from '../daemon/peers.js';
+import { WEB_INFO } from '../web/methods.js';
+import { readToken } from '../web/token.js';
+import { dashboardHost } from '../web/guard.js';
 
 const HELP: Record<string, string> = {
   key: `Usage: delugefs key ROOT [--json]
@@ -95,6 +98,11 @@ state (up, down, maintenance, draining, unknown), the address it is reached at n
 was found (mdns, static, member record), when it last answered this node's replication poll,
 its disk's fill, namespace sync with it (in step, changes still to send, or failing: failed
 exchanges in a row) and the swarm connections open to it.`,
+  dashboard: `Usage: delugefs dashboard ROOT [--json]
+On a running node started with --web-port: prints the dashboard's URL with its token
+(http://127.0.0.1:PORT/#token=...). Open it in a browser on this machine (or through an SSH
+tunnel). The token is in ROOT/web-token, readable by the node's user only: it lets whoever holds
+it approve or refuse joins, so do not share the URL.`,
   put: `Usage: delugefs put ROOT PATH [FILE|-] [--parents] [--json]
 On a running node: writes FILE (or stdin) as the whole content of PATH, an absolute path inside
 the cluster's namespace (e.g. /docs/a.txt), creating or replacing the file; for nodes without a
@@ -322,6 +330,17 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
       const rows = await viaControlM(root, PEERS, null);
       if (!rows) throw new CheckError(`peers: no node is running on ${root}; start it first`);
       return print(a.json, rows, renderPeers(rows));
+    }
+    case 'dashboard': {
+      await nodeRoot(root);
+      const w = await viaControlM(root, WEB_INFO, null).catch((e: Error) => {
+        if (/unknown method/.test(e.message)) throw new CheckError(`dashboard: the node on ${root} has no web port; start it with --web-port N`);
+        throw e;
+      });
+      if (!w) throw new CheckError(`dashboard: no node is running on ${root}; start it with --web-port N`);
+      const token = await readToken(root).catch((e: Error) => { throw new CheckError(`dashboard: ${e.message}`); });
+      const url = `http://${dashboardHost(w.bind)}:${w.port}/#token=${token}`;
+      return print(a.json, { url, port: w.port, bind: w.bind }, url);
     }
     case 'conflicts': {
       await nodeRoot(root);

@@ -15,7 +15,11 @@ import { servePeers } from './peers.js';
 import { healthOf } from './health-method.js';
 import { FuseMetrics, renderMetrics } from './metrics.js';
 import { startWeb } from './web.js';
+import { serveDirList } from './dir-list.js';
+import { inProcessCaller, WEB_INFO } from '../web/methods.js';
+import { loadOrCreateToken } from '../web/token.js';
 import { serve } from './methods.js';
+import type { JoinSource } from '../web/joins.js';
 import { localOnly } from '../cluster/control-socket.js';
 import { FSCK, WHEREIS } from '../replication/methods.js';
 
@@ -33,8 +37,10 @@ export interface DaemonOptions {
   releasePort?: () => Promise<void>;
   replication?: ReplicationOptions;
   mount?: { dir: string; cluster: string; allowOther: boolean };
-  /** The web port (metrics); none unless given. */
+  /** The web port (metrics, the dashboard); none unless given. */
   web?: { port: number; bind: string };
+  /** Pending LAN joins the dashboard shows and decides (cluster/join-requests.ts). */
+  joins?: JoinSource;
 }
 
 export class Daemon {
@@ -65,6 +71,7 @@ export class Daemon {
       const cluster = (this.cluster = await ClusterNode.start(node, o.paths, o.config, o.log, o.cluster));
       this.onStop('cluster', () => cluster.close());
       serveConflicts(node, cluster);
+      serveDirList(node, cluster);
       await o.releasePort?.();
       const swarm = (this.swarm = await SwarmLink.start(node, cluster, { root: o.paths.root, clusterName: o.config.cluster, port: o.cluster.btPort, log: o.log, backgroundRate: o.replication?.healRate }));
       this.onStop('swarm', () => swarm.close());
@@ -83,8 +90,11 @@ export class Daemon {
       const fuse = o.web && o.mount ? new FuseMetrics() : null;
       if (o.web) {
         const me = cluster.identity.nodeId;
+        // Made before the port opens, so `delugefs dashboard` finds it once the node is ready.
+        const token = await loadOrCreateToken(o.paths.root);
         const web = await startWeb({
           port: o.web.port, bind: o.web.bind, log: o.log,
+          dashboard: { call: inProcessCaller(cluster.rpc), token, joins: o.joins },
           metrics: async () => {
             const space = await node.store.space();
             const r = replication.summary();
@@ -96,6 +106,11 @@ export class Daemon {
           },
         });
         this.onStop('web', () => web.close());
+        const bind = o.web.bind;
+        serve(cluster.rpc, WEB_INFO, (_p, peer) => {
+          localOnly(peer, 'web_info');
+          return { port: web.port, bind };
+        });
       }
       if (o.mount) {
         const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther, onDone: fuse?.observe }, o.log));

@@ -3,8 +3,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../testing/free-port.js';
 import { sandbox, runCli, Sandbox } from '../testing/node-proc.js';
 import { FuseMetrics, renderMetrics, FUSE_BUCKETS } from './metrics.js';
 import { judgeHealth } from './health.js';
@@ -80,14 +80,6 @@ test('the exposition format: types, _total counters, escaped labels, cumulative 
   assert.equal(get('delugefs_fuse_errors_total', { op: 'lookup' })[0]!.value, 1);
 });
 
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
-
 test('a mounted node serves /metrics on 127.0.0.1: FUSE work counted by operation, the same counts as status', { timeout: 120_000 }, async () => {
   sb = await sandbox('dfs-metrics');
   const port = await freePort();
@@ -116,8 +108,8 @@ test('a mounted node serves /metrics on 127.0.0.1: FUSE work counted by operatio
   assert.equal(one('delugefs_namespace_directories'), st.namespace.dirs);
   assert.equal(one('delugefs_namespace_file_bytes'), st.namespace.bytes);
   assert.equal(one('delugefs_namespace_files'), 5);
-  // Read-only and nothing else: other paths 404, other methods 405.
-  assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 404);
+  // Read-only: other paths 404, other methods 405 (the dashboard at / is web/dashboard.test.ts').
+  assert.equal((await fetch(`http://127.0.0.1:${port}/nothing`)).status, 404);
   assert.equal((await fetch(url, { method: 'POST', body: 'x' })).status, 405);
   assert.equal(await node.stop(), 0);
   await assert.rejects(fetch(url), 'still listening after stop');
