@@ -35,7 +35,11 @@ export function checkToken(token: string, cluster: string): ReturnType<typeof de
   return invite;
 }
 
-export interface Joined { via: string; inviter: string; head: string }
+export interface Joined {
+  via: string; inviter: string; head: string;
+  /** The host key fetched from when it was learned on first use (--peer, LAN): checked against the records once they are read. */
+  peerKey?: Buffer;
+}
 
 /**
  * Fetches the cluster's main branch from `url` (an ssh:// URL or an absolute path) into repoDir,
@@ -57,7 +61,8 @@ export async function fetchMain(repoDir: string, url: string, env: NodeJS.Proces
   return head;
 }
 
-async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
+/** Env for git over SSH to one member whose host key is `keyBlob` (its own known_hosts file). */
+export async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
   const dir = join(root, 'cluster');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const kh = join(dir, 'known_hosts-join');
