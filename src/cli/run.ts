@@ -93,6 +93,12 @@ async function lanJoin(root: string, repo: string, a: RunArgs, log: ReturnType<t
   }
 }
 
+/** Tests shorten how long LAN join requests live (DFS_JOIN_IDLE_MS, DFS_JOIN_MAX_AGE_MS); not a user setting. */
+function joinLimitsFromEnv(): { idleMs?: number; maxAgeMs?: number } {
+  const ms = (v: string | undefined) => (v && /^\d{3,9}$/.test(v) ? Number(v) : undefined);
+  return { idleMs: ms(process.env.DFS_JOIN_IDLE_MS), maxAgeMs: ms(process.env.DFS_JOIN_MAX_AGE_MS) };
+}
+
 export async function runNode(a: RunArgs): Promise<void> {
   const root = resolve(a.root);
   const mnt = a.mount ? resolve(a.mount) : undefined;
@@ -239,7 +245,7 @@ export async function runNode(a: RunArgs): Promise<void> {
         throw new CheckError(`the node at ${joined.via} showed a host key that is not member ${joined.inviter}'s in the records it served: not joining`);
       }
     },
-    cluster: { sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create' },
+    cluster: { sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create', joinLimits: joinLimitsFromEnv() },
     // The swarm takes over the BitTorrent port reserved during the checks.
     releasePort: () => new Promise((r) => btListener.close(() => r())),
     mount: mnt ? { dir: mnt, cluster: a.cluster, allowOther: a.allowOther } : undefined,

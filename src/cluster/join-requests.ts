@@ -77,7 +77,8 @@ export class JoinRequests {
     now?: () => number;
     log?: Log;
   }) {
-    this.limits = { ...DEFAULT_JOIN_LIMITS, ...o.limits };
+    // An option given as undefined keeps its default.
+    this.limits = { ...DEFAULT_JOIN_LIMITS, ...Object.fromEntries(Object.entries(o.limits ?? {}).filter(([, v]) => v !== undefined)) };
     this.now = o.now ?? Date.now;
   }
 

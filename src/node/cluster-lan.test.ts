@@ -88,8 +88,9 @@ after(async () => {
 test('create, invite and join three machines and a second disk', { skip, timeout: 90_000 }, async () => {
   const [ha, hb, hc] = [await lan.addHost('a'), await lan.addHost('b'), await lan.addHost('c')];
   const a = await startNode('a', ha, ['--create']);
-  // A new root with neither --create nor --join, and no member on its machine: told how to get a token.
-  const lonely = await cli([CL, join(dir, 'lonely')], { DELUGEFS_RUN_DIR: runDirOf(hb) });
+  // A new root with neither --create nor --join, no member on its machine and no mDNS (this runs
+  // outside the test's namespaces: with mDNS it would ask the real network): told how to get a token.
+  const lonely = await cli([CL, join(dir, 'lonely'), '--no-mdns'], { DELUGEFS_RUN_DIR: runDirOf(hb) });
   assert.equal(lonely.code, 1);
   assert.match(lonely.err, /delugefs invite.*--join TOKEN/);
   const tokenB = (await cli(['invite', a.root, '--ttl', '10m'])).out.trim();
