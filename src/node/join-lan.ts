@@ -69,11 +69,15 @@ export async function joinOverLan(root: string, repoDir: string, o: LanJoinOptio
           log.warn('join.lan.ask_failed', { member: p.nodeId, host: p.host, sshPort: p.sshPort, code, error: (e as Error).message });
           continue;
         }
-        if (r.cluster !== o.cluster || (root0 && r.root !== root0)) {
-          // Someone announcing this cluster with another history: not the cluster the code names.
-          log.warn('join.lan.member_ignored', { member: p.nodeId, host: p.host, root: r.root, expected: root0, hint: 'this node claims another cluster history (a forged member?); it is not asked again' });
+        if (r.cluster !== o.cluster) {
+          log.warn('join.lan.member_ignored', { member: p.nodeId, host: p.host, cluster: r.cluster, hint: 'it answers for another cluster' });
           ignored.add(p.nodeId);
           continue;
+        }
+        if (root0 && r.root !== root0) {
+          // Two histories answer for one name: one of them is not the cluster meant (a forged
+          // member, or two clusters of one name). Whichever approved first would win: join neither.
+          throw new JoinError(`two different clusters named "${o.cluster}" answer on this LAN (member ${p.nodeId} at ${p.host} has the history ${r.root.slice(0, 12)}, another ${root0.slice(0, 12)}); not joining either over the LAN`);
         }
         if (!root0) {
           root0 = r.root;

@@ -202,3 +202,19 @@ test('a joiner that gives up (--join-wait) leaves a request that expires at the 
   assert.equal(late.code, 1);
   assert.match(late.err, /no pending join request/);
 });
+
+test('two clusters of one name answering on the LAN: the joiner joins neither', { skip, timeout: 90_000 }, async () => {
+  // Another cluster named like ours (a forged member, or a second cluster): another root commit, so another code.
+  const hf = await lan.addHost('f');
+  const fake = spawnNode(hf, [CL, join(dir, 'fake'), '--create', '--json', '--interface', 'eth0', '--port', '17100', '--ssh-port', '17422']);
+  await waitReady(fake, 30_000);
+  try {
+    const hn = await lan.addHost('n');
+    const n = startJoiner(hn, 'n');
+    assert.equal(await n.exited, 1);
+    assert.match(n.stderr(), /two different clusters named "lj" answer on this LAN/);
+  } finally {
+    fake.kill('SIGTERM');
+    await new Promise((r) => fake.once('exit', r));
+  }
+});
