@@ -176,7 +176,7 @@ test('a flood of requests from one address is bounded; members and other joiners
 
   // Another machine's request still gets in; refused, its joiner ends with a clear error.
   const hk = await lan.addHost('k');
-  const k = startJoiner(hk, 'k');
+  const k = startJoiner(hk, 'k', ['--join-wait', '40s']);
   const { code } = await k.waiting();
   await eventually('k listed', async () => (await joins()).some((x) => x.code === code));
   const r = await cli(['refuse', member.root, code]);
@@ -210,7 +210,7 @@ test('two clusters of one name answering on the LAN: the joiner joins neither', 
   await waitReady(fake, 30_000);
   try {
     const hn = await lan.addHost('n');
-    const n = startJoiner(hn, 'n');
+    const n = startJoiner(hn, 'n', ['--join-wait', '30s']);
     assert.equal(await n.exited, 1);
     assert.match(n.stderr(), /two different clusters named "lj" answer on this LAN/);
   } finally {
