@@ -195,7 +195,9 @@ export async function runNode(a: RunArgs): Promise<void> {
         for (const n of await readdir(root)) if (!keep(n)) await rm(join(root, n), { recursive: true, force: true });
         if (state.kind === 'missing' && !(await readdir(root)).length) await rm(root, { recursive: true, force: true });
         if (mode.kind === 'join-lan' && e instanceof JoinError) {
-          throw new CheckError(`${e.message}. Other ways to join cluster "${a.cluster}": run "delugefs invite MEMBER_ROOT" on a running member and start this node with --join-file FILE (or --join TOKEN)`);
+          // Nobody answered: maybe a typo of a root meant to be created.
+          const create = e.noMember ? `${root} is not a DelugeFS root. To start a new cluster there, add --create. ` : '';
+          throw new CheckError(`${create}${e.message}. Other ways to join cluster "${a.cluster}": run "delugefs invite MEMBER_ROOT" on a running member and start this node with --join-file FILE (or --join TOKEN)`);
         }
         throw e instanceof JoinError ? new CheckError(e.message) : e;
       }

@@ -11,8 +11,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLan, netnsAvailable, NetnsLan, NetnsHost } from '../testing/netns.js';
-import { CLI, runCli, waitReady, NodeProc, sh } from '../testing/node-proc.js';
-import { forceUnmount } from '../fuse/mount.js';
+import { CLI, runCli, waitReady, NodeProc, sh, stopAll } from '../testing/node-proc.js';
 import { eventually } from '../testing/eventually.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
@@ -75,12 +74,7 @@ after(async () => {
     for (const n of Object.values(nodes)) await writeFile(join(process.env.DFS_LAN_LOGS, `${n.name}.log`), n.proc?.stderr() ?? '');
     await writeFile(join(process.env.DFS_LAN_LOGS, 'roots'), dir + '\n');
   }
-  for (const p of procs) p.kill('SIGTERM');
-  await Promise.all([...procs].map((p) => new Promise<void>((r) => {
-    const t = setTimeout(() => { p.kill('SIGKILL'); r(); }, 10_000);
-    p.once('exit', () => { clearTimeout(t); r(); });
-  })));
-  for (const m of mounts) await forceUnmount(m).catch(() => {});
+  await stopAll(procs, mounts);
   await lan?.teardown();
   if (dir && !process.env.DFS_LAN_LOGS) await rm(dir, { recursive: true, force: true });
 });

@@ -91,7 +91,7 @@ export async function joinOverLan(root: string, repoDir: string, o: LanJoinOptio
       }
       const waited = Date.now() - started;
       if (!asked && waited > findMs) {
-        throw new JoinError(`no member of cluster "${o.cluster}" answered on the LAN (mDNS) within ${Math.round(findMs / 1000)} s`);
+        throw Object.assign(new JoinError(`no member of cluster "${o.cluster}" answered on the LAN (mDNS) within ${Math.round(findMs / 1000)} s`), { noMember: true });
       }
       if (waited > o.waitMs) throw new JoinError(`no operator approved this node within ${Math.round(o.waitMs / 1000)} s (--join-wait); start it again to ask again`);
       await sleep(pollMs, o.signal);

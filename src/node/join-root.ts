@@ -20,6 +20,8 @@ import type { LocalEntry } from '../cluster/local-registry.js';
 export class JoinError extends Error {
   /** True once a member admitted this key: the key must survive the failure so a retry is the same node. */
   keepKey = false;
+  /** A LAN join found no member to ask (run.ts then also mentions --create). */
+  noMember = false;
 }
 
 /** Checks a token before anything is written: well formed, signed, this cluster, not expired. */

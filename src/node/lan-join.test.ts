@@ -13,8 +13,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLan, netnsAvailable, NetnsLan, NetnsHost } from '../testing/netns.js';
-import { CLI, runCli, waitReady, NodeProc, sh } from '../testing/node-proc.js';
-import { forceUnmount } from '../fuse/mount.js';
+import { CLI, runCli, waitReady, NodeProc, sh, stopAll } from '../testing/node-proc.js';
 import { eventually } from '../testing/eventually.js';
 
 const available = await netnsAvailable();
@@ -85,12 +84,7 @@ after(async () => {
     await mkdir(process.env.DFS_LAN_LOGS, { recursive: true });
     await writeFile(join(process.env.DFS_LAN_LOGS, 'member.log'), member?.proc.stderr() ?? '');
   }
-  for (const p of procs) p.kill('SIGTERM');
-  await Promise.all([...procs].map((p) => new Promise<void>((r) => {
-    const t = setTimeout(() => { p.kill('SIGKILL'); r(); }, 10_000);
-    p.once('exit', () => { clearTimeout(t); r(); });
-  })));
-  for (const m of mounts) await forceUnmount(m).catch(() => {});
+  await stopAll(procs, mounts);
   await lan?.teardown();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -190,6 +184,10 @@ test('a flood of requests from one address is bounded; members and other joiners
 
 test('a joiner that gives up (--join-wait) leaves a request that expires at the member', { skip, timeout: 90_000 }, async () => {
   const he = await lan.addHost('e');
+  // No member of this cluster on the LAN: told so after a while, with --create and the token way.
+  const none = await he.run(process.execPath, [CLI, 'nobody', join(dir, 'nobody'), '--interface', 'eth0'], { env: envOf(he), timeoutMs: 40_000 });
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /not a DelugeFS root\. To start a new cluster there, add --create\. no member of cluster "nobody" answered on the LAN.*--join TOKEN/);
   const e = startJoiner(he, 'e', ['--join-wait', '4s']);
   const { code } = await e.waiting();
   assert.ok((await joins()).some((x) => x.code === code));
