@@ -216,3 +216,25 @@ test('two clusters of one name answering on the LAN: the joiner joins neither', 
     await new Promise((r) => fake.once('exit', r));
   }
 });
+
+test('admitted by a "member" whose repository starts elsewhere than the root commit it named: the joiner refuses it', { skip, timeout: 90_000 }, async () => {
+  const hg = await lan.addHost('g');
+  const claim = 'ab'.repeat(20);
+  const fixture = new URL('./join-lan.fixture.js', import.meta.url).pathname;
+  const fake = spawn('nsenter', [`--net=/run/netns/${hg.ns}`, process.execPath, fixture, join(dir, 'forged'), 'forged', claim], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.add(fake);
+  fake.on('exit', () => procs.delete(fake));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    fake.stdout!.on('data', (b: Buffer) => { out += b.toString(); if (out.includes('"ready":true')) resolve(); });
+    fake.once('exit', (c) => reject(new Error(`fixture exited with ${c}`)));
+  });
+  const hh = await lan.addHost('h');
+  const root = join(dir, 'h');
+  const r = await hh.run(process.execPath, [CLI, 'forged', root, '--interface', 'eth0', '--join-wait', '30s'], { env: envOf(hh), timeoutMs: 60_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`starts at [0-9a-f]{40}, not at ${claim} \\(the history the verification code named\\): not joining`));
+  // Nothing of the forged repository stays; the key does (it may have been admitted somewhere).
+  assert.deepEqual((await sh(`ls -A ${JSON.stringify(root)}`)).out.split('\n').filter(Boolean), ['identity']);
+  fake.kill('SIGTERM');
+});
