@@ -199,6 +199,20 @@ test('a joiner that gives up (--join-wait) leaves a request that expires at the 
   const late = await cli(['approve', member.root, code]);
   assert.equal(late.code, 1);
   assert.match(late.err, /no pending join request/);
+
+  // Ctrl-C while waiting ends the wait at once; the root keeps only the key (asking again shows the same code).
+  const c = startJoiner(he, 'e2');
+  const first = await c.waiting();
+  const t0 = Date.now();
+  c.p.kill('SIGINT');
+  assert.equal(await c.exited, 1);
+  assert.ok(Date.now() - t0 < 3000, `stopped after ${Date.now() - t0} ms`);
+  assert.match(c.stderr(), /interrupted: no longer asking to join/);
+  assert.deepEqual((await sh(`ls -A ${JSON.stringify(c.root)}`)).out.split('\n').filter(Boolean), ['identity']);
+  const c2 = startJoiner(he, 'e2');
+  assert.equal((await c2.waiting()).code, first.code);
+  c2.p.kill('SIGINT');
+  assert.equal(await c2.exited, 1);
 });
 
 test('two clusters of one name answering on the LAN: the joiner joins neither', { skip, timeout: 90_000 }, async () => {
