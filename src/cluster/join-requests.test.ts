@@ -54,7 +54,7 @@ test('idle and maximum age expire requests; a joiner that outlived its age is to
 });
 
 test('bounds: per address, in all, and new requests per address per window', () => {
-  const { j, tick } = store({ maxPending: 6, maxPerAddress: 2, newPerAddress: 3, windowMs: 10_000, idleMs: 60_000 });
+  const { j, tick, log } = store({ maxPending: 6, maxPerAddress: 2, newPerAddress: 3, windowMs: 10_000, idleMs: 60_000 });
   j.request(ask(1, '10.0.0.1'));
   j.request(ask(2, '10.0.0.1'));
   assert.throws(() => j.request(ask(3, '10.0.0.1')), (e) => code(e) === 'busy');
@@ -65,6 +65,14 @@ test('bounds: per address, in all, and new requests per address per window', () 
   assert.throws(() => j.request(ask(20, '10.0.2.1')), (e) => code(e) === 'busy', 'full in all');
   // A pending one's re-poll still works while full.
   assert.equal(j.request(ask(1, '10.0.0.1')).hostname, 'host1');
+  // Refusals of a flood are logged once per reason every 5 s.
+  for (let i = 0; i < 50; i++) assert.throws(() => j.request(ask(100 + i, '10.0.3.1')));
+  assert.equal(log.events.filter((e) => e.event === 'join.request_refused').length, 1);
+  tick(5000);
+  assert.throws(() => j.request(ask(200, '10.0.3.1')));
+  const refused = log.events.filter((e) => e.event === 'join.request_refused');
+  assert.equal(refused.length, 2);
+  assert.equal(refused[1]!.suppressed, 52, 'the 50 and the two earlier ones within 5 s');
   j.close();
   const s2 = store({ newPerAddress: 3, windowMs: 10_000, maxPerAddress: 100, idleMs: 1 });
   for (let i = 0; i < 3; i++) { s2.j.request(ask(i, '10.0.0.5')); s2.tick(2); }

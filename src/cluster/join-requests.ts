@@ -176,9 +176,17 @@ export class JoinRequests {
   }
 
   private refusedNew(code: JoinRefusal, ask: JoinAsk, message: string): JoinRequestError {
-    this.o.log?.('join.request_refused', { nodeId: ask.nodeId, address: ask.address, reason: code }, 'warn');
+    // A flood is one line per reason every 5 s (with how many were not logged), as ssh-limits' refusals.
+    const t = this.now();
+    const last = this.refusalLog.get(code);
+    if (last && t - last.at < 5000) last.suppressed++;
+    else {
+      this.o.log?.('join.request_refused', { nodeId: ask.nodeId, address: ask.address, reason: code, ...(last?.suppressed ? { suppressed: last.suppressed } : {}) }, 'warn');
+      this.refusalLog.set(code, { at: t, suppressed: 0 });
+    }
     return new JoinRequestError(code, message);
   }
+  private readonly refusalLog = new Map<JoinRefusal, { at: number; suppressed: number }>();
 
   private end(nodeId: string, why: 'refused' | 'expired', until: number): void {
     this.ended.delete(nodeId);
