@@ -27,6 +27,8 @@ export interface RunArgs {
   /** HOST:PORT peers outside the LAN. */
   peers: string[];
   mdns: boolean;
+  /** How long a new root asking to join over the LAN (no token) waits for an operator's approval (ms). */
+  joinWaitMs?: number;
   /** A member silent this long is down and its content copied again (ms). */
   deadAfterMs?: number;
   /** The replication audit's period (ms). */
@@ -67,6 +69,9 @@ Options:
   --interface IF    network interface (name or IPv4 address) to announce on over mDNS
   --peer HOST:PORT  a member's SSH address outside the LAN (repeatable)
   --no-mdns         no mDNS (only --peer and the members' last known addresses)
+  --join-wait D     a new ROOT with no token asks the members it finds on the LAN (mDNS) to
+                    admit it and prints a code to approve on a member ("delugefs approve ROOT
+                    CODE"); how long it waits for that (default 10m)
   --no-verify-reads  return stored bytes without checking them against their piece hashes
                     first (by default each piece is checked once per run before a read gets
                     it; a bad one is repaired from the members, or the read fails with EIO)
@@ -98,6 +103,9 @@ Cluster commands (ROOT is a node's root; the node's own commands use its control
   delugefs authorize ROOT KEYLINE       admit a key to the cluster (on a member)
   delugefs invite ROOT [--ttl 1d]       print a one-time join token (on a running member)
   delugefs remove-node ROOT NODE        revoke a member (its key is refused once synced)
+  delugefs joins ROOT                   the LAN join requests waiting for approval (code, machine, address)
+  delugefs approve ROOT CODE            admit the new node whose join request shows CODE
+  delugefs refuse ROOT CODE             refuse that request (its node stops asking)
   delugefs members ROOT                 list the members
   delugefs peers ROOT                   every member as the running node sees it: state, address, last answer, disk, sync, swarm
   delugefs status ROOT                  the cluster's health (OK, WARN or ERROR) with its checks and counts
@@ -132,6 +140,7 @@ export function parseArgs(argv: string[]): Args {
   const named: { cluster?: string; root?: string; mount?: string } = {};
   let create = false, allowOther = false, json = false, port = 6881, mdns = true, verifyReads = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
+  let joinWaitMs: number | undefined;
   let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
   let scrubRate: number | undefined, scrubPauseMs: number | undefined, healRate: number | undefined;
   let webPort: number | undefined, webBind: string | undefined;
@@ -179,6 +188,7 @@ export function parseArgs(argv: string[]): Args {
       case '--no-mdns': mdns = false; break;
       case '--no-verify-reads': verifyReads = false; break;
       case '--dead-after': deadAfterMs = parseDuration(flag, value()); break;
+      case '--join-wait': joinWaitMs = parseDuration(flag, value()); break;
       case '--audit-every': auditMs = parseDuration(flag, value()); break;
       case '--gc-grace': gcGraceMs = parseDuration(flag, value()); break;
       case '--cache-size': cacheBytes = parseSize(flag, value()); break;
@@ -228,7 +238,7 @@ export function parseArgs(argv: string[]): Args {
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
   if (webBind !== undefined && webPort === undefined) throw new UsageError('--web-bind goes with --web-port');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads, webPort, webBind };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, joinWaitMs, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads, webPort, webBind };
 }
 
 /** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */

@@ -15,7 +15,7 @@ async function box() { const b = await sandbox('dfs-sync-cli'); boxes.push(b); r
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}, input = '') => runCli(args, { env, input });
 
 test('subcommands: --help, usage errors (exit 2), clear refusals (exit 1)', async () => {
-  for (const c of ['key', 'authorize', 'invite', 'remove-node', 'members', 'authorized-keys', 'shell']) {
+  for (const c of ['key', 'authorize', 'invite', 'joins', 'approve', 'refuse', 'remove-node', 'members', 'authorized-keys', 'shell']) {
     const r = await cli([c, '--help']);
     assert.equal(r.code, 0, c);
     assert.match(r.out, new RegExp(`^Usage: delugefs ${c}`), c);
@@ -28,6 +28,8 @@ test('subcommands: --help, usage errors (exit 2), clear refusals (exit 1)', asyn
     [['c', '/x', '--ssh-port', '0'], /--ssh-port must be/], [['shell', '/x'], /needs --peer/],
     [['c', '/x', '--create', '--join-file', 'f'], /exclude each other/], [['c', '/x', '--join', 't', '--join-file', 'f'], /give the token once/],
     [['c', '/x', '--join-file'], /--join-file needs a value/],
+    [['approve', '/x'], /missing CODE/], [['refuse', '/x'], /missing CODE/], [['approve', '/x', 'A', 'B'], /too many/],
+    [['joins', '/x', '--bogus'], /unknown option/], [['c', '/x', '--join-wait', 'soon'], /--join-wait/],
   ] as [string[], RegExp][]) {
     const r = await cli(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);

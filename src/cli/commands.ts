@@ -1,4 +1,4 @@
-// The cluster subcommands: key, authorize, invite, remove-node, members, status, conflicts, whereis,
+// The cluster subcommands: key, authorize, invite, joins, approve, refuse, remove-node, members, status, conflicts, whereis,
 // authorized-keys, shell,
 // put (a small file written through a running node, for nodes without a mount), config,
 // maintenance and drain (replication settings, through the running node), fsck (cli/fsck.ts), peers, dashboard (the web port's URL with its token).
@@ -20,7 +20,9 @@ import { refusalFromRepo } from '../cluster/repo-members.js';
 import { closeHashers } from '../content/hasher.js';
 import { createLogger } from '../util/log.js';
 import { MAX_PUT_BYTES, PUT, putPathProblem } from '../node/put-file.js';
-import { AUTHORIZE, INVITE, MEMBERS, PUSH_RECEIVED, REMOVE_NODE } from '../node/control-methods.js';
+import { AUTHORIZE, INVITE, MEMBERS, PUSH_RECEIVED, REMOVE_NODE, JOIN_REQUESTS, JOIN_APPROVE, JOIN_REFUSE } from '../node/control-methods.js';
+import { normalizeCode } from '../cluster/join-code.js';
+import { renderJoins } from '../daemon/health.js';
 import { callLocal, Method } from '../daemon/methods.js';
 import { REPLICATION_CONFIG } from '../replication/methods.js';
 import { MAX_COPIES } from '../replication/settings.js';
@@ -49,6 +51,19 @@ default 1d). The new node runs: delugefs CLUSTER NEWROOT [MOUNT] --join TOKEN`,
   'remove-node': `Usage: delugefs remove-node ROOT NODE [--json]
 On a member: revokes node NODE (its 16-character id, see "delugefs members"). Its key is refused
 everywhere once the change has synced; a removed key cannot be admitted again.`,
+  joins: `Usage: delugefs joins ROOT [--json]
+On a running member: the join requests of new nodes on the LAN waiting for approval (a new, empty
+root started with no token asks the members it finds over mDNS): each request's verification
+code, node id, machine name (as the new node says), address, and when it expires. The new node
+prints the same code: approve only a code you see on both.`,
+  approve: `Usage: delugefs approve ROOT CODE [--json]
+On a running member: admits the new node whose pending join request shows CODE (as "delugefs
+joins" lists it and the new node printed it; case and the dash do not matter), exactly as
+"delugefs authorize" would its key: the member record syncs to every member and the new node,
+still asking, joins. Exit 1 when no pending request has that code (unknown, refused, expired).`,
+  refuse: `Usage: delugefs refuse ROOT CODE [--json]
+On a running member: refuses the pending join request with CODE. The new node is told so at its
+next poll and stops; this member refuses that key's requests for 15 minutes.`,
   members: `Usage: delugefs members ROOT [--json]
 Lists the cluster's members as this node knows them.`,
   status: `Usage: delugefs status ROOT [--json]
@@ -112,7 +127,7 @@ export const SUBCOMMANDS = Object.keys(HELP);
 
 interface Parsed { pos: string[]; json: boolean; ttl?: string; bin?: string; peer?: string; parents?: boolean; dir?: string; wait?: boolean; repair?: boolean; restart?: boolean }
 
-const POS_NAMES: Record<string, string[]> = { whereis: ['ROOT', 'PATH'], authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
+const POS_NAMES: Record<string, string[]> = { approve: ['ROOT', 'CODE'], refuse: ['ROOT', 'CODE'], whereis: ['ROOT', 'PATH'], authorize: ['ROOT', 'KEYLINE'], 'remove-node': ['ROOT', 'NODE'], put: ['ROOT', 'PATH'], maintenance: ['ROOT', 'NODE', 'on|off'], drain: ['ROOT', 'NODE'] };
 
 function parse(cmd: string, argv: string[], nPos: number, maxPos = nPos): Parsed | 'help' {
   const out: Parsed = { pos: [], json: false };
@@ -258,7 +273,7 @@ async function drain(root: string, id: string, on: boolean, wait: boolean, json:
 }
 
 export async function runSubcommand(cmd: string, argv: string[]): Promise<void> {
-  const n = cmd === 'whereis' || cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' || cmd === 'drain' ? 2 : cmd === 'maintenance' ? 3 : 1;
+  const n = cmd === 'approve' || cmd === 'refuse' || cmd === 'whereis' || cmd === 'authorize' || cmd === 'remove-node' || cmd === 'put' || cmd === 'drain' ? 2 : cmd === 'maintenance' ? 3 : 1;
   const a = parse(cmd, argv, n, cmd === 'put' || cmd === 'config' || cmd === 'drain' ? 3 : cmd === 'whereis' ? Infinity : n);
   if (a === 'help') return void process.stdout.write(HELP[cmd] + '\n');
   const root = resolve(a.pos[0]!);
@@ -302,6 +317,20 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
           return { nodeId: id, already: false };
         }));
       return print(a.json, r, r.already ? `node ${id} was already removed` : `removed node ${id}; its key is refused on every member once synced`);
+    }
+    case 'joins': {
+      await nodeRoot(root);
+      const list = await viaControlM(root, JOIN_REQUESTS, null);
+      if (!list) throw new CheckError(`joins: no node is running on ${root}; start it first (requests wait at the running node)`);
+      return print(a.json, list, list.length ? renderJoins(list).join('\n') : 'no join requests pending');
+    }
+    case 'approve': case 'refuse': {
+      const code = normalizeCode(a.pos[1]!);
+      if (!code) throw new CheckError(`${cmd}: "${a.pos[1]!.slice(0, 40)}" is not a join code (8 characters like ABCD-EFGH, as the new node printed it; "delugefs joins ROOT" lists them)`);
+      await nodeRoot(root);
+      const r = cmd === 'approve' ? await viaControlM(root, JOIN_APPROVE, { code }) : await viaControlM(root, JOIN_REFUSE, { code });
+      if (!r) throw new CheckError(`${cmd}: no node is running on ${root}; start it first (requests wait at the running node)`);
+      return print(a.json, r, 'nodeId' in r ? `admitted node ${r.nodeId} (code ${code}); it joins at its next poll` : `refused the join request ${code}`);
     }
     case 'members': {
       await nodeRoot(root);

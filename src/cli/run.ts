@@ -8,9 +8,11 @@ import type { RunArgs } from './args.js';
 import { acquireLock, createLayout, inspectRoot, paths, NodeConfig } from '../node/layout.js';
 import { Daemon } from '../daemon/daemon.js';
 import { joinWithToken, joinLocal, joinFromPeer, checkToken, JoinError, Joined } from '../node/join-root.js';
+import { joinOverLan } from '../node/join-lan.js';
 import { resolveInterface } from '../cluster/discovery.js';
 import { findLocalMember, LocalEntry } from '../cluster/local-registry.js';
 import { Membership } from '../cluster/membership.js';
+import { parsePublicKeyLine } from '../cluster/identity.js';
 import { listenFirstFree } from '../node/port.js';
 import { checkMountpoint, loadFuse } from '../fuse/mount.js';
 import { closeHashers } from '../content/hasher.js';
@@ -19,7 +21,7 @@ import { sdNotifier, SdNotifier } from '../daemon/sd-notify.js';
 
 export class CheckError extends Error {}
 
-type Mode = { kind: 'create' } | { kind: 'open' } | { kind: 'join-token'; token: string } | { kind: 'join-local'; member: LocalEntry } | { kind: 'join-peer' };
+type Mode = { kind: 'create' } | { kind: 'open' } | { kind: 'join-token'; token: string } | { kind: 'join-local'; member: LocalEntry } | { kind: 'join-peer' } | { kind: 'join-lan' };
 
 /** Tokens are a few hundred bytes; a larger "token" file is the wrong file. */
 const MAX_TOKEN_FILE = 64 << 10;
@@ -76,6 +78,27 @@ function readFirstLine(s: NodeJS.ReadStream, max: number): Promise<string> {
   });
 }
 
+/** The LAN join (join-lan.ts) with Ctrl-C / SIGTERM ending the wait at once (the root is then cleaned up as for any failed join). */
+async function lanJoin(root: string, repo: string, a: RunArgs, log: ReturnType<typeof createLogger>): Promise<Joined> {
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig).once('SIGTERM', onSig);
+  try {
+    return await joinOverLan(root, repo, {
+      cluster: a.cluster, interface: a.interface, log, waitMs: a.joinWaitMs ?? 10 * 60_000, signal: ac.signal,
+      say: (line) => void process.stderr.write(`delugefs: ${line}\n`),
+    });
+  } finally {
+    process.off('SIGINT', onSig).off('SIGTERM', onSig);
+  }
+}
+
+/** Tests shorten how long LAN join requests live (DFS_JOIN_IDLE_MS, DFS_JOIN_MAX_AGE_MS); not a user setting. */
+function joinLimitsFromEnv(): { idleMs?: number; maxAgeMs?: number } {
+  const ms = (v: string | undefined) => (v && /^\d{3,9}$/.test(v) ? Number(v) : undefined);
+  return { idleMs: ms(process.env.DFS_JOIN_IDLE_MS), maxAgeMs: ms(process.env.DFS_JOIN_MAX_AGE_MS) };
+}
+
 export async function runNode(a: RunArgs): Promise<void> {
   const root = resolve(a.root);
   const mnt = a.mount ? resolve(a.mount) : undefined;
@@ -114,6 +137,8 @@ export async function runNode(a: RunArgs): Promise<void> {
     }
     else if (member) mode = { kind: 'join-local', member };
     else if (a.peers.length) mode = { kind: 'join-peer' };
+    // No token, no local member, no --peer: ask the members on the LAN; an operator approves.
+    else if (a.mdns) mode = { kind: 'join-lan' };
     else {
       const why = local?.problems.length ? ` No local member could be used: ${local.problems.join('; ')}.` : '';
       throw new CheckError(`${root} is not a DelugeFS root. To start a new cluster there, add --create. ` +
@@ -159,14 +184,21 @@ export async function runNode(a: RunArgs): Promise<void> {
         const repo = join(p.meta, 'repo.git');
         joined = mode.kind === 'join-token' ? await joinWithToken(root, repo, a.cluster, mode.token)
           : mode.kind === 'join-local' ? await joinLocal(root, repo, a.cluster, mode.member)
+          : mode.kind === 'join-lan' ? await lanJoin(root, repo, a, log)
           : await joinFromPeer(root, repo, a.peers);
       } catch (e) {
         await release();
         btListener.close();
         // The key stays when a member admitted it (or it was there before), so a retry is the same node.
-        const keep = (n: string) => before.has(n) || (n === 'identity' && (mode.kind === 'join-peer' || (e instanceof JoinError && e.keepKey)));
+        // A LAN request's key stays too: asking again with it shows the same code.
+        const keep = (n: string) => before.has(n) || (n === 'identity' && (mode.kind === 'join-peer' || mode.kind === 'join-lan' || (e instanceof JoinError && e.keepKey)));
         for (const n of await readdir(root)) if (!keep(n)) await rm(join(root, n), { recursive: true, force: true });
         if (state.kind === 'missing' && !(await readdir(root)).length) await rm(root, { recursive: true, force: true });
+        if (mode.kind === 'join-lan' && e instanceof JoinError) {
+          // Nobody answered: maybe a typo of a root meant to be created.
+          const create = e.noMember ? `${root} is not a DelugeFS root. To start a new cluster there, add --create. ` : '';
+          throw new CheckError(`${create}${e.message}. Other ways to join cluster "${a.cluster}": run "delugefs invite MEMBER_ROOT" on a running member and start this node with --join-file FILE (or --join TOKEN)`);
+        }
         throw e instanceof JoinError ? new CheckError(e.message) : e;
       }
     }
@@ -203,14 +235,19 @@ export async function runNode(a: RunArgs): Promise<void> {
   await daemon.start({
     paths: p, config, log, create: mode.kind === 'create', verifyReads: a.verifyReads,
     afterNode: (node) => {
-      if (mode.kind !== 'join-peer' || !joined) return;
+      if ((mode.kind !== 'join-peer' && mode.kind !== 'join-lan') || !joined) return;
       // The host key was taken on first use: the repository it served must name it a member, and us too.
       const m = new Membership(node.ns as never);
-      if (!m.get(joined.inviter) || !m.get(config.nodeId)) {
+      const inviter = m.get(joined.inviter);
+      if (!inviter || !m.get(config.nodeId)) {
         throw new CheckError(`the node at ${joined.via} did not admit this node (run "delugefs authorize" on a member first)`);
       }
+      // The key we fetched from must be the member record's own, not just one of the same id.
+      if (joined.peerKey && !parsePublicKeyLine(inviter.publicKey).blob.equals(joined.peerKey)) {
+        throw new CheckError(`the node at ${joined.via} showed a host key that is not member ${joined.inviter}'s in the records it served: not joining`);
+      }
     },
-    cluster: { sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create' },
+    cluster: { sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create', joinLimits: joinLimitsFromEnv() },
     // The swarm takes over the BitTorrent port reserved during the checks.
     releasePort: () => new Promise((r) => btListener.close(() => r())),
     mount: mnt ? { dir: mnt, cluster: a.cluster, allowOther: a.allowOther } : undefined,

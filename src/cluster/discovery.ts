@@ -43,6 +43,8 @@ export interface MdnsOptions {
   probe?: (host: string, port: number, accept: (key: Buffer) => boolean) => Promise<Buffer>;
   /** How long an address that failed the check is not tried again. Default 30 s. */
   retryMs?: number;
+  /** False: only listen and ask (a new root looking for members to ask to join), never announce or answer. */
+  announce?: boolean;
 }
 
 /** Resolves an interface name or address to the IPv4 address to use. */
@@ -103,6 +105,7 @@ export class MdnsDiscovery {
     this.log('mdns_started', { interface: this.o.interface, address: this.address, cluster: this.o.cluster, nodeId: this.o.nodeId });
     // Ask first so running peers answer at once, then announce ourselves.
     mdns.query([{ name: SERVICE, type: 'PTR' }]);
+    if (this.o.announce === false) return;
     this.announce();
     this.timer = setInterval(() => this.announce(), this.o.announceMs ?? Math.floor((this.ttl * 1000) / 3));
   }
@@ -118,7 +121,7 @@ export class MdnsDiscovery {
     const mdns = this.mdns;
     if (!mdns) return;
     this.mdns = undefined;
-    await new Promise<void>((resolve) => mdns.respond({ answers: this.records(0) }, () => resolve()));
+    if (this.o.announce !== false) await new Promise<void>((resolve) => mdns.respond({ answers: this.records(0) }, () => resolve()));
     await new Promise<void>((resolve) => mdns.destroy(() => resolve()));
   }
 
@@ -168,7 +171,7 @@ export class MdnsDiscovery {
       (q.name === SERVICE && (q.type === 'PTR' || q.type === 'ANY')) ||
       (q.name === this.instance) ||
       (q.name === this.hostName && (q.type === 'A' || q.type === 'ANY')));
-    if (wanted) this.answerSoon();
+    if (wanted && this.o.announce !== false) this.answerSoon();
   }
 
   private onResponse(answers: Answer[], rinfo: RemoteInfo): void {

@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.js';
 import type { NodeConfig, RootPaths } from '../node/layout.js';
 import { DelugeNode } from '../node/node.js';
 import { ClusterNode, ClusterOptions } from '../node/cluster-node.js';
+import type { JoinRequests } from '../cluster/join-requests.js';
 import { SwarmLink } from '../node/swarm-link.js';
 import { Replication, ReplicationOptions } from '../replication/replication.js';
 import { mount, Mounted } from '../fuse/mount.js';
@@ -53,6 +54,11 @@ export class Daemon {
   private stopping: Promise<void> | null = null;
 
   constructor(private readonly log: Logger) {}
+
+  /** LAN join requests waiting for approval (list/approve/refuse/onChange), once the cluster runs: for the dashboard. */
+  get joins(): JoinRequests | undefined {
+    return this.cluster?.joins;
+  }
 
   /** Runs `close` on stop (after everything started later); closers added first run last. */
   onStop(name: string, close: () => Promise<unknown>): void {

@@ -45,6 +45,7 @@ export function healthOf(node: DelugeNode, cluster: ClusterNode, replication: Re
     round: r.round, nearFull: r.nearFull, fetching: r.fetching, queued: r.queued,
     sync: cluster.sync.peerHeads(),
     namespace: countNamespace(node.ns.tree.root),
+    joins: cluster.joins.list(),
   });
 }
 

@@ -4,6 +4,7 @@
 // are tested without a cluster.
 import type { Disk } from '../replication/placement.js';
 import { formatBytes } from '../util/units.js';
+import type { PendingJoin } from '../cluster/join-requests.js';
 
 export type Severity = 'WARN' | 'ERROR';
 export type Verdict = 'OK' | Severity;
@@ -23,6 +24,8 @@ export interface HealthInput {
   /** Per member: how many of its heads we have not merged, failed pushes in a row, pushes sent. */
   sync: Record<string, { behind: number; failures: number; pushes: number }>;
   namespace: { files: number; dirs: number; bytes: number; conflicts: number };
+  /** LAN join requests waiting for an operator (cluster/join-requests.ts). */
+  joins?: PendingJoin[];
 }
 
 export interface DiskReport { node: string; machine: string; state: string; total: number; free: number; fill: number }
@@ -38,6 +41,7 @@ export interface Health {
   content: { ids: number; copies: number | null; under: number; lost: number; fetching: number; queued: number; judgedAt: string | null };
   sync: { peer: string; behind: number; failures: number }[];
   namespace: HealthInput['namespace'];
+  joins: PendingJoin[];
 }
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -67,6 +71,8 @@ export function judgeHealth(i: HealthInput): Health {
   const failing = sync.filter((s) => s.failures > 0);
   add('SYNC_FAILING', 'WARN', failing.length, `namespace sync failing to ${failing.map((s) => `${s.peer} (${s.failures} in a row)`).join(', ')}`);
   add('CONFLICTS', 'WARN', i.namespace.conflicts, `${plural(i.namespace.conflicts, 'conflict copy', 'conflict copies')} (*.sync-conflict-*) waiting for someone to choose`);
+  const joins = i.joins ?? [];
+  add('JOIN_PENDING', 'WARN', joins.length, `${plural(joins.length, 'new node asks', 'new nodes ask')} to join: ${joins.map((j) => `${j.code} ${j.hostname} (${j.nodeId})`).join(', ')}; "delugefs approve ROOT CODE" if its screen shows the same code, else "delugefs refuse ROOT CODE"`);
   const verdict: Verdict = checks.some((c) => c.severity === 'ERROR') ? 'ERROR' : checks.length ? 'WARN' : 'OK';
   return {
     verdict, checks, cluster: i.cluster, nodeId: i.nodeId, head: i.head,
@@ -75,7 +81,13 @@ export function judgeHealth(i: HealthInput): Health {
     content: { ids: r?.ids ?? 0, copies: r?.copies ?? null, under: r?.under ?? 0, lost: r?.lost ?? 0, fetching: i.fetching, queued: i.queued, judgedAt: r ? new Date(r.at).toISOString() : null },
     sync,
     namespace: i.namespace,
+    joins,
   };
+}
+
+/** Pending join requests, one line each (status and `delugefs joins`). */
+export function renderJoins(joins: PendingJoin[], now = Date.now()): string[] {
+  return joins.map((j) => `  join ${j.code}  ${j.nodeId}  ${j.hostname}  from ${j.address}, asking since ${new Date(j.since).toISOString()}, expires in ${Math.max(0, Math.round((j.expires - now) / 1000))} s`);
 }
 
 const size = formatBytes;
@@ -92,5 +104,6 @@ export function renderHealth(h: Health): string {
   const ns = h.namespace;
   out.push(`namespace: ${ns.files} files, ${ns.dirs} directories, ${size(ns.bytes)}, ${plural(ns.conflicts, 'conflict copy', 'conflict copies')}; head ${h.head?.slice(0, 12) ?? 'none'}`);
   for (const s of h.sync) out.push(`  sync ${s.peer}: ${s.behind} heads behind, ${s.failures} failures`);
+  if (h.joins?.length) out.push('join requests (approve: delugefs approve ROOT CODE):', ...renderJoins(h.joins));
   return out.join('\n');
 }

@@ -340,6 +340,13 @@ export class GitRepo {
     return (await this.info([oid])).get(oid)?.type === 'commit';
   }
 
+  /** The first (smallest id) commit without parents under `ref`: what names this history (a LAN join's code). */
+  async rootCommit(ref = BRANCH): Promise<string | null> {
+    const r = await this.git(['rev-list', '--max-parents=0', ref, '--'], undefined, true);
+    if (r.code !== 0) return null;
+    return r.stdout.toString().split('\n').filter((l) => /^[0-9a-f]{40}$/.test(l)).sort()[0] ?? null;
+  }
+
   async fsck(): Promise<{ ok: boolean; output: string }> {
     const r = await this.git(['fsck', '--strict', '--no-dangling'], undefined, true);
     return { ok: r.code === 0, output: r.stdout.toString() + r.stderr };

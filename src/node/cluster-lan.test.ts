@@ -11,8 +11,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLan, netnsAvailable, NetnsLan, NetnsHost } from '../testing/netns.js';
-import { CLI, runCli, waitReady, NodeProc, sh } from '../testing/node-proc.js';
-import { forceUnmount } from '../fuse/mount.js';
+import { CLI, runCli, waitReady, NodeProc, sh, stopAll } from '../testing/node-proc.js';
 import { eventually } from '../testing/eventually.js';
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2';
@@ -75,12 +74,7 @@ after(async () => {
     for (const n of Object.values(nodes)) await writeFile(join(process.env.DFS_LAN_LOGS, `${n.name}.log`), n.proc?.stderr() ?? '');
     await writeFile(join(process.env.DFS_LAN_LOGS, 'roots'), dir + '\n');
   }
-  for (const p of procs) p.kill('SIGTERM');
-  await Promise.all([...procs].map((p) => new Promise<void>((r) => {
-    const t = setTimeout(() => { p.kill('SIGKILL'); r(); }, 10_000);
-    p.once('exit', () => { clearTimeout(t); r(); });
-  })));
-  for (const m of mounts) await forceUnmount(m).catch(() => {});
+  await stopAll(procs, mounts);
   await lan?.teardown();
   if (dir && !process.env.DFS_LAN_LOGS) await rm(dir, { recursive: true, force: true });
 });
@@ -88,8 +82,9 @@ after(async () => {
 test('create, invite and join three machines and a second disk', { skip, timeout: 90_000 }, async () => {
   const [ha, hb, hc] = [await lan.addHost('a'), await lan.addHost('b'), await lan.addHost('c')];
   const a = await startNode('a', ha, ['--create']);
-  // A new root with neither --create nor --join, and no member on its machine: told how to get a token.
-  const lonely = await cli([CL, join(dir, 'lonely')], { DELUGEFS_RUN_DIR: runDirOf(hb) });
+  // A new root with neither --create nor --join, no member on its machine and no mDNS (this runs
+  // outside the test's namespaces: with mDNS it would ask the real network): told how to get a token.
+  const lonely = await cli([CL, join(dir, 'lonely'), '--no-mdns'], { DELUGEFS_RUN_DIR: runDirOf(hb) });
   assert.equal(lonely.code, 1);
   assert.match(lonely.err, /delugefs invite.*--join TOKEN/);
   const tokenB = (await cli(['invite', a.root, '--ttl', '10m'])).out.trim();

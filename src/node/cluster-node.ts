@@ -6,10 +6,12 @@ import { join } from 'node:path';
 import type { DelugeNode } from './node.js';
 import type { RootPaths, NodeConfig } from './layout.js';
 import type { Logger } from '../util/log.js';
+import type { GitRepo } from '../meta/repo.js';
 import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
 import { Membership, RecordStore, MEMBERS as MEMBERS_PREFIX, MemberRecord, checkRecordChange } from '../cluster/membership.js';
 import { serve } from '../daemon/methods.js';
-import { AUTHORIZE, INVITE, JOIN_LOCAL, MEMBERS, PUSH_RECEIVED, REMOVE_NODE, STATUS } from './control-methods.js';
+import { AUTHORIZE, INVITE, JOIN_LOCAL, MEMBERS, PUSH_RECEIVED, REMOVE_NODE, STATUS, JOIN_REQUEST, JOIN_REQUESTS, JOIN_APPROVE, JOIN_REFUSE } from './control-methods.js';
+import { JoinRequests, JoinRequestError, JoinLimits } from '../cluster/join-requests.js';
 import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
 import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
@@ -23,6 +25,7 @@ import { registerLocal } from '../cluster/local-registry.js';
 import { parseHostPort } from '../cluster/static-peers.js';
 import { fromLogger, Log } from '../cluster/log.js';
 import { registerPut } from './put-file.js';
+import { normalizeCode } from '../cluster/join-code.js';
 
 export interface ClusterOptions {
   sshPort?: number;
@@ -35,12 +38,14 @@ export interface ClusterOptions {
   mdns?: boolean;
   /** The first node of a new cluster writes its own member record. */
   create?: boolean;
+  /** Limits of LAN join requests (tests shorten the expiry); default DEFAULT_JOIN_LIMITS. */
+  joinLimits?: Partial<JoinLimits>;
 }
 
 export const CONTROL_SOCKET = 'control.sock';
 
 /** The namespace as this module uses it (meta/namespace.ts). */
-type ClusterNamespace = RecordStore & SyncNamespace & { commit(): Promise<string | null>; recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null };
+type ClusterNamespace = RecordStore & SyncNamespace & { repo: SyncNamespace['repo'] & Pick<GitRepo, 'rootCommit'>; commit(): Promise<string | null>; recordGuard?: (before: Map<string, Buffer>, after: Map<string, Buffer>) => string | null };
 
 export class ClusterNode {
   private closers: (() => Promise<unknown>)[] = [];
@@ -53,6 +58,8 @@ export class ClusterNode {
     readonly addresses: string[],
     /** Methods for members (SSH) and the local control socket; features add theirs (replication/rpc). */
     readonly rpc: RpcRegistry,
+    /** LAN join requests waiting for an operator (`delugefs approve`, the dashboard). */
+    readonly joins: JoinRequests,
   ) {}
 
   get sshPort(): number {
@@ -75,7 +82,8 @@ export class ClusterNode {
       const ssh = await SshServer.start({
         identity, repoPath: ns.repo.dir, port: o.sshPort ?? DEFAULT_SSH_PORT, rpc, log: fromLogger(logger, 'ssh'),
         isMember: (k) => membership.hasKey(k.blob),
-        guestMethods: [JOIN_METHOD],
+        // Guests (non-members) reach these two alone: a token's redemption, and asking to join (which grants nothing by itself).
+        guestMethods: [JOIN_METHOD, JOIN_REQUEST.name],
         onReceivePack: (peer) => cn?.sync.received(peer.nodeId),
       });
       closers.push(() => ssh.close());
@@ -107,7 +115,9 @@ export class ClusterNode {
       });
       closers.push(() => discovery.stop());
       const sync = new MetaSync({ ns, identity, membership, peers: discovery.peers, stateDir: join(p.root, 'cluster'), log: fromLogger(logger, 'sync') });
-      cn = new ClusterNode(identity, membership, ssh, discovery, sync, addresses, rpc);
+      const joins = new JoinRequests({ admit: (key, host) => admitKey(membership, ns, log, key, host), limits: o.joinLimits, log });
+      closers.push(async () => joins.close());
+      cn = new ClusterNode(identity, membership, ssh, discovery, sync, addresses, rpc, joins);
       cn.closers = closers;
       closers.push(() => sync.close());
 
@@ -133,6 +143,8 @@ export class ClusterNode {
         for (const a of next) if (!recordPeers.has(a)) try { discovery.statics.add(a); } catch { /* malformed address in a record */ }
         for (const a of recordPeers) if (!next.has(a) && !userPeers.has(a)) discovery.statics.remove(a);
         recordPeers = next;
+        // A request whose key was admitted elsewhere (another member approved it) leaves the list.
+        for (const j of joins.list()) if (membership.get(j.nodeId)) joins.admitted(j.nodeId);
         sync.syncAll('members changed');
       };
       ns.on('records', onRecords);
@@ -189,20 +201,23 @@ function checkKey(k: string): string {
   return k;
 }
 
+/** Admits a key (authorize, join_local, a token, an approved LAN request: one way for all). */
+async function admitKey(membership: Membership, ns: ClusterNamespace, log: Log, publicKey: string, hostname: string): Promise<MemberRecord> {
+  let r: MemberRecord;
+  try {
+    r = await membership.admit({ publicKey, hostname });
+  } catch (e) {
+    throw new RpcError('refused', (e as Error).message);
+  }
+  // Committed before we answer, so the new member's first fetch already holds its record.
+  await ns.commit();
+  log('member_admitted', { nodeId: r.nodeId, hostname: r.hostname });
+  return r;
+}
+
 function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns: ClusterNamespace, config: NodeConfig, log: Log): void {
   const me = cn.identity.nodeId;
-  const admit = async (publicKey: string, hostname: string): Promise<MemberRecord> => {
-    let r: MemberRecord;
-    try {
-      r = await cn.membership.admit({ publicKey, hostname });
-    } catch (e) {
-      throw new RpcError('refused', (e as Error).message);
-    }
-    // Committed before we answer, so the new member's first fetch already holds its record.
-    await ns.commit();
-    log('member_admitted', { nodeId: r.nodeId, hostname: r.hostname });
-    return r;
-  };
+  const admit = (publicKey: string, hostname: string) => admitKey(cn.membership, ns, log, publicKey, hostname);
 
   serve(rpc, STATUS, () => ({
     cluster: config.cluster, nodeId: me, head: ns.head, sshPort: cn.sshPort, addresses: cn.addresses,
@@ -243,6 +258,8 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     },
   });
 
+  registerJoinRequests(rpc, cn, ns, config);
+
   // Control socket only: whoever reaches it runs this machine's node.
   serve(rpc, INVITE, (p, peer) => {
     localOnly(peer, 'invite');
@@ -276,3 +293,47 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
   });
 }
 
+
+/**
+ * LAN joins without a token: `join_request` for guests (ask, re-poll; nothing is granted by it),
+ * and for the control socket the list, approve and refuse (`delugefs joins|approve|refuse`).
+ */
+function registerJoinRequests(rpc: RpcRegistry, cn: ClusterNode, ns: ClusterNamespace, config: NodeConfig): void {
+  const me = cn.identity.nodeId;
+  // The root commit never changes once the cluster exists (no push may bring another root).
+  let root: string | null = null;
+  const asJoinError = (e: unknown) => (e instanceof JoinRequestError ? new RpcError(`join_${e.code}`, e.message) : e);
+  serve(rpc, JOIN_REQUEST, async (p, peer) => {
+    if (peer === LOCAL_PEER || !peer.publicKey) throw new RpcError('no_key', 'join_request needs an SSH-authenticated key');
+    if (p.cluster !== config.cluster) throw new RpcError('join_wrong_cluster', `this node is of cluster "${config.cluster}", not "${p.cluster}"`);
+    const key = parsePublicKeyLine(peer.publicKey);
+    if (cn.membership.isRevoked(peer.nodeId)) throw new RpcError('join_refused', `node ${peer.nodeId} was removed from cluster ${config.cluster}; a removed key cannot join again (make a new root)`);
+    if (!cn.membership.get(me)) throw new RpcError('join_not_a_member', 'this node is not a member of the cluster (yet): ask another');
+    root ??= await ns.repo.rootCommit();
+    if (!root) throw new RpcError('join_not_ready', 'this node has no history yet');
+    if (cn.membership.hasKey(key.blob)) return { status: 'admitted' as const, cluster: config.cluster, member: me, root };
+    try {
+      const j = cn.joins.request({ publicKey: peer.publicKey, keyBlob: key.blob, nodeId: peer.nodeId, hostname: p.hostname, address: peer.address ?? 'unknown', rootCommit: root });
+      return { status: 'pending' as const, cluster: config.cluster, member: me, root, code: j.code, expires: j.expires };
+    } catch (e) {
+      throw asJoinError(e);
+    }
+  });
+  serve(rpc, JOIN_REQUESTS, (_p, peer) => {
+    localOnly(peer, 'join_requests');
+    return cn.joins.list();
+  });
+  serve(rpc, JOIN_APPROVE, async ({ code }, peer) => {
+    localOnly(peer, 'join_approve');
+    return cn.joins.approve(code).catch((e) => { throw asJoinError(e); });
+  });
+  serve(rpc, JOIN_REFUSE, ({ code }, peer) => {
+    localOnly(peer, 'join_refuse');
+    try {
+      cn.joins.refuse(code);
+    } catch (e) {
+      throw asJoinError(e);
+    }
+    return { code: normalizeCode(code)! };
+  });
+}

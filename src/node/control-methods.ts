@@ -5,6 +5,7 @@
 import { Bad, bool, int, list, method, obj, str } from '../daemon/methods.js';
 import type { MemberRecord } from '../cluster/membership.js';
 import { NODE_ID_RE } from '../cluster/identity.js';
+import { CODE_RE } from '../cluster/join-code.js';
 
 const NODE_RE = NODE_ID_RE;
 const none = () => null;
@@ -72,3 +73,47 @@ export const PUSH_RECEIVED = method('push_received', (v): { peer: string } => {
   if (typeof o.peer !== 'string' || !NODE_RE.test(o.peer)) throw new Bad('needs {"peer": "<node id>"}');
   return { peer: o.peer };
 }, none);
+
+// ---- LAN joins without a token (cluster/join-requests.ts) ------------------------------------
+
+const ROOT_RE = /^[0-9a-f]{40}$/;
+/** A machine name as shown: printable, bounded (the joiner's claim, never trusted). */
+export const cleanHostname = (v: unknown): string => (typeof v === 'string' ? v.replace(/[^\x21-\x7e]/g, '?').slice(0, 64) || 'unknown' : 'unknown');
+
+export interface JoinAnswer { status: 'pending' | 'admitted'; cluster: string; member: string; root: string; code?: string; expires?: number }
+
+/**
+ * The guest method a new node on the LAN asks to join with (and re-polls): the key is the one
+ * SSH authenticated. Pending: the code to show and when the request expires; admitted once a
+ * member record holds the key.
+ */
+export const JOIN_REQUEST = method('join_request', (v): { cluster: string; hostname: string } => {
+  const o = obj(v);
+  return { cluster: str(o.cluster, 'cluster', /^[A-Za-z0-9_.-]{1,64}$/), hostname: cleanHostname(o.hostname) };
+}, (v): JoinAnswer => {
+  const o = obj(v, 'reply');
+  if (o.status !== 'pending' && o.status !== 'admitted') throw new Bad('status must be pending or admitted');
+  const r: JoinAnswer = { status: o.status, cluster: str(o.cluster, 'cluster', /^[A-Za-z0-9_.-]{1,64}$/), member: str(o.member, 'member', NODE_RE), root: str(o.root, 'root', ROOT_RE) };
+  if (o.status === 'pending') {
+    r.code = str(o.code, 'code', CODE_RE);
+    r.expires = int(o.expires, 'expires', 0, 2 ** 50);
+  }
+  return r;
+});
+
+const pendingJoin = (x: unknown, w: string) => {
+  const r = obj(x, w);
+  return {
+    code: str(r.code, `${w}.code`, CODE_RE), nodeId: str(r.nodeId, `${w}.nodeId`, NODE_RE), hostname: cleanHostname(r.hostname),
+    address: str(r.address, `${w}.address`, /^[0-9a-fA-F.:]{1,64}$/), since: int(r.since, `${w}.since`, 0, 2 ** 50), expires: int(r.expires, `${w}.expires`, 0, 2 ** 50),
+  };
+};
+const codeParams = (v: unknown): { code: string } => {
+  const o = obj(v);
+  return { code: str(o.code, 'code', /^[\s\S]{1,32}$/, 32) };
+};
+
+/** Control socket only: the pending requests, as `delugefs joins` and the dashboard list them. */
+export const JOIN_REQUESTS = method('join_requests', none, (v) => list(v, 'reply', 1024, pendingJoin));
+export const JOIN_APPROVE = method('join_approve', codeParams, (v): { nodeId: string } => ({ nodeId: str(obj(v, 'reply').nodeId, 'nodeId', NODE_RE) }));
+export const JOIN_REFUSE = method('join_refuse', codeParams, (v): { code: string } => ({ code: str(obj(v, 'reply').code, 'code', CODE_RE) }));

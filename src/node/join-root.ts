@@ -20,6 +20,8 @@ import type { LocalEntry } from '../cluster/local-registry.js';
 export class JoinError extends Error {
   /** True once a member admitted this key: the key must survive the failure so a retry is the same node. */
   keepKey = false;
+  /** A LAN join found no member to ask (run.ts then also mentions --create). */
+  noMember = false;
 }
 
 /** Checks a token before anything is written: well formed, signed, this cluster, not expired. */
@@ -35,7 +37,11 @@ export function checkToken(token: string, cluster: string): ReturnType<typeof de
   return invite;
 }
 
-export interface Joined { via: string; inviter: string; head: string }
+export interface Joined {
+  via: string; inviter: string; head: string;
+  /** The host key fetched from when it was learned on first use (--peer, LAN): checked against the records once they are read. */
+  peerKey?: Buffer;
+}
 
 /**
  * Fetches the cluster's main branch from `url` (an ssh:// URL or an absolute path) into repoDir,
@@ -57,7 +63,8 @@ export async function fetchMain(repoDir: string, url: string, env: NodeJS.Proces
   return head;
 }
 
-async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
+/** Env for git over SSH to one member whose host key is `keyBlob` (its own known_hosts file). */
+export async function sshEnv(root: string, identity: Identity, host: string, port: number, keyBlob: Buffer): Promise<NodeJS.ProcessEnv> {
   const dir = join(root, 'cluster');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const kh = join(dir, 'known_hosts-join');

@@ -69,6 +69,18 @@ function exited(p: ChildProcess, ms: number): Promise<void> {
   });
 }
 
+/** A test's teardown: SIGTERM to each process it started (SIGKILL by PID after 10 s), then its mounts forced off. */
+export async function stopAll(procs: Iterable<ChildProcess>, mounts: Iterable<string> = []): Promise<void> {
+  const list = [...procs];
+  for (const p of list) p.kill('SIGTERM');
+  await Promise.all(list.map((p) => new Promise<void>((r) => {
+    if (p.exitCode !== null || p.signalCode !== null) return r();
+    const t = setTimeout(() => { p.kill('SIGKILL'); r(); }, 10_000);
+    p.once('exit', () => { clearTimeout(t); r(); });
+  })));
+  for (const m of mounts) await forceUnmount(m).catch(() => {});
+}
+
 export function waitReady(p: ChildProcess, ms = 60_000): Promise<NodeProc> {
   let err = '';
   let out = '';
