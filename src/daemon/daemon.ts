@@ -20,7 +20,6 @@ import { serveDirList } from './dir-list.js';
 import { inProcessCaller, WEB_INFO } from '../web/methods.js';
 import { loadOrCreateToken } from '../web/token.js';
 import { serve } from './methods.js';
-import type { JoinSource } from '../web/joins.js';
 import { localOnly } from '../cluster/control-socket.js';
 import { FSCK, WHEREIS } from '../replication/methods.js';
 
@@ -40,8 +39,6 @@ export interface DaemonOptions {
   mount?: { dir: string; cluster: string; allowOther: boolean };
   /** The web port (metrics, the dashboard); none unless given. */
   web?: { port: number; bind: string };
-  /** Pending LAN joins the dashboard shows and decides (cluster/join-requests.ts). */
-  joins?: JoinSource;
 }
 
 export class Daemon {
@@ -100,7 +97,7 @@ export class Daemon {
         const token = await loadOrCreateToken(o.paths.root);
         const web = await startWeb({
           port: o.web.port, bind: o.web.bind, log: o.log,
-          dashboard: { call: inProcessCaller(cluster.rpc), token, joins: o.joins },
+          dashboard: { call: inProcessCaller(cluster.rpc), token, joins: cluster.joins },
           metrics: async () => {
             const space = await node.store.space();
             const r = replication.summary();

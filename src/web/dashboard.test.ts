@@ -2,7 +2,7 @@
 // node 1 mounted with --web-port): the HTTP rules without a browser (token, Host, Origin, the
 // SSE bound), then the page in a real headless Chromium (Debian's chromium, playwright-core)
 // checked against `delugefs status --json` and `whereis --json` of the same node, a live update
-// without reload, hostile file names shown as text, and a pending join approved. The screenshot
+// without reload, hostile file names shown as text, and real join requests approved and refused. The screenshot
 // is kept (also on failure) and its path printed.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,22 +18,21 @@ import { INVITE } from '../node/control-methods.js';
 import { PUT } from '../node/put-file.js';
 import { CONFLICTS } from '../daemon/conflicts.js';
 import { CONTROL_SOCKET } from '../node/cluster-node.js';
-import { startWeb, type Web } from '../daemon/web.js';
 import { MAX_SSE_CLIENTS } from './sse.js';
-import type { Caller } from './methods.js';
-import type { JoinSource, PendingJoin } from './joins.js';
-import { silentLogger } from '../util/log.js';
+import { Identity, fingerprintOf } from '../cluster/identity.js';
+import { RpcClient } from '../cluster/rpc-client.js';
+import { probeHostKey } from '../cluster/static-peers.js';
+import { call } from '../daemon/methods.js';
+import { JOIN_REQUEST, type JoinAnswer } from '../node/control-methods.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HOSTILE = '<img src=x onerror="window.__pwned=1">.txt';
 const SHOTS = join(tmpdir(), 'delugefs-dashboard-test');
 
 let sb: Sandbox | undefined;
-let extraWeb: Web | undefined;
 let browser: { close(): Promise<void> } | undefined;
 after(async () => {
   await browser?.close().catch(() => {});
-  await extraWeb?.close().catch(() => {});
   await sb?.cleanup();
 });
 
@@ -70,37 +69,25 @@ function openStream(port: number, token: string): Promise<{ status: number; clos
 }
 
 /**
- * A pending join for the page to approve. Until the LAN join approval (cluster/join-requests.ts)
- * is merged, an in-memory object of JoinRequests' shape; with it, this becomes a fourth node
- * asking to join node 1, and `approved` waits for it to be a member.
+ * A real join request at node 1: a fresh node key asks over SSH with the `join_request` guest
+ * method, as a new node on the LAN does (join-lan.ts; the whole join is lan-join.test.ts), and
+ * `ask` is its next poll.
  */
-function pendingJoin(): { joins: JoinSource; code: string; approved: () => string[]; refused: () => string[] } {
-  const listeners = new Set<() => void>();
-  const now = Date.now();
-  let pending: PendingJoin[] = [
-    { code: 'k7Q2-xy', nodeId: 'abcdefghijklmnop', hostname: '<b>newbox</b>', address: '127.0.0.1', since: now, expires: now + 600_000 },
-    { code: 'other-1', nodeId: 'qrstuvwxyzabcdef', hostname: 'stranger', address: '127.0.0.2', since: now, expires: now + 600_000 },
-  ];
-  const approved: string[] = [], refused: string[] = [];
-  const drop = (code: string) => {
-    pending = pending.filter((j) => j.code !== code);
-    for (const f of listeners) f();
+async function joiner(dir: string, host: string, port: number, hostname: string): Promise<{ nodeId: string; code: string; ask: () => Promise<JoinAnswer> }> {
+  await mkdir(dir, { recursive: true });
+  const identity = await Identity.loadOrCreate(dir);
+  const fp = fingerprintOf(await probeHostKey(host, port, 5000));
+  const ask = async (): Promise<JoinAnswer> => {
+    const c = new RpcClient({ identity, host, port, hostFingerprint: fp, timeoutMs: 10_000, connectTimeoutMs: 5000, log: () => {} });
+    try {
+      return await call(c, JOIN_REQUEST, { cluster: 'testc', hostname });
+    } finally {
+      c.close();
+    }
   };
-  return {
-    code: 'k7Q2-xy', approved: () => approved, refused: () => refused,
-    joins: {
-      list: () => pending.map((j) => ({ ...j })),
-      approve: async (code) => {
-        const j = pending.find((x) => x.code === code);
-        if (!j) throw new Error(`no pending join ${code}`);
-        approved.push(code);
-        drop(code);
-        return { nodeId: j.nodeId };
-      },
-      refuse: (code) => { refused.push(code); drop(code); },
-      onChange: (fn) => { listeners.add(fn); return () => listeners.delete(fn); },
-    },
-  };
+  const first = await ask();
+  assert.equal(first.status, 'pending');
+  return { nodeId: identity.nodeId, code: first.code!, ask };
 }
 
 async function chromiumOrSkip(t: { skip(msg: string): void }): Promise<typeof import('playwright-core').chromium | null> {
@@ -280,35 +267,31 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     await pg.waitForFunction((s) => document.getElementById('uploaded')?.textContent !== s, sent, { timeout: 30_000 });
     assert.equal(await pg.textContent('#joins-count'), '0');
 
-    // ---- a pending join, approved from the page ----------------------------------------------
-    // The same server code, in this process, on node 1's control socket (everything real but
-    // the join list; see pendingJoin).
-    const pj = pendingJoin();
-    const call: Caller = (m, p) => callLocal(sock1, m, p, 10_000);
-    const jtoken = 'a'.repeat(64);
-    extraWeb = await startWeb({ port: 0, bind: '127.0.0.1', log: silentLogger, metrics: () => '', dashboard: { call, token: jtoken, joins: pj.joins } });
-    const jp = extraWeb.port;
-    // Refused before anything is decided: wrong token, cross-origin.
-    assert.equal((await raw(jp, `/api/joins/${pj.code}/approve`, { method: 'POST', headers: { 'x-delugefs-token': 'b'.repeat(64), origin: `http://127.0.0.1:${jp}` } })).status, 401);
-    assert.equal((await raw(jp, `/api/joins/${pj.code}/approve`, { method: 'POST', headers: { 'x-delugefs-token': jtoken, origin: 'http://evil.example' } })).status, 403);
-    for (const bad of ['no%20such', '%E0%A4%A', 'a.b', 'x'.repeat(65)]) assert.equal((await raw(jp, `/api/joins/${bad}/approve`, { method: 'POST', headers: { 'x-delugefs-token': jtoken } })).status, 400, bad);
-    assert.equal((await raw(jp, '/api/joins/ZZZZ-ZZZZ/approve', { method: 'POST', headers: { 'x-delugefs-token': jtoken } })).status, 404, 'no such join');
-    assert.deepEqual(pj.approved(), [], 'nothing approved by refused requests');
-    await pg.route('**/*', (r) => r.continue());
-    await pg.goto(`http://127.0.0.1:${jp}/#token=${jtoken}`);
-    const row = pg.locator(`#joins tr[data-code="${pj.code}"]`);
+    // ---- real pending joins, approved and refused from the page -------------------------------
+    const j1 = await joiner(join(sb.dir, 'joiner1'), '127.0.0.1', n1.ready.sshPort as number, '<b>newbox</b>');
+    const j2 = await joiner(join(sb.dir, 'joiner2'), '127.0.0.1', n1.ready.sshPort as number, 'stranger');
+    // Refused before anything is decided: wrong token, cross-origin, junk, an unknown code.
+    assert.equal((await raw(webPort, `/api/joins/${j1.code}/approve`, { method: 'POST', headers: { 'x-delugefs-token': 'b'.repeat(64), origin: `http://127.0.0.1:${webPort}` } })).status, 401);
+    assert.equal((await raw(webPort, `/api/joins/${j1.code}/approve`, { method: 'POST', headers: { ...auth, origin: 'http://evil.example' } })).status, 403);
+    for (const bad of ['no%20such', '%E0%A4%A', 'a.b', 'x'.repeat(65)]) assert.equal((await raw(webPort, `/api/joins/${bad}/approve`, { method: 'POST', headers: auth })).status, 400, bad);
+    assert.equal((await raw(webPort, '/api/joins/ZZZZ-ZZZZ/approve', { method: 'POST', headers: auth })).status, 404, 'no such join');
+    const memberIds = async () => ((await cli(['members', sb!.root])) as { nodeId: string }[]).map((m) => m.nodeId);
+    assert.ok(!(await memberIds()).includes(j1.nodeId), 'nothing approved by refused requests');
+    const row = pg.locator(`#joins tr[data-code="${j1.code}"]`);
     await row.waitFor({ timeout: 15_000 });
     assert.equal(await pg.textContent('#joins-count'), '2');
     assert.match(await row.textContent() ?? '', /<b>newbox<\/b>/, 'a joiner\'s host name as text');
     await pg.screenshot({ path: shot.replace(/\.png$/, '-join.png'), fullPage: true });
     await row.locator('button.approve').click();
-    await pg.waitForFunction(() => /approved abcdefghijklmnop/.test(document.getElementById('joins-msg')?.textContent ?? ''), null, { timeout: 10_000 });
+    await pg.waitForFunction((id) => new RegExp(`approved ${id}`).test(document.getElementById('joins-msg')?.textContent ?? ''), j1.nodeId, { timeout: 10_000 });
     await row.waitFor({ state: 'detached', timeout: 10_000 });
-    assert.deepEqual(pj.approved(), [pj.code]);
+    assert.ok((await memberIds()).includes(j1.nodeId), 'the approved key is a member');
+    assert.equal((await j1.ask()).status, 'admitted', "the joiner's next poll is admitted");
     assert.equal(await pg.textContent('#joins-count'), '1');
-    await pg.locator('#joins tr[data-code="other-1"] button.refuse').click();
-    await pg.locator('#joins tr[data-code="other-1"]').waitFor({ state: 'detached', timeout: 10_000 });
-    assert.deepEqual(pj.refused(), ['other-1']);
+    await pg.locator(`#joins tr[data-code="${j2.code}"] button.refuse`).click();
+    await pg.locator(`#joins tr[data-code="${j2.code}"]`).waitFor({ state: 'detached', timeout: 10_000 });
+    await assert.rejects(j2.ask(), /refused by an operator/, "the refused joiner's next poll is told so");
+    assert.ok(!(await memberIds()).includes(j2.nodeId));
     assert.equal(await pg.textContent('#joins-count'), '0');
     // Live: the verdict follows status (it may move while the last file is copied).
     await eventually('the page\'s verdict to be status\' verdict', async () => (await pg.textContent('#verdict')) === `HEALTH_${(await cli(['status', sb!.root])).verdict}`, 15_000);
