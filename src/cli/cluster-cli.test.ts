@@ -323,3 +323,32 @@ test('status and conflicts: the health of the cluster through the running node, 
     assert.match(r.err, /no node is running/);
   }
 });
+
+test('status shows the copies a disk is making: bytes left, the rate they arrive at and an ETA, then none', async () => {
+  const b = await box();
+  const a = await b.start(['--interface', 'lo', '--audit-every', '1s'], { create: true });
+  await writeFile(join(b.mnt, 'big.bin'), Buffer.alloc(12 << 20, 9));
+  const t = await cli(['invite', b.root]);
+  const file = join(b.dir, 'token');
+  await writeFile(file, t.out.trim() + '\n', { mode: 0o600 });
+  // The second disk copies big.bin (copies=2) at 1 MB/s: ~12 s under way.
+  const root2 = join(b.dir, 'second');
+  await b.start(['--interface', 'lo', '--audit-every', '1s', '--heal-rate', '1M', '--join-file', file, '--peer', `127.0.0.1:${a.ready.sshPort}`], { root: root2, mount: false });
+  const status = async () => JSON.parse((await cli(['status', root2, '--json'])).out);
+  let h;
+  for (let i = 0; i < 200; i++, await new Promise((r) => setTimeout(r, 100))) {
+    h = await status();
+    const c = h.transfers.copies;
+    if (c.copying >= 1 && c.rate > 0 && c.bytesLeft > 0 && c.bytesLeft < 12 << 20) break;
+  }
+  const c = h.transfers.copies;
+  assert.ok(c.copying >= 1 && c.rate > 0, `a copy under way at a rate: ${JSON.stringify(h.transfers)}`);
+  assert.ok(c.bytesLeft > 0 && c.bytesLeft < 12 << 20, `bytes left ${c.bytesLeft}`);
+  assert.ok(c.rate < 4e6, `held to about --heal-rate: ${c.rate} B/s`);
+  assert.ok(c.etaSeconds > 0 && Math.abs(c.etaSeconds - Math.ceil(c.bytesLeft / c.rate)) <= 1, `ETA ${c.etaSeconds} s for ${c.bytesLeft} B at ${c.rate} B/s`);
+  assert.ok(h.transfers.receiving > 0);
+  assert.match((await cli(['status', root2])).out, /\ntransfers: receiving [\d.]+ [kM]?B\/s, sending [\d.]+ [kMG]?B\/s; copying 1 \(0 waiting\), [\d.]+ MB left at [\d.]+ [kM]?B\/s, ETA \d+s\n/);
+  for (let i = 0; i < 300 && h.transfers.copies.copying; i++, await new Promise((r) => setTimeout(r, 100))) h = await status();
+  assert.deepEqual(h.transfers.copies, { copying: 0, waiting: 0, bytesLeft: 0, rate: 0, etaSeconds: 0 });
+  assert.match((await cli(['status', root2])).out, /; no copies under way\n/);
+});

@@ -46,6 +46,7 @@ export function healthOf(node: DelugeNode, cluster: ClusterNode, replication: Re
     sync: cluster.sync.peerHeads(),
     namespace: countNamespace(node.ns.tree.root),
     joins: cluster.joins.list(),
+    transfers: { ...replication.rates(), copies: replication.progress() },
   });
 }
 

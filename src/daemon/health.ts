@@ -5,6 +5,7 @@
 import type { Disk } from '../replication/placement.js';
 import { formatBytes } from '../util/units.js';
 import type { PendingJoin } from '../cluster/join-requests.js';
+import type { Progress } from '../replication/replication.js';
 
 export type Severity = 'WARN' | 'ERROR';
 export type Verdict = 'OK' | Severity;
@@ -26,7 +27,11 @@ export interface HealthInput {
   namespace: { files: number; dirs: number; bytes: number; conflicts: number };
   /** LAN join requests waiting for an operator (cluster/join-requests.ts). */
   joins?: PendingJoin[];
+  /** This disk's engine's rates, and the copies it is making (replication.ts `progress`). */
+  transfers?: Transfers;
 }
+
+export interface Transfers { receiving: number; sending: number; copies: Progress }
 
 export interface DiskReport { node: string; machine: string; state: string; total: number; free: number; fill: number }
 
@@ -42,6 +47,7 @@ export interface Health {
   sync: { peer: string; behind: number; failures: number }[];
   namespace: HealthInput['namespace'];
   joins: PendingJoin[];
+  transfers: Transfers;
 }
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -82,7 +88,24 @@ export function judgeHealth(i: HealthInput): Health {
     sync,
     namespace: i.namespace,
     joins,
+    transfers: i.transfers ?? { receiving: 0, sending: 0, copies: { copying: 0, waiting: 0, bytesLeft: 0, rate: 0, etaSeconds: 0 } },
   };
+}
+
+/** `1h 2m`, `3m 4s`, `5s`: an ETA as people read it. */
+export function formatDuration(s: number): string {
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${s}s`;
+}
+
+/** Rates and the copies under way, one line. */
+export function renderTransfers(t: Transfers): string {
+  const c = t.copies;
+  const copies = c.copying || c.waiting
+    ? `copying ${c.copying} (${c.waiting} waiting), ${size(c.bytesLeft)} left at ${size(c.rate)}/s, ETA ${c.etaSeconds === null ? 'unknown (nothing arriving)' : formatDuration(c.etaSeconds)}`
+    : 'no copies under way';
+  return `transfers: receiving ${size(t.receiving)}/s, sending ${size(t.sending)}/s; ${copies}`;
 }
 
 /** Pending join requests, one line each (status and `delugefs joins`). */
@@ -104,6 +127,7 @@ export function renderHealth(h: Health): string {
   const ns = h.namespace;
   out.push(`namespace: ${ns.files} files, ${ns.dirs} directories, ${size(ns.bytes)}, ${plural(ns.conflicts, 'conflict copy', 'conflict copies')}; head ${h.head?.slice(0, 12) ?? 'none'}`);
   for (const s of h.sync) out.push(`  sync ${s.peer}: ${s.behind} heads behind, ${s.failures} failures`);
+  if (h.transfers) out.push(renderTransfers(h.transfers));
   if (h.joins?.length) out.push('join requests (approve: delugefs approve ROOT CODE):', ...renderJoins(h.joins));
   return out.join('\n');
 }

@@ -57,6 +57,9 @@ export interface ReplicationOptions {
   healRate?: number;
 }
 
+/** Copies under way at this disk (`delugefs status`): null ETA while nothing arrives. */
+export interface Progress { copying: number; waiting: number; bytesLeft: number; rate: number; etaSeconds: number | null }
+
 export class Replication {
   /**
    * Members' mirror requests waiting, in arrival order (a map: a peer's 1,000 ids are checked
@@ -426,6 +429,29 @@ export class Replication {
   }
 
   /** What `delugefs status` judges (daemon/health.ts): the last round, the near-full mark, transfers. */
+  /**
+   * Copies this disk is making (healing, placement, drains, repairs) and what waits: bytes left
+   * and the rate they arrive at now (the engine's per-content rate, a few seconds' average), so
+   * status can give an ETA. Planned copies count their whole size.
+   */
+  progress(): Progress {
+    let left = 0, rate = 0;
+    for (const [id, length] of this.fetching) {
+      const st = this.swarm.swarm.stats(id);
+      left += st && !st.complete ? st.bytesLeft : st?.complete ? 0 : length;
+      rate += st?.downloadRate ?? 0;
+    }
+    left += this.queuedBytes;
+    for (let i = this.plannedAt; i < this.planned.length; i++) left += this.planned[i]!.info.length;
+    return { copying: this.fetching.size, waiting: this.queue.size + this.planned.length - this.plannedAt, bytesLeft: left, rate, etaSeconds: left === 0 ? 0 : rate > 0 ? Math.ceil(left / rate) : null };
+  }
+
+  /** Bytes per second this disk's engine receives and sends now (all content, readers too). */
+  rates(): { receiving: number; sending: number } {
+    const s = this.swarm.swarm.summary();
+    return { receiving: s.downloadRate, sending: s.uploadRate };
+  }
+
   summary(): { round: LoopStats | null; nearFull: number; fetching: number; queued: number } {
     return { round: this.loop.stats, nearFull: this.o.nearFull, fetching: this.fetching.size, queued: this.queue.size + this.planned.length - this.plannedAt };
   }
