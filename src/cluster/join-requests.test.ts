@@ -135,3 +135,31 @@ test('onChange fires on request, approval, refusal and expiry (by timer), and un
   assert.equal(n, 6);
   j.close();
 });
+
+test('re-polls from another address do not free places at the first one', () => {
+  const { j } = store({ maxPending: 16, maxPerAddress: 2, newPerAddress: 100, windowMs: 10_000 });
+  j.request(ask(1, '10.0.0.1'));
+  j.request(ask(2, '10.0.0.1'));
+  // Both poll again from elsewhere: the places they took at 10.0.0.1 stay taken.
+  j.request(ask(1, '10.0.0.2'));
+  j.request(ask(2, '10.0.0.2'));
+  assert.throws(() => j.request(ask(3, '10.0.0.1')), (e) => code(e) === 'busy');
+  assert.equal(j.list().find((p) => p.nodeId === ask(1).nodeId)!.address, '10.0.0.2:40000', 'where it polls from now is shown');
+});
+
+test('an approval under way: a refuse fails, a second approve gets the same answer, the key is admitted once', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const admitted: string[] = [];
+  const j = new JoinRequests({ admit: async (k) => { admitted.push(k); await gate; return { nodeId: 'x' }; } });
+  const p = j.request(ask(1));
+  const a1 = j.approve(p.code);
+  const a2 = j.approve(p.code);
+  assert.throws(() => j.refuse(p.code), /being approved/);
+  release();
+  assert.deepEqual(await a1, { nodeId: 'x' });
+  assert.deepEqual(await a2, { nodeId: 'x' });
+  assert.deepEqual(admitted, [ask(1).publicKey]);
+  assert.deepEqual(j.list(), []);
+  j.close();
+});

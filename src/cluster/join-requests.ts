@@ -62,6 +62,8 @@ const ENDED_KEEP = 256;
 
 export class JoinRequests {
   private readonly pending = new Map<string, Entry>(); // by node id
+  /** Node id → its approval under way (the member record being written). */
+  private readonly approving = new Map<string, Promise<{ nodeId: string }>>();
   /** Node id → why and until when its requests end at once (refused, expired). */
   private readonly ended = new Map<string, { why: 'refused' | 'expired'; until: number }>();
   private readonly recent = new Map<string, number[]>(); // ip → times of its new requests
@@ -105,9 +107,9 @@ export class JoinRequests {
     let e = this.pending.get(ask.nodeId);
     if (e) {
       e.expires = Math.min(t + l.idleMs, e.since + l.maxAgeMs);
-      // Where it polls from now; its place in the per-address count moves with it.
+      // Where it polls from now is shown; its place in the per-address count stays with the
+      // address it first asked from (moving re-polls elsewhere would free places for more).
       e.address = ask.address;
-      e.ip = ipOf(ask.address);
       return this.public(e);
     }
     const ip = ipOf(ask.address);
@@ -128,25 +130,36 @@ export class JoinRequests {
     return this.public(e);
   }
 
-  /** Admits the request with this code (exactly as `authorize`); unknown, expired or ambiguous codes throw. */
+  /**
+   * Admits the request with this code (exactly as `authorize`); unknown, expired or ambiguous codes
+   * throw. While the record is written the request is being approved: a second approve gets the
+   * same answer and a refuse fails (the operator must not be told "refused" of a key let in).
+   */
   async approve(code: string): Promise<{ nodeId: string }> {
     const e = this.find(code);
-    let r: { nodeId: string };
-    try {
-      r = await this.o.admit(e.publicKey, e.hostname);
-    } catch (err) {
-      throw new JoinRequestError('failed', `admitting ${e.nodeId} failed: ${(err as Error).message}`);
-    }
-    // Its member record is written: the next poll (here, or at any member once synced) answers admitted.
-    if (this.pending.get(e.nodeId) === e) this.pending.delete(e.nodeId);
-    this.o.log?.('join.approved', { nodeId: e.nodeId, hostname: e.hostname, code: e.code, address: e.address });
-    this.changed();
-    return { nodeId: r.nodeId };
+    const under = this.approving.get(e.nodeId);
+    if (under) return under;
+    const p = (async () => {
+      let r: { nodeId: string };
+      try {
+        r = await this.o.admit(e.publicKey, e.hostname);
+      } catch (err) {
+        throw new JoinRequestError('failed', `admitting ${e.nodeId} failed: ${(err as Error).message}`);
+      }
+      // Its member record is written: the next poll (here, or at any member once synced) answers admitted.
+      if (this.pending.get(e.nodeId) === e) this.pending.delete(e.nodeId);
+      this.o.log?.('join.approved', { nodeId: e.nodeId, hostname: e.hostname, code: e.code, address: e.address });
+      this.changed();
+      return { nodeId: r.nodeId };
+    })().finally(() => this.approving.delete(e.nodeId));
+    this.approving.set(e.nodeId, p);
+    return p;
   }
 
   /** Refuses the request with this code: its joiner is told so, and its key's requests here end at once for maxAge. */
   refuse(code: string): void {
     const e = this.find(code);
+    if (this.approving.has(e.nodeId)) throw new JoinRequestError('failed', `the request ${e.code} of ${e.nodeId} is being approved; remove the node with "delugefs remove-node" if it must not join`);
     this.pending.delete(e.nodeId);
     this.end(e.nodeId, 'refused', this.now() + this.limits.maxAgeMs);
     this.o.log?.('join.refused', { nodeId: e.nodeId, hostname: e.hostname, code: e.code, address: e.address }, 'warn');
