@@ -352,3 +352,11 @@ test('status shows the copies a disk is making: bytes left, the rate they arrive
   assert.deepEqual(h.transfers.copies, { copying: 0, waiting: 0, bytesLeft: 0, rate: 0, etaSeconds: 0 });
   assert.match((await cli(['status', root2])).out, /; no copies under way\n/);
 });
+
+test('an error that quotes outside words reaches the terminal without its control characters', async () => {
+  const b = await box();
+  const r = await cli(['status', join(b.dir, 'x\x1b]0;owned\x07y')]);
+  assert.equal(r.code, 1);
+  assert.doesNotMatch(r.err, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  assert.match(r.err, /x\?\]0;owned\?y/);
+});

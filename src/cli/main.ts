@@ -5,6 +5,7 @@ import { parseArgs, UsageError, USAGE } from './args.js';
 import { runNode, CheckError } from './run.js';
 import { runSubcommand, SUBCOMMANDS } from './commands.js';
 import { runDemo } from './demo.js';
+import { printable } from '../util/text.js';
 
 function version(): string {
   // Read once at start, before any mount exists.
@@ -24,8 +25,7 @@ async function main(argv: string[]): Promise<void> {
         return await (argv[0] === 'demo' ? runDemo(argv.slice(1)) : runSubcommand(argv[0], argv.slice(1)));
       } catch (e) {
         if (e instanceof UsageError) throw e;
-        process.stderr.write(`delugefs: ${(e as Error).message}\n`);
-        process.exit(e instanceof CheckError ? 1 : 3);
+        fail(e);
       }
     }
     args = parseArgs(argv);
@@ -41,9 +41,14 @@ async function main(argv: string[]): Promise<void> {
   try {
     await runNode(args);
   } catch (e) {
-    process.stderr.write(`delugefs: ${(e as Error).message}\n`);
-    process.exit(e instanceof CheckError ? 1 : 3);
+    fail(e);
   }
+}
+
+/** Exit 1 for a refusal, 3 for anything else; the message may quote a peer (a member's refusal, a reply over the LAN): no terminal escapes. */
+function fail(e: unknown): never {
+  process.stderr.write(`delugefs: ${(e as Error).message.split('\n').map(printable).join('\n')}\n`);
+  process.exit(e instanceof CheckError ? 1 : 3);
 }
 
 void main(process.argv.slice(2));
