@@ -281,6 +281,7 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     await row.waitFor({ timeout: 15_000 });
     assert.equal(await pg.textContent('#joins-count'), '2');
     assert.match(await row.textContent() ?? '', /<b>newbox<\/b>/, 'a joiner\'s host name as text');
+    assert.equal(await row.locator('.joincode').textContent(), j1.code, 'the verification code is shown, to compare with the new machine\'s screen');
     await pg.screenshot({ path: shot.replace(/\.png$/, '-join.png'), fullPage: true });
     await row.locator('button.approve').click();
     await pg.waitForFunction((id) => new RegExp(`approved ${id}`).test(document.getElementById('joins-msg')?.textContent ?? ''), j1.nodeId, { timeout: 10_000 });

@@ -23,6 +23,8 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.2em .4e
 .disk{display:grid;grid-template-columns:11em 6em 1fr 9em;gap:.5em;align-items:center;margin:.2em 0}
 .bar{background:#e3e6ec;height:10px;border-radius:5px;overflow:hidden}.fill{height:100%;background:#3b82f6}.fill.near{background:#ed8b00}
 .mono{font-family:ui-monospace,monospace;font-size:.9em}
+.joincode{font-family:ui-monospace,monospace;font-size:1.3em;font-weight:bold;letter-spacing:.05em}
+.hint{font-size:.9em;color:#555;margin:.2em 0}
 .nums{display:grid;grid-template-columns:auto auto;gap:.1em 1em;width:max-content}
 button{font:inherit;cursor:pointer}button.link{border:0;background:none;color:#1d4ed8;padding:0;text-align:left}
 .msg{color:#555;font-size:.9em;min-height:1.2em}.err{color:#c62828}
@@ -166,11 +168,11 @@ const SCRIPT = String.raw`
   function renderJoins(list) {
     var tb = $('joins'); clear(tb);
     $('joins-count').textContent = String(list.length);
-    if (!list.length) { var tr = row(['no pending joins']); tr.firstChild.colSpan = 5; tb.appendChild(tr); }
+    if (!list.length) { var tr = row(['no pending joins']); tr.firstChild.colSpan = 6; tb.appendChild(tr); }
     list.forEach(function (j) {
       var ok = el('button', 'approve', 'Approve'), no = el('button', 'refuse', 'Refuse');
       var act = el('span'); act.appendChild(ok); act.appendChild(document.createTextNode(' ')); act.appendChild(no);
-      var tr = row([el('span', 'mono', j.nodeId), j.hostname, j.address, new Date(j.since).toLocaleTimeString(), act]);
+      var tr = row([el('span', 'joincode', j.code), el('span', 'mono', j.nodeId), j.hostname, j.address, new Date(j.since).toLocaleTimeString(), act]);
       tr.dataset.code = j.code;
       ok.addEventListener('click', function () { decide(j, 'approve', ok, no); });
       no.addEventListener('click', function () { decide(j, 'refuse', ok, no); });
@@ -300,7 +302,7 @@ const BODY = String.raw`
 <span>receiving</span><span id="down-rate"></span><span>sending</span><span id="up-rate"></span><span>received</span><span id="downloaded"></span><span>sent</span><span id="uploaded"></span>
 <span>connections</span><span id="conns"></span><span>torrents</span><span id="torrents"></span><span>copies held here</span><span id="repl-held"></span><span>copies being fetched</span><span id="repl-fetching"></span><span>copies queued</span><span id="repl-queued"></span><span>surplus (last round)</span><span id="repl-dropped"></span></div></section>
 <section><h2>Peers</h2><table><thead><tr><th>node</th><th>machine</th><th>state</th><th>reached at</th><th>sync</th><th>swarm</th></tr></thead><tbody id="peers"></tbody></table></section>
-<section id="joins-box"><h2>Pending joins (<span id="joins-count">0</span>)</h2><table><thead><tr><th>node</th><th>machine</th><th>address</th><th>since</th><th></th></tr></thead><tbody id="joins"></tbody></table><div id="joins-msg" class="msg"></div></section>
+<section id="joins-box"><h2>Pending joins (<span id="joins-count">0</span>)</h2><p class="hint">Approve only a request whose code the new machine's own screen shows: its name and address are its own claims.</p><table><thead><tr><th>code</th><th>node</th><th>machine (claimed)</th><th>address</th><th>since</th><th></th></tr></thead><tbody id="joins"></tbody></table><div id="joins-msg" class="msg"></div></section>
 <section id="files-box"><h2>Files</h2><div id="files-nav"><button id="files-up">up</button><span id="path" class="mono"></span><span id="files-count"></span><button id="files-prev">prev</button><button id="files-next">next</button></div>
 <table><thead><tr><th>name</th><th>type</th><th>size</th><th>copies</th><th>held by</th></tr></thead><tbody id="files"></tbody></table><div id="files-msg" class="msg"></div></section>
 <section id="conflicts-box"><h2>Conflicts (<span id="conflicts-count">0</span>)</h2><table><thead><tr><th>conflict copy</th><th>original</th><th>from</th><th>kept aside</th><th>now at the original</th></tr></thead><tbody id="conflicts"></tbody></table><div id="conflicts-msg" class="msg"></div></section>
