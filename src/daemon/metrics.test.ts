@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { freePort } from '../testing/free-port.js';
 import { sandbox, runCli, Sandbox } from '../testing/node-proc.js';
 import { FuseMetrics, renderMetrics, FUSE_BUCKETS } from './metrics.js';
+import { request } from 'node:http';
 import { judgeHealth } from './health.js';
 
 let sb: Sandbox | undefined;
@@ -111,6 +112,12 @@ test('a mounted node serves /metrics on 127.0.0.1: FUSE work counted by operatio
   // Read-only: other paths 404, other methods 405 (the dashboard at / is web/dashboard.test.ts').
   assert.equal((await fetch(`http://127.0.0.1:${port}/nothing`)).status, 404);
   assert.equal((await fetch(url, { method: 'POST', body: 'x' })).status, 405);
+  // On loopback a foreign Host is refused (a DNS-rebinding page would read the labels: names, ids).
+  const hostStatus = (host: string) => new Promise<number>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/metrics', headers: { host } }, (r) => { r.resume(); resolve(r.statusCode!); }).on('error', reject).end();
+  });
+  assert.equal(await hostStatus(`attacker.example:${port}`), 421);
+  assert.equal(await hostStatus(`localhost:${port}`), 200);
   assert.equal(await node.stop(), 0);
   await assert.rejects(fetch(url), 'still listening after stop');
 });

@@ -56,13 +56,15 @@ export async function startWeb(o: { port: number; bind: string; metrics: () => P
   const apiHeaders = baseHeaders(API_CSP);
   const refused = refusalLog(o.log);
   let port = o.port;
+  const loopback = o.bind === '::1' || o.bind.startsWith('127.');
   const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 8192 }, (req, res) => {
     const text = (status: number, body: string, extra: Record<string, string> = {}) => res.writeHead(status, { ...apiHeaders, 'content-type': 'text/plain; charset=utf-8', ...extra }).end(body);
     if ((req.url ?? '').length > MAX_URL) return text(414, 'URL too long\n');
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
-    // /metrics stays as scrapers know it (any Host): read-only counts. The dashboard holds names.
-    if (feed && path !== '/metrics' && !allowedHost(req.headers.host, o.bind, port)) {
+    // Host is checked everywhere (DNS rebinding), but /metrics on an address others can reach
+    // takes any Host: scrapers there name the machine, and the network sees those counts anyway.
+    if ((path !== '/metrics' || loopback) && !allowedHost(req.headers.host, o.bind, port)) {
       refused('host', { host: String(req.headers.host).slice(0, 200), remote: req.socket.remoteAddress });
       return text(421, 'wrong Host: use the address the web port listens on\n');
     }
