@@ -7,6 +7,9 @@
 // root commit is the one the code was made with; run.ts then checks, as for --peer, that the
 // fetched records hold that member's host key and this node.
 import os from 'node:os';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { membershipFromRepo } from '../cluster/repo-members.js';
 import { Identity, fingerprintOf } from '../cluster/identity.js';
 import { MdnsDiscovery } from '../cluster/discovery.js';
 import { RpcClient, RpcCallError } from '../cluster/rpc-client.js';
@@ -36,6 +39,9 @@ export interface LanJoinOptions {
   say: (line: string) => void;
 }
 
+/** Members that answered within this long must all have admitted us. */
+const RECENT_MS = 30_000;
+
 /** Ends every join request this node made: the wait stops for good. */
 const FINAL = new Set(['join_refused', 'join_expired', 'join_wrong_cluster']);
 
@@ -53,6 +59,8 @@ export async function joinOverLan(root: string, repoDir: string, o: LanJoinOptio
   /** The root commit the code shown was made with: fixed by the first member that answered. */
   let root0: string | undefined;
   const ignored = new Set<string>();
+  /** The last answer of each member, and when. */
+  const seen = new Map<string, { p: PeerRecord; status: string; at: number }>();
   let asked = 0;
   try {
     for (;;) {
@@ -61,9 +69,10 @@ export async function joinOverLan(root: string, repoDir: string, o: LanJoinOptio
       for (const p of members) {
         let r: JoinAnswer;
         try {
-          r = await ask(identity, p, o.cluster);
+          r = await ask(identity, p, o.cluster, o.signal);
           asked++;
         } catch (e) {
+          if (o.signal.aborted) throw new JoinError('interrupted: no longer asking to join');
           const code = e instanceof RpcCallError ? e.code : '';
           if (FINAL.has(code)) throw new JoinError(`member ${p.nodeId} at ${p.host}: ${(e as Error).message}`);
           log.warn('join.lan.ask_failed', { member: p.nodeId, host: p.host, sshPort: p.sshPort, code, error: (e as Error).message });
@@ -87,7 +96,16 @@ export async function joinOverLan(root: string, repoDir: string, o: LanJoinOptio
           o.say(`waiting for approval: on a member, check that it shows the same code and run "delugefs approve MEMBER_ROOT ${code}" (Ctrl-C stops)`);
           if (r.code && r.code !== code) throw new JoinError(`member ${p.nodeId} computed the code ${r.code}, this node ${code}: not joining`);
         }
-        if (r.status === 'admitted') return await fetchFrom(root, repoDir, identity, p, root0, log);
+        seen.set(p.nodeId, { p, status: r.status, at: Date.now() });
+      }
+      // Admitted only once every member that answered lately says so: a removed member still
+      // running with its old copy of the history could otherwise let us into that copy alone.
+      const now = Date.now();
+      const recent = [...seen.values()].filter((x) => now - x.at <= RECENT_MS && !ignored.has(x.p.nodeId));
+      const admitted = recent.filter((x) => x.status === 'admitted');
+      if (admitted.length && admitted.length === recent.length) return await fetchChecked(root, repoDir, identity, admitted.map((x) => x.p), root0!, log);
+      if (admitted.length) {
+        log.info('join.lan.partly_admitted', { admitted: admitted.map((x) => x.p.nodeId), waiting: recent.filter((x) => x.status !== 'admitted').map((x) => x.p.nodeId), hint: 'every member that answers must admit this node (its approval syncs to them within seconds)' });
       }
       const waited = Date.now() - started;
       if (!asked && waited > findMs) {
@@ -101,14 +119,52 @@ export async function joinOverLan(root: string, repoDir: string, o: LanJoinOptio
   }
 }
 
-async function ask(identity: Identity, p: PeerRecord, cluster: string): Promise<JoinAnswer> {
+async function ask(identity: Identity, p: PeerRecord, cluster: string, signal: AbortSignal): Promise<JoinAnswer> {
   // A fresh connection per poll: a guest's connection is cut after a few seconds anyway (ssh-limits).
   const client = new RpcClient({ identity, host: p.host, port: p.sshPort, hostFingerprint: p.fingerprint, timeoutMs: 10_000, connectTimeoutMs: 5000, log: () => {} });
+  // Ctrl-C ends a question under way too, not only the wait between rounds.
+  let stop = (): void => {};
+  const aborted = new Promise<never>((_r, reject) => {
+    stop = () => reject(new JoinError('interrupted: no longer asking to join'));
+    if (signal.aborted) stop();
+    signal.addEventListener('abort', stop, { once: true });
+  });
   try {
-    return await call(client, JOIN_REQUEST, { cluster, hostname: os.hostname() });
+    return await Promise.race([call(client, JOIN_REQUEST, { cluster, hostname: os.hostname() }), aborted]);
   } finally {
+    signal.removeEventListener('abort', stop);
     client.close();
   }
+}
+
+/**
+ * Fetches from the first member that admitted us, and from every other one into a scratch
+ * repository: each must start at the code's root commit and none may remove a member that
+ * answered (members disagreeing on who is one means one of them is a removed member's copy).
+ */
+async function fetchChecked(root: string, repoDir: string, identity: Identity, admitted: PeerRecord[], rootCommit: string, log: Logger): Promise<Joined & { peerKey: Buffer }> {
+  const joined = await fetchFrom(root, repoDir, identity, admitted[0]!, rootCommit, log);
+  const histories: { from: PeerRecord; dir: string }[] = [{ from: admitted[0]!, dir: repoDir }];
+  const scratch: string[] = [];
+  try {
+    for (const p of admitted.slice(1)) {
+      const dir = join(root, 'cluster', `join-check-${p.nodeId}`);
+      scratch.push(dir);
+      await fetchFrom(root, dir, identity, p, rootCommit, log);
+      histories.push({ from: p, dir });
+    }
+    for (const h of histories) {
+      const m = await membershipFromRepo(h.dir);
+      for (const p of admitted) {
+        if (m.isRevoked(p.nodeId) || !m.get(p.nodeId)) {
+          throw Object.assign(new JoinError(`member ${p.nodeId} at ${p.host} admitted this node, but the history member ${h.from.nodeId} serves ${m.isRevoked(p.nodeId) ? 'removes it' : 'does not name it a member'}: one of them runs an old copy of the cluster; not joining over the LAN (join with a token from "delugefs invite")`), { keepKey: true });
+        }
+      }
+    }
+  } finally {
+    for (const d of scratch) await rm(d, { recursive: true, force: true });
+  }
+  return joined;
 }
 
 async function fetchFrom(root: string, repoDir: string, identity: Identity, p: PeerRecord, rootCommit: string, log: Logger): Promise<Joined & { peerKey: Buffer }> {

@@ -252,3 +252,32 @@ test('admitted by a "member" whose repository starts elsewhere than the root com
   assert.deepEqual((await sh(`ls -A ${JSON.stringify(root)}`)).out.split('\n').filter(Boolean), ['identity']);
   fake.kill('SIGTERM');
 });
+
+test('a removed member still running admits a joiner into its old copy: the joiner waits for every member, then joins neither copy', { skip, timeout: 150_000 }, async () => {
+  // x joins with a token, then is removed while it keeps running with its copy of the history.
+  const hx = await lan.addHost('rx');
+  const tok = await cli(['invite', member.root]);
+  assert.equal(tok.code, 0, tok.err);
+  const file = join(dir, 'x-token');
+  await writeFile(file, tok.out.trim() + '\n', { mode: 0o600 });
+  const x = await waitReady(spawnNode(hx, [CL, join(dir, 'rx'), '--json', '--interface', 'eth0', '--port', '17100', '--ssh-port', '17422', '--join-file', file]), 60_000);
+  const xId = String(x.ready.node);
+  const rm = await cli(['remove-node', member.root, xId]);
+  assert.equal(rm.code, 0, rm.err);
+  // A new node asks; x's operator (an attacker, say) approves it there first.
+  const hy = await lan.addHost('ry');
+  const y = startJoiner(hy, 'ry');
+  const { code } = await y.waiting();
+  await eventually('x lists the request', async () => JSON.parse((await cli(['joins', join(dir, 'rx'), '--json'])).out).some((j: { code: string }) => j.code === code), 30_000);
+  const onX = await cli(['approve', join(dir, 'rx'), code]);
+  assert.equal(onX.code, 0, onX.err);
+  // Admitted by x alone: the joiner waits for the members that still say pending.
+  await eventually('the joiner sees x admit it while others wait', async () => /"event":"join\.lan\.partly_admitted"/.test(y.stderr()), 30_000);
+  assert.equal(await Promise.race([y.exited, new Promise((r) => setTimeout(() => r('running'), 2000))]), 'running', 'not joined through x alone');
+  // The real operator approves too: now every member admits it, and the histories disagree on x.
+  await eventually('the member lists the request', async () => (await joins()).some((j) => j.code === code), 30_000);
+  const ok = await cli(['approve', member.root, code]);
+  assert.equal(ok.code, 0, ok.err);
+  assert.equal(await y.exited, 1, y.stderr());
+  assert.match(y.stderr(), new RegExp(`member ${xId} at [0-9.]+ admitted this node, but the history member \\S+ serves removes it`));
+});
