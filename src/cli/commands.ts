@@ -326,7 +326,7 @@ export async function runSubcommand(cmd: string, argv: string[]): Promise<void> 
     }
     case 'approve': case 'refuse': {
       const code = normalizeCode(a.pos[1]!);
-      if (!code) throw new CheckError(`${cmd}: "${a.pos[1]!.slice(0, 40)}" is not a join code (8 characters like ABCD-EFGH, as the new node printed it; "delugefs joins ROOT" lists them)`);
+      if (!code) throw new CheckError(`${cmd}: "${a.pos[1]!.slice(0, 40)}" is not a join code (12 characters like ABCD-EFGH-JKMN, as the new node printed it; "delugefs joins ROOT" lists them)`);
       await nodeRoot(root);
       const r = cmd === 'approve' ? await viaControlM(root, JOIN_APPROVE, { code }) : await viaControlM(root, JOIN_REFUSE, { code });
       if (!r) throw new CheckError(`${cmd}: no node is running on ${root}; start it first (requests wait at the running node)`);

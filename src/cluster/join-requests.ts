@@ -8,7 +8,7 @@ import { joinCode, normalizeCode } from './join-code.js';
 import type { Log } from './log.js';
 
 export interface PendingJoin {
-  /** `ABCD-EFGH` (join-code.ts), the same on the joiner's screen and every member it asked. */
+  /** `ABCD-EFGH-JKMN` (join-code.ts), the same on the joiner's screen and every member it asked. */
   code: string;
   nodeId: string;
   /** What the joiner says its machine is called (not proven: shown, never trusted). */
@@ -180,10 +180,10 @@ export class JoinRequests {
   private find(typed: string): Entry {
     this.sweep();
     const code = normalizeCode(typed);
-    if (!code) throw new JoinRequestError('not_found', `"${typed.slice(0, 40)}" is not a join code (8 characters like ABCD-EFGH, as the new node printed it)`);
+    if (!code) throw new JoinRequestError('not_found', `"${typed.slice(0, 40)}" is not a join code (12 characters like ABCD-EFGH-JKMN, as the new node printed it)`);
     const hits = [...this.pending.values()].filter((e) => e.code === code);
     if (!hits.length) throw new JoinRequestError('not_found', `no pending join request has the code ${code} (it may have expired: requests last ${this.limits.idleMs / 1000} s after the new node's last poll); "delugefs joins ROOT" lists them`);
-    // 40 bits: two keys sharing a code is a forgery attempt far likelier than chance; act on neither.
+    // 60 bits: two keys sharing a code is a forgery attempt far likelier than chance; act on neither.
     if (hits.length > 1) throw new JoinRequestError('ambiguous', `${hits.length} pending requests share the code ${code} (${hits.map((h) => `${h.nodeId} on ${h.hostname}`).join(', ')}); refuse them and have the right machine ask again, or use "delugefs authorize" with its key`);
     return hits[0]!;
   }

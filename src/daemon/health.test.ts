@@ -41,12 +41,12 @@ test('each check from its counts; ERROR wins over WARN', () => {
 });
 
 test('pending LAN join requests are a JOIN_PENDING warning with their codes, listed in the reply and the text', () => {
-  const j = { code: 'K7QD-3M9X', nodeId: 'abcdefghijklmnop', hostname: 'server3', address: '10.0.0.3:40000', since: Date.UTC(2026, 11, 7), expires: Date.UTC(2026, 11, 7) + 60_000 };
+  const j = { code: 'K7QD-3M9X-WP2A-WP2A-WP2A', nodeId: 'abcdefghijklmnop', hostname: 'server3', address: '10.0.0.3:40000', since: Date.UTC(2026, 11, 7), expires: Date.UTC(2026, 11, 7) + 60_000 };
   assert.deepEqual(codes(input({ joins: [j] })), ['WARN JOIN_PENDING 1']);
   const h = judgeHealth(input({ joins: [j] }));
   assert.equal(h.verdict, 'WARN');
   assert.deepEqual(h.joins, [j]);
-  assert.match(h.checks[0]!.message, /K7QD-3M9X server3 \(abcdefghijklmnop\).*delugefs approve ROOT CODE/);
-  assert.match(renderHealth(h), /join requests .*\n  join K7QD-3M9X  abcdefghijklmnop  server3  from 10\.0\.0\.3:40000/);
+  assert.match(h.checks[0]!.message, /K7QD-3M9X-WP2A-WP2A-WP2A server3 \(abcdefghijklmnop\).*delugefs approve ROOT CODE/);
+  assert.match(renderHealth(h), /join requests .*\n  join K7QD-3M9X-WP2A-WP2A-WP2A  abcdefghijklmnop  server3  from 10\.0\.0\.3:40000/);
   assert.deepEqual(judgeHealth(input()).joins, []);
 });

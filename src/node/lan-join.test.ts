@@ -102,7 +102,7 @@ test('a new node asks over mDNS, shows the code the member lists, gets nothing b
   mounts.add(mnt);
   const j = startJoiner(h, 'j', [], mnt);
   const { code, nodeId } = await j.waiting();
-  assert.match(code, /^[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+  assert.match(code, /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/);
   assert.match(j.stderr(), new RegExp(`delugefs: .*verification code ${code}`));
   assert.match(j.stderr(), new RegExp(`delugefs approve MEMBER_ROOT ${code}`));
 
@@ -129,7 +129,7 @@ test('a new node asks over mDNS, shows the code the member lists, gets nothing b
   assert.equal((await joins()).length, 1, 'still pending');
 
   // A wrong code is an error, exit 1; so is junk.
-  const wrong = await cli(['approve', member.root, code === 'ZZZZ-ZZZZ' ? 'YYYY-YYYY' : 'ZZZZ-ZZZZ']);
+  const wrong = await cli(['approve', member.root, code === 'ZZZZ-ZZZZ-ZZZZ' ? 'YYYY-YYYY-YYYY' : 'ZZZZ-ZZZZ-ZZZZ']);
   assert.equal(wrong.code, 1);
   assert.match(wrong.err, /no pending join request has the code/);
   const junk = await cli(['approve', member.root, 'no-such-code!']);

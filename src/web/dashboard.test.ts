@@ -274,7 +274,7 @@ test('the dashboard of a 3-node cluster: HTTP rules, then the page in headless C
     assert.equal((await raw(webPort, `/api/joins/${j1.code}/approve`, { method: 'POST', headers: { 'x-delugefs-token': 'b'.repeat(64), origin: `http://127.0.0.1:${webPort}` } })).status, 401);
     assert.equal((await raw(webPort, `/api/joins/${j1.code}/approve`, { method: 'POST', headers: { ...auth, origin: 'http://evil.example' } })).status, 403);
     for (const bad of ['no%20such', '%E0%A4%A', 'a.b', 'x'.repeat(65)]) assert.equal((await raw(webPort, `/api/joins/${bad}/approve`, { method: 'POST', headers: auth })).status, 400, bad);
-    assert.equal((await raw(webPort, '/api/joins/ZZZZ-ZZZZ/approve', { method: 'POST', headers: auth })).status, 404, 'no such join');
+    assert.equal((await raw(webPort, '/api/joins/ZZZZ-ZZZZ-ZZZZ/approve', { method: 'POST', headers: auth })).status, 404, 'no such join');
     const memberIds = async () => ((await cli(['members', sb!.root])) as { nodeId: string }[]).map((m) => m.nodeId);
     assert.ok(!(await memberIds()).includes(j1.nodeId), 'nothing approved by refused requests');
     const row = pg.locator(`#joins tr[data-code="${j1.code}"]`);
