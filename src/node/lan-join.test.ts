@@ -48,7 +48,8 @@ function startJoiner(h: NetnsHost, name: string, extra: string[] = [], mnt?: str
   const waiting = async () => {
     const ev = await eventually(`${name} prints its code`, async () => {
       const line = err.split('\n').find((l) => l.includes('"event":"join.lan.waiting"'));
-      return line ? (JSON.parse(line) as { code: string; nodeId: string }) : false;
+      // The log line and the lines for the person at the terminal may arrive in separate chunks.
+      return line && /approve MEMBER_ROOT/.test(err) ? (JSON.parse(line) as { code: string; nodeId: string }) : false;
     }, 30_000);
     return ev;
   };
