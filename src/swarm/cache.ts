@@ -1,6 +1,5 @@
-// Verified pieces in memory, shared by all content of an engine under one byte budget: pieces
-// read for serving (peers ask block by block, so a piece read once answers all its blocks, and
-// other peers close behind) and pieces just fetched for a reader (which reads them from here).
+// Pieces read for serving, shared by all content of an engine under one byte budget: peers ask
+// block by block, so a piece read once answers all its blocks (and other peers close behind).
 import { ByteLru } from '../util/byte-lru.js';
 
 export class PieceCache {
@@ -13,12 +12,6 @@ export class PieceCache {
 
   get(id: string, index: number): Buffer | undefined {
     return this.lru.get(`${id}:${index}`);
-  }
-
-  /** Puts `buf` in place of what the cache holds for the piece (a piece fetched again is the newer truth). */
-  replace(id: string, index: number, buf: Buffer): void {
-    this.lru.delete(`${id}:${index}`);
-    this.lru.set(`${id}:${index}`, buf, buf.length);
   }
 
   put(id: string, index: number, buf: Buffer): void {

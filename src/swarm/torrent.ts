@@ -245,10 +245,6 @@ export class Torrent extends EventEmitter {
   async read(start: number, end: number, out: Buffer = Buffer.allocUnsafe(end - start)): Promise<Buffer> {
     if (out.length < end - start) throw new RangeError(`read of ${end - start} bytes into ${out.length}`);
     out = out.subarray(0, end - start);
-    if (this.fromCache(start, end, out)) {
-      this.lastRead = this.lastUse = Date.now();
-      return out;
-    }
     this.reads++;
     try {
       // Complete content idle for a while has its fd closed (see releaseIdleFd): reopen it.
@@ -270,25 +266,6 @@ export class Torrent extends EventEmitter {
       this.reads--;
       this.lastRead = this.lastUse = Date.now();
     }
-  }
-
-  /** Copies [start, end) from verified pieces in the piece cache when every one of them is there. */
-  private fromCache(start: number, end: number, out: Buffer): boolean {
-    if (start >= end) return false;
-    const pl = this.info.pieceLength;
-    const first = Math.floor(start / pl), last = Math.floor((end - 1) / pl);
-    const bufs: Buffer[] = [];
-    for (let i = first; i <= last; i++) {
-      const b = this.ctx.cache.get(this.id, i);
-      if (!b) return false;
-      bufs.push(b);
-    }
-    for (let i = first; i <= last; i++) {
-      const b = bufs[i - first]!, at = i * pl;
-      const s = Math.max(start, at), e = Math.min(end, at + b.length);
-      b.copy(out, s - start, s - at, e - at);
-    }
-    return true;
   }
 
   /**
@@ -551,9 +528,10 @@ export class Torrent extends EventEmitter {
     }
     try {
       if (!this.partial || this.closed) return;
-      // Every piece goes to the disk past the page cache (partial.ts): a copy for replication
-      // would only push out what readers use, and a reader gets its pieces from memory (below).
-      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf, true);
+      // Content no reader is on goes to the disk without the page cache (partial.ts): a copy for
+      // replication would only push out what readers use. A reader reads the piece back at once.
+      const direct = Date.now() - this.readerAt > READER_GRACE_MS;
+      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf, direct);
     } catch (e) {
       giveBuffer(p.buf);
       this.picker.pieceLost(p.index);
@@ -565,10 +543,7 @@ export class Torrent extends EventEmitter {
     if (this.closed || !this.partial) return;
     this.picker.pieceDone(p.index);
     this.partial.markHave(p.index);
-    // A reader on this content reads the piece in a moment: it stays in the piece cache
-    // (verified, in memory; read() takes it from there). Else the buffer goes back to the pool.
-    if (Date.now() - this.readerAt <= READER_GRACE_MS) this.ctx.cache.replace(this.id, p.index, p.buf);
-    else giveBuffer(p.buf);
+    giveBuffer(p.buf); // written: peers asking for it get it from the file
     for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
     this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
     if (this.have.full()) await this.finish().catch(() => {});
