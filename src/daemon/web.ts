@@ -5,7 +5,7 @@
 // every other listener: few connections, short timeouts, small requests.
 import { createServer, type Server } from 'node:http';
 import type { Logger } from '../util/log.js';
-import { allowedHost, baseHeaders, refusalLog, API_CSP } from '../web/guard.js';
+import { allowedHost, baseHeaders, loopbackBind, refusalLog, API_CSP } from '../web/guard.js';
 import { PAGE, PAGE_CSP } from '../web/page.js';
 import { SseHub } from '../web/sse.js';
 import { Feed } from '../web/feed.js';
@@ -56,7 +56,7 @@ export async function startWeb(o: { port: number; bind: string; metrics: () => P
   const apiHeaders = baseHeaders(API_CSP);
   const refused = refusalLog(o.log);
   let port = o.port;
-  const loopback = o.bind === '::1' || o.bind.startsWith('127.');
+  const loopback = loopbackBind(o.bind);
   const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 8192 }, (req, res) => {
     const text = (status: number, body: string, extra: Record<string, string> = {}) => res.writeHead(status, { ...apiHeaders, 'content-type': 'text/plain; charset=utf-8', ...extra }).end(body);
     if ((req.url ?? '').length > MAX_URL) return text(414, 'URL too long\n');

@@ -428,7 +428,6 @@ export class Replication {
     }, paths);
   }
 
-  /** What `delugefs status` judges (daemon/health.ts): the last round, the near-full mark, transfers. */
   /**
    * Copies this disk is making (healing, placement, drains, repairs) and what waits: bytes left
    * and the rate they arrive at now (the engine's per-content rate, a few seconds' average), so
@@ -438,7 +437,7 @@ export class Replication {
     let left = 0, rate = 0;
     for (const [id, length] of this.fetching) {
       const st = this.swarm.swarm.stats(id);
-      left += st && !st.complete ? st.bytesLeft : st?.complete ? 0 : length;
+      left += st ? (st.complete ? 0 : st.bytesLeft) : length; // not open yet: all of it
       rate += st?.downloadRate ?? 0;
     }
     left += this.queuedBytes;
@@ -452,6 +451,7 @@ export class Replication {
     return { receiving: s.downloadRate, sending: s.uploadRate };
   }
 
+  /** What `delugefs status` judges (daemon/health.ts): the last round, the near-full mark, transfers. */
   summary(): { round: LoopStats | null; nearFull: number; fetching: number; queued: number } {
     return { round: this.loop.stats, nearFull: this.o.nearFull, fetching: this.fetching.size, queued: this.queue.size + this.planned.length - this.plannedAt };
   }

@@ -19,7 +19,8 @@ export function takeBuffer(size: number): Buffer {
   }
   const whole = Buffer.from(new SharedArrayBuffer(size + DIRECT_ALIGN));
   const skew = loadFileOps().misalign(whole, DIRECT_ALIGN);
-  const buf = whole.subarray(skew ? DIRECT_ALIGN - skew : 0, (skew ? DIRECT_ALIGN - skew : 0) + size);
+  const at = skew ? DIRECT_ALIGN - skew : 0;
+  const buf = whole.subarray(at, at + size);
   made.add(buf);
   return buf;
 }

@@ -38,6 +38,8 @@ export class PartialFile {
   private unsaved = 0;
   private saving: Promise<void> | null = null;
   private closed = false;
+  /** The filesystem refused an O_DIRECT write (EINVAL): this file goes through the page cache. */
+  private directRefused = false;
 
   private constructor(
     readonly path: string,
@@ -88,15 +90,17 @@ export class PartialFile {
     for (let off = 0; off < data.length; off += WRITE_CHUNK) {
       const chunk = data.subarray(off, Math.min(data.length, off + WRITE_CHUNK));
       if (chunk.equals(ZERO.subarray(0, chunk.length)) && (this.fresh || this.punch(position + off, chunk.length))) continue;
-      if (direct && this.directFd >= 0 && (position + off) % DIRECT_ALIGN === 0 && chunk.length % DIRECT_ALIGN === 0
+      if (direct && this.directFd >= 0 && !this.directRefused && (position + off) % DIRECT_ALIGN === 0 && chunk.length % DIRECT_ALIGN === 0
         && loadFileOps().misalign(chunk, DIRECT_ALIGN) === 0) {
         try {
           await writeAll(this.directFd, chunk, position + off);
           continue;
         } catch (e) {
-          // EINVAL: this filesystem wants another alignment; write through the page cache from now on.
+          // EINVAL: this filesystem wants another alignment; write through the page cache from
+          // now on. The fd stays open until close/finish: other pieces' writes may be using it,
+          // and a closed fd number can be reused by another file.
           if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-          await this.closeDirect();
+          this.directRefused = true;
         }
       }
       await writeAll(this.fd, chunk, position + off);

@@ -6,6 +6,9 @@
 import { isIP } from 'node:net';
 import type { Logger } from '../util/log.js';
 
+/** A bind address only this machine reaches. */
+export const loopbackBind = (bind: string): boolean => bind === '::1' || bind.startsWith('127.');
+
 /** Hosts a request may name: the bound address, and loopback names when it listens there. */
 export function allowedHost(hostHeader: string | undefined, bind: string, port: number): boolean {
   if (!hostHeader || hostHeader.length > 300) return false;
@@ -13,7 +16,7 @@ export function allowedHost(hostHeader: string | undefined, bind: string, port: 
   if (!m || Number(m[2] ?? 80) !== port) return false;
   const host = m[1]!.toLowerCase().replace(/^\[|\]$/g, '');
   const wildcard = bind === '0.0.0.0' || bind === '::';
-  const loopback = wildcard || bind === '127.0.0.1' || bind === '::1' || bind.startsWith('127.');
+  const loopback = wildcard || loopbackBind(bind);
   if (loopback && (host === 'localhost' || host === '127.0.0.1' || host === '::1')) return true;
   // Listening everywhere: any address literal of this machine; rebinding needs a name, never a literal.
   if (wildcard) return isIP(host) !== 0;
