@@ -84,6 +84,29 @@ test('a copy nobody reads bypasses the page cache on the fetching disk', async (
   assert.equal(sha1(await readFile(path)), sha1(data));
 });
 
+test('a reader takes its pieces from memory as they are verified; they go to disk past the page cache', async () => {
+  const dir = await directDir();
+  dirs.push(dir);
+  const data = content(24 * 1024 * 1024, 11);
+  const file = join(dir, 'f');
+  await writeFile(file, data);
+  const a = await engine({ root: join(dir, 'a') });
+  const { torrent } = await a.call('add', { path: file });
+  const b = await engine({ root: join(dir, 'b'), peers: [`127.0.0.1:${a.port}`] });
+  // A sequential reader in 1 MiB steps, each read starting 100 bytes past a piece boundary so
+  // that most reads take parts of two pieces (one in memory, one on disk, or both in memory).
+  const step = 1024 * 1024;
+  for (let s = 100; s < data.length; s += step) {
+    const e = Math.min(data.length, s + step);
+    const r = await b.call('read', { torrent, start: s, end: e });
+    assert.equal(r.sha1, sha1(data.subarray(s, e)), `range ${s}-${e}`);
+  }
+  const { path } = await b.call('fetch', { torrent });
+  const cached = await resident(path);
+  assert.ok(cached < data.length / 8, `a reader's pieces left ${cached} of ${data.length} bytes in the page cache`);
+  assert.equal(sha1(await readFile(path)), sha1(data));
+});
+
 test('a sequential reader keeps its own read-ahead: nothing is cancelled, every byte arrives once', async () => {
   const dir = await tmp('seq');
   const data = content(96 * 1024 * 1024, 7);

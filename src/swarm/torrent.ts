@@ -53,7 +53,8 @@ export interface TorrentContext {
   background: RateLimiter | null;
 }
 
-interface Waiter { first: number; last: number; next: number; resolve: () => void; reject: (e: Error) => void }
+/** `memory`: a reader's range, woken by pieces verified in memory before they are written. */
+interface Waiter { first: number; last: number; next: number; memory: boolean; resolve: () => void; reject: (e: Error) => void }
 
 export interface TorrentStats {
   id: ContentId;
@@ -88,6 +89,11 @@ export class Torrent extends EventEmitter {
   /** Fds replaced while reads may still be using them (partial file after completion). */
   private retiredFds: number[] = [];
   private reading = new Map<number, Promise<Buffer>>();
+  /**
+   * Pieces verified and being written: readers waiting for them are woken at once and copy them
+   * from here, so the write may go past the page cache without a reader waiting for the device.
+   */
+  private written = new Map<number, Buffer>();
   private fillQueued = false;
   private finishing: Promise<void> | null = null;
   closed = false;
@@ -173,7 +179,7 @@ export class Torrent extends EventEmitter {
     this.writeError = null;
     const first = Math.floor(start / this.info.pieceLength);
     const last = Math.floor((end - 1) / this.info.pieceLength);
-    if (this.have.hasRange(first, last)) return Promise.resolve();
+    if (this.readable(first, last)) return Promise.resolve();
     this.picker.addRange(first, last);
     const ahead = Math.max(1, Math.ceil(this.ctx.readAhead / this.info.pieceLength));
     this.picker.readAhead(last + 1, last + ahead);
@@ -215,14 +221,15 @@ export class Torrent extends EventEmitter {
   }
 
   /**
-   * Resolves when pieces first..last are all verified and written. An abort rejects it and, for a
+   * Resolves when pieces first..last are all verified and written (a reader's range: verified and
+   * in memory, see `written`, is enough). An abort rejects it and, for a
    * reader's range, gives up the range's priority (fetching goes on as read-ahead or not at all).
    */
   private waitFor(first: number, last: number, signal?: AbortSignal, range = false): Promise<void> {
-    if (this.n === 0 || this.have.hasRange(first, last)) return Promise.resolve();
+    if (this.n === 0 || (range ? this.readable(first, last) : this.have.hasRange(first, last))) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      const w: Waiter = { first, last, next: first, resolve, reject };
+      const w: Waiter = { first, last, next: first, memory: range, resolve, reject };
       if (signal) {
         const onAbort = (): void => {
           this.waiters = this.waiters.filter((x) => x !== w);
@@ -238,15 +245,39 @@ export class Torrent extends EventEmitter {
     });
   }
 
+  /** Pieces first..last are verified: on disk, or in memory while their write is under way. */
+  private readable(first: number, last: number): boolean {
+    if (this.written.size === 0) return this.have.hasRange(first, last);
+    for (let i = first; i <= last; i++) if (!this.have.get(i) && !this.written.has(i)) return false;
+    return true;
+  }
+
   /**
    * Reads bytes of content already verified (callers fetchRange first), into `out` when given
    * (a reader's own buffer: a fresh 1 MiB buffer per read faults in fresh pages every time).
+   * Pieces in memory (being written, or kept for readers in the piece cache) are copied before
+   * anything is awaited (a written piece's buffer goes back to the pool); the rest is read from
+   * the file.
    */
   async read(start: number, end: number, out: Buffer = Buffer.allocUnsafe(end - start)): Promise<Buffer> {
     if (out.length < end - start) throw new RangeError(`read of ${end - start} bytes into ${out.length}`);
     out = out.subarray(0, end - start);
+    const fromDisk: Array<[number, number]> = [];
+    if (start === end) fromDisk.push([start, end]);
+    else {
+      const pl = this.info.pieceLength;
+      for (let i = Math.floor(start / pl); i * pl < end; i++) {
+        const a = Math.max(start, i * pl);
+        const b = Math.min(end, i * pl + pieceSize(this.info, i));
+        const mem = this.written.get(i) ?? this.ctx.cache.getAhead(this.id, i);
+        if (mem) mem.copy(out, a - start, a - i * pl, b - i * pl);
+        else if (fromDisk.length && fromDisk[fromDisk.length - 1][1] === a) fromDisk[fromDisk.length - 1][1] = b;
+        else fromDisk.push([a, b]);
+      }
+    }
     this.reads++;
     try {
+      if (fromDisk.length === 0) return out;
       // Complete content idle for a while has its fd closed (see releaseIdleFd): reopen it.
       if (this.fd === null && this.complete && !this.closed) {
         this.reopening ??= this.ctx.store.openRead(this.id).finally(() => { this.reopening = null; });
@@ -255,11 +286,13 @@ export class Torrent extends EventEmitter {
         else if (fd !== this.fd) await closeFd(fd).catch(() => {});
       }
       if (this.fd === null) throw new Error(`${this.id}: closed`);
-      let done = 0;
-      while (done < out.length) {
-        const { bytesRead } = await readFd(this.fd, out, done, out.length - done, start + done);
-        if (bytesRead === 0) throw new Error(`${this.id}: short read at ${start + done}`);
-        done += bytesRead;
+      for (const [a, b] of fromDisk) {
+        let done = a - start;
+        while (done < b - start) {
+          const { bytesRead } = await readFd(this.fd, out, done, b - start - done, start + done);
+          if (bytesRead === 0) throw new Error(`${this.id}: short read at ${start + done}`);
+          done += bytesRead;
+        }
       }
       return out;
     } finally {
@@ -374,6 +407,7 @@ export class Torrent extends EventEmitter {
         }
         const r = conn.serveQueue.shift()!;
         conn.serveCurrent = r;
+        this.readNext(conn, r.index);
         const piece = await this.readPiece(r.index);
         conn.serveCurrent = null;
         if (conn.closed) break;
@@ -391,6 +425,15 @@ export class Torrent extends EventEmitter {
     } finally {
       conn.serving = false;
     }
+  }
+
+  /**
+   * Starts reading the next piece this peer asked for while the current one is served: read one
+   * after the other, a cold disk's latency stopped the connection once per piece.
+   */
+  private readNext(conn: Conn, current: number): void {
+    const next = conn.serveQueue.find((q) => q.index !== current && !q.cancelled);
+    if (next && !this.ctx.cache.get(this.id, next.index)) this.readPiece(next.index).catch(() => {});
   }
 
   /** A whole verified piece, from a small cache (peers ask block by block, in order). */
@@ -526,13 +569,16 @@ export class Torrent extends EventEmitter {
       this.scheduleFill();
       return;
     }
+    if (!this.partial || this.closed) return;
+    // Readers waiting for it take it from memory now; it goes to the disk past the page cache
+    // (partial.ts): what was fetched would only push out of memory what readers use, and on this
+    // kind of VM filling fresh page-cache pages was a third of a fetching engine's CPU.
+    this.written.set(p.index, p.buf);
+    this.checkWaiters();
     try {
-      if (!this.partial || this.closed) return;
-      // Content no reader is on goes to the disk without the page cache (partial.ts): a copy for
-      // replication would only push out what readers use. A reader reads the piece back at once.
-      const direct = Date.now() - this.readerAt > READER_GRACE_MS;
-      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf, direct);
+      await this.partial.writePiece(p.index * this.info.pieceLength, p.buf, true);
     } catch (e) {
+      this.written.delete(p.index);
       giveBuffer(p.buf);
       this.picker.pieceLost(p.index);
       this.ctx.log('error', 'swarm.write_failed', { id: this.id, piece: p.index, error: (e as Error).message, why: 'fetching this content stops until asked again' });
@@ -540,10 +586,14 @@ export class Torrent extends EventEmitter {
       this.failWaiters(e as Error);
       return;
     }
+    this.written.delete(p.index);
     if (this.closed || !this.partial) return;
     this.picker.pieceDone(p.index);
     this.partial.markHave(p.index);
-    giveBuffer(p.buf); // written: peers asking for it get it from the file
+    // A reader's read-ahead is read in a moment: keep it in memory (written past the page cache,
+    // it would be read back from the device). Otherwise readers and peers get it from the file.
+    if (Date.now() - this.readerAt <= READER_GRACE_MS) this.ctx.cache.putAhead(this.id, p.index, p.buf);
+    else giveBuffer(p.buf);
     for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
     this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
     if (this.have.full()) await this.finish().catch(() => {});
@@ -552,7 +602,7 @@ export class Torrent extends EventEmitter {
 
   private checkWaiters(): void {
     this.waiters = this.waiters.filter((w) => {
-      while (w.next <= w.last && this.have.get(w.next)) w.next++;
+      while (w.next <= w.last && (this.have.get(w.next) || (w.memory && this.written.has(w.next)))) w.next++;
       if (w.next <= w.last) return true;
       w.resolve();
       return false;

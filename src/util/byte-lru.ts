@@ -1,11 +1,12 @@
 // A map bounded by the bytes its values cost: the least recently used go first when a new entry
 // takes it past the budget (never the new entry itself). The swarm's piece cache and the
-// metadata repository's object cache are both one.
+// metadata repository's object cache are both one. `onEvict` hears of every value that leaves
+// (evicted, deleted, cleared), e.g. to recycle its buffer.
 export class ByteLru<V> {
   private map = new Map<string, { v: V; cost: number }>();
   private bytes = 0;
 
-  constructor(private readonly budget: number) {}
+  constructor(private readonly budget: number, private readonly onEvict?: (v: V) => void) {}
 
   /** The value, now the most recently used. */
   get(key: string): V | undefined {
@@ -29,6 +30,7 @@ export class ByteLru<V> {
       if (this.bytes <= this.budget || k === key) break;
       this.map.delete(k);
       this.bytes -= e.cost;
+      this.onEvict?.(e.v);
     }
   }
 
@@ -37,10 +39,13 @@ export class ByteLru<V> {
     if (!e) return;
     this.map.delete(key);
     this.bytes -= e.cost;
+    this.onEvict?.(e.v);
   }
 
   clear(): void {
+    const old = this.onEvict ? [...this.map.values()] : [];
     this.map.clear();
+    for (const e of old) this.onEvict!(e.v);
     this.bytes = 0;
   }
 
