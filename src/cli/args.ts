@@ -11,6 +11,8 @@ export interface RunArgs {
   create: boolean;
   port: number;
   allowOther: boolean;
+  /** FUSE passthrough for content complete on this disk (--passthrough; off: every read through the node). */
+  passthrough: boolean;
   json: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /**
@@ -77,6 +79,10 @@ Options:
                     it; a bad one is repaired from the members, or the read fails with EIO)
   --port N          BitTorrent port: the first free port from N upward (default 6881)
   --allow-other     let other users use the mount (FUSE allow_other)
+  --passthrough     Linux 6.9+, as root: a read-only open of a file whose content is complete
+                    and verified on this disk is handed to the kernel, which reads the stored
+                    copy itself (near-native reads). While such a handle is open, a read-write
+                    open of the same file fails with ETXTBSY (see src/fuse/README.md)
   --dead-after D    a member silent for D (e.g. 90s, 10m, 1h; default 10m) is down: its content
                     is copied again to keep every file on "copies" disks (delugefs config)
   --audit-every D   how often every member is asked what it holds (default 1m); events (writes,
@@ -138,7 +144,7 @@ const CLUSTER_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function parseArgs(argv: string[]): Args {
   const pos: string[] = [];
   const named: { cluster?: string; root?: string; mount?: string } = {};
-  let create = false, allowOther = false, json = false, port = 6881, mdns = true, verifyReads = true;
+  let create = false, allowOther = false, passthrough = false, json = false, port = 6881, mdns = true, verifyReads = true;
   let join: RunArgs['join'], sshPort: number | undefined, iface: string | undefined;
   let joinWaitMs: number | undefined;
   let deadAfterMs: number | undefined, auditMs: number | undefined, gcGraceMs: number | undefined, zone: string | undefined, cacheBytes: number | undefined;
@@ -165,6 +171,7 @@ export function parseArgs(argv: string[]): Args {
       case '-V': case '--version': return { command: 'version' };
       case '--create': create = true; break;
       case '--allow-other': allowOther = true; break;
+      case '--passthrough': passthrough = true; break;
       case '--json': json = true; break;
       case '--cluster': named.cluster = value(); break;
       case '--root': named.root = value(); break;
@@ -238,7 +245,7 @@ export function parseArgs(argv: string[]): Args {
   if (!root) throw new UsageError('missing ROOT (the directory on the disk this node stores into)');
   if (create && join !== undefined) throw new UsageError('--create and --join (or --join-file) exclude each other');
   if (webBind !== undefined && webPort === undefined) throw new UsageError('--web-bind goes with --web-port');
-  return { command: 'run', cluster, root, mount, create, port, allowOther, json, logLevel, join, sshPort, interface: iface, peers, mdns, joinWaitMs, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads, webPort, webBind };
+  return { command: 'run', cluster, root, mount, create, port, allowOther, passthrough, json, logLevel, join, sshPort, interface: iface, peers, mdns, joinWaitMs, deadAfterMs, auditMs, gcGraceMs, zone, cacheBytes, scrubRate, scrubPauseMs, healRate, verifyReads, webPort, webBind };
 }
 
 /** Bytes: "4096", "500K", "20M", "2G", "1T" (powers of 1024). */

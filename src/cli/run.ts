@@ -250,7 +250,7 @@ export async function runNode(a: RunArgs): Promise<void> {
     cluster: { sshPort: a.sshPort, btPort: port, interface: a.interface, peers: a.peers, mdns: a.mdns, create: mode.kind === 'create', joinLimits: joinLimitsFromEnv() },
     // The swarm takes over the BitTorrent port reserved during the checks.
     releasePort: () => new Promise((r) => btListener.close(() => r())),
-    mount: mnt ? { dir: mnt, cluster: a.cluster, allowOther: a.allowOther } : undefined,
+    mount: mnt ? { dir: mnt, cluster: a.cluster, allowOther: a.allowOther, passthrough: a.passthrough } : undefined,
     web: a.webPort !== undefined ? { port: a.webPort, bind: a.webBind ?? '127.0.0.1' } : undefined,
     replication: { deadAfterMs: a.deadAfterMs, auditMs: a.auditMs, gcGraceMs: a.gcGraceMs, zone: a.zone, cacheBytes: a.cacheBytes, scrubRate: a.scrubRate, scrubPauseMs: a.scrubPauseMs, healRate: a.healRate },
   });

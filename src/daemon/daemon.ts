@@ -36,7 +36,7 @@ export interface DaemonOptions {
   /** Frees the BitTorrent port reserved during the checks, just before the swarm takes it. */
   releasePort?: () => Promise<void>;
   replication?: ReplicationOptions;
-  mount?: { dir: string; cluster: string; allowOther: boolean };
+  mount?: { dir: string; cluster: string; allowOther: boolean; passthrough?: boolean };
   /** The web port (metrics, the dashboard); none unless given. */
   web?: { port: number; bind: string };
 }
@@ -116,7 +116,7 @@ export class Daemon {
         });
       }
       if (o.mount) {
-        const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther, onDone: fuse?.observe }, o.log));
+        const mounted = (this.mounted = await mount(node, o.mount.dir, { cluster: o.mount.cluster, allowOther: o.mount.allowOther, passthrough: o.mount.passthrough, onDone: fuse?.observe }, o.log));
         this.onStop('mount', () => mounted.unmount());
       }
     } catch (e) {

@@ -20,6 +20,10 @@ export interface Dev {
   resume(watcher: object, on: boolean): number;
   /** Stops watching for good; must come before the fd is closed. */
   unwatch(watcher: object): number;
+  /** FUSE passthrough: registers `fd` as a backing file of the connection: its id (> 0) or -errno. */
+  backingOpen(devFd: number, fd: number): number;
+  /** 0 or -errno */
+  backingClose(devFd: number, id: number): number;
 }
 
 let dev: Dev | null = null;

@@ -108,6 +108,8 @@ export interface MountOptions {
   cluster: string;
   /** How to mount on Linux; see viaFusermount3. */
   via?: 'syscall' | 'fusermount';
+  /** FUSE passthrough where the kernel and privileges allow it (opt-in: see fuse/passthrough.ts). */
+  passthrough?: boolean;
   /** Told of every request answered (metrics). */
   onDone?: (op: number, seconds: number, errno: number) => void;
 }
@@ -222,9 +224,13 @@ export async function mount(fs: FileSystem, mnt: string, opts: MountOptions, log
   const dev = await loadFuse(opts);
   let initDone!: () => void;
   const inited = new Promise<void>((res) => (initDone = res));
-  const ops = new FuseOps(fs, { log, onInit: () => initDone() });
+  // Backing files are registered on the device fd, known once it is open (before INIT is read).
+  let devFd = -1;
+  const backing = platform() === 'linux' ? { open: (f: number) => dev.backingOpen(devFd, f), close: (id: number) => dev.backingClose(devFd, id) } : null;
+  const ops = new FuseOps(fs, { log, onInit: () => initDone(), backing, passthrough: !!opts.passthrough });
   const via = viaFusermount3(opts) ? 'fusermount3' : platform() === 'linux' ? 'mount(2)' : 'mount_fusefs';
   const { fd, attach } = await openDevice(dev, mnt, opts);
+  devFd = fd;
   const session = new Session(dev, fd, ops.handler, {
     bufferSize: IN_HEADER + WRITE_IN_SIZE + MAX_WRITE,
     concurrency: 64,

@@ -8,8 +8,9 @@ import type { Logger } from '../util/log.js';
 import { ReadBuffers } from './read-buffers.js';
 import { Inodes, Inode } from './inodes.js';
 import { Listings } from './listing.js';
+import { Passthrough, BackingFiles } from './passthrough.js';
 import {
-  Attr, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init, MAJOR, MINOR,
+  Attr, ENTRY_OUT_SIZE, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, Fattr, GETATTR_FH, IN_HEADER, Init, Init2, MAJOR, MINOR,
   NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_INODE, OPEN_OUT_SIZE, Op, RENAME_NOREPLACE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, attrOut, entryOut,
   WRITE_IN_SIZE, invalEntryOut, invalInodeOut, openOut, putU64, u64,
 } from './proto.js';
@@ -44,7 +45,14 @@ function kindBits(st: Stat): number {
   return KIND_BITS[st.type];
 }
 
-export interface OpsOptions { log: Logger; onInit?: () => void }
+export interface OpsOptions {
+  log: Logger;
+  onInit?: () => void;
+  /** The connection's backing files (Linux), for passthrough; null where there are none. */
+  backing?: BackingFiles | null;
+  /** Passthrough wanted (it is used only if the kernel offers it and backing files can be made). */
+  passthrough?: boolean;
+}
 
 export class FuseOps {
   readonly inodes = new Inodes();
@@ -54,9 +62,11 @@ export class FuseOps {
   /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL), and leaves the umask to us (FUSE_DONT_MASK). */
   acl = false;
   private dontMask = false;
+  readonly passthrough: Passthrough;
 
   constructor(private readonly fs: FileSystem, private readonly opts: OpsOptions) {
     this.listings = new Listings(fs, this.inodes, (ino, st) => this.attr(ino, st), TTL);
+    this.passthrough = new Passthrough(opts.backing ?? null, opts.log);
   }
 
   /** The session's error mapping: a negative errno, EIO logged. */
@@ -193,7 +203,20 @@ export class FuseOps {
     // default ACL can stand in for it (posix_acl_create is the filesystem's to do).
     const want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.AUTO_INVAL_DATA | Init.PARALLEL_DIROPS | Init.MAX_PAGES
       | Init.DO_READDIRPLUS | (process.env.DELUGEFS_NO_ACL ? 0 : Init.POSIX_ACL | Init.DONT_MASK);
-    const flags = kflags & want;
+    // Passthrough: the kernel offers it in flags2 (6.9+); stack depth 1, the store is a plain filesystem.
+    const kflags2 = kflags & Init.INIT_EXT && req.len >= IN_HEADER + 20 ? b.readUInt32LE(IN_HEADER + 16) : 0;
+    const pass = !!(kflags2 & Init2.PASSTHROUGH) && !!this.opts.backing && !!this.opts.passthrough && !!this.fs.localContent;
+    const flags = (kflags & want) | (pass ? Init.INIT_EXT : 0);
+    this.passthrough.on = pass;
+    if (pass) {
+      out.writeUInt32LE(Init2.PASSTHROUGH, 32); // flags2
+      out.writeUInt32LE(1, 36); // max_stack_depth
+    }
+    this.opts.log.info('fuse.passthrough', pass ? { on: true } : {
+      on: false,
+      why: !this.opts.passthrough ? 'not asked for (--passthrough)' : !this.opts.backing ? 'not on this platform'
+        : !(kflags2 & Init2.PASSTHROUGH) ? 'the kernel does not offer it (Linux 6.9+ with CONFIG_FUSE_PASSTHROUGH)' : 'the filesystem cannot name local content',
+    });
     this.acl = !!(flags & Init.POSIX_ACL);
     this.dontMask = !!(flags & Init.DONT_MASK);
     this.maxWrite = flags & Init.MAX_PAGES ? MAX_WRITE : 128 * 1024;
@@ -264,6 +287,7 @@ export class FuseOps {
       throw e;
     } finally {
       this.inodes.find(req.nodeid)?.handles?.delete(fh);
+      this.passthrough.release(fh);
     }
     return [];
   }
@@ -478,7 +502,21 @@ export class FuseOps {
     if (flags & O_TRUNC && (flags & O_ACCMODE) !== O_RDONLY) await this.dropPrivs(req, path);
     const fh = await this.fs.open(path, flags);
     this.opened(node, fh);
-    return [openOut(fh, this.openFlags(node, this.fs.fstat(fh), flags))];
+    const local = (flags & O_ACCMODE) === O_RDONLY ? this.fs.localContent?.(fh) ?? null : null;
+    const io = await this.ioMode(node, fh, flags, this.openFlags(node, this.fs.fstat(fh), flags), local);
+    return [openOut(fh, io.flags, undefined, 0, io.backing)];
+  }
+
+  /** The kernel's io mode for a new handle (passthrough.ts); a refused one is released again. */
+  private async ioMode(node: Inode, fh: number, flags: number, open: number, local: { fd: number; content: string } | null): Promise<{ flags: number; backing: number }> {
+    const acc = flags & O_ACCMODE;
+    try {
+      return this.passthrough.open(node.id, fh, open, local, acc === O_RDONLY ? 'r' : acc === O_WRONLY ? 'w' : 'rw');
+    } catch (e) {
+      node.handles?.delete(fh);
+      await this.fs.release(fh).catch(() => {});
+      throw e;
+    }
   }
 
   private async create(req: Request): Promise<Buffer[]> {
@@ -503,7 +541,9 @@ export class FuseOps {
     this.opened(node, fh);
     const out = Buffer.allocUnsafe(ENTRY_OUT_SIZE + OPEN_OUT_SIZE);
     entryOut(node.id, this.attr(node.id, st), TTL, TTL, out, 0);
-    openOut(fh, this.openFlags(node, st, flags), out, ENTRY_OUT_SIZE);
+    // Refused (ETXTBSY beside passthrough handles): the kernel never hears of this lookup.
+    const io = await this.ioMode(node, fh, flags, this.openFlags(node, st, flags), null).catch((e) => { this.inodes.forget(node.id, 1); throw e; });
+    openOut(fh, io.flags, out, ENTRY_OUT_SIZE, io.backing);
     return [out];
   }
 

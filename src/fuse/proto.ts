@@ -32,6 +32,14 @@ export const Init = {
   PARALLEL_DIROPS: 1 << 18,
   POSIX_ACL: 1 << 20,
   MAX_PAGES: 1 << 22,
+  /** fuse_init_in/out carry flags2 (the high 32 bits of the flags). */
+  INIT_EXT: 1 << 30,
+} as const;
+
+/** INIT flags2 (bits 32-63 of the flags). */
+export const Init2 = {
+  /** FUSE_PASSTHROUGH (bit 37, kernel 6.9): opens may name a backing file the kernel reads itself. */
+  PASSTHROUGH: 1 << 5,
 } as const;
 
 export const Fattr = {
@@ -45,6 +53,8 @@ export const NOTIFY_INVAL_ENTRY = 3;
 
 export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
+/** The reply's backing_id names a backing file (FUSE_DEV_IOC_BACKING_OPEN) that serves this open. */
+export const FOPEN_PASSTHROUGH = 1 << 7;
 export const GETATTR_FH = 1 << 0;
 export const RENAME_NOREPLACE = 1 << 0;
 
@@ -145,11 +155,12 @@ export function attrOut(a: Attr, attrValid: number): Buffer {
   return b;
 }
 
-export function openOut(fh: number, flags: number, into?: Buffer, at = 0): Buffer {
+/** fuse_open_out: fh, open_flags, backing_id (7.40; padding before, so 0 means none to older kernels). */
+export function openOut(fh: number, flags: number, into?: Buffer, at = 0, backing = 0): Buffer {
   const b = into ?? Buffer.alloc(OPEN_OUT_SIZE);
   putU64(b, at, fh);
   b.writeUInt32LE(flags, at + 8);
-  b.writeUInt32LE(0, at + 12);
+  b.writeInt32LE(backing, at + 12);
   return b;
 }
 

@@ -224,6 +224,13 @@ export class OpenFiles {
     return (await this.newHandle(path, true, entry)).id;
   }
 
+  localContent(fh: number): { fd: number; content: string } | null {
+    const h = this.handles.get(fh);
+    if (!h || h.writable || h.readFd === null || h.remote || h.mem || h.tmpFd !== null || !h.base || h.base.info.length === 0) return null;
+    if (h.verify && (h.verify.fd !== h.readFd || !this.c.verifier?.verified(h.base.id, h.base.info))) return null;
+    return { fd: h.readFd, content: h.base.id };
+  }
+
   read(fh: number, buf: Buffer, len: number, pos: number, signal?: AbortSignal): Promise<number> {
     const h = this.handle(fh);
     // Read-only handles never change their fds, so they need no ordering.

@@ -59,6 +59,12 @@ export interface FileSystem {
   /** fsync(2) of a directory: every namespace change made so far (creates, renames, deletes) reaches the disk. */
   syncNamespace(): Promise<void>;
   release(fh: number): Promise<void>;
+  /**
+   * A read-only handle whose whole content is the stored copy on this disk, verified (or not to
+   * be verified): that copy's fd and content id, for the kernel to read itself (FUSE
+   * passthrough). Null for anything else: writable, remote, in memory, partly verified.
+   */
+  localContent?(fh: number): { fd: number; content: string } | null;
   /** fallocate(2) on an open handle: mode 0, KEEP_SIZE (1), PUNCH_HOLE|KEEP_SIZE (3), ZERO_RANGE (0x10, | KEEP_SIZE). */
   fallocate(fh: number, offset: number, length: number, mode: number): Promise<void>;
   /** lseek(2) SEEK_DATA (3) or SEEK_HOLE (4) on an open handle; ENXIO at or past the end. */

@@ -412,6 +412,7 @@ export class DelugeNode extends EventEmitter implements FileSystem {
   fsync(fh: number) { return this.files.fsync(fh); }
   syncNamespace() { return this.ns.sync(); }
   release(fh: number) { return this.files.release(fh); }
+  localContent(fh: number) { return this.files.localContent(fh); }
   fallocate(fh: number, offset: number, length: number, mode: number) { return this.files.fallocate(fh, offset, length, mode); }
   seekData(fh: number, offset: number, whence: number) { return this.files.seekData(fh, offset, whence); }
   copyRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number) { return this.files.copyRange(fhIn, offIn, fhOut, offOut, len); }

@@ -58,6 +58,15 @@ export class ReadVerifier {
     throw new FsError('EIO', `${id}: stored pieces still do not match their hashes after a repair`);
   }
 
+  /** Every piece of the stored copy of `id` matched its hash in this run (nothing left to check on read). */
+  verified(id: ContentId, info: Info): boolean {
+    const b = this.good.get(id);
+    if (!b) return info.length === 0;
+    const n = pieceCount(info);
+    for (let p = 0; p < n; p++) if (!has(b, p)) return false;
+    return true;
+  }
+
   /** Bytes [start, end) must be checked again (the disk failed to read them after they matched). */
   forget(id: ContentId, info: Info, start: number, end: number): void {
     const b = this.good.get(id);

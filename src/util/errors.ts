@@ -2,7 +2,7 @@
 export type Errno =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'EPERM' | 'EACCES'
   | 'EBADF' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EXDEV' | 'EROFS' | 'EBUSY' | 'ENOSYS' | 'EMLINK'
-  | 'ENODATA' | 'ERANGE' | 'EOPNOTSUPP' | 'E2BIG' | 'ENXIO';
+  | 'ENODATA' | 'ERANGE' | 'EOPNOTSUPP' | 'E2BIG' | 'ENXIO' | 'ETXTBSY';
 
 export class FsError extends Error {
   constructor(readonly code: Errno, message?: string) {

@@ -122,6 +122,42 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return num(env, r < 0 ? -e : 0);
 }
 
+// FUSE passthrough (Linux >= 6.9; uapi/linux/fuse.h of 7.40, defined here for older headers):
+// registers an open file as a backing file of the connection; the id goes in an OPEN reply.
+#ifdef __linux__
+#include <stdint.h>
+#include <sys/ioctl.h>
+struct dfs_backing_map { int32_t fd; uint32_t flags; uint64_t padding; };
+#define DFS_IOC_BACKING_OPEN _IOW(229, 1, struct dfs_backing_map)
+#define DFS_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+#endif
+
+// backingOpen(devFd, fd) -> backing id (> 0) | -errno (EPERM without CAP_SYS_ADMIN, ENOTTY before 6.9)
+static napi_value js_backing_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+#ifdef __linux__
+  struct dfs_backing_map m = { .fd = arg_int(env, argv[1]), .flags = 0, .padding = 0 };
+  int r = ioctl(arg_int(env, argv[0]), DFS_IOC_BACKING_OPEN, &m);
+  return num(env, r < 0 ? -errno : r);
+#else
+  return num(env, -ENOSYS);
+#endif
+}
+
+// backingClose(devFd, id) -> 0 | -errno
+static napi_value js_backing_close(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+#ifdef __linux__
+  uint32_t id = (uint32_t)arg_int(env, argv[1]);
+  int r = ioctl(arg_int(env, argv[0]), DFS_IOC_BACKING_CLOSE, &id);
+  return num(env, r < 0 ? -errno : 0);
+#else
+  return num(env, -ENOSYS);
+#endif
+}
+
 // socketpair() -> [ours (close-on-exec), theirs] | -errno
 static napi_value js_socketpair(napi_env env, napi_callback_info info) {
   int sv[2];
@@ -280,6 +316,8 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("watch", js_watch);
   EXPORT("resume", js_resume);
   EXPORT("unwatch", js_unwatch);
+  EXPORT("backingOpen", js_backing_open);
+  EXPORT("backingClose", js_backing_close);
   return exports;
 }
 
