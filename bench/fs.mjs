@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Single-node filesystem benchmark: each operation through a DelugeFS mount and directly on the
 // root's disk in the same run, printed as ratios. Not a test: timing never decides pass/fail.
-// Usage: node bench/fs.mjs [--size-mib 1024] [--files 2000] [--stats 20000] [--entries 100000] [--json]
+// Usage: node bench/fs.mjs [--size-mib 1024] [--files 2000] [--stats 20000] [--entries 100000] [--passthrough] [--json]
+// (--passthrough: the node runs with --passthrough, so reads of its verified local content go to the kernel)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,7 @@ const FILES = arg('files', 2000);
 const STATS = arg('stats', 20000);
 const ENTRIES = arg('entries', 100000);
 const JSON_OUT = process.argv.includes('--json');
+const NODE_FLAGS = process.argv.includes('--passthrough') ? ['--passthrough'] : [];
 
 // Work runs in a separate process: this one never touches the mount synchronously.
 const WORKER = `
@@ -87,7 +89,7 @@ function report(name, mount, direct, unit, target, higherIsBetter = true) {
 
 const sb = await sandbox('dfs-bench');
 try {
-  let node = await sb.start([], { create: true });
+  let node = await sb.start(NODE_FLAGS, { create: true });
   const direct = join(sb.dir, 'direct');
   await mkdir(direct);
   const mib = SIZE_MIB;
@@ -135,7 +137,7 @@ try {
   // same cold read after a restart with verification and without it, against the raw disk's.
   const firstRead = async (extra) => {
     await node.stop();
-    node = await sb.start(extra);
+    node = await sb.start([...NODE_FLAGS, ...extra]);
     dropCaches();
     return work('read', sb.mnt, 0);
   };
@@ -143,7 +145,7 @@ try {
   report(`first read ${mib} MiB, verified (cold)`, mib / vOn, mib / cd, 'MiB/s', 'none');
   const vOff = await firstRead(['--no-verify-reads']);
   report(`first read ${mib} MiB, --no-verify-reads (cold)`, mib / vOff, mib / cd, 'MiB/s', 'none');
-  node = await (async () => { await node.stop(); return sb.start([]); })();
+  node = await (async () => { await node.stop(); return sb.start(NODE_FLAGS); })();
 
   const crm = work('create', sb.mnt, FILES);
   const crd = work('create', direct, FILES);
