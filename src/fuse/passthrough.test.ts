@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { sandbox, sh, Sandbox, NodeProc } from '../testing/node-proc.js';
+import { freePort } from '../testing/free-port.js';
 import { Passthrough } from './passthrough.js';
 import { FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH } from './proto.js';
 import { createLogger } from '../util/log.js';
@@ -31,17 +32,29 @@ async function kernelHasPassthrough(): Promise<boolean> {
   return /^CONFIG_FUSE_PASSTHROUGH=y/m.test(cfg.out);
 }
 
-async function start(name: string, extra: string[] = []): Promise<{ sb: Sandbox; node: NodeProc }> {
+async function start(name: string, extra: string[] = []): Promise<{ sb: Sandbox; node: NodeProc; port: number }> {
   const sb = await sandbox(name);
   boxes.push(sb);
-  const node = await sb.start(extra, { create: true });
-  return { sb, node };
+  const port = await freePort();
+  const node = await sb.start(['--web-port', String(port), ...extra], { create: true });
+  return { sb, node, port };
 }
+
+/** FUSE READ requests the node answered so far (its /metrics, which it renders at most every 2 s). */
+async function reads(port: number): Promise<number> {
+  await sleep(2100);
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = text.match(/^delugefs_fuse_requests_total\{op="read"\} (\d+)$/m);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Reads the file cold (the page cache dropped first): its sha1. */
+const coldSha = async (path: string) => (await sh(`echo 3 > /proc/sys/vm/drop_caches; sha1sum < ${path}`)).out.split(' ')[0];
 
 const ddSha = async (path: string) => (await sh(`dd if=${path} bs=1M iflag=direct status=none | sha1sum`)).out.split(' ')[0];
 
 test('--passthrough: verified local content opens in passthrough; mmap, a write-only open and a newer version beside it work, read-write is refused', { timeout: 120_000 }, async () => {
-  const { sb, node } = await start('dfs-passthrough', ['--passthrough']);
+  const { sb, node, port } = await start('dfs-passthrough', ['--passthrough']);
   const f = join(sb.mnt, 'f');
   const data = randomBytes(8 << 20);
   await fs.writeFile(f, data);
@@ -55,7 +68,10 @@ test('--passthrough: verified local content opens in passthrough; mmap, a write-
   assert.match(node.stderr(), /"fuse\.passthrough".*"on":true/);
   // The first read goes through the node, which verifies every piece; from then on opens are passthrough.
   assert.equal(sha1(await fs.readFile(f)), sha1(data));
+  const r0 = await reads(port);
+  assert.equal(await coldSha(f), sha1(data));
   assert.equal(await ddSha(f), sha1(data));
+  assert.ok((await reads(port)) - r0 <= 1, 'reads of a passthrough file reached the node');
   const mm = await sh(`python3 -c "import mmap,hashlib,sys; f=open('${f}','rb'); m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ); print(hashlib.sha1(m[:]).hexdigest())"`);
   assert.equal(mm.out.trim(), sha1(data), 'mmap of a passthrough file');
   // A handle held open in passthrough while the same inode is opened to write: read-write is
@@ -72,7 +88,9 @@ test('--passthrough: verified local content opens in passthrough; mmap, a write-
   const stored = (await sh(`find ${sb.root}/content -type f -size +7M`)).out.trim().split('\n').filter(Boolean);
   for (const p of stored) assert.ok([sha1(data), sha1(v2)].includes(sha1(await fs.readFile(p))), `${p} holds bytes of neither version`);
   // The newer version beside the held handle (direct_io through the node), then after it closed.
-  assert.equal(await ddSha(f), sha1(v2));
+  const r1 = await reads(port);
+  assert.equal(await coldSha(f), sha1(v2));
+  assert.ok((await reads(port)) - r1 >= 8, 'the newer version was not read through the node');
   holder.stdin!.end('\n');
   await new Promise((r) => holder.once('exit', r));
   await sleep(300);
@@ -82,12 +100,15 @@ test('--passthrough: verified local content opens in passthrough; mmap, a write-
 });
 
 test('without --passthrough: off, and a read-write open beside a reader works as on any filesystem', { timeout: 60_000 }, async () => {
-  const { sb, node } = await start('dfs-no-passthrough');
+  const { sb, node, port } = await start('dfs-no-passthrough');
   const f = join(sb.mnt, 'f');
   const data = randomBytes(4 << 20);
   await fs.writeFile(f, data);
   assert.equal(sha1(await fs.readFile(f)), sha1(data));
   assert.match(node.stderr(), /"fuse\.passthrough".*"on":false.*"why":"not asked for \(--passthrough\)"/);
+  const r0 = await reads(port);
+  assert.equal(await coldSha(f), sha1(data));
+  assert.ok((await reads(port)) - r0 >= 4, 'reads did not reach the node');
   const holder = spawn('sh', ['-c', `exec 3< '${f}'; read x; echo done`], { stdio: ['pipe', 'pipe', 'inherit'] });
   await sleep(300);
   const w = await fs.open(f, 'r+');
