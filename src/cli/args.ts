@@ -82,7 +82,7 @@ Options:
   --passthrough     Linux 6.9+, as root: a read-only open of a file whose content is complete
                     and verified on this disk is handed to the kernel, which reads the stored
                     copy itself (near-native reads). While such a handle is open, a read-write
-                    open of the same file fails with ETXTBSY (see src/fuse/README.md)
+                    open of the same file fails with ETXTBSY (README: "The FUSE layer")
   --dead-after D    a member silent for D (e.g. 90s, 10m, 1h; default 10m) is down: its content
                     is copied again to keep every file on "copies" disks (delugefs config)
   --audit-every D   how often every member is asked what it holds (default 1m); events (writes,
