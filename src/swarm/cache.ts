@@ -3,7 +3,7 @@
 // and other peers close behind), and pieces a reader's read-ahead fetched (written to disk past
 // the page cache, they are read from here instead of from the device).
 import { ByteLru } from '../util/byte-lru.js';
-import { giveBuffer } from './buffers.js';
+import { giveBuffer, retireServed } from './buffers.js';
 
 export class PieceCache {
   // The newest piece is always kept, even if it alone exceeds the budget.
@@ -17,7 +17,7 @@ export class PieceCache {
   private readonly ahead: ByteLru<Buffer>;
 
   constructor(budget: number) {
-    this.lru = new ByteLru(budget);
+    this.lru = new ByteLru(budget, retireServed);
     this.ahead = new ByteLru(budget, giveBuffer);
   }
 

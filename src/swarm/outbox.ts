@@ -4,6 +4,7 @@
 // s/GiB on the seeding side). One write in flight, copied into a reused 1 MiB buffer, is a single
 // SSL_write with no allocation; the kernel's socket buffer keeps the link busy meanwhile.
 import type { Socket } from 'node:net';
+import { blockCopied } from './buffers.js';
 
 const BATCH = 1024 * 1024;
 const POOL_MAX = 8;
@@ -40,7 +41,10 @@ export class Outbox {
       const take = Math.min(c.length, BATCH - n);
       buf.set(take === c.length ? c : c.subarray(0, take), n);
       n += take;
-      if (take === c.length) this.q.shift();
+      if (take === c.length) {
+        this.q.shift();
+        blockCopied(c);
+      }
       else this.q[0] = c.subarray(take);
     }
     this.queued -= n;

@@ -8,7 +8,7 @@ import { read as readCb, close as closeCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { ContentId, Info, pieceCount, pieceSize, BLOCK } from '../content/metainfo.js';
 import { verifyAsync } from './verify.js';
-import { giveBuffer } from './buffers.js';
+import { giveBuffer, takeServed, lendBlock } from './buffers.js';
 import type { PieceCache } from './cache.js';
 import type { ContentStore } from '../content/store.js';
 import { Bitfield } from './bitfield.js';
@@ -415,6 +415,7 @@ export class Torrent extends EventEmitter {
         // cancelled request would consume an identical one asked again since, which would then
         // never be answered.
         if (r.cancelled) continue;
+        lendBlock(piece);
         r.respond(null, piece.subarray(r.offset, r.offset + r.length));
         conn.uploaded += r.length;
         this.uploaded += r.length;
@@ -444,7 +445,7 @@ export class Torrent extends EventEmitter {
     if (!p) {
       p = (async () => {
         const start = index * this.info.pieceLength;
-        const buf = await this.read(start, start + pieceSize(this.info, index));
+        const buf = await this.read(start, start + pieceSize(this.info, index), takeServed(pieceSize(this.info, index)));
         this.ctx.cache.put(this.id, index, buf);
         return buf;
       })().finally(() => this.reading.delete(index));
