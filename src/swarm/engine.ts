@@ -18,7 +18,7 @@ import { warmVerifiers } from './verify.js';
 import { PieceCache } from './cache.js';
 import type { SwarmLog, SwarmLevel } from './log.js';
 import { RateLimiter } from './rate.js';
-import { MemberChannel, WireSecurity, TLS_HANDSHAKE_BYTE } from './secure.js';
+import { MemberChannel, WireSecurity, TLS_HANDSHAKE_BYTE, Secured } from './secure.js';
 import { Torrent, TorrentContext, TorrentStats, MAX_REQUEST } from './torrent.js';
 
 export interface PeerInfo {
@@ -357,11 +357,10 @@ export class Swarm extends EventEmitter {
   private async connectOut(t: Torrent, key: string, a: Addr, s: AddrState): Promise<void> {
     let conn: Conn | null = null;
     try {
-      const raw = connect({ host: a.host, port: a.port, noDelay: true });
-      let secured: { socket: Socket; node: string; key: KeyObject } | null = null;
+      let secured: Secured | null = null;
       if (!a.plain && this.channel) {
         try {
-          secured = await this.channel.open(raw, 'out', this.o.handshakeTimeout);
+          secured = await this.channel.dial(a.host, a.port, this.o.handshakeTimeout);
         } catch (e) {
           this.backoff(s, 0);
           this.log('debug', 'swarm.connect_failed', { id: t.id, peer: key, error: (e as Error).message });
@@ -369,7 +368,8 @@ export class Swarm extends EventEmitter {
         }
         if (this.closed || t.closed) return void secured.socket.destroy();
       }
-      conn = this.track(new Conn(secured?.socket ?? raw, 'out', raw));
+      const raw = secured?.socket ?? connect({ host: a.host, port: a.port, noDelay: true });
+      conn = this.track(new Conn(raw, 'out', raw, secured?.reads));
       if (secured) {
         conn.node = secured.node;
         conn.peerKey = secured.key;

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import Wire from 'bittorrent-protocol';
 import type { Block } from './picker.js';
 import { Outbox } from './outbox.js';
+import type { ReusedReads } from './secure.js';
 
 /** Largest message accepted: a bitfield of ~2M pieces, an extension message, a 128 KiB block. */
 export const MAX_MESSAGE = 256 * 1024 + 64;
@@ -28,7 +29,13 @@ class Framer {
     private readonly onOversized: (n: number) => void,
     /** True when the consumer is done with every frame given so far (a ring buffer may be reused). */
     private readonly drained: () => boolean,
+    /** Chunks are views of a reused read buffer: what is kept past push() is copied. */
+    private readonly reused = false,
   ) {}
+
+  private keep(part: Buffer): Buffer {
+    return this.reused ? Buffer.from(part) : part;
+  }
 
   /** Joins the parts of a frame: pieces into a ring buffer when safe, anything else freshly. */
   private join(): Buffer {
@@ -76,7 +83,7 @@ class Framer {
           continue;
         }
         this.size = size;
-        this.acc.push(chunk.subarray(off));
+        this.acc.push(this.keep(chunk.subarray(off)));
         this.accLen = chunk.length - off;
         return;
       }
@@ -86,14 +93,14 @@ class Framer {
         const size = this.frameSize(head, 0);
         if (size < 0) return;
         if (size === 0) {
-          this.acc.push(chunk.subarray(off));
+          this.acc.push(this.keep(chunk.subarray(off)));
           this.accLen += chunk.length - off;
           return;
         }
         this.size = size;
       }
       const take = Math.min(this.size - this.accLen, chunk.length - off);
-      this.acc.push(chunk.subarray(off, off + take));
+      this.acc.push(this.keep(chunk.subarray(off, off + take)));
       this.accLen += take;
       off += take;
       if (this.accLen === this.size) {
@@ -153,8 +160,11 @@ export class Conn extends EventEmitter {
   /** Address book key of an outgoing connection ("host:port"). */
   addrKey: string | null = null;
 
-  /** `socket` carries the wire (a TLSSocket for members); `raw` is the TCP socket under it. */
-  constructor(readonly socket: Socket, readonly direction: 'in' | 'out', readonly raw: Socket = socket) {
+  /**
+   * `socket` carries the wire (a TLSSocket for members); `raw` is the TCP socket under it (the
+   * same socket where TLS opened it itself: a dialed member, whose cleartext comes in `reads`).
+   */
+  constructor(readonly socket: Socket, readonly direction: 'in' | 'out', readonly raw: Socket = socket, reads?: ReusedReads) {
     super();
     raw.setNoDelay(true);
     this.wire = new Wire(direction === 'in' ? 'tcpIncoming' : 'tcpOutgoing');
@@ -165,7 +175,7 @@ export class Conn extends EventEmitter {
     // The wire emits every message header and block separately. On TCP, corking until the end
     // of the tick turns hundreds of small writes into one writev (a syscall per request
     // otherwise); over TLS a writev costs a fresh merged copy, so an Outbox batches instead.
-    const outbox = socket === raw ? null : new Outbox(socket, () => this.emit('drain'));
+    const outbox = socket === raw && !(socket as { encrypted?: boolean }).encrypted ? null : new Outbox(socket, () => this.emit('drain'));
     this.outbox = outbox;
     if (!outbox) socket.on('drain', () => this.emit('drain'));
     let corked = false;
@@ -192,11 +202,21 @@ export class Conn extends EventEmitter {
       // Blocks we asked for go straight to their request (the answer is copied into its piece
       // before this returns); everything else, and anything unexpected, goes through the wire.
       if (handshook && f.length > 13 && f[4] === 7 && this.takePiece(f)) return;
-      wire.write(f);
-    }, (n) => this.close(`oversized message (${n} bytes)`), drained);
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.closed) framer.push(chunk);
-    });
+      // The wire parses on a later tick: a view of a reused read buffer must be copied.
+      wire.write(f.buffer === readBuf ? Buffer.from(f) : f);
+    }, (n) => this.close(`oversized message (${n} bytes)`), drained, !!reads);
+    let readBuf: ArrayBufferLike | null = null;
+    if (reads) {
+      reads.sink = (chunk) => {
+        readBuf = chunk.buffer;
+        if (!this.closed) framer.push(chunk);
+      };
+      for (const c of reads.early.splice(0)) reads.sink(c);
+    } else {
+      socket.on('data', (chunk: Buffer) => {
+        if (!this.closed) framer.push(chunk);
+      });
+    }
     socket.on('error', (e) => this.close(`socket: ${e.message}`));
     socket.on('close', () => this.close('socket closed'));
     socket.on('end', () => this.close('peer closed'));

@@ -9,7 +9,7 @@
 // every output) before any framing, and the handshake would be our own code.
 import { KeyObject, createPublicKey } from 'node:crypto';
 import { Socket } from 'node:net';
-import { TLSSocket, SecureContext, createSecureContext, connect as tlsConnect } from 'node:tls';
+import { TLSSocket, SecureContext, ConnectionOptions, createSecureContext, connect as tlsConnect } from 'node:tls';
 import { selfSignedCert, certPem } from './cert.js';
 
 /** Application protocol named in the handshake: another TLS service's key cannot stand in for ours. */
@@ -33,7 +33,21 @@ export interface Secured {
   socket: TLSSocket;
   node: string;
   key: KeyObject;
+  /** A dialed channel reads into one reused buffer (dial): whoever takes the socket sets `sink`. */
+  reads?: ReusedReads;
 }
+
+/**
+ * Cleartext of a dialed channel, read into one reused buffer: `sink` gets a view that is valid
+ * only until it returns (Node's TLS would hand over a fresh buffer per 16 KiB record otherwise,
+ * 65,536 per GiB, each faulted in and then collected). What comes before a sink is set is copied.
+ */
+export interface ReusedReads {
+  sink: ((chunk: Buffer) => void) | null;
+  early: Buffer[];
+}
+
+const READ_BUFFER = 64 * 1024;
 
 export class MemberChannel {
   private readonly ctx: SecureContext;
@@ -58,14 +72,46 @@ export class MemberChannel {
     return this.sec.verify(key);
   }
 
+  /** Dials a member: TLS opens the socket itself, so its reads can go into a reused buffer. */
+  dial(host: string, port: number, timeoutMs: number): Promise<Secured> {
+    const reads: ReusedReads = { sink: null, early: [] };
+    const buffer = Buffer.allocUnsafeSlow(READ_BUFFER);
+    const t = tlsConnect({
+      host, port, secureContext: this.ctx, rejectUnauthorized: false, ALPNProtocols: [ALPN], servername: '', checkServerIdentity: () => undefined,
+      onread: { buffer, callback: (n: number, b: Uint8Array) => { const c = Buffer.from(b.buffer, b.byteOffset, n); if (reads.sink) reads.sink(c); else reads.early.push(Buffer.from(c)); return true; } },
+    } as unknown as ConnectionOptions);
+    t.setNoDelay(true);
+    return this.handshake(t, t, timeoutMs, 'secureConnect').then((s) => ({ ...s, reads }));
+  }
+
   /**
    * Runs the TLS handshake on a TCP socket (as server: `first` is what was already read from it,
    * the start of the ClientHello) and checks the peer's key. Rejects, with the socket destroyed,
    * unless the peer proved a member key.
    */
   open(raw: Socket, role: 'in' | 'out', timeoutMs: number, first?: Buffer): Promise<Secured> {
+    let t: TLSSocket;
+    if (role === 'in') {
+      t = new TLSSocket(raw, { isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [ALPN] });
+      // The bytes read to tell TLS from BitTorrent: handed to OpenSSL before the socket reads on.
+      const h = (t as unknown as { _handle?: { receive?: (b: Buffer) => void } })._handle;
+      if (first?.length) {
+        if (typeof h?.receive !== 'function') {
+          t.destroy();
+          raw.destroy();
+          return Promise.reject(new Error('this Node cannot hand buffered bytes to TLS'));
+        }
+        h.receive(first);
+      }
+    } else {
+      t = tlsConnect({ socket: raw, secureContext: this.ctx, rejectUnauthorized: false, ALPNProtocols: [ALPN], servername: '', checkServerIdentity: () => undefined });
+    }
+    return this.handshake(t, raw, timeoutMs, role === 'in' ? 'secure' : 'secureConnect');
+  }
+
+  /** Waits for the handshake on `t` and checks the peer's key; rejects with both sockets destroyed. */
+  private handshake(t: TLSSocket, raw: Socket, timeoutMs: number, event: 'secure' | 'secureConnect'): Promise<Secured> {
     return new Promise<Secured>((resolve, reject) => {
-      let t: TLSSocket;
       const fail = (why: string): void => {
         clearTimeout(timer);
         t?.destroy();
@@ -89,19 +135,7 @@ export class MemberChannel {
       };
       const onError = (e: Error): void => fail(`TLS: ${e.message}`);
       const onClose = (): void => fail('closed during the TLS handshake');
-      if (role === 'in') {
-        t = new TLSSocket(raw, { isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [ALPN] });
-        // The bytes read to tell TLS from BitTorrent: handed to OpenSSL before the socket reads on.
-        const h = (t as unknown as { _handle?: { receive?: (b: Buffer) => void } })._handle;
-        if (first?.length) {
-          if (typeof h?.receive !== 'function') return fail('this Node cannot hand buffered bytes to TLS');
-          h.receive(first);
-        }
-        t.once('secure', done);
-      } else {
-        t = tlsConnect({ socket: raw, secureContext: this.ctx, rejectUnauthorized: false, ALPNProtocols: [ALPN], servername: '', checkServerIdentity: () => undefined });
-        t.once('secureConnect', done);
-      }
+      t.once(event, done);
       t.on('error', onError);
       t.on('close', onClose);
     });
