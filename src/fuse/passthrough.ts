@@ -14,6 +14,9 @@
 import { FsError } from '../util/errors.js';
 import { FOPEN_DIRECT_IO, FOPEN_PASSTHROUGH } from './proto.js';
 import type { Logger } from '../util/log.js';
+import { constants } from 'node:os';
+
+const E = constants.errno;
 
 /** The connection's backing files (FUSE_DEV_IOC_BACKING_OPEN/CLOSE): an id (> 0) or -errno. */
 export interface BackingFiles {
@@ -22,7 +25,7 @@ export interface BackingFiles {
 }
 
 /** Errors that say passthrough cannot work on this connection at all (not just for one file). */
-const FOR_GOOD: Record<number, string> = { 1: 'EPERM: needs CAP_SYS_ADMIN', 25: 'ENOTTY: kernel before 6.9', 38: 'ENOSYS', 22: 'EINVAL' };
+const FOR_GOOD: Record<number, string> = { [E.EPERM]: 'EPERM: needs CAP_SYS_ADMIN', [E.ENOTTY]: 'ENOTTY: kernel before 6.9', [E.ENOSYS]: 'ENOSYS', [E.EINVAL]: 'EINVAL' };
 
 export class Passthrough {
   /** Opens may be passthrough: negotiated at INIT and not refused since. */

@@ -4,19 +4,34 @@
 // Each starts on a DIRECT_ALIGN boundary, so the piece can be written with O_DIRECT (partial.ts).
 import { loadFileOps } from '../native/fileops.js';
 
-const pools = new Map<number, Buffer[]>();
-let pooled = 0;
-const MAX_POOLED = 64 * 1024 * 1024;
+/** Free buffers by size, at most 64 MiB of them in all. */
+class SizePool {
+  private readonly free = new Map<number, Buffer[]>();
+  private bytes = 0;
+
+  take(size: number): Buffer | undefined {
+    const buf = this.free.get(size)?.pop();
+    if (buf) this.bytes -= size;
+    return buf;
+  }
+
+  give(buf: Buffer): void {
+    if (this.bytes + buf.length > 64 * 1024 * 1024) return;
+    let p = this.free.get(buf.length);
+    if (!p) this.free.set(buf.length, (p = []));
+    p.push(buf);
+    this.bytes += buf.length;
+  }
+}
+
+const pieces = new SizePool();
 /** Memory, file offset and length alignment that O_DIRECT accepts on every Linux block device. */
 export const DIRECT_ALIGN = 4096;
 const made = new WeakSet<Buffer>();
 
 export function takeBuffer(size: number): Buffer {
-  const p = pools.get(size);
-  if (p?.length) {
-    pooled -= size;
-    return p.pop()!;
-  }
+  const pooled = pieces.take(size);
+  if (pooled) return pooled;
   const whole = Buffer.from(new SharedArrayBuffer(size + DIRECT_ALIGN));
   const skew = loadFileOps().misalign(whole, DIRECT_ALIGN);
   const at = skew ? DIRECT_ALIGN - skew : 0;
@@ -26,12 +41,7 @@ export function takeBuffer(size: number): Buffer {
 }
 
 export function giveBuffer(buf: Buffer): void {
-  if (!made.has(buf)) return;
-  if (pooled + buf.length > MAX_POOLED) return;
-  let p = pools.get(buf.length);
-  if (!p) pools.set(buf.length, (p = []));
-  p.push(buf);
-  pooled += buf.length;
+  if (made.has(buf)) pieces.give(buf);
 }
 
 /**
@@ -45,25 +55,13 @@ export function giveBuffer(buf: Buffer): void {
 const lent = new WeakMap<ArrayBufferLike, { buf: Buffer; blocks: number; retired: boolean }>();
 
 /** Served pieces' own pool: plain memory (V8 copies out of shared memory byte-wise, slowly). */
-const served = new Map<number, Buffer[]>();
-let servedPooled = 0;
+const served = new SizePool();
 
 /** A pool buffer for a piece to be served (see lent). */
 export function takeServed(size: number): Buffer {
-  const p = served.get(size);
-  let buf = p?.pop();
-  if (buf) servedPooled -= size;
-  else buf = Buffer.allocUnsafeSlow(size);
+  const buf = served.take(size) ?? Buffer.allocUnsafeSlow(size);
   lent.set(buf.buffer, { buf, blocks: 0, retired: false });
   return buf;
-}
-
-function giveServed(buf: Buffer): void {
-  if (servedPooled + buf.length > MAX_POOLED) return;
-  let p = served.get(buf.length);
-  if (!p) served.set(buf.length, (p = []));
-  p.push(buf);
-  servedPooled += buf.length;
 }
 
 /** A block of a served piece goes to a wire. */
@@ -77,7 +75,7 @@ export function blockCopied(chunk: Uint8Array): void {
   const l = lent.get(chunk.buffer);
   if (!l || --l.blocks > 0 || !l.retired) return;
   lent.delete(chunk.buffer);
-  giveServed(l.buf);
+  served.give(l.buf);
 }
 
 /**

@@ -41,7 +41,6 @@ export class PieceCache {
   }
 
   drop(id: string): void {
-    for (const k of [...this.lru.keys()]) if (k.startsWith(`${id}:`)) this.lru.delete(k);
-    for (const k of [...this.ahead.keys()]) if (k.startsWith(`${id}:`)) this.ahead.delete(k);
+    for (const lru of [this.lru, this.ahead]) for (const k of [...lru.keys()]) if (k.startsWith(`${id}:`)) lru.delete(k);
   }
 }

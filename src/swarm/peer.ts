@@ -175,7 +175,7 @@ export class Conn extends EventEmitter {
     // The wire emits every message header and block separately. On TCP, corking until the end
     // of the tick turns hundreds of small writes into one writev (a syscall per request
     // otherwise); over TLS a writev costs a fresh merged copy, so an Outbox batches instead.
-    const outbox = socket === raw && !(socket as { encrypted?: boolean }).encrypted ? null : new Outbox(socket, () => this.emit('drain'));
+    const outbox = (socket as { encrypted?: boolean }).encrypted ? new Outbox(socket, () => this.emit('drain')) : null;
     this.outbox = outbox;
     if (!outbox) socket.on('drain', () => this.emit('drain'));
     let corked = false;

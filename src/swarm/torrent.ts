@@ -245,6 +245,11 @@ export class Torrent extends EventEmitter {
     });
   }
 
+  /** A reader asked for a range of this content in the last READER_GRACE_MS. */
+  private readerLately(): boolean {
+    return Date.now() - this.readerAt <= READER_GRACE_MS;
+  }
+
   /** Pieces first..last are verified: on disk, or in memory while their write is under way. */
   private readable(first: number, last: number): boolean {
     if (this.written.size === 0) return this.have.hasRange(first, last);
@@ -263,17 +268,14 @@ export class Torrent extends EventEmitter {
     if (out.length < end - start) throw new RangeError(`read of ${end - start} bytes into ${out.length}`);
     out = out.subarray(0, end - start);
     const fromDisk: Array<[number, number]> = [];
-    if (start === end) fromDisk.push([start, end]);
-    else {
-      const pl = this.info.pieceLength;
-      for (let i = Math.floor(start / pl); i * pl < end; i++) {
-        const a = Math.max(start, i * pl);
-        const b = Math.min(end, i * pl + pieceSize(this.info, i));
-        const mem = this.written.get(i) ?? this.ctx.cache.getAhead(this.id, i);
-        if (mem) mem.copy(out, a - start, a - i * pl, b - i * pl);
-        else if (fromDisk.length && fromDisk[fromDisk.length - 1][1] === a) fromDisk[fromDisk.length - 1][1] = b;
-        else fromDisk.push([a, b]);
-      }
+    const pl = this.info.pieceLength;
+    for (let i = Math.floor(start / pl); i * pl < end; i++) {
+      const a = Math.max(start, i * pl);
+      const b = Math.min(end, i * pl + pieceSize(this.info, i));
+      const mem = this.written.get(i) ?? this.ctx.cache.getAhead(this.id, i);
+      if (mem) mem.copy(out, a - start, a - i * pl, b - i * pl);
+      else if (fromDisk.length && fromDisk[fromDisk.length - 1][1] === a) fromDisk[fromDisk.length - 1][1] = b;
+      else fromDisk.push([a, b]);
     }
     this.reads++;
     try {
@@ -478,7 +480,7 @@ export class Torrent extends EventEmitter {
     // Only replication wants this content: what no reader waits for is asked for no faster than
     // the background rate allows (a reader's blocks go at once). Content a reader used in the
     // last seconds (its read-ahead), or that someone fetches in the foreground, is not held.
-    const limiter = this.background > 0 && this.foreground === 0 && Date.now() - this.readerAt > READER_GRACE_MS ? this.ctx.background : null;
+    const limiter = this.background > 0 && this.foreground === 0 && !this.readerLately() ? this.ctx.background : null;
     const allowed = limiter ? limiter.available(BLOCK) / BLOCK : Infinity;
     const throttle = (): void => {
       if (this.throttleWaiting) return;
@@ -593,7 +595,7 @@ export class Torrent extends EventEmitter {
     this.partial.markHave(p.index);
     // A reader's read-ahead is read in a moment: keep it in memory (written past the page cache,
     // it would be read back from the device). Otherwise readers and peers get it from the file.
-    if (Date.now() - this.readerAt <= READER_GRACE_MS) this.ctx.cache.putAhead(this.id, p.index, p.buf);
+    if (this.readerLately()) this.ctx.cache.putAhead(this.id, p.index, p.buf);
     else giveBuffer(p.buf);
     for (const c of this.conns) if (c.admitted && !c.closed) c.wire.have(p.index);
     this.emit('progress', { id: this.id, piece: p.index, have: this.have.count(), pieces: this.n, bytesLeft: this.bytesLeft() });
