@@ -6,6 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { Info, pieceCount, pieceLengthFor } from './metainfo.js';
 import type { HashJob } from './hash-worker.js';
+import { IdleRetire, workerIdleMs } from '../util/idle-retire.js';
 
 /** Up to this size hashing inline costs less than a worker round trip (~0.2 ms of SHA-1). */
 export const INLINE_MAX = 256 * 1024;
@@ -21,8 +22,13 @@ class HashPool {
   private pending = new Map<number, Pending>();
   private nextId = 1;
   private active = 0;
+  private readonly retire = new IdleRetire(workerIdleMs(), () => this.retireIdle());
 
   constructor(private readonly size: number) {}
+
+  get threads(): number {
+    return this.workers.length;
+  }
 
   run(job: Omit<HashJob, 'id'>): Promise<Buffer> {
     const id = this.nextId++;
@@ -38,6 +44,7 @@ class HashPool {
       let w = this.idle.pop();
       if (!w && this.workers.length < this.size) w = this.spawn();
       if (!w) return;
+      this.retire.busy();
       this.active++;
       w.ref();
       w.postMessage(this.queue.shift());
@@ -54,6 +61,7 @@ class HashPool {
       this.idle.push(w);
       if (p) m.error ? p.reject(new Error(m.error)) : p.resolve(Buffer.from(m.hashes!));
       this.pump();
+      if (!this.active && !this.queue.length) this.retire.idle();
     });
     w.on('error', (e) => {
       // A crashed worker fails everything queued on it; the pool replaces it on demand.
@@ -66,7 +74,17 @@ class HashPool {
     return w;
   }
 
+  /** Nothing to do for a while: the threads go (the next job starts them again). */
+  private retireIdle(): void {
+    if (this.active || this.queue.length) return;
+    const ws = this.workers;
+    this.workers = [];
+    this.idle = [];
+    for (const w of ws) void w.terminate();
+  }
+
   async close(): Promise<void> {
+    this.retire.busy();
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers = [];
     this.idle = [];
@@ -74,6 +92,11 @@ class HashPool {
 }
 
 let pool: HashPool | null = null;
+
+/** Hashing threads running now (tests). */
+export function hasherThreads(): number {
+  return pool?.threads ?? 0;
+}
 function getPool(): HashPool {
   pool ??= new HashPool(Math.max(1, Math.min(4, availableParallelism())));
   return pool;

@@ -224,7 +224,6 @@ export class Swarm extends EventEmitter {
       }
       this.timer = setInterval(() => this.tick(), 1000);
       this.timer.unref();
-      warmVerifiers();
       return this.port;
     }
     throw new Error('no free port');
@@ -642,6 +641,7 @@ export class Swarm extends EventEmitter {
           this.announce(cid);
           this.emit('complete', cid);
         });
+        if (!t.complete) warmVerifiers(info.pieceLength); // ready before the first piece arrives
         if (t.complete) this.announce(id);
         else if (this.dht) {
           this.lookups.set(id, { next: Date.now() + 1000, wait: 2000 });
