@@ -251,7 +251,7 @@ export class Namespace extends EventEmitter {
     return this.serial(() => this.commitNow());
   }
 
-  /** Folds small packs (git gc --auto) in turn with commits and merges: received pushes add one pack each. */
+  /** Rolls small packs together (GitRepo.maintain) in turn with commits and merges: received pushes add one pack each. */
   maintain(): Promise<void> {
     return this.serial(() => this.repo.maintain().catch((e) => this.opts.log.warn('repo.maintain.failed', { error: (e as Error).message })));
   }
