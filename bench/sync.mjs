@@ -6,7 +6,8 @@
 // 2) burst: --burst files written on node 0 (16 at a time) until every other node lists them all;
 // 3) convergence: every node writes --conv files at the same time; time from the last close until
 //    every node has one identical head, with pushes, bytes sent on eth0 and merge commits per change;
-// 4) idle RSS per node once everything settled.
+// 4) RSS per node 2 s after the last round settled, and again once idle 30 s (V8 and malloc give
+//    memory back only a while after a burst).
 // Not a test: the numbers are printed, never judged. Needs root (namespaces, FUSE). Run
 // `npm run build` first. Storage-only nodes are written through `put` (the control socket) and
 // listed from their committed tree.
@@ -170,11 +171,16 @@ try {
   }
   r.converge = r.converge_rounds[0];
 
-  // 4) idle memory.
+  // 4) memory: just after the burst, then idle.
+  const rssNow = async () => {
+    const rss = [];
+    for (const i of all) rss.push((await c.rss(i)) / 2 ** 20);
+    return { min: r1(Math.min(...rss)), avg: r1(rss.reduce((a, b) => a + b, 0) / rss.length), max: r1(Math.max(...rss)) };
+  };
   await sleep(2000);
-  const rss = [];
-  for (const i of all) rss.push((await c.rss(i)) / 2 ** 20);
-  r.idle_rss_mib = { min: r1(Math.min(...rss)), avg: r1(rss.reduce((a, b) => a + b, 0) / rss.length), max: r1(Math.max(...rss)) };
+  r.rss_after_burst_mib = await rssNow();
+  await sleep(28_000);
+  r.idle_rss_mib = await rssNow();
 } catch (e) {
   r.error = e.message;
 } finally {
@@ -198,7 +204,9 @@ else {
     rows.push([`all ${NODES} write ${CONV} files at once${ROUNDS > 1 ? `, round ${n + 1}` : ''}`, v.after_last_close_ms === null ? `NOT converged: ${v.distinct_heads_at_end} heads after 300 s` : `one head ${v.after_last_close_ms} ms after the last close${v.all_files_everywhere ? '' : ' (files missing!)'}`]);
     rows.push(['  per change', `${pc.pushes} pushes, ${pc.tx_bytes} bytes sent, ${pc.merges} merge commits, CPU ${pc.cpu_ms.nodes} ms in nodes + ${pc.cpu_ms.their_processes} ms in their processes`]);
   }
-  if (r.idle_rss_mib) rows.push(['idle RSS per node', `min ${r.idle_rss_mib.min} MiB, avg ${r.idle_rss_mib.avg} MiB, max ${r.idle_rss_mib.max} MiB`]);
+  const mib = (m) => `min ${m.min} MiB, avg ${m.avg} MiB, max ${m.max} MiB`;
+  if (r.rss_after_burst_mib) rows.push(['RSS per node 2 s after the burst', mib(r.rss_after_burst_mib)]);
+  if (r.idle_rss_mib) rows.push(['idle RSS per node (30 s later)', mib(r.idle_rss_mib)]);
   if (r.error) rows.push(['error', r.error]);
   const w = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);

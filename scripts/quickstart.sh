@@ -15,9 +15,10 @@ if command -v apt-get >/dev/null && ! dpkg -s fuse3 git openssh-client g++ make 
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent
-if [ "${1:-}" = demo ]; then shift; exec node dist/cli/main.js demo "$@"; fi
+# dist/cli/main.js runs itself: its #! line carries the flags a node runs with (src/cli/node-flags.ts).
+if [ "${1:-}" = demo ]; then shift; exec dist/cli/main.js demo "$@"; fi
 mkdir -p "$MNT"
 create=()
 [ -f "$ROOT/config/node.json" ] || create=(--create)
 echo "DelugeFS: cluster $CLUSTER, root $ROOT, mounted on $MNT (Ctrl-C to stop)"
-exec node dist/cli/main.js "$CLUSTER" "$ROOT" "$MNT" "${create[@]}" "$@"
+exec dist/cli/main.js "$CLUSTER" "$ROOT" "$MNT" "${create[@]}" "$@"

@@ -4,7 +4,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runCli, sandbox, Sandbox } from '../testing/node-proc.js';
+import { readFileSync } from 'node:fs';
+import { runCli, sandbox, Sandbox, CLI } from '../testing/node-proc.js';
+import { runProc } from '../testing/proc.js';
+import { NODE_FLAGS } from './node-flags.js';
 
 const boxes: Sandbox[] = [];
 after(async () => { for (const b of boxes) await b.cleanup(); });
@@ -34,6 +37,13 @@ test('--help and --version', async () => {
   const v = await cli(['--version']);
   assert.equal(v.code, 0);
   assert.match(v.out, /^delugefs \d+\.\d+\.\d+/);
+});
+
+test('the built command runs itself with the flags the harnesses start nodes with (its #! line)', async () => {
+  assert.equal(readFileSync(CLI, 'utf8').split('\n')[0], `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+  const r = await runProc(CLI, ['--version']); // executable (npm run build), through env -S
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^delugefs \d+/);
 });
 
 test('wrong arguments are usage errors (exit 2)', async () => {

@@ -26,6 +26,7 @@ import { CONTROL_SOCKET } from '../node/cluster-node.js';
 import { forceUnmount } from '../fuse/mount.js';
 import { createLan, NetnsHost, NetnsLan } from '../util/netns.js';
 import { runProc } from '../util/exec.js';
+import { NODE_FLAGS } from './node-flags.js';
 
 export const DEMO_USAGE = `Usage: delugefs demo [--dead-after D] [--keep-seconds N | --exit] [--loopback] [--json]
 
@@ -172,8 +173,8 @@ export async function runDemo(argv: string[]): Promise<void> {
     const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
     // nsenter, unshare and sh all exec: the PID spawned is the node's own.
     const proc = host
-      ? host.spawnNet('unshare', ['-u', 'sh', '-c', 'hostname "$0" && exec "$@"', `demo${n}`, process.execPath, ...args], { stdio, env })
-      : spawn(process.execPath, args, { stdio, env });
+      ? host.spawnNet('unshare', ['-u', 'sh', '-c', 'hostname "$0" && exec "$@"', `demo${n}`, process.execPath, ...NODE_FLAGS, ...args], { stdio, env })
+      : spawn(process.execPath, [...NODE_FLAGS, ...args], { stdio, env });
     const log = createWriteStream(join(dir, `node${n}.log`));
     proc.stderr!.pipe(log);
     const node: DemoNode = { n, root, mnt, proc, pid: proc.pid!, id: '', sshPort: 0, host, log };

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // The `delugefs` command.
 import { readFileSync } from 'node:fs';
 import { parseArgs, UsageError, USAGE } from './args.js';

@@ -14,6 +14,7 @@ import { CLI, NodeProc, waitReady } from './node-proc.js';
 import { eventually } from './eventually.js';
 import { git, runProc } from './proc.js';
 import { forceUnmount } from '../fuse/mount.js';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 import { controlCall } from '../cluster/control-socket.js';
 import { decodeName, encodeName, isMarker, splitPath } from '../meta/names.js';
 
@@ -134,7 +135,7 @@ export async function startCluster(o: ClusterOptions): Promise<TestCluster> {
       ...(o.mdns ? [] : ['--no-mdns']), ...(o.extra ?? []), ...extra];
     const env = { ...process.env, DELUGEFS_RUN_DIR: join(dir, `run-${host.name}`) };
     // DFS_CLUSTER_NODE_FLAGS: flags for each node's node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
-    const flags = (process.env.DFS_CLUSTER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const flags = [...NODE_FLAGS, ...(process.env.DFS_CLUSTER_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
     const machine = o.machines?.[i];
     // unshare and sh exec: the node keeps the PID that is spawned.
     const p = machine

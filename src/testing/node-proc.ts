@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forceUnmount } from '../fuse/mount.js';
 import { runProc } from './proc.js';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 
 export const CLI = new URL('../cli/main.js', import.meta.url).pathname;
 
@@ -42,7 +43,7 @@ export async function sandbox(name = 'dfs'): Promise<Sandbox> {
       if (o.mount !== false) mounts.add(m);
       // Each sandbox is its own "machine" for local joins (second disks).
       const env = { ...process.env, DELUGEFS_RUN_DIR: process.env.DELUGEFS_RUN_DIR ?? join(dir, 'run'), ...o.env };
-      const p = spawn(process.execPath, args, { stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env });
+      const p = spawn(process.execPath, [...NODE_FLAGS, ...args], { stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env });
       if (o.input !== undefined) p.stdin!.end(o.input);
       procs.add(p);
       p.on('exit', () => procs.delete(p));
@@ -124,7 +125,7 @@ export async function sh(cmd: string, opts: { allowFail?: boolean; input?: strin
 /** Runs the `delugefs` command to its end (behind `wrap`, e.g. unshare, if given); never rejects on its exit code. */
 export async function runCli(args: string[], o: { env?: NodeJS.ProcessEnv; input?: string; wrap?: string[] } = {}): Promise<{ code: number | null; out: string; err: string }> {
   const [cmd, ...pre] = o.wrap?.length ? o.wrap : [process.execPath];
-  const argv = o.wrap?.length ? [...pre, process.execPath, CLI, ...args] : [CLI, ...args];
+  const argv = o.wrap?.length ? [...pre, process.execPath, ...NODE_FLAGS, CLI, ...args] : [...NODE_FLAGS, CLI, ...args];
   const r = await runProc(cmd!, argv, { env: { ...process.env, ...o.env }, input: o.input, timeoutMs: 120_000 });
   return { code: r.code, out: r.stdout, err: r.stderr };
 }
