@@ -80,8 +80,10 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
   try {
     // Mixed sizes, written on every node; distinct content each.
     const inD0 = new Set<string>();
+    const sizeOf = new Map<string, number>();
     for (let k = 0; k < FILES; k++) {
       const data = randomBytes([100, 5000, 70_000, 300_000][k % 4]!);
+      sizeOf.set(infoHash(hashBuffer(data)), data.length);
       if (k % 3 === 0) inD0.add(infoHash(hashBuffer(data)));
       await c.write(k % 4, `/d${k % 3}/f${k}.bin`, data);
     }
@@ -109,6 +111,17 @@ test('copies=2 on four disks of three machines: placed, healed after kill -9, su
     for (const [id, at] of hinted) assert.deepEqual([...(where.get(id) ?? [])].sort(), at.map((n) => ids.get(n)).sort(), `${id}: held where its entry's at says (${at})`);
     assert.ok(hinted.size > 0, 'the entries written once the view was complete name their disks');
     console.log(`${hinted.size} of ${FILES} entries name their disks`);
+    // Small content (up to 64 KiB: the 100- and 5,000-byte files) was copied over the member RPC, the rest through the swarm.
+    const via = { rpc: 0, swarm: 0 };
+    for (const n of c.nodes) {
+      for (const l of (await readFile(n.logPath, 'utf8')).split('\n')) {
+        if (!l.includes('"event":"replication.fetched"')) continue;
+        const e = JSON.parse(l) as { id: string; via: 'rpc' | 'swarm' };
+        assert.equal(e.via, sizeOf.get(e.id)! <= 65_536 ? 'rpc' : 'swarm', `${e.id} of ${sizeOf.get(e.id)} bytes`);
+        via[e.via]++;
+      }
+    }
+    assert.ok(via.rpc > 0 && via.swarm > 0, JSON.stringify(via));
 
     // A planned outage: in maintenance, a disk silent past dead-after is not healed around.
     const victim = 2; // beta's only disk

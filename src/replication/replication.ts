@@ -27,7 +27,8 @@ import { Fsck } from './fsck.js';
 import { DIR_COPIES_RECORD, copiesAtPath, copiesByContent, dirKey, dirSettings, normalize } from './dir-copies.js';
 import { PlacementHints } from './hints.js';
 import { COPIES_RECORD, DEFAULT_COPIES, MAINTENANCE_RECORD, DRAIN_RECORD, ZONE_RECORD, decodeZone, decodeCopies, decodeFlag, encodeSetting } from './settings.js';
-import { ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, FSCK, ConfigParams, ConfigReply, DrainStatus, MirrorReply } from './methods.js';
+import { copySmall, readSmall, isSmall, type SmallCopyDeps } from './small-copy.js';
+import { CONTENT_READ, ACTIVE_TORRENTS, FREESPACE, PLEASE_MIRROR, PLEASE_STOP_MIRRORING, REPLICATION_CONFIG, REPLICATION_STATUS, DRAIN_STATUS, FSCK, ConfigParams, ConfigReply, DrainStatus, MirrorReply } from './methods.js';
 
 /** A member asked for drain_status is polled again once its last answer is this old. */
 const DRAIN_POLL_MS = 2000;
@@ -352,6 +353,13 @@ export class Replication {
     serve(rpc, FREESPACE, async () => ({ nodeId: me, ...(await this.space()), own: this.cluster.sync.adopted(me) ?? null }));
     serve(rpc, ACTIVE_TORRENTS, (p) => this.holdings.page(p.after, p.limit));
     serve(rpc, PLEASE_MIRROR, async (p) => this.mirror(p.ids));
+    // Small content's bytes for a member's copy (small-copy.ts): only what the namespace references.
+    serve(rpc, CONTENT_READ, async (p, peer) => {
+      if (peer.member === false || !this.cluster.membership.get(peer.nodeId)) throw new RpcError('forbidden', 'content_read is for members');
+      const data = this.holdings.has(p.id) ? await readSmall(this.node.store, p.id, this.node.ns.tree.info(p.id)) : null;
+      if (!data) throw new RpcError('not_found', `${p.id}: no small complete copy here`);
+      return { data: data.toString('base64') };
+    });
     // Copies go only where this node's own checks find them surplus (and the drop's locks hold).
     serve(rpc, PLEASE_STOP_MIRRORING, (p): Promise<MirrorReply> => this.loop.mayDrop(p.ids));
     serveLocks(rpc, this.holdings);
@@ -541,9 +549,15 @@ export class Replication {
       // least 1 MB/s, or its share of --heal-rate when that is less.
       const perMs = Math.min(1000, this.o.healRate > 0 ? this.o.healRate / this.o.concurrent / 1000 : 1000);
       const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(Math.max(120_000, (2 * info.length) / perMs))]);
-      void this.swarm.swarm.fetch(id, info, signal, { background: true, from: this.holderAddresses(id) }).then(
-        () => {
-          this.log.info('replication.fetched', { id });
+      // Small content over the member RPC (one round trip on a connection already open), else the swarm.
+      // (DFS_NO_SMALL_COPY=1: every copy through the swarm, for A/B benchmarks.)
+      const small = isSmall(info) && !process.env.DFS_NO_SMALL_COPY ? copySmall(this.smallDeps, id, info) : Promise.resolve(false);
+      void small.then(async (rpc) => {
+        if (!rpc) await this.swarm.swarm.fetch(id, info, signal, { background: true, from: this.holderAddresses(id) });
+        return rpc;
+      }).then(
+        (rpc) => {
+          this.log.info('replication.fetched', { id, via: rpc ? 'rpc' : 'swarm' });
           this.loop.schedule('plan', 1000);
         },
         (e) => { if (!this.closed) this.log.warn('replication.fetch_failed', { id, error: (e as Error).message }); },
@@ -552,6 +566,10 @@ export class Replication {
         this.pump();
       });
     }
+  }
+
+  private get smallDeps(): SmallCopyDeps {
+    return { store: this.node.store, log: this.log, holders: (id) => this.view.reachableHolders(id), client: (n) => this.clients.get(n) };
   }
 
   /**
