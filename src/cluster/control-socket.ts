@@ -15,6 +15,11 @@ const MAX_LINE = 1 << 20;
 /** Who local callers are, for handlers that care (e.g. a local join is trusted). */
 export const LOCAL_PEER: PeerInfo = { nodeId: 'local', address: 'unix', member: true };
 
+/** Refuses a method to anyone but a member in our records: not the control socket, not a guest. */
+export function memberOnly(peer: PeerInfo, membership: { get(nodeId: string): unknown }, method: string): void {
+  if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !membership.get(peer.nodeId)) throw new RpcError('forbidden', `${method} is for members`);
+}
+
 /** Refuses a method to anyone but the local control socket (whoever reaches it runs this machine's node). */
 export function localOnly(peer: PeerInfo, method: string): void {
   if (peer !== LOCAL_PEER) throw new RpcError('forbidden', `${method} is only for the local control socket`);

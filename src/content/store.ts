@@ -1,6 +1,6 @@
 // The content store: one file per content id (BitTorrent info hash) under ROOT/content, with
 // temp files under ROOT/tmp on the same filesystem so that storing is a rename. No network, no Git.
-import { mkdir, rename, rm, stat, readdir, unlink, statfs } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, readdir, unlink, statfs } from 'node:fs/promises';
 import { open as openCb, fsync as fsyncCb, close as closeCb, constants as fsc } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -65,6 +65,28 @@ export class ContentStore {
       await rename(tmpPath, this.path(id));
       this.onChange?.(id, true);
     });
+  }
+
+  /**
+   * Stores `data` as content `id` through a temp file (0600), which goes again on failure.
+   * `durable`: its bytes and its name in the store reach the disk before this resolves.
+   */
+  async putData(id: ContentId, data: Buffer, o: { durable?: boolean } = {}): Promise<void> {
+    const tmp = this.tempPath();
+    try {
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        if (o.durable) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.put(tmp, id);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+    if (o.durable) await this.sync(id, true);
   }
 
   /**

@@ -7,18 +7,18 @@ import type { DelugeNode } from './node.js';
 import type { RootPaths, NodeConfig } from './layout.js';
 import type { Logger } from '../util/log.js';
 import type { GitRepo } from '../meta/repo.js';
-import { Identity, isNodeId, parsePublicKeyLine } from '../cluster/identity.js';
+import { Identity, parsePublicKeyLine } from '../cluster/identity.js';
 import { Membership, RecordStore, MEMBERS as MEMBERS_PREFIX, MemberRecord, checkRecordChange } from '../cluster/membership.js';
 import { serve } from '../daemon/methods.js';
 import { AUTHORIZE, INVITE, JOIN_LOCAL, MEMBERS, PUSH_RECEIVED, REMOVE_NODE, STATUS, JOIN_REQUEST, JOIN_REQUESTS, JOIN_APPROVE, JOIN_REFUSE } from './control-methods.js';
 import { JoinRequests, JoinRequestError, JoinLimits } from '../cluster/join-requests.js';
 import { MetaSync, SyncNamespace } from '../cluster/sync.js';
 import { guardRepository } from '../cluster/repo-guard.js';
-import { RpcRegistry, RpcError, PeerInfo } from '../cluster/rpc.js';
+import { RpcRegistry, RpcError } from '../cluster/rpc.js';
 import { SYNC_PUSH, PushRefused } from '../cluster/sync-push.js';
 import { SYNC_PULL, SYNC_SUMMARY, PullRefused } from '../cluster/sync-pull.js';
 import { SshServer, DEFAULT_SSH_PORT } from '../cluster/ssh-server.js';
-import { ControlServer, LOCAL_PEER, localOnly, registerForward } from '../cluster/control-socket.js';
+import { ControlServer, LOCAL_PEER, localOnly, memberOnly, registerForward } from '../cluster/control-socket.js';
 import { startDiscovery, resolveInterface, Discovery } from '../cluster/discovery.js';
 import { registerJoin, JOIN_METHOD, FileNonceStore, createInvite } from '../cluster/invite.js';
 import { registerLocal } from '../cluster/local-registry.js';
@@ -226,12 +226,9 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
     sync: cn.sync.peerHeads(),
   }));
   serve(rpc, MEMBERS, () => cn.membership.list());
-  const memberOnly = (peer: PeerInfo, what: string) => {
-    if (peer === LOCAL_PEER || !isNodeId(peer.nodeId) || !cn.membership.get(peer.nodeId)) throw new RpcError('forbidden', `${what} is for members`);
-  };
   // New sync values and their objects from a member (cluster/sync-push.ts): in place of a git push.
   rpc.register(SYNC_PUSH, (params, peer) => {
-    memberOnly(peer, SYNC_PUSH);
+    memberOnly(peer, cn.membership, SYNC_PUSH);
     return cn.sync.receivePush(peer.nodeId, params).catch((e: Error) => {
       throw e instanceof PushRefused ? new RpcError('push_refused', e.message) : e;
     });
@@ -239,11 +236,11 @@ function registerMethods(rpc: RpcRegistry, cn: ClusterNode, node: DelugeNode, ns
 
   // Anti-entropy from a member (cluster/sync-pull.ts): in place of git ls-remote and git fetch.
   rpc.register(SYNC_SUMMARY, (_params, peer) => {
-    memberOnly(peer, SYNC_SUMMARY);
+    memberOnly(peer, cn.membership, SYNC_SUMMARY);
     return cn.sync.summary();
   });
   rpc.register(SYNC_PULL, (params, peer) => {
-    memberOnly(peer, SYNC_PULL);
+    memberOnly(peer, cn.membership, SYNC_PULL);
     return cn.sync.servePull(params).catch((e: Error) => {
       throw e instanceof PullRefused ? new RpcError('pull_refused', e.message) : e;
     });

@@ -7,7 +7,6 @@
 // Small content that cannot be stored (a full disk) stays in memory, served from there, and
 // holds back every commit (the journal that carries its bytes must not be dropped) until a
 // later attempt stores it.
-import { unlink, writeFile } from 'node:fs/promises';
 import type { ContentStore } from '../content/store.js';
 import type { ContentId } from '../content/metainfo.js';
 import type { Logger } from '../util/log.js';
@@ -79,12 +78,9 @@ export class ContentKeeper {
   private attempt(id: ContentId, data: Buffer): Promise<void> {
     const p = this.smallTail.then(async () => {
       if (!this.pendingSmall.has(id)) return; // stored by an earlier attempt
-      const tmp = this.store.tempPath();
       try {
-        await writeFile(tmp, data, { mode: 0o600 });
-        await this.store.put(tmp, id);
+        await this.store.putData(id, data);
       } catch (e) {
-        await unlink(tmp).catch(() => {});
         // Once per spell of failures, not once per file: a full disk fails them all.
         if (!this.failedSmall.size) this.log.warn('content.store.failed', { id, error: (e as Error).message, why: 'small files are kept in memory and in the journal, and stored once there is room' });
         this.failedSmall.set(id, e as Error);

@@ -12,7 +12,7 @@ import type { Info } from '../content/metainfo.js';
 import { join } from 'node:path';
 import { serve } from '../daemon/methods.js';
 import { RpcError, PeerInfo } from '../cluster/rpc.js';
-import { localOnly } from '../cluster/control-socket.js';
+import { localOnly, memberOnly } from '../cluster/control-socket.js';
 import { PeerClients } from '../cluster/peer-clients.js';
 import { isNodeId } from '../cluster/identity.js';
 import { Holdings } from './holdings.js';
@@ -355,7 +355,7 @@ export class Replication {
     serve(rpc, PLEASE_MIRROR, async (p) => this.mirror(p.ids));
     // Small content's bytes for a member's copy (small-copy.ts): only what the namespace references.
     serve(rpc, CONTENT_READ, async (p, peer) => {
-      if (peer.member === false || !this.cluster.membership.get(peer.nodeId)) throw new RpcError('forbidden', 'content_read is for members');
+      memberOnly(peer, this.cluster.membership, CONTENT_READ.name);
       const data = this.holdings.has(p.id) ? await readSmall(this.node.store, p.id, this.node.ns.tree.info(p.id)) : null;
       if (!data) throw new RpcError('not_found', `${p.id}: no small complete copy here`);
       return { data: data.toString('base64') };

@@ -2,7 +2,7 @@
 // against the content's piece hashes, stored as the swarm would store a finished download.
 // Anything unusual (no holder answers, wrong bytes, a full disk) returns false and the swarm
 // fetches it instead.
-import { open, unlink } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { type ContentId, type Info, pieceCount, verifyPiece } from '../content/metainfo.js';
 import type { ContentStore } from '../content/store.js';
 import type { RpcClient } from '../cluster/rpc-client.js';
@@ -45,20 +45,10 @@ export async function copySmall(d: SmallCopyDeps, id: ContentId, info: Info): Pr
       d.log.warn('replication.small_copy.bad', { id, from: node, bytes: data.length });
       continue;
     }
-    const tmp = d.store.tempPath('r');
     try {
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        await fh.writeFile(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await d.store.put(tmp, id);
-      await d.store.sync(id, true);
+      await d.store.putData(id, data, { durable: true });
       return true;
     } catch (e) {
-      await unlink(tmp).catch(() => {});
       d.log.warn('replication.small_copy.store_failed', { id, error: (e as Error).message });
       return false;
     }
